@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangar-oss/hangar/internal/api"
+	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/build"
+	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/dbinstance"
+	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/router"
+	"github.com/hangar-oss/hangar/internal/runtime/netns"
+	"github.com/hangar-oss/hangar/internal/store"
+	"github.com/hangar-oss/hangar/internal/tlsca"
+)
+
+func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Hangar server: API, router, deploy pipeline and executors on one HTTPS port",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), *cfg, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
+	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
+	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
+	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
+	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
+	return cmd
+}
+
+// serve runs the server until ctx is done, then shuts everything down:
+// HTTP first, then executors, database instances and the metadata cluster.
+func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (err error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	mdb, started, err := openMetadata(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	// Shutdown work must run even though ctx is done by then.
+	bg := context.WithoutCancel(ctx)
+	if started {
+		defer func() {
+			if serr := mdb.cluster.Stop(bg); serr != nil {
+				err = errors.Join(err, fmt.Errorf("stop metadata PostgreSQL: %w", serr))
+			}
+		}()
+	}
+	st, err := store.Open(ctx, mdb.url)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key, err := st.Setting(ctx, "jwt_key", func() (string, error) { return auth.NewSecret(48), nil })
+	if err != nil {
+		return err
+	}
+	tokens, err := auth.New([]byte(key), auth.Config{})
+	if err != nil {
+		return err
+	}
+	ca, err := tlsca.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	drv, err := netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+	if err != nil {
+		return err
+	}
+	if err := drv.Cleanup(ctx); err != nil {
+		return fmt.Errorf("clean up executors of an earlier run: %w", err)
+	}
+	instances := dbinstance.New(dbinstance.Config{
+		Dir: filepath.Join(cfg.DataDir, "instances"), Settings: cfg.PGSettings,
+		Logger: log.With("component", "dbinstance"),
+	})
+	rt := router.New(log.With("component", "router"))
+	svc, err := deploy.New(ctx, deploy.Config{
+		DataDir: cfg.DataDir, Domain: cfg.Domain,
+		SystemDatabaseURL: sysDBURL(mdb),
+		HealthTimeout:     cfg.HealthTimeout,
+		Build: build.Options{
+			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
+		},
+		Logger: log,
+	}, st, instances, drv, rt)
+	if err != nil {
+		return err
+	}
+	defer svc.Shutdown(bg)
+	if err := svc.Launch(ctx); err != nil {
+		return err
+	}
+
+	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, log), rt)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: ca.GetCertificate(tlsca.AllowDomain(cfg.Domain)),
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\nCA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n",
+		cfg.Domain, ln.Addr(), ca.CertPath(), cfg.Domain, ca.CertPath())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// sysDBURL is the DBOS system database of Hangar's own workflows: beside the
+// metadata database, named after it.
+func sysDBURL(m metadataDB) string {
+	u, err := url.Parse(m.url)
+	if err != nil {
+		return m.url
+	}
+	u.Path = u.Path + "_dbos_sys"
+	return u.String()
+}

@@ -1,0 +1,367 @@
+// Package e2e drives a real Hangar end to end: `hangar serve` started as a
+// process on a throwaway data dir, real PostgreSQL clusters, real npm
+// installs, the official DBOS Cloud CLI from npm and Hangar's own CLI.
+package e2e
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
+)
+
+// OfficialCLI is the official DBOS Cloud CLI package the tests run with npx.
+const OfficialCLI = "@dbos-inc/dbos-cloud@2.10.24"
+
+var bin string // directory holding the built hangar and dbos-cloud binaries
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if reason := unsupported(); reason != "" {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "e2e: required in CI but cannot run:", reason)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "e2e: skipping:", reason)
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "hangar-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin = dir
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/hangar", "../cmd/dbos-cloud").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build binaries: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// unsupported says why this machine cannot run the end-to-end tests.
+func unsupported() string {
+	if os.Geteuid() != 0 {
+		return "executors need network namespaces: run as root"
+	}
+	for _, tool := range []string{"npx", "node", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " not found"
+		}
+	}
+	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl"); len(m) == 0 {
+		return "no PostgreSQL binaries in /usr/lib/postgresql"
+	}
+	return ""
+}
+
+// Hangar is a running `hangar serve`.
+type Hangar struct {
+	DataDir string
+	Domain  string // localhost:<port>
+	Port    string
+	CA      string // path of the CA certificate
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var prefixSeq struct {
+	sync.Mutex
+	n int
+}
+
+// startHangar starts `hangar serve` on a fresh data dir and a free port, and
+// stops it (SIGTERM) at the end of the test.
+func startHangar(t *testing.T) *Hangar {
+	t.Helper()
+	dataDir, err := os.MkdirTemp("", "hangar-e2e-data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The embedded PostgreSQL runs as the postgres user, which must reach it.
+	if err := os.Chmod(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	prefixSeq.Lock()
+	prefixSeq.n++
+	n := prefixSeq.n
+	prefixSeq.Unlock()
+	h := &Hangar{DataDir: dataDir, Domain: "localhost:" + port, Port: port, out: &syncBuffer{}, done: make(chan error, 1)}
+	h.cmd = exec.Command(filepath.Join(bin, "hangar"), "serve",
+		"--data-dir", dataDir, "--listen", "127.0.0.1:"+port, "--domain", h.Domain,
+		"--network-prefix", fmt.Sprintf("e2e%d%d", os.Getpid()%10000, n),
+		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n), "--health-timeout", "90s")
+	h.cmd.Env = append(os.Environ(), "HANGAR_PG_SETTINGS=fsync=off")
+	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(func() {
+		h.Stop(t)
+		if t.Failed() {
+			t.Logf("hangar output:\n%s", h.out.String())
+		}
+		os.RemoveAll(dataDir)
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(h.out.String(), "Hangar is serving") {
+		select {
+		case err := <-h.done:
+			t.Fatalf("hangar serve exited early: %v\n%s", err, h.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hangar serve did not start within 60s:\n%s", h.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.CA = filepath.Join(dataDir, "ca.pem")
+	return h
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (h *Hangar) Stop(t *testing.T) {
+	t.Helper()
+	if h.cmd.ProcessState != nil {
+		return
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("hangar serve exited with %v after SIGTERM", err)
+		}
+	case <-time.After(60 * time.Second):
+		_ = h.cmd.Process.Kill()
+		t.Errorf("hangar serve did not stop within 60s of SIGTERM")
+	}
+}
+
+// AddUser runs `hangar users add` and returns the refresh token.
+func (h *Hangar) AddUser(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(bin, "hangar"), "users", "add", name, "--data-dir", h.DataDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hangar users add: %v\n%s", err, out)
+	}
+	f := strings.Fields(string(out))
+	return f[len(f)-1]
+}
+
+// Env is the environment both CLIs run with.
+func (h *Hangar) Env() []string {
+	return append(os.Environ(), "DBOS_DOMAIN="+h.Domain, "NODE_EXTRA_CA_CERTS="+h.CA, "SSL_CERT_FILE="+h.CA)
+}
+
+// HTTPClient trusts Hangar's CA and dials every host at the server, as DNS
+// would for <org>-<app>.localhost.
+func (h *Hangar) HTTPClient(t *testing.T) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(h.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	addr := "127.0.0.1:" + h.Port
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		},
+	}
+}
+
+// Client is an API client logged in with token.
+func (h *Hangar) Client(t *testing.T, refresh string) *apiclient.Client {
+	t.Helper()
+	c := &apiclient.Client{BaseURL: "https://" + h.Domain, HTTP: h.HTTPClient(t)}
+	tok, err := c.Exchange(context.Background(), refresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Token = tok.AccessToken
+	return c
+}
+
+// run runs a command in dir with env and returns its combined output and
+// exit code.
+func run(t *testing.T, dir string, env []string, name string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return string(out), code
+}
+
+// official runs the official DBOS Cloud CLI in dir.
+func (h *Hangar) official(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	return run(t, dir, h.Env(), "npx", append([]string{"-y", OfficialCLI}, args...)...)
+}
+
+// ours runs Hangar's dbos-cloud in dir.
+func (h *Hangar) ours(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	return run(t, dir, h.Env(), filepath.Join(bin, "dbos-cloud"), args...)
+}
+
+// fixture copies testdata/apps/<name> into a temp dir, applying edits
+// (file → func(old) new), and returns its path.
+func fixture(t *testing.T, name string, edits map[string]func(string) string) string {
+	t.Helper()
+	src := filepath.Join("..", "testdata", "apps", name)
+	dst := filepath.Join(t.TempDir(), name)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if f, ok := edits[rel]; ok {
+			b = []byte(f(string(b)))
+		}
+		info, _ := d.Info()
+		return os.WriteFile(filepath.Join(dst, rel), b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// get fetches url and returns status and body.
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}
+
+// zipEntry is one entry of a hand-made archive.
+type zipEntry struct {
+	Name    string
+	Body    string
+	Mode    os.FileMode
+	Symlink bool
+}
+
+// makeZip builds an archive like the official CLI's (UNIX modes).
+func makeZip(t *testing.T, entries []zipEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		fh := &zip.FileHeader{Name: e.Name, Method: zip.Deflate}
+		mode := e.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if e.Symlink {
+			mode = os.ModeSymlink | 0o777
+		}
+		fh.SetMode(mode)
+		w, err := zw.CreateHeader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, e.Body)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+var urlRE = regexp.MustCompile(`Access your application at (https://\S+)`)
+
+// lastLines returns the last n lines of s, for failure messages.
+func lastLines(s string, n int) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,186 @@
+// Package api serves Hangar's HTTP API: the DBOS Cloud API the official CLI
+// speaks (shared/API.md), plus the token endpoint. Handlers decode, make one
+// service call and encode; one adapter turns errors into the CLI's error
+// body. It is a transport: it may import the orchestration and leaf packages
+// and apiclient (the wire types).
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/store"
+)
+
+// Config configures the API.
+type Config struct {
+	// Domain is the public domain (host[:port]) apps are served under.
+	Domain string
+	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
+	MaxArchiveBytes int64
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg    Config
+	svc    *deploy.Service
+	store  *store.DB
+	tokens *auth.Issuer
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewHandler returns the API handler.
+func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, log *slog.Logger) http.Handler {
+	if cfg.MaxArchiveBytes == 0 {
+		cfg.MaxArchiveBytes = 500 << 20
+	}
+	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, log: log.With("component", "api"), now: time.Now}
+	return s.withRequestID(s.routes())
+}
+
+// handlerFunc is a handler that returns an error for the adapter to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts a handlerFunc: errors become the CLI's error body.
+func (s *Server) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// authed wraps h so that it runs only with a verified principal.
+func (s *Server) authed(h handlerFunc) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			return hangar.Errorf(hangar.KindUnauthorized, "missing bearer token: log in first")
+		}
+		uid, err := s.tokens.Verify(strings.TrimSpace(tok))
+		if err != nil {
+			return err
+		}
+		u, err := s.store.UserByID(r.Context(), uid)
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{User: u})))
+	})
+}
+
+// principal returns the request's principal; authed guarantees one.
+func principal(r *http.Request) auth.Principal {
+	p, _ := auth.PrincipalFrom(r.Context())
+	return p
+}
+
+// orgOf returns the {org} path value after checking the caller acts in it.
+func orgOf(r *http.Request) (string, error) {
+	org := r.PathValue("org")
+	return org, principal(r).CheckOrg(org)
+}
+
+// statusOf maps an error kind to its HTTP status: the one place that does.
+func statusOf(k hangar.Kind) int {
+	switch k {
+	case hangar.KindNotFound:
+		return http.StatusNotFound
+	case hangar.KindInvalid:
+		return http.StatusBadRequest
+	case hangar.KindConflict:
+		return http.StatusConflict
+	case hangar.KindUnauthorized:
+		return http.StatusUnauthorized
+	case hangar.KindForbidden:
+		return http.StatusForbidden
+	case hangar.KindUnavailable:
+		return http.StatusServiceUnavailable
+	case hangar.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	kind := hangar.KindOf(err)
+	body := apiclient.Error{StatusCode: statusOf(kind), RequestID: requestID(r.Context())}
+	var he *hangar.Error
+	if errors.As(err, &he) {
+		body.Message, body.DetailedError = he.Message, he.Detail
+	} else {
+		body.Message = "internal server error (request " + body.RequestID + ")"
+	}
+	if kind == hangar.KindInternal {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", body.RequestID, "err", err)
+	}
+	writeJSON(w, body.StatusCode, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a small JSON request body into v.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		return hangar.Errorf(hangar.KindInvalid, "invalid request body: %v", err)
+	}
+	return nil
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func (s *Server) withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 8)
+		rand.Read(b) //nolint:errcheck
+		id := hex.EncodeToString(b)
+		w.Header().Set("X-Request-Id", id)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+// appURL is the public URL of an app.
+func (s *Server) appURL(a hangar.App) string { return "https://" + a.Hostname(s.cfg.Domain) + "/" }
+
+// HostSwitch serves the API on the domain's host and everything else (app
+// hostnames under the domain) with apps.
+func HostSwitch(domain string, api, apps http.Handler) http.Handler {
+	apiHost := hostOnly(domain)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(hostOnly(r.Host), apiHost) {
+			api.ServeHTTP(w, r)
+			return
+		}
+		apps.ServeHTTP(w, r)
+	})
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}

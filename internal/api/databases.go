@@ -1,0 +1,62 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+func toUserDB(d hangar.DBInstance) apiclient.UserDBInstance {
+	return apiclient.UserDBInstance{
+		PostgresInstanceName: d.Name, Status: string(d.Status), HostName: d.Host, Port: d.Port,
+		DatabaseUsername: d.AdminUser, IsLinked: d.IsLinked, DBOSAdminName: d.AdminUser,
+	}
+}
+
+func (s *Server) provisionDB(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.ProvisionDBRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if _, err := s.svc.ProvisionDB(r.Context(), org, deploy.ProvisionRequest{
+		Name: req.Name, AdminName: req.AdminName, AdminPassword: req.AdminPassword,
+	}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listDBs(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	dbs, err := s.svc.DBInstances(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	out := make([]apiclient.UserDBInstance, 0, len(dbs))
+	for _, d := range dbs {
+		out = append(out, toUserDB(d))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) dbInfo(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.svc.DBInstance(r.Context(), org, r.PathValue("db"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toUserDB(d))
+}

@@ -1,0 +1,23 @@
+package api
+
+import "net/http"
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /oauth/token", s.handle(s.token))
+	mux.Handle("GET /v1alpha1/user/profile", s.authed(s.profile))
+
+	mux.Handle("PUT /v1alpha1/{org}/applications", s.authed(s.registerApp))
+	mux.Handle("GET /v1alpha1/{org}/applications", s.authed(s.listApps))
+	mux.Handle("GET /v1alpha1/{org}/applications/{app}", s.authed(s.getApp))
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}", s.authed(s.deployApp))
+
+	mux.Handle("POST /v1alpha1/{org}/databases/userdb", s.authed(s.provisionDB))
+	mux.Handle("GET /v1alpha1/{org}/databases", s.authed(s.listDBs))
+	mux.Handle("GET /v1alpha1/{org}/databases/userdb/info/{db}", s.authed(s.dbInfo))
+
+	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return notFoundRoute(r)
+	}))
+	return mux
+}

@@ -1,0 +1,44 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// token exchanges a refresh token for an access token (Auth0-shaped).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	var req apiclient.TokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.GrantType != "refresh_token" || req.RefreshToken == "" {
+		return hangar.Errorf(hangar.KindInvalid, `unsupported grant: send grant_type "refresh_token" with a refresh_token`)
+	}
+	u, err := s.store.UseRefreshToken(r.Context(), req.RefreshToken, s.now(), auth.RefreshMaxAge, auth.RefreshMaxIdle)
+	if err != nil {
+		return err
+	}
+	tok, exp, err := s.tokens.Issue(u)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, apiclient.TokenResponse{
+		AccessToken: tok, TokenType: "Bearer", ExpiresIn: int(time.Until(exp).Seconds()),
+	})
+}
+
+func (s *Server) profile(w http.ResponseWriter, r *http.Request) error {
+	u := principal(r).User
+	return writeJSON(w, http.StatusOK, apiclient.Profile{
+		Name: u.Name, Email: u.Email, Organization: u.Org, SubscriptionPlan: "pro",
+		IsOrgAdmin: true, CreatedAt: u.CreatedAt.UTC().Format(time.RFC3339),
+	})
+}
+
+func notFoundRoute(r *http.Request) error {
+	return hangar.Errorf(hangar.KindNotFound, "no route for %s %s", r.Method, r.URL.Path)
+}

@@ -1,0 +1,133 @@
+// Package build is the build half of Hangar's deploy pipeline: it unpacks an
+// uploaded archive safely, reads the app's dbos-config.yaml, runs the app's
+// setup commands, installs its dependencies and runs its migrations. Each
+// step is a separate function with its own file and test, so the deploy
+// orchestrator can record each one as a durable step.
+//
+// It imports only internal/hangar; internal/deploy and the composition roots
+// import it.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// Options configures a Builder. The zero value is usable: every field's zero
+// value means its documented default.
+type Options struct {
+	// Env is the base environment of every build command (PATH, HOME, …).
+	// Build commands never inherit Hangar's own environment, which holds its
+	// secrets. Default: PATH with the usual system directories and
+	// /usr/local/go/bin, HOME=os.TempDir(), LANG=C.UTF-8.
+	Env []string
+	// NPMCacheDir is npm's cache directory (npm_config_cache), shared by
+	// builds so that installing unchanged dependencies again is fast.
+	// Default "": npm's own default under $HOME.
+	NPMCacheDir string
+	// PipIndexURL is the Python package index pip installs from
+	// (PIP_INDEX_URL). Default "": pip's default, PyPI.
+	PipIndexURL string
+	// PipFindLinks is a space-separated list of URLs or directories pip
+	// searches for packages (PIP_FIND_LINKS). Default "": none.
+	PipFindLinks string
+	// CommandTimeout bounds each setup and install command. Default 30
+	// minutes.
+	CommandTimeout time.Duration
+	// MigrateTimeout bounds each migration command. Default 10 minutes.
+	MigrateTimeout time.Duration
+	// MaxInstalledBytes caps the size of the app folder once its
+	// dependencies are installed. Default 2 GiB (SPEC §3).
+	MaxInstalledBytes int64
+}
+
+// Builder runs the configuration and migration steps of a deploy. Create it
+// with NewBuilder; it is safe for concurrent use by several jobs.
+type Builder struct {
+	opts   Options
+	runner Runner
+}
+
+// NewBuilder returns a Builder that runs commands through r (ExecRunner in
+// production).
+func NewBuilder(opts Options, r Runner) *Builder {
+	if opts.Env == nil {
+		opts.Env = []string{
+			"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=" + os.TempDir(),
+			"LANG=C.UTF-8",
+		}
+	}
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = 30 * time.Minute
+	}
+	if opts.MigrateTimeout == 0 {
+		opts.MigrateTimeout = 10 * time.Minute
+	}
+	if opts.MaxInstalledBytes == 0 {
+		opts.MaxInstalledBytes = 2 << 30
+	}
+	return &Builder{opts: opts, runner: r}
+}
+
+// Job is one build: an unpacked app and where its output goes.
+type Job struct {
+	// Dir is the app folder: the unpacked archive.
+	Dir string
+	// Config is the app's parsed dbos-config.yaml.
+	Config Config
+	// Env is added to the environment of the app's own commands
+	// (runtimeConfig.setup and database.migrate): the caller passes the app's
+	// database variables (DBOS_DATABASE_URL, …). Dependency installs do not
+	// get it: they run third-party code from package registries.
+	Env []string
+	// Log receives a header line per command and the commands' output (the
+	// deploy log). Nil discards it.
+	Log io.Writer
+}
+
+func (j Job) log() io.Writer {
+	if j.Log == nil {
+		return io.Discard
+	}
+	return j.Log
+}
+
+// run runs one shell command of step in the app folder, after writing its
+// header to the log.
+func (b *Builder) run(ctx context.Context, j Job, step, shell string, env []string, timeout time.Duration) error {
+	fmt.Fprintf(j.log(), "==> %s: %s\n", step, shell)
+	err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: shell, Env: env, Stdout: j.log(), Timeout: timeout})
+	if err == nil {
+		return nil
+	}
+	var e *hangar.Error
+	if errors.As(err, &e) {
+		return &hangar.Error{Kind: e.Kind, Message: step + ": " + e.Message, Detail: e.Detail}
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// env returns the base environment followed by extra; later entries win.
+func (b *Builder) env(extra ...string) []string {
+	return append(append(make([]string, 0, len(b.opts.Env)+len(extra)), b.opts.Env...), extra...)
+}
+
+// formatBytes renders a byte count for users: "500 MiB", "1.5 GiB".
+func formatBytes(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i, unit := 0, int64(1)
+	for i < len(units)-1 && n >= unit<<10 {
+		i, unit = i+1, unit<<10
+	}
+	if n%unit == 0 {
+		return fmt.Sprintf("%d %s", n/unit, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", float64(n)/float64(unit), units[i])
+}

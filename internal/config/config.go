@@ -1,0 +1,127 @@
+// Package config holds the server's configuration: defaults, environment
+// (HANGAR_*) and flags, validated once by the composition root. It is a leaf:
+// it imports only internal/hangar.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is the configuration of `hangar serve` and the operator commands.
+type Config struct {
+	// DataDir holds everything Hangar keeps on disk: the embedded metadata
+	// cluster, the CA, archives, apps and database instances. Default
+	// $XDG_DATA_HOME/hangar (~/.local/share/hangar), or /var/lib/hangar when
+	// running as root, since the unprivileged postgres user must reach it.
+	DataDir string
+	// Listen is the HTTPS listen address. Default "127.0.0.1:8443".
+	Listen string
+	// Domain is the public host[:port] of the API; apps are served at
+	// <org>-<app>.<Domain>. Default "localhost:8443".
+	Domain string
+	// DatabaseURL is the metadata database. Default "": Hangar runs its own
+	// PostgreSQL cluster in DataDir/postgres.
+	DatabaseURL string
+	// NetworkPrefix names executors' network namespaces; distinct Hangar
+	// processes on one host need distinct prefixes. Default "hg".
+	NetworkPrefix string
+	// Subnet is the IPv4 pool executors' networks come from. Default
+	// "10.213.0.0/16".
+	Subnet string
+	// HealthTimeout bounds how long a new version may take to serve HTTP.
+	// Default 2m.
+	HealthTimeout time.Duration
+	// NPMCacheDir is npm's cache shared by builds. Default DataDir/cache/npm.
+	NPMCacheDir string
+	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
+	PipIndexURL, PipFindLinks string
+	// PGSettings are extra settings for every PostgreSQL cluster Hangar runs
+	// (for example fsync=off in tests), as name=value pairs.
+	PGSettings map[string]string
+}
+
+// Getenv reads one environment variable.
+type Getenv func(string) string
+
+// Defaults returns the configuration with environment overrides applied:
+// flags, applied by the caller afterwards, override both.
+func Defaults(getenv Getenv) Config {
+	c := Config{
+		DataDir:       getenv("HANGAR_DATA_DIR"),
+		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
+		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
+		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
+		NetworkPrefix: or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
+		Subnet:        or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
+		HealthTimeout: 2 * time.Minute,
+		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
+		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
+		c.HealthTimeout = d
+	}
+	if s := getenv("HANGAR_PG_SETTINGS"); s != "" {
+		c.PGSettings = parseSettings(s)
+	}
+	if c.DataDir == "" {
+		c.DataDir = defaultDataDir(getenv)
+	}
+	return c
+}
+
+func defaultDataDir(getenv Getenv) string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/hangar"
+	}
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "hangar")
+	}
+	return filepath.Join(getenv("HOME"), ".local", "share", "hangar")
+}
+
+// parseSettings reads "a=b,c=d".
+func parseSettings(s string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func or(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}
+
+// Validate checks the configuration and makes DataDir absolute.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: want host:port", c.Listen))
+	}
+	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
+		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))
+	}
+	if c.HealthTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("health timeout must be positive"))
+	}
+	if c.NPMCacheDir == "" {
+		c.NPMCacheDir = filepath.Join(c.DataDir, "cache", "npm")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"HANGAR_DATA_DIR":       "/srv/hangar",
+		"HANGAR_DOMAIN":         "apps.example.com",
+		"HANGAR_HEALTH_TIMEOUT": "30s",
+		"HANGAR_PG_SETTINGS":    "fsync=off, max_connections=300",
+	}
+	c := Defaults(func(k string) string { return env[k] })
+	want := Config{
+		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", Domain: "apps.example.com",
+		NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
+		PGSettings: map[string]string{"fsync": "off", "max_connections": "300"},
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("Defaults mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		mod     func(*Config)
+		wantErr bool
+	}{
+		"OK":           {func(*Config) {}, false},
+		"BadListen":    {func(c *Config) { c.Listen = "8443" }, true},
+		"BadDomain":    {func(c *Config) { c.Domain = "https://x/" }, true},
+		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
+		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := Defaults(func(string) string { return "" })
+			c.DataDir = "/tmp/x"
+			tc.mod(&c)
+			if err := c.Validate(); (err != nil) != tc.wantErr {
+				t.Errorf("Validate() = %v, wantErr %v", err, tc.wantErr)
+			}
+		})
+	}
+}

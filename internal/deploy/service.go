@@ -1,0 +1,218 @@
+// Package deploy orchestrates Hangar: app registration, database instance
+// provisioning and the deploy pipeline, run as DBOS durable workflows on the
+// metadata database so that a server killed mid-deploy resumes where it
+// stopped. It declares the small interfaces its leaves (store, dbinstance,
+// runtime drivers, router) satisfy, and may import internal/hangar,
+// internal/runtime and internal/build.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/hangar-oss/hangar/internal/build"
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
+)
+
+// Store is the metadata the orchestrator reads and writes.
+type Store interface {
+	App(ctx context.Context, org, name string) (hangar.App, error)
+	AppByID(ctx context.Context, id string) (hangar.App, error)
+	Apps(ctx context.Context, org string) ([]hangar.App, error)
+	CreateApp(ctx context.Context, a hangar.App, instanceID string) error
+	SetAppStatus(ctx context.Context, appID string, status hangar.AppStatus) error
+	SetAppServing(ctx context.Context, appID, version string) error
+
+	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
+	DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error)
+	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
+	CreateDBInstance(ctx context.Context, d hangar.DBInstance) error
+	SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error
+
+	CreateVersion(ctx context.Context, v hangar.Version) error
+	Version(ctx context.Context, appID, id string) (hangar.Version, error)
+	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
+	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
+}
+
+// Instances runs managed database instances and the apps' databases on them.
+type Instances interface {
+	Provision(ctx context.Context, inst hangar.DBInstance) (int, error)
+	Start(ctx context.Context, inst hangar.DBInstance) error
+	StopAll(ctx context.Context) error
+	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
+}
+
+// Router routes app hostnames to executors.
+type Router interface {
+	Set(host string, upstreams []string)
+}
+
+// Config configures the orchestrator.
+type Config struct {
+	// DataDir holds archives (DataDir/archives) and app trees
+	// (DataDir/apps/<app ID>). Required.
+	DataDir string
+	// Domain is the public domain apps are served under. Required.
+	Domain string
+	// SystemDatabaseURL is the DBOS system database of Hangar's own
+	// workflows. Required.
+	SystemDatabaseURL string
+	// ExecutorID names this Hangar process in DBOS. Default "hangar".
+	ExecutorID string
+	// HealthTimeout bounds how long a new executor may take to answer HTTP.
+	// Default 2 minutes.
+	HealthTimeout time.Duration
+	// StopGrace is how long an executor gets between SIGTERM and kill.
+	// Default 10 s.
+	StopGrace time.Duration
+	// Build configures dependency installs and migrations.
+	Build build.Options
+	// Limits bounds uploaded archives.
+	Limits build.Limits
+	// Logger receives the orchestrator's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service is the orchestrator. Create it with New, then Launch it.
+type Service struct {
+	cfg       Config
+	store     Store
+	instances Instances
+	driver    runtime.Driver
+	router    Router
+	builder   *build.Builder
+	log       *slog.Logger
+	dbos      dbos.Context
+
+	mu        sync.Mutex
+	executors map[string][]*executor // app ID → running executors of its serving version
+}
+
+// workflowVersion is the DBOS application version of Hangar's workflows:
+// bump it when a workflow's steps change incompatibly.
+const workflowVersion = "hangar-1"
+
+// New returns a Service; it registers its workflows but runs nothing yet.
+func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.Driver, rt Router) (*Service, error) {
+	if cfg.DataDir == "" || cfg.Domain == "" || cfg.SystemDatabaseURL == "" {
+		return nil, errors.New("deploy: DataDir, Domain and SystemDatabaseURL are required")
+	}
+	if cfg.ExecutorID == "" {
+		cfg.ExecutorID = "hangar"
+	}
+	if cfg.HealthTimeout == 0 {
+		cfg.HealthTimeout = 2 * time.Minute
+	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, d := range []string{"archives", "apps", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	dctx, err := dbos.NewContext(ctx, dbos.Config{
+		AppName:            "hangar",
+		DatabaseURL:        cfg.SystemDatabaseURL,
+		ApplicationVersion: workflowVersion,
+		ExecutorID:         cfg.ExecutorID,
+		Logger:             cfg.Logger.With("component", "dbos"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start DBOS: %w", err)
+	}
+	s := &Service{
+		cfg: cfg, store: st, instances: inst, driver: drv, router: rt,
+		builder: build.NewBuilder(cfg.Build, build.ExecRunner{}),
+		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
+		executors: map[string][]*executor{},
+	}
+	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
+	dbos.RegisterWorkflow(dctx, s.provisionWorkflow, dbos.WithWorkflowName("provision-db"))
+	return s, nil
+}
+
+// Launch starts the managed database instances and the executors of every
+// available app, then launches DBOS, which resumes interrupted workflows.
+func (s *Service) Launch(ctx context.Context) error {
+	insts, err := s.store.DBInstances(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, in := range insts {
+		if in.Status != hangar.DBAvailable || in.IsLinked {
+			continue
+		}
+		if err := s.instances.Start(ctx, in); err != nil {
+			s.log.ErrorContext(ctx, "start database instance", "instance", in.Name, "err", err)
+			_ = s.store.SetDBInstanceState(ctx, in.ID, hangar.DBFailed, in.Host, in.Port)
+		}
+	}
+	apps, err := s.store.Apps(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		if a.Version == "" || (a.Status != hangar.StatusAvailable && a.Status != hangar.StatusUnavailable) {
+			continue
+		}
+		if err := s.serve(ctx, a, a.Version); err != nil {
+			s.log.ErrorContext(ctx, "restart app", "app", a.Name, "version", a.Version, "err", err)
+			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
+		}
+	}
+	if err := dbos.Launch(s.dbos); err != nil {
+		return fmt.Errorf("launch DBOS: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops DBOS, every executor and every managed database instance.
+func (s *Service) Shutdown(ctx context.Context) {
+	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
+	s.mu.Lock()
+	all := s.executors
+	s.executors = map[string][]*executor{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, exs := range all {
+		for _, ex := range exs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.stopExecutor(ctx, ex)
+			}()
+		}
+	}
+	wg.Wait()
+	if err := s.instances.StopAll(ctx); err != nil {
+		s.log.ErrorContext(ctx, "stop database instances", "err", err)
+	}
+}
+
+// appDir is the tree of one app: its versions and logs.
+func (s *Service) appDir(appID string) string { return filepath.Join(s.cfg.DataDir, "apps", appID) }
+
+// versionDir is where a version's archive is unpacked and built.
+func (s *Service) versionDir(appID, version string) string {
+	return filepath.Join(s.appDir(appID), "versions", version)
+}
+
+// TempDir is where uploads are received before they are stored.
+func (s *Service) TempDir() string { return filepath.Join(s.cfg.DataDir, "tmp") }
+
+// Limits returns the upload limits.
+func (s *Service) Limits() build.Limits { return s.cfg.Limits }

@@ -1,0 +1,120 @@
+// Package router is Hangar's front door for app traffic: a reverse proxy
+// that picks an app by the request's Host and spreads requests over the
+// app's executors round-robin. The host table is replaced atomically, so a
+// deploy switches all traffic from one version to the next at once. It
+// imports only the standard library; composition roots wire it and deploy
+// updates it through a small interface of its own.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Router routes requests to the executors of the app their Host names. It is
+// safe for concurrent use.
+type Router struct {
+	logger    *slog.Logger
+	transport http.RoundTripper
+	mu        sync.Mutex                      // serializes writers of table
+	table     atomic.Pointer[map[string]*app] // never modified once stored
+}
+
+// app is the routing entry of one host. Set replaces entries rather than
+// modifying them; only the round-robin counter moves.
+type app struct {
+	proxies []*httputil.ReverseProxy // one per upstream
+	next    atomic.Uint64
+}
+
+// New returns a Router with no routes.
+func New(logger *slog.Logger) *Router {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Upstreams are executors on this host's private networks: never send
+	// their traffic to a proxy named in the environment.
+	t.Proxy = nil
+	r := &Router{logger: logger, transport: t}
+	r.table.Store(&map[string]*app{})
+	return r
+}
+
+// Set routes host to upstreams ("ip:port"), replacing its previous
+// upstreams at once; an empty list removes host. Host is matched without
+// port and case.
+func (r *Router) Set(host string, upstreams []string) {
+	host = canonicalHost(host)
+	var a *app
+	if len(upstreams) > 0 {
+		a = &app{proxies: make([]*httputil.ReverseProxy, len(upstreams))}
+		for i, u := range upstreams {
+			a.proxies[i] = r.proxy(u)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	table := maps.Clone(*r.table.Load())
+	if a == nil {
+		delete(table, host)
+	} else {
+		table[host] = a
+	}
+	r.table.Store(&table)
+}
+
+// Has reports whether host has upstreams.
+func (r *Router) Has(host string) bool {
+	_, ok := (*r.table.Load())[canonicalHost(host)]
+	return ok
+}
+
+// ServeHTTP proxies req to an upstream of its host: 404 when the host is
+// unknown, 502 when the upstream does not answer.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	host := canonicalHost(req.Host)
+	a := (*r.table.Load())[host]
+	if a == nil {
+		http.Error(w, "no application at "+host, http.StatusNotFound)
+		return
+	}
+	n := a.next.Add(1) - 1
+	a.proxies[n%uint64(len(a.proxies))].ServeHTTP(w, req)
+}
+
+// proxy returns the reverse proxy to upstream.
+func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
+	target := &url.URL{Scheme: "http", Host: upstream}
+	return &httputil.ReverseProxy{
+		Transport: r.transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			// Apps see the host the client asked for, as they would
+			// without a proxy, e.g. to build absolute URLs.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				r.logger.WarnContext(req.Context(), "proxy to upstream", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
+			}
+			http.Error(w, fmt.Sprintf("application at %s is not reachable", canonicalHost(req.Host)), http.StatusBadGateway)
+		},
+	}
+}
+
+// canonicalHost lowercases host and strips its port and any trailing dot.
+func canonicalHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}

@@ -1,0 +1,186 @@
+package router
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// upstream starts a server that answers with its name and what it saw of
+// the request, and returns its "ip:port".
+func upstream(t testing.TB, name string) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s host=%s path=%s xff=%s xfh=%s xfp=%s",
+			name, r.Host, r.URL.RequestURI(), r.Header.Get("X-Forwarded-For"),
+			r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	}))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+func newRouter(t testing.TB) *Router {
+	t.Helper()
+	return New(slog.New(slog.DiscardHandler))
+}
+
+// do serves a request for host and path and returns status and body.
+func do(t testing.TB, r *Router, host, path string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "http://"+host+path, nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6") // spoofed: must not pass
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req)
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(b)
+}
+
+func TestRouter_RoutesByHost(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	r.Set("alice-shop.apps.test", []string{upstream(t, "shop")})
+	r.Set("alice-blog.apps.test", []string{upstream(t, "blog")})
+	for _, tc := range []struct {
+		name, host string
+		want       string // name of the upstream
+	}{
+		{"Shop", "alice-shop.apps.test", "shop"},
+		{"Blog", "alice-blog.apps.test", "blog"},
+		{"WithPort", "alice-shop.apps.test:8443", "shop"},
+		{"UpperCase", "Alice-Blog.Apps.Test", "blog"},
+		{"TrailingDot", "alice-blog.apps.test.", "blog"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, body := do(t, r, tc.host, "/greet/x?y=1")
+			if code != http.StatusOK || !strings.HasPrefix(body, tc.want+" ") {
+				t.Fatalf("got %d %q, want 200 from %s", code, body, tc.want)
+			}
+			// Host is kept, path and query pass, X-Forwarded-* are fresh.
+			want := fmt.Sprintf("%s host=%s path=/greet/x?y=1 xff=192.0.2.1 xfh=%s xfp=http", tc.want, tc.host, tc.host)
+			if body != want {
+				t.Errorf("got %q, want %q", body, want)
+			}
+		})
+	}
+}
+
+func TestRouter_UnknownHost(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	r.Set("known.apps.test", []string{upstream(t, "known")})
+	code, body := do(t, r, "Nobody.apps.test:80", "/")
+	if code != http.StatusNotFound || body != "no application at nobody.apps.test\n" {
+		t.Errorf("got %d %q, want 404 %q", code, body, "no application at nobody.apps.test\n")
+	}
+}
+
+func TestRouter_RoundRobin(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	r.Set("app.test", []string{upstream(t, "a"), upstream(t, "b"), upstream(t, "c")})
+	var got []string
+	for range 6 {
+		_, body := do(t, r, "app.test", "/")
+		got = append(got, strings.Fields(body)[0])
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c", "a", "b", "c"}, got); diff != "" {
+		t.Errorf("upstreams picked (-want +got):\n%s", diff)
+	}
+}
+
+func TestRouter_SetAndRemove(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	if r.Has("app.test") {
+		t.Fatal("Has before Set: got true")
+	}
+	r.Set("APP.test:443", []string{upstream(t, "v1")})
+	if !r.Has("app.test") {
+		t.Fatal("Has after Set: got false")
+	}
+	r.Set("app.test", []string{upstream(t, "v2")})
+	if _, body := do(t, r, "app.test", "/"); !strings.HasPrefix(body, "v2 ") {
+		t.Errorf("after switch: got %q, want v2", body)
+	}
+	r.Set("app.test", nil)
+	if r.Has("app.test") {
+		t.Error("Has after removal: got true")
+	}
+	if code, _ := do(t, r, "app.test", "/"); code != http.StatusNotFound {
+		t.Errorf("after removal: got status %d, want 404", code)
+	}
+}
+
+// TestRouter_SwitchIsAtomic switches versions while requests flow: every
+// request reaches either the old or the new version, none fails, and once
+// Set returned only the new version answers.
+func TestRouter_SwitchIsAtomic(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	v1 := []string{upstream(t, "v1"), upstream(t, "v1")}
+	v2 := []string{upstream(t, "v2"), upstream(t, "v2")}
+	r.Set("app.test", v1)
+	r.Set("other.test", []string{upstream(t, "other")})
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := do(t, r, "app.test", "/")
+				if code != http.StatusOK || !(strings.HasPrefix(body, "v1 ") || strings.HasPrefix(body, "v2 ")) {
+					t.Errorf("during switch: got %d %q", code, body)
+					return
+				}
+			}
+		})
+	}
+	for i := range 50 {
+		if i%2 == 0 {
+			r.Set("app.test", v2)
+		} else {
+			r.Set("app.test", v1)
+		}
+	}
+	r.Set("app.test", v2)
+	close(stop)
+	wg.Wait()
+	for range 4 {
+		if _, body := do(t, r, "app.test", "/"); !strings.HasPrefix(body, "v2 ") {
+			t.Errorf("after switch: got %q, want v2", body)
+		}
+	}
+	if _, body := do(t, r, "other.test", "/"); !strings.HasPrefix(body, "other ") {
+		t.Errorf("other host: got %q, want it untouched", body)
+	}
+}
+
+func TestRouter_UpstreamDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	r := newRouter(t)
+	r.Set("app.test", []string{down})
+	code, body := do(t, r, "app.test", "/")
+	if code != http.StatusBadGateway || body != "application at app.test is not reachable\n" {
+		t.Errorf("got %d %q, want 502 %q", code, body, "application at app.test is not reachable\n")
+	}
+}

@@ -1,0 +1,159 @@
+// Package runtime defines the contract between Hangar's orchestration and the
+// drivers that run executors (one running instance of an app version): the
+// Driver interface and the Spec, Executor, Network and Status types. Drivers
+// live in sub-packages (netns, later sandbox and microvm) and are tested with
+// the runtimetest conformance suite. It imports only the standard library and
+// internal/hangar; orchestration packages (deploy) and drivers may import it.
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// Driver runs executors. The life of an executor is Prepare, Start, any
+// number of Wait calls, and Stop, which the caller must call for every
+// prepared executor, also when Start failed or the process already exited.
+type Driver interface {
+	// Prepare allocates the network of executor id and returns it, so that
+	// the caller can build addresses the app must use (for example database
+	// URLs through the Gateway) into Spec.Env before Start. It returns
+	// KindInvalid for a bad id, KindConflict when id is already prepared and
+	// KindUnavailable when the host cannot run executors.
+	Prepare(ctx context.Context, id string) (Network, error)
+	// Start starts spec.Command inside the network Prepare allocated for
+	// spec.ID and returns once the process runs; it does not wait for the app
+	// to listen. It returns KindInvalid for a bad spec, KindNotFound when
+	// spec.ID is not prepared, KindConflict when it was already started and
+	// KindUnavailable when the host cannot run executors.
+	Start(ctx context.Context, spec Spec) (*Executor, error)
+	// Stop sends SIGTERM to the executor's processes, kills them once grace
+	// has passed (or ctx is done), then releases everything Prepare and Start
+	// allocated. Stopping an unknown or already stopped executor returns nil.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Wait blocks until the executor's process exits and reports how. It
+	// returns KindNotFound when id is unknown, stopped or never started, and
+	// ctx.Err() when ctx is done first.
+	Wait(ctx context.Context, id string) (Status, error)
+}
+
+// Spec describes the process an executor runs.
+type Spec struct {
+	// ID is the executor ID, also passed to the app as DBOS__VMID: 1 to 63
+	// characters of a-z, 0-9 and -, starting with a letter or digit.
+	ID string
+	// App and Version label the executor in logs.
+	App, Version string
+	// Dir is the absolute path of the working directory (the app folder).
+	Dir string
+	// Command is the argv to run; Hangar passes {"/bin/sh", "-c", "<start
+	// commands joined with &&>"}.
+	Command []string
+	// Env is the process's full environment.
+	Env []string
+	// Port is the app's HTTP port inside the executor (3000, 8000 or 8080).
+	Port int
+	// MemoryMiB is the executor's memory limit. Drivers that cannot enforce it
+	// yet only record it.
+	MemoryMiB int
+	// Stdout receives the process's stdout and stderr; nil discards them.
+	Stdout io.Writer
+	// Forwards lists the TCP ports the executor reaches on its Gateway address
+	// and that the driver relays to host addresses: {ListenPort: 5432,
+	// Target: "127.0.0.1:54321"} lets the app use <Gateway>:5432 to reach a
+	// database that listens on host loopback only. Only this executor can
+	// reach its forwards.
+	Forwards []Forward
+}
+
+// Forward relays TCP connections the executor opens to Gateway:ListenPort to
+// Target, a host "ip:port".
+type Forward struct {
+	ListenPort int
+	Target     string
+}
+
+// Executor is a started executor.
+type Executor struct {
+	ID string
+	// Addr is the host-reachable "ip:port" of the app's HTTP port.
+	Addr string
+	// Gateway is the IP address the executor sees the host as.
+	Gateway string
+	// PID is the host PID of the executor's main process.
+	PID int
+}
+
+// Network is the network Prepare allocated for an executor.
+type Network struct {
+	// Gateway is the IP address the executor sees the host as; forwards
+	// listen on it.
+	Gateway string
+	// Address is the executor's own IP address, reachable from the host.
+	Address string
+}
+
+// Status is how an executor's process ended.
+type Status struct {
+	// ExitCode is the process's exit code, or 128+n when signal n killed it
+	// (143 for SIGTERM, 137 for SIGKILL), as a shell reports it.
+	ExitCode int
+	// Err describes an abnormal end (a signal, or an error collecting the
+	// process's output); it is nil after a normal exit, whatever the code.
+	Err error
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidateID checks an executor ID.
+func ValidateID(id string) error {
+	if !idRE.MatchString(id) {
+		return hangar.Errorf(hangar.KindInvalid, "invalid executor ID %q: use 1 to 63 characters of a-z, 0-9 and -, starting with a letter or digit", id)
+	}
+	return nil
+}
+
+// Validate checks a Spec; drivers call it first in Start. Its errors are
+// KindInvalid.
+func (s Spec) Validate() error {
+	if err := ValidateID(s.ID); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(s.Dir) {
+		return hangar.Errorf(hangar.KindInvalid, "executor %s: working directory %q is not an absolute path", s.ID, s.Dir)
+	}
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return hangar.Errorf(hangar.KindInvalid, "executor %s: empty command", s.ID)
+	}
+	if err := validPort(s.Port); err != nil {
+		return hangar.Errorf(hangar.KindInvalid, "executor %s: app %v", s.ID, err)
+	}
+	seen := make(map[int]bool, len(s.Forwards))
+	for _, f := range s.Forwards {
+		if err := validPort(f.ListenPort); err != nil {
+			return hangar.Errorf(hangar.KindInvalid, "executor %s: forward %v", s.ID, err)
+		}
+		if seen[f.ListenPort] {
+			return hangar.Errorf(hangar.KindInvalid, "executor %s: port %d is forwarded twice", s.ID, f.ListenPort)
+		}
+		seen[f.ListenPort] = true
+		if _, _, err := net.SplitHostPort(f.Target); err != nil {
+			return hangar.Errorf(hangar.KindInvalid, "executor %s: forward target %q is not host:port", s.ID, f.Target)
+		}
+	}
+	return nil
+}
+
+func validPort(p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("port %d is out of range 1 to 65535", p)
+	}
+	return nil
+}

@@ -1,0 +1,479 @@
+// Package runtimetest is the conformance suite every runtime.Driver passes:
+// driver packages call Run from their tests. Only tests import it.
+package runtimetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
+)
+
+// appPort is the port every test app listens on inside its executor: the
+// same for all, as Node apps in production.
+const appPort = 3000
+
+// serverPy is the test app: an HTTP server on $PORT that answers
+// GET /env/NAME with the variable's value, GET /cwd with its working
+// directory (unique per test, so it tells executors apart even when a
+// released address was reused) and GET /dial/HOST:PORT by sending
+// "ping" to HOST:PORT, half-closing, and returning what it read back (502 and
+// the error when that fails). On SIGTERM it prints "TERM" and exits, or keeps
+// running when $TERM_MODE is "ignore".
+const serverPy = `
+import http.server, os, signal, socket, sys
+def on_term(*_):
+    print("TERM", flush=True)
+    if os.environ.get("TERM_MODE") != "ignore":
+        os._exit(0)
+signal.signal(signal.SIGTERM, on_term)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        _, kind, arg = self.path.split("/", 2)
+        code, body = 200, b""
+        try:
+            if kind == "env":
+                body = os.environ.get(arg, "").encode()
+            elif kind == "cwd":
+                body = os.getcwd().encode()
+            elif kind == "dial":
+                host, port = arg.rsplit(":", 1)
+                with socket.create_connection((host, int(port)), timeout=5) as s:
+                    s.sendall(b"ping")
+                    s.shutdown(socket.SHUT_WR)
+                    while chunk := s.recv(4096):
+                        body += chunk
+        except OSError as e:
+            code, body = 502, str(e).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *_):
+        pass
+print("listening", flush=True)
+http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+`
+
+// Run runs the conformance suite against the drivers newDriver returns; it
+// calls newDriver once per subtest, and the driver must be ready to use.
+// Subtests run in parallel. The suite needs python3 on the host and skips
+// without it.
+func Run(t *testing.T, newDriver func(t *testing.T) runtime.Driver) {
+	py := python(t)
+	s := &suite{py: py, newDriver: newDriver}
+	for _, tc := range []struct {
+		name string
+		f    func(t *testing.T)
+	}{
+		{"ServesHTTP", s.testServesHTTP},
+		{"SamePort", s.testSamePort},
+		{"Env", s.testEnv},
+		{"Forward", s.testForward},
+		{"ForwardIsPrivate", s.testForwardIsPrivate},
+		{"ExitCode", s.testExitCode},
+		{"StopTerminates", s.testStopTerminates},
+		{"StopKillsAfterGrace", s.testStopKillsAfterGrace},
+		{"StopIsIdempotent", s.testStopIsIdempotent},
+		{"StopReleases", s.testStopReleases},
+		{"Errors", s.testErrors},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.f(t)
+		})
+	}
+}
+
+type suite struct {
+	py        string
+	newDriver func(t *testing.T) runtime.Driver
+}
+
+// python returns the absolute path of the python3 interpreter, past any
+// version-manager shim, which would add hundreds of milliseconds per start.
+func python(t *testing.T) string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skipf("conformance suite needs python3: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// syncBuffer is an io.Writer safe for concurrent use, for Spec.Stdout.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// serverSpec returns the spec of the test app for executor id.
+func (s *suite) serverSpec(t testing.TB, id string, env ...string) runtime.Spec {
+	return runtime.Spec{
+		ID:        id,
+		App:       "conformance",
+		Version:   "v1",
+		Dir:       t.TempDir(),
+		Command:   []string{s.py, "-c", serverPy},
+		Env:       append([]string{fmt.Sprintf("PORT=%d", appPort), "DBOS__VMID=" + id}, env...),
+		Port:      appPort,
+		MemoryMiB: hangar.DefaultMemoryMiB,
+		Stdout:    &syncBuffer{},
+	}
+}
+
+// start prepares and starts spec.ID and stops it when the test ends.
+func start(t testing.TB, d runtime.Driver, spec runtime.Spec) *runtime.Executor {
+	t.Helper()
+	prepare(t, d, spec.ID)
+	x, err := d.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Start(%s): %v", spec.ID, err)
+	}
+	return x
+}
+
+// prepare prepares id and stops it when the test ends.
+func prepare(t testing.TB, d runtime.Driver, id string) runtime.Network {
+	t.Helper()
+	n, err := d.Prepare(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Prepare(%s): %v", id, err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(context.Background(), id, time.Second); err != nil {
+			t.Errorf("Stop(%s): %v", id, err)
+		}
+	})
+	return n
+}
+
+// client talks to executors directly, never through a proxy from the
+// environment, and opens a fresh connection per request.
+var client = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+// get returns the status and body of GET http://addr/path.
+func get(addr, path string) (int, string, error) {
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// waitHTTP polls addr until the app answers and returns how long it took.
+func waitHTTP(t testing.TB, addr string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		code, _, err := get(addr, "/env/PORT")
+		if err == nil && code == http.StatusOK {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app at %s did not answer: status %d, err %v", addr, code, err)
+		}
+		<-tick.C
+	}
+}
+
+// serves reports whether the test app started in dir answers at addr. A
+// parallel test may already have been given the address.
+func serves(addr, dir string) bool {
+	code, body, err := get(addr, "/cwd")
+	return err == nil && code == http.StatusOK && body == dir
+}
+
+// mustGet returns the body of GET addr/path, failing unless the status is
+// want.
+func mustGet(t testing.TB, addr, path string, want int) string {
+	t.Helper()
+	code, body, err := get(addr, path)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", addr, path, err)
+	}
+	if code != want {
+		t.Fatalf("GET %s%s: got status %d (%q), want %d", addr, path, code, body, want)
+	}
+	return body
+}
+
+func wantKind(t testing.TB, what string, err error, want hangar.Kind) {
+	t.Helper()
+	if got := hangar.KindOf(err); err == nil || got != want {
+		t.Errorf("%s: got error %v (kind %s), want kind %s", what, err, got, want)
+	}
+}
+
+func (s *suite) testServesHTTP(t *testing.T) {
+	d := s.newDriver(t)
+	begin := time.Now()
+	x := start(t, d, s.serverSpec(t, "web"))
+	started := time.Since(begin)
+	ready := waitHTTP(t, x.Addr)
+	t.Logf("Prepare+Start %v, then app answering after %v (python startup included)", started, ready)
+	if x.ID != "web" || x.PID <= 0 || x.Gateway == "" {
+		t.Errorf("got executor %+v, want ID web, a PID and a gateway", *x)
+	}
+}
+
+func (s *suite) testSamePort(t *testing.T) {
+	d := s.newDriver(t)
+	a := start(t, d, s.serverSpec(t, "a"))
+	b := start(t, d, s.serverSpec(t, "b"))
+	if a.Addr == b.Addr {
+		t.Fatalf("got the same Addr %s for two executors", a.Addr)
+	}
+	for _, x := range []*runtime.Executor{a, b} {
+		waitHTTP(t, x.Addr)
+		if got := mustGet(t, x.Addr, "/env/DBOS__VMID", http.StatusOK); got != x.ID {
+			t.Errorf("executor at %s: got DBOS__VMID %q, want %q", x.Addr, got, x.ID)
+		}
+	}
+}
+
+func (s *suite) testEnv(t *testing.T) {
+	d := s.newDriver(t)
+	x := start(t, d, s.serverSpec(t, "env", "HANGAR_TEST_SECRET=s3cret value"))
+	waitHTTP(t, x.Addr)
+	if got, want := mustGet(t, x.Addr, "/env/HANGAR_TEST_SECRET", http.StatusOK), "s3cret value"; got != want {
+		t.Errorf("got HANGAR_TEST_SECRET %q, want %q", got, want)
+	}
+	// The environment is exactly Spec.Env: nothing leaks from the host.
+	if got := mustGet(t, x.Addr, "/env/HOME", http.StatusOK); got != "" {
+		t.Errorf("got HOME %q, want it unset", got)
+	}
+}
+
+// echoServer listens on host loopback and answers each connection with
+// "pong:" followed by everything it reads.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "pong:")
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func (s *suite) testForward(t *testing.T) {
+	d := s.newDriver(t)
+	spec := s.serverSpec(t, "fwd")
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: echoServer(t)}}
+	x := start(t, d, spec)
+	waitHTTP(t, x.Addr)
+	for range 3 {
+		if got, want := mustGet(t, x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432"), http.StatusOK), "pong:ping"; got != want {
+			t.Errorf("through the forward: got %q, want %q", got, want)
+		}
+	}
+}
+
+func (s *suite) testForwardIsPrivate(t *testing.T) {
+	d := s.newDriver(t)
+	spec := s.serverSpec(t, "owner")
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: echoServer(t)}}
+	owner := start(t, d, spec)
+	other := start(t, d, s.serverSpec(t, "other"))
+	waitHTTP(t, owner.Addr)
+	waitHTTP(t, other.Addr)
+	mustGet(t, owner.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusOK)
+	mustGet(t, other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusBadGateway)
+}
+
+func (s *suite) testExitCode(t *testing.T) {
+	d := s.newDriver(t)
+	for _, tc := range []struct {
+		name, script string
+		code         int
+		signaled     bool
+	}{
+		{"Zero", "exit 0", 0, false},
+		{"Seven", "exit 7", 7, false},
+		{"SIGTERM", "kill -TERM $$", 143, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "exit-" + strings.ToLower(tc.name)
+			spec := s.serverSpec(t, id)
+			spec.Command = []string{"/bin/sh", "-c", tc.script}
+			start(t, d, spec)
+			st, err := d.Wait(t.Context(), id)
+			if err != nil {
+				t.Fatalf("Wait: %v", err)
+			}
+			if st.ExitCode != tc.code || (st.Err != nil) != tc.signaled {
+				t.Errorf("got %+v, want exit code %d and an error: %v", st, tc.code, tc.signaled)
+			}
+			// Wait can be called again, with the same answer.
+			if again, err := d.Wait(t.Context(), id); err != nil || again.ExitCode != tc.code {
+				t.Errorf("second Wait: got %+v, %v; want exit code %d", again, err, tc.code)
+			}
+		})
+	}
+}
+
+func (s *suite) testStopTerminates(t *testing.T) {
+	d := s.newDriver(t)
+	spec := s.serverSpec(t, "term")
+	x := start(t, d, spec)
+	waitHTTP(t, x.Addr)
+	const grace = 10 * time.Second
+	begin := time.Now()
+	if err := d.Stop(t.Context(), x.ID, grace); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if took := time.Since(begin); took > grace/2 {
+		t.Errorf("Stop took %v for an app that exits on SIGTERM, want well under the %v grace", took, grace)
+	}
+	if out := spec.Stdout.(*syncBuffer).String(); !strings.Contains(out, "TERM") {
+		t.Errorf("got output %q, want the app to report SIGTERM", out)
+	}
+}
+
+func (s *suite) testStopKillsAfterGrace(t *testing.T) {
+	d := s.newDriver(t)
+	spec := s.serverSpec(t, "stubborn", "TERM_MODE=ignore")
+	x := start(t, d, spec)
+	waitHTTP(t, x.Addr)
+	const grace = 300 * time.Millisecond
+	begin := time.Now()
+	if err := d.Stop(t.Context(), x.ID, grace); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if took := time.Since(begin); took < grace {
+		t.Errorf("Stop took %v, want at least the %v grace", took, grace)
+	}
+	if out := spec.Stdout.(*syncBuffer).String(); !strings.Contains(out, "TERM") {
+		t.Errorf("got output %q, want the app to report SIGTERM", out)
+	}
+	if serves(x.Addr, spec.Dir) {
+		t.Errorf("app at %s still answers after Stop", x.Addr)
+	}
+}
+
+func (s *suite) testStopIsIdempotent(t *testing.T) {
+	d := s.newDriver(t)
+	x := start(t, d, s.serverSpec(t, "twice"))
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := d.Stop(t.Context(), x.ID, time.Second); err != nil {
+				t.Errorf("concurrent Stop: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := d.Stop(t.Context(), x.ID, time.Second); err != nil {
+		t.Errorf("Stop after Stop: %v", err)
+	}
+	if err := d.Stop(t.Context(), "never-prepared", time.Second); err != nil {
+		t.Errorf("Stop of an unknown executor: %v", err)
+	}
+	prepare(t, d, "prepared-only")
+	if err := d.Stop(t.Context(), "prepared-only", time.Second); err != nil {
+		t.Errorf("Stop of a prepared executor: %v", err)
+	}
+}
+
+// testStopReleases checks that Stop leaves nothing behind: the app is gone,
+// and the same ID with the same forward can be prepared and started again.
+func (s *suite) testStopReleases(t *testing.T) {
+	d := s.newDriver(t)
+	target := echoServer(t)
+	for i := range 2 {
+		spec := s.serverSpec(t, "again")
+		spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target}}
+		x := start(t, d, spec)
+		waitHTTP(t, x.Addr)
+		mustGet(t, x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432"), http.StatusOK)
+		if err := d.Stop(t.Context(), x.ID, time.Second); err != nil {
+			t.Fatalf("round %d: Stop: %v", i, err)
+		}
+		if serves(x.Addr, spec.Dir) {
+			t.Errorf("round %d: app at %s still answers after Stop", i, x.Addr)
+		}
+		_, err := d.Wait(t.Context(), x.ID)
+		wantKind(t, "Wait after Stop", err, hangar.KindNotFound)
+	}
+}
+
+func (s *suite) testErrors(t *testing.T) {
+	d := s.newDriver(t)
+	ctx := t.Context()
+
+	_, err := d.Prepare(ctx, "Not_Valid")
+	wantKind(t, "Prepare with a bad ID", err, hangar.KindInvalid)
+
+	_, err = d.Start(ctx, s.serverSpec(t, "unprepared"))
+	wantKind(t, "Start without Prepare", err, hangar.KindNotFound)
+
+	_, err = d.Wait(ctx, "unknown")
+	wantKind(t, "Wait for an unknown executor", err, hangar.KindNotFound)
+
+	prepare(t, d, "dup")
+	_, err = d.Prepare(ctx, "dup")
+	wantKind(t, "second Prepare", err, hangar.KindConflict)
+
+	_, err = d.Wait(ctx, "dup")
+	wantKind(t, "Wait before Start", err, hangar.KindNotFound)
+
+	bad := s.serverSpec(t, "dup")
+	bad.Command = nil
+	_, err = d.Start(ctx, bad)
+	wantKind(t, "Start with no command", err, hangar.KindInvalid)
+
+	bad = s.serverSpec(t, "dup")
+	bad.Forwards = []runtime.Forward{{ListenPort: 5432, Target: "nowhere"}}
+	_, err = d.Start(ctx, bad)
+	wantKind(t, "Start with a bad forward", err, hangar.KindInvalid)
+
+	if _, err := d.Start(ctx, s.serverSpec(t, "dup")); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	_, err = d.Start(ctx, s.serverSpec(t, "dup"))
+	wantKind(t, "second Start", err, hangar.KindConflict)
+}

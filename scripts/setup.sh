@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Hangar needs on a fresh Debian/Ubuntu machine: PostgreSQL
+# binaries (the embedded metadata cluster and managed database instances),
+# iproute2 (executor networks), Node.js and npm (node apps and the official
+# CLI in tests). Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
+command -v ip >/dev/null || need+=(iproute2)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing ${need[*]}: run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if ! id postgres >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  # PostgreSQL refuses to run as root; Hangar runs it as this user.
+  useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+fi
+command -v go >/dev/null || { echo "setup: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
+go mod download
