@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Deploy benchmark: for the greeter fixture (testdata/apps/greeter), the time
+# from the official CLI's start to AVAILABLE (the CLI returns once it reads
+# AVAILABLE), split by pipeline step from the deploy log, for a first deploy
+# and for a redeploy with unchanged dependencies. Runs as root (executors use
+# network namespaces); everything is on loopback and torn down at the end.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cli="@dbos-inc/dbos-cloud@2.10.24"
+work=$(mktemp -d /tmp/hangar-bench-XXXXXX)
+chmod 755 "$work"
+data="$work/data"
+mkdir -m 755 "$data"
+serve_pid=""
+cleanup() {
+  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+  --domain "localhost:$port" --network-prefix bench --subnet 10.223.0.0/16 >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
+grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+
+export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
+token=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+app="$work/greeter"
+mkdir "$app"
+(cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)
+cd "$app"
+"$work/bin/dbos-cloud" login --with-refresh-token "$token" >/dev/null
+npx -y "$cli" --version >/dev/null # warm npx's cache: not part of a deploy
+npx -y "$cli" db provision benchdb -U dbos_admin -W bench-password >/dev/null
+
+deploy() {
+  local label=$1 t0 t1 log
+  t0=$(date +%s%N)
+  npx -y "$cli" app deploy >"$work/deploy-$label.out" 2>&1 || { cat "$work/deploy-$label.out"; exit 1; }
+  t1=$(date +%s%N)
+  log=$(ls -t "$data"/apps/*/logs/deploy-*.log | head -1)
+  awk -v l="$label" -v d="$((t1 - t0))" 'BEGIN {printf "%-40s %6.2f s\n", l ": CLI start -> AVAILABLE", d / 1e9}'
+  sed -n 's/.*==> step \([a-z]*\) done in \(.*\)$/    \1\t\2/p' "$log" | awk -F'\t' '{printf "    %-24s %s\n", $1, $2}'
+}
+echo "Hangar deploy benchmark (greeter fixture, official CLI ${cli##*@})"
+deploy "first deploy"
+deploy "redeploy, unchanged deps"
