@@ -20,6 +20,7 @@ import (
 // deploys a real DBOS TypeScript app to Hangar, which runs its migration and
 // serves it over HTTPS at https://<org>-<app>.<domain>/.
 func TestDeploy_OfficialCLI(t *testing.T) {
+	t.Parallel()
 	h := startHangar(t)
 	refresh := h.AddUser(t, "alice")
 	hc := h.HTTPClient(t)

@@ -110,9 +110,9 @@ var prefixSeq struct {
 	n int
 }
 
-// startHangar starts `hangar serve` on a fresh data dir and a free port, and
-// stops it (SIGTERM) at the end of the test.
-func startHangar(t *testing.T) *Hangar {
+// startHangar starts `hangar serve` on a fresh data dir and a free port, with
+// extra flags appended, and stops it (SIGTERM) at the end of the test.
+func startHangar(t *testing.T, extra ...string) *Hangar {
 	t.Helper()
 	dataDir, err := os.MkdirTemp("", "hangar-e2e-data-")
 	if err != nil {
@@ -131,7 +131,8 @@ func startHangar(t *testing.T) *Hangar {
 	h.cmd = exec.Command(filepath.Join(bin, "hangar"), "serve",
 		"--data-dir", dataDir, "--listen", "127.0.0.1:"+port, "--domain", h.Domain,
 		"--network-prefix", fmt.Sprintf("e2e%d%d", os.Getpid()%10000, n),
-		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n), "--health-timeout", "90s")
+		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n%50), "--health-timeout", "90s")
+	h.cmd.Args = append(h.cmd.Args, extra...)
 	h.cmd.Env = append(os.Environ(), "HANGAR_PG_SETTINGS=fsync=off")
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	if err := h.cmd.Start(); err != nil {

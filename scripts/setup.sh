@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Hangar needs on a fresh Debian/Ubuntu machine: PostgreSQL
 # binaries (the embedded metadata cluster and managed database instances),
-# iproute2 (executor networks), Node.js and npm (node apps and the official
-# CLI in tests). Idempotent: installs only what is missing.
+# iproute2, runc and nftables (sandboxed executors and their networks),
+# Node.js and npm (node apps and the official CLI in tests). Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v ip >/dev/null || need+=(iproute2)
+command -v runc >/dev/null || need+=(runc)       # the sandbox executor driver
+command -v nft >/dev/null || need+=(nftables)    # executors' packet filter
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3 python3-venv)

@@ -21,8 +21,11 @@ import (
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/router"
+	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
+	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
 	"github.com/hangar-oss/hangar/internal/store"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
@@ -43,6 +46,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
+	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	return cmd
@@ -82,7 +86,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	drv, err := netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+	drv, err := newDriver(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -94,15 +98,24 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Logger: log.With("component", "dbinstance"),
 	})
 	rt := router.New(log.With("component", "router"))
+	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{Logger: log.With("component", "logs")})
+	if err != nil {
+		return err
+	}
+	logCtx, stopLogs := context.WithCancel(bg)
+	logsDone := make(chan struct{})
+	go func() { defer close(logsDone); logStore.Run(logCtx) }()
+	defer func() { stopLogs(); <-logsDone }()
 	svc, err := deploy.New(ctx, deploy.Config{
 		DataDir: cfg.DataDir, Domain: cfg.Domain,
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
+			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 		},
 		Logger: log,
-	}, st, instances, drv, rt)
+	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
 	}
@@ -111,7 +124,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 
-	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, log), rt)
+	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, logStore, log), rt)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -138,6 +151,26 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	sctx, cancel := context.WithTimeout(bg, 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// driver is an executor driver that can clean up after an earlier run.
+type driver interface {
+	runtime.Driver
+	Cleanup(ctx context.Context) error
+}
+
+// newDriver returns the configured executor driver.
+func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+	if cfg.Driver == "netns" {
+		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
+		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+	}
+	return sandbox.New(sandbox.Config{
+		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix,
+		// Executors must not see Hangar's state: the metadata cluster, the
+		// database instances, the archives and the other apps.
+		HiddenPaths: []string{cfg.DataDir},
+	}, log.With("component", "sandbox"))
 }
 
 // sysDBURL is the DBOS system database of Hangar's own workflows: beside the

@@ -21,6 +21,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/store"
 )
 
@@ -38,16 +39,17 @@ type Server struct {
 	svc    *deploy.Service
 	store  *store.DB
 	tokens *auth.Issuer
+	logs   *logs.Store
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, log: log.With("component", "api"), now: time.Now}
+	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, logs: logStore, log: log.With("component", "api"), now: time.Now}
 	return s.withRequestID(s.routes())
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/deploy"
@@ -63,9 +64,14 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.toApplication(a))
 }
 
-// deployApp receives a deploy: the base64 archive inside the JSON body is
-// decoded as it streams into a file, never held in memory.
-func (s *Server) deployApp(w http.ResponseWriter, r *http.Request) error {
+// deployApp receives a deploy (and with changeDB, a change of database
+// instance): the base64 archive inside the JSON body is decoded as it streams
+// into a file, never held in memory.
+func (s *Server) deployApp(changeDB bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error { return s.receiveDeploy(w, r, changeDB) }
+}
+
+func (s *Server) receiveDeploy(w http.ResponseWriter, r *http.Request, changeDB bool) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -87,17 +93,82 @@ func (s *Server) deployApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.PreviousVersion != "" || req.TargetDatabaseName != "" {
-		return hangar.Errorf(hangar.KindInvalid, "redeploying a previous version or changing the database instance is not supported yet")
+	if req.HasArchive == (req.PreviousVersion != "") {
+		return hangar.Errorf(hangar.KindInvalid, "a deploy request needs exactly one of application_archive and previous_version")
 	}
-	if !req.HasArchive {
-		return hangar.Errorf(hangar.KindInvalid, "the deploy request has no application_archive")
+	target := req.TargetDatabaseName
+	if !changeDB {
+		target = ""
+	} else if target == "" {
+		return hangar.Errorf(hangar.KindInvalid, "changing the database instance needs target_database_name")
 	}
-	v, err := s.svc.Deploy(r.Context(), org, name, deploy.DeployRequest{
-		Archive: f.Name(), Digest: req.ArchiveSHA256, By: principal(r).User.Name,
-	})
+	dr := deploy.DeployRequest{PreviousVersion: req.PreviousVersion, TargetDB: target, By: principal(r).User.Name}
+	if req.HasArchive {
+		dr.Archive, dr.Digest = f.Name(), req.ArchiveSHA256
+	}
+	v, err := s.svc.Deploy(r.Context(), org, name, dr)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, apiclient.DeployResponse{ApplicationName: name, ApplicationVersion: v.ID})
+}
+
+func (s *Server) updateApp(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.UpdateAppRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	opt := func(f apiclient.FlexInt) *int {
+		if !f.Set {
+			return nil
+		}
+		return &f.Value
+	}
+	_, err = s.svc.UpdateApp(r.Context(), org, r.PathValue("app"), deploy.UpdateRequest{
+		MemoryMiB: opt(req.ExecutorsMemoryMib), MinVMs: opt(req.MinVMs), MaxVMs: opt(req.MaxVMs),
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.DeleteAppRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	if err := s.svc.DeleteApp(r.Context(), org, r.PathValue("app"), req.DropDB); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("app")
+	vs, err := s.svc.Versions(r.Context(), org, name)
+	if err != nil {
+		return err
+	}
+	out := make([]apiclient.AppVersion, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, apiclient.AppVersion{ApplicationName: name, Version: v.ID, CreationTime: v.CreatedAt.UTC().Format(time.RFC3339Nano)})
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

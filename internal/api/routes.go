@@ -10,7 +10,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("PUT /v1alpha1/{org}/applications", s.authed(s.registerApp))
 	mux.Handle("GET /v1alpha1/{org}/applications", s.authed(s.listApps))
 	mux.Handle("GET /v1alpha1/{org}/applications/{app}", s.authed(s.getApp))
-	mux.Handle("POST /v1alpha1/{org}/applications/{app}", s.authed(s.deployApp))
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}", s.authed(s.deployApp(false)))
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}/changedbinstance", s.authed(s.deployApp(true)))
+	mux.Handle("PATCH /v1alpha1/{org}/applications/{app}", s.authed(s.updateApp))
+	mux.Handle("DELETE /v1alpha1/{org}/applications/{app}", s.authed(s.deleteApp))
+	mux.Handle("GET /v1alpha1/{org}/applications/{app}/versions", s.authed(s.listVersions))
+
+	mux.Handle("GET /v1alpha1/{org}/logs/applications/{app}", s.authed(s.appLogs))
 
 	mux.Handle("POST /v1alpha1/{org}/databases/userdb", s.authed(s.provisionDB))
 	mux.Handle("GET /v1alpha1/{org}/databases", s.authed(s.listDBs))

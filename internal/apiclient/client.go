@@ -3,11 +3,13 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Client calls a Hangar server.
@@ -31,9 +33,22 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
+	b, err := c.send(ctx, method, path, body)
+	if err != nil || out == nil || len(b) == 0 {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// send sends body (JSON, possibly streamed) and returns the response body of
+// a 2xx answer; any other answer is returned as *Error.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
@@ -45,27 +60,43 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
-			return &e
+			return nil, &e
 		}
-		return &Error{StatusCode: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		return nil, &Error{StatusCode: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}
-	if out == nil || len(b) == 0 {
-		return nil
+	return b, nil
+}
+
+// doString calls an endpoint that answers with one string, as JSON or as
+// plain text.
+func (c *Client) doString(ctx context.Context, method, path string, in any) (string, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return "", err
+		}
+		body = bytes.NewReader(b)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	raw, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return "", err
 	}
-	return nil
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	return strings.TrimSpace(string(raw)), nil
 }
 
 // Exchange trades a refresh token for an access token.
@@ -75,6 +106,11 @@ func (c *Client) Exchange(ctx context.Context, refreshToken string) (TokenRespon
 	return out, err
 }
 
+// Revoke revokes a refresh token.
+func (c *Client) Revoke(ctx context.Context, refreshToken string) error {
+	return c.Do(ctx, http.MethodPost, "/oauth/revoke", RevokeRequest{Token: refreshToken}, nil)
+}
+
 // Profile returns the caller's profile.
 func (c *Client) Profile(ctx context.Context) (Profile, error) {
 	var out Profile
@@ -82,16 +118,240 @@ func (c *Client) Profile(ctx context.Context) (Profile, error) {
 	return out, err
 }
 
+// RegisterUser registers the caller as a DBOS Cloud user.
+func (c *Client) RegisterUser(ctx context.Context, req RegisterUserRequest) error {
+	return c.Do(ctx, http.MethodPut, "/v1alpha1/user", req, nil)
+}
+
+func orgPath(org string, parts ...string) string {
+	p := "/v1alpha1/" + url.PathEscape(org)
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
+}
+
+// RegisterApp registers an application and returns its ID.
+func (c *Client) RegisterApp(ctx context.Context, org string, req RegisterAppRequest) (string, error) {
+	return c.doString(ctx, http.MethodPut, orgPath(org, "applications"), req)
+}
+
 // Apps lists the org's applications.
 func (c *Client) Apps(ctx context.Context, org string) ([]Application, error) {
 	var out []Application
-	err := c.Do(ctx, http.MethodGet, "/v1alpha1/"+url.PathEscape(org)+"/applications", nil, &out)
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "applications"), nil, &out)
 	return out, err
 }
 
 // App returns one application.
 func (c *Client) App(ctx context.Context, org, app string) (Application, error) {
 	var out Application
-	err := c.Do(ctx, http.MethodGet, "/v1alpha1/"+url.PathEscape(org)+"/applications/"+url.PathEscape(app), nil, &out)
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "applications", app), nil, &out)
 	return out, err
+}
+
+// UpdateApp changes an application's settings.
+func (c *Client) UpdateApp(ctx context.Context, org, app string, req UpdateAppRequest) error {
+	return c.Do(ctx, http.MethodPatch, orgPath(org, "applications", app), req, nil)
+}
+
+// DeleteApp deletes an application, and its database when DropDB is set.
+func (c *Client) DeleteApp(ctx context.Context, org, app string, req DeleteAppRequest) error {
+	return c.Do(ctx, http.MethodDelete, orgPath(org, "applications", app), req, nil)
+}
+
+// AppVersions lists an application's versions.
+func (c *Client) AppVersions(ctx context.Context, org, app string) ([]AppVersion, error) {
+	var out []AppVersion
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "applications", app, "versions"), nil, &out)
+	return out, err
+}
+
+// Deploy deploys an application: req carries a previous version to restore
+// and, for a change of database instance (changeDB), the target instance.
+// A new archive is sent with DeployArchive.
+func (c *Client) Deploy(ctx context.Context, org, app string, changeDB bool, req DeployRequest) (DeployResponse, error) {
+	var out DeployResponse
+	err := c.Do(ctx, http.MethodPost, deployPath(org, app, changeDB), req, &out)
+	return out, err
+}
+
+// DeployArchive deploys the zip archive that archive writes, as the official
+// CLI's body {"application_archive": base64, "target_database_name"?}. The
+// archive is zipped and base64-encoded on the fly into the request body, never
+// held in memory. targetDB is set to change the app's database instance.
+func (c *Client) DeployArchive(ctx context.Context, org, app, targetDB string, archive func(io.Writer) error) (DeployResponse, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(writeDeployBody(pw, targetDB, archive))
+	}()
+	defer pr.Close()
+	var out DeployResponse
+	b, err := c.send(ctx, http.MethodPost, deployPath(org, app, targetDB != ""), pr)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("deploy %s: decode response: %w", app, err)
+	}
+	return out, nil
+}
+
+func writeDeployBody(w io.Writer, targetDB string, archive func(io.Writer) error) error {
+	if targetDB != "" {
+		t, err := json.Marshal(targetDB)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, `{"target_database_name":%s,`, t); err != nil {
+			return err
+		}
+	} else if _, err := io.WriteString(w, "{"); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, `"application_archive":"`); err != nil {
+		return err
+	}
+	enc := base64.NewEncoder(base64.StdEncoding, w)
+	if err := archive(enc); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `"}`)
+	return err
+}
+
+func deployPath(org, app string, changeDB bool) string {
+	if changeDB {
+		return orgPath(org, "applications", app, "changedbinstance")
+	}
+	return orgPath(org, "applications", app)
+}
+
+// AppLogs returns one page of an application's logs; query holds last,
+// limit, since and upto as the official CLI sends them.
+func (c *Client) AppLogs(ctx context.Context, org, app string, query url.Values) (LogsResponse, error) {
+	var out LogsResponse
+	query.Set("format", "json")
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "logs", "applications", app)+"?"+query.Encode(), nil, &out)
+	return out, err
+}
+
+// CreateSecret creates or updates an application's environment variable.
+func (c *Client) CreateSecret(ctx context.Context, org string, req CreateSecretRequest) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "applications", "secrets"), req, nil)
+}
+
+// Secrets lists the names of an application's environment variables.
+func (c *Client) Secrets(ctx context.Context, org, app string) ([]string, error) {
+	var out []string
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "applications", app, "secrets"), nil, &out)
+	return out, err
+}
+
+// DeleteSecret deletes an application's environment variable.
+func (c *Client) DeleteSecret(ctx context.Context, org, app, name string) error {
+	return c.Do(ctx, http.MethodDelete, orgPath(org, "applications", app, "secrets", name), nil, nil)
+}
+
+// Workflows lists an application's workflows (queued ones when queues is
+// set) and returns the server's JSON as is.
+func (c *Client) Workflows(ctx context.Context, org, app string, queues bool, req ListWorkflowsRequest) (json.RawMessage, error) {
+	what := "workflows"
+	if queues {
+		what = "queues"
+	}
+	var out json.RawMessage
+	err := c.Do(ctx, http.MethodPost, orgPath(org, "applications", app, what), req, &out)
+	return out, err
+}
+
+// WorkflowAction cancels, resumes or restarts (action) a workflow.
+func (c *Client) WorkflowAction(ctx context.Context, org, app, workflowID, action string) error {
+	p := "/appsadmin/" + url.PathEscape(org) + "/applications/" + url.PathEscape(app) + "/workflows/" + url.PathEscape(workflowID) + "/" + action
+	return c.Do(ctx, http.MethodPost, p, struct{}{}, nil)
+}
+
+// ProvisionDB starts provisioning a database instance.
+func (c *Client) ProvisionDB(ctx context.Context, org string, req ProvisionDBRequest) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "databases", "userdb"), req, nil)
+}
+
+// DBs lists the org's database instances.
+func (c *Client) DBs(ctx context.Context, org string) ([]UserDBInstance, error) {
+	var out []UserDBInstance
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "databases"), nil, &out)
+	return out, err
+}
+
+// DB returns one database instance.
+func (c *Client) DB(ctx context.Context, org, db string) (UserDBInstance, error) {
+	var out UserDBInstance
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "databases", "userdb", "info", db), nil, &out)
+	return out, err
+}
+
+// DestroyDB destroys a provisioned database instance.
+func (c *Client) DestroyDB(ctx context.Context, org, db string) error {
+	return c.Do(ctx, http.MethodDelete, orgPath(org, "databases", "userdb", db), nil, nil)
+}
+
+// ResetDBPassword sets a database instance's admin password.
+func (c *Client) ResetDBPassword(ctx context.Context, org, db, password string) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "databases", "userdb", db, "credentials"), ResetPasswordRequest{Password: password}, nil)
+}
+
+// RestoreDB starts restoring a database instance to a point in time as a new
+// instance.
+func (c *Client) RestoreDB(ctx context.Context, org, db string, req RestoreDBRequest) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "databases", "userdb", db, "restore"), req, nil)
+}
+
+// LinkDB links a Postgres server of the user's own.
+func (c *Client) LinkDB(ctx context.Context, org string, req LinkDBRequest) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "databases", "byod"), req, nil)
+}
+
+// UnlinkDB unlinks a linked Postgres server.
+func (c *Client) UnlinkDB(ctx context.Context, org, db string) error {
+	return c.Do(ctx, http.MethodDelete, orgPath(org, "databases", "byod", db), nil, nil)
+}
+
+// Dashboard calls the dashboard endpoint with method (PUT launches it, GET
+// returns it, DELETE deletes it) and returns its URL.
+func (c *Client) Dashboard(ctx context.Context, org, method string) (string, error) {
+	var in any
+	if method == http.MethodPut {
+		in = struct{}{}
+	}
+	return c.doString(ctx, method, orgPath(org, "dashboard"), in)
+}
+
+// InviteSecret returns a single-use secret to join the org.
+func (c *Client) InviteSecret(ctx context.Context, org string) (string, error) {
+	return c.doString(ctx, http.MethodGet, orgPath(org, "secret"), nil)
+}
+
+// OrgUsers lists the org's users.
+func (c *Client) OrgUsers(ctx context.Context, org string) (OrgUsers, error) {
+	var out OrgUsers
+	err := c.Do(ctx, http.MethodGet, orgPath(org, "users"), nil, &out)
+	return out, err
+}
+
+// RenameOrg renames the org.
+func (c *Client) RenameOrg(ctx context.Context, org, newName string) error {
+	return c.Do(ctx, http.MethodPatch, orgPath(org), RenameOrgRequest{NewName: newName}, nil)
+}
+
+// JoinOrg joins the org with an invite secret.
+func (c *Client) JoinOrg(ctx context.Context, org, secret string) error {
+	return c.Do(ctx, http.MethodPost, orgPath(org, "join"), JoinOrgRequest{Secret: secret}, nil)
+}
+
+// RemoveOrgUser removes a user from the org.
+func (c *Client) RemoveOrgUser(ctx context.Context, org, user string) error {
+	return c.Do(ctx, http.MethodDelete, orgPath(org, user), nil, nil)
 }

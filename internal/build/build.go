@@ -2,7 +2,9 @@
 // uploaded archive safely, reads the app's dbos-config.yaml, runs the app's
 // setup commands, installs its dependencies and runs its migrations. Each
 // step is a separate function with its own file and test, so the deploy
-// orchestrator can record each one as a durable step.
+// orchestrator can record each one as a durable step. Dependency installs
+// reuse a cache keyed by the lockfile (depcache.go), so a redeploy with
+// unchanged dependencies does not install them again.
 //
 // It imports only internal/hangar; internal/deploy and the composition roots
 // import it.
@@ -13,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -37,6 +40,19 @@ type Options struct {
 	// PipFindLinks is a space-separated list of URLs or directories pip
 	// searches for packages (PIP_FIND_LINKS). Default "": none.
 	PipFindLinks string
+	// CacheDir holds the dependency cache shared by builds: node_modules
+	// keyed by the lockfile, Python wheels keyed by requirements.txt, and
+	// Go's build and module caches, so that a redeploy with unchanged
+	// dependencies does not install them again (SPEC §3). Hangar must be
+	// the only writer: build commands get copies, never the cache itself.
+	// Default "": no cache.
+	CacheDir string
+	// GoProxy is the Go module proxy of go builds (GOPROXY). Default "":
+	// Go's default, proxy.golang.org.
+	GoProxy string
+	// Logger receives what the deploy log only mentions, such as why the
+	// dependency cache could not be used. Default: discard.
+	Logger *slog.Logger
 	// CommandTimeout bounds each setup and install command. Default 30
 	// minutes.
 	CommandTimeout time.Duration
@@ -63,6 +79,9 @@ func NewBuilder(opts Options, r Runner) *Builder {
 			"HOME=" + os.TempDir(),
 			"LANG=C.UTF-8",
 		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = 30 * time.Minute

@@ -16,18 +16,26 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // fakeRunner records commands instead of running them; fail maps a command
-// line to the error it returns.
+// line to the error it returns, and effect, when set, plays the part of
+// the command (writes its files and output).
 type fakeRunner struct {
-	mu   sync.Mutex
-	cmds []Cmd
-	fail map[string]error
+	mu     sync.Mutex
+	cmds   []Cmd
+	fail   map[string]error
+	effect func(Cmd) error
 }
 
 func (f *fakeRunner) Run(_ context.Context, c Cmd) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cmds = append(f.cmds, c)
-	return f.fail[c.Shell]
+	if err := f.fail[c.Shell]; err != nil {
+		return err
+	}
+	if f.effect != nil {
+		return f.effect(c)
+	}
+	return nil
 }
 
 // plan renders the recorded commands, one a line: the variables added to

@@ -2,8 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,6 +22,12 @@ import (
 //     the file exists.
 //   - go: the archive's ./main when it is an executable file, else
 //     "go build -o main .".
+//
+// With Options.CacheDir set, a node app with a lockfile and a python app
+// with a requirements.txt whose dependencies are unchanged since an earlier
+// build reuse that build's dependencies instead of installing them, and
+// the log says so; go builds share Go's build and module caches. Failing to
+// read or fill the cache is logged and never fails the install.
 func (b *Builder) InstallDeps(ctx context.Context, j Job) error {
 	var err error
 	switch j.Config.Language {
@@ -47,70 +51,9 @@ func (b *Builder) InstallDeps(ctx context.Context, j Job) error {
 	return nil
 }
 
-func (b *Builder) installNode(ctx context.Context, j Job) error {
-	data, err := os.ReadFile(filepath.Join(j.Dir, "package.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return hangar.Errorf(hangar.KindInvalid, "configuration: package.json not found: a node app needs one at the root of its folder")
-	}
-	if err != nil {
-		return fmt.Errorf("read package.json: %w", err)
-	}
-	var pkg struct {
-		Scripts map[string]any `json:"scripts"`
-	}
-	if err := json.Unmarshal(data, &pkg); err != nil {
-		return hangar.Errorf(hangar.KindInvalid, "configuration: package.json is not valid JSON: %v", err)
-	}
-
-	var env []string
-	if b.opts.NPMCacheDir != "" {
-		env = b.env("npm_config_cache=" + b.opts.NPMCacheDir)
-	} else {
-		env = b.env()
-	}
-	install := "npm install"
-	if exists(filepath.Join(j.Dir, "package-lock.json")) || exists(filepath.Join(j.Dir, "npm-shrinkwrap.json")) {
-		install = "npm ci"
-	}
-	cmds := []string{install}
-	if s, ok := pkg.Scripts["build"].(string); ok && s != "" {
-		cmds = append(cmds, "npm run build")
-	}
-	cmds = append(cmds, "npm prune --omit=dev")
-	for _, c := range cmds {
-		if err := b.run(ctx, j, "configuration", c, env, b.opts.CommandTimeout); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *Builder) installPython(ctx context.Context, j Job) error {
-	if err := b.run(ctx, j, "configuration", "python3 -m venv .venv", b.env(), b.opts.CommandTimeout); err != nil {
-		return err
-	}
-	if !exists(filepath.Join(j.Dir, "requirements.txt")) {
-		fmt.Fprintln(j.log(), "==> configuration: no requirements.txt, no dependencies to install")
-		return nil
-	}
-	// Environment variables rather than flags: nothing to quote for the shell.
-	env := b.env("PIP_DISABLE_PIP_VERSION_CHECK=1")
-	if b.opts.PipIndexURL != "" {
-		env = append(env, "PIP_INDEX_URL="+b.opts.PipIndexURL)
-	}
-	if b.opts.PipFindLinks != "" {
-		env = append(env, "PIP_FIND_LINKS="+b.opts.PipFindLinks)
-	}
-	return b.run(ctx, j, "configuration", ".venv/bin/pip install -r requirements.txt", env, b.opts.CommandTimeout)
-}
-
-func (b *Builder) installGo(ctx context.Context, j Job) error {
-	fi, err := os.Stat(filepath.Join(j.Dir, "main"))
-	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-		fmt.Fprintln(j.log(), "==> configuration: using the prebuilt ./main")
-		return nil
-	}
-	return b.run(ctx, j, "configuration", "go build -o main .", b.env(), b.opts.CommandTimeout)
+// logf writes one line of the configuration step to the deploy log.
+func logf(j Job, format string, args ...any) {
+	fmt.Fprintf(j.log(), "==> configuration: "+format+"\n", args...)
 }
 
 func exists(name string) bool {

@@ -28,6 +28,11 @@ type Config struct {
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
+	// Driver runs executors: "sandbox" (runc: own uid, read-only root,
+	// namespaces, cgroup limits) or "netns" (an unsandboxed development
+	// driver: a plain process in its own network namespace). Default
+	// "sandbox".
+	Driver string
 	// NetworkPrefix names executors' network namespaces; distinct Hangar
 	// processes on one host need distinct prefixes. Default "hg".
 	NetworkPrefix string
@@ -57,6 +62,7 @@ func Defaults(getenv Getenv) Config {
 		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
 		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
 		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
+		Driver:        or(getenv("HANGAR_DRIVER"), "sandbox"),
 		NetworkPrefix: or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
 		Subnet:        or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
 		HealthTimeout: 2 * time.Minute,
@@ -116,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
 		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))
+	}
+	if c.Driver != "sandbox" && c.Driver != "netns" {
+		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))

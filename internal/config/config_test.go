@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	c := Defaults(func(k string) string { return env[k] })
 	want := Config{
 		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", Domain: "apps.example.com",
-		NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
+		Driver: "sandbox", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
 		PGSettings: map[string]string{"fsync": "off", "max_connections": "300"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -37,6 +37,7 @@ func TestValidate(t *testing.T) {
 		"BadDomain":    {func(c *Config) { c.Domain = "https://x/" }, true},
 		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
 		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},
+		"BadDriver":    {func(c *Config) { c.Driver = "docker" }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })

@@ -212,11 +212,12 @@ func validateID(id string) error {
 	return nil
 }
 
-// AdminURL returns the instance's superuser URL for database db. The host
-// is inst.Host, or 127.0.0.1 when empty.
+// AdminURL returns the instance's superuser URL for database db: at
+// inst.Host for a linked instance, on loopback for a managed one.
 func AdminURL(inst hangar.DBInstance, db string) string {
+	// Managed instances listen on loopback; Host is what users are told.
 	host := inst.Host
-	if host == "" {
+	if host == "" || !inst.IsLinked {
 		host = "127.0.0.1"
 	}
 	u := url.URL{

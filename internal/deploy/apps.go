@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"strings"
 
 	"github.com/google/uuid"
 
@@ -40,14 +39,15 @@ func (s *Service) RegisterApp(ctx context.Context, org string, req RegisterReque
 	if inst.Status != hangar.DBAvailable {
 		return hangar.App{}, hangar.Errorf(hangar.KindUnavailable, "database %s is %s, not available: wait for it, or provision another", inst.Name, inst.Status)
 	}
-	id := uuid.NewString()
 	a := hangar.App{
-		ID: id, Org: org, Name: req.Name, DBInstance: inst.Name,
+		ID: uuid.NewString(), Org: org, Name: req.Name, DBInstance: inst.Name,
 		AppDBName: hangar.DefaultAppDBName(req.Name), Language: lang,
 		Status: hangar.StatusRegistered, MemoryMiB: req.MemoryMiB, MinVMs: 1, MaxVMs: 1,
-		DBRole:     "app_" + strings.ReplaceAll(id, "-", "")[:16],
 		DBPassword: newPassword(),
 	}
+	// The role is named after the database, so an app deleted without
+	// --dropdb and registered again gets its databases back.
+	a.DBRole = a.AppDBName + "_role"
 	apps, err := s.store.Apps(ctx, org)
 	if err != nil {
 		return hangar.App{}, err

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,8 +17,8 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// Deploy pipeline steps, named as in the seed; they show in logs and the
-// deploy log.
+// Deploy pipeline steps, named as in the seed; they show in logs, version
+// records and the deploy log.
 const (
 	StepUpload        = "upload"
 	StepConfiguration = "configuration"
@@ -25,65 +26,101 @@ const (
 	StepDeployment    = "deployment"
 )
 
-// phaseEvent is the DBOS event a deploy workflow sets when it reaches the
-// deployment step ("deployment") or fails before it ("failed"): the deploy
-// request answers then, so that build and migration errors reach the CLI.
-const phaseEvent = "phase"
-
-// DeployRequest is one deploy of an app from an uploaded archive.
+// DeployRequest is one deploy of an app.
 type DeployRequest struct {
 	// Archive is a received zip file; Deploy moves it into the archive store.
+	// Empty with PreviousVersion.
 	Archive string
 	// Digest is the archive's sha256, hex.
 	Digest string
+	// PreviousVersion redeploys that stored version instead of an archive.
+	PreviousVersion string
+	// TargetDB moves the app to that database instance of its org
+	// (change-database-instance).
+	TargetDB string
 	// By is the name of the deploying user.
 	By string
 }
 
+// deployInput is the deploy workflow's input; it is stored by DBOS, so its
+// fields are plain data.
 type deployInput struct {
-	AppID   string
-	Version string
-	Digest  string
+	Op               string // workflow ID, also the app's operation lock
+	AppID            string
+	Version          string
+	Digest           string
+	AppVersion       string // DBOS__APPVERSION of the new executors
+	RestoredFrom     string
+	TargetInstanceID string
 }
 
-// Deploy stores the archive, records a new version of app and runs the deploy
-// workflow. It returns once the workflow reaches the deployment step, with
-// the new version; an upload, configuration or migration failure is returned
-// as an error with the deploy log's tail as detail.
+// Deploy records a new version of app and runs the deploy workflow to its
+// end: it returns the new version once it serves, or the failure with the
+// deploy log's tail as detail, so that the official CLI, which only polls for
+// AVAILABLE afterwards, reports failed deploys. A second modifying operation
+// on the app while one runs is a KindConflict error.
 func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployRequest) (hangar.Version, error) {
 	a, err := s.store.App(ctx, org, appName)
 	if err != nil {
 		return hangar.Version{}, err
 	}
-	if err := os.Rename(req.Archive, s.archivePath(req.Digest)); err != nil {
-		return hangar.Version{}, fmt.Errorf("store archive: %w", err)
-	}
-	v := hangar.Version{
-		ID: ulid.Make().String(), AppID: a.ID, ArchiveDigest: req.Digest,
-		Status: hangar.VersionDeploying, DeployedBy: req.By,
-	}
-	if err := s.store.CreateVersion(ctx, v); err != nil {
-		return hangar.Version{}, err
-	}
-	if err := s.store.SetAppStatus(ctx, a.ID, hangar.StatusDeploying); err != nil {
-		return hangar.Version{}, err
-	}
-	in := deployInput{AppID: a.ID, Version: v.ID, Digest: req.Digest}
-	if _, err := dbos.RunWorkflow(s.dbos, s.deployWorkflow, in, dbos.WithWorkflowID("deploy-"+v.ID)); err != nil {
-		return hangar.Version{}, fmt.Errorf("start deploy workflow: %w", err)
-	}
-	phase, err := dbos.GetEvent[string](s.dbos, "deploy-"+v.ID, phaseEvent, s.cfg.HealthTimeout+time.Hour)
-	if err != nil {
-		return hangar.Version{}, fmt.Errorf("wait for deploy %s: %w", v.ID, err)
-	}
-	if phase != StepDeployment {
-		v, err := s.store.Version(ctx, a.ID, v.ID)
+	in := deployInput{AppID: a.ID, Version: ulid.Make().String()}
+	in.Op = "deploy-" + in.Version
+	if req.PreviousVersion != "" {
+		prev, err := s.store.Version(ctx, a.ID, req.PreviousVersion)
 		if err != nil {
 			return hangar.Version{}, err
 		}
-		return v, &hangar.Error{Kind: hangar.KindInvalid, Message: v.Error, Detail: tail(s.deployLogPath(a.ID, v.ID), 60)}
+		if _, err := os.Stat(s.archivePath(prev.ArchiveDigest)); prev.ArchiveDigest == "" || err != nil {
+			return hangar.Version{}, hangar.Errorf(hangar.KindInvalid, "version %s cannot be redeployed: its archive is not stored", prev.ID)
+		}
+		in.Digest, in.AppVersion, in.RestoredFrom = prev.ArchiveDigest, prev.AppVersion, prev.ID
+	} else {
+		if err := os.Rename(req.Archive, s.archivePath(req.Digest)); err != nil {
+			return hangar.Version{}, fmt.Errorf("store archive: %w", err)
+		}
+		in.Digest, in.AppVersion = req.Digest, in.Version
 	}
-	return v, nil
+	if req.TargetDB != "" {
+		inst, err := s.store.DBInstance(ctx, org, req.TargetDB)
+		if err != nil {
+			return hangar.Version{}, err
+		}
+		if inst.Status != hangar.DBAvailable {
+			return hangar.Version{}, hangar.Errorf(hangar.KindUnavailable, "database %s is %s, not available", inst.Name, inst.Status)
+		}
+		in.TargetInstanceID = inst.ID
+	}
+	if err := s.store.BeginOperation(ctx, a.ID, in.Op); err != nil {
+		return hangar.Version{}, err
+	}
+	v := hangar.Version{
+		ID: in.Version, AppID: a.ID, ArchiveDigest: in.Digest, Status: hangar.VersionDeploying,
+		DeployedBy: req.By, AppVersion: in.AppVersion, RestoredFrom: in.RestoredFrom,
+	}
+	err = s.store.CreateVersion(ctx, v)
+	if err == nil {
+		err = s.store.SetAppStatus(ctx, a.ID, hangar.StatusDeploying)
+	}
+	var h dbos.WorkflowHandle[string]
+	if err == nil {
+		h, err = dbos.RunWorkflow(s.dbos, s.deployWorkflow, in, dbos.WithWorkflowID(in.Op))
+	}
+	if err != nil {
+		s.store.EndOperation(context.WithoutCancel(ctx), a.ID, in.Op) //nolint:errcheck // the error below matters more
+		return hangar.Version{}, fmt.Errorf("start deploy of %s: %w", a.Name, err)
+	}
+	if _, err := h.GetResult(); err == nil {
+		return v, nil
+	}
+	v, err = s.store.Version(ctx, a.ID, v.ID)
+	if err != nil {
+		return hangar.Version{}, err
+	}
+	if v.Status != hangar.VersionFailed {
+		return v, fmt.Errorf("deploy %s ended without a recorded outcome", v.ID)
+	}
+	return v, &hangar.Error{Kind: hangar.KindInvalid, Message: v.Error, Detail: s.deployLogTail(ctx, a.ID, v.ID)}
 }
 
 // deployWorkflow runs the four steps of a deploy. A step that fails records
@@ -92,7 +129,7 @@ func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployReq
 func (s *Service) deployWorkflow(ctx dbos.Context, in deployInput) (string, error) {
 	steps := []struct {
 		name string
-		run  func(context.Context, deployInput) error
+		run  func(context.Context, deployInput, io.Writer) error
 	}{
 		{StepUpload, s.upload},
 		{StepConfiguration, s.configure},
@@ -100,32 +137,44 @@ func (s *Service) deployWorkflow(ctx dbos.Context, in deployInput) (string, erro
 		{StepDeployment, s.deployment},
 	}
 	for _, st := range steps {
-		if st.name == StepDeployment {
-			if err := dbos.SetEvent(ctx, phaseEvent, StepDeployment); err != nil {
-				return "", err
-			}
-		}
 		_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
-			start := time.Now()
-			s.deployLog(in, "==> step %s started", st.name)
-			err := st.run(ctx, in)
-			if err != nil {
-				s.deployLog(in, "==> step %s failed after %s: %v", st.name, time.Since(start).Round(time.Millisecond), err)
-				return "", err
-			}
-			s.deployLog(in, "==> step %s done in %s", st.name, time.Since(start).Round(time.Millisecond))
-			return "", nil
+			return "", s.runStep(ctx, in, st.name, st.run)
 		}, dbos.WithStepName(st.name))
 		if err != nil {
 			return "", s.fail(ctx, in, st.name, err)
 		}
 	}
-	return in.Version, nil
+	_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
+		return "", s.store.EndOperation(ctx, in.AppID, in.Op)
+	}, dbos.WithStepName("finish"))
+	return in.Version, err
+}
+
+// runStep runs one step with its own deploy log writer, logging it and
+// recording its timing and outcome.
+func (s *Service) runStep(ctx context.Context, in deployInput, name string, run func(context.Context, deployInput, io.Writer) error) error {
+	w := s.logs.Writer(in.AppID, sourceDeploy, in.Version, name)
+	defer w.Close()
+	start := time.Now()
+	logf(w, "==> step %s started", name)
+	err := run(ctx, in, w)
+	rec := hangar.StepRecord{Name: name, StartedAt: start.UTC(), DurationMS: time.Since(start).Milliseconds()}
+	d := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		rec.Error = userMessage(err)
+		logf(w, "==> step %s failed after %s: %s", name, d, rec.Error)
+	} else {
+		logf(w, "==> step %s done in %s", name, d)
+	}
+	if rerr := s.store.RecordStep(ctx, in.Version, rec); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // fail records a failed deploy: the version FAILED, the app back to what it
-// was (AVAILABLE while an earlier version serves, else FAILED), and the phase
-// event so a waiting deploy request answers.
+// was (AVAILABLE while an earlier version serves, else FAILED), and the app
+// released.
 func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause error) error {
 	reason := fmt.Sprintf("deploy failed at step %s: %s", step, userMessage(cause))
 	_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
@@ -133,23 +182,17 @@ func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause erro
 		if err := s.store.FinishVersion(ctx, in.Version, hangar.VersionFailed, reason); err != nil {
 			return "", err
 		}
-		a, err := s.store.AppByID(ctx, in.AppID)
-		if err != nil {
-			return "", err
-		}
 		status := hangar.StatusFailed
-		if a.Version != "" && s.serving(a.ID) {
+		if s.serving(in.AppID) {
 			status = hangar.StatusAvailable
 		}
-		return "", s.store.SetAppStatus(ctx, a.ID, status)
+		if err := s.store.SetAppStatus(ctx, in.AppID, status); err != nil {
+			return "", err
+		}
+		return "", s.store.EndOperation(ctx, in.AppID, in.Op)
 	}, dbos.WithStepName("record-failure"))
 	if err != nil {
 		return errors.Join(cause, err)
-	}
-	if step != StepDeployment {
-		if err := dbos.SetEvent(ctx, phaseEvent, "failed"); err != nil {
-			return errors.Join(cause, err)
-		}
 	}
 	return errors.New(reason)
 }

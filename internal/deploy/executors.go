@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -19,41 +21,36 @@ import (
 
 // executor is one running executor of an app version.
 type executor struct {
-	id      string
-	app     string // app ID
-	version string
-	addr    string
-	log     *os.File
-	stopped chan struct{} // closed when Stop was requested
+	id         string
+	app        string // app ID
+	version    string
+	appVersion string // its DBOS__APPVERSION
+	inst       hangar.DBInstance
+	sysDB      string // the app's DBOS system database
+	addr       string
+	log        io.WriteCloser
+	stopped  chan struct{} // closed when a stop was requested
+	stopOnce sync.Once
 }
 
 // dbProxyPort is the port an executor reaches its database instance at, on
 // its gateway address.
 const dbProxyPort = 5432
 
-// serve starts an executor of version for a, waits until it answers HTTP,
-// points the app's hostname at it and stops the executors it replaces.
-func (s *Service) serve(ctx context.Context, a hangar.App, version string) error {
+// serve starts an executor of version for a, with its database on inst,
+// waits until it answers HTTP, points the app's hostname at it, and retires
+// the executors it replaces once they are drained.
+func (s *Service) serve(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error {
 	dir := s.versionDir(a.ID, version)
 	cfg, err := build.LoadConfig(dir)
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
-	if err != nil {
-		return err
-	}
 	ex := &executor{
-		id: "ex-" + strings.ToLower(ulid.Make().String()), app: a.ID, version: version,
-		stopped: make(chan struct{}),
+		id: "ex-" + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
+		inst: inst, sysDB: a.SysDBName(), stopped: make(chan struct{}),
 	}
-	if err := os.MkdirAll(filepath.Join(s.appDir(a.ID), "logs"), 0o700); err != nil {
-		return err
-	}
-	ex.log, err = os.OpenFile(filepath.Join(s.appDir(a.ID), "logs", "executor-"+ex.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open executor log: %w", err)
-	}
+	ex.log = s.logs.Writer(a.ID, sourceExecutor, version, ex.id)
 	netw, err := s.driver.Prepare(ctx, ex.id)
 	if err != nil {
 		ex.log.Close()
@@ -61,7 +58,7 @@ func (s *Service) serve(ctx context.Context, a hangar.App, version string) error
 	}
 	env := append(s.baseEnv(dir),
 		"DBOS__VMID="+ex.id,
-		"DBOS__APPVERSION="+version,
+		"DBOS__APPVERSION="+appVersion,
 		"DBOS__APPID="+a.ID,
 		"DBOS_APP_HOSTNAME=https://"+a.Hostname(s.cfg.Domain)+"/",
 		"NODE_ENV=production",
@@ -93,7 +90,7 @@ func (s *Service) serve(ctx context.Context, a hangar.App, version string) error
 		return &hangar.Error{
 			Kind:    hangar.KindUnavailable,
 			Message: fmt.Sprintf("version %s did not become healthy: %v", version, err),
-			Detail:  tail(ex.log.Name(), 40),
+			Detail:  s.executorLogTail(ctx, a.ID, version),
 		}
 	}
 	s.mu.Lock()
@@ -103,9 +100,44 @@ func (s *Service) serve(ctx context.Context, a hangar.App, version string) error
 	s.mu.Unlock()
 	go s.supervise(ex, a)
 	for _, o := range old {
-		s.stopExecutor(ctx, o)
+		go s.retire(o, appVersion)
 	}
 	return nil
+}
+
+// retire stops a replaced executor once it is drained: the router sends it
+// nothing new, so it waits for its requests in flight to finish and, unless
+// the new executors run the same app version, for the workflows of its
+// version that are PENDING or ENQUEUED to complete (bounded by DrainTimeout).
+func (s *Service) retire(ex *executor, newAppVersion string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy := s.router.InFlight(ex.addr) > 0
+		if !busy && ex.appVersion != newAppVersion {
+			n, err := s.instances.ActiveWorkflows(ctx, ex.inst, ex.sysDB, ex.appVersion)
+			if err != nil {
+				s.log.WarnContext(ctx, "count workflows of a replaced executor", "executor", ex.id, "err", err)
+			}
+			busy = n > 0
+		}
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("replaced executor not drained in time: stopping it", "executor", ex.id, "version", ex.version, "timeout", s.cfg.DrainTimeout)
+			s.stopExecutor(context.Background(), ex)
+			return
+		case <-ex.stopped:
+			return
+		case <-tick.C:
+		}
+	}
+	s.log.Info("retiring replaced executor", "executor", ex.id, "version", ex.version)
+	s.stopExecutor(ctx, ex)
 }
 
 // baseEnv is the environment every executor starts from.
@@ -205,11 +237,23 @@ func (s *Service) serving(appID string) bool {
 	return len(s.executors[appID]) > 0
 }
 
-// stopExecutor stops ex (SIGTERM, then kill after StopGrace) and closes its log.
+// stopExecutor stops ex (SIGTERM, then kill after StopGrace) and closes its
+// log. It is idempotent.
 func (s *Service) stopExecutor(ctx context.Context, ex *executor) {
-	close(ex.stopped)
-	if err := s.driver.Stop(context.WithoutCancel(ctx), ex.id, s.cfg.StopGrace); err != nil {
-		s.log.ErrorContext(ctx, "stop executor", "executor", ex.id, "err", err)
+	ex.stopOnce.Do(func() {
+		close(ex.stopped)
+		if err := s.driver.Stop(context.WithoutCancel(ctx), ex.id, s.cfg.StopGrace); err != nil {
+			s.log.ErrorContext(ctx, "stop executor", "executor", ex.id, "err", err)
+		}
+		ex.log.Close()
+	})
+}
+
+// executorLogTail is the end of a version's executor output.
+func (s *Service) executorLogTail(ctx context.Context, appID, version string) string {
+	t, err := s.logs.Tail(ctx, appID, sourceExecutor, version, 40)
+	if err != nil {
+		s.log.WarnContext(ctx, "read executor log", "app", appID, "version", version, "err", err)
 	}
-	ex.log.Close()
+	return t
 }

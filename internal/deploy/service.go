@@ -38,10 +38,21 @@ type Store interface {
 	CreateDBInstance(ctx context.Context, d hangar.DBInstance) error
 	SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error
 
+	UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int) error
+	SetAppDBInstance(ctx context.Context, appID, instanceID string) error
+	DeleteApp(ctx context.Context, appID string) error
+	BeginOperation(ctx context.Context, appID, op string) error
+	EndOperation(ctx context.Context, appID, op string) error
+	Operations(ctx context.Context) (map[string]string, error)
+
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
 	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
+	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
+	SetVersionConfig(ctx context.Context, id string, config []byte) error
+	SetVersionSchema(ctx context.Context, id, fingerprint string) error
 	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
+	VersionsUsingArchive(ctx context.Context, digest string) (int, error)
 }
 
 // Instances runs managed database instances and the apps' databases on them.
@@ -50,11 +61,15 @@ type Instances interface {
 	Start(ctx context.Context, inst hangar.DBInstance) error
 	StopAll(ctx context.Context) error
 	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
+	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
+	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
+	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
 }
 
 // Router routes app hostnames to executors.
 type Router interface {
 	Set(host string, upstreams []string)
+	InFlight(upstream string) int64
 }
 
 // Config configures the orchestrator.
@@ -75,6 +90,10 @@ type Config struct {
 	// StopGrace is how long an executor gets between SIGTERM and kill.
 	// Default 10 s.
 	StopGrace time.Duration
+	// DrainTimeout bounds how long a replaced executor is kept for its
+	// requests in flight and its version's PENDING/ENQUEUED workflows.
+	// Default 10 minutes.
+	DrainTimeout time.Duration
 	// Build configures dependency installs and migrations.
 	Build build.Options
 	// Limits bounds uploaded archives.
@@ -90,6 +109,7 @@ type Service struct {
 	instances Instances
 	driver    runtime.Driver
 	router    Router
+	logs      LogSink
 	builder   *build.Builder
 	log       *slog.Logger
 	dbos      dbos.Context
@@ -103,7 +123,7 @@ type Service struct {
 const workflowVersion = "hangar-1"
 
 // New returns a Service; it registers its workflows but runs nothing yet.
-func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.Driver, rt Router) (*Service, error) {
+func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.Driver, rt Router, logs LogSink) (*Service, error) {
 	if cfg.DataDir == "" || cfg.Domain == "" || cfg.SystemDatabaseURL == "" {
 		return nil, errors.New("deploy: DataDir, Domain and SystemDatabaseURL are required")
 	}
@@ -116,10 +136,13 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 10 * time.Second
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 10 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{"archives", "apps", "tmp"} {
+	for _, d := range []string{"archives", "apps", "tmp", "cache"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, err
 		}
@@ -135,13 +158,14 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 		return nil, fmt.Errorf("start DBOS: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, store: st, instances: inst, driver: drv, router: rt,
+		cfg: cfg, store: st, instances: inst, driver: drv, router: rt, logs: logs,
 		builder: build.NewBuilder(cfg.Build, build.ExecRunner{}),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 		executors: map[string][]*executor{},
 	}
 	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
 	dbos.RegisterWorkflow(dctx, s.provisionWorkflow, dbos.WithWorkflowName("provision-db"))
+	dbos.RegisterWorkflow(dctx, s.deleteWorkflow, dbos.WithWorkflowName("delete-app"))
 	return s, nil
 }
 
@@ -166,16 +190,36 @@ func (s *Service) Launch(ctx context.Context) error {
 		return err
 	}
 	for _, a := range apps {
-		if a.Version == "" || (a.Status != hangar.StatusAvailable && a.Status != hangar.StatusUnavailable) {
-			continue
-		}
-		if err := s.serve(ctx, a, a.Version); err != nil {
+		if err := s.restart(ctx, a); err != nil {
 			s.log.ErrorContext(ctx, "restart app", "app", a.Name, "version", a.Version, "err", err)
 			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
 		}
 	}
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
+	}
+	return nil
+}
+
+// restart starts the executor of the version that served a before Hangar
+// stopped; a deploy interrupted then resumes on top of it.
+func (s *Service) restart(ctx context.Context, a hangar.App) error {
+	if a.Version == "" || a.Status == hangar.StatusDeleting {
+		return nil
+	}
+	v, err := s.store.Version(ctx, a.ID, a.Version)
+	if err != nil {
+		return err
+	}
+	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	if err != nil {
+		return err
+	}
+	if err := s.serve(ctx, a, inst, v.ID, v.AppVersion); err != nil {
+		return err
+	}
+	if a.Status == hangar.StatusUnavailable {
+		return s.store.SetAppStatus(ctx, a.ID, hangar.StatusAvailable)
 	}
 	return nil
 }

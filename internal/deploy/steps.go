@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -15,7 +17,7 @@ import (
 
 // upload unpacks the stored archive into the version's folder. It starts from
 // an empty folder, so a resumed step never sees a half-written tree.
-func (s *Service) upload(ctx context.Context, in deployInput) error {
+func (s *Service) upload(ctx context.Context, in deployInput, log io.Writer) error {
 	dir := s.versionDir(in.AppID, in.Version)
 	if err := os.RemoveAll(dir); err != nil {
 		return err
@@ -27,12 +29,12 @@ func (s *Service) upload(ctx context.Context, in deployInput) error {
 	if err != nil {
 		return err
 	}
-	s.deployLog(in, "unpacked %d files, %d bytes (archive sha256 %s)", st.Files, st.Bytes, in.Digest)
+	logf(log, "unpacked %d files, %d bytes (archive sha256 %s)", st.Files, st.Bytes, in.Digest)
 	return nil
 }
 
 // job loads the version's config and returns the build job for it.
-func (s *Service) job(ctx context.Context, in deployInput) (build.Job, hangar.App, error) {
+func (s *Service) job(ctx context.Context, in deployInput, log io.Writer) (build.Job, hangar.App, error) {
 	a, err := s.store.AppByID(ctx, in.AppID)
 	if err != nil {
 		return build.Job{}, a, err
@@ -42,21 +44,30 @@ func (s *Service) job(ctx context.Context, in deployInput) (build.Job, hangar.Ap
 	if err != nil {
 		return build.Job{}, a, err
 	}
-	return build.Job{Dir: dir, Config: cfg, Log: s.deployLogWriter(in)}, a, nil
+	return build.Job{Dir: dir, Config: cfg, Log: log}, a, nil
 }
 
 // configure runs the app's setup commands and installs its dependencies.
-func (s *Service) configure(ctx context.Context, in deployInput) error {
-	j, a, err := s.job(ctx, in)
+func (s *Service) configure(ctx context.Context, in deployInput, log io.Writer) error {
+	j, a, err := s.job(ctx, in, log)
 	if err != nil {
 		return err
 	}
-	defer closeLog(j.Log)
 	if j.Config.Name != "" && j.Config.Name != a.Name {
-		s.deployLog(in, "note: dbos-config.yaml names the app %q; it is deployed as %q", j.Config.Name, a.Name)
+		logf(log, "note: dbos-config.yaml names the app %q; it is deployed as %q", j.Config.Name, a.Name)
 	}
 	if j.Config.Language != a.Language {
 		return hangar.Errorf(hangar.KindInvalid, "dbos-config.yaml says language %s but %s was registered as %s", j.Config.Language, a.Name, a.Language)
+	}
+	if db := j.Config.Database.AppDBName; db != "" && db != a.AppDBName {
+		return hangar.Errorf(hangar.KindInvalid, "dbos-config.yaml sets database.app_db_name %s but %s uses database %s: app_db_name cannot change after registration", db, a.Name, a.AppDBName)
+	}
+	cfg, err := json.Marshal(j.Config)
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetVersionConfig(ctx, in.Version, cfg); err != nil {
+		return err
 	}
 	if err := s.builder.Setup(ctx, j); err != nil {
 		return err
@@ -64,23 +75,57 @@ func (s *Service) configure(ctx context.Context, in deployInput) error {
 	return s.builder.InstallDeps(ctx, j)
 }
 
+// instanceFor returns the database instance a deploy puts the app on.
+func (s *Service) instanceFor(ctx context.Context, in deployInput, a hangar.App) (hangar.DBInstance, error) {
+	if in.TargetInstanceID != "" {
+		return s.store.DBInstanceByID(ctx, in.TargetInstanceID)
+	}
+	return s.store.DBInstance(ctx, a.Org, a.DBInstance)
+}
+
 // migrate creates the app's databases if needed and runs its migrations with
-// the app's database environment.
-func (s *Service) migrate(ctx context.Context, in deployInput) error {
-	j, a, err := s.job(ctx, in)
+// the app's database environment, then records the schema's fingerprint. A
+// redeploy of an earlier version runs no migrations: it requires the
+// database's schema to be the one that version ran with (the seed's rule).
+func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) error {
+	j, a, err := s.job(ctx, in, log)
 	if err != nil {
 		return err
 	}
-	defer closeLog(j.Log)
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.instanceFor(ctx, in, a)
 	if err != nil {
 		return err
 	}
 	if err := s.instances.EnsureAppDatabases(ctx, inst, a.AppDBName, a.DBRole, a.DBPassword); err != nil {
 		return err
 	}
+	if in.RestoredFrom != "" {
+		prev, err := s.store.Version(ctx, a.ID, in.RestoredFrom)
+		if err != nil {
+			return err
+		}
+		cur, err := s.instances.SchemaFingerprint(ctx, inst, a.AppDBName)
+		if err != nil {
+			return err
+		}
+		if prev.SchemaFingerprint != "" && cur != prev.SchemaFingerprint {
+			return hangar.Errorf(hangar.KindInvalid,
+				"cannot redeploy version %s: the database schema changed since it ran (version %s ran with schema %s, the database now has schema %s); deploy code that matches the current schema instead",
+				prev.ID, prev.ID, prev.SchemaFingerprint, cur)
+		}
+		logf(log, "schema %s matches version %s: no migrations run", cur, prev.ID)
+		return s.store.SetVersionSchema(ctx, in.Version, cur)
+	}
 	j.Env = dbEnv(a, "127.0.0.1", inst.Port)
-	return s.builder.Migrate(ctx, j)
+	if err := s.builder.Migrate(ctx, j); err != nil {
+		return err
+	}
+	fp, err := s.instances.SchemaFingerprint(ctx, inst, a.AppDBName)
+	if err != nil {
+		return err
+	}
+	logf(log, "database schema after migrations: %s", fp)
+	return s.store.SetVersionSchema(ctx, in.Version, fp)
 }
 
 // dbEnv is the database part of the executor contract (API.md §2) for an app
@@ -105,13 +150,23 @@ func dbEnv(a hangar.App, host string, port int) []string {
 
 // deployment starts the new version's executor, waits until it serves,
 // switches the router to it and retires the previous version's executors.
-func (s *Service) deployment(ctx context.Context, in deployInput) error {
+func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer) error {
 	a, err := s.store.AppByID(ctx, in.AppID)
 	if err != nil {
 		return err
 	}
-	if err := s.serve(ctx, a, in.Version); err != nil {
+	inst, err := s.instanceFor(ctx, in, a)
+	if err != nil {
 		return err
+	}
+	logf(log, "starting an executor of version %s (DBOS__APPVERSION %s)", in.Version, in.AppVersion)
+	if err := s.serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
+		return err
+	}
+	if in.TargetInstanceID != "" && inst.Name != a.DBInstance {
+		if err := s.store.SetAppDBInstance(ctx, a.ID, inst.ID); err != nil {
+			return fmt.Errorf("move %s to %s: %w", a.Name, inst.Name, err)
+		}
 	}
 	if err := s.store.FinishVersion(ctx, in.Version, hangar.VersionActive, ""); err != nil {
 		return err

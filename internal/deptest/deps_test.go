@@ -24,7 +24,7 @@ var allowed = []struct {
 	{pkg: "internal/apiclient", deps: nil},
 	{pkg: "internal/store", deps: []string{"internal/hangar"}},
 	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}},
-	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime"}},
+	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
 	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
@@ -33,10 +33,11 @@ var allowed = []struct {
 	{pkg: "internal/config", deps: []string{"internal/hangar"}},
 	{pkg: "internal/tlsca", deps: []string{"internal/hangar"}},
 	{pkg: "internal/upload", deps: []string{"internal/hangar"}},
+	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/runtime", "internal/build"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs"}},
 }
 
 type pkg struct {

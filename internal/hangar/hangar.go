@@ -115,6 +115,28 @@ type Version struct {
 	Error         string
 	DeployedBy    string
 	CreatedAt     time.Time
+	FinishedAt    time.Time
+	// AppVersion is the DBOS__APPVERSION its executors run with: its own ID,
+	// or for a redeploy of an earlier version, that version's AppVersion, so
+	// that workflows of that code stay recoverable.
+	AppVersion string
+	// RestoredFrom names the version a --previous-version deploy restores.
+	RestoredFrom string
+	// Config is the dbos-config.yaml it ran with, as JSON.
+	Config []byte
+	// SchemaFingerprint identifies the app database's schema (schema dbos
+	// excluded) after its migrations ran.
+	SchemaFingerprint string
+	// Steps are the pipeline steps' timings and outcomes, in order.
+	Steps []StepRecord
+}
+
+// StepRecord is the timing and outcome of one pipeline step of a version.
+type StepRecord struct {
+	Name       string    `json:"name"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // DBStatus is a database instance's state, as the official CLI polls it.

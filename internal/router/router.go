@@ -28,13 +28,15 @@ type Router struct {
 	transport http.RoundTripper
 	mu        sync.Mutex                      // serializes writers of table
 	table     atomic.Pointer[map[string]*app] // never modified once stored
+	inflight  sync.Map                        // upstream → *atomic.Int64 of requests being proxied
 }
 
 // app is the routing entry of one host. Set replaces entries rather than
 // modifying them; only the round-robin counter moves.
 type app struct {
-	proxies []*httputil.ReverseProxy // one per upstream
-	next    atomic.Uint64
+	upstreams []string
+	proxies   []*httputil.ReverseProxy // one per upstream
+	next      atomic.Uint64
 }
 
 // New returns a Router with no routes.
@@ -55,7 +57,7 @@ func (r *Router) Set(host string, upstreams []string) {
 	host = canonicalHost(host)
 	var a *app
 	if len(upstreams) > 0 {
-		a = &app{proxies: make([]*httputil.ReverseProxy, len(upstreams))}
+		a = &app{upstreams: upstreams, proxies: make([]*httputil.ReverseProxy, len(upstreams))}
 		for i, u := range upstreams {
 			a.proxies[i] = r.proxy(u)
 		}
@@ -86,9 +88,21 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "no application at "+host, http.StatusNotFound)
 		return
 	}
-	n := a.next.Add(1) - 1
-	a.proxies[n%uint64(len(a.proxies))].ServeHTTP(w, req)
+	i := (a.next.Add(1) - 1) % uint64(len(a.proxies))
+	c := r.counter(a.upstreams[i])
+	c.Add(1)
+	defer c.Add(-1)
+	a.proxies[i].ServeHTTP(w, req)
 }
+
+func (r *Router) counter(upstream string) *atomic.Int64 {
+	c, _ := r.inflight.LoadOrStore(upstream, new(atomic.Int64))
+	return c.(*atomic.Int64)
+}
+
+// InFlight returns how many requests are being proxied to upstream now. A
+// deploy waits for it to reach zero before it stops a replaced executor.
+func (r *Router) InFlight(upstream string) int64 { return r.counter(upstream).Load() }
 
 // proxy returns the reverse proxy to upstream.
 func (r *Router) proxy(upstream string) *httputil.ReverseProxy {

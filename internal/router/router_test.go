@@ -184,3 +184,41 @@ func TestRouter_UpstreamDown(t *testing.T) {
 		t.Errorf("got %d %q, want 502 %q", code, body, "application at app.test is not reachable\n")
 	}
 }
+
+func TestRouter_InFlight(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	defer up.Close()
+	addr := strings.TrimPrefix(up.URL, "http://")
+	r := New(slog.New(slog.DiscardHandler))
+	r.Set("a.example", []string{addr})
+	front := httptest.NewServer(r)
+	defer front.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+		req.Host = "a.example"
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	if got := r.InFlight(addr); got != 1 {
+		t.Errorf("InFlight during a request = %d, want 1", got)
+	}
+	r.Set("a.example", nil) // switching routes must not forget requests in flight
+	if got := r.InFlight(addr); got != 1 {
+		t.Errorf("InFlight after the route switched = %d, want 1", got)
+	}
+	close(release)
+	<-done
+	if got := r.InFlight(addr); got != 0 {
+		t.Errorf("InFlight after the request = %d, want 0", got)
+	}
+}

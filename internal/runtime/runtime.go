@@ -1,7 +1,8 @@
 // Package runtime defines the contract between Hangar's orchestration and the
 // drivers that run executors (one running instance of an app version): the
-// Driver interface and the Spec, Executor, Network and Status types. Drivers
-// live in sub-packages (netns, later sandbox and microvm) and are tested with
+// Driver interface and the Spec, Executor, Network, Status, Info and Stats
+// types. Drivers live in sub-packages (netns, sandbox, later microvm) and are
+// tested with
 // the runtimetest conformance suite. It imports only the standard library and
 // internal/hangar; orchestration packages (deploy) and drivers may import it.
 package runtime
@@ -42,6 +43,56 @@ type Driver interface {
 	// returns KindNotFound when id is unknown, stopped or never started, and
 	// ctx.Err() when ctx is done first.
 	Wait(ctx context.Context, id string) (Status, error)
+	// Inspect reports what the driver knows of executor id now, without
+	// blocking on it. It returns KindNotFound when id is unknown or stopped.
+	Inspect(ctx context.Context, id string) (Info, error)
+	// Stats reports the resource use of executor id as its cgroup accounts
+	// it; once the process exited, it reports the last reading. It returns
+	// KindNotFound when id is unknown, stopped or never started, and
+	// KindUnavailable when the driver does not account resources.
+	Stats(ctx context.Context, id string) (Stats, error)
+}
+
+// State is where an executor is in its life.
+type State string
+
+// The states of an executor, in order.
+const (
+	StatePrepared State = "prepared" // Prepare succeeded, Start not yet
+	StateRunning  State = "running"  // Start succeeded, the process runs
+	StateExited   State = "exited"   // the process exited; Stop not yet
+)
+
+// Info is a snapshot of an executor.
+type Info struct {
+	ID    string
+	State State
+	// Network is what Prepare allocated.
+	Network Network
+	// Addr and PID are as in Executor; empty while StatePrepared.
+	Addr string
+	PID  int
+	// StartedAt is when Start started the process; zero while
+	// StatePrepared.
+	StartedAt time.Time
+	// Status is how the process ended; set in StateExited only.
+	Status Status
+}
+
+// Stats is an executor's resource use, as its cgroup accounts it.
+type Stats struct {
+	// MemoryBytes is the memory in use now (page cache included, as the
+	// kernel charges it), and MemoryLimitBytes the limit; 0 means none.
+	MemoryBytes, MemoryLimitBytes uint64
+	// CPU is the CPU time used since the executor started, all threads.
+	CPU time.Duration
+	// ThrottledPeriods counts the scheduler periods in which the CPU quota
+	// ran out, and Throttled is the time the executor was held back.
+	ThrottledPeriods uint64
+	Throttled        time.Duration
+	// OOMKills counts processes the kernel killed for exceeding the memory
+	// limit.
+	OOMKills uint64
 }
 
 // Spec describes the process an executor runs.
@@ -108,6 +159,9 @@ type Status struct {
 	// Err describes an abnormal end (a signal, or an error collecting the
 	// process's output); it is nil after a normal exit, whatever the code.
 	Err error
+	// OOMKilled reports that the kernel killed a process of the executor
+	// for exceeding its memory limit (usually the cause of a 137).
+	OOMKilled bool
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -59,8 +61,80 @@ func (db *DB) SetAppStatus(ctx context.Context, appID string, status hangar.AppS
 	return err
 }
 
-// SetAppServing records that version serves the app, which is AVAILABLE.
+// SetAppServing records that version serves the app, which is AVAILABLE,
+// and retires the version that served before.
 func (db *DB) SetAppServing(ctx context.Context, appID, version string) error {
-	_, err := db.pool.Exec(ctx, "UPDATE apps SET status=$2, version=$3 WHERE id=$1", appID, string(hangar.StatusAvailable), version)
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "UPDATE apps SET status=$2, version=$3 WHERE id=$1", appID, string(hangar.StatusAvailable), version); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "UPDATE versions SET status=$3 WHERE app_id=$1 AND id<>$2 AND status=$4",
+			appID, version, string(hangar.VersionRetired), string(hangar.VersionActive))
+		return err
+	})
+}
+
+// BeginOperation marks the app busy with the modifying operation op (a
+// workflow ID). It returns a KindConflict error naming the running operation
+// when another one holds the app.
+func (db *DB) BeginOperation(ctx context.Context, appID, op string) error {
+	tag, err := db.pool.Exec(ctx, "UPDATE apps SET operation=$2, operation_started=now() WHERE id=$1 AND (operation='' OR operation=$2)", appID, op)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var name, cur string
+	var since *time.Time
+	if err := db.pool.QueryRow(ctx, "SELECT name, operation, operation_started FROM apps WHERE id=$1", appID).Scan(&name, &cur, &since); err != nil {
+		return notFoundIf(err, hangar.AppNotFound(appID))
+	}
+	what, _, _ := strings.Cut(cur, "-")
+	started := ""
+	if since != nil {
+		started = " (started " + since.UTC().Format(time.RFC3339) + ")"
+	}
+	return hangar.Errorf(hangar.KindConflict, "application %s is busy: a %s is in progress%s; try again when it finishes", name, what, started)
+}
+
+// EndOperation releases the app if op holds it.
+func (db *DB) EndOperation(ctx context.Context, appID, op string) error {
+	_, err := db.pool.Exec(ctx, "UPDATE apps SET operation='', operation_started=NULL WHERE id=$1 AND operation=$2", appID, op)
+	return err
+}
+
+// Operations returns the running operation of every busy app, by app ID.
+func (db *DB) Operations(ctx context.Context) (map[string]string, error) {
+	rows, err := db.pool.Query(ctx, "SELECT id, operation FROM apps WHERE operation <> ''")
+	if err != nil {
+		return nil, err
+	}
+	ops := map[string]string{}
+	for rows.Next() {
+		var id, op string
+		if err := rows.Scan(&id, &op); err != nil {
+			return nil, err
+		}
+		ops[id] = op
+	}
+	return ops, rows.Err()
+}
+
+// UpdateApp sets the app's executor memory and bounds.
+func (db *DB) UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int) error {
+	_, err := db.pool.Exec(ctx, "UPDATE apps SET memory_mib=$2, min_vms=$3, max_vms=$4 WHERE id=$1", appID, memoryMiB, minVMs, maxVMs)
+	return err
+}
+
+// SetAppDBInstance moves the app to another database instance.
+func (db *DB) SetAppDBInstance(ctx context.Context, appID, instanceID string) error {
+	_, err := db.pool.Exec(ctx, "UPDATE apps SET db_instance_id=$2 WHERE id=$1", appID, instanceID)
+	return err
+}
+
+// DeleteApp removes the app and its versions.
+func (db *DB) DeleteApp(ctx context.Context, appID string) error {
+	_, err := db.pool.Exec(ctx, "DELETE FROM apps WHERE id=$1", appID)
 	return err
 }

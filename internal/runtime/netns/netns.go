@@ -9,39 +9,28 @@
 package netns
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os/exec"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
 var _ runtime.Driver = (*Driver)(nil)
 
-const (
-	// lockPath is the host-wide allocation lock. It is not configurable:
-	// every Hangar instance on the host must use the same file.
-	lockPath = "/run/hangar-netns.lock"
-	// waitDelay bounds how long reaping an executor waits for its output
-	// pipe to close once the process exited, in case a descendant that
-	// escaped its process group still holds it.
-	waitDelay = time.Second
-	// teardownTimeout bounds the ip commands that release an executor; they
-	// run even when the caller's context is done, or they would leak.
-	teardownTimeout = 30 * time.Second
-)
+// waitDelay bounds how long reaping an executor waits for its output pipe
+// to close once the process exited, in case a descendant that escaped its
+// process group still holds it.
+const waitDelay = time.Second
 
 // Config configures the driver.
 type Config struct {
@@ -56,21 +45,13 @@ type Config struct {
 	Prefix string
 }
 
-var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
-
-// ipRunner runs ip with args and returns its stdout; failures are *ipError.
-// It is the seam that lets tests check the plan of ip commands without root.
-type ipRunner func(ctx context.Context, args ...string) ([]byte, error)
-
 // Driver runs executors in network namespaces. It is safe for concurrent
 // use.
 type Driver struct {
-	prefix   string
-	subnet   netip.Prefix
-	logger   *slog.Logger
-	ip       ipRunner
-	ipPath   string
-	lockPath string
+	prefix string
+	net    *vnet.Pool
+	logger *slog.Logger
+	ipPath string
 
 	mu    sync.Mutex
 	execs map[string]*executor
@@ -87,7 +68,9 @@ type executor struct {
 	mu       sync.Mutex // guards the fields below
 	gone     bool       // Prepare failed or Stop began: Start must not run
 	cmd      *exec.Cmd
-	forwards []*forwarder
+	addr     string
+	started  time.Time
+	forwards *vnet.Forwards
 	done     chan struct{} // closed once the process is reaped; nil until Start
 	status   runtime.Status
 }
@@ -102,48 +85,24 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable, "the netns executor driver needs ip (iproute2): %v", err)
 	}
-	return newDriver(cfg, logger, execIP(path), path, lockPath)
+	return newDriver(cfg, logger, vnet.ExecIP(path), path, vnet.LockPath)
 }
 
-func newDriver(cfg Config, logger *slog.Logger, ip ipRunner, ipPath, lockPath string) (*Driver, error) {
-	if cfg.Subnet == "" {
-		cfg.Subnet = "10.213.0.0/16"
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "hg"
-	}
-	subnet, err := parseSubnet(cfg.Subnet)
+func newDriver(cfg Config, logger *slog.Logger, ip vnet.Runner, ipPath, lockPath string) (*Driver, error) {
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, ip, lockPath)
 	if err != nil {
-		return nil, hangar.Errorf(hangar.KindInvalid, "netns driver: %v", err)
-	}
-	if !prefixRE.MatchString(cfg.Prefix) {
-		return nil, hangar.Errorf(hangar.KindInvalid, "netns driver: prefix %q: use 1 to 16 characters of a-z and 0-9", cfg.Prefix)
+		return nil, err
 	}
 	return &Driver{
-		prefix:   cfg.Prefix,
-		subnet:   subnet,
-		logger:   logger,
-		ip:       ip,
-		ipPath:   ipPath,
-		lockPath: lockPath,
-		execs:    make(map[string]*executor),
+		prefix: pool.Prefix(),
+		net:    pool,
+		logger: logger,
+		ipPath: ipPath,
+		execs:  make(map[string]*executor),
 	}, nil
 }
 
-// execIP returns the ipRunner that runs the ip binary at path.
-func execIP(path string) ipRunner {
-	return func(ctx context.Context, args ...string) ([]byte, error) {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, path, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return nil, &ipError{args: args, stderr: string(bytes.TrimSpace(stderr.Bytes())), err: err}
-		}
-		return stdout.Bytes(), nil
-	}
-}
-
-func (d *Driver) nsName(id string) string { return d.prefix + "-" + id }
+func (d *Driver) nsName(id string) string { return d.net.Name(id) }
 
 // Prepare creates the executor's namespace and veth pair on a free /30 and
 // returns its addresses. See runtime.Driver.
@@ -164,10 +123,10 @@ func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error
 	d.execs[id] = e
 	d.mu.Unlock()
 
-	network, err := d.setup(ctx, e.ns)
+	network, err := d.net.Setup(ctx, e.ns)
 	if err != nil {
 		e.gone = true
-		if terr := d.teardown(ctx, e.ns); terr != nil {
+		if terr := d.net.Teardown(ctx, e.ns); terr != nil {
 			d.logger.ErrorContext(ctx, "release executor network", "executor", id, "err", terr)
 		}
 		d.forget(e)
@@ -175,44 +134,6 @@ func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error
 	}
 	e.network = network
 	return network, nil
-}
-
-// setup allocates a /30 and builds the network on it. The allocation runs
-// under the host-wide lock, so that no other instance takes the same /30
-// meanwhile; the lock is held only until the /30 is claimed.
-func (d *Driver) setup(ctx context.Context, ns string) (runtime.Network, error) {
-	s, err := d.claim(ctx, ns)
-	if err != nil {
-		return runtime.Network{}, err
-	}
-	for _, args := range configurePlan(ns, s) {
-		if _, err := d.ip(ctx, args...); err != nil {
-			return runtime.Network{}, err
-		}
-	}
-	return runtime.Network{Gateway: s.gateway().String(), Address: s.address().String()}, nil
-}
-
-func (d *Driver) claim(ctx context.Context, ns string) (slot, error) {
-	unlock, err := lockHost(d.lockPath)
-	if err != nil {
-		return slot{}, err
-	}
-	defer unlock()
-	addrs, err := d.ip(ctx, "-o", "-4", "addr", "show")
-	if err != nil {
-		return slot{}, err
-	}
-	s, ok := freeSlot(d.subnet, addrs)
-	if !ok {
-		return slot{}, hangar.Errorf(hangar.KindUnavailable, "no free executor network left in %s", d.subnet)
-	}
-	for _, args := range claimPlan(ns, s) {
-		if _, err := d.ip(ctx, args...); err != nil {
-			return slot{}, err
-		}
-	}
-	return s, nil
 }
 
 // Start starts spec.Command in the executor's namespace through
@@ -237,19 +158,13 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 	logger := d.logger.With("executor", spec.ID, "app", spec.App, "version", spec.Version)
 
 	// Forwards listen before the app starts: it may connect at once.
-	var forwards []*forwarder
-	for _, f := range spec.Forwards {
-		addr := net.JoinHostPort(e.network.Gateway, strconv.Itoa(f.ListenPort))
-		ln, err := listenDevice(ctx, hostIf(e.ns), addr)
-		if err != nil {
-			closeForwards(forwards)
-			return nil, fmt.Errorf("start executor %s: forward %s: %w", spec.ID, addr, err)
-		}
-		forwards = append(forwards, startForwarder(ln, f.Target, logger))
+	forwards, err := vnet.Forward(ctx, e.ns, e.network.Gateway, spec.Forwards, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 
 	// Not CommandContext: the process outlives the request that starts it.
-	cmd := exec.Command(d.ipPath, execArgs(e.ns, spec.Command)...)
+	cmd := exec.Command(d.ipPath, vnet.ExecArgs(e.ns, spec.Command)...)
 	cmd.Dir = spec.Dir
 	// A nil Env would hand the app Hangar's own environment.
 	cmd.Env = append([]string{}, spec.Env...)
@@ -260,20 +175,20 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 	setProcAttr(cmd)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		closeForwards(forwards)
+		forwards.Close()
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
-	e.cmd, e.forwards, e.done = cmd, forwards, make(chan struct{})
-	go d.reap(e, cmd, e.done, logger)
-
 	x := &runtime.Executor{
 		ID:      spec.ID,
 		Addr:    net.JoinHostPort(e.network.Address, strconv.Itoa(spec.Port)),
 		Gateway: e.network.Gateway,
 		PID:     cmd.Process.Pid,
 	}
+	e.cmd, e.forwards, e.done = cmd, forwards, make(chan struct{})
+	e.addr, e.started = x.Addr, start
+	go d.reap(e, cmd, e.done, logger)
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", x.PID,
-		"memory_mib", spec.MemoryMiB, "forwards", len(forwards), "took", time.Since(start))
+		"memory_mib", spec.MemoryMiB, "forwards", forwards.Len(), "took", time.Since(start))
 	return x, nil
 }
 
@@ -337,11 +252,8 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 	}
 	// Forwards close only now: an app shutting down gracefully may still
 	// need its database.
-	closeForwards(forwards)
-	e.mu.Lock()
-	e.forwards = nil
-	e.mu.Unlock()
-	if err := d.teardown(ctx, e.ns); err != nil {
+	forwards.Close()
+	if err := d.net.Teardown(ctx, e.ns); err != nil {
 		return fmt.Errorf("stop executor %s: %w", id, err)
 	}
 	d.forget(e)
@@ -377,52 +289,10 @@ func (d *Driver) terminate(ctx context.Context, ns string, cmd *exec.Cmd, done c
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
-	defer cancel()
-	if err := d.killAll(ctx, ns); err != nil {
+	if err := d.net.KillAll(context.WithoutCancel(ctx), ns); err != nil {
 		return err
 	}
 	<-done
-	return nil
-}
-
-// killAll kills every process left in namespace ns, such as descendants
-// that left the executor's process group; while one lives, the namespace
-// does.
-func (d *Driver) killAll(ctx context.Context, ns string) error {
-	out, err := d.ip(ctx, "netns", "pids", ns)
-	if isNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	pids, err := parsePIDs(out)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, pid := range pids {
-		if err := killPID(pid); err != nil {
-			errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// teardown kills what is left in namespace ns and removes it with its veth
-// pair. Parts already gone count as removed, so teardown can be repeated.
-func (d *Driver) teardown(ctx context.Context, ns string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
-	defer cancel()
-	if err := d.killAll(ctx, ns); err != nil {
-		return err
-	}
-	for _, args := range teardownPlan(ns) {
-		if _, err := d.ip(ctx, args...); err != nil && !isNotExist(err) {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -431,7 +301,7 @@ func (d *Driver) teardown(ctx context.Context, ns string) error {
 // processes and its veth pair. Executors of this driver are left alone.
 // Call it at start-up, before the first Prepare.
 func (d *Driver) Cleanup(ctx context.Context) error {
-	out, err := d.ip(ctx, "netns", "list")
+	names, err := d.net.Leftovers(ctx)
 	if err != nil {
 		return fmt.Errorf("clean up executors: %w", err)
 	}
@@ -443,11 +313,11 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	d.mu.Unlock()
 	var errs []error
 	n := 0
-	for _, ns := range parseNetnsList(out) {
-		if !strings.HasPrefix(ns, d.prefix+"-") || ours[ns] {
+	for _, ns := range names {
+		if ours[ns] {
 			continue
 		}
-		if err := d.teardown(ctx, ns); err != nil {
+		if err := d.net.Teardown(ctx, ns); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -477,8 +347,41 @@ func (d *Driver) forget(e *executor) {
 	}
 }
 
-func closeForwards(fs []*forwarder) {
-	for _, f := range fs {
-		f.close()
+// Inspect reports the executor's state. See runtime.Driver.
+func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
+	e := d.lookup(id)
+	if e == nil {
+		return runtime.Info{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info := runtime.Info{ID: id, State: runtime.StatePrepared, Network: e.network, Addr: e.addr, StartedAt: e.started}
+	if e.cmd == nil {
+		return info, nil
+	}
+	info.PID = e.cmd.Process.Pid
+	info.State = runtime.StateRunning
+	select {
+	case <-e.done:
+		info.State, info.Status = runtime.StateExited, e.status
+	default:
+	}
+	return info, nil
+}
+
+// Stats returns KindUnavailable: this driver puts executors in no cgroup of
+// their own, so there is nothing that accounts for them alone. See
+// runtime.Driver.
+func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
+	e := d.lookup(id)
+	if e == nil {
+		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	}
+	e.mu.Lock()
+	started := e.cmd != nil
+	e.mu.Unlock()
+	if !started {
+		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
+	}
+	return runtime.Stats{}, hangar.Errorf(hangar.KindUnavailable, "the netns driver does not account resources per executor; use the sandbox driver")
 }

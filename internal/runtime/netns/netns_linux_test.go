@@ -18,6 +18,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
@@ -35,7 +36,7 @@ func (f *fakeIP) run(_ context.Context, args ...string) ([]byte, error) {
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "ip "+line)
 	if stderr, ok := f.fail[line]; ok {
-		return nil, &ipError{args: args, stderr: stderr, err: errors.New("exit status 1")}
+		return nil, &vnet.IPError{Args: args, Stderr: stderr, Err: errors.New("exit status 1")}
 	}
 	return []byte(f.out[line]), nil
 }
@@ -103,7 +104,7 @@ func TestDriver_CleanupPlan(t *testing.T) {
 		},
 		fail: map[string]string{
 			// The veth pair vanished already with its namespace.
-			"link del " + hostIf("hg-old"): `Cannot find device "` + hostIf("hg-old") + `"`,
+			"link del " + vnet.HostIf("hg-old"): `Cannot find device "` + vnet.HostIf("hg-old") + `"`,
 		},
 	}
 	d := newFakeDriver(t, ip)
@@ -154,7 +155,7 @@ func namespaces(t testing.TB, prefix string) []string {
 		t.Fatalf("ip netns list: %v", err)
 	}
 	var ns []string
-	for _, n := range parseNetnsList(out) {
+	for _, n := range vnet.ParseNetnsList(out) {
 		if strings.HasPrefix(n, prefix+"-") {
 			ns = append(ns, n)
 		}
@@ -217,7 +218,7 @@ func TestDriver_StopRemovesEverything(t *testing.T) {
 		escaped, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return escaped > 0
 	})
-	ns, veth := d.nsName("x"), hostIf(d.nsName("x"))
+	ns, veth := d.nsName("x"), vnet.HostIf(d.nsName("x"))
 	if !linkExists(veth) {
 		t.Fatalf("veth %s missing while the executor runs", veth)
 	}
@@ -262,7 +263,7 @@ func TestDriver_CleanupAfterCrash(t *testing.T) {
 	if left := namespaces(t, prefix); len(left) > 0 {
 		t.Errorf("got namespaces %v after Cleanup, want none", left)
 	}
-	if linkExists(hostIf(prefix + "-old")) {
+	if linkExists(vnet.HostIf(prefix + "-old")) {
 		t.Errorf("veth of %s-old still exists after Cleanup", prefix)
 	}
 	st, err := crashed.Wait(t.Context(), "old")

@@ -1,4 +1,4 @@
-package netns
+package vnet
 
 import (
 	"flag"
@@ -49,7 +49,7 @@ func TestPlan_Golden(t *testing.T) {
 	b.WriteString("# configure\n")
 	b.WriteString(formatPlan(configurePlan("hg-app-v1-0", s)))
 	b.WriteString("# start\n")
-	b.WriteString(formatPlan([][]string{execArgs("hg-app-v1-0", []string{"/bin/sh", "-c", "npm start"})}))
+	b.WriteString(formatPlan([][]string{ExecArgs("hg-app-v1-0", []string{"/bin/sh", "-c", "npm start"})}))
 	b.WriteString("# teardown\n")
 	b.WriteString(formatPlan(teardownPlan("hg-app-v1-0")))
 	golden(t, "plan", b.String())
@@ -59,12 +59,12 @@ func TestHostIf(t *testing.T) {
 	t.Parallel()
 	long := "abcdefghijklmnop-" + strings.Repeat("x", 63)
 	for _, ns := range []string{"hg-a", long} {
-		if got := hostIf(ns); len(got) > 15 || !strings.HasPrefix(got, "hgh") {
-			t.Errorf("hostIf(%q) = %q, want hgh… of at most 15 bytes", ns, got)
+		if got := HostIf(ns); len(got) > 15 || !strings.HasPrefix(got, "hgh") {
+			t.Errorf("HostIf(%q) = %q, want hgh… of at most 15 bytes", ns, got)
 		}
 	}
-	if hostIf("hg-a") == hostIf("hg-b") || hostIf("hg-a") != hostIf("hg-a") {
-		t.Error("hostIf is not a deterministic function of the namespace")
+	if HostIf("hg-a") == HostIf("hg-b") || HostIf("hg-a") != HostIf("hg-a") {
+		t.Error("HostIf is not a deterministic function of the namespace")
 	}
 }
 
@@ -110,9 +110,9 @@ func TestSlot_Addresses(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	names := parseNetnsList([]byte("hg-b (id: 3)\nother\nhg-a\n"))
+	names := ParseNetnsList([]byte("hg-b (id: 3)\nother\nhg-a\n"))
 	if diff := cmp.Diff([]string{"hg-b", "other", "hg-a"}, names); diff != "" {
-		t.Errorf("parseNetnsList (-want +got):\n%s", diff)
+		t.Errorf("ParseNetnsList (-want +got):\n%s", diff)
 	}
 	pids, err := parsePIDs([]byte("12\n345\n"))
 	if err != nil {
@@ -126,7 +126,7 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestNewDriver_Config(t *testing.T) {
+func TestNew_Config(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
@@ -142,7 +142,7 @@ func TestNewDriver_Config(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := newDriver(tc.cfg, discard, nil, "ip", "")
+			_, err := New(tc.cfg, nil, "")
 			if (err == nil) != tc.ok {
 				t.Errorf("got error %v, want ok: %v", err, tc.ok)
 			}

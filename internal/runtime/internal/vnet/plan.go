@@ -1,4 +1,4 @@
-package netns
+package vnet
 
 import (
 	"bufio"
@@ -12,17 +12,17 @@ import (
 	"strings"
 )
 
-// This file holds the pure parts of the driver: names, addressing and the
+// This file holds the pure parts of the package: names, addressing and the
 // plans of ip commands, so that they are tested without root.
 
 // peerIf is the name of the executor's end of its veth pair, inside its
 // namespace.
 const peerIf = "eth0"
 
-// hostIf returns the name of the host end of namespace ns's veth pair. It is
+// HostIf returns the name of the host end of namespace ns's veth pair. It is
 // derived from ns so that Cleanup finds it without recorded state; 48 bits
 // of hash keep it unique across instances within the 15-byte limit.
-func hostIf(ns string) string {
+func HostIf(ns string) string {
 	sum := sha256.Sum256([]byte(ns))
 	return "hgh" + hex.EncodeToString(sum[:6])
 }
@@ -90,7 +90,7 @@ next:
 // pair, and claim slot s by putting its gateway address on the host end.
 // They run under the host-wide allocation lock.
 func claimPlan(ns string, s slot) [][]string {
-	host := hostIf(ns)
+	host := HostIf(ns)
 	return [][]string{
 		{"netns", "add", ns},
 		{"link", "add", host, "type", "veth", "peer", "name", peerIf, "netns", ns},
@@ -102,7 +102,7 @@ func claimPlan(ns string, s slot) [][]string {
 // started: links up, the executor's address, its default route.
 func configurePlan(ns string, s slot) [][]string {
 	return [][]string{
-		{"link", "set", hostIf(ns), "up"},
+		{"link", "set", HostIf(ns), "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "addr", "add", s.address().String() + "/30", "dev", peerIf},
 		{"-n", ns, "link", "set", peerIf, "up"},
@@ -115,18 +115,18 @@ func configurePlan(ns string, s slot) [][]string {
 // otherwise drop it only after the namespace's last process is gone.
 func teardownPlan(ns string) [][]string {
 	return [][]string{
-		{"link", "del", hostIf(ns)},
+		{"link", "del", HostIf(ns)},
 		{"netns", "del", ns},
 	}
 }
 
-// execArgs returns the argv of ip that runs command inside namespace ns.
-func execArgs(ns string, command []string) []string {
+// ExecArgs returns the argv of ip that runs command inside namespace ns.
+func ExecArgs(ns string, command []string) []string {
 	return append([]string{"netns", "exec", ns}, command...)
 }
 
-// parseNetnsList returns the names in `ip netns list` output ("name (id: 3)").
-func parseNetnsList(out []byte) []string {
+// ParseNetnsList returns the names in `ip netns list` output ("name (id: 3)").
+func ParseNetnsList(out []byte) []string {
 	var names []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -150,26 +150,26 @@ func parsePIDs(out []byte) ([]int, error) {
 	return pids, nil
 }
 
-// ipError is a failed ip command with its stderr.
-type ipError struct {
-	args   []string
-	stderr string
-	err    error
+// IPError is a failed ip command with its stderr.
+type IPError struct {
+	Args   []string
+	Stderr string
+	Err    error
 }
 
-func (e *ipError) Error() string {
-	return fmt.Sprintf("ip %s: %v: %s", strings.Join(e.args, " "), e.err, e.stderr)
+func (e *IPError) Error() string {
+	return fmt.Sprintf("ip %s: %v: %s", strings.Join(e.Args, " "), e.Err, e.Stderr)
 }
 
-func (e *ipError) Unwrap() error { return e.err }
+func (e *IPError) Unwrap() error { return e.Err }
 
-// isNotExist reports whether err is ip's complaint that the device or
+// IsNotExist reports whether err is ip's complaint that the device or
 // namespace to act on does not exist, which teardown treats as done.
-func isNotExist(err error) bool {
-	var ie *ipError
+func IsNotExist(err error) bool {
+	var ie *IPError
 	if !errors.As(err, &ie) {
 		return false
 	}
-	return strings.Contains(ie.stderr, "Cannot find device") ||
-		strings.Contains(ie.stderr, "No such file or directory")
+	return strings.Contains(ie.Stderr, "Cannot find device") ||
+		strings.Contains(ie.Stderr, "No such file or directory")
 }

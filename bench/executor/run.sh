@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Executor benchmark: spawn-to-ready latency of a tiny Node HTTP app in the
+# sandbox driver (runc) against a bare child process (the netns driver, same
+# network setup), as a ratio in one run, and the host memory Hangar keeps per
+# sandboxed executor outside the app (the `runc run` process that waits for
+# it). Needs root, runc, nftables and /usr/bin/node; everything is torn down
+# at the end. Usage: bench/executor/run.sh [iterations, default 10]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+go test -run '^$' -bench 'BenchmarkExecutor_SpawnToReady' -benchtime "${1:-10}x" ./internal/runtime/sandbox/ |
+  awk '/^BenchmarkExecutor_SpawnToReady/ {
+    for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
+    printf "spawn to ready: sandbox %.1f ms, bare child %.1f ms, ratio %.2f\n", v["ms-sandbox/op"], v["ms-bare/op"], v["ratio"]
+    printf "host memory per sandboxed executor outside the app: %.1f MiB (runc run)\n", v["MiB-host-overhead/executor"]
+    found = 1
+  }
+  END { if (!found) exit 1 }'

@@ -1,0 +1,31 @@
+package build
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+)
+
+// installGo keeps the archive's executable ./main or builds one. With the
+// cache, builds share Go's build cache, module cache and GOPATH below
+// CacheDir/go: Go keys and verifies their content itself.
+func (b *Builder) installGo(ctx context.Context, j Job) error {
+	fi, err := os.Stat(filepath.Join(j.Dir, "main"))
+	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		logf(j, "using the prebuilt ./main")
+		return nil
+	}
+	var extra []string
+	if b.opts.CacheDir != "" {
+		goDir := filepath.Join(b.opts.CacheDir, "go")
+		extra = append(extra,
+			"GOCACHE="+filepath.Join(goDir, "build"),
+			"GOMODCACHE="+filepath.Join(goDir, "mod"),
+			"GOPATH="+filepath.Join(goDir, "path"),
+		)
+	}
+	if b.opts.GoProxy != "" {
+		extra = append(extra, "GOPROXY="+b.opts.GoProxy)
+	}
+	return b.run(ctx, j, "configuration", "go build -o main .", b.env(extra...), b.opts.CommandTimeout)
+}

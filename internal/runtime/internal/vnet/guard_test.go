@@ -1,0 +1,9 @@
+package vnet
+
+import "testing"
+
+func TestGuardRules_Golden(t *testing.T) {
+	t.Parallel()
+	golden(t, "guard", guardRules("hg-app-v1-0", "10.213.0.5", []int{5432, 6379})+
+		"# no forwards\n"+guardRules("hg-app-v1-0", "10.213.0.5", nil))
+}

@@ -1,0 +1,102 @@
+package sandbox
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/netns"
+)
+
+// helloJS is the benchmark's app: the smallest Node HTTP server.
+const helloJS = `require("http").createServer((q, s) => s.end("ok")).listen(3000)`
+
+// spawnToReady prepares and starts the app in executor id of d, and returns
+// the time until it answers HTTP, and the executor.
+func spawnToReady(b *testing.B, d runtime.Driver, id string) (time.Duration, *runtime.Executor) {
+	b.Helper()
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	begin := time.Now()
+	if _, err := d.Prepare(b.Context(), id); err != nil {
+		b.Fatal(err)
+	}
+	x, err := d.Start(b.Context(), runtime.Spec{ID: id, Dir: b.TempDir(), Command: []string{"/usr/bin/node", "-e", helloJS}, Port: 3000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		resp, err := client.Get("http://" + x.Addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(begin), x
+			}
+		}
+		if time.Since(begin) > 30*time.Second {
+			b.Fatalf("executor %s did not answer: %v", id, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// rssKiB returns the resident memory of process pid.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(rest)[0])
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkExecutor_SpawnToReady compares, in one run, the time from
+// Prepare to the first HTTP answer of the same Node app in the sandbox and
+// as a bare child process (the netns driver: same network setup, no
+// container), and measures what Hangar keeps on the host per sandboxed
+// executor besides the app: the runc process that waits for it.
+// bench/executor/run.sh runs it.
+func BenchmarkExecutor_SpawnToReady(b *testing.B) {
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		b.Skip("needs /usr/bin/node")
+	}
+	sb := newTestDriver(b)
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	bare, err := netns.New(netns.Config{Prefix: sb.cfg.Prefix + "b"}, discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sandboxed, plain time.Duration
+	var overheadKiB int
+	for b.Loop() {
+		t, x := spawnToReady(b, sb, "bench")
+		sandboxed += t
+		e := sb.lookup("bench")
+		overheadKiB += rssKiB(e.cmd.Process.Pid)
+		_ = x
+		if err := sb.Stop(b.Context(), "bench", time.Second); err != nil {
+			b.Fatal(err)
+		}
+		t, _ = spawnToReady(b, bare, "bench")
+		plain += t
+		if err := bare.Stop(b.Context(), "bench", time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(sandboxed.Microseconds())/n/1000, "ms-sandbox/op")
+	b.ReportMetric(float64(plain.Microseconds())/n/1000, "ms-bare/op")
+	b.ReportMetric(float64(sandboxed)/float64(plain), "ratio")
+	b.ReportMetric(float64(overheadKiB)/n/1024, "MiB-host-overhead/executor")
+}

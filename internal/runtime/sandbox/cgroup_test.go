@@ -1,0 +1,132 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hangar-oss/hangar/internal/runtime"
+)
+
+const hybridMountinfo = `22 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 30 0:29 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 30 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+41 30 0:37 /sub /mnt/sub rw,relatime - cgroup2 cgroup2 rw
+`
+
+func TestParseMountinfo(t *testing.T) {
+	t.Parallel()
+	h := parseMountinfo([]byte(hybridMountinfo))
+	want := hierarchies{
+		v1:      map[string]string{"cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct", "memory": "/sys/fs/cgroup/memory"},
+		unified: "/sys/fs/cgroup/unified",
+		all:     []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"},
+	}
+	if diff := cmp.Diff(want, h, cmp.AllowUnexported(hierarchies{})); diff != "" {
+		t.Errorf("hybrid (-want +got):\n%s", diff)
+	}
+	if h.v2() {
+		t.Error("hybrid host taken for cgroup v2")
+	}
+	v2 := parseMountinfo([]byte("30 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"))
+	if !v2.v2() || v2.unified != "/sys/fs/cgroup" {
+		t.Errorf("unified host: got %+v, want v2 at /sys/fs/cgroup", v2)
+	}
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	want := runtime.Stats{
+		MemoryBytes: 1 << 20, MemoryLimitBytes: 64 << 20, CPU: 1500 * time.Millisecond,
+		ThrottledPeriods: 7, Throttled: 250 * time.Millisecond, OOMKills: 1,
+	}
+	t.Run("V1", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		g := "/hangar/hg/x"
+		writeFiles(t, root, map[string]string{
+			"memory" + g + "/memory.usage_in_bytes": "1048576\n",
+			"memory" + g + "/memory.limit_in_bytes": "67108864\n",
+			"memory" + g + "/memory.oom_control":    "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+			"cpuacct" + g + "/cpuacct.usage":        "1500000000\n",
+			"cpu" + g + "/cpu.stat":                 "nr_periods 20\nnr_throttled 7\nthrottled_time 250000000\n",
+		})
+		h := hierarchies{v1: map[string]string{"memory": root + "/memory", "cpu": root + "/cpu", "cpuacct": root + "/cpuacct"}}
+		got, err := h.stats(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("V2", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		g := "/hangar/hg/x"
+		writeFiles(t, root, map[string]string{
+			g + "/memory.current": "1048576\n",
+			g + "/memory.max":     "67108864\n",
+			g + "/memory.events":  "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+			g + "/cpu.stat":       "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\nnr_periods 20\nnr_throttled 7\nthrottled_usec 250000\n",
+		})
+		got, err := hierarchies{unified: root}.stats(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("V2Unlimited", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		writeFiles(t, root, map[string]string{
+			"g/memory.current": "1\n", "g/memory.max": "max\n", "g/memory.events": "", "g/cpu.stat": "",
+		})
+		got, err := hierarchies{unified: root}.stats("g")
+		if err != nil || got.MemoryLimitBytes != 0 {
+			t.Errorf("got %+v, %v; want no limit", got, err)
+		}
+	})
+}
+
+func TestRemoveGroups(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	for _, d := range []string{"a/hangar/hg/x", "b/hangar/hg/y", "b/hangar/hg/z"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := hierarchies{all: []string{root + "/a", root + "/b"}}
+	// In b, z keeps the parents busy (ENOTEMPTY here, EBUSY on cgroupfs).
+	if err := h.removeGroups("/hangar/hg/x", "/hangar/hg/y", "/hangar/hg", "/hangar"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root + "/a/hangar"); !os.IsNotExist(err) {
+		t.Errorf("a/hangar: got %v, want it removed", err)
+	}
+	if _, err := os.Stat(root + "/b/hangar/hg/z"); err != nil {
+		t.Errorf("b/hangar/hg/z: got %v, want it kept", err)
+	}
+}

@@ -1,0 +1,817 @@
+// Package sandbox is the default executor driver: each executor is an OCI
+// container run by runc, from a spec generated here. The app runs as an
+// unprivileged uid of its own, without capabilities, under no_new_privs and
+// a seccomp filter, in its own PID, mount, UTS, IPC and network namespaces,
+// on a read-only view of the host's root filesystem in which Hangar's data,
+// other apps' folders and the configured hidden paths are empty, with its
+// app folder writable and a private /tmp; cgroups (v1 or v2, as runc finds
+// them) cap its memory, CPU and processes. The network is the netns
+// driver's, shared through internal/vnet: a namespace on a veth pair that
+// runc joins by path. It needs Linux, root, runc and iproute2. Only
+// composition roots (cmd/hangar, hangartest) and bench/executor import it.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
+)
+
+var _ runtime.Driver = (*Driver)(nil)
+
+const (
+	// startTimeout bounds how long Start waits for runc to start the app.
+	startTimeout = 30 * time.Second
+	// cleanupTimeout bounds the runc commands that release an executor;
+	// they run even when the caller's context is done, or they would leak.
+	cleanupTimeout = 30 * time.Second
+	// waitDelay bounds how long reaping waits for the output pipe to close
+	// once runc exited.
+	waitDelay = time.Second
+)
+
+// DefaultHiddenPaths are the directories every executor sees empty, besides
+// Config.HiddenPaths: users' homes, other services' data and runtime state,
+// and world-writable scratch places where other programs may leave secrets.
+var DefaultHiddenPaths = []string{
+	"/home", "/media", "/mnt", "/root", "/run", "/srv",
+	"/var/backups", "/var/lib/postgresql", "/var/log", "/var/mail", "/var/spool", "/var/tmp",
+}
+
+// Config configures the driver. The zero value is usable, except that
+// Hangar's data dir must be added to HiddenPaths.
+type Config struct {
+	// Runc is the runc binary. Default "runc", looked up in PATH.
+	Runc string
+	// StateDir holds runc's state (StateDir/runc) and the executors'
+	// bundles (StateDir/bundles). Default "/run/hangar/sandbox/<Prefix>".
+	StateDir string
+	// Subnet is the IPv4 pool from which each executor gets a /30, as in
+	// the netns driver. Default "10.213.0.0/16".
+	Subnet string
+	// Prefix names this instance's namespaces, containers and cgroups
+	// ("<Prefix>-<executor ID>", /hangar/<Prefix>/<executor ID>). Cleanup
+	// removes everything with this prefix, so instances that share a host
+	// need distinct prefixes. 1 to 16 characters of a-z and 0-9. Default
+	// "hg".
+	Prefix string
+	// HiddenPaths lists directories that executors see empty, in addition
+	// to DefaultHiddenPaths. Hangar's data dir belongs here: the app
+	// folder, wherever it is, is bound back in. Paths that are not
+	// directories on the host are skipped. Default none.
+	HiddenPaths []string
+	// FirstUID and UIDCount give the range of uids executors run as: each
+	// executor of this driver gets one no other running executor has, so
+	// that a process that escaped its namespaces still cannot signal,
+	// trace or read another executor's. Default 200001 and 65535.
+	FirstUID uint32
+	UIDCount int
+	// GID is the group of every executor; Start makes the top of the app
+	// folder writable to it, as executors of one version share their
+	// folder. Default 200000.
+	GID uint32
+	// CPUs is the CPU quota of an executor, in CPUs. Default 1.
+	CPUs float64
+	// Pids caps the processes and threads of an executor. Default 512.
+	Pids int
+	// TmpMiB is the size of an executor's private /tmp, which counts
+	// against its memory limit. Default 64.
+	TmpMiB int
+}
+
+func (c *Config) setDefaults() {
+	if c.Runc == "" {
+		c.Runc = "runc"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "hg"
+	}
+	if c.StateDir == "" {
+		c.StateDir = filepath.Join("/run/hangar/sandbox", c.Prefix)
+	}
+	if c.FirstUID == 0 {
+		c.FirstUID = 200001
+	}
+	if c.UIDCount == 0 {
+		c.UIDCount = 65535
+	}
+	if c.GID == 0 {
+		c.GID = 200000
+	}
+	if c.CPUs == 0 {
+		c.CPUs = 1
+	}
+	if c.Pids == 0 {
+		c.Pids = 512
+	}
+	if c.TmpMiB == 0 {
+		c.TmpMiB = 64
+	}
+}
+
+// Driver runs executors as runc containers. It is safe for concurrent use.
+type Driver struct {
+	cfg      Config
+	runcPath string
+	runcRoot string
+	bundles  string
+	hidden   []string
+	net      *vnet.Pool
+	nft      vnet.NFT
+	cgroups  hierarchies
+	logger   *slog.Logger
+
+	mu    sync.Mutex
+	execs map[string]*executor
+	uids  map[uint32]bool
+}
+
+// executor is the driver's record of one prepared executor.
+type executor struct {
+	id      string
+	name    string // namespace, container and bundle name
+	uid     uint32
+	network runtime.Network
+
+	stopMu sync.Mutex // serializes Stop calls; held while stopping
+
+	mu        sync.Mutex // guards the fields below
+	gone      bool       // Prepare failed or Stop began: Start must not run
+	bundle    string     // set once Start made it
+	cmd       *exec.Cmd  // runc run
+	pid       int
+	addr      string
+	startedAt time.Time
+	forwards  *vnet.Forwards
+	done      chan struct{} // closed once runc run is reaped; nil until Start
+
+	// reap writes these once, before it closes done, without e.mu (Start
+	// holds it while it waits for the app); read them after <-done only.
+	status  runtime.Status
+	last    runtime.Stats // the cgroup's last reading
+	lastErr error
+}
+
+// New returns a driver. It returns KindUnavailable when the host cannot run
+// it (not root, no runc, no ip command), with what to do about it, and
+// KindInvalid for a bad cfg.
+func New(cfg Config, logger *slog.Logger) (*Driver, error) {
+	cfg.setDefaults()
+	if err := checkHost(); err != nil {
+		return nil, err
+	}
+	runcPath, err := exec.LookPath(cfg.Runc)
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindUnavailable,
+			"runc not found (%v): apt-get install runc, or choose the unsandboxed development driver with --driver=netns", err)
+	}
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindUnavailable, "the sandbox executor driver needs ip (iproute2): %v", err)
+	}
+	nftPath, err := exec.LookPath("nft")
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindUnavailable,
+			"nft not found (%v): apt-get install nftables; the sandbox driver needs it to keep executors off host services", err)
+	}
+	cg, err := readHierarchies()
+	if err != nil {
+		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
+	}
+	return newDriver(cfg, logger, runcPath, vnet.ExecIP(ipPath), vnet.ExecNFT(nftPath), cg)
+}
+
+func newDriver(cfg Config, logger *slog.Logger, runcPath string, ip vnet.Runner, nft vnet.NFT, cg hierarchies) (*Driver, error) {
+	cfg.setDefaults()
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, ip, vnet.LockPath)
+	if err != nil {
+		return nil, err
+	}
+	hidden, err := cleanPaths(append(append([]string{}, DefaultHiddenPaths...), cfg.HiddenPaths...))
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: %v", err)
+	}
+	switch {
+	case !filepath.IsAbs(cfg.StateDir):
+		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: state dir %q is not absolute", cfg.StateDir)
+	case cfg.UIDCount < 1 || uint64(cfg.FirstUID)+uint64(cfg.UIDCount) > 1<<32-1:
+		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: uid range %d+%d is out of bounds", cfg.FirstUID, cfg.UIDCount)
+	case cfg.CPUs < 0.01:
+		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: %v CPUs is below the minimum of 0.01", cfg.CPUs)
+	case cfg.Pids < 1, cfg.TmpMiB < 1:
+		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: pids and tmp size must be positive")
+	}
+	return &Driver{
+		cfg:      cfg,
+		runcPath: runcPath,
+		runcRoot: filepath.Join(cfg.StateDir, "runc"),
+		bundles:  filepath.Join(cfg.StateDir, "bundles"),
+		hidden:   hidden,
+		net:      pool,
+		nft:      nft,
+		cgroups:  cg,
+		logger:   logger,
+		execs:    make(map[string]*executor),
+		uids:     make(map[uint32]bool),
+	}, nil
+}
+
+// cgroupParent is the group under which runc creates the executors' groups:
+// a top-level group of Hangar's own, not the caller's (runc would nest
+// under it otherwise).
+func (d *Driver) cgroupParent() string { return "/hangar/" + d.cfg.Prefix }
+
+func (d *Driver) cgroupPath(id string) string { return d.cgroupParent() + "/" + id }
+
+// Prepare creates the executor's network namespace and veth pair on a free
+// /30 and picks its uid. See runtime.Driver.
+func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error) {
+	if err := runtime.ValidateID(id); err != nil {
+		return runtime.Network{}, err
+	}
+	e := &executor{id: id, name: d.net.Name(id)}
+	// e stays locked while the network is built, so that a concurrent Start
+	// or Stop waits for the outcome.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d.mu.Lock()
+	if d.execs[id] != nil {
+		d.mu.Unlock()
+		return runtime.Network{}, hangar.Errorf(hangar.KindConflict, "executor %s is already prepared", id)
+	}
+	uid, ok := d.allocUID()
+	if !ok {
+		d.mu.Unlock()
+		return runtime.Network{}, hangar.Errorf(hangar.KindUnavailable, "no free executor uid left in %d+%d", d.cfg.FirstUID, d.cfg.UIDCount)
+	}
+	e.uid = uid
+	d.execs[id] = e
+	d.mu.Unlock()
+
+	network, err := d.net.Setup(ctx, e.name)
+	if err != nil {
+		e.gone = true
+		if terr := d.net.Teardown(ctx, e.name); terr != nil {
+			d.logger.ErrorContext(ctx, "release executor network", "executor", id, "err", terr)
+		}
+		d.forget(e)
+		return runtime.Network{}, fmt.Errorf("prepare executor %s: %w", id, err)
+	}
+	e.network = network
+	return network, nil
+}
+
+// allocUID returns the lowest free uid of the range; d.mu is held.
+func (d *Driver) allocUID() (uint32, bool) {
+	for i := range d.cfg.UIDCount {
+		uid := d.cfg.FirstUID + uint32(i)
+		if !d.uids[uid] {
+			d.uids[uid] = true
+			return uid, true
+		}
+	}
+	return 0, false
+}
+
+// Start writes the executor's bundle and runs it with `runc run`, which
+// stays our child for the app's life and exits with its status: the only
+// way to learn the exit status of a container without making Hangar a
+// child subreaper (which would make it reap, and race os/exec for, every
+// orphan on the host). It returns once the app's process runs. See
+// runtime.Driver.
+func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executor, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	e := d.lookup(spec.ID)
+	if e == nil {
+		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone {
+		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
+	}
+	if e.done != nil || e.bundle != "" {
+		return nil, hangar.Errorf(hangar.KindConflict, "executor %s is already started", spec.ID)
+	}
+	logger := d.logger.With("executor", spec.ID, "app", spec.App, "version", spec.Version)
+	begin := time.Now()
+	if spec.MemoryMiB == 0 {
+		spec.MemoryMiB = hangar.DefaultMemoryMiB
+	}
+
+	// Forwards listen before the app starts: it may connect at once.
+	forwards, err := vnet.Forward(ctx, e.name, e.network.Gateway, spec.Forwards, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	}
+	e.forwards = forwards // Stop closes them, also when Start fails below
+	ports := make([]int, len(spec.Forwards))
+	for i, f := range spec.Forwards {
+		ports[i] = f.ListenPort
+	}
+	if err := vnet.Guard(ctx, d.nft, e.name, e.network.Gateway, ports); err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	}
+
+	bundle := filepath.Join(d.bundles, e.name)
+	e.bundle = bundle
+	if err := d.writeBundle(bundle, e, spec); err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	}
+
+	// Not CommandContext: the process outlives the request that starts it.
+	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
+		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), e.name)
+	// runc passes its stdout and stderr on to the app.
+	if spec.Stdout != nil {
+		cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stdout
+	}
+	cmd.WaitDelay = waitDelay
+	// Its own process group: a terminal's ^C must reach Hangar only, which
+	// then stops executors in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start executor %s: run runc: %w", spec.ID, err)
+	}
+	done := make(chan struct{})
+	e.cmd, e.done, e.startedAt = cmd, done, begin
+	go d.reap(e, cmd, done, spec.MemoryMiB, logger)
+
+	pid, err := waitPIDFile(ctx, filepath.Join(bundle, "pid"), done)
+	if err != nil {
+		// Stop kills what started and releases the rest.
+		return nil, fmt.Errorf("start executor %s: %w%s", spec.ID, err, runcLogTail(bundle))
+	}
+	e.pid = pid
+	e.addr = net.JoinHostPort(e.network.Address, strconv.Itoa(spec.Port))
+	x := &runtime.Executor{ID: spec.ID, Addr: e.addr, Gateway: e.network.Gateway, PID: pid}
+	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", pid, "uid", e.uid,
+		"memory_mib", spec.MemoryMiB, "forwards", forwards.Len(), "took", time.Since(begin))
+	return x, nil
+}
+
+// initScript is the executor's PID 1, a shell that runs the app as its
+// child. The kernel drops signals to a namespace's init that has no
+// handler for them, so an app run as PID 1 would ignore SIGTERM (and
+// `kill $$` in it would do nothing); this init forwards the usual signals,
+// reaps orphans (the shell's wait collects any child) and exits with the
+// app's status, 128+n when signal n killed it.
+const initScript = `"$@" &
+child=$!
+for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done
+while :; do
+	wait $child
+	status=$?
+	kill -0 $child 2>/dev/null || exit $status
+done`
+
+// writeBundle creates the bundle directory: the read-only bind of / that
+// becomes the container's root, and config.json.
+func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) error {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		return err
+	}
+	if err := bindRootfs(rootfs); err != nil {
+		return fmt.Errorf("bind the root filesystem: %w", err)
+	}
+	for name, content := range etcFiles(spec.ID) {
+		if err := os.WriteFile(filepath.Join(bundle, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := shareDir(spec.Dir, d.cfg.GID); err != nil {
+		return fmt.Errorf("open app folder to the executor: %w", err)
+	}
+	hidden := existingDirs(d.hidden)
+	veils := map[string]string{}
+	for i, h := range hidden {
+		if within(filepath.Clean(spec.Dir), h) {
+			veils[h] = filepath.Join(bundle, "veil", strconv.Itoa(i))
+			if err := os.MkdirAll(veils[h], 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	s := ociSpec(specParams{
+		ID:          spec.ID,
+		Rootfs:      rootfs,
+		Dir:         filepath.Clean(spec.Dir),
+		Command:     append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
+		Env:         spec.Env,
+		UID:         e.uid,
+		GID:         d.cfg.GID,
+		Netns:       vnet.Path(e.name),
+		CgroupsPath: d.cgroupPath(e.id),
+		MemoryBytes: int64(spec.MemoryMiB) << 20,
+		CPUs:        d.cfg.CPUs,
+		Pids:        int64(d.cfg.Pids),
+		TmpMiB:      d.cfg.TmpMiB,
+		Hidden:      hidden,
+		Veils:       veils,
+		Etc:         bundle,
+	})
+	b, err := json.MarshalIndent(s, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
+}
+
+// existingDirs returns the paths that are directories on the host, not
+// through a symbolic link: runc cannot create a mount point in the
+// read-only root, and a link would be followed inside it.
+func existingDirs(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitPIDFile polls until runc has written the app's PID, which it does
+// once the process runs, or runc exited first.
+func waitPIDFile(ctx context.Context, path string, exited <-chan struct{}) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+		select {
+		case <-exited:
+			return 0, errors.New("runc exited before the app started")
+		case <-ctx.Done():
+			return 0, fmt.Errorf("wait for runc to start the app: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// runcLogTail returns ": " and runc's last error in bundle, or "".
+func runcLogTail(bundle string) string {
+	b, err := os.ReadFile(filepath.Join(bundle, "runc.log"))
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return ": " + lines[len(lines)-1]
+}
+
+// reap waits for runc run, reads the cgroup one last time (--keep leaves
+// the container, and so its cgroup, in place after the app exited), deletes
+// the container and closes done.
+func (d *Driver) reap(e *executor, cmd *exec.Cmd, done chan struct{}, memoryMiB int, logger *slog.Logger) {
+	err := cmd.Wait()
+	if _, ok := errors.AsType[*exec.ExitError](err); ok {
+		err = nil // the exit code tells
+	}
+	st := runtime.Status{Err: err}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled(): // runc itself was killed: the app's status is lost
+		st.ExitCode = 128 + int(ws.Signal())
+		st.Err = errors.Join(st.Err, fmt.Errorf("runc killed by signal %v", ws.Signal()))
+	default:
+		// runc reports an app killed by signal n as 128+n, like a shell;
+		// an app that exits with such a code itself looks the same.
+		st.ExitCode = ws.ExitStatus()
+		if n := st.ExitCode - 128; n > 0 && n < 65 {
+			st.Err = errors.Join(st.Err, fmt.Errorf("killed by signal %v", syscall.Signal(n)))
+		}
+	}
+	last, statsErr := d.cgroups.stats(d.cgroupPath(e.id))
+	if statsErr == nil && last.OOMKills > 0 {
+		st.OOMKilled = true
+		st.Err = errors.Join(st.Err, fmt.Errorf("out of memory: killed for exceeding the memory limit of %d MiB", memoryMiB))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if derr := d.deleteContainer(ctx, e.name); derr != nil {
+		logger.Error("delete container", "err", derr)
+	}
+	e.status, e.last, e.lastErr = st, last, statsErr
+	close(done)
+	logger.Info("executor exited", "exit_code", st.ExitCode, "oom_killed", st.OOMKilled, "err", st.Err,
+		"cpu", last.CPU, "memory_bytes", last.MemoryBytes, "throttled", last.Throttled)
+}
+
+// Wait blocks until the executor's process exits. See runtime.Driver.
+func (d *Driver) Wait(ctx context.Context, id string) (runtime.Status, error) {
+	e := d.lookup(id)
+	if e == nil {
+		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	}
+	e.mu.Lock()
+	done := e.done
+	e.mu.Unlock()
+	if done == nil {
+		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
+	}
+	select {
+	case <-done:
+		return e.status, nil
+	case <-ctx.Done():
+		return runtime.Status{}, ctx.Err()
+	}
+}
+
+// Inspect reports the executor's state. See runtime.Driver.
+func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
+	e := d.lookup(id)
+	if e == nil {
+		return runtime.Info{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info := runtime.Info{ID: id, State: runtime.StatePrepared, Network: e.network, Addr: e.addr, PID: e.pid, StartedAt: e.startedAt}
+	if e.done == nil {
+		return info, nil
+	}
+	info.State = runtime.StateRunning
+	select {
+	case <-e.done:
+		info.State, info.Status = runtime.StateExited, e.status
+	default:
+	}
+	return info, nil
+}
+
+// Stats reads the executor's cgroup. See runtime.Driver.
+func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
+	e := d.lookup(id)
+	if e == nil {
+		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	}
+	e.mu.Lock()
+	done := e.done
+	e.mu.Unlock()
+	if done == nil {
+		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
+	}
+	select {
+	case <-done:
+		if e.lastErr != nil {
+			return runtime.Stats{}, fmt.Errorf("stats of executor %s: %w", id, e.lastErr)
+		}
+		return e.last, nil
+	default:
+	}
+	s, err := d.cgroups.stats(d.cgroupPath(id))
+	if err != nil {
+		return runtime.Stats{}, fmt.Errorf("stats of executor %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// Stop sends SIGTERM to the app, SIGKILL to every process of the container
+// once grace has passed (or ctx is done), then deletes the container and
+// releases its bundle, cgroups, uid and network. See runtime.Driver. When
+// releasing fails, the executor stays known and a later Stop retries.
+func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
+	e := d.lookup(id)
+	if e == nil {
+		return nil
+	}
+	e.stopMu.Lock()
+	defer e.stopMu.Unlock()
+	e.mu.Lock()
+	e.gone = true
+	done, forwards, bundle := e.done, e.forwards, e.bundle
+	e.mu.Unlock()
+
+	begin := time.Now()
+	if done != nil {
+		d.terminate(ctx, e.name, done, grace)
+	}
+	// Forwards close only now: an app shutting down gracefully may still
+	// need its database.
+	forwards.Close()
+	var errs []error
+	if bundle != "" {
+		if err := removeBundle(bundle); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.net.Teardown(ctx, e.name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := vnet.Unguard(context.WithoutCancel(ctx), d.nft, e.name); err != nil {
+		errs = append(errs, err)
+	}
+	// The parent group goes only when no other executor uses it; Cleanup
+	// and the last Stop take it away.
+	if err := d.cgroups.removeGroups(d.cgroupPath(id), d.cgroupParent(), "/hangar"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop executor %s: %w", id, err)
+	}
+	d.forget(e)
+	d.logger.InfoContext(ctx, "executor stopped", "executor", id, "took", time.Since(begin))
+	return nil
+}
+
+// terminate signals the container and waits until runc run is reaped,
+// which includes deleting the container.
+func (d *Driver) terminate(ctx context.Context, name string, done <-chan struct{}, grace time.Duration) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	// Errors are expected when the app exits meanwhile; what matters is
+	// that done closes, and SIGKILL below makes sure of it.
+	if _, err := d.runc(kctx, "kill", name, "TERM"); err != nil {
+		d.logger.DebugContext(ctx, "send SIGTERM", "executor", name, "err", err)
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if _, err := d.runc(kctx, "kill", "--all", name, "KILL"); err != nil {
+		d.logger.DebugContext(ctx, "send SIGKILL", "executor", name, "err", err)
+	}
+	select {
+	case <-done:
+	case <-kctx.Done():
+		// runc run hangs: deleting the container ends it.
+		d.deleteContainer(context.Background(), name)
+		<-done
+	}
+}
+
+// deleteContainer kills and deletes container name; one already gone is
+// fine.
+func (d *Driver) deleteContainer(ctx context.Context, name string) error {
+	if _, err := d.runc(ctx, "delete", "--force", name); err != nil && !isNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// Cleanup removes what a previous run of an instance with the same Prefix
+// (and so the same state dir) left behind after a crash: its containers,
+// bundles, network namespaces and cgroups. Executors of this driver are
+// left alone. Call it at start-up, before the first Prepare.
+func (d *Driver) Cleanup(ctx context.Context) error {
+	d.mu.Lock()
+	ours := make(map[string]bool, len(d.execs))
+	for _, e := range d.execs {
+		ours[e.name] = true
+	}
+	d.mu.Unlock()
+	var errs []error
+	n := 0
+	out, err := d.runc(ctx, "list", "--quiet")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range strings.Fields(string(out)) {
+		if strings.HasPrefix(name, d.net.Prefix()+"-") && !ours[name] {
+			if err := d.deleteContainer(ctx, name); err != nil {
+				errs = append(errs, err)
+			}
+			n++
+		}
+	}
+	entries, err := os.ReadDir(d.bundles)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, ent := range entries {
+		if !ours[ent.Name()] {
+			if err := removeBundle(filepath.Join(d.bundles, ent.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	names, err := d.net.Leftovers(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range names {
+		if ours[ns] {
+			continue
+		}
+		id := strings.TrimPrefix(ns, d.net.Prefix()+"-")
+		if err := d.net.Teardown(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+		if err := vnet.Unguard(ctx, d.nft, ns); err != nil {
+			errs = append(errs, err)
+		}
+		if err := d.cgroups.removeGroups(d.cgroupPath(id)); err != nil {
+			errs = append(errs, err)
+		}
+		n++
+	}
+	if err := d.cgroups.removeGroups(d.cgroupParent(), "/hangar"); err != nil {
+		errs = append(errs, err)
+	}
+	if n > 0 {
+		d.logger.InfoContext(ctx, "removed leftover executors", "count", n)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean up executors: %w", err)
+	}
+	return nil
+}
+
+// removeBundle unmounts a bundle's root filesystem and removes the bundle.
+// It removes known files one by one and never recursively: should the
+// unmount not have happened, a recursive removal would walk the host's /.
+func removeBundle(bundle string) error {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := unmount(rootfs); err != nil {
+		return fmt.Errorf("unmount %s: %w", rootfs, err)
+	}
+	var errs []error
+	// Only runc's mount points are in veil, and it was never mounted on
+	// the host: a recursive removal stays inside.
+	if err := os.RemoveAll(filepath.Join(bundle, "veil")); err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range []string{"config.json", "hosts", "resolv.conf", "pid", "runc.log", "rootfs", ""} {
+		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runcError is a failed runc command with its stderr.
+type runcError struct {
+	args   []string
+	stderr string
+	err    error
+}
+
+func (e *runcError) Error() string {
+	return fmt.Sprintf("runc %s: %v: %s", strings.Join(e.args, " "), e.err, e.stderr)
+}
+
+func (e *runcError) Unwrap() error { return e.err }
+
+// isNotExist reports whether err is runc's complaint that the container
+// does not exist.
+func isNotExist(err error) bool {
+	re, ok := errors.AsType[*runcError](err)
+	return ok && strings.Contains(re.stderr, "does not exist")
+}
+
+// runc runs a short runc command against the driver's state root.
+func (d *Driver) runc(ctx context.Context, args ...string) ([]byte, error) {
+	var stdout, stderr strings.Builder
+	cmd := exec.CommandContext(ctx, d.runcPath, append([]string{"--root", d.runcRoot}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, &runcError{args: args, stderr: strings.TrimSpace(stderr.String()), err: err}
+	}
+	return []byte(stdout.String()), nil
+}
+
+func (d *Driver) lookup(id string) *executor {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.execs[id]
+}
+
+// forget drops e and frees its uid, unless the ID was prepared again since.
+func (d *Driver) forget(e *executor) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.execs[e.id] == e {
+		delete(d.execs, e.id)
+		delete(d.uids, e.uid)
+	}
+}

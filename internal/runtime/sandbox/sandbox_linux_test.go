@@ -1,0 +1,424 @@
+package sandbox
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// newTestDriver returns a driver with a prefix and state dir of its own, so
+// that tests running at the same time never touch each other's executors.
+// When the test ends, it checks that the driver left nothing behind.
+func newTestDriver(t testing.TB, modify ...func(*Config)) *Driver {
+	t.Helper()
+	return newTestDriverPrefix(t, fmt.Sprintf("t%08x", rand.Uint32()), modify...)
+}
+
+func newTestDriverPrefix(t testing.TB, prefix string, modify ...func(*Config)) *Driver {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox driver needs root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("the sandbox driver needs runc: apt-get install runc")
+	}
+	cfg := Config{Prefix: prefix}
+	for _, m := range modify {
+		m(&cfg)
+	}
+	d, err := New(cfg, discard)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if left := leftovers(t, d); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+		os.RemoveAll(d.runcRoot) // runc's state only: no mounts there
+		os.Remove(d.bundles)
+		os.Remove(d.cfg.StateDir)
+	})
+	return d
+}
+
+// leftovers lists what the driver's prefix still holds on the host.
+func leftovers(t testing.TB, d *Driver) []string {
+	t.Helper()
+	var left []string
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, d.cfg.Prefix+"-") {
+			left = append(left, "netns "+strings.Fields(l)[0])
+		}
+	}
+	out, _ = exec.Command("runc", "--root", d.runcRoot, "list", "-q").Output()
+	for _, c := range strings.Fields(string(out)) {
+		left = append(left, "container "+c)
+	}
+	ents, _ := os.ReadDir(d.bundles)
+	for _, e := range ents {
+		left = append(left, "bundle "+e.Name())
+	}
+	for _, root := range d.cgroups.all {
+		if _, err := os.Stat(filepath.Join(root, d.cgroupParent())); err == nil {
+			left = append(left, "cgroup "+filepath.Join(root, d.cgroupParent()))
+		}
+	}
+	return left
+}
+
+// syncBuffer is an io.Writer safe for concurrent use, for Spec.Stdout.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// run starts script in a fresh executor of d, waits for it to exit and
+// returns its output and status.
+func run(t *testing.T, d *Driver, id string, spec runtime.Spec) (string, runtime.Status) {
+	t.Helper()
+	if _, err := d.Prepare(t.Context(), id); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(t.Context(), id, time.Second); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	out := &syncBuffer{}
+	spec.ID, spec.Stdout = id, out
+	if spec.Dir == "" {
+		spec.Dir = t.TempDir()
+	}
+	if spec.Port == 0 {
+		spec.Port = 3000
+	}
+	if _, err := d.Start(t.Context(), spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	st, err := d.Wait(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return out.String(), st
+}
+
+func TestDriver_Conformance(t *testing.T) {
+	t.Parallel()
+	runtimetest.Run(t, func(t *testing.T) runtime.Driver { return newTestDriver(t) })
+}
+
+func TestDriver_StartFails(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	if _, err := d.Prepare(t.Context(), "bad"); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(t.Context(), "bad", time.Second)
+	begin := time.Now()
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o644)
+	_, err := d.Start(t.Context(), runtime.Spec{ID: "bad", Dir: f, Command: []string{"/bin/true"}, Port: 3000})
+	t.Logf("took %v: %v", time.Since(begin), err)
+}
+
+// echoServer listens on every host address and answers each connection
+// with "pong".
+func echoServer(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "pong")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// hostAddr returns a non-loopback IPv4 address of the host.
+func hostAddr(t testing.TB) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !strings.HasPrefix(n.IP.String(), "10.213.") {
+			return n.IP.String()
+		}
+	}
+	t.Skip("the host has no non-loopback IPv4 address")
+	return ""
+}
+
+// dialPy prints "<label> ok" when it can connect to host:port and read
+// "pong" within a second, "<label> denied" otherwise.
+const dialPy = `
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=1) as s:
+        print(sys.argv[1], "ok" if s.recv(4) == b"pong" else "denied")
+except OSError:
+    print(sys.argv[1], "denied")
+`
+
+// TestDriver_Isolation runs probes inside an executor of app A: each line
+// the script prints is "<check> ok" or "<check> denied".
+func TestDriver_Isolation(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs /usr/bin/python3")
+	}
+	// A data dir on the root filesystem (not /tmp, which is private
+	// anyway), with app A's and app B's folders in it.
+	data, err := os.MkdirTemp("/var/lib", "hangar-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(data) })
+	appA, appB := filepath.Join(data, "apps", "a"), filepath.Join(data, "apps", "b")
+	for _, dir := range []string{appA, appB} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("s3cret"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(data, "metadata.db"), []byte("s3cret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDriver(t, func(c *Config) { c.HiddenPaths = []string{data} })
+	port, fwdPort := echoServer(t), echoServer(t)
+	if _, err := d.Prepare(t.Context(), "iso"); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := d.Inspect(t.Context(), "iso")
+	gw, host := n.Network.Gateway, hostAddr(t)
+	p := strconv.Itoa(port)
+	script := strings.Join([]string{
+		"probe() { name=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"$name ok\"; else echo \"$name denied\"; fi; }",
+		"probe read-own cat " + appA + "/secret",
+		"probe read-other-app cat " + appB + "/secret",
+		"probe read-data-dir cat " + data + "/metadata.db",
+		"probe list-data-dir sh -c 'ls " + data + "/apps | grep -q b'",
+		"probe read-root-home ls /root/.bashrc",
+		"probe write-root touch /x",
+		"probe write-usr touch /usr/x",
+		"probe write-etc touch /etc/x",
+		"probe write-own touch " + appA + "/new",
+		"probe write-tmp touch /tmp/new",
+		"echo uid=$(id -u) gid=$(id -g)",
+		"grep CapEff /proc/self/status",
+		"echo pid1=$(head -c 7 /proc/1/cmdline)",
+		"echo procs=$(ls /proc | grep -c '^[0-9]')",
+		"py() { /usr/bin/python3 -c '" + dialPy + "' \"$@\"; }",
+		"py dial-loopback 127.0.0.1 " + p,
+		"py dial-gateway " + gw + " " + p,
+		"py dial-host " + host + " " + p,
+		"py dial-forward " + gw + " 6000",
+	}, "\n")
+	t.Cleanup(func() { d.Stop(t.Context(), "iso", time.Second) })
+	out := &syncBuffer{}
+	_, err = d.Start(t.Context(), runtime.Spec{
+		ID: "iso", Dir: appA, Command: []string{"/bin/sh", "-c", script}, Port: 3000, Stdout: out,
+		Forwards: []runtime.Forward{{ListenPort: 6000, Target: "127.0.0.1:" + strconv.Itoa(fwdPort)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := d.Wait(t.Context(), "iso"); err != nil || st.ExitCode != 0 {
+		t.Fatalf("Wait: %+v, %v; output:\n%s", st, err, out)
+	}
+	got := out.String()
+	t.Logf("output:\n%s", got)
+	want := map[string]string{
+		"read-own": "ok", "read-other-app": "denied", "read-data-dir": "denied", "list-data-dir": "denied",
+		"read-root-home": "denied", "write-root": "denied", "write-usr": "denied", "write-etc": "denied",
+		"write-own": "ok", "write-tmp": "ok",
+		"dial-loopback": "denied", "dial-gateway": "denied", "dial-host": "denied", "dial-forward": "ok",
+	}
+	for check, w := range want {
+		if !strings.Contains(got, check+" "+w+"\n") {
+			t.Errorf("%s: want %s", check, w)
+		}
+	}
+	e := d.lookup("iso")
+	for _, line := range []string{
+		fmt.Sprintf("uid=%d gid=%d", e.uid, d.cfg.GID),
+		"CapEff:\t0000000000000000",
+		"pid1=/bin/sh\n",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("output lacks %q", line)
+		}
+	}
+	if e.uid == 0 || d.cfg.GID == 0 {
+		t.Errorf("runs as uid %d gid %d, want non-root", e.uid, d.cfg.GID)
+	}
+	// init, the script, the shell of $(...) and ls: nothing of the host.
+	if i := strings.Index(got, "procs="); i < 0 {
+		t.Error("no process count")
+	} else if n, _ := strconv.Atoi(strings.Fields(got[i+6:])[0]); n > 5 {
+		t.Errorf("got %d processes visible, want only the executor's own (at most 5)", n)
+	}
+}
+
+// TestDriver_OOM runs a process that allocates past a 64 MiB limit: the
+// kernel kills it and Wait reports it.
+func TestDriver_OOM(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		t.Skip("needs /usr/bin/node")
+	}
+	d := newTestDriver(t)
+	hog := "const a = []; for (;;) { a.push(Buffer.alloc(1 << 20, 1)); }"
+	out, st := run(t, d, "oom", runtime.Spec{Command: []string{"/usr/bin/node", "-e", hog}, MemoryMiB: 64})
+	if !st.OOMKilled || st.ExitCode != 137 {
+		t.Errorf("got %+v, want OOMKilled and exit code 137; output:\n%s", st, out)
+	}
+	if st.Err == nil || !strings.Contains(st.Err.Error(), "64 MiB") {
+		t.Errorf("got error %v, want it to name the 64 MiB limit", st.Err)
+	}
+	s, err := d.Stats(t.Context(), "oom")
+	if err != nil || s.OOMKills == 0 || s.MemoryLimitBytes != 64<<20 {
+		t.Errorf("Stats: got %+v, %v; want an OOM kill and a 64 MiB limit", s, err)
+	}
+}
+
+// TestDriver_CPUQuota runs two busy threads for about 2 s: the quota of 1
+// CPU holds them to about one CPU-second per second.
+//
+// It does not run in parallel with the package's other tests, which would
+// compete for the CPU; a host busy with other work can still starve it.
+func TestDriver_CPUQuota(t *testing.T) {
+	d := newTestDriver(t)
+	if _, err := d.Prepare(t.Context(), "cpu"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(t.Context(), "cpu", time.Second) })
+	busy := "while :; do :; done & while :; do :; done & wait"
+	if _, err := d.Start(t.Context(), runtime.Spec{ID: "cpu", Dir: t.TempDir(), Command: []string{"/bin/sh", "-c", busy}, Port: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := d.Stats(t.Context(), "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idleBefore := hostIdle(t)
+	begin := time.Now()
+	// Poll rather than sleep: Stats must keep working meanwhile.
+	for time.Since(begin) < 2*time.Second {
+		if _, err := d.Stats(t.Context(), "cpu"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-t.Context().Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	after, err := d.Stats(t.Context(), "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(begin)
+	idle := float64(hostIdle(t)-idleBefore) / float64(wall)
+	rate := float64(after.CPU-before.CPU) / float64(wall)
+	t.Logf("%.2f CPU-seconds per second, host idle %.2f CPUs; throttled %d periods, %v", rate, idle, after.ThrottledPeriods, after.Throttled)
+	if rate > 1.5 {
+		t.Errorf("got %.2f CPU-seconds per second, want at most about 1 (1.5)", rate)
+	}
+	// Two busy threads use all they get: below the quota, only a host
+	// with no idle CPU left explains it.
+	if rate < 0.5 && idle > 0.5 {
+		t.Errorf("got %.2f CPU-seconds per second while the host idled %.2f CPUs, want about 1 (0.5 to 1.5)", rate, idle)
+	}
+	if rate < 0.5 && idle <= 0.5 {
+		t.Logf("the host is busy with other work: the lower bound is not checked")
+	}
+	if rate > 0.9 && after.ThrottledPeriods == 0 {
+		t.Error("got no throttled periods, want the quota to bite")
+	}
+}
+
+// hostIdle returns the host's idle CPU time so far, from /proc/stat.
+func hostIdle(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cpu  user nice system idle iowait ... in USER_HZ (100 on Linux).
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	idle, _ := strconv.ParseInt(f[4], 10, 64)
+	iowait, _ := strconv.ParseInt(f[5], 10, 64)
+	return time.Duration(idle+iowait) * 10 * time.Millisecond
+}
+
+// TestDriver_CleanupAfterCrash plays a restart after a crash: a new driver
+// with the same prefix removes the old one's container, bundle, network and
+// cgroups.
+func TestDriver_CleanupAfterCrash(t *testing.T) {
+	t.Parallel()
+	prefix := fmt.Sprintf("t%08x", rand.Uint32())
+	crashed := newTestDriverPrefix(t, prefix)
+	if _, err := crashed.Prepare(t.Context(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crashed.Start(t.Context(), runtime.Spec{ID: "old", Dir: t.TempDir(), Command: []string{"sleep", "300"}, Port: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newTestDriverPrefix(t, prefix)
+	if err := restarted.Cleanup(t.Context()); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if left := leftovers(t, restarted); len(left) > 0 {
+		t.Errorf("left after Cleanup: %v", left)
+	}
+	st, err := crashed.Wait(t.Context(), "old")
+	if err != nil || st.ExitCode != 137 {
+		t.Errorf("crashed executor: got %+v, %v; want it killed (137)", st, err)
+	}
+	// The old driver's Stop copes with its executor being gone already.
+	if err := crashed.Stop(t.Context(), "old", time.Second); err != nil {
+		t.Errorf("Stop after Cleanup: %v", err)
+	}
+}

@@ -1,0 +1,100 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// golden compares got with testdata/name.golden, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestOCISpec_Golden(t *testing.T) {
+	t.Parallel()
+	s := ociSpec(specParams{
+		ID:          "app-v1-0",
+		Rootfs:      "/run/hangar/sandbox/hg/bundles/hg-app-v1-0/rootfs",
+		Dir:         "/var/lib/hangar/apps/app/versions/v1",
+		Command:     []string{"/bin/sh", "-c", initScript, "init", "/bin/sh", "-c", "npm start"},
+		Env:         []string{"PORT=3000"},
+		UID:         200001,
+		GID:         200000,
+		Netns:       "/var/run/netns/hg-app-v1-0",
+		CgroupsPath: "/hangar/hg/app-v1-0",
+		MemoryBytes: 512 << 20,
+		CPUs:        1,
+		Pids:        512,
+		TmpMiB:      64,
+		Hidden:      []string{"/var/lib/hangar", "/root", "/home"},
+		Veils:       map[string]string{"/var/lib/hangar": "/run/hangar/sandbox/hg/bundles/hg-app-v1-0/veil/0"},
+		Etc:         "/run/hangar/sandbox/hg/bundles/hg-app-v1-0",
+	})
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "config", string(b)+"\n")
+}
+
+func TestOCISpec_KeepsHOME(t *testing.T) {
+	t.Parallel()
+	s := ociSpec(specParams{Env: []string{"HOME=/app"}, CPUs: 1})
+	if got := strings.Join(s.Process.Env, " "); got != "HOME=/app" {
+		t.Errorf("got env %q, want HOME=/app only", got)
+	}
+}
+
+func TestCleanPaths(t *testing.T) {
+	t.Parallel()
+	got, err := cleanPaths([]string{"/a/", "/b", "/a"})
+	if err != nil || strings.Join(got, " ") != "/a /b" {
+		t.Errorf("got %v, %v; want [/a /b]", got, err)
+	}
+	for _, bad := range []string{"/", "rel"} {
+		if _, err := cleanPaths([]string{bad}); err == nil {
+			t.Errorf("cleanPaths accepted %q", bad)
+		}
+	}
+}
+
+func TestWithin(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path, dir string
+		want      bool
+	}{
+		{"/data/apps/a", "/data", true},
+		{"/data", "/data", true},
+		{"/database", "/data", false},
+		{"/srv", "/data", false},
+	} {
+		if got := within(tc.path, tc.dir); got != tc.want {
+			t.Errorf("within(%q, %q) = %v, want %v", tc.path, tc.dir, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package sandbox
+
+import "errors"
+
+func checkHost() error { return errors.ErrUnsupported }
+
+func bindRootfs(string) error { return errors.ErrUnsupported }
+
+func unmount(string) error { return errors.ErrUnsupported }
+
+func shareDir(string, uint32) error { return errors.ErrUnsupported }
