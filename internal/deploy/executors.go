@@ -29,8 +29,8 @@ type executor struct {
 	sysDB      string // the app's DBOS system database
 	addr       string
 	log        io.WriteCloser
-	stopped  chan struct{} // closed when a stop was requested
-	stopOnce sync.Once
+	stopped    chan struct{} // closed when a stop was requested
+	stopOnce   sync.Once
 }
 
 // dbProxyPort is the port an executor reaches its database instance at, on
