@@ -51,17 +51,7 @@ func TestAppManagement(t *testing.T) {
 	}
 	edit := func(t *testing.T, file, old, new string) {
 		t.Helper()
-		p := filepath.Join(dir, file)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), old) {
-			t.Fatalf("%s does not contain %q", file, old)
-		}
-		if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		editFile(t, dir, file, old, new)
 	}
 	body := func(t *testing.T) string {
 		t.Helper()
@@ -331,4 +321,20 @@ func waitGone(t *testing.T, c *apiclient.Client, name string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("app %s still listed 60s after delete", name)
+}
+
+// editFile replaces the first old with new in dir/file.
+func editFile(t *testing.T, dir, file, old, new string) {
+	t.Helper()
+	p := filepath.Join(dir, file)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %q", file, old)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -80,9 +80,11 @@ func unsupported() string {
 // Hangar is a running `hangar serve`.
 type Hangar struct {
 	DataDir string
+	Prefix  string // executors' network namespace prefix
 	Domain  string // localhost:<port>
 	Port    string
 	CA      string // path of the CA certificate
+	args    []string
 	cmd     *exec.Cmd
 	out     *syncBuffer
 	done    chan error
@@ -127,45 +129,67 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 	prefixSeq.n++
 	n := prefixSeq.n
 	prefixSeq.Unlock()
-	h := &Hangar{DataDir: dataDir, Domain: "localhost:" + port, Port: port, out: &syncBuffer{}, done: make(chan error, 1)}
-	h.cmd = exec.Command(filepath.Join(bin, "hangar"), "serve",
-		"--data-dir", dataDir, "--listen", "127.0.0.1:"+port, "--domain", h.Domain,
-		"--network-prefix", fmt.Sprintf("e2e%d%d", os.Getpid()%10000, n),
-		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n%50), "--health-timeout", "90s")
-	h.cmd.Args = append(h.cmd.Args, extra...)
-	h.cmd.Env = append(os.Environ(), "HANGAR_PG_SETTINGS=fsync=off")
-	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
+	h := &Hangar{
+		DataDir: dataDir, Domain: "localhost:" + port, Port: port, Prefix: fmt.Sprintf("e2e%d%d", os.Getpid()%10000, n),
+		out: &syncBuffer{},
 	}
-	go func() { h.done <- h.cmd.Wait() }()
+	h.args = append([]string{"serve",
+		"--data-dir", dataDir, "--listen", "127.0.0.1:" + port, "--domain", h.Domain,
+		"--network-prefix", h.Prefix,
+		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n%50), "--health-timeout", "90s"}, extra...)
 	t.Cleanup(func() {
 		h.Stop(t)
+		if left := h.orphans(); len(left) > 0 {
+			t.Errorf("left running after hangar serve stopped: %v", left)
+		}
 		if t.Failed() {
 			t.Logf("hangar output:\n%s", h.out.String())
 		}
 		os.RemoveAll(dataDir)
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(h.out.String(), "Hangar is serving") {
+	h.Start(t)
+	h.CA = filepath.Join(dataDir, "ca.pem")
+	return h
+}
+
+// Start starts the server process, with env added to its environment, and
+// waits until it serves.
+func (h *Hangar) Start(t *testing.T, env ...string) {
+	t.Helper()
+	h.cmd = exec.Command(filepath.Join(bin, "hangar"), h.args...)
+	h.cmd.Env = append(append(os.Environ(), "HANGAR_PG_SETTINGS=fsync=off"), env...)
+	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
+	mark := len(h.out.String())
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.done = make(chan error, 1)
+	go func() { h.done <- h.cmd.Wait() }()
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(h.out.String()[mark:], "Hangar is serving") {
 		select {
 		case err := <-h.done:
 			t.Fatalf("hangar serve exited early: %v\n%s", err, h.out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hangar serve did not start within 60s:\n%s", h.out.String())
+			t.Fatalf("hangar serve did not start within 90s:\n%s", h.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	h.CA = filepath.Join(dataDir, "ca.pem")
-	return h
+}
+
+// Kill kills the server with SIGKILL, as a crash would, and reaps it.
+func (h *Hangar) Kill(t *testing.T) {
+	t.Helper()
+	_ = h.cmd.Process.Kill()
+	<-h.done
 }
 
 // Stop sends SIGTERM and waits for a clean exit.
 func (h *Hangar) Stop(t *testing.T) {
 	t.Helper()
-	if h.cmd.ProcessState != nil {
+	if h.cmd == nil || h.cmd.ProcessState != nil {
 		return
 	}
 	_ = h.cmd.Process.Signal(syscall.SIGTERM)
@@ -180,15 +204,46 @@ func (h *Hangar) Stop(t *testing.T) {
 	}
 }
 
+// orphans lists what a stopped Hangar left behind: processes whose command
+// line or working directory is in its data dir (postgres clusters, executors)
+// and network namespaces with its prefix.
+func (h *Hangar) orphans() []string {
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
+		if strings.Contains(string(cmdline), h.DataDir) || strings.HasPrefix(cwd, h.DataDir) {
+			if stat, _ := os.ReadFile(filepath.Join(p, "stat")); strings.Contains(string(stat), ") Z ") {
+				continue // a zombie already dead, waiting for its reaper
+			}
+			left = append(left, fmt.Sprintf("pid %s: %s", filepath.Base(p), strings.ReplaceAll(string(cmdline), "\x00", " ")))
+		}
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, h.Prefix+"-") {
+			left = append(left, "netns "+strings.Fields(line)[0])
+		}
+	}
+	return left
+}
+
 // AddUser runs `hangar users add` and returns the refresh token.
 func (h *Hangar) AddUser(t *testing.T, name string) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(bin, "hangar"), "users", "add", name, "--data-dir", h.DataDir).CombinedOutput()
+	out, err := runOut(filepath.Join(bin, "hangar"), "users", "add", name, "--data-dir", h.DataDir)
 	if err != nil {
 		t.Fatalf("hangar users add: %v\n%s", err, out)
 	}
-	f := strings.Fields(string(out))
+	f := strings.Fields(out)
 	return f[len(f)-1]
+}
+
+// runOut runs a command and returns its combined output.
+func runOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
 }
 
 // Env is the environment both CLIs run with.

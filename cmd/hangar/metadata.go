@@ -31,9 +31,11 @@ type metadataDB struct {
 }
 
 // openMetadata returns the configured metadata database, or the embedded
-// cluster in <data-dir>/postgres, started when it is not running already.
-// started reports whether this call started it (and so should stop it).
-func openMetadata(ctx context.Context, cfg config.Config, log *slog.Logger) (db metadataDB, started bool, err error) {
+// cluster in <data-dir>/postgres. The server owns the embedded cluster: it
+// starts it, or adopts one a killed server left running, and stops it.
+// Operator commands use a running cluster as it is and start one only for
+// themselves. started reports whether the caller must stop it.
+func openMetadata(ctx context.Context, cfg config.Config, own bool, log *slog.Logger) (db metadataDB, started bool, err error) {
 	if cfg.DatabaseURL != "" {
 		return metadataDB{url: cfg.DatabaseURL}, false, nil
 	}
@@ -53,7 +55,7 @@ func openMetadata(ctx context.Context, cfg config.Config, log *slog.Logger) (db 
 		return db, false, err
 	}
 	db = metadataDB{url: cl.URL("hangar"), cluster: cl}
-	if reachable(ctx, cl.URL("postgres")) {
+	if !own && reachable(ctx, cl.URL("postgres")) {
 		return db, false, ensureDatabase(ctx, cl.URL("postgres"), "hangar")
 	}
 	if err := cl.Start(ctx); err != nil {

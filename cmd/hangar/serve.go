@@ -56,7 +56,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 // HTTP first, then executors, database instances and the metadata cluster.
 func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	mdb, started, err := openMetadata(ctx, cfg, log)
+	mdb, started, err := openMetadata(ctx, cfg, true, log)
 	if err != nil {
 		return err
 	}
@@ -110,6 +110,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		DataDir: cfg.DataDir, Domain: cfg.Domain,
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,
+		StepDelay:         cfg.StepDelay,
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),

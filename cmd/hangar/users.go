@@ -39,7 +39,7 @@ func newUsersCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			mdb, started, err := openMetadata(ctx, *cfg, log)
+			mdb, started, err := openMetadata(ctx, *cfg, false, log)
 			if err != nil {
 				return err
 			}

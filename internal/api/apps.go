@@ -168,7 +168,16 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]apiclient.AppVersion, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, apiclient.AppVersion{ApplicationName: name, Version: v.ID, CreationTime: v.CreatedAt.UTC().Format(time.RFC3339Nano)})
+		av := apiclient.AppVersion{
+			ApplicationName: name, Version: v.ID, CreationTime: v.CreatedAt.UTC().Format(time.RFC3339Nano),
+			Status: string(v.Status), Error: v.Error, RestoredFrom: v.RestoredFrom, DeployedBy: v.DeployedBy,
+		}
+		for _, st := range v.Steps {
+			av.Steps = append(av.Steps, apiclient.DeployStep{
+				Name: st.Name, StartedAt: st.StartedAt.UTC().Format(time.RFC3339Nano), DurationMS: st.DurationMS, Error: st.Error,
+			})
+		}
+		out = append(out, av)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -118,11 +118,25 @@ type DeployResponse struct {
 	ApplicationVersion string
 }
 
-// AppVersion is one row of GET …/applications/{app}/versions.
+// AppVersion is one row of GET …/applications/{app}/versions. The official
+// CLI reads the first three fields; Hangar adds the deploy's outcome.
 type AppVersion struct {
 	ApplicationName string
 	Version         string
 	CreationTime    string
+	Status          string       `json:",omitempty"` // DEPLOYING, ACTIVE, FAILED or RETIRED
+	Error           string       `json:",omitempty"` // why the deploy failed
+	RestoredFrom    string       `json:",omitempty"` // the version a --previous-version deploy restores
+	DeployedBy      string       `json:",omitempty"`
+	Steps           []DeployStep `json:",omitempty"`
+}
+
+// DeployStep is the timing and outcome of one pipeline step of a version.
+type DeployStep struct {
+	Name       string `json:"name"`
+	StartedAt  string `json:"started_at"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
 }
 
 // ProvisionDBRequest is POST /v1alpha1/{org}/databases/userdb.

@@ -46,6 +46,9 @@ type Config struct {
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
 	PipIndexURL, PipFindLinks string
+	// StepDelay pauses deploy steps after they start, for crash tests only:
+	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
+	StepDelay map[string]time.Duration
 	// PGSettings are extra settings for every PostgreSQL cluster Hangar runs
 	// (for example fsync=off in tests), as name=value pairs.
 	PGSettings map[string]string
@@ -74,6 +77,14 @@ func Defaults(getenv Getenv) Config {
 	}
 	if s := getenv("HANGAR_PG_SETTINGS"); s != "" {
 		c.PGSettings = parseSettings(s)
+	}
+	for step, d := range parseSettings(getenv("HANGAR_FAULT_STEP_DELAY")) {
+		if dur, err := time.ParseDuration(d); err == nil {
+			if c.StepDelay == nil {
+				c.StepDelay = map[string]time.Duration{}
+			}
+			c.StepDelay[step] = dur
+		}
 	}
 	if c.DataDir == "" {
 		c.DataDir = defaultDataDir(getenv)

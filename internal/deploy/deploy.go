@@ -157,6 +157,14 @@ func (s *Service) runStep(ctx context.Context, in deployInput, name string, run 
 	defer w.Close()
 	start := time.Now()
 	logf(w, "==> step %s started", name)
+	if d := s.cfg.StepDelay[name]; d > 0 {
+		logf(w, "fault injection: pausing step %s for %s", name, d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	err := run(ctx, in, w)
 	rec := hangar.StepRecord{Name: name, StartedAt: start.UTC(), DurationMS: time.Since(start).Milliseconds()}
 	d := time.Since(start).Round(time.Millisecond)

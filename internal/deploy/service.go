@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,9 @@ type Config struct {
 	// requests in flight and its version's PENDING/ENQUEUED workflows.
 	// Default 10 minutes.
 	DrainTimeout time.Duration
+	// StepDelay pauses the named deploy steps after they start: fault
+	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
+	StepDelay map[string]time.Duration
 	// Build configures dependency installs and migrations.
 	Build build.Options
 	// Limits bounds uploaded archives.
@@ -197,6 +201,42 @@ func (s *Service) Launch(ctx context.Context) error {
 	}
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
+	}
+	return s.releaseInterrupted(ctx)
+}
+
+// releaseInterrupted releases apps whose operation has no workflow to finish
+// it: a server killed between taking the app and starting the workflow, or
+// during a metadata update. DBOS resumes every operation that has one.
+func (s *Service) releaseInterrupted(ctx context.Context) error {
+	ops, err := s.store.Operations(ctx)
+	if err != nil {
+		return err
+	}
+	for appID, op := range ops {
+		wfs, err := dbos.ListWorkflows(s.dbos, dbos.WithFilterWorkflowIDs(op))
+		if err != nil {
+			return fmt.Errorf("look up operation %s: %w", op, err)
+		}
+		if len(wfs) > 0 {
+			continue
+		}
+		s.log.WarnContext(ctx, "releasing an operation interrupted before it started", "app", appID, "operation", op)
+		if version, ok := strings.CutPrefix(op, "deploy-"); ok {
+			if err := s.store.FinishVersion(ctx, version, hangar.VersionFailed, "deploy interrupted: the server stopped before the deploy started; deploy again"); err != nil {
+				return err
+			}
+			status := hangar.StatusFailed
+			if s.serving(appID) {
+				status = hangar.StatusAvailable
+			}
+			if err := s.store.SetAppStatus(ctx, appID, status); err != nil {
+				return err
+			}
+		}
+		if err := s.store.EndOperation(ctx, appID, op); err != nil {
+			return err
+		}
 	}
 	return nil
 }
