@@ -249,6 +249,18 @@ func TestAppManagement(t *testing.T) {
 		}
 	})
 
+	t.Run("Logs", func(t *testing.T) {
+		out := mustCLI(t, "app", "logs")
+		for _, want := range []string{"==> step configuration started", "==> step migration done", "migrate: table greetings is ready", "greeter listening on 0.0.0.0:3000"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("app logs lacks %q", want)
+			}
+		}
+		if out := mustCLI(t, "app", "logs", "--last", "3600", "--pagesize", "7"); !strings.Contains(out, "greeter listening") {
+			t.Errorf("paged app logs lack the executor's output:\n%s", lastLines(out, 20))
+		}
+	})
+
 	t.Run("ChangeDatabaseInstance", func(t *testing.T) {
 		mustCLI(t, "db", "provision", "bobdb2", "-U", "dbos_admin", "-W", "s3cret-pass")
 		mustCLI(t, "app", "change-database-instance", "--database", "bobdb2")

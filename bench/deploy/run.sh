@@ -45,6 +45,29 @@ deploy() {
   awk -v l="$label" -v d="$((t1 - t0))" 'BEGIN {printf "%-40s %6.2f s\n", l ": CLI start -> AVAILABLE", d / 1e9}'
   sed -n 's/.*==> step \([a-z]*\) done in \(.*\)$/    \1\t\2/p' "$log" | awk -F'\t' '{printf "    %-24s %s\n", $1, $2}'
 }
+# load sends requests to the app in a loop until $work/stop exists and
+# prints "<ok> <failed>".
+load() {
+  local ok=0 failed=0 url="https://bench-greeter.localhost:$port/"
+  while [ ! -e "$work/stop" ] && [ $((ok + failed)) -lt 200000 ]; do
+    if curl -fsS -o /dev/null --max-time 10 --cacert "$data/ca.pem" \
+      --resolve "bench-greeter.localhost:$port:127.0.0.1" "$url" 2>/dev/null; then
+      ok=$((ok + 1))
+    else
+      failed=$((failed + 1))
+    fi
+  done
+  echo "$ok $failed"
+}
+
 echo "Hangar deploy benchmark (greeter fixture, official CLI ${cli##*@})"
 deploy "first deploy"
 deploy "redeploy, unchanged deps"
+load >"$work/load.out" &
+load_pid=$!
+sed -i 's/"greeter v1"/"greeter v2"/' app.mjs
+deploy "redeploy under load"
+touch "$work/stop"
+wait "$load_pid"
+read -r ok failed <"$work/load.out"
+echo "requests during the redeploy under load: $ok ok, $failed failed"

@@ -46,6 +46,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
+	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
+	f.IntVar(&cfg.LogMaxLines, "log-max-lines", cfg.LogMaxLines, "how many log lines are kept per app; 0 = 1000000 (env HANGAR_LOG_MAX_LINES)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
@@ -98,7 +100,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Logger: log.With("component", "dbinstance"),
 	})
 	rt := router.New(log.With("component", "router"))
-	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{Logger: log.With("component", "logs")})
+	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
+		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, Logger: log.With("component", "logs"),
+	})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,6 +47,10 @@ type Config struct {
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
 	PipIndexURL, PipFindLinks string
+	// LogMaxAge and LogMaxLines bound how long and how many log lines are
+	// kept per app. Default 7 days and 1,000,000 lines.
+	LogMaxAge   time.Duration
+	LogMaxLines int
 	// StepDelay pauses deploy steps after they start, for crash tests only:
 	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
 	StepDelay map[string]time.Duration
@@ -74,6 +79,12 @@ func Defaults(getenv Getenv) Config {
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
+		c.LogMaxAge = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
+		c.LogMaxLines = n
 	}
 	if s := getenv("HANGAR_PG_SETTINGS"); s != "" {
 		c.PGSettings = parseSettings(s)
@@ -136,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	}
+	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
+		errs = append(errs, fmt.Errorf("log retention must not be negative"))
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,12 +97,11 @@ func readKey(path string) ([]byte, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("secretbox: key file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", path, st.Mode().Perm(), path)
 	}
-	b := make([]byte, 256)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("secretbox: read key file %s: %w", path, err)
 	}
-	key, err := parseKey(b[:n])
+	key, err := parseKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("secretbox: key file %s: %w", path, err)
 	}
