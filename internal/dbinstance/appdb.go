@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/pgcluster"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,8 +19,10 @@ const sysDBSuffix = "_dbos_sys"
 // sets the role's password (also when the role exists) and gives it no
 // superuser, createdb or createrole rights. Only the role (and superusers)
 // may connect to the two databases, and the role can connect nowhere else.
-// It returns hangar.KindInvalid for bad names and hangar.KindConflict when
-// a database of that name belongs to another role.
+// On a linked server whose admin is not a superuser (but has CREATEDB and
+// CREATEROLE), the admin is made a member of the app's role, which CREATE
+// DATABASE … OWNER needs. It returns hangar.KindInvalid for bad names and
+// hangar.KindConflict when a database of that name belongs to another role.
 func (m *Manager) EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error {
 	if err := validateAppNames(inst, appDB, role); err != nil {
 		return err
@@ -27,24 +30,35 @@ func (m *Manager) EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance
 	if password == "" {
 		return hangar.Errorf(hangar.KindInvalid, "database role %s needs a password", role)
 	}
-	pw, err := quoteLiteral(password)
-	if err != nil {
-		return err
+	if strings.ContainsRune(password, 0) {
+		return hangar.Errorf(hangar.KindInvalid, "password must not contain NUL characters")
 	}
+	pw := pgcluster.PasswordLiteral(password)
 	roleIdent := pgx.Identifier{role}.Sanitize()
-	err = withConn(ctx, AdminURL(inst, "postgres"), func(conn *pgx.Conn) error {
-		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+	err := withConn(ctx, AdminURL(inst, "postgres"), func(conn *pgx.Conn) error {
+		var exists, super bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+			(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`, role).Scan(&exists, &super); err != nil {
 			return err
 		}
 		verb := "CREATE"
 		if exists {
 			verb = "ALTER"
 		}
-		// ALTER resets attributes too, should anyone have granted more.
-		if _, err := conn.Exec(ctx, verb+" ROLE "+roleIdent+
-			" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "+pw); err != nil {
+		// ALTER resets attributes too, should anyone have granted more. Only
+		// a superuser may name the superuser, replication and bypassrls
+		// attributes, which a role a non-superuser created never has.
+		attrs := " WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "
+		if !super {
+			attrs = " WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD "
+		}
+		if _, err := conn.Exec(ctx, verb+" ROLE "+roleIdent+attrs+pw); err != nil {
 			return err
+		}
+		if !super {
+			if _, err := conn.Exec(ctx, "GRANT "+roleIdent+" TO CURRENT_USER"); err != nil {
+				return err
+			}
 		}
 		for _, db := range []string{appDB, appDB + sysDBSuffix} {
 			owner, err := dbOwner(ctx, conn, db)
@@ -64,6 +78,13 @@ func (m *Manager) EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance
 			if _, err := conn.Exec(ctx, "REVOKE ALL ON DATABASE "+dbIdent+" FROM PUBLIC"); err != nil {
 				return err
 			}
+		}
+		// The DBOS Go SDK connects to the postgres database to check that
+		// its system database exists before it connects to it; postgres
+		// holds nothing of any app, and catalogs it shows (database and
+		// role names) are visible from every database anyway.
+		if _, err := conn.Exec(ctx, "GRANT CONNECT ON DATABASE postgres TO "+roleIdent); err != nil {
+			return err
 		}
 		return nil
 	})
@@ -96,7 +117,14 @@ func (m *Manager) DropAppDatabases(ctx context.Context, inst hangar.DBInstance, 
 				return err
 			}
 		}
-		_, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil || !exists {
+			return err
+		}
+		if _, err := conn.Exec(ctx, "REVOKE CONNECT ON DATABASE postgres FROM "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return err
+		}
+		_, err := conn.Exec(ctx, "DROP ROLE "+pgx.Identifier{role}.Sanitize())
 		return err
 	})
 	if err != nil {
@@ -136,18 +164,4 @@ func validateAppNames(inst hangar.DBInstance, appDB, role string) error {
 		return hangar.Errorf(hangar.KindInvalid, "role name %q is reserved", role)
 	}
 	return nil
-}
-
-// quoteLiteral quotes s as an SQL string literal, for statements such as
-// ALTER ROLE that take no parameters. Backslashes are doubled in an E'...'
-// literal, so the result is right whatever standard_conforming_strings says.
-func quoteLiteral(s string) (string, error) {
-	if strings.ContainsRune(s, 0) {
-		return "", hangar.Errorf(hangar.KindInvalid, "password must not contain NUL characters")
-	}
-	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	if strings.Contains(s, `\`) {
-		q = "E" + strings.ReplaceAll(q, `\`, `\\`)
-	}
-	return q, nil
 }

@@ -14,12 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// provision returns a Manager and a provisioned instance, destroyed when
-// the test ends.
-func provision(tb testing.TB) (*dbinstance.Manager, hangar.DBInstance) {
+// provision returns a Manager, a provisioned instance, destroyed when the
+// test ends, and the Manager's directory.
+func provision(tb testing.TB) (*dbinstance.Manager, hangar.DBInstance, string) {
 	tb.Helper()
 	pgtest.RequireBinaries(tb)
-	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(tb), Settings: map[string]string{"fsync": "off"}})
+	dir := pgtest.TempDir(tb)
+	m := dbinstance.New(dbinstance.Config{Dir: dir, Settings: map[string]string{"fsync": "off"}})
 	inst := hangar.DBInstance{ID: "inst1", Name: "db1", AdminUser: "hangar_admin", AdminPassword: "admin pw'\\"}
 	port, err := m.Provision(tb.Context(), inst)
 	if err != nil {
@@ -31,7 +32,7 @@ func provision(tb testing.TB) (*dbinstance.Manager, hangar.DBInstance) {
 			tb.Error(err)
 		}
 	})
-	return m, inst
+	return m, inst, dir
 }
 
 // connectAs connects to db as role with password.
@@ -42,7 +43,7 @@ func connectAs(ctx context.Context, inst hangar.DBInstance, role, password, db s
 
 func TestManager_Lifecycle(t *testing.T) {
 	t.Parallel()
-	m, inst := provision(t)
+	m, inst, dir := provision(t)
 	ctx := t.Context()
 
 	t.Run("ProvisionIsIdempotent", func(t *testing.T) {
@@ -70,12 +71,16 @@ func TestManager_Lifecycle(t *testing.T) {
 		if _, err := connectAs(ctx, inst, inst.AdminUser, inst.AdminPassword, "postgres"); err == nil {
 			t.Fatal("instance accepts connections after StopAll")
 		}
+		if err := m.Start(ctx, inst); err == nil {
+			t.Error("Start() after StopAll succeeded, want an error")
+		}
 		// A new Manager, as after a server restart.
 		m2 := dbinstance.New(dbinstance.Config{Dir: t.TempDir()})
 		if err := m2.Start(ctx, inst); err == nil {
 			t.Error("Start() of an instance that was never provisioned in this dir succeeded, want an error")
 		}
-		if err := m.Start(ctx, inst); err != nil {
+		m3 := dbinstance.New(dbinstance.Config{Dir: dir, Settings: map[string]string{"fsync": "off"}})
+		if err := m3.Start(ctx, inst); err != nil {
 			t.Fatal(err)
 		}
 		conn, err = connectAs(ctx, inst, inst.AdminUser, inst.AdminPassword, "postgres")
@@ -115,7 +120,7 @@ func TestManager_Destroy(t *testing.T) {
 
 func TestManager_AppDatabases(t *testing.T) {
 	t.Parallel()
-	m, inst := provision(t)
+	m, inst, _ := provision(t)
 	ctx := t.Context()
 	for _, app := range []struct{ db, role, pw string }{
 		{"app_a", "role_a", "first"},
@@ -150,7 +155,7 @@ func TestManager_AppDatabases(t *testing.T) {
 	})
 
 	t.Run("OtherDatabases", func(t *testing.T) {
-		for _, db := range []string{"app_b", "app_b_dbos_sys", "postgres", "template1"} {
+		for _, db := range []string{"app_b", "app_b_dbos_sys", "template1"} {
 			conn, err := connectAs(ctx, inst, "role_a", pwA, db)
 			if err == nil {
 				conn.Close(ctx)

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -161,6 +163,10 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 	}
 	logf(log, "starting an executor of version %s (DBOS__APPVERSION %s)", in.Version, in.AppVersion)
 	if err := s.serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
+		var he *hangar.Error
+		if errors.As(err, &he) && he.Detail != "" {
+			logf(log, "executor output:\n%s", strings.TrimRight(he.Detail, "\n"))
+		}
 		return err
 	}
 	if in.TargetInstanceID != "" && inst.Name != a.DBInstance {

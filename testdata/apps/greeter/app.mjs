@@ -42,6 +42,7 @@ app.get("/greet/:name", async (req, res, next) => {
   try {
     const handle = await DBOS.startWorkflow(greetWorkflow)(req.params.name);
     const result = await handle.getResult();
+    console.log(`greeted ${result.name} (greeting ${result.id})`);
     res.json({
       workflowID: handle.workflowID,
       id: result.id,
