@@ -192,6 +192,8 @@ func TestDeploy_OfficialCLI(t *testing.T) {
 			{"Absolute", []zipEntry{config, {Name: canary + "/abs", Body: "x"}}, "abs"},
 			{"SymlinkOut", []zipEntry{config, {Name: "link", Body: canary, Symlink: true}, {Name: "link/through", Body: "x"}}, "link"},
 			{"MalformedConfig", []zipEntry{{Name: "dbos-config.yaml", Body: "name: evil\nlanguage: node\nruntimeConfig:\n  start: [node app.mjs\n"}, {Name: "package.json", Body: "{}"}}, "line"},
+			// 2.1 GiB of zeros deflates to about 2 MiB: over the 2 GiB unpacked cap.
+			{"ZipBomb", []zipEntry{config, {Name: "bomb", Body: strings.Repeat("\x00", 1<<20), Repeat: 2100}}, "2 GiB"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				body := apiclient.DeployRequest{ApplicationArchive: base64.StdEncoding.EncodeToString(makeZip(t, tc.entries))}
@@ -200,6 +202,7 @@ func TestDeploy_OfficialCLI(t *testing.T) {
 				if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest {
 					t.Fatalf("deploy = %v, want a 400 error", err)
 				}
+				t.Logf("refused: %s", apiErr.Message)
 				if !strings.Contains(apiErr.Message+apiErr.DetailedError, tc.want) {
 					t.Errorf("error %q does not mention %q", apiErr.Message, tc.want)
 				}

@@ -376,6 +376,7 @@ func freePort(t *testing.T) string {
 type zipEntry struct {
 	Name    string
 	Body    string
+	Repeat  int // Body is written this many times (default once)
 	Mode    os.FileMode
 	Symlink bool
 }
@@ -399,7 +400,9 @@ func makeZip(t *testing.T, entries []zipEntry) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.WriteString(w, e.Body)
+		for range max(e.Repeat, 1) {
+			io.WriteString(w, e.Body)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)

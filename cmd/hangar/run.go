@@ -24,6 +24,6 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	pf := root.PersistentFlags()
 	pf.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for all of Hangar's state (env HANGAR_DATA_DIR)")
 	pf.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "metadata PostgreSQL URL; empty runs an embedded cluster in the data dir (env HANGAR_DATABASE_URL)")
-	root.AddCommand(newServeCmd(&cfg, stdout, stderr), newUsersCmd(&cfg, stdout))
+	root.AddCommand(newServeCmd(&cfg, stdout, stderr), newUsersCmd(&cfg, stdout), newKeysCmd(&cfg, stdout))
 	return root.ExecuteContext(ctx)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/api"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
@@ -26,6 +27,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
+	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
@@ -76,11 +78,17 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 	defer st.Close()
-	key, err := st.Setting(ctx, "jwt_key", func() (string, error) { return auth.NewSecret(48), nil })
+	tokens, err := auth.Open(ctx, st, auth.Config{Logger: log})
 	if err != nil {
 		return err
 	}
-	tokens, err := auth.New([]byte(key), auth.Config{})
+	keysCtx, stopKeys := context.WithCancel(bg)
+	keysDone := make(chan struct{})
+	go func() { defer close(keysDone); tokens.Run(keysCtx) }()
+	defer func() { stopKeys(); <-keysDone }()
+	// App secrets are sealed with a key kept outside the metadata database,
+	// created (0600) on first start.
+	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
 	if err != nil {
 		return err
 	}
@@ -119,7 +127,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 		},
-		Logger: log,
+		Logger:  log,
+		Secrets: accounts.NewOpener(st, box),
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -129,7 +138,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 
-	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, logStore, log), rt)
+	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
+	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, accts, logStore, log), rt)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,

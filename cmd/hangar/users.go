@@ -1,70 +1,268 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"text/tabwriter"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/store"
 )
 
+// withStore runs f on the metadata store. Operator commands work while
+// hangar serve runs on the same data dir (they use its cluster) and when it
+// does not (they start the cluster for themselves).
+func withStore(ctx context.Context, cfg config.Config, f func(st *store.DB) error) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mdb, started, err := openMetadata(ctx, cfg, false, log)
+	if err != nil {
+		return err
+	}
+	if started {
+		defer mdb.cluster.Stop(context.WithoutCancel(ctx)) //nolint:errcheck
+	}
+	st, err := store.Open(ctx, mdb.url)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
+}
+
+// addRefreshToken creates a refresh token for the account id and returns it.
+func addRefreshToken(ctx context.Context, st *store.DB, id string) (string, error) {
+	tok := auth.NewRefreshToken()
+	return tok, st.AddRefreshToken(ctx, uuid.NewString(), id, tok)
+}
+
 func newUsersCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
-	users := &cobra.Command{Use: "users", Short: "Manage users"}
+	users := &cobra.Command{Use: "users", Short: "Manage users: add, signup, list, token, disable, enable, delete"}
+	users.AddCommand(newUsersAddCmd(cfg, stdout), newUsersSignupCmd(cfg, stdout), newUsersListCmd(cfg, stdout),
+		newUsersTokenCmd(cfg, stdout), newUsersDisableCmd(cfg, stdout, true), newUsersDisableCmd(cfg, stdout, false),
+		newUsersDeleteCmd(cfg, stdout))
+	return users
+}
+
+func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 	var org, email string
 	add := &cobra.Command{
 		Use:   "add <name>",
 		Short: "Create a user and print a refresh token to log in with",
-		Long: "Create a user (in an organization named after them unless --org is given) and print a refresh\n" +
-			"token as the last word of the output. Works while hangar serve runs on the same data dir.",
+		Long: "Create a user and print a refresh token as the last word of the output. The user gets an\n" +
+			"organization of its own, named after it, whose admin it is; with --org it joins that\n" +
+			"organization instead (creating it, with the user as admin, when it does not exist).\n" +
+			"Works while hangar serve runs on the same data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
 			name := args[0]
-			if org == "" {
-				org = name
-			}
-			if err := hangar.ValidateUserName(name); err != nil {
+			if err := accounts.ValidateName(name); err != nil {
 				return err
 			}
-			if err := hangar.ValidateUserName(org); err != nil {
-				return err
+			if org != "" {
+				if err := accounts.ValidateName(org); err != nil {
+					return err
+				}
 			}
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			mdb, started, err := openMetadata(ctx, *cfg, false, log)
-			if err != nil {
-				return err
-			}
-			if started {
-				defer mdb.cluster.Stop(ctx) //nolint:errcheck
-			}
-			st, err := store.Open(ctx, mdb.url)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u := hangar.User{ID: uuid.NewString(), Name: name, Email: email, Org: org}
-			if err := st.CreateUser(ctx, u); err != nil {
-				return err
-			}
-			tok := auth.NewRefreshToken()
-			if err := st.AddRefreshToken(ctx, uuid.NewString(), u.ID, tok); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "Created user %s in organization %s.\nLog in with: dbos-cloud login --with-refresh-token %s\n", name, org, tok)
-			return nil
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				u := hangar.User{ID: uuid.NewString(), Name: name, Email: email, Org: org}
+				var err error
+				if org == "" {
+					u.Org = name
+					err = st.CreateUserWithOrg(ctx, u)
+				} else {
+					err = st.CreateUser(ctx, u)
+				}
+				if err != nil {
+					return err
+				}
+				tok, err := addRefreshToken(ctx, st, u.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "Created user %s in organization %s.\nLog in with: dbos-cloud login --with-refresh-token %s\n", name, u.Org, tok)
+				return nil
+			})
 		},
 	}
-	add.Flags().StringVar(&org, "org", "", "organization (default: the user's name)")
+	add.Flags().StringVar(&org, "org", "", "organization to join (default: a new one named after the user)")
 	add.Flags().StringVar(&email, "email", "", "email address")
-	users.AddCommand(add)
-	return users
+	return add
+}
+
+func newUsersSignupCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "signup",
+		Short: "Create an account whose holder picks the username, and print its refresh token",
+		Long: "Create an account without a username and print a refresh token as the last word of the\n" +
+			"output. Its holder logs in with it and registers (dbos-cloud register -u <name>, or any\n" +
+			"command of the official CLI, which asks for a username): the account gets an organization\n" +
+			"of its own, or joins one with an invite secret (dbos-cloud register -u <name> -s <secret>).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				id := uuid.NewString()
+				if err := st.CreateSignup(ctx, id); err != nil {
+					return err
+				}
+				tok, err := addRefreshToken(ctx, st, id)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "Created sign-up account %s: it chooses its username when it registers.\n"+
+					"Log in with: dbos-cloud login --with-refresh-token %s\n", id, tok)
+				return nil
+			})
+		},
+	}
+}
+
+func newUsersListCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List users, their organizations and status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				accs, err := st.Accounts(ctx)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tORGANIZATION\tROLE\tSTATUS\tCREATED\tLAST LOGIN")
+				for _, a := range accs {
+					name, role, status := a.Name, "member", "active"
+					if a.Admin {
+						role = "admin"
+					}
+					if a.Pending {
+						name, role, status = a.ID, "-", "not registered"
+					}
+					if a.Disabled {
+						status = "disabled"
+					}
+					seen := "-"
+					if !a.LastSeen.IsZero() {
+						seen = a.LastSeen.UTC().Format(time.DateTime)
+					}
+					org := a.Org
+					if org == "" {
+						org = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, org, role, status, a.CreatedAt.UTC().Format(time.DateTime), seen)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func newUsersTokenCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "token <name>",
+		Short: "Print a new refresh token for a user (for a lost token, or after enable)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				u, err := st.UserByName(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				tok, err := addRefreshToken(ctx, st, u.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "New refresh token for %s.\nLog in with: dbos-cloud login --with-refresh-token %s\n", u.Name, tok)
+				return nil
+			})
+		},
+	}
+}
+
+// newUsersDisableCmd is `users disable` (disable) or `users enable`.
+func newUsersDisableCmd(cfg *config.Config, stdout io.Writer, disable bool) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "disable <name>",
+		Short: "Disable a user: its requests get 401 and its refresh tokens are revoked",
+		Args:  cobra.ExactArgs(1),
+	}
+	if !disable {
+		cmd.Use, cmd.Short = "enable <name>", "Enable a disabled user again (give it a new token with users token)"
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		return withStore(ctx, *cfg, func(st *store.DB) error {
+			if err := st.SetUserDisabled(ctx, args[0], disable, time.Now()); err != nil {
+				return err
+			}
+			if disable {
+				fmt.Fprintf(stdout, "Disabled user %s: its access and refresh tokens no longer work.\n", args[0])
+			} else {
+				fmt.Fprintf(stdout, "Enabled user %s. Its earlier refresh tokens stay revoked: hangar users token %s prints a new one.\n", args[0], args[0])
+			}
+			return nil
+		})
+	}
+	return cmd
+}
+
+func newUsersDeleteCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete <name>",
+		Short: "Delete a user and its tokens",
+		Long: "Delete a user (or a sign-up account, by ID) and its refresh tokens. An admin's organization\n" +
+			"passes to its longest-standing other member. The last member of an organization that still\n" +
+			"has applications or databases cannot be deleted: delete those first.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				if err := st.DeleteUser(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "Deleted user %s.\n", args[0])
+				return nil
+			})
+		},
+	}
+}
+
+// newKeysCmd is `hangar keys rotate`.
+func newKeysCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	keys := &cobra.Command{Use: "keys", Short: "Manage the access-token signing keys"}
+	keys.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Sign access tokens with a new key; tokens signed with earlier keys stay valid until they expire",
+		Long: "Add a new access-token signing key. A running hangar serve signs with it within a minute;\n" +
+			"earlier keys keep verifying the tokens they signed until those expire (24 hours), so nobody\n" +
+			"is logged out. Refresh tokens are not affected: revoke them with users disable.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				ks, err := auth.RotateKeys(ctx, st, auth.Config{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "New signing key %s; %d earlier key(s) still verify the tokens they signed.\n", ks[0].ID, len(ks)-1)
+				return nil
+			})
+		},
+	})
+	return keys
 }

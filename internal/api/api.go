@@ -39,17 +39,18 @@ type Server struct {
 	svc    *deploy.Service
 	store  *store.DB
 	tokens *auth.Issuer
+	accts  Accounts
 	logs   *logs.Store
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, logStore *logs.Store, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, logs: logStore, log: log.With("component", "api"), now: time.Now}
+	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now}
 	return s.withRequestID(s.routes())
 }
 

@@ -60,3 +60,80 @@ func (s *Server) dbInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, toUserDB(d))
 }
+
+func (s *Server) destroyDB(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DestroyDB(r.Context(), org, r.PathValue("db")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) resetDBPassword(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.ResetPasswordRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.svc.ResetDBPassword(r.Context(), org, r.PathValue("db"), req.Password); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) restoreDB(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.RestoreDBRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if _, err := s.svc.RestoreDB(r.Context(), org, r.PathValue("db"), deploy.RestoreRequest{
+		Name: req.RestoreName, Time: req.RestoreTimestamp,
+	}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) linkDB(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.LinkDBRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if _, err := s.svc.LinkDB(r.Context(), org, deploy.LinkRequest{
+		Name: req.Name, HostName: req.HostName, Port: req.Port, Password: req.Password,
+		AdminName: req.DBOSAdminName, SupabaseRef: req.SupabaseReference,
+	}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) unlinkDB(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.UnlinkDB(r.Context(), org, r.PathValue("db")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -5,7 +5,7 @@ import "net/http"
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /oauth/token", s.handle(s.token))
-	mux.Handle("GET /v1alpha1/user/profile", s.authed(s.profile))
+	s.accountRoutes(mux, s.accts)
 
 	mux.Handle("PUT /v1alpha1/{org}/applications", s.authed(s.registerApp))
 	mux.Handle("GET /v1alpha1/{org}/applications", s.authed(s.listApps))
@@ -22,6 +22,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1alpha1/{org}/databases", s.authed(s.listDBs))
 	mux.Handle("GET /v1alpha1/{org}/databases/userdb/info/{db}", s.authed(s.dbInfo))
 
+	s.cliRoutes(mux)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return notFoundRoute(r)
 	}))

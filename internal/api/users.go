@@ -31,14 +31,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-func (s *Server) profile(w http.ResponseWriter, r *http.Request) error {
-	u := principal(r).User
-	return writeJSON(w, http.StatusOK, apiclient.Profile{
-		Name: u.Name, Email: u.Email, Organization: u.Org, SubscriptionPlan: "pro",
-		IsOrgAdmin: true, CreatedAt: u.CreatedAt.UTC().Format(time.RFC3339),
-	})
-}
-
 func notFoundRoute(r *http.Request) error {
 	return hangar.Errorf(hangar.KindNotFound, "no route for %s %s", r.Method, r.URL.Path)
 }

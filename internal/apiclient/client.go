@@ -51,6 +51,13 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return c.roundTrip(req)
+}
+
+// roundTrip sends req with the bearer token and returns the response body of
+// a 2xx answer. Any other answer is returned as *OAuthError when its body is
+// an OAuth error, else as *Error.
+func (c *Client) roundTrip(req *http.Request) ([]byte, error) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -63,6 +70,7 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, err
 	}
 	defer resp.Body.Close()
+	method, path := req.Method, req.URL.Path
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read response: %w", method, path, err)
@@ -72,9 +80,31 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
 			return nil, &e
 		}
+		var oe OAuthError
+		if json.Unmarshal(b, &oe) == nil && oe.Code != "" {
+			return nil, &oe
+		}
 		return nil, &Error{StatusCode: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}
 	return b, nil
+}
+
+// postForm posts form, form-encoded as OAuth endpoints take it, and decodes
+// the JSON answer into out.
+func (c *Client) postForm(ctx context.Context, path string, form url.Values, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	b, err := c.roundTrip(req)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("POST %s: decode response: %w", path, err)
+	}
+	return nil
 }
 
 // doString calls an endpoint that answers with one string, as JSON or as
@@ -103,6 +133,27 @@ func (c *Client) doString(ctx context.Context, method, path string, in any) (str
 func (c *Client) Exchange(ctx context.Context, refreshToken string) (TokenResponse, error) {
 	var out TokenResponse
 	err := c.Do(ctx, http.MethodPost, "/oauth/token", TokenRequest{GrantType: "refresh_token", RefreshToken: refreshToken}, &out)
+	return out, err
+}
+
+// DeviceCode starts a device login (RFC 8628 §3.1): the user approves the
+// returned user code on the server's page while the device polls
+// DeviceToken.
+func (c *Client) DeviceCode(ctx context.Context) (DeviceCodeResponse, error) {
+	var out DeviceCodeResponse
+	err := c.postForm(ctx, "/oauth/device/code", url.Values{"client_id": {"dbos-cloud"}}, &out)
+	return out, err
+}
+
+// DeviceToken polls for the tokens of a device login. Until the user
+// decides, and when they deny or the code expires, it returns an
+// *OAuthError whose Code says which (OAuthAuthorizationPending,
+// OAuthSlowDown, OAuthAccessDenied, OAuthExpiredToken).
+func (c *Client) DeviceToken(ctx context.Context, deviceCode string) (DeviceTokenResponse, error) {
+	var out DeviceTokenResponse
+	err := c.postForm(ctx, "/oauth/device/token", url.Values{
+		"grant_type": {GrantTypeDeviceCode}, "device_code": {deviceCode}, "client_id": {"dbos-cloud"},
+	}, &out)
 	return out, err
 }
 
@@ -188,6 +239,35 @@ func (c *Client) DeployArchive(ctx context.Context, org, app, targetDB string, a
 	defer pr.Close()
 	var out DeployResponse
 	b, err := c.send(ctx, http.MethodPost, deployPath(org, app, targetDB != ""), pr)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("deploy %s: decode response: %w", app, err)
+	}
+	return out, nil
+}
+
+// DeployZip deploys a zip archive of size bytes read from archive through
+// Hangar's streaming endpoint, POST /hangar/v1/{org}/applications/{app}/deploy,
+// as a raw application/zip body. It sends "Expect: 100-continue", so that a
+// refusal (no such route on an older server, app not found, too large)
+// arrives before the body is sent. A server without the endpoint answers
+// 404 "no route for …": deploy with DeployArchive instead.
+func (c *Client) DeployZip(ctx context.Context, org, app string, archive io.Reader, size int64) (DeployResponse, error) {
+	p := "/hangar/v1/" + url.PathEscape(org) + "/applications/" + url.PathEscape(app) + "/deploy"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+p, archive)
+	if err != nil {
+		return DeployResponse{}, err
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/zip")
+	req.Header.Set("Expect", "100-continue")
+	var out DeployResponse
+	b, err := c.roundTrip(req)
 	if err != nil {
 		return out, err
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"archive/zip"
 	"bufio"
+	"compress/flate"
 	"errors"
 	"fmt"
 	"io"
@@ -260,9 +261,24 @@ const (
 // archiveFiles) of root with their modes, the directories above them (JSZip
 // creates those), and config as dbos-config.yaml at the root. Only one file
 // is buffered at a time, by the compressor.
+//
+// It deflates at flate.BestSpeed, with one compressor reused for every
+// file: on incompressible files (images, bundles, binaries) that is about
+// ten times the speed of the default level (200 against 17 MB/s here),
+// which otherwise dominates the deploy of a large app.
 func writeArchive(w io.Writer, root string, files []string, config []byte) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	zw := zip.NewWriter(bw)
+	var fw *flate.Writer
+	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) {
+		if fw == nil {
+			var err error
+			fw, err = flate.NewWriter(w, flate.BestSpeed)
+			return fw, err
+		}
+		fw.Reset(w)
+		return fw, nil
+	})
 	dirs := map[string]bool{}
 	for _, f := range files {
 		if err := addDirs(zw, dirs, path.Dir(f)); err != nil {

@@ -32,7 +32,12 @@ func newDeployCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy " + appArg,
 		Short: "Deploy this application to the cloud and run associated database migration commands",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Deploy this application to the cloud and run associated database migration commands.\n\n" +
+			"The application directory is zipped (the official CLI's choice of files) into a temporary\n" +
+			"file; an archive over 500 MiB is refused before anything is uploaded (the environment\n" +
+			"variable HANGAR_MAX_ARCHIVE_BYTES sets another limit). It is uploaded with a progress bar\n" +
+			"on stderr, then each deploy step's output is printed as the server runs it.",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.app = first(args)
 			return e.deploy(cmd.Context(), o)
@@ -170,9 +175,14 @@ func (e *env) submitDeploy(ctx context.Context, s *session, o deployOptions, con
 	}
 	e.debug("Zipping %d files from %s", len(files), root)
 	e.info("Submitting deploy request for %s", o.app)
-	return s.DeployArchive(ctx, s.org(), o.app, o.targetDB, func(w io.Writer) error {
-		return writeArchive(w, root, files, config)
-	})
+	if o.targetDB != "" {
+		// Hangar's streaming endpoint does not move apps between
+		// instances: this one takes the official body.
+		return s.DeployArchive(ctx, s.org(), o.app, o.targetDB, func(w io.Writer) error {
+			return writeArchive(w, root, files, config)
+		})
+	}
+	return e.streamDeploy(ctx, s, o.app, root, files, config)
 }
 
 // waitAvailable polls the app list every 100ms, like the official CLI, until

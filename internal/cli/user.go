@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,19 +20,26 @@ func newLoginCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Log in to DBOS cloud",
-		Args:  cobra.NoArgs,
+		Long: "Log in to DBOS cloud. Without --with-refresh-token, this prints a URL and a code: open the\n" +
+			"URL, sign in to Hangar's page and approve the code, and the login finishes here (an OAuth\n" +
+			"device login). The credentials, with a refresh token that renews the access token when it\n" +
+			"expires, go to .dbos/credentials in this directory.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if refresh == "" {
-				return errors.New("log in with --with-refresh-token <token>: ask your Hangar operator for one (hangar users add <name>)")
-			}
 			ctx := cmd.Context()
 			c, err := e.client("")
 			if err != nil {
 				return err
 			}
-			tok, err := c.Exchange(ctx, refresh)
-			if err != nil {
-				return e.failed("Failed to authenticate with refresh token", err)
+			var tok apiclient.DeviceTokenResponse
+			if refresh != "" {
+				t, err := c.Exchange(ctx, refresh)
+				if err != nil {
+					return e.failed("Failed to authenticate with refresh token", err)
+				}
+				tok = apiclient.DeviceTokenResponse{AccessToken: t.AccessToken, RefreshToken: refresh}
+			} else if tok, err = e.deviceLogin(ctx, c); err != nil {
+				return err
 			}
 			c.Token = tok.AccessToken
 			p, err := c.Profile(ctx)
@@ -37,12 +47,15 @@ func newLoginCmd(e *env) *cobra.Command {
 				return e.failed("Failed to login", err)
 			}
 			if err := e.writeCredentials(apiclient.Credentials{
-				Token: tok.AccessToken, RefreshToken: refresh, UserName: p.Name, Organization: p.Organization,
+				Token: tok.AccessToken, RefreshToken: tok.RefreshToken, UserName: p.Name, Organization: p.Organization,
 			}); err != nil {
 				return err
 			}
 			e.info("Successfully logged in as %s!", p.Name)
 			if getRefresh {
+				if refresh == "" {
+					e.info("Refresh token: %s", tok.RefreshToken)
+				}
 				e.info("Refresh token saved to .dbos/credentials")
 			}
 			return nil
@@ -51,6 +64,52 @@ func newLoginCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&getRefresh, "get-refresh-token", false, "Get a refresh token you can use to programatically log in")
 	cmd.Flags().StringVar(&refresh, "with-refresh-token", "", "Use a refresh token to programatically log in")
 	return cmd
+}
+
+// deviceLogin runs the device flow (RFC 8628) against the server: it shows
+// the approval page's URL and the code, then polls every interval (5 s more
+// after each slow_down) until the user approves or denies the code or it
+// expires.
+func (e *env) deviceLogin(ctx context.Context, c *apiclient.Client) (apiclient.DeviceTokenResponse, error) {
+	e.info("Please authenticate with DBOS Cloud!")
+	dc, err := c.DeviceCode(ctx)
+	if err != nil {
+		return apiclient.DeviceTokenResponse{}, e.failed("Failed to log in", err)
+	}
+	e.info("Login URL: %s", dc.VerificationURIComplete)
+	e.info("Open it, sign in and approve the code %s; it expires in %d minutes.", dc.UserCode, dc.ExpiresIn/60)
+	interval := time.Duration(max(dc.Interval, 1)) * time.Second
+	waited := time.Duration(0)
+	said := false
+	for waited < time.Duration(dc.ExpiresIn)*time.Second {
+		if err := e.sleep(ctx, interval); err != nil {
+			return apiclient.DeviceTokenResponse{}, err
+		}
+		waited += interval
+		tok, err := c.DeviceToken(ctx, dc.DeviceCode)
+		var oe *apiclient.OAuthError
+		var ne net.Error
+		switch {
+		case err == nil:
+			return tok, nil
+		case errors.As(err, &oe) && oe.Code == apiclient.OAuthAuthorizationPending:
+			if !said {
+				e.info("Waiting for login...")
+				said = true
+			}
+		case errors.As(err, &oe) && oe.Code == apiclient.OAuthSlowDown:
+			interval += 5 * time.Second
+		case errors.As(err, &oe) && oe.Code == apiclient.OAuthAccessDenied:
+			return apiclient.DeviceTokenResponse{}, errors.New("the login was denied on the approval page: run `dbos-cloud login` again to retry")
+		case errors.As(err, &oe) && oe.Code == apiclient.OAuthExpiredToken:
+			return apiclient.DeviceTokenResponse{}, errors.New("the login code expired before it was approved: run `dbos-cloud login` again")
+		case errors.As(err, &ne):
+			e.debug("Polling for the login failed, retrying: %v", err)
+		default:
+			return apiclient.DeviceTokenResponse{}, e.failed("Failed to log in", err)
+		}
+	}
+	return apiclient.DeviceTokenResponse{}, errors.New("the login code expired before it was approved: run `dbos-cloud login` again")
 }
 
 func newProfileCmd(e *env) *cobra.Command {

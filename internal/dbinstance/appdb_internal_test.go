@@ -6,25 +6,6 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-func TestQuoteLiteral(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ in, want string }{
-		{"secret", "'secret'"},
-		{"it's", "'it''s'"},
-		{`a\b'`, `E'a\\b'''`},
-		{"", "''"},
-	}
-	for _, tt := range tests {
-		got, err := quoteLiteral(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("quoteLiteral(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
-		}
-	}
-	if _, err := quoteLiteral("a\x00b"); hangar.KindOf(err) != hangar.KindInvalid {
-		t.Errorf("quoteLiteral with NUL: error %v, want kind %s", err, hangar.KindInvalid)
-	}
-}
-
 func TestValidateAppNames(t *testing.T) {
 	t.Parallel()
 	inst := hangar.DBInstance{AdminUser: "hangar_admin"}

@@ -1,8 +1,11 @@
 // Package dbinstance manages the database instances apps' databases live on
 // (SPEC §8). A managed instance is a PostgreSQL cluster of its own, run by
-// pgcluster under a root directory and listening on 127.0.0.1; on it, each
-// app gets a database, a DBOS system database and a login role that can
-// connect to those two and nothing else.
+// pgcluster under a root directory and listening on 127.0.0.1, which
+// archives its WAL continuously and keeps base backups, so that it can be
+// restored to any point in time of its retention window as a new instance.
+// A linked instance is a server of the user's own that Hangar checks and
+// uses. On either, each app gets a database, a DBOS system database and a
+// login role that can connect to those two and nothing else.
 //
 // It is a leaf: it imports only internal/hangar (and pgcluster, its own
 // adapter for running clusters).
@@ -14,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -21,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster"
@@ -29,7 +34,9 @@ import (
 
 // Config configures a Manager.
 type Config struct {
-	// Dir is the root directory; required. Instance i lives in Dir/<i.ID>.
+	// Dir is the root directory; required. Instance i lives in Dir/<i.ID>:
+	// its cluster (see pgcluster.Config.DataDir), its WAL archive in
+	// wal-archive and its base backups in base.
 	Dir string
 	// RunAsUser is the OS user the clusters run as. Default: see
 	// pgcluster.Config.RunAsUser.
@@ -37,6 +44,19 @@ type Config struct {
 	// Settings are extra server settings for every cluster (tests:
 	// fsync=off). Default none.
 	Settings map[string]string
+	// ArchiveTimeout bounds how long a write may wait before its WAL
+	// segment is archived (a restore archives the current one first
+	// anyway). Default 1 minute.
+	ArchiveTimeout time.Duration
+	// BackupInterval is how often BackupIfDue takes a base backup of an
+	// instance. Default 6 hours.
+	BackupInterval time.Duration
+	// Retention is how far back instances can be restored: base backups and
+	// archived WAL older than needed for it are removed. Default 24 hours
+	// (the PITR window of DBOS Cloud's free tier).
+	Retention time.Duration
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
 	// Logger receives lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
@@ -47,9 +67,23 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	clusters map[string]*pgcluster.Cluster // by instance ID: started or adopted
+	mu     sync.Mutex
+	closed bool                 // StopAll ran: start nothing any more
+	insts  map[string]*instance // by instance ID
 }
+
+// instance is the Manager's bookkeeping of one managed instance.
+type instance struct {
+	// mu serializes starting, stopping, destroying and restoring it.
+	mu   sync.Mutex
+	c    *pgcluster.Cluster // nil until first used
+	gone bool               // destroyed: do nothing more
+	// backupMu allows one base backup at a time.
+	backupMu sync.Mutex
+}
+
+// errStopped is returned once StopAll has run.
+var errStopped = errors.New("database instances are stopping")
 
 // New returns a Manager for the instances under cfg.Dir.
 func New(cfg Config) *Manager {
@@ -57,17 +91,32 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "dbinstance"), clusters: map[string]*pgcluster.Cluster{}}
+	if cfg.BackupInterval == 0 {
+		cfg.BackupInterval = 6 * time.Hour
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
 }
 
 // Provision creates (on first call) and starts a managed cluster for inst,
 // whose superuser is inst.AdminUser with inst.AdminPassword, and returns its
-// port: inst.Port when non-zero, else a free one. It also revokes the
-// default right of every role to connect to the maintenance databases.
-// Provision is idempotent for the same inst.ID. An invalid AdminUser or an
-// empty AdminPassword gives hangar.KindInvalid.
+// port: inst.Port when non-zero, else a free one. The cluster archives its
+// WAL continuously. Provision also revokes the default right of every role
+// to connect to the maintenance databases. It is idempotent for the same
+// inst.ID. An invalid AdminUser or an empty AdminPassword gives
+// hangar.KindInvalid.
 func (m *Manager) Provision(ctx context.Context, inst hangar.DBInstance) (port int, err error) {
-	c, err := m.cluster(inst, inst.Port)
+	e, unlock, err := m.lock(inst)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	c, err := m.clusterOf(e, inst, inst.Port)
 	if err != nil {
 		return 0, err
 	}
@@ -88,80 +137,201 @@ func (m *Manager) Provision(ctx context.Context, inst hangar.DBInstance) (port i
 // Start starts an instance provisioned earlier (after a server restart) on
 // inst.Port, or adopts it if it is still running there.
 func (m *Manager) Start(ctx context.Context, inst hangar.DBInstance) error {
-	if inst.Port == 0 {
-		return fmt.Errorf("start database instance %s: no port recorded", inst.ID)
-	}
-	// Refuse to initdb a fresh, empty cluster in place of a lost one.
-	if _, err := os.Stat(m.dir(inst)); err != nil {
-		return fmt.Errorf("start database instance %s: not provisioned: %w", inst.ID, err)
-	}
-	c, err := m.cluster(inst, inst.Port)
-	if err != nil {
-		return err
-	}
-	if err := c.Start(ctx); err != nil {
-		return fmt.Errorf("start database instance %s: %w", inst.ID, err)
-	}
-	return nil
+	_, err := m.ensure(ctx, inst)
+	return err
 }
 
-// StopAll stops every cluster this Manager started or adopted.
+// Check makes sure a provisioned instance runs: when its server is not
+// running (it died, or was never started by this process), Check starts it
+// on inst.Port and reports restarted. It never creates a cluster.
+func (m *Manager) Check(ctx context.Context, inst hangar.DBInstance) (restarted bool, err error) {
+	return m.ensure(ctx, inst)
+}
+
+func (m *Manager) ensure(ctx context.Context, inst hangar.DBInstance) (started bool, err error) {
+	if inst.Port == 0 {
+		return false, fmt.Errorf("start database instance %s: no port recorded", inst.ID)
+	}
+	e, unlock, err := m.lock(inst)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	// Refuse to initdb a fresh, empty cluster in place of a lost one.
+	if _, err := os.Stat(filepath.Join(m.dir(inst), "data", "PG_VERSION")); err != nil {
+		return false, fmt.Errorf("start database instance %s: not provisioned: %w", inst.ID, err)
+	}
+	c, err := m.clusterOf(e, inst, inst.Port)
+	if err != nil {
+		return false, err
+	}
+	running, err := c.Running(ctx)
+	if err != nil || running {
+		return false, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return false, fmt.Errorf("start database instance %s: %w", inst.ID, err)
+	}
+	return true, nil
+}
+
+// StopAll stops every cluster this Manager started or adopted. Afterwards
+// the Manager starts nothing any more.
 func (m *Manager) StopAll(ctx context.Context) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.closed = true
+	insts := maps.Clone(m.insts)
+	m.mu.Unlock()
 	var errs []error
-	for id, c := range m.clusters {
-		if err := c.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop database instance %s: %w", id, err))
-			continue
+	for id, e := range insts {
+		e.mu.Lock()
+		if e.c != nil {
+			if err := e.c.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop database instance %s: %w", id, err))
+			}
 		}
-		delete(m.clusters, id)
+		e.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
 
-// Destroy stops inst's cluster and removes its files. Destroying an
-// instance that does not exist is not an error.
+// Destroy stops inst's cluster and removes its files, backups and WAL
+// archive included. Destroying an instance that does not exist is not an
+// error. Only inst.ID and inst.Port are used.
 func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 	if err := validateID(inst.ID); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	e := m.insts[inst.ID]
+	if e == nil {
+		e = &instance{}
+		m.insts[inst.ID] = e
+	}
+	m.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.backupMu.Lock() // let a running base backup finish first
+	defer e.backupMu.Unlock()
 	dir := m.dir(inst)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		delete(m.clusters, inst.ID)
+		m.forget(inst.ID, e)
 		return nil
 	}
-	c := m.clusters[inst.ID]
+	c := e.c
 	if c == nil {
-		// Stop ignores the port; any valid one does when none was recorded.
-		port := cmp.Or(inst.Port, 5432)
+		// Stop needs neither the port nor the password: any valid ones do.
+		inst.Port = cmp.Or(inst.Port, 5432)
+		inst.AdminUser, inst.AdminPassword = cmp.Or(inst.AdminUser, "postgres"), cmp.Or(inst.AdminPassword, "unused")
 		var err error
-		if c, err = m.newCluster(inst, port); err != nil {
+		if c, err = m.newCluster(inst, inst.Port); err != nil {
 			return err
 		}
 	}
 	if err := c.Stop(ctx); err != nil {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
 	}
-	delete(m.clusters, inst.ID)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+	}
+	m.forget(inst.ID, e)
+	return nil
+}
+
+// forget drops a destroyed instance's bookkeeping; e.mu is held.
+func (m *Manager) forget(id string, e *instance) {
+	e.gone, e.c = true, nil
+	m.mu.Lock()
+	if m.insts[id] == e {
+		delete(m.insts, id)
+	}
+	m.mu.Unlock()
+}
+
+// SetAdminPassword changes the password of inst's admin role to password
+// (inst holds the current one) and, for a managed instance, the one the
+// Manager connects with. The password is sent as a SCRAM verifier when it
+// is printable ASCII, so the server never sees (nor logs) it in clear.
+func (m *Manager) SetAdminPassword(ctx context.Context, inst hangar.DBInstance, password string) error {
+	if password == "" || strings.ContainsRune(password, 0) {
+		return hangar.Errorf(hangar.KindInvalid, "the new password must be non-empty and contain no NUL characters")
+	}
+	if err := hangar.ValidatePGIdent("admin user name", inst.AdminUser); err != nil {
+		return err
+	}
+	err := withConn(ctx, AdminURL(inst, "postgres"), func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{inst.AdminUser}.Sanitize()+" PASSWORD "+pgcluster.PasswordLiteral(password))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set admin password of %s: %w", inst.ID, err)
+	}
+	if inst.IsLinked {
+		return nil
+	}
+	m.mu.Lock()
+	e := m.insts[inst.ID]
+	m.mu.Unlock()
+	if e != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.c != nil {
+			return e.c.SetPassword(password)
+		}
 	}
 	return nil
 }
 
-// cluster returns the Manager's cluster for inst, creating it with port (a
-// free one when 0) on first use.
-func (m *Manager) cluster(inst hangar.DBInstance, port int) (*pgcluster.Cluster, error) {
+// lock returns inst's bookkeeping, locked; unlock releases it. It fails
+// once the Manager is stopped or inst destroyed.
+func (m *Manager) lock(inst hangar.DBInstance) (e *instance, unlock func(), err error) {
 	if err := validateID(inst.ID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c := m.clusters[inst.ID]; c != nil {
-		return c, nil
+	if m.closed {
+		m.mu.Unlock()
+		return nil, nil, errStopped
+	}
+	e = m.insts[inst.ID]
+	if e == nil {
+		e = &instance{}
+		m.insts[inst.ID] = e
+	}
+	m.mu.Unlock()
+	e.mu.Lock()
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	switch {
+	case closed:
+		e.mu.Unlock()
+		return nil, nil, errStopped
+	case e.gone:
+		e.mu.Unlock()
+		return nil, nil, fmt.Errorf("database instance %s was destroyed", inst.ID)
+	}
+	return e, e.mu.Unlock, nil
+}
+
+// running returns inst's cluster if this Manager started or adopted it.
+func (m *Manager) running(inst hangar.DBInstance) *pgcluster.Cluster {
+	m.mu.Lock()
+	e := m.insts[inst.ID]
+	m.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c
+}
+
+// clusterOf returns e's cluster, creating it with port (a free one when 0)
+// on first use; e.mu is held.
+func (m *Manager) clusterOf(e *instance, inst hangar.DBInstance, port int) (*pgcluster.Cluster, error) {
+	if e.c != nil {
+		return e.c, nil
 	}
 	if port == 0 {
 		var err error
@@ -173,7 +343,7 @@ func (m *Manager) cluster(inst hangar.DBInstance, port int) (*pgcluster.Cluster,
 	if err != nil {
 		return nil, err
 	}
-	m.clusters[inst.ID] = c
+	e.c = c
 	return c, nil
 }
 
@@ -188,13 +358,15 @@ func (m *Manager) newCluster(inst hangar.DBInstance, port int) (*pgcluster.Clust
 		return nil, hangar.Errorf(hangar.KindInvalid, "database instance %s has no admin password", inst.Name)
 	}
 	c, err := pgcluster.New(pgcluster.Config{
-		DataDir:   m.dir(inst),
-		Port:      port,
-		Superuser: inst.AdminUser,
-		Password:  inst.AdminPassword,
-		RunAsUser: m.cfg.RunAsUser,
-		Settings:  m.cfg.Settings,
-		Logger:    m.log.With("dbinstance", inst.ID),
+		DataDir:        m.dir(inst),
+		Port:           port,
+		Superuser:      inst.AdminUser,
+		Password:       inst.AdminPassword,
+		RunAsUser:      m.cfg.RunAsUser,
+		Settings:       m.cfg.Settings,
+		ArchiveDir:     m.archiveDir(inst),
+		ArchiveTimeout: m.cfg.ArchiveTimeout,
+		Logger:         m.log.With("dbinstance", inst.ID),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("database instance %s: %w", inst.ID, err)
@@ -203,6 +375,11 @@ func (m *Manager) newCluster(inst hangar.DBInstance, port int) (*pgcluster.Clust
 }
 
 func (m *Manager) dir(inst hangar.DBInstance) string { return filepath.Join(m.cfg.Dir, inst.ID) }
+
+// archiveDir is where inst's WAL is archived.
+func (m *Manager) archiveDir(inst hangar.DBInstance) string {
+	return filepath.Join(m.dir(inst), "wal-archive")
+}
 
 // validateID checks that an instance ID names one directory under Dir.
 func validateID(id string) error {
@@ -213,19 +390,20 @@ func validateID(id string) error {
 }
 
 // AdminURL returns the instance's superuser URL for database db: at
-// inst.Host for a linked instance, on loopback for a managed one.
+// inst.Host for a linked instance (TLS when the server offers it), on
+// loopback for a managed one.
 func AdminURL(inst hangar.DBInstance, db string) string {
 	// Managed instances listen on loopback; Host is what users are told.
-	host := inst.Host
+	host, sslmode := inst.Host, "prefer"
 	if host == "" || !inst.IsLinked {
-		host = "127.0.0.1"
+		host, sslmode = "127.0.0.1", "disable"
 	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(inst.AdminUser, inst.AdminPassword),
 		Host:     net.JoinHostPort(host, strconv.Itoa(inst.Port)),
 		Path:     "/" + db,
-		RawQuery: "sslmode=disable",
+		RawQuery: "sslmode=" + sslmode,
 	}
 	return u.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -11,24 +12,108 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
+// This file reads and writes an app's DBOS system database (schema dbos,
+// the same tables in the Go and TypeScript SDKs) as the platform: to drain
+// a replaced version, to recover the workflows of executors that died, and
+// to measure queue depth for scaling. A system database DBOS has not created
+// yet holds no workflows, so its missing schema or table reads as zero.
+
+// internalQueue is the queue the DBOS SDKs re-enqueue recovered workflows on
+// when they had none.
+const internalQueue = "_dbos_internal_queue"
+
 // ActiveWorkflows counts the workflows of an app version that are PENDING or
-// ENQUEUED in the app's DBOS system database sysDB. A system database DBOS
-// has not created yet holds none.
+// ENQUEUED in the app's DBOS system database sysDB.
 func (m *Manager) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
-	if err := hangar.ValidatePGIdent("database name", sysDB); err != nil {
-		return 0, err
-	}
 	var n int
-	err := withConn(ctx, AdminURL(inst, sysDB), func(c *pgx.Conn) error {
+	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
 			WHERE status IN ('PENDING', 'ENQUEUED') AND application_version = $1`, appVersion).Scan(&n)
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table / no schema yet
-		return 0, nil
-	}
 	if err != nil {
 		return 0, fmt.Errorf("count active workflows of %s: %w", appVersion, err)
 	}
 	return n, nil
+}
+
+// EnqueuedWorkflows counts the workflows waiting in the queues of sysDB
+// (status ENQUEUED) that executors of appVersion may dequeue: those of that
+// version and those enqueued without one.
+func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
+	var n int
+	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
+			WHERE status = 'ENQUEUED' AND (application_version = $1 OR application_version IS NULL)`, appVersion).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count enqueued workflows of %s: %w", appVersion, err)
+	}
+	return n, nil
+}
+
+// PendingExecutors returns the executors whose ID starts with prefix and
+// that own PENDING workflows in sysDB, by the application version of those
+// workflows. The platform compares them with the executors it runs to find
+// the work of executors that are gone.
+func (m *Manager) PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error) {
+	owners := map[string][]string{}
+	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT DISTINCT application_version, executor_id FROM dbos.workflow_status
+			WHERE status = 'PENDING' AND application_version IS NOT NULL AND starts_with(executor_id, $1)
+			ORDER BY 1, 2`, prefix)
+		if err != nil {
+			return err
+		}
+		var version, executor string
+		_, err = pgx.ForEachRow(rows, []any{&version, &executor}, func() error {
+			owners[version] = append(owners[version], executor)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list executors with pending workflows: %w", err)
+	}
+	return owners, nil
+}
+
+// RecoverWorkflows re-enqueues the PENDING workflows that executorIDs ran
+// for appVersion in sysDB, with the statement the DBOS SDKs run at launch for
+// their own executor ID: each becomes ENQUEUED again on its queue, or on the
+// SDK's internal queue when it had none, so that a live executor of the same
+// version dequeues it and resumes it from its last recorded step. It returns
+// how many workflows it re-enqueued. The executors must be dead: a workflow
+// re-enqueued while its executor still runs it runs twice at once.
+func (m *Manager) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error) {
+	if len(executorIDs) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+		tag, err := c.Exec(ctx, `UPDATE dbos.workflow_status
+			SET status = 'ENQUEUED', started_at_epoch_ms = NULL, owner_xid = NULL,
+				queue_name = COALESCE(NULLIF(queue_name, ''), $4), updated_at = $3
+			WHERE status = 'PENDING' AND executor_id = ANY($1) AND application_version = $2`,
+			executorIDs, appVersion, time.Now().UnixMilli(), internalQueue)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("recover workflows of %v (version %s): %w", executorIDs, appVersion, err)
+	}
+	return int(n), nil
+}
+
+// withSysDB runs f on a superuser connection to the system database sysDB;
+// a database without the dbos schema or its tables makes f's error nil.
+func withSysDB(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn) error) error {
+	if err := hangar.ValidatePGIdent("database name", sysDB); err != nil {
+		return err
+	}
+	err := withConn(ctx, AdminURL(inst, sysDB), f)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table / no schema yet
+		return nil
+	}
+	return err
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +21,8 @@ import (
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
-// executor is one running executor of an app version.
+// executor is one executor of an app version: serving in its app's pool,
+// retiring, or draining the workflows of a version nothing else runs.
 type executor struct {
 	id         string
 	app        string // app ID
@@ -27,34 +30,143 @@ type executor struct {
 	appVersion string // its DBOS__APPVERSION
 	inst       hangar.DBInstance
 	sysDB      string // the app's DBOS system database
+	memoryMiB  int
 	addr       string
 	log        io.WriteCloser
-	stopped    chan struct{} // closed when a stop was requested
-	stopOnce   sync.Once
+	drain      *drain // set for an executor started to drain a version
+
+	stopped  chan struct{} // closed when Hangar asked it to stop
+	stopOnce sync.Once
+	exited   chan struct{} // closed when its process ended; status says how
+	status   runtime.Status
+	left     chan struct{} // closed when it left its pool (replaced or scaled down)
+	leftOnce sync.Once
+	diedOnce sync.Once // handling of its death runs once
+
+	readyAt time.Time // when it first answered HTTP; set before anyone else sees it
+
+	// The previous CPU reading, for scaling; only the supervisor loop uses
+	// them.
+	cpu   time.Duration
+	cpuAt time.Time
+}
+
+// leave marks the executor out of its pool, which stops its supervisor.
+func (ex *executor) leave() { ex.leftOnce.Do(func() { close(ex.left) }) }
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // dbProxyPort is the port an executor reaches its database instance at, on
 // its gateway address.
 const dbProxyPort = 5432
 
-// serve starts an executor of version for a, with its database on inst,
-// waits until it answers HTTP, points the app's hostname at it, and retires
-// the executors it replaces once they are drained.
+// executorPrefix starts the ID of every executor Hangar runs, so that the
+// system database tells Hangar's executors from others (a developer's
+// machine running the app against its database).
+const executorPrefix = "ex-"
+
+// serve starts the pool of version for a: a.MinVMs executors (at least
+// one), with its database on inst. Once all of them answer HTTP it points
+// the app's hostname at them, hands them to the supervisor, and retires the
+// executors of the pool it replaces once they are drained. When one fails
+// to start, it stops them all and the previous pool keeps serving.
 func (s *Service) serve(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error {
+	p := newPool(a, inst, version, appVersion)
+	exs := make([]*executor, p.min)
+	errs := make([]error, p.min)
+	var wg sync.WaitGroup
+	for i := range exs {
+		wg.Go(func() { exs[i], errs[i] = s.startExecutor(ctx, a, inst, version, appVersion) })
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err == nil && s.life.Err() != nil {
+		err = errors.New("hangar is shutting down")
+	}
+	if err != nil {
+		for _, ex := range exs {
+			if ex != nil {
+				s.stopExecutor(ctx, ex)
+			}
+		}
+		for _, e := range errs {
+			if e != nil {
+				return e // the first, with its log tail
+			}
+		}
+		return err
+	}
+	s.mu.Lock()
+	old := s.fleet.pools[a.ID]
+	s.fleet.pools[a.ID] = p
+	p.executors = exs
+	s.routeLocked(p)
+	var retiring []*executor
+	if old != nil {
+		retiring = old.close()
+	}
+	s.mu.Unlock()
+	for _, ex := range exs {
+		s.spawn(func() { s.supervise(p, ex) })
+	}
+	for _, o := range retiring {
+		s.spawn(func() { s.retire(o, appVersion, s.cfg.DrainTimeout) })
+	}
+	return nil
+}
+
+// routeLocked points the pool's hostname at its executors; s.mu is held.
+func (s *Service) routeLocked(p *pool) {
+	addrs := make([]string, len(p.executors))
+	for i, ex := range p.executors {
+		addrs[i] = ex.addr
+	}
+	s.router.Set(p.app.Hostname(s.cfg.Domain), addrs)
+}
+
+// startExecutor starts an executor of version for a, with its database on
+// inst, and waits until it answers HTTP. When it fails, it stops what it
+// started and returns the stopped executor, if it got that far, with the
+// error: KindUnavailable, with the end of the version's executor output as
+// detail, when the app did not become healthy.
+func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) (*executor, error) {
 	dir := s.versionDir(a.ID, version)
 	cfg, err := build.LoadConfig(dir)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	var secrets map[string]string
+	if s.cfg.Secrets != nil {
+		if secrets, err = s.cfg.Secrets.Secrets(ctx, a.ID); err != nil {
+			return nil, fmt.Errorf("open secrets: %w", err)
+		}
 	}
 	ex := &executor{
-		id: "ex-" + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
-		inst: inst, sysDB: a.SysDBName(), stopped: make(chan struct{}),
+		id: executorPrefix + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
+		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB,
+		stopped: make(chan struct{}), exited: make(chan struct{}), left: make(chan struct{}),
+	}
+	if ex.memoryMiB == 0 {
+		ex.memoryMiB = hangar.DefaultMemoryMiB
 	}
 	ex.log = s.logs.Writer(a.ID, sourceExecutor, version, ex.id)
+	// Known before it can own workflows: the sweep takes the workflows of
+	// executors it does not know for the work of dead ones.
+	s.mu.Lock()
+	s.fleet.live[ex.id] = ex
+	s.mu.Unlock()
 	netw, err := s.driver.Prepare(ctx, ex.id)
 	if err != nil {
-		ex.log.Close()
-		return fmt.Errorf("prepare executor: %w", err)
+		s.stopExecutor(ctx, ex)
+		return ex, fmt.Errorf("prepare executor: %w", err)
 	}
 	env := append(s.baseEnv(dir),
 		"DBOS__VMID="+ex.id,
@@ -68,7 +180,14 @@ func (s *Service) serve(ctx context.Context, a hangar.App, inst hangar.DBInstanc
 		env = append(env, "DBOS__CLOUD=true")
 	}
 	for k, v := range cfg.Env {
-		env = append(env, k+"="+v)
+		if _, ok := secrets[k]; !ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	// Secret names never collide with the variables above: accounts
+	// refuses DBOS_*, PG*, PATH and HOME. They win over the config's env.
+	for _, k := range slices.Sorted(maps.Keys(secrets)) {
+		env = append(env, k+"="+secrets[k])
 	}
 	started, err := s.driver.Start(ctx, runtime.Spec{
 		ID: ex.id, App: a.Name, Version: version, Dir: dir,
@@ -81,63 +200,87 @@ func (s *Service) serve(ctx context.Context, a hangar.App, inst hangar.DBInstanc
 	})
 	if err != nil {
 		s.stopExecutor(ctx, ex)
-		return fmt.Errorf("start executor: %w", err)
+		return ex, fmt.Errorf("start executor: %w", err)
 	}
 	ex.addr = started.Addr
+	if !s.spawn(func() { s.watch(ex) }) {
+		s.stopExecutor(ctx, ex)
+		return ex, errors.New("hangar is shutting down")
+	}
 	s.log.InfoContext(ctx, "executor started", "app", a.Name, "version", version, "executor", ex.id, "addr", ex.addr)
 	if err := s.waitHealthy(ctx, ex); err != nil {
 		s.stopExecutor(ctx, ex)
-		return &hangar.Error{
+		return ex, &hangar.Error{
 			Kind:    hangar.KindUnavailable,
 			Message: fmt.Sprintf("version %s did not become healthy: %v", version, err),
 			Detail:  s.executorLogTail(ctx, a.ID, version),
 		}
 	}
-	s.mu.Lock()
-	old := s.executors[a.ID]
-	s.executors[a.ID] = []*executor{ex}
-	s.router.Set(a.Hostname(s.cfg.Domain), []string{ex.addr})
-	s.mu.Unlock()
-	go s.supervise(ex, a)
-	for _, o := range old {
-		go s.retire(o, appVersion)
-	}
-	return nil
+	ex.readyAt = s.now()
+	return ex, nil
 }
 
-// retire stops a replaced executor once it is drained: the router sends it
-// nothing new, so it waits for its requests in flight to finish and, unless
-// the new executors run the same app version, for the workflows of its
-// version that are PENDING or ENQUEUED to complete (bounded by DrainTimeout).
-func (s *Service) retire(ex *executor, newAppVersion string) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	defer cancel()
-	tick := time.NewTicker(250 * time.Millisecond)
+// watch waits for the executor's process to end and records how.
+func (s *Service) watch(ex *executor) {
+	st, err := s.driver.Wait(s.life, ex.id)
+	if s.life.Err() != nil {
+		return // shutting down: Shutdown stops every executor
+	}
+	if err != nil {
+		// Wait knows the executor no more: it was stopped.
+		st = runtime.Status{ExitCode: -1, Err: err}
+	}
+	ex.status = st
+	close(ex.exited)
+}
+
+// retire stops an executor that no longer receives requests once it is
+// drained: it waits for its requests in flight to finish and, unless
+// newAppVersion is its own app version, for the workflows of its version
+// that are PENDING or ENQUEUED to complete, up to timeout (0: no limit).
+// Then it stops it and releases its unfinished work (see release). An
+// executor that dies meanwhile is released at once.
+func (s *Service) retire(ex *executor, newAppVersion string, timeout time.Duration) {
+	ctx := s.life
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(s.cfg.drainPoll)
 	defer tick.Stop()
 	for {
 		busy := s.router.InFlight(ex.addr) > 0
 		if !busy && ex.appVersion != newAppVersion {
 			n, err := s.instances.ActiveWorkflows(ctx, ex.inst, ex.sysDB, ex.appVersion)
-			if err != nil {
-				s.log.WarnContext(ctx, "count workflows of a replaced executor", "executor", ex.id, "err", err)
+			if err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "count workflows of a retiring executor", "app", ex.app, "executor", ex.id, "err", err)
 			}
-			busy = n > 0
+			busy = n > 0 || err != nil
 		}
 		if !busy {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			s.log.Warn("replaced executor not drained in time: stopping it", "executor", ex.id, "version", ex.version, "timeout", s.cfg.DrainTimeout)
-			s.stopExecutor(context.Background(), ex)
-			return
+			return // Shutdown stops it
 		case <-ex.stopped:
+			return
+		case <-ex.exited:
+			s.died(ex, death{status: ex.status}, nil)
+			return
+		case <-deadline:
+			s.log.Warn("retiring executor not drained in time: stopping it", "app", ex.app, "executor", ex.id, "version", ex.version, "timeout", timeout)
+			s.stopExecutor(ctx, ex)
+			s.release(ex)
 			return
 		case <-tick.C:
 		}
 	}
-	s.log.Info("retiring replaced executor", "executor", ex.id, "version", ex.version)
+	s.log.Info("retiring executor", "app", ex.app, "executor", ex.id, "version", ex.version)
 	s.stopExecutor(ctx, ex)
+	s.release(ex)
 }
 
 // baseEnv is the environment every executor starts from.
@@ -178,28 +321,25 @@ func startScript(cmds []string) string {
 }
 
 // waitHealthy polls the executor's HTTP port until it answers any HTTP
-// response, the process exits, or HealthTimeout passes.
+// response, the process exits, it is stopped, or HealthTimeout passes.
 func (s *Service) waitHealthy(ctx context.Context, ex *executor) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
 	defer cancel()
-	exited := make(chan runtime.Status, 1)
-	go func() {
-		if st, err := s.driver.Wait(ctx, ex.id); err == nil {
-			exited <- st
-		}
-	}()
 	client := &http.Client{Timeout: 2 * time.Second}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ex.addr+"/", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
+		if probe(ctx, client, ex.addr) {
 			return nil
 		}
 		select {
-		case st := <-exited:
-			return fmt.Errorf("the app exited with code %d before it served HTTP", st.ExitCode)
+		case <-ex.exited:
+			if ex.status.OOMKilled {
+				return fmt.Errorf("the app ran out of memory (limit %d MiB) before it served HTTP", ex.memoryMiB)
+			}
+			return fmt.Errorf("the app exited with code %d before it served HTTP", ex.status.ExitCode)
+		case <-ex.stopped:
+			return errors.New("the executor was stopped before it served HTTP")
 		case <-ctx.Done():
 			return fmt.Errorf("no HTTP answer on port %s within %s", ex.addr[strings.LastIndex(ex.addr, ":")+1:], s.cfg.HealthTimeout)
 		case <-tick.C:
@@ -207,46 +347,117 @@ func (s *Service) waitHealthy(ctx context.Context, ex *executor) error {
 	}
 }
 
-// supervise watches a serving executor: when it dies without being stopped,
-// its route is withdrawn and the app reads UNAVAILABLE.
-func (s *Service) supervise(ex *executor, a hangar.App) {
-	st, err := s.driver.Wait(context.Background(), ex.id)
-	select {
-	case <-ex.stopped:
-		return
-	default:
+// probe reports whether the app at addr answers HTTP, whatever the status.
+func probe(ctx context.Context, client *http.Client, addr string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return false
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Error("wait for executor", "app", a.Name, "executor", ex.id, "err", err)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
 	}
-	s.log.Error("executor exited", "app", a.Name, "version", ex.version, "executor", ex.id, "code", st.ExitCode)
-	s.mu.Lock()
-	cur := s.executors[a.ID]
-	if len(cur) == 1 && cur[0] == ex {
-		delete(s.executors, a.ID)
-		s.router.Set(a.Hostname(s.cfg.Domain), nil)
-		_ = s.store.SetAppStatus(context.Background(), a.ID, hangar.StatusUnavailable)
-	}
-	s.mu.Unlock()
+	resp.Body.Close()
+	return true
 }
 
-// serving reports whether the app has running executors.
+// serving reports whether the app has executors that serve it.
 func (s *Service) serving(appID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.executors[appID]) > 0
+	p := s.fleet.pools[appID]
+	return p != nil && len(p.executors) > 0
 }
 
-// stopExecutor stops ex (SIGTERM, then kill after StopGrace) and closes its
-// log. It is idempotent.
+// stopExecutor stops ex (SIGTERM, then kill after StopGrace), releases what
+// the driver allocated for it and closes its log. It is idempotent.
 func (s *Service) stopExecutor(ctx context.Context, ex *executor) {
 	ex.stopOnce.Do(func() {
 		close(ex.stopped)
 		if err := s.driver.Stop(context.WithoutCancel(ctx), ex.id, s.cfg.StopGrace); err != nil {
-			s.log.ErrorContext(ctx, "stop executor", "executor", ex.id, "err", err)
+			s.log.ErrorContext(ctx, "stop executor", "app", ex.app, "executor", ex.id, "err", err)
 		}
 		ex.log.Close()
+		// Forgotten only once its process is gone: from now on, its
+		// PENDING workflows are a dead executor's.
+		s.mu.Lock()
+		delete(s.fleet.live, ex.id)
+		s.mu.Unlock()
 	})
+}
+
+// stopApp withdraws the app's route and stops all its executors (serving,
+// starting, retiring, draining); none is started for it afterwards. The
+// app is being deleted.
+func (s *Service) stopApp(ctx context.Context, a hangar.App) {
+	s.mu.Lock()
+	s.fleet.deleted[a.ID] = true
+	delete(s.fleet.events, a.ID)
+	for key, d := range s.fleet.drains {
+		if d.appID == a.ID {
+			delete(s.fleet.drains, key)
+		}
+	}
+	if p := s.fleet.pools[a.ID]; p != nil {
+		p.close()
+		delete(s.fleet.pools, a.ID)
+	}
+	s.router.Set(a.Hostname(s.cfg.Domain), nil)
+	var exs []*executor
+	for _, ex := range s.fleet.live {
+		if ex.app == a.ID {
+			exs = append(exs, ex)
+		}
+	}
+	s.mu.Unlock()
+	s.stopAll(ctx, exs)
+}
+
+// stopExecutors stops supervising and then stops every executor; Shutdown
+// calls it. Workflows the executors leave PENDING are recovered by the
+// next Hangar's sweep.
+func (s *Service) stopExecutors(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	for id, p := range s.fleet.pools {
+		p.close()
+		delete(s.fleet.pools, id)
+	}
+	s.mu.Unlock()
+	s.stopLife()
+	s.wg.Wait()
+	s.mu.Lock()
+	exs := make([]*executor, 0, len(s.fleet.live))
+	for _, ex := range s.fleet.live {
+		exs = append(exs, ex)
+	}
+	s.mu.Unlock()
+	s.stopAll(ctx, exs)
+}
+
+// stopAll stops executors in parallel.
+func (s *Service) stopAll(ctx context.Context, exs []*executor) {
+	var wg sync.WaitGroup
+	for _, ex := range exs {
+		wg.Go(func() { s.stopExecutor(ctx, ex) })
+	}
+	wg.Wait()
+}
+
+// spawn runs f in a goroutine that Shutdown waits for, unless Shutdown
+// has begun; it reports whether f runs.
+func (s *Service) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // executorLogTail is the end of a version's executor output.
@@ -256,4 +467,22 @@ func (s *Service) executorLogTail(ctx context.Context, appID, version string) st
 		s.log.WarnContext(ctx, "read executor log", "app", appID, "version", version, "err", err)
 	}
 	return t
+}
+
+// OrgRenamed serves the apps of the org renamed from oldName to newName at
+// their new hostnames (<newName>-<app>.<domain>) and stops serving the old
+// ones; executors started from now on get the new DBOS_APP_HOSTNAME.
+// accounts calls it after a rename.
+func (s *Service) OrgRenamed(ctx context.Context, oldName, newName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.fleet.pools {
+		if p.app.Org != oldName {
+			continue
+		}
+		s.router.Set(p.app.Hostname(s.cfg.Domain), nil)
+		p.app.Org = newName
+		s.routeLocked(p)
+	}
+	return nil
 }

@@ -120,14 +120,7 @@ func (s *Service) deleteStop(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	exs := s.executors[a.ID]
-	delete(s.executors, a.ID)
-	s.router.Set(a.Hostname(s.cfg.Domain), nil)
-	s.mu.Unlock()
-	for _, ex := range exs {
-		s.stopExecutor(ctx, ex)
-	}
+	s.stopApp(ctx, a)
 	return nil
 }
 

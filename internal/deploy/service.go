@@ -65,6 +65,15 @@ type Instances interface {
 	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
 	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
 	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
+	EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
+	PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error)
+	RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error)
+}
+
+// Secrets opens an app's secrets for its executors' environment;
+// accounts.Opener satisfies it.
+type Secrets interface {
+	Secrets(ctx context.Context, appID string) (map[string]string, error)
 }
 
 // Router routes app hostnames to executors.
@@ -92,9 +101,32 @@ type Config struct {
 	// Default 10 s.
 	StopGrace time.Duration
 	// DrainTimeout bounds how long a replaced executor is kept for its
-	// requests in flight and its version's PENDING/ENQUEUED workflows.
-	// Default 10 minutes.
+	// requests in flight and its version's PENDING/ENQUEUED workflows; the
+	// work left then goes to one drainer executor of that version. Default
+	// 10 minutes.
 	DrainTimeout time.Duration
+	// HealthInterval is how often the supervisor checks that a serving
+	// executor answers HTTP, and HealthFailures how many checks in a row
+	// may fail before it is replaced. Defaults 5 s and 3.
+	HealthInterval time.Duration
+	HealthFailures int
+	// RestartBackoff is the delay before replacing an executor that died;
+	// it doubles with each failure in a row up to MaxRestartBackoff, and
+	// starts over once an executor served for BackoffReset. Defaults 1 s,
+	// 5 minutes and 10 minutes.
+	RestartBackoff, MaxRestartBackoff, BackoffReset time.Duration
+	// ScaleInterval is how often the supervisor samples each app's load to
+	// scale it, and sweeps for the workflows of gone executors. Default
+	// 10 s.
+	ScaleInterval time.Duration
+	// ScaleQueueDepth is how many ENQUEUED workflows per executor make the
+	// supervisor add one (scaling.go). Default 10.
+	ScaleQueueDepth int
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+	// drainPoll is how often a retiring executor is checked; tests shorten
+	// it. Default 250 ms.
+	drainPoll time.Duration
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
 	StepDelay map[string]time.Duration
@@ -104,6 +136,11 @@ type Config struct {
 	Limits build.Limits
 	// Logger receives the orchestrator's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Secrets supplies each app's secrets, read whenever an executor starts
+	// and set as its environment variables: a change reaches a running app
+	// at its next deploy (or in an executor the supervisor starts later).
+	// Default none.
+	Secrets Secrets
 }
 
 // Service is the orchestrator. Create it with New, then Launch it.
@@ -118,8 +155,15 @@ type Service struct {
 	log       *slog.Logger
 	dbos      dbos.Context
 
-	mu        sync.Mutex
-	executors map[string][]*executor // app ID → running executors of its serving version
+	mu      sync.Mutex
+	fleet   fleet // the executors and their supervision state (supervisor.go)
+	closing bool  // Shutdown began: spawn starts nothing
+
+	// life is the lifetime of the supervisor's goroutines, which wg
+	// counts; Shutdown ends it.
+	life     context.Context
+	stopLife context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // workflowVersion is the DBOS application version of Hangar's workflows:
@@ -146,6 +190,7 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.setSupervisorDefaults()
 	for _, d := range []string{"archives", "apps", "tmp", "cache"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, err
@@ -165,8 +210,8 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 		cfg: cfg, store: st, instances: inst, driver: drv, router: rt, logs: logs,
 		builder: build.NewBuilder(cfg.Build, build.ExecRunner{}),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
-		executors: map[string][]*executor{},
 	}
+	s.initSupervisor(ctx)
 	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
 	dbos.RegisterWorkflow(dctx, s.provisionWorkflow, dbos.WithWorkflowName("provision-db"))
 	dbos.RegisterWorkflow(dctx, s.deleteWorkflow, dbos.WithWorkflowName("delete-app"))
@@ -199,6 +244,7 @@ func (s *Service) Launch(ctx context.Context) error {
 			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
 		}
 	}
+	s.startSupervisor()
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
@@ -255,7 +301,7 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 	if err != nil {
 		return err
 	}
-	if err := s.serve(ctx, a, inst, v.ID, v.AppVersion); err != nil {
+	if err := s.resume(ctx, a, inst, v.ID, v.AppVersion); err != nil {
 		return err
 	}
 	if a.Status == hangar.StatusUnavailable {
@@ -267,21 +313,7 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 // Shutdown stops DBOS, every executor and every managed database instance.
 func (s *Service) Shutdown(ctx context.Context) {
 	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
-	s.mu.Lock()
-	all := s.executors
-	s.executors = map[string][]*executor{}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, exs := range all {
-		for _, ex := range exs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.stopExecutor(ctx, ex)
-			}()
-		}
-	}
-	wg.Wait()
+	s.stopExecutors(ctx)
 	if err := s.instances.StopAll(ctx); err != nil {
 		s.log.ErrorContext(ctx, "stop database instances", "err", err)
 	}

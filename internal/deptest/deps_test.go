@@ -35,6 +35,8 @@ var allowed = []struct {
 	{pkg: "internal/upload", deps: []string{"internal/hangar"}},
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar"}},
+	{pkg: "internal/secretbox", deps: nil},
+	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
 	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs"}},

@@ -2,7 +2,10 @@
 // binaries (initdb, pg_ctl): it initializes the data directory on first start
 // with password (SCRAM) authentication, starts and stops the server, adopts a
 // server left running by a previous process, and runs everything as an
-// unprivileged OS user when Hangar runs as root.
+// unprivileged OS user when Hangar runs as root. For point-in-time recovery
+// it archives WAL continuously (Config.ArchiveDir), takes base backups
+// (pg_basebackup) and recovers a new cluster from a backup and an archive to
+// a point in time.
 //
 // It is a leaf: it imports only internal/hangar. dbinstance builds managed
 // database instances on it, and pgcluster/pgtest gives tests a server.
@@ -26,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
@@ -55,17 +59,34 @@ type Config struct {
 	// fsync=off in tests. Default none. port, listen_addresses and
 	// unix_socket_directories are set from the fields above and are refused here.
 	Settings map[string]string
+	// ArchiveDir, when set, turns on continuous WAL archiving: the server
+	// copies every completed WAL segment into it (gzip-compressed when gzip
+	// is installed), which BaseBackup and Recover build point-in-time
+	// recovery on. It is created, owned by RunAsUser, on Start. Default "":
+	// no archiving.
+	ArchiveDir string
+	// ArchiveTimeout makes the server switch to a new WAL segment, and so
+	// archive the current one, after this long with writes: it bounds how
+	// far behind the archive runs. Only with ArchiveDir. Default 1 minute.
+	ArchiveTimeout time.Duration
 	// Logger receives lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
 
 // Cluster is one PostgreSQL cluster. Its methods are safe for concurrent use.
 type Cluster struct {
-	cfg  Config
-	as   *runUser // nil: run as the current user
-	run  runner
+	cfg Config
+	as  *runUser // nil: run as the current user
+	run runner
+	// gone waits until a stopped postmaster that is not our child has
+	// exited; tests substitute it along with run.
+	gone func(ctx context.Context, pid int, timeout time.Duration) error
 	log  *slog.Logger
 	host string // host part of URL
+	// archive holds the server settings that turn on WAL archiving (none
+	// without Config.ArchiveDir); gzip is the gzip program, "" when absent.
+	archive map[string]string
+	gzip    string
 
 	mu sync.Mutex
 	// pid is the postmaster this Cluster started or adopted; exited is closed
@@ -117,7 +138,23 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("pgcluster: invalid setting name %q", name)
 		case name == "port" || name == "listen_addresses" || name == "unix_socket_directories":
 			return nil, fmt.Errorf("pgcluster: setting %s comes from Config, not Settings", name)
+		case cfg.ArchiveDir != "" && (strings.HasPrefix(name, "archive_") || strings.HasPrefix(name, "recovery_") || name == "restore_command"):
+			return nil, fmt.Errorf("pgcluster: setting %s comes from Config.ArchiveDir, not Settings", name)
 		}
+	}
+	gzip, _ := exec.LookPath("gzip")
+	var archive map[string]string
+	if cfg.ArchiveDir != "" {
+		if cfg.ArchiveDir, err = filepath.Abs(cfg.ArchiveDir); err != nil {
+			return nil, fmt.Errorf("pgcluster: archive dir: %w", err)
+		}
+		if cfg.ArchiveTimeout == 0 {
+			cfg.ArchiveTimeout = time.Minute
+		}
+		if cfg.ArchiveTimeout < time.Second {
+			return nil, fmt.Errorf("pgcluster: ArchiveTimeout %v is under a second", cfg.ArchiveTimeout)
+		}
+		archive = archiveSettings(cfg.ArchiveDir, gzip, cfg.ArchiveTimeout)
 	}
 	if cfg.BinDir == "" {
 		if cfg.BinDir, err = DefaultBinDir(); err != nil {
@@ -141,11 +178,14 @@ func New(cfg Config) (*Cluster, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Cluster{
-		cfg:  cfg,
-		as:   as,
-		run:  execRunner(as),
-		log:  log.With("component", "pgcluster", "data_dir", dir, "port", cfg.Port),
-		host: urlHost(cfg.ListenAddresses),
+		cfg:     cfg,
+		as:      as,
+		run:     execRunner(as),
+		gone:    waitGone,
+		log:     log.With("component", "pgcluster", "data_dir", dir, "port", cfg.Port),
+		host:    urlHost(cfg.ListenAddresses),
+		archive: archive,
+		gzip:    gzip,
 	}, nil
 }
 
@@ -236,11 +276,47 @@ func urlHost(listen string) string {
 // Port returns the TCP port the cluster listens on.
 func (c *Cluster) Port() int { return c.cfg.Port }
 
+// ArchiveDir returns Config.ArchiveDir, made absolute.
+func (c *Cluster) ArchiveDir() string { return c.cfg.ArchiveDir }
+
+// SetPassword changes the superuser password that URL and BaseBackup use,
+// after it was changed in the server (ALTER ROLE).
+func (c *Cluster) SetPassword(password string) error {
+	if password == "" || strings.ContainsAny(password, "\x00\r\n") {
+		return errors.New("pgcluster: password must be non-empty, without NUL or line breaks")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.Password = password
+	return nil
+}
+
+// Running reports whether the server is running on Config.Port.
+func (c *Cluster) Running(ctx context.Context) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pid, port, err := c.postmaster(ctx)
+	if err != nil {
+		return false, err
+	}
+	if pid != 0 {
+		c.track(pid)
+	}
+	return pid != 0 && port == c.cfg.Port, nil
+}
+
 // URL returns the superuser's connection URL for database.
 func (c *Cluster) URL(database string) string {
+	c.mu.Lock()
+	password := c.cfg.Password
+	c.mu.Unlock()
+	return c.url(database, password)
+}
+
+func (c *Cluster) url(database, password string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.UserPassword(c.cfg.Superuser, c.cfg.Password),
+		User:     url.UserPassword(c.cfg.Superuser, password),
 		Host:     net.JoinHostPort(c.host, strconv.Itoa(c.cfg.Port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
@@ -276,6 +352,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.prepareDir(); err != nil {
 		return err
 	}
+	if err := c.prepareArchiveDir(); err != nil {
+		return err
+	}
 	pid, port, err := c.postmaster(ctx)
 	if err != nil {
 		return err
@@ -299,14 +378,22 @@ func (c *Cluster) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if out, err := c.pgctl(ctx, "start", "-w", "-l", c.logFile(), "-o", c.serverOptions()); err != nil {
-		return fmt.Errorf("start postgres on port %d: %w\n%s\nserver log:\n%s", c.cfg.Port, err, out, c.logTail())
+	if err := c.startServer(ctx, nil); err != nil {
+		return err
 	}
 	if pid, _, err = c.readPIDFile(); err != nil {
 		return err
 	}
 	c.track(pid)
 	c.log.InfoContext(ctx, "started postgres", "pid", pid)
+	return nil
+}
+
+// startServer runs pg_ctl start with extra settings for this start only.
+func (c *Cluster) startServer(ctx context.Context, extra map[string]string) error {
+	if out, err := c.pgctl(ctx, "start", "-w", "-l", c.logFile(), "-o", c.serverOptions(extra)); err != nil {
+		return fmt.Errorf("start postgres on port %d: %w\n%s\nserver log:\n%s", c.cfg.Port, err, out, c.logTail())
+	}
 	return nil
 }
 
@@ -333,6 +420,12 @@ func (c *Cluster) stop(ctx context.Context) error {
 		case <-c.exited:
 		case <-ctx.Done():
 			return fmt.Errorf("stop postgres: wait for exit: %w", ctx.Err())
+		}
+	} else if c.pid != 0 {
+		// pg_ctl returns once postmaster.pid is gone, which the postmaster
+		// removes just before it exits: wait for the exit itself.
+		if err := c.gone(ctx, c.pid, 10*time.Second); err != nil {
+			return fmt.Errorf("stop postgres: %w", err)
 		}
 	}
 	c.log.InfoContext(ctx, "stopped postgres", "pid", c.pid)
@@ -401,6 +494,32 @@ func (c *Cluster) prepareDir() error {
 	if err := os.Chown(dir, int(c.as.uid), int(c.as.gid)); err != nil {
 		return fmt.Errorf("chown data dir to %s: %w", c.as.name, err)
 	}
+	if err := reachable(filepath.Dir(dir), c.as); err != nil {
+		return err
+	}
+	return nil
+}
+
+// prepareArchiveDir creates the WAL archive, writable by the server.
+func (c *Cluster) prepareArchiveDir() error {
+	if c.cfg.ArchiveDir == "" {
+		return nil
+	}
+	return c.mkdirOwned(c.cfg.ArchiveDir)
+}
+
+// mkdirOwned creates dir (and its parents) and gives it to the user
+// PostgreSQL runs as, who must reach it.
+func (c *Cluster) mkdirOwned(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if c.as == nil {
+		return nil
+	}
+	if err := os.Chown(dir, int(c.as.uid), int(c.as.gid)); err != nil {
+		return fmt.Errorf("chown %s to %s: %w", dir, c.as.name, err)
+	}
 	return reachable(filepath.Dir(dir), c.as)
 }
 
@@ -457,16 +576,23 @@ func (c *Cluster) writeFile(name, data string, perm os.FileMode) error {
 	return nil
 }
 
-// serverOptions returns the postgres command line for pg_ctl -o. pg_ctl
-// runs it through /bin/sh, so every word is single-quoted.
-func (c *Cluster) serverOptions() string {
+// serverOptions returns the postgres command line for pg_ctl -o, with
+// extra settings for this start only. pg_ctl runs it through /bin/sh, so
+// every word is single-quoted.
+func (c *Cluster) serverOptions(extra map[string]string) string {
 	settings := []string{
 		"port=" + strconv.Itoa(c.cfg.Port),
 		"listen_addresses=" + c.cfg.ListenAddresses,
 		`unix_socket_directories="` + c.cfg.DataDir + `"`,
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.cfg.Settings)) {
-		settings = append(settings, name+"="+c.cfg.Settings[name])
+	all := maps.Clone(c.cfg.Settings)
+	if all == nil {
+		all = map[string]string{}
+	}
+	maps.Copy(all, c.archive)
+	maps.Copy(all, extra)
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		settings = append(settings, name+"="+all[name])
 	}
 	var b strings.Builder
 	for _, s := range settings {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -49,6 +50,9 @@ func (f *fakeRunner) run(_ context.Context, _, name string, args ...string) ([]b
 	}
 	return nil, nil
 }
+
+// gone: the fake postmaster (this process) counts as exited once stopped.
+func (f *fakeRunner) gone(context.Context, int, time.Duration) error { return nil }
 
 func writeFiles(dir string, files map[string]string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -99,7 +103,7 @@ func TestCluster_Commands(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeRunner{tb: t, password: "pw", port: 5433}
-	c.run = f.run
+	c.run, c.gone = f.run, f.gone
 	ctx := t.Context()
 	for _, step := range []func(context.Context) error{c.Start, c.Start, c.Stop, c.Stop} {
 		if err := step(ctx); err != nil {
@@ -144,6 +148,10 @@ func TestNew(t *testing.T) {
 		{"BadSuperuser", func(c *Config) { c.Superuser = "Robert'); DROP" }, "invalid superuser name"},
 		{"PortInSettings", func(c *Config) { c.Settings = map[string]string{"port": "1"} }, "comes from Config"},
 		{"BadSettingName", func(c *Config) { c.Settings = map[string]string{"a b": "1"} }, "invalid setting name"},
+		{"ArchiveInSettings", func(c *Config) {
+			c.ArchiveDir, c.Settings = "/var/lib/hangar/wal", map[string]string{"archive_command": "true"}
+		}, "comes from Config.ArchiveDir"},
+		{"ShortArchiveTimeout", func(c *Config) { c.ArchiveDir, c.ArchiveTimeout = "/var/lib/hangar/wal", time.Millisecond }, "under a second"},
 		{"MissingBinaries", func(c *Config) { c.BinDir = t.TempDir() }, "initdb not in bin dir"},
 		{"LongDataDir", func(c *Config) { c.DataDir = "/" + strings.Repeat("d", 100) }, "too long"},
 	}
@@ -185,7 +193,7 @@ func TestCluster_Start(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := &fakeRunner{tb: t}
-		c.run = f.run
+		c.run, c.gone = f.run, f.gone
 		err = c.Start(t.Context())
 		want := "postgres user cannot reach /"
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "chmod o+x") {

@@ -3,11 +3,16 @@
 package pgcluster
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
+	"time"
 )
 
 // sysProcAttr makes a command run as as (nil: the current user).
@@ -63,4 +68,28 @@ func reap(pid int) <-chan struct{} {
 		}
 	}()
 	return done
+}
+
+// waitGone waits up to timeout until process pid has exited: it no longer
+// exists, or is a zombie waiting for its parent (Linux /proc tells).
+func waitGone(ctx context.Context, pid int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && bytes.HasPrefix(stat[i:], []byte(") Z")) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("process %d has not exited: %w", pid, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

@@ -1,7 +1,10 @@
 // Package router is Hangar's front door for app traffic: a reverse proxy
 // that picks an app by the request's Host and spreads requests over the
 // app's executors round-robin. The host table is replaced atomically, so a
-// deploy switches all traffic from one version to the next at once. It
+// deploy switches all traffic from one version to the next at once. A
+// request without a body that cannot reach its executor (connection refused:
+// the executor just died and the supervisor has not withdrawn it yet) is
+// tried on the app's next executor. It
 // imports only the standard library; composition roots wire it and deploy
 // updates it through a small interface of its own.
 package router
@@ -80,7 +83,9 @@ func (r *Router) Has(host string) bool {
 }
 
 // ServeHTTP proxies req to an upstream of its host: 404 when the host is
-// unknown, 502 when the upstream does not answer.
+// unknown, 502 when no upstream answers. A request without a body whose
+// upstream refuses the connection goes to the next upstream, each tried at
+// most once: nothing of it reached the app, so it cannot run twice.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	host := canonicalHost(req.Host)
 	a := (*r.table.Load())[host]
@@ -88,12 +93,42 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "no application at "+host, http.StatusNotFound)
 		return
 	}
-	i := (a.next.Add(1) - 1) % uint64(len(a.proxies))
+	n := uint64(len(a.proxies))
+	first := a.next.Add(1) - 1
+	var at *attempt
+	if n > 1 && (req.Body == nil || req.Body == http.NoBody) {
+		at = &attempt{}
+		req = req.WithContext(context.WithValue(req.Context(), attemptKey{}, at))
+	}
+	for k := range n {
+		i := (first + k) % n
+		if at != nil {
+			at.retry = k < n-1
+			at.failed = false
+		}
+		r.serve(w, req, a, i)
+		if at == nil || !at.failed {
+			return
+		}
+	}
+}
+
+// serve proxies req to upstream i of a, counting it in flight meanwhile.
+func (r *Router) serve(w http.ResponseWriter, req *http.Request, a *app, i uint64) {
 	c := r.counter(a.upstreams[i])
 	c.Add(1)
 	defer c.Add(-1)
 	a.proxies[i].ServeHTTP(w, req)
 }
+
+// attempt is how ServeHTTP and a proxy's error handler agree on a retry:
+// retry says another upstream may be tried, failed that the handler wrote
+// nothing because the connection could not be opened.
+type attempt struct {
+	retry, failed bool
+}
+
+type attemptKey struct{}
 
 func (r *Router) counter(upstream string) *atomic.Int64 {
 	c, _ := r.inflight.LoadOrStore(upstream, new(atomic.Int64))
@@ -117,12 +152,24 @@ func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			if at, ok := req.Context().Value(attemptKey{}).(*attempt); ok && at.retry && isDialError(err) {
+				r.logger.DebugContext(req.Context(), "upstream refused the connection: trying the next one", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
+				at.failed = true
+				return
+			}
 			if !errors.Is(err, context.Canceled) {
 				r.logger.WarnContext(req.Context(), "proxy to upstream", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
 			}
 			http.Error(w, fmt.Sprintf("application at %s is not reachable", canonicalHost(req.Host)), http.StatusBadGateway)
 		},
 	}
+}
+
+// isDialError reports whether err is a failure to open the connection to
+// the upstream, before any of the request was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // canonicalHost lowercases host and strips its port and any trailing dot.

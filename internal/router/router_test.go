@@ -222,3 +222,59 @@ func TestRouter_InFlight(t *testing.T) {
 		t.Errorf("InFlight after the request = %d, want 0", got)
 	}
 }
+
+// downAddr returns an address nothing listens on.
+func downAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestRouter_SkipsDeadUpstream: an executor that died before the
+// supervisor withdrew it refuses connections; requests without a body go to
+// the next executor, requests with one are not replayed.
+func TestRouter_SkipsDeadUpstream(t *testing.T) {
+	t.Parallel()
+	down := downAddr(t)
+	r := newRouter(t)
+	r.Set("app.test", []string{down, upstream(t, "a"), downAddr(t), upstream(t, "b")})
+	var got []string
+	for range 4 {
+		code, body := do(t, r, "app.test", "/")
+		if code != http.StatusOK {
+			t.Fatalf("got %d %q, want 200 from a live upstream", code, body)
+		}
+		got = append(got, strings.Fields(body)[0])
+	}
+	if diff := cmp.Diff([]string{"a", "a", "b", "b"}, got); diff != "" {
+		t.Errorf("upstreams that answered (-want +got):\n%s", diff)
+	}
+	if n := r.InFlight(down); n != 0 {
+		t.Errorf("InFlight(down) = %d, want 0", n)
+	}
+
+	t.Run("WithBody", func(t *testing.T) {
+		r := newRouter(t)
+		r.Set("app.test", []string{downAddr(t), upstream(t, "a")})
+		req := httptest.NewRequest(http.MethodPost, "http://app.test/", strings.NewReader("payload"))
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusBadGateway {
+			t.Errorf("POST to a dead upstream: got %d, want 502 (a body is never replayed)", w.Code)
+		}
+	})
+
+	t.Run("AllDown", func(t *testing.T) {
+		r := newRouter(t)
+		r.Set("app.test", []string{downAddr(t), downAddr(t)})
+		code, body := do(t, r, "app.test", "/")
+		if code != http.StatusBadGateway || body != "application at app.test is not reachable\n" {
+			t.Errorf("got %d %q, want one 502", code, body)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -54,4 +55,57 @@ func (db *DB) DBInstances(ctx context.Context, org string) ([]hangar.DBInstance,
 func (db *DB) SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error {
 	_, err := db.pool.Exec(ctx, "UPDATE db_instances SET status=$2, host=$3, port=$4 WHERE id=$1", id, string(status), host, port)
 	return err
+}
+
+// SetDBInstancePassword changes the admin password of the instance with
+// id: it locks the instance's record, calls apply with the instance as
+// recorded (its current password included), which changes the password in
+// the server, and records password if apply succeeds. Concurrent changes
+// of one instance's password so run one after the other.
+func (db *DB) SetDBInstancePassword(ctx context.Context, id, password string, apply func(hangar.DBInstance) error) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		d, err := scanDB(tx.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE id=$1 FOR UPDATE", id))
+		if err != nil {
+			return notFoundIf(err, hangar.DBNotFound(id))
+		}
+		if err := apply(d); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE db_instances SET admin_password=$2 WHERE id=$1", id, password)
+		return err
+	})
+}
+
+// DeleteDBInstance removes the record of the instance with id, unless
+// applications are registered on it: then it returns a KindConflict error
+// that names them. The instance row is locked first, so that no app is
+// registered on it (which takes a key-share lock through the foreign key)
+// while the apps are counted.
+func (db *DB) DeleteDBInstance(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var name string
+		err := tx.QueryRow(ctx, "SELECT name FROM db_instances WHERE id=$1 FOR UPDATE", id).Scan(&name)
+		if err != nil {
+			return notFoundIf(err, hangar.DBNotFound(id))
+		}
+		rows, err := tx.Query(ctx, "SELECT name FROM apps WHERE db_instance_id=$1 ORDER BY name", id)
+		if err != nil {
+			return err
+		}
+		apps, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(apps) > 0 {
+			what := "application"
+			if len(apps) > 1 {
+				what = "applications"
+			}
+			return hangar.Errorf(hangar.KindConflict,
+				"database instance %s is used by %s %s: delete them, or move them to another instance with `dbos-cloud app change-database-instance`, first",
+				name, what, strings.Join(apps, ", "))
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM db_instances WHERE id=$1", id)
+		return err
+	})
 }

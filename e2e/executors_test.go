@@ -1,0 +1,372 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
+)
+
+// executorRoutes adds to the greeter fixture the routes the executor tests
+// drive: /whoami names the executor, /hog allocates memory past any limit,
+// /slow/:tag starts a workflow whose second step takes 10 s.
+const executorRoutes = `
+app.get("/whoami", (_req, res) => {
+  res.json({ executor: process.env.DBOS__VMID, version: process.env.DBOS__APPVERSION });
+});
+
+const hogged = [];
+app.get("/hog", (_req, res) => {
+  for (let i = 0; i < 64; i++) {
+    hogged.push(Buffer.alloc(32 << 20, 1)); // touched: resident, charged to the cgroup
+  }
+  res.send("allocated " + hogged.length * 32 + " MiB");
+});
+
+async function slowStep(tag, step) {
+  const executor = process.env.DBOS__VMID;
+  if (step === 2) {
+    console.log("slow " + tag + ": step 2 started on " + executor);
+    await new Promise((resolve) => setTimeout(resolve, 10000));
+  }
+  await pool.query("INSERT INTO slow_steps (tag, step, executor) VALUES ($1, $2, $3)", [tag, step, executor]);
+  return "step" + step + " on " + executor;
+}
+async function slowWorkflowFn(tag) {
+  const one = await DBOS.runStep(() => slowStep(tag, 1), { name: "slowStep1" });
+  const two = await DBOS.runStep(() => slowStep(tag, 2), { name: "slowStep2" });
+  return one + "; " + two;
+}
+const slowWorkflow = DBOS.registerWorkflow(slowWorkflowFn, { name: "slowWorkflow" });
+app.get("/slow/:tag", async (req, res, next) => {
+  try {
+    const handle = await DBOS.startWorkflow(slowWorkflow, { workflowID: "slow-" + req.params.tag })(req.params.tag);
+    res.json({ workflowID: handle.workflowID, executor: process.env.DBOS__VMID });
+  } catch (err) {
+    next(err);
+  }
+});
+
+DBOS.setConfig(`
+
+// TestExecutors drives the supervisor through a real `hangar serve` with
+// the sandbox driver: a killed executor is replaced, an executor that runs
+// out of memory is reported with its limit and replaced, a workflow killed
+// mid-step finishes on the replacement without running its completed step
+// again, and min executors give balanced executors.
+func TestExecutors(t *testing.T) {
+	t.Parallel()
+	h := startHangar(t)
+	refresh := h.AddUser(t, "exec")
+	hc := h.HTTPClient(t)
+	c := h.Client(t, refresh)
+	ctx := context.Background()
+	base := "https://exec-greeter." + h.Domain
+
+	dir := fixture(t, "greeter", map[string]func(string) string{
+		"app.mjs": func(s string) string { return strings.Replace(s, "\nDBOS.setConfig(", executorRoutes, 1) },
+		"migrate.mjs": func(s string) string {
+			return strings.Replace(s, `console.log("migrate: table greetings is ready");`,
+				`await client.query("CREATE TABLE IF NOT EXISTS slow_steps (tag text NOT NULL, step int NOT NULL, executor text NOT NULL, at timestamptz DEFAULT now())");
+  console.log("migrate: tables greetings and slow_steps are ready");`, 1)
+		},
+	})
+	if out, code := h.ours(t, dir, "login", "--with-refresh-token", refresh); code != 0 {
+		t.Fatalf("login: %d\n%s", code, out)
+	}
+	mustCLI := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, code := h.official(t, dir, args...)
+		if code != 0 {
+			t.Fatalf("dbos-cloud %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	mustCLI(t, "db", "provision", "execdb", "-U", "dbos_admin", "-W", "s3cret-pass")
+	mustCLI(t, "app", "deploy")
+
+	whoami := func(t *testing.T) (string, error) {
+		t.Helper()
+		resp, err := hc.Get(base + "/whoami")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET /whoami: %s", resp.Status)
+		}
+		var w struct{ Executor string }
+		if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
+			return "", err
+		}
+		return w.Executor, nil
+	}
+	// replaced waits until an executor other than dead serves the app and
+	// the app reads AVAILABLE, and returns the new executor and how long
+	// that took.
+	replaced := func(t *testing.T, dead string, since time.Time) (string, time.Duration) {
+		t.Helper()
+		deadline := since.Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if ex, err := whoami(t); err == nil && ex != dead {
+				if a, err := c.App(ctx, "exec", "greeter"); err == nil && a.Status == "AVAILABLE" {
+					return ex, time.Since(since)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("no executor replaced %s within 60s", dead)
+		return "", 0
+	}
+	serving := func(t *testing.T) string {
+		t.Helper()
+		ex, err := whoami(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+
+	t.Run("KillReplaced", func(t *testing.T) {
+		dead := serving(t)
+		killNode(t, h, dead)
+		start := time.Now()
+		next, took := replaced(t, dead, start)
+		t.Logf("executor %s killed; %s serves %s later", dead, next, took.Round(time.Millisecond))
+		if took > 30*time.Second {
+			t.Errorf("replacement took %s, want under 30s", took)
+		}
+		waitAppLog(t, c, "executor "+dead+" exited with code 137 (signal killed); no executor serves the app: starting a replacement in")
+	})
+
+	t.Run("OOMReported", func(t *testing.T) {
+		dead := serving(t)
+		start := time.Now()
+		if resp, err := hc.Get(base + "/hog"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Fatalf("GET /hog answered 200: the memory limit was not enforced")
+			}
+		}
+		waitAppLog(t, c, "executor "+dead+" was killed: out of memory (limit 512 MiB)")
+		next, took := replaced(t, dead, start)
+		t.Logf("executor %s killed for memory; %s serves %s later", dead, next, took.Round(time.Millisecond))
+	})
+
+	t.Run("KillMidWorkflow", func(t *testing.T) {
+		port := instancePort(t, c, "exec", "execdb")
+		sys := connect(t, "postgres://dbos_admin:s3cret-pass@127.0.0.1:"+port+"/greeter_dbos_sys?sslmode=disable")
+		appDB := connect(t, "postgres://dbos_admin:s3cret-pass@127.0.0.1:"+port+"/greeter?sslmode=disable")
+
+		var started struct{ WorkflowID, Executor string }
+		if status, body := get(t, hc, base+"/slow/k1"); status != http.StatusOK || json.Unmarshal([]byte(body), &started) != nil {
+			t.Fatalf("GET /slow/k1 = %d %s", status, body)
+		}
+		dead := started.Executor
+		waitAppLog(t, c, "slow k1: step 2 started on "+dead)
+		killNode(t, h, dead)
+		killed := time.Now()
+
+		var status, executor string
+		var attempts int
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			err := sys.QueryRow(ctx, "SELECT status, executor_id, recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = $1",
+				started.WorkflowID).Scan(&status, &executor, &attempts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status == "SUCCESS" || status == "ERROR" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("workflow %s: %s on %s, %d recovery attempts, %s after the kill", started.WorkflowID, status, executor, attempts, time.Since(killed).Round(time.Millisecond))
+		if status != "SUCCESS" || executor == dead {
+			t.Fatalf("workflow is %s on %s, want SUCCESS on another executor than %s", status, executor, dead)
+		}
+
+		// The system database's step outputs: step 1 recorded once, by the
+		// killed executor; step 2 by the replacement.
+		rows, err := sys.Query(ctx, "SELECT function_name, output FROM dbos.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id", started.WorkflowID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		for rows.Next() {
+			var name string
+			var output *string
+			if err := rows.Scan(&name, &output); err != nil {
+				t.Fatal(err)
+			}
+			out := ""
+			if output != nil {
+				out = *output
+			}
+			steps = append(steps, name+" → "+out)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(steps) != 2 || !strings.HasPrefix(steps[0], "slowStep1 → ") || !strings.Contains(steps[0], "step1 on "+dead) ||
+			!strings.HasPrefix(steps[1], "slowStep2 → ") || !strings.Contains(steps[1], "step2 on "+executor) {
+			t.Errorf("operation_outputs = %q, want slowStep1 by %s, then slowStep2 by %s", steps, dead, executor)
+		}
+		// What the steps did: step 1 ran once, step 2 completed once (it
+		// was killed before its insert).
+		var ran []string
+		rows, err = appDB.Query(ctx, "SELECT step || ' on ' || executor FROM slow_steps WHERE tag = 'k1' ORDER BY at")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			ran = append(ran, s)
+		}
+		if want := []string{"1 on " + dead, "2 on " + executor}; strings.Join(ran, ",") != strings.Join(want, ",") {
+			t.Errorf("steps ran %q, want %q", ran, want)
+		}
+		waitAppLog(t, c, "re-enqueued 1 PENDING workflows of executor "+dead)
+	})
+
+	t.Run("MinExecutorsBalanced", func(t *testing.T) {
+		mustCLI(t, "app", "update", "--min-executors", "2")
+		mustCLI(t, "app", "deploy")
+		seen := map[string]int{}
+		for range 10 {
+			seen[serving(t)]++
+		}
+		if len(seen) != 2 {
+			t.Fatalf("10 requests reached executors %v, want 2 executors", seen)
+		}
+		t.Logf("10 requests over 2 executors: %v", seen)
+
+		// One of them dies: requests keep succeeding on the other.
+		var dead string
+		for ex := range seen {
+			dead = ex
+			break
+		}
+		killNode(t, h, dead)
+		failed := 0
+		for range 20 {
+			if _, err := whoami(t); err != nil {
+				failed++
+				t.Logf("request after the kill: %v", err)
+			}
+		}
+		if failed > 0 {
+			t.Errorf("%d of 20 requests failed after one of 2 executors died", failed)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			seen = map[string]int{}
+			for range 10 {
+				if ex, err := whoami(t); err == nil {
+					seen[ex]++
+				}
+			}
+			if _, ok := seen[dead]; len(seen) == 2 && !ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("60s after a kill, requests reach %v, want 2 executors without %s", seen, dead)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// killNode kills with SIGKILL the app process (node) of executor id, found
+// by the executor's cgroup, which the sandbox driver names after it, and
+// waits until it is dead.
+func killNode(t *testing.T, h *Hangar, id string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
+		if err != nil || !strings.Contains(string(cg), "/"+h.Prefix+"/"+id+"\n") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		if !strings.HasPrefix(string(cmdline), "node\x00") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %d: %v", pid, err)
+		}
+		// kill returns before the process is gone; until then it may
+		// still accept connections.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			stat, err := os.ReadFile(filepath.Join(p, "stat"))
+			if err != nil || strings.Contains(string(stat), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node (pid %d) still runs 10s after SIGKILL", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("killed node (pid %d) of executor %s", pid, id)
+		return
+	}
+	t.Fatalf("no node process of executor %s", id)
+}
+
+// waitAppLog waits until the logs of exec's greeter contain want.
+func waitAppLog(t *testing.T, c *apiclient.Client, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		var page apiclient.LogsResponse
+		q := url.Values{"format": {"json"}, "last": {"0"}, "limit": {"10000"}}
+		err := c.Do(context.Background(), http.MethodGet, "/v1alpha1/exec/logs/applications/greeter?"+q.Encode(), nil, &page)
+		if err == nil {
+			last = page.Body
+			if strings.Contains(page.Body, want) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("app logs never showed %q; last lines:\n%s", want, lastLines(last, 30))
+}
+
+// instancePort returns the port of org's database instance name.
+func instancePort(t *testing.T, c *apiclient.Client, org, name string) string {
+	t.Helper()
+	var d apiclient.UserDBInstance
+	if err := c.Do(context.Background(), http.MethodGet, "/v1alpha1/"+org+"/databases/userdb/info/"+name, nil, &d); err != nil {
+		t.Fatal(err)
+	}
+	return strconv.Itoa(d.Port)
+}
+
+// connect opens a connection closed when the test ends.
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

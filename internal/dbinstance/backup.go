@@ -1,0 +1,207 @@
+package dbinstance
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// Backup is one base backup of a managed instance.
+type Backup struct {
+	// Dir holds the backup: a plain copy of the cluster with its WAL.
+	Dir string
+	// End is when the backup had completed: the instance can be restored
+	// to any time from End on.
+	End time.Time
+}
+
+// backupStamp names a backup's directory after its end time; it sorts in
+// time order.
+const backupStamp = "20060102T150405.000000000Z"
+
+// baseDir holds inst's base backups.
+func (m *Manager) baseDir(inst hangar.DBInstance) string { return filepath.Join(m.dir(inst), "base") }
+
+// Backups lists inst's complete base backups, oldest first.
+func (m *Manager) Backups(inst hangar.DBInstance) ([]Backup, error) {
+	if err := validateID(inst.ID); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(m.baseDir(inst))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list backups of %s: %w", inst.ID, err)
+	}
+	var bs []Backup
+	for _, de := range entries {
+		end, err := time.Parse(backupStamp, de.Name())
+		if err != nil || !de.IsDir() {
+			continue // a backup in progress, or not ours
+		}
+		bs = append(bs, Backup{Dir: filepath.Join(m.baseDir(inst), de.Name()), End: end})
+	}
+	slices.SortFunc(bs, func(a, b Backup) int { return a.End.Compare(b.End) })
+	return bs, nil
+}
+
+// BaseBackup takes a base backup of inst, which must be running, and then
+// removes the backups and archived WAL that Config.Retention no longer
+// needs.
+func (m *Manager) BaseBackup(ctx context.Context, inst hangar.DBInstance) (Backup, error) {
+	if err := validateID(inst.ID); err != nil {
+		return Backup{}, err
+	}
+	c := m.running(inst)
+	if c == nil {
+		return Backup{}, fmt.Errorf("back up database instance %s: not running", inst.ID)
+	}
+	m.mu.Lock()
+	e := m.insts[inst.ID]
+	m.mu.Unlock()
+	if e == nil {
+		return Backup{}, fmt.Errorf("back up database instance %s: destroyed", inst.ID)
+	}
+	e.backupMu.Lock()
+	defer e.backupMu.Unlock()
+	if err := m.removePartialBackups(inst); err != nil {
+		return Backup{}, err
+	}
+	started := m.cfg.Now()
+	tmp := filepath.Join(m.baseDir(inst), "partial-"+started.UTC().Format(backupStamp))
+	if err := c.BaseBackup(ctx, tmp); err != nil {
+		return Backup{}, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
+	}
+	// The backup is consistent as of some point before pg_basebackup
+	// returned: any time from now on is safely after it.
+	b := Backup{End: m.cfg.Now().UTC()}
+	b.Dir = filepath.Join(m.baseDir(inst), b.End.Format(backupStamp))
+	if err := os.Rename(tmp, b.Dir); err != nil {
+		return Backup{}, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
+	}
+	m.log.InfoContext(ctx, "took base backup", "dbinstance", inst.ID, "dir", b.Dir, "duration", b.End.Sub(started))
+	if err := m.prune(inst); err != nil {
+		m.log.WarnContext(ctx, "prune backups", "dbinstance", inst.ID, "err", err)
+	}
+	return b, nil
+}
+
+// BackupIfDue takes a base backup of inst when its newest one is older than
+// Config.BackupInterval (or it has none) and reports whether it did.
+func (m *Manager) BackupIfDue(ctx context.Context, inst hangar.DBInstance) (bool, error) {
+	bs, err := m.Backups(inst)
+	if err != nil {
+		return false, err
+	}
+	if len(bs) > 0 && m.cfg.Now().Sub(bs[len(bs)-1].End) < m.cfg.BackupInterval {
+		return false, nil
+	}
+	_, err = m.BaseBackup(ctx, inst)
+	return err == nil, err
+}
+
+// RestoreWindow returns the earliest time inst can be restored to: the end
+// of its oldest base backup. The latest is now. It returns
+// hangar.KindUnavailable when inst has no base backup yet.
+func (m *Manager) RestoreWindow(inst hangar.DBInstance) (time.Time, error) {
+	bs, err := m.Backups(inst)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(bs) == 0 {
+		return time.Time{}, hangar.Errorf(hangar.KindUnavailable, "database %s has no backup to restore from yet: try again in a minute", inst.Name)
+	}
+	return bs[0].End, nil
+}
+
+// removePartialBackups removes what interrupted backups left.
+func (m *Manager) removePartialBackups(inst hangar.DBInstance) error {
+	partial, _ := filepath.Glob(filepath.Join(m.baseDir(inst), "partial-*"))
+	for _, p := range partial {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove partial backup: %w", err)
+		}
+	}
+	return nil
+}
+
+// prune removes the base backups that Config.Retention no longer needs
+// (all but those that ended within it and the newest one before it), then
+// the archived WAL older than the oldest backup left.
+func (m *Manager) prune(inst hangar.DBInstance) error {
+	bs, err := m.Backups(inst)
+	if err != nil || len(bs) == 0 {
+		return err
+	}
+	horizon := m.cfg.Now().Add(-m.cfg.Retention)
+	keepFrom := 0 // the newest backup that ended before the horizon, if any
+	for i, b := range bs {
+		if !b.End.After(horizon) {
+			keepFrom = i
+		}
+	}
+	for _, b := range bs[:keepFrom] {
+		if err := os.RemoveAll(b.Dir); err != nil {
+			return err
+		}
+	}
+	first, err := startSegment(bs[keepFrom].Dir)
+	if err != nil {
+		return err
+	}
+	return pruneWAL(m.archiveDir(inst), first)
+}
+
+var startWALRE = regexp.MustCompile(`^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$`)
+
+// startSegment reads the first WAL segment a base backup needs from its
+// backup_label.
+func startSegment(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, "backup_label"))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := startWALRE.FindStringSubmatch(sc.Text()); m != nil {
+			return m[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s/backup_label has no START WAL LOCATION", dir)
+}
+
+// walFileRE matches archived WAL segments and backup history files, maybe
+// compressed; timeline history files (NNNNNNNN.history) do not match and
+// are always kept.
+var walFileRE = regexp.MustCompile(`^([0-9A-F]{24})(\.partial|\.[0-9A-F]{8}\.backup)?(\.gz)?$`)
+
+// pruneWAL removes from the archive dir the WAL files that precede segment
+// first on any timeline, as pg_archivecleanup does.
+func pruneWAL(dir, first string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, de := range entries {
+		m := walFileRE.FindStringSubmatch(de.Name())
+		if m == nil || strings.Compare(m[1][8:], first[8:]) >= 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,202 @@
+package dbinstance_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hangar-oss/hangar/internal/dbinstance"
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
+)
+
+// clock is a settable Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+func adminExec(tb testing.TB, inst hangar.DBInstance, db string, sqls ...string) {
+	tb.Helper()
+	conn, err := pgx.Connect(tb.Context(), dbinstance.AdminURL(inst, db))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, sql := range sqls {
+		if _, err := conn.Exec(tb.Context(), sql); err != nil {
+			tb.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
+func tableRows(tb testing.TB, inst hangar.DBInstance, db string) []int {
+	tb.Helper()
+	conn, err := pgx.Connect(tb.Context(), dbinstance.AdminURL(inst, db))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	r, err := conn.Query(tb.Context(), "SELECT x FROM t ORDER BY x")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	xs, err := pgx.CollectRows(r, pgx.RowTo[int])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return xs
+}
+
+func TestManager_Restore(t *testing.T) {
+	t.Parallel()
+	pgtest.RequireBinaries(t)
+	clk := &clock{}
+	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Now: clk.Now})
+	ctx := t.Context()
+	src := hangar.DBInstance{ID: "src", Name: "srcdb", AdminUser: "admin", AdminPassword: "old-password"}
+	port, err := m.Provision(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Port = port
+	t.Cleanup(func() { m.Destroy(context.Background(), src) })
+
+	if _, err := m.RestoreWindow(src); hangar.KindOf(err) != hangar.KindUnavailable {
+		t.Errorf("RestoreWindow() without backups: %v, want kind %s", err, hangar.KindUnavailable)
+	}
+	adminExec(t, src, "postgres", "CREATE DATABASE app", "REVOKE ALL ON DATABASE app FROM PUBLIC")
+	adminExec(t, src, "app", "CREATE TABLE t (x int)")
+	b, err := m.BaseBackup(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from, err := m.RestoreWindow(src); err != nil || !from.Equal(b.End) {
+		t.Errorf("RestoreWindow() = %v, %v; want %v", from, err, b.End)
+	}
+	if did, err := m.BackupIfDue(ctx, src); did || err != nil {
+		t.Errorf("BackupIfDue() right after a backup = %t, %v; want false", did, err)
+	}
+	adminExec(t, src, "app", "INSERT INTO t VALUES (1), (2), (3)")
+	target := time.Now()
+	adminExec(t, src, "app", "INSERT INTO t VALUES (4)", "DELETE FROM t WHERE x = 2")
+	if err := m.SetAdminPassword(ctx, src, "new-password"); err != nil {
+		t.Fatal(err)
+	}
+	src.AdminPassword = "new-password"
+	adminExec(t, src, "app", "INSERT INTO t VALUES (5)") // the Manager's own connections use it too
+
+	t.Run("BeforeFirstBackup", func(t *testing.T) {
+		dst := hangar.DBInstance{ID: "early", Name: "early", AdminUser: "admin", AdminPassword: "new-password"}
+		_, err := m.Restore(ctx, src, dst, b.End.Add(-time.Second))
+		if hangar.KindOf(err) != hangar.KindInvalid {
+			t.Errorf("Restore() before the first backup: %v, want kind %s", err, hangar.KindInvalid)
+		}
+	})
+
+	dst := hangar.DBInstance{ID: "dst", Name: "dstdb", AdminUser: "admin", AdminPassword: "new-password"}
+	t.Cleanup(func() { m.Destroy(context.Background(), dst) })
+	if dst.Port, err = m.Restore(ctx, src, dst, target); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int{1, 2, 3}, tableRows(t, dst, "app")); diff != "" {
+		t.Errorf("restored rows (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]int{1, 3, 4, 5}, tableRows(t, src, "app")); diff != "" {
+		t.Errorf("source rows (-want +got):\n%s", diff)
+	}
+
+	t.Run("RestoredInstanceIsManaged", func(t *testing.T) {
+		if _, err := m.BaseBackup(ctx, dst); err != nil {
+			t.Fatal(err)
+		}
+		if restarted, err := m.Check(ctx, dst); restarted || err != nil {
+			t.Errorf("Check() = %t, %v; want running", restarted, err)
+		}
+	})
+
+	t.Run("Retention", func(t *testing.T) {
+		if _, err := m.BaseBackup(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(25 * time.Hour) // both backups are now older than the 24 h window
+		if did, err := m.BackupIfDue(ctx, src); !did || err != nil {
+			t.Fatalf("BackupIfDue() 25 h later = %t, %v; want a backup", did, err)
+		}
+		bs, err := m.Backups(src)
+		if err != nil || len(bs) != 2 {
+			t.Fatalf("Backups() = %v, %v; want the newest before the window and the new one", bs, err)
+		}
+		from, err := m.RestoreWindow(src)
+		if err != nil || from.Equal(b.End) {
+			t.Errorf("RestoreWindow() = %v, %v; want after the pruned first backup (%v)", from, err, b.End)
+		}
+		if _, err := os.Stat(b.Dir); !os.IsNotExist(err) {
+			t.Errorf("pruned backup %s: stat error %v, want not exist", b.Dir, err)
+		}
+	})
+}
+
+func TestManager_Check(t *testing.T) {
+	t.Parallel()
+	m, inst, dir := provision(t)
+	ctx := t.Context()
+	if restarted, err := m.Check(ctx, inst); restarted || err != nil {
+		t.Fatalf("Check() of a running instance = %t, %v; want false, nil", restarted, err)
+	}
+	pidFile := filepath.Join(dir, inst.ID, "data", "postmaster.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The killed postmaster's backends take a moment to exit; until they
+	// do, a new postmaster refuses to start.
+	deadline := time.Now().Add(30 * time.Second)
+	var restarted bool
+	for !restarted {
+		restarted, err = m.Check(ctx, inst)
+		if time.Now().After(deadline) {
+			t.Fatalf("Check() did not restart the killed instance: last error %v", err)
+		}
+	}
+	adminExec(t, inst, "postgres", "SELECT 1")
+
+	t.Run("NotProvisioned", func(t *testing.T) {
+		other := inst
+		other.ID = "never"
+		if _, err := m.Check(ctx, other); err == nil || !strings.Contains(err.Error(), "not provisioned") {
+			t.Errorf("Check() of an instance never provisioned: %v, want a not provisioned error", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "never")); !os.IsNotExist(err) {
+			t.Errorf("Check() created a directory for it: stat error %v", err)
+		}
+	})
+}
