@@ -139,8 +139,13 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n%50), "--health-timeout", "90s"}, extra...)
 	t.Cleanup(func() {
 		h.Stop(t)
-		if left := h.orphans(); len(left) > 0 {
-			t.Errorf("left running after hangar serve stopped: %v", left)
+		// Processes the server stopped may take a moment to be reaped.
+		left := h.orphans()
+		for deadline := time.Now().Add(15 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = h.orphans() {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if len(left) > 0 {
+			t.Errorf("left running 15s after hangar serve stopped: %v", left)
 		}
 		if t.Failed() {
 			t.Logf("hangar output:\n%s", h.out.String())
