@@ -176,16 +176,23 @@ func (e *env) progress(size int64) progressSink {
 	return &lineSink{w: e.stderr, size: size, start: time.Now()}
 }
 
-// progressSink receives the bytes sent so far.
+// progressSink receives the bytes sent so far, then the end of the upload:
+// complete, or stopped short.
 type progressSink interface {
 	set(n int64)
-	finish()
+	finish(complete bool)
 }
 
 type barSink struct{ b *progressbar.ProgressBar }
 
 func (s barSink) set(n int64) { s.b.Set64(n) } //nolint:errcheck // display only
-func (s barSink) finish()     { s.b.Finish() } //nolint:errcheck // display only
+func (s barSink) finish(complete bool) {
+	if complete {
+		s.b.Finish() //nolint:errcheck // display only
+	} else {
+		s.b.Exit() //nolint:errcheck // display only: keeps the bar where it stopped
+	}
+}
 
 // lineSink prints "Uploading: 40% (…)" at every tenth.
 type lineSink struct {
@@ -205,7 +212,7 @@ func (s *lineSink) set(n int64) {
 	fmt.Fprintf(s.w, "Uploading: %d%% (%s of %s, %s/s)\n", t*10, byteSize(n), byteSize(s.size), byteSize(int64(rate)))
 }
 
-func (s *lineSink) finish() {}
+func (s *lineSink) finish(bool) {}
 
 // progressReader reports what the HTTP client has read of the body, and
 // closes done once it all has been.
@@ -229,7 +236,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.bar.set(p.n)
 		if p.n >= p.size {
 			p.finished = true
-			p.bar.finish()
+			p.bar.finish(true)
 			close(p.done)
 		}
 	}
@@ -242,7 +249,7 @@ func (p *progressReader) finish() {
 	defer p.mu.Unlock()
 	if !p.finished {
 		p.finished = true
-		p.bar.finish()
+		p.bar.finish(false)
 	}
 }
 

@@ -95,10 +95,11 @@ func TestSupervisor_FailedScaleUp(t *testing.T) {
 	eventually(t, "the scale-up fails", func() bool {
 		return strings.Contains(h.logs.String(), "did not start: version v1 did not become healthy: the app exited with code 1 before it served HTTP\n")
 	})
+	p := h.pool(t)
 	eventually(t, "nothing is starting", func() bool {
 		h.s.mu.Lock()
 		defer h.s.mu.Unlock()
-		return h.pool(t) != nil && h.s.fleet.pools[h.app.ID].starting == 0
+		return p.starting == 0
 	})
 	if got := h.routed(t); len(got) != 1 || got[0] != ids[0] {
 		t.Errorf("routed %q, want %q alone", got, ids[0])
