@@ -256,13 +256,18 @@ func TestExecutors(t *testing.T) {
 		}
 		t.Logf("10 requests over 2 executors: %v", seen)
 
-		// One of them dies: requests keep succeeding on the other.
+		// One of them dies: once the supervisor saw it, requests keep
+		// succeeding on the other while a replacement starts. (Requests in
+		// the moment between the death and the supervisor's reaction go to
+		// the other executor when the dead one refuses the connection; one
+		// the dying executor had accepted fails.)
 		var dead string
 		for ex := range seen {
 			dead = ex
 			break
 		}
 		killNode(t, h, dead)
+		waitAppLog(t, c, "executor "+dead+" exited with code 137 (signal killed); 1 executors still serve; starting a replacement in")
 		failed := 0
 		for range 20 {
 			if _, err := whoami(t); err != nil {

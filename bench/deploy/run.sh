@@ -41,9 +41,12 @@ deploy() {
   t0=$(date +%s%N)
   npx -y "$cli" app deploy >"$work/deploy-$label.out" 2>&1 || { cat "$work/deploy-$label.out"; exit 1; }
   t1=$(date +%s%N)
-  log=$(ls -t "$data"/apps/*/logs/deploy-*.log | head -1)
   awk -v l="$label" -v d="$((t1 - t0))" 'BEGIN {printf "%-40s %6.2f s\n", l ": CLI start -> AVAILABLE", d / 1e9}'
-  sed -n 's/.*==> step \([a-z]*\) done in \(.*\)$/    \1\t\2/p' "$log" | awk -F'\t' '{printf "    %-24s %s\n", $1, $2}'
+  # Each version records its steps' durations; Hangar adds them to app versions.
+  npx -y "$cli" app versions --json 2>/dev/null | node -e '
+    const out = require("fs").readFileSync(0, "utf8");
+    const v = JSON.parse(out.slice(out.indexOf("[")))[0];
+    for (const s of v.Steps) console.log("    " + s.name.padEnd(24) + (s.duration_ms / 1000).toFixed(2) + " s");'
 }
 # load sends requests to the app in a loop until $work/stop exists and
 # prints "<ok> <failed>".

@@ -59,55 +59,60 @@ func (m *Manager) Backups(inst hangar.DBInstance) ([]Backup, error) {
 // removes the backups and archived WAL that Config.Retention no longer
 // needs.
 func (m *Manager) BaseBackup(ctx context.Context, inst hangar.DBInstance) (Backup, error) {
+	b, _, err := m.backup(ctx, inst, false)
+	return b, err
+}
+
+// BackupIfDue takes a base backup of inst when its newest one is older than
+// Config.BackupInterval (or it has none) and reports whether it did.
+func (m *Manager) BackupIfDue(ctx context.Context, inst hangar.DBInstance) (bool, error) {
+	_, did, err := m.backup(ctx, inst, true)
+	return did, err
+}
+
+// backup takes a base backup of inst, when it is due if ifDue is set.
+func (m *Manager) backup(ctx context.Context, inst hangar.DBInstance, ifDue bool) (Backup, bool, error) {
 	if err := validateID(inst.ID); err != nil {
-		return Backup{}, err
+		return Backup{}, false, err
 	}
 	c := m.running(inst)
-	if c == nil {
-		return Backup{}, fmt.Errorf("back up database instance %s: not running", inst.ID)
-	}
 	m.mu.Lock()
 	e := m.insts[inst.ID]
 	m.mu.Unlock()
-	if e == nil {
-		return Backup{}, fmt.Errorf("back up database instance %s: destroyed", inst.ID)
+	if c == nil || e == nil {
+		return Backup{}, false, fmt.Errorf("back up database instance %s: not running", inst.ID)
 	}
 	e.backupMu.Lock()
 	defer e.backupMu.Unlock()
+	if ifDue {
+		bs, err := m.Backups(inst)
+		if err != nil {
+			return Backup{}, false, err
+		}
+		if len(bs) > 0 && m.cfg.Now().Sub(bs[len(bs)-1].End) < m.cfg.BackupInterval {
+			return Backup{}, false, nil
+		}
+	}
 	if err := m.removePartialBackups(inst); err != nil {
-		return Backup{}, err
+		return Backup{}, false, err
 	}
 	started := m.cfg.Now()
 	tmp := filepath.Join(m.baseDir(inst), "partial-"+started.UTC().Format(backupStamp))
 	if err := c.BaseBackup(ctx, tmp); err != nil {
-		return Backup{}, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
+		return Backup{}, false, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
 	}
 	// The backup is consistent as of some point before pg_basebackup
 	// returned: any time from now on is safely after it.
 	b := Backup{End: m.cfg.Now().UTC()}
 	b.Dir = filepath.Join(m.baseDir(inst), b.End.Format(backupStamp))
 	if err := os.Rename(tmp, b.Dir); err != nil {
-		return Backup{}, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
+		return Backup{}, false, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
 	}
 	m.log.InfoContext(ctx, "took base backup", "dbinstance", inst.ID, "dir", b.Dir, "duration", b.End.Sub(started))
 	if err := m.prune(inst); err != nil {
 		m.log.WarnContext(ctx, "prune backups", "dbinstance", inst.ID, "err", err)
 	}
-	return b, nil
-}
-
-// BackupIfDue takes a base backup of inst when its newest one is older than
-// Config.BackupInterval (or it has none) and reports whether it did.
-func (m *Manager) BackupIfDue(ctx context.Context, inst hangar.DBInstance) (bool, error) {
-	bs, err := m.Backups(inst)
-	if err != nil {
-		return false, err
-	}
-	if len(bs) > 0 && m.cfg.Now().Sub(bs[len(bs)-1].End) < m.cfg.BackupInterval {
-		return false, nil
-	}
-	_, err = m.BaseBackup(ctx, inst)
-	return err == nil, err
+	return b, true, nil
 }
 
 // RestoreWindow returns the earliest time inst can be restored to: the end

@@ -53,8 +53,7 @@ type ProvisionRequest struct {
 }
 
 // ProvisionDB records a managed database instance of org and provisions it in
-// a durable workflow; the instance reads "available" once it serves and has
-// its first base backup.
+// a durable workflow; the instance reads "available" once it serves.
 func (s *Service) ProvisionDB(ctx context.Context, org string, req ProvisionRequest) (hangar.DBInstance, error) {
 	if err := hangar.ValidateDBInstanceName(req.Name); err != nil {
 		return hangar.DBInstance{}, err
@@ -78,9 +77,8 @@ func (s *Service) ProvisionDB(ctx context.Context, org string, req ProvisionRequ
 	return inst, nil
 }
 
-// provisionWorkflow starts the managed cluster of an instance, takes its
-// first base backup (so that it can be restored from the start) and records
-// it available.
+// provisionWorkflow starts the managed cluster of an instance, records it
+// available and takes its first base backup.
 func (s *Service) provisionWorkflow(ctx dbos.Context, instanceID string) (string, error) {
 	port, err := dbos.RunAsStep(ctx, func(ctx context.Context) (int, error) {
 		inst, err := s.store.DBInstanceByID(ctx, instanceID)
@@ -103,15 +101,17 @@ func (s *Service) provisionWorkflow(ctx dbos.Context, instanceID string) (string
 	return s.finishDBWorkflow(ctx, instanceID, port)
 }
 
-// finishDBWorkflow ends the provisioning of a managed instance: it takes
-// a base backup, so that the instance can be restored from the moment it
-// is available (should the backup fail, the supervisor tries again), then
-// records it available.
+// finishDBWorkflow ends the workflows that create a managed instance once
+// its server runs: it records the instance available (the official CLI
+// polls 5 s after its request, then every 30 s: each second counts), then
+// takes its first base backup. The instance can be restored to any time
+// after that backup ends (RestoreWindow); should the backup fail, the
+// supervisor takes one within dbCheckInterval.
 func (s *Service) finishDBWorkflow(ctx dbos.Context, instanceID string, port int) (string, error) {
-	if err := s.backupStep(ctx, instanceID, port); err != nil {
+	if _, err := s.setDBAvailable(ctx, instanceID, port); err != nil {
 		return "", err
 	}
-	return s.setDBAvailable(ctx, instanceID, port)
+	return string(hangar.DBAvailable), s.backupStep(ctx, instanceID, port)
 }
 
 // backupStep takes the first base backup of a new managed instance; a
@@ -484,14 +484,7 @@ func (s *Service) restoreWorkflow(ctx dbos.Context, in restoreInput) (string, er
 	if err != nil || port == 0 {
 		return string(hangar.DBFailed), err
 	}
-	// Available first: the restored data is there, and the official CLI,
-	// which polls 5 s after the request and then every 30 s, returns
-	// sooner. Until its first backup ends, the new instance cannot itself be
-	// restored (RestoreWindow says so).
-	if _, err := s.setDBAvailable(ctx, in.TargetID, port); err != nil {
-		return "", err
-	}
-	return string(hangar.DBAvailable), s.backupStep(ctx, in.TargetID, port)
+	return s.finishDBWorkflow(ctx, in.TargetID, port)
 }
 
 // superviseDBs keeps the managed instances running until ctx is done:
@@ -621,10 +614,9 @@ func (sv *dbSupervisor) backupIfDue(ctx context.Context, in hangar.DBInstance) {
 			delete(sv.backingUp, in.ID)
 			sv.mu.Unlock()
 		}()
-		if did, err := sv.dbm.BackupIfDue(ctx, in); err != nil && ctx.Err() == nil {
+		// The manager logs the backups it takes.
+		if _, err := sv.dbm.BackupIfDue(ctx, in); err != nil && ctx.Err() == nil {
 			sv.s.log.ErrorContext(ctx, "base backup of database instance", "instance", in.Name, "err", err)
-		} else if did {
-			sv.s.log.InfoContext(ctx, "took base backup of database instance", "instance", in.Name)
 		}
 	})
 }
