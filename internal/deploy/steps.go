@@ -161,7 +161,7 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 	if err != nil {
 		return err
 	}
-	logf(log, "starting an executor of version %s (DBOS__APPVERSION %s)", in.Version, in.AppVersion)
+	logf(log, "starting %d executor(s) of version %s (DBOS__APPVERSION %s)", max(1, a.MinVMs), in.Version, in.AppVersion)
 	if err := s.serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
 		var he *hangar.Error
 		if errors.As(err, &he) && he.Detail != "" {
