@@ -118,7 +118,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	logsDone := make(chan struct{})
 	go func() { defer close(logsDone); logStore.Run(logCtx) }()
 	defer func() { stopLogs(); <-logsDone }()
-	svc, err := deploy.New(ctx, deploy.Config{
+	// Not ctx: a signal must not cancel running workflows durably; Shutdown
+	// stops DBOS, and a restarted server resumes them.
+	svc, err := deploy.New(bg, deploy.Config{
 		DataDir: cfg.DataDir, Domain: cfg.Domain,
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,

@@ -18,10 +18,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("GET /v1alpha1/{org}/logs/applications/{app}", s.authed(s.appLogs))
 
-	mux.Handle("POST /v1alpha1/{org}/databases/userdb", s.authed(s.provisionDB))
-	mux.Handle("GET /v1alpha1/{org}/databases", s.authed(s.listDBs))
-	mux.Handle("GET /v1alpha1/{org}/databases/userdb/info/{db}", s.authed(s.dbInfo))
-
+	s.databaseRoutes(mux)
 	s.cliRoutes(mux)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return notFoundRoute(r)

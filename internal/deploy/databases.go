@@ -17,17 +17,6 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// Database instance statuses beyond those of internal/hangar. (To move
-// there as hangar.DBRestoring and hangar.DBUnavailable.)
-const (
-	// dbRestoring is an instance being created by a point-in-time restore;
-	// it becomes available (or failed).
-	dbRestoring hangar.DBStatus = "restoring"
-	// dbUnavailable is a managed instance whose server is down and that the
-	// supervisor keeps trying to start; it becomes available again.
-	dbUnavailable hangar.DBStatus = "unavailable"
-)
-
 // Supervision of managed instances.
 const (
 	// dbCheckInterval is how often every managed instance is checked.
@@ -122,10 +111,7 @@ func (s *Service) backupStep(ctx dbos.Context, instanceID string, port int) erro
 		if err != nil {
 			return false, err
 		}
-		dbm, err := s.dbManager()
-		if err != nil {
-			return false, err
-		}
+		dbm := s.instances
 		inst.Port = port
 		if _, err := dbm.BackupIfDue(ctx, inst); err != nil {
 			if ctx.Err() != nil {
@@ -167,10 +153,7 @@ func (s *Service) DBInstances(ctx context.Context, org string) ([]hangar.DBInsta
 // server and its files, backups included. It refuses while applications
 // are registered on it, naming them, and while it is still being created.
 func (s *Service) DestroyDB(ctx context.Context, org, name string) error {
-	st, err := s.dbStore()
-	if err != nil {
-		return err
-	}
+	st := s.store
 	inst, err := s.store.DBInstance(ctx, org, name)
 	if err != nil {
 		return err
@@ -205,7 +188,7 @@ func (s *Service) creating(inst hangar.DBInstance) bool {
 	switch inst.Status {
 	case hangar.DBProvisioning:
 		wf = "provision-" + inst.ID
-	case dbRestoring:
+	case hangar.DBRestoring:
 		wf = "restore-" + inst.ID
 	default:
 		return false
@@ -227,10 +210,7 @@ type destroyInput struct {
 // destroyWorkflow stops a managed instance and removes its files.
 func (s *Service) destroyWorkflow(ctx dbos.Context, in destroyInput) (string, error) {
 	return dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
-		dbm, err := s.dbManager()
-		if err != nil {
-			return "", err
-		}
+		dbm := s.instances
 		return "destroyed", dbm.Destroy(ctx, hangar.DBInstance{ID: in.ID, Port: in.Port})
 	}, dbos.WithStepName("destroy"), dbos.WithStepMaxRetries(5))
 }
@@ -241,14 +221,8 @@ func (s *Service) ResetDBPassword(ctx context.Context, org, name, password strin
 	if err := validatePassword(password); err != nil {
 		return err
 	}
-	st, err := s.dbStore()
-	if err != nil {
-		return err
-	}
-	dbm, err := s.dbManager()
-	if err != nil {
-		return err
-	}
+	st := s.store
+	dbm := s.instances
 	inst, err := s.store.DBInstance(ctx, org, name)
 	if err != nil {
 		return err
@@ -304,10 +278,7 @@ func (s *Service) LinkDB(ctx context.Context, org string, req LinkRequest) (hang
 	if err := hangar.ValidatePGIdent("database admin name", admin); err != nil {
 		return hangar.DBInstance{}, err
 	}
-	dbm, err := s.dbManager()
-	if err != nil {
-		return hangar.DBInstance{}, err
-	}
+	dbm := s.instances
 	if _, err := s.store.DBInstance(ctx, org, req.Name); err == nil {
 		return hangar.DBInstance{}, hangar.Errorf(hangar.KindConflict, "database instance %s already exists", req.Name)
 	} else if hangar.KindOf(err) != hangar.KindNotFound {
@@ -369,10 +340,7 @@ func (s *Service) refuseOwnServer(ctx context.Context, host string, port int) er
 // server and the apps' databases on it alone. It refuses while applications
 // are registered on it, naming them.
 func (s *Service) UnlinkDB(ctx context.Context, org, name string) error {
-	st, err := s.dbStore()
-	if err != nil {
-		return err
-	}
+	st := s.store
 	inst, err := s.store.DBInstance(ctx, org, name)
 	if err != nil {
 		return err
@@ -405,10 +373,7 @@ func (s *Service) RestoreDB(ctx context.Context, org, name string, req RestoreRe
 	if err != nil {
 		return hangar.DBInstance{}, hangar.Errorf(hangar.KindInvalid, "invalid restore time %q: use RFC 3339, for example 2009-09-07T23:45:00Z", req.Time)
 	}
-	dbm, err := s.dbManager()
-	if err != nil {
-		return hangar.DBInstance{}, err
-	}
+	dbm := s.instances
 	src, err := s.store.DBInstance(ctx, org, name)
 	if err != nil {
 		return hangar.DBInstance{}, err
@@ -416,7 +381,7 @@ func (s *Service) RestoreDB(ctx context.Context, org, name string, req RestoreRe
 	if src.IsLinked {
 		return hangar.DBInstance{}, hangar.Errorf(hangar.KindInvalid, "database %s is a linked server: Hangar keeps no backups of servers it does not run", name)
 	}
-	if src.Status != hangar.DBAvailable && src.Status != dbUnavailable {
+	if src.Status != hangar.DBAvailable && src.Status != hangar.DBUnavailable {
 		return hangar.DBInstance{}, hangar.Errorf(hangar.KindUnavailable, "database %s is %s: restore it once it is available", name, src.Status)
 	}
 	from, err := dbm.RestoreWindow(src)
@@ -434,7 +399,7 @@ func (s *Service) RestoreDB(ctx context.Context, org, name string, req RestoreRe
 			name, target.UTC().Format(time.RFC3339Nano), earliest.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	dst := hangar.DBInstance{
-		ID: uuid.NewString(), Org: org, Name: req.Name, Status: dbRestoring,
+		ID: uuid.NewString(), Org: org, Name: req.Name, Status: hangar.DBRestoring,
 		AdminUser: src.AdminUser, AdminPassword: src.AdminPassword,
 	}
 	if err := s.store.CreateDBInstance(ctx, dst); err != nil {
@@ -459,10 +424,7 @@ type restoreInput struct {
 // and WAL archive, records it available and takes its first base backup.
 func (s *Service) restoreWorkflow(ctx dbos.Context, in restoreInput) (string, error) {
 	port, err := dbos.RunAsStep(ctx, func(ctx context.Context) (int, error) {
-		dbm, err := s.dbManager()
-		if err != nil {
-			return 0, err
-		}
+		dbm := s.instances
 		dst, err := s.store.DBInstanceByID(ctx, in.TargetID)
 		if err != nil {
 			return 0, err
@@ -479,7 +441,7 @@ func (s *Service) restoreWorkflow(ctx dbos.Context, in restoreInput) (string, er
 			s.log.ErrorContext(ctx, "restore database instance", "instance", dst.Name, "from", in.SourceID, "time", in.Time, "err", err)
 			return 0, s.store.SetDBInstanceState(ctx, dst.ID, hangar.DBFailed, "", 0)
 		}
-		return port, s.store.SetDBInstanceState(ctx, dst.ID, dbRestoring, s.dbHost(), port)
+		return port, s.store.SetDBInstanceState(ctx, dst.ID, hangar.DBRestoring, s.dbHost(), port)
 	}, dbos.WithStepName("restore"))
 	if err != nil || port == 0 {
 		return string(hangar.DBFailed), err
@@ -493,12 +455,7 @@ func (s *Service) restoreWorkflow(ctx dbos.Context, in restoreInput) (string, er
 // records them unavailable while they are down and available again once
 // they run, and takes the base backups that are due, in the background.
 func (s *Service) superviseDBs(ctx context.Context) {
-	dbm, err := s.dbManager()
-	if err != nil {
-		s.log.ErrorContext(ctx, "supervise database instances", "err", err)
-		return
-	}
-	sv := &dbSupervisor{s: s, dbm: dbm, health: map[string]*dbHealth{}, backingUp: map[string]bool{}}
+	sv := &dbSupervisor{s: s, dbm: s.instances, health: map[string]*dbHealth{}, backingUp: map[string]bool{}}
 	defer sv.wg.Wait()
 	tick := time.NewTicker(dbCheckInterval)
 	defer tick.Stop()
@@ -552,7 +509,7 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 	}
 	seen := map[string]bool{}
 	for _, in := range insts {
-		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != dbUnavailable {
+		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
 			continue
 		}
 		seen[in.ID] = true
@@ -573,7 +530,7 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 			h.next = now.Add(dbBackoff(h.failures))
 			s.log.ErrorContext(ctx, "database instance is down and does not start", "instance", in.Name, "attempt", h.failures, "next_attempt", h.next, "err", err)
 			if in.Status == hangar.DBAvailable {
-				sv.setStatus(ctx, in, dbUnavailable)
+				sv.setStatus(ctx, in, hangar.DBUnavailable)
 			}
 			continue
 		}
@@ -581,7 +538,7 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 			s.log.WarnContext(ctx, "database instance was down: restarted it", "instance", in.Name, "port", in.Port)
 		}
 		h.failures, h.next = 0, time.Time{}
-		if in.Status == dbUnavailable {
+		if in.Status == hangar.DBUnavailable {
 			sv.setStatus(ctx, in, hangar.DBAvailable)
 		}
 		sv.backupIfDue(ctx, in)

@@ -2,14 +2,13 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// DBStore is the metadata the database instance operations need beyond
-// Store. *store.DB satisfies it. (To merge into Store.)
+// DBStore is the metadata the database instance operations need; Store
+// embeds it. *store.DB satisfies it.
 type DBStore interface {
 	// SetDBInstancePassword locks the instance's record, calls apply with
 	// it and records password if apply succeeds. KindNotFound.
@@ -20,8 +19,7 @@ type DBStore interface {
 }
 
 // DBManager is what the database instance operations need of the instance
-// manager beyond Instances. *dbinstance.Manager satisfies it. (To merge
-// into Instances.)
+// manager; Instances embeds it. *dbinstance.Manager satisfies it.
 type DBManager interface {
 	// Check starts a provisioned managed instance that is not running and
 	// reports whether it had to.
@@ -43,20 +41,4 @@ type DBManager interface {
 	// Restore creates managed instance dst from src as src was at target
 	// and returns dst's port. KindInvalid when target is out of range.
 	Restore(ctx context.Context, src, dst hangar.DBInstance, target time.Time) (int, error)
-}
-
-// dbStore returns the store as a DBStore.
-func (s *Service) dbStore() (DBStore, error) {
-	if st, ok := s.store.(DBStore); ok {
-		return st, nil
-	}
-	return nil, errors.New("deploy: the store does not implement DBStore")
-}
-
-// dbManager returns the instance manager as a DBManager.
-func (s *Service) dbManager() (DBManager, error) {
-	if m, ok := s.instances.(DBManager); ok {
-		return m, nil
-	}
-	return nil, errors.New("deploy: the instance manager does not implement DBManager")
 }

@@ -196,7 +196,7 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 		Port:      a.Language.Port(),
 		MemoryMiB: a.MemoryMiB,
 		Stdout:    ex.log,
-		Forwards:  []runtime.Forward{{ListenPort: dbProxyPort, Target: fmt.Sprintf("127.0.0.1:%d", inst.Port)}},
+		Forwards:  []runtime.Forward{{ListenPort: dbProxyPort, Target: DBForwardTarget(inst)}},
 	})
 	if err != nil {
 		s.stopExecutor(ctx, ex)

@@ -26,6 +26,7 @@ import (
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
+	DBStore
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
@@ -58,6 +59,7 @@ type Store interface {
 
 // Instances runs managed database instances and the apps' databases on them.
 type Instances interface {
+	DBManager
 	Provision(ctx context.Context, inst hangar.DBInstance) (int, error)
 	Start(ctx context.Context, inst hangar.DBInstance) error
 	StopAll(ctx context.Context) error
@@ -164,6 +166,10 @@ type Service struct {
 	life     context.Context
 	stopLife context.CancelFunc
 	wg       sync.WaitGroup
+
+	// stopDBSupervisor ends superviseDBs, which then closes dbSupervisorDone.
+	stopDBSupervisor context.CancelFunc
+	dbSupervisorDone chan struct{}
 }
 
 // workflowVersion is the DBOS application version of Hangar's workflows:
@@ -213,7 +219,7 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 	}
 	s.initSupervisor(ctx)
 	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
-	dbos.RegisterWorkflow(dctx, s.provisionWorkflow, dbos.WithWorkflowName("provision-db"))
+	s.registerDBWorkflows(dctx)
 	dbos.RegisterWorkflow(dctx, s.deleteWorkflow, dbos.WithWorkflowName("delete-app"))
 	return s, nil
 }
@@ -226,12 +232,12 @@ func (s *Service) Launch(ctx context.Context) error {
 		return err
 	}
 	for _, in := range insts {
-		if in.Status != hangar.DBAvailable || in.IsLinked {
+		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
 			continue
 		}
 		if err := s.instances.Start(ctx, in); err != nil {
 			s.log.ErrorContext(ctx, "start database instance", "instance", in.Name, "err", err)
-			_ = s.store.SetDBInstanceState(ctx, in.ID, hangar.DBFailed, in.Host, in.Port)
+			_ = s.store.SetDBInstanceState(ctx, in.ID, hangar.DBUnavailable, in.Host, in.Port)
 		}
 	}
 	apps, err := s.store.Apps(ctx, "")
@@ -248,6 +254,13 @@ func (s *Service) Launch(ctx context.Context) error {
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
+	supCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopDBSupervisor = cancel
+	s.dbSupervisorDone = make(chan struct{})
+	go func() {
+		defer close(s.dbSupervisorDone)
+		s.superviseDBs(supCtx)
+	}()
 	return s.releaseInterrupted(ctx)
 }
 
@@ -314,6 +327,11 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 func (s *Service) Shutdown(ctx context.Context) {
 	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
 	s.stopExecutors(ctx)
+	if s.stopDBSupervisor != nil {
+		// The supervisor must not restart what StopAll stops.
+		s.stopDBSupervisor()
+		<-s.dbSupervisorDone
+	}
 	if err := s.instances.StopAll(ctx); err != nil {
 		s.log.ErrorContext(ctx, "stop database instances", "err", err)
 	}

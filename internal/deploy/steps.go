@@ -118,7 +118,9 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 		logf(log, "schema %s matches version %s: no migrations run", cur, prev.ID)
 		return s.store.SetVersionSchema(ctx, in.Version, cur)
 	}
-	j.Env = dbEnv(a, "127.0.0.1", inst.Port)
+	host, port, _ := net.SplitHostPort(DBForwardTarget(inst))
+	p, _ := strconv.Atoi(port)
+	j.Env = dbEnv(a, host, p)
 	if err := s.builder.Migrate(ctx, j); err != nil {
 		return err
 	}

@@ -147,7 +147,12 @@ const (
 	DBProvisioning DBStatus = "provisioning"
 	DBAvailable    DBStatus = "available"
 	DBFailed       DBStatus = "failed"
-	DBDeleting     DBStatus = "deleting"
+	// DBRestoring is an instance being created by a point-in-time restore.
+	DBRestoring DBStatus = "restoring"
+	// DBUnavailable is a managed instance whose server is down and that the
+	// supervisor is restarting.
+	DBUnavailable DBStatus = "unavailable"
+	DBDeleting    DBStatus = "deleting"
 )
 
 // DBInstance is a PostgreSQL server that apps' databases live on.
