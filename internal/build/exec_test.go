@@ -77,9 +77,9 @@ func TestExecRunner_Kill(t *testing.T) {
 	}{
 		{
 			name:     "Timeout",
-			timeout:  200 * time.Millisecond,
+			timeout:  2 * time.Second, // long enough for a loaded machine to write child.pid
 			wantKind: hangar.KindInvalid,
-			wantMsg:  `command "sleep 60 & echo $! > child.pid; wait" timed out after 200ms and was killed`,
+			wantMsg:  `command "sleep 60 & echo $! > child.pid; wait" timed out after 2s and was killed`,
 		},
 		{name: "Cancel", cancel: true, wantKind: hangar.KindInternal},
 	}
@@ -92,7 +92,8 @@ func TestExecRunner_Kill(t *testing.T) {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithCancel(ctx)
 				go func() {
-					waitFor(t, func() bool { _, err := os.Stat(filepath.Join(dir, "child.pid")); return err == nil })
+					// The shell creates the file before it writes the PID.
+					waitFor(t, func() bool { b, _ := os.ReadFile(filepath.Join(dir, "child.pid")); return strings.HasSuffix(string(b), "\n") })
 					cancel()
 				}()
 			}
