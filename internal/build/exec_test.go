@@ -93,7 +93,10 @@ func TestExecRunner_Kill(t *testing.T) {
 				ctx, cancel = context.WithCancel(ctx)
 				go func() {
 					// The shell creates the file before it writes the PID.
-					waitFor(t, func() bool { b, _ := os.ReadFile(filepath.Join(dir, "child.pid")); return strings.HasSuffix(string(b), "\n") })
+					waitFor(t, func() bool {
+						b, _ := os.ReadFile(filepath.Join(dir, "child.pid"))
+						return strings.HasSuffix(string(b), "\n")
+					})
 					cancel()
 				}()
 			}
