@@ -161,6 +161,17 @@ func TestExecutors(t *testing.T) {
 			}
 		}
 		waitAppLog(t, c, "executor "+dead+" was killed: out of memory (limit 512 MiB)")
+		var evs []apiclient.ExecutorEvent
+		if err := c.Do(context.Background(), http.MethodGet, "/hangar/v1/exec/applications/greeter/events", nil, &evs); err != nil {
+			t.Fatal(err)
+		}
+		oom := false
+		for _, ev := range evs {
+			oom = oom || ev.Kind == "OOM" && ev.Executor == dead && ev.MemoryLimitMiB == 512
+		}
+		if !oom {
+			t.Errorf("app events lack the OOM kill of %s with its 512 MiB limit: %+v", dead, evs)
+		}
 		next, took := replaced(t, dead, start)
 		t.Logf("executor %s killed for memory; %s serves %s later", dead, next, took.Round(time.Millisecond))
 	})

@@ -17,6 +17,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1alpha1/{org}/applications/{app}/versions", s.authed(s.listVersions))
 
 	mux.Handle("GET /v1alpha1/{org}/logs/applications/{app}", s.authed(s.appLogs))
+	mux.Handle("GET /hangar/v1/{org}/applications/{app}/events", s.authed(s.appEvents))
 
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)

@@ -62,3 +62,16 @@ func (e *OAuthError) Error() string {
 	}
 	return fmt.Sprintf("%s: %s", e.Code, e.Description)
 }
+
+// ExecutorEvent is one of an app's recent executor events, from GET
+// /hangar/v1/{org}/applications/{app}/events: an exit, an out-of-memory kill
+// (with the limit), a failed health check, a start, a scaling decision, or a
+// recovery of workflows.
+type ExecutorEvent struct {
+	Time           string
+	Kind           string
+	Executor       string
+	Version        string
+	MemoryLimitMiB int `json:",omitempty"`
+	Message        string
+}
