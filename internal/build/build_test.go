@@ -2,18 +2,13 @@ package build
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // fakeRunner records commands instead of running them; fail maps a command
 // line to the error it returns, and effect, when set, plays the part of
@@ -54,26 +49,6 @@ func (f *fakeRunner) plan(base []string) string {
 // testOptions are Options with a fixed base environment.
 func testOptions() Options {
 	return Options{Env: []string{"PATH=/bin", "HOME=/home"}}
-}
-
-// checkGolden compares got with testdata/name.golden, rewriting it under
-// -update.
-func checkGolden(t testing.TB, name, got string) {
-	t.Helper()
-	file := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", file, diff)
-	}
 }
 
 // writeFiles creates files below dir; names ending in "*" are executable.

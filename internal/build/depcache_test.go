@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"fmt"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -298,7 +299,7 @@ func TestBuilder_InstallDeps_Cache(t *testing.T) {
 			cache := t.TempDir()
 			opts := testOptions()
 			opts.CacheDir = cache
-			var golden strings.Builder
+			var out strings.Builder
 			var dirs []string
 			for _, run := range []string{"first", "second"} {
 				dir := t.TempDir()
@@ -311,10 +312,10 @@ func TestBuilder_InstallDeps_Cache(t *testing.T) {
 				if err := NewBuilder(opts, r).InstallDeps(t.Context(), j); err != nil {
 					t.Fatalf("%s InstallDeps: %v\nlog:\n%s", run, err, log.String())
 				}
-				fmt.Fprintf(&golden, "=== %s install ===\n%s--- plan ---\n%s", run, log.String(), r.plan(opts.Env))
+				fmt.Fprintf(&out, "=== %s install ===\n%s--- plan ---\n%s", run, log.String(), r.plan(opts.Env))
 			}
-			got := regexpTmp.ReplaceAllString(strings.ReplaceAll(golden.String(), cache, "$CACHE"), ".tmp-*")
-			checkGolden(t, "cache_"+tt.name, got)
+			got := regexpTmp.ReplaceAllString(strings.ReplaceAll(out.String(), cache, "$CACHE"), ".tmp-*")
+			golden.Check(t, golden.File("cache_"+tt.name), got)
 			if tt.check != nil {
 				tt.check(t, cache, dirs[0], dirs[1])
 			}

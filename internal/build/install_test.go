@@ -1,6 +1,7 @@
 package build
 
 import (
+	"github.com/hangar-oss/hangar/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,7 +83,7 @@ func TestBuilder_InstallDeps(t *testing.T) {
 					t.Errorf("%q ran in %q, want %q", c.Shell, c.Dir, dir)
 				}
 			}
-			checkGolden(t, "install_"+tt.name, log.String()+"--- plan ---\n"+r.plan(opts.Env))
+			golden.Check(t, golden.File("install_"+tt.name), log.String()+"--- plan ---\n"+r.plan(opts.Env))
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"io"
 	"net/http"
 	"os"
@@ -306,7 +307,7 @@ func TestDeployments(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	golden(t, filepath.Join("testdata", "deployments.golden"), stdout)
+	golden.Check(t, filepath.Join("testdata", "deployments.golden"), stdout)
 
 	stdout, _, code = runCLIEnv(t, dir, api, nil, "app", "deployments", "greeter", "--json")
 	var got []apiclient.AppVersion

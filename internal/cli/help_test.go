@@ -2,7 +2,7 @@ package cli
 
 import (
 	"bytes"
-	"flag"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,11 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // commands lists every command path under c, the root first.
 func commands(c *cobra.Command) [][]string {
@@ -42,24 +39,8 @@ func TestHelp_Golden(t *testing.T) {
 			if code != 0 || stderr.Len() > 0 {
 				t.Fatalf("exit %d, stderr %q", code, stderr.String())
 			}
-			golden(t, filepath.Join("testdata", "help", name+".golden"), stdout.String())
+			golden.Check(t, filepath.Join("testdata", "help", name+".golden"), stdout.String())
 		})
-	}
-}
-
-func golden(t *testing.T, file, got string) {
-	t.Helper()
-	if *update {
-		must(t, os.MkdirAll(filepath.Dir(file), 0o755))
-		must(t, os.WriteFile(file, []byte(got), 0o644))
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", file, diff)
 	}
 }
 

@@ -33,6 +33,7 @@ var allowed = []struct {
 	{pkg: "internal/config", deps: []string{"internal/hangar"}},
 	{pkg: "internal/tlsca", deps: []string{"internal/hangar"}},
 	{pkg: "internal/upload", deps: []string{"internal/hangar"}},
+	{pkg: "internal/golden", deps: nil},
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar"}},
 	{pkg: "internal/secretbox", deps: nil},

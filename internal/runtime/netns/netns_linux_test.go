@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -72,7 +73,7 @@ func TestDriver_PrepareStopPlan(t *testing.T) {
 	if err := d.Stop(t.Context(), "app-1", time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	golden(t, "prepare_stop", ip.plan())
+	golden.Check(t, golden.File("prepare_stop"), ip.plan())
 }
 
 func TestDriver_PrepareRollsBack(t *testing.T) {
@@ -85,7 +86,7 @@ func TestDriver_PrepareRollsBack(t *testing.T) {
 	if err == nil || hangar.KindOf(err) != hangar.KindInternal || !strings.Contains(err.Error(), "Permission denied") {
 		t.Fatalf("Prepare: got %v, want an internal error with ip's complaint", err)
 	}
-	golden(t, "prepare_rollback", ip.plan())
+	golden.Check(t, golden.File("prepare_rollback"), ip.plan())
 	// The ID is free again.
 	delete(ip.fail, "-n hg-app-1 addr add 10.213.0.2/30 dev eth0")
 	if _, err := d.Prepare(t.Context(), "app-1"); err != nil {
@@ -116,7 +117,7 @@ func TestDriver_CleanupPlan(t *testing.T) {
 	if err := d.Cleanup(t.Context()); err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
-	golden(t, "cleanup", ip.plan())
+	golden.Check(t, golden.File("cleanup"), ip.plan())
 }
 
 // The rest of this file runs the driver for real and needs root.

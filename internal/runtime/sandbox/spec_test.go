@@ -2,37 +2,10 @@ package sandbox
 
 import (
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 func TestOCISpec_Golden(t *testing.T) {
 	t.Parallel()
@@ -58,7 +31,7 @@ func TestOCISpec_Golden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "config", string(b)+"\n")
+	golden.Check(t, golden.File("config"), string(b)+"\n")
 }
 
 func TestOCISpec_KeepsHOME(t *testing.T) {

@@ -1,36 +1,14 @@
 package vnet
 
 import (
-	"flag"
 	"fmt"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 func formatPlan(plan [][]string) string {
 	var b strings.Builder
@@ -52,7 +30,7 @@ func TestPlan_Golden(t *testing.T) {
 	b.WriteString(formatPlan([][]string{ExecArgs("hg-app-v1-0", []string{"/bin/sh", "-c", "npm start"})}))
 	b.WriteString("# teardown\n")
 	b.WriteString(formatPlan(teardownPlan("hg-app-v1-0")))
-	golden(t, "plan", b.String())
+	golden.Check(t, golden.File("plan"), b.String())
 }
 
 func TestHostIf(t *testing.T) {
