@@ -131,6 +131,11 @@ type attempt struct {
 type attemptKey struct{}
 
 func (r *Router) counter(upstream string) *atomic.Int64 {
+	// Load first: every proxied request calls this, and LoadOrStore would
+	// allocate a counter each time.
+	if c, ok := r.inflight.Load(upstream); ok {
+		return c.(*atomic.Int64)
+	}
 	c, _ := r.inflight.LoadOrStore(upstream, new(atomic.Int64))
 	return c.(*atomic.Int64)
 }
