@@ -76,9 +76,9 @@ func (s *Server) deviceCode(w http.ResponseWriter, r *http.Request) error {
 }
 
 // oauthToken is a token endpoint for every grant: the device grant here,
-// anything else (refresh_token) to the Auth0-shaped token handler. Route
-// POST /oauth/token to it to serve RFC 8628 clients that post device grants
-// there, as the official CLI does to Auth0.
+// anything else (refresh_token) to the Auth0-shaped token handler. It serves
+// POST /oauth/token, where RFC 8628 clients post device grants, as the
+// official CLI does to Auth0.
 func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {

@@ -4,7 +4,7 @@ import "net/http"
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /oauth/token", s.handle(s.token))
+	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
 	s.accountRoutes(mux, s.accts)
 
 	mux.Handle("PUT /v1alpha1/{org}/applications", s.authed(s.registerApp))

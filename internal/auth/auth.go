@@ -248,9 +248,6 @@ func randomBytes(n int) []byte {
 // NewRefreshToken returns a new opaque refresh token.
 func NewRefreshToken() string { return "hgr_" + NewSecret(32) }
 
-// NewInviteSecret returns a new org invite secret.
-func NewInviteSecret() string { return "hgi_" + NewSecret(24) }
-
 // Principal is the authenticated caller of a request.
 type Principal struct {
 	User hangar.User
