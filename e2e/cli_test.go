@@ -36,49 +36,10 @@ func TestCLI_LoginDeployDeployments(t *testing.T) {
 	}
 
 	t.Run("DeviceLogin", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "dbos-cloud"), "login", "--get-refresh-token")
-		cmd.Dir, cmd.Env = dir, h.Env()
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		loginURL := regexp.MustCompile(`Login URL: (\S+)`)
-		var m []string
-		for m == nil {
-			if m = loginURL.FindStringSubmatch(out.String()); m != nil {
-				break
-			}
-			select {
-			case err := <-done:
-				t.Fatalf("login exited before showing a URL: %v\n%s", err, out.String())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		u, err := url.Parse(m[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		code := u.Query().Get("user_code")
-		if !strings.Contains(out.String(), "approve the code "+code) {
-			t.Errorf("login output does not show the code %s:\n%s", code, out.String())
-		}
-		approve(t, h, m[1], refresh, code)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("login: %v\n%s", err, out.String())
-			}
-		case <-ctx.Done():
-			t.Fatalf("login did not finish after the approval:\n%s", out.String())
-		}
+		out := deviceLogin(t, h, dir, url.Values{"refresh_token": {refresh}})
 		for _, want := range []string{"Successfully logged in as hank!", "Refresh token: hgr_"} {
-			if !strings.Contains(out.String(), want) {
-				t.Errorf("login output lacks %q:\n%s", want, out.String())
+			if !strings.Contains(out, want) {
+				t.Errorf("login output lacks %q:\n%s", want, out)
 			}
 		}
 		if out := must(t, "profile"); !strings.Contains(out, "Name: hank") {
@@ -146,11 +107,60 @@ func TestCLI_LoginDeployDeployments(t *testing.T) {
 	})
 }
 
+// deviceLogin runs our `dbos-cloud login --get-refresh-token` in dir, signs
+// in on the approval page with the sign-in form's fields signin (a
+// refresh_token, or a username and password), approves the code the login
+// shows, and returns the login's output once it succeeded.
+func deviceLogin(t *testing.T, h *Hangar, dir string, signin url.Values) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "dbos-cloud"), "login", "--get-refresh-token")
+	cmd.Dir, cmd.Env = dir, h.Env()
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	loginURL := regexp.MustCompile(`Login URL: (\S+)`)
+	var m []string
+	for m == nil {
+		if m = loginURL.FindStringSubmatch(out.String()); m != nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("login exited before showing a URL: %v\n%s", err, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	u, err := url.Parse(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := u.Query().Get("user_code")
+	if !strings.Contains(out.String(), "approve the code "+code) {
+		t.Errorf("login output does not show the code %s:\n%s", code, out.String())
+	}
+	approve(t, h, m[1], signin, code)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("login: %v\n%s", err, out.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("login did not finish after the approval:\n%s", out.String())
+	}
+	return out.String()
+}
+
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-// approve signs in on the approval page at pageURL with a refresh token and
-// approves userCode, as a person in a browser would.
-func approve(t *testing.T, h *Hangar, pageURL, refresh, userCode string) {
+// approve signs in on the approval page at pageURL with the sign-in form's
+// fields signin and approves userCode, as a person in a browser would.
+func approve(t *testing.T, h *Hangar, pageURL string, signin url.Values, userCode string) {
 	t.Helper()
 	c := h.HTTPClient(t)
 	jar, err := cookiejar.New(nil)
@@ -186,7 +196,11 @@ func approve(t *testing.T, h *Hangar, pageURL, refresh, userCode string) {
 		return body
 	}
 	// Signing in redirects back to the page, signed in.
-	if body := post(url.Values{"action": {"signin"}, "refresh_token": {refresh}, "user_code": {userCode}}); !strings.Contains(body, "Signed in as <b>hank") {
+	form := url.Values{"action": {"signin"}, "user_code": {userCode}}
+	for k, v := range signin {
+		form[k] = v
+	}
+	if body := post(form); !strings.Contains(body, "Signed in as <b>") {
 		t.Fatalf("not signed in:\n%s", body)
 	}
 	if body := post(url.Values{"action": {"approve"}, "user_code": {userCode}}); !strings.Contains(body, "Approved") {

@@ -174,6 +174,7 @@ func TestExecutors(t *testing.T) {
 		}
 		next, took := replaced(t, dead, start)
 		t.Logf("executor %s killed for memory; %s serves %s later", dead, next, took.Round(time.Millisecond))
+		checkOOMShown(t, h, dir, c, dead, next)
 	})
 
 	t.Run("KillMidWorkflow", func(t *testing.T) {
@@ -305,7 +306,95 @@ func TestExecutors(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+
+		// A second app from the same folder, so also on port 3000, on 3
+		// executors: each app's requests are spread over all of its own
+		// executors and never reach the other app's.
+		t.Run("TwoApps", func(t *testing.T) {
+			// Its first deploy runs one executor: executors launched
+			// together on a fresh system database race the DBOS SDK's
+			// migrations of it, and the loser exits ("function
+			// dbos.enqueue_workflow(...) does not exist"), failing the deploy.
+			mustCLI(t, "app", "deploy", "greeter2", "-d", "execdb")
+			mustCLI(t, "app", "update", "greeter2", "--min-executors", "3")
+			mustCLI(t, "app", "deploy", "greeter2")
+			apps := []struct {
+				url       string
+				executors int
+			}{{base, 2}, {"https://exec-greeter2." + h.Domain, 3}}
+
+			// Who runs which app, as the host sees it: the supervisor may
+			// still be retiring an executor of greeter's previous version.
+			var owner map[string]string
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				owner = executorApps(t, h)
+				count := map[string]int{}
+				for _, app := range owner {
+					count[app]++
+				}
+				if count[apps[0].url] == apps[0].executors && count[apps[1].url] == apps[1].executors && len(count) == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("executors run %v (executor → app), want %d of %s and %d of %s",
+						owner, apps[0].executors, apps[0].url, apps[1].executors, apps[1].url)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+
+			for _, app := range apps {
+				served := map[string]int{}
+				for range 40 {
+					status, body := get(t, hc, app.url+"/whoami")
+					var w struct{ Executor string }
+					if status != http.StatusOK || json.Unmarshal([]byte(body), &w) != nil {
+						t.Fatalf("GET %s/whoami = %d %s", app.url, status, body)
+					}
+					if owner[w.Executor] != app.url {
+						t.Errorf("a request to %s was answered by executor %q, which runs %q", app.url, w.Executor, owner[w.Executor])
+					}
+					served[w.Executor]++
+				}
+				for ex, url := range owner {
+					if url == app.url && served[ex] == 0 {
+						t.Errorf("executor %s of %s got none of 40 requests: %v", ex, app.url, served)
+					}
+				}
+				t.Logf("40 requests to %s over its executors: %v", app.url, served)
+			}
+		})
 	})
+}
+
+// executorApps maps each running executor of h to the app it serves, from
+// the environment of its app process (node): DBOS__VMID names the
+// executor, DBOS_APP_HOSTNAME the app's URL (without the trailing slash).
+func executorApps(t *testing.T, h *Hangar) map[string]string {
+	t.Helper()
+	apps := map[string]string{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
+		if err != nil || !strings.Contains(string(cg), "/"+h.Prefix+"/") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		environ, err := os.ReadFile(filepath.Join(p, "environ"))
+		if !strings.HasPrefix(string(cmdline), "node\x00") || err != nil {
+			continue
+		}
+		env := map[string]string{}
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+		if id := env["DBOS__VMID"]; id != "" {
+			apps[id] = strings.TrimSuffix(env["DBOS_APP_HOSTNAME"], "/")
+		}
+	}
+	return apps
 }
 
 // killNode kills with SIGKILL the app process (node) of executor id, found

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/auth"
@@ -48,21 +53,23 @@ func addRefreshToken(ctx context.Context, st *store.DB, id string) (string, erro
 }
 
 func newUsersCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
-	users := &cobra.Command{Use: "users", Short: "Manage users: add, signup, list, token, disable, enable, delete"}
+	users := &cobra.Command{Use: "users", Short: "Manage users: add, signup, list, token, passwd, disable, enable, delete"}
 	users.AddCommand(newUsersAddCmd(cfg, stdout), newUsersSignupCmd(cfg, stdout), newUsersListCmd(cfg, stdout),
-		newUsersTokenCmd(cfg, stdout), newUsersDisableCmd(cfg, stdout, true), newUsersDisableCmd(cfg, stdout, false),
-		newUsersDeleteCmd(cfg, stdout))
+		newUsersTokenCmd(cfg, stdout), newUsersPasswdCmd(cfg, stdout), newUsersDisableCmd(cfg, stdout, true),
+		newUsersDisableCmd(cfg, stdout, false), newUsersDeleteCmd(cfg, stdout))
 	return users
 }
 
 func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 	var org, email string
+	var passwordStdin bool
 	add := &cobra.Command{
 		Use:   "add <name>",
 		Short: "Create a user and print a refresh token to log in with",
 		Long: "Create a user and print a refresh token as the last word of the output. The user gets an\n" +
 			"organization of its own, named after it, whose admin it is; with --org it joins that\n" +
 			"organization instead (creating it, with the user as admin, when it does not exist).\n" +
+			"With --password-stdin it also gets the password read from stdin (see users passwd).\n" +
 			"Works while hangar serve runs on the same data dir.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -70,6 +77,13 @@ func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 			name := args[0]
 			if err := accounts.ValidateName(name); err != nil {
 				return err
+			}
+			var hash string
+			if passwordStdin {
+				var err error
+				if hash, err = readPasswordHash(cmd, stdout); err != nil {
+					return err
+				}
 			}
 			if org != "" {
 				if err := accounts.ValidateName(org); err != nil {
@@ -88,6 +102,11 @@ func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if hash != "" {
+					if err := st.SetPasswordHash(ctx, name, hash); err != nil {
+						return err
+					}
+				}
 				tok, err := addRefreshToken(ctx, st, u.ID)
 				if err != nil {
 					return err
@@ -99,7 +118,72 @@ func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 	}
 	add.Flags().StringVar(&org, "org", "", "organization to join (default: a new one named after the user)")
 	add.Flags().StringVar(&email, "email", "", "email address")
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the user's password from stdin (one line)")
 	return add
+}
+
+func newUsersPasswdCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
+	var clear bool
+	cmd := &cobra.Command{
+		Use:   "passwd <name>",
+		Short: "Set a user's password, read from stdin (one line), for the device login page",
+		Long: "Set the password with which a user signs in on the device login page (dbos-cloud login),\n" +
+			"read as one line from stdin, so that it can be scripted: echo \"$PW\" | hangar users passwd\n" +
+			"alice. On a terminal it is asked for without echo. Passwords have 10 to 256 characters and\n" +
+			"are stored as argon2id hashes. --clear removes the password: the user signs in with a\n" +
+			"refresh token again. Users change their own with dbos-cloud user password. Works while\n" +
+			"hangar serve runs on the same data dir.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var hash string
+			if !clear {
+				var err error
+				if hash, err = readPasswordHash(cmd, stdout); err != nil {
+					return err
+				}
+			}
+			return withStore(ctx, *cfg, func(st *store.DB) error {
+				if err := st.SetPasswordHash(ctx, args[0], hash); err != nil {
+					return err
+				}
+				if clear {
+					fmt.Fprintf(stdout, "Removed the password of %s.\n", args[0])
+				} else {
+					fmt.Fprintf(stdout, "Set the password of %s: it signs in on the device login page.\n", args[0])
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove the password instead")
+	return cmd
+}
+
+// readPasswordHash reads a password as one line of cmd's stdin, without
+// echo on a terminal, and hashes it.
+func readPasswordHash(cmd *cobra.Command, stdout io.Writer) (string, error) {
+	in := cmd.InOrStdin()
+	var line string
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stdout, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdout)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		line = string(b)
+	} else {
+		s, err := bufio.NewReader(in).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from stdin: %w", err)
+		}
+		line = strings.TrimRight(s, "\r\n")
+	}
+	if line == "" {
+		return "", errors.New("no password on stdin: pipe one line, e.g. echo \"$PW\" | hangar users passwd <name>")
+	}
+	return auth.HashPassword(line)
 }
 
 func newUsersSignupCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {

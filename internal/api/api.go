@@ -43,6 +43,8 @@ type Server struct {
 	logs   *logs.Store
 	log    *slog.Logger
 	now    func() time.Time
+	// signins counts wrong passwords, to refuse guessing (password.go).
+	signins failureLimiter
 }
 
 // NewHandler returns the API handler.
@@ -114,6 +116,8 @@ func statusOf(k hangar.Kind) int {
 		return http.StatusServiceUnavailable
 	case hangar.KindTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case hangar.KindTooMany:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

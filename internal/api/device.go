@@ -207,6 +207,8 @@ type devicePageData struct {
 	UserCode string // as typed or from the URL, shown formatted
 	// Account names the signed-in user; empty when nobody is signed in.
 	Account string
+	// Name is the user name last typed in the sign-in form.
+	Name string
 	// Error is a problem with the last form, Done the outcome of a
 	// decision.
 	Error, Done string
@@ -221,7 +223,7 @@ body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0
 input{font:inherit;padding:.3rem;width:100%;box-sizing:border-box}
 input.code{font-family:monospace;font-size:1.4rem;letter-spacing:.2rem;text-transform:uppercase}
 button{font:inherit;padding:.4rem 1rem;margin-right:.5rem}
-.error{color:#a00}.done{color:#070}.muted{color:#666;font-size:.9rem}
+.error{color:#a00}.done{color:#070}.muted{color:#666;font-size:.9rem}details{margin-top:1.5rem}
 </style></head><body>
 <h1>Log in a device to Hangar</h1>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
@@ -242,12 +244,23 @@ The device will act as {{.Account}}.</p>
 <form method="post" action="/device">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 <input type="hidden" name="user_code" value="{{.UserCode}}">
-<p><label>Your refresh token<br>
-<input type="password" name="refresh_token" autocomplete="off" autofocus required></label></p>
-<p class="muted">The token <code>hangar users add</code> printed for you, or the refreshToken of a logged-in
-<code>.dbos/credentials</code>.</p>
+<p><label>User name<br>
+<input name="username" value="{{.Name}}" autocomplete="username" autocapitalize="none" spellcheck="false" autofocus required></label></p>
+<p><label>Password<br>
+<input type="password" name="password" autocomplete="current-password" required></label></p>
 <button name="action" value="signin">Sign in</button>
 </form>
+<details><summary class="muted">No password? Sign in with a refresh token</summary>
+<form method="post" action="/device">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<input type="hidden" name="user_code" value="{{.UserCode}}">
+<p><label>Your refresh token<br>
+<input type="password" name="refresh_token" autocomplete="off" required></label></p>
+<p class="muted">The token <code>hangar users add</code> printed for you, or the refreshToken of a logged-in
+<code>.dbos/credentials</code>. Set a password with <code>dbos-cloud user password</code>.</p>
+<button name="action" value="signin">Sign in</button>
+</form>
+</details>
 {{end}}
 </body></html>
 `))
@@ -279,10 +292,12 @@ func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 	d.CSRF = r.PostForm.Get("csrf")
 	switch action := r.PostForm.Get("action"); action {
 	case "signin":
-		u, err := s.store.UseRefreshToken(r.Context(), strings.TrimSpace(r.PostForm.Get("refresh_token")), s.now(), auth.RefreshMaxAge, auth.RefreshMaxIdle)
-		if hangar.KindOf(err) == hangar.KindUnauthorized {
-			d.Error = "That refresh token is invalid, expired or revoked."
-			return renderDevicePage(w, http.StatusUnauthorized, d)
+		u, err := s.signIn(r)
+		if k := hangar.KindOf(err); k == hangar.KindUnauthorized || k == hangar.KindTooMany {
+			d.Name = normalizeUserName(r.PostForm.Get("username"))
+			d.Error = capitalize(hangar.MessageOf(err)) + "."
+			setRetryAfter(w, err, s.now())
+			return renderDevicePage(w, statusOf(k), d)
 		}
 		if err != nil {
 			return err
@@ -332,6 +347,28 @@ func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 		d.Error = "Unknown action " + action + "."
 		return renderDevicePage(w, http.StatusBadRequest, d)
 	}
+}
+
+// signIn checks the sign-in form: a refresh token when one is given, else a
+// user name and password. Errors: KindUnauthorized, KindTooMany.
+func (s *Server) signIn(r *http.Request) (hangar.User, error) {
+	if tok := strings.TrimSpace(r.PostForm.Get("refresh_token")); tok != "" {
+		u, err := s.store.UseRefreshToken(r.Context(), tok, s.now(), auth.RefreshMaxAge, auth.RefreshMaxIdle)
+		if hangar.KindOf(err) == hangar.KindUnauthorized {
+			return u, hangar.Errorf(hangar.KindUnauthorized, "that refresh token is invalid, expired or revoked")
+		}
+		return u, err
+	}
+	return s.checkPassword(r.Context(), normalizeUserName(r.PostForm.Get("username")), r.PostForm.Get("password"), clientAddr(r))
+}
+
+// capitalize starts a message with a capital letter, as a sentence on the
+// page.
+func capitalize(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:]
 }
 
 // deviceSession returns the account signed in on the approval page: the

@@ -45,8 +45,9 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// deviceFixture is an API serving the device flow over TLS from a real
-// store, with user alice (refresh token aliceToken) and a settable clock.
+// deviceFixture is an API serving the device flow and the password route
+// over TLS from a real store, with user alice (refresh token aliceToken)
+// and a settable clock.
 type deviceFixture struct {
 	srv    *httptest.Server
 	st     *store.DB
@@ -78,6 +79,7 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	s := &Server{store: st, tokens: tokens, log: slog.New(slog.DiscardHandler), now: c.Now}
 	mux := http.NewServeMux()
 	s.cliRoutes(mux)
+	s.accountRoutes(mux, nil) // for PUT /hangar/v1/user/password, which needs no Accounts
 	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
 	srv := httptest.NewTLSServer(s.withRequestID(mux))
 	t.Cleanup(srv.Close)

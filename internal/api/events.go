@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 )
@@ -22,10 +21,7 @@ func (s *Server) appEvents(w http.ResponseWriter, r *http.Request) error {
 	evs := s.svc.Events(a.ID)
 	out := make([]apiclient.ExecutorEvent, 0, len(evs))
 	for _, ev := range evs {
-		out = append(out, apiclient.ExecutorEvent{
-			Time: ev.Time.UTC().Format(time.RFC3339Nano), Kind: string(ev.Kind), Executor: ev.Executor,
-			Version: ev.Version, MemoryLimitMiB: ev.MemoryLimitMiB, Message: ev.Message,
-		})
+		out = append(out, toExecutorEvent(ev))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -2,8 +2,8 @@ package api
 
 import "net/http"
 
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
+func (s *Server) routes() *registry {
+	mux := newRegistry()
 	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
 	s.accountRoutes(mux, s.accts)
 
@@ -18,6 +18,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("GET /v1alpha1/{org}/logs/applications/{app}", s.authed(s.appLogs))
 	mux.Handle("GET /hangar/v1/{org}/applications/{app}/events", s.authed(s.appEvents))
+	mux.Handle("GET /hangar/v1/{org}/applications/{app}/executors", s.authed(s.appExecutors))
 
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)

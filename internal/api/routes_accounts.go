@@ -1,16 +1,15 @@
 package api
 
-import "net/http"
-
 // accountRoutes registers the routes of users, organizations and secrets,
 // served by acc. Literal segments win over wildcards in ServeMux, so
 // POST …/applications/secrets is not a deploy of an app named "secrets",
 // and DELETE /v1alpha1/{org}/dashboard is not the removal of a user.
-func (s *Server) accountRoutes(mux *http.ServeMux, acc Accounts) {
+func (s *Server) accountRoutes(mux registrar, acc Accounts) {
 	a := &accountsAPI{Server: s, acc: acc}
 	mux.Handle("POST /oauth/revoke", s.handle(a.revoke))
 	mux.Handle("GET /v1alpha1/user/profile", s.authed(a.profile))
 	mux.Handle("PUT /v1alpha1/user", s.handle(a.register))
+	mux.Handle("PUT /hangar/v1/user/password", s.authed(s.setPassword))
 
 	mux.Handle("GET /v1alpha1/{org}/secret", s.authed(a.invite))
 	mux.Handle("POST /v1alpha1/{org}/join", s.authed(a.join))

@@ -1,11 +1,9 @@
 package api
 
-import "net/http"
-
 // cliRoutes registers what Hangar's own dbos-cloud adds to the DBOS Cloud
 // API: the device login flow (RFC 8628) with its approval page, and the
 // streaming deploy of a raw zip.
-func (s *Server) cliRoutes(mux *http.ServeMux) {
+func (s *Server) cliRoutes(mux registrar) {
 	mux.Handle("POST /oauth/device/code", s.handle(s.deviceCode))
 	mux.Handle("POST /oauth/device/token", s.handle(s.deviceToken))
 	mux.Handle("GET /device", s.handle(s.devicePageGet))

@@ -1,11 +1,9 @@
 package api
 
-import "net/http"
-
 // databaseRoutes registers the database instance endpoints (API.md §1):
 // provision, list, info, destroy, reset-password and restore of managed
 // instances, link and unlink of the user's own servers.
-func (s *Server) databaseRoutes(mux *http.ServeMux) {
+func (s *Server) databaseRoutes(mux registrar) {
 	mux.Handle("POST /v1alpha1/{org}/databases/userdb", s.authed(s.provisionDB))
 	mux.Handle("GET /v1alpha1/{org}/databases", s.authed(s.listDBs))
 	mux.Handle("GET /v1alpha1/{org}/databases/userdb/info/{db}", s.authed(s.dbInfo))

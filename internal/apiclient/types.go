@@ -102,6 +102,7 @@ type Application struct {
 	Version                 string
 	AppURL                  string
 	ExecutorsMemoryMib      int
+	*AppHealth              // Hangar's extra keys
 }
 
 // DeployRequest is POST …/applications/{app} (and …/changedbinstance). The

@@ -75,3 +75,58 @@ type ExecutorEvent struct {
 	MemoryLimitMiB int `json:",omitempty"`
 	Message        string
 }
+
+// AppHealth is what Hangar adds to an Application: how its executors fare.
+// The official CLI ignores these keys; a server without them leaves
+// Application.AppHealth nil.
+type AppHealth struct {
+	// Executors counts the executors that serve the app.
+	Executors int
+	// CrashLoop, set while the app is below its minimum executors after
+	// three failures or more, says how many and when the next executor
+	// starts: "5 restarts in 2m10s; next start in 40s".
+	CrashLoop string `json:",omitempty"`
+	// LastProblem is the app's latest executor failure: an exit, an
+	// out-of-memory kill (with the limit), a failed health check or start.
+	LastProblem *ExecutorEvent `json:",omitempty"`
+}
+
+// ExecutorStats is a live executor of an app, from GET
+// /hangar/v1/{org}/applications/{app}/executors: one of its serving
+// version, or one finishing the work of an older version.
+type ExecutorStats struct {
+	ID         string
+	Version    string
+	AppVersion string
+	// State is STARTING, SERVING, RETIRING (out of the route, finishing its
+	// requests and workflows), DRAINING (started to finish the workflows of
+	// an older version) or STOPPING.
+	State string
+	// StartedAt is RFC 3339.
+	StartedAt string
+	// MemoryLimitMiB is the app's memory setting when the executor started.
+	MemoryLimitMiB int
+	// Usage is nil when the server's driver does not account resources.
+	Usage *ExecutorUsage `json:",omitempty"`
+}
+
+// ExecutorUsage is an executor's resource use, as its cgroup accounts it.
+type ExecutorUsage struct {
+	// MemoryBytes is in use now, page cache included; MemoryLimitBytes is
+	// the enforced limit, 0 when none.
+	MemoryBytes      uint64
+	MemoryLimitBytes uint64
+	// CPUSeconds is the CPU time used since it started, all threads.
+	CPUSeconds float64
+	// CPUPercent is its use over the last scaling interval, in percent of
+	// one vCPU; absent until Hangar sampled it twice (serving executors
+	// only).
+	CPUPercent *float64 `json:",omitempty"`
+	// ThrottledPeriods counts the scheduler periods in which it ran out of
+	// CPU quota, and ThrottledSeconds how long it was held back.
+	ThrottledPeriods uint64
+	ThrottledSeconds float64
+	// OOMKills counts its processes the kernel killed for exceeding the
+	// memory limit.
+	OOMKills uint64
+}

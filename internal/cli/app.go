@@ -21,7 +21,7 @@ func newAppCmd(e *env) *cobra.Command {
 	cmd := group("application", "Manage your DBOS applications", "applications", "app", "apps")
 	cmd.AddCommand(
 		newAppRegisterCmd(e), newAppUpdateCmd(e), newDeployCmd(e), newChangeDBCmd(e), newAppDeleteCmd(e),
-		newAppListCmd(e), newAppStatusCmd(e), newAppVersionsCmd(e), newAppDeploymentsCmd(e), newAppLogsCmd(e), newSecretsCmd(e),
+		newAppListCmd(e), newAppStatusCmd(e), newAppVersionsCmd(e), newAppDeploymentsCmd(e), newAppExecutorsCmd(e), newAppLogsCmd(e), newSecretsCmd(e),
 	)
 	return cmd
 }
@@ -206,7 +206,8 @@ func newAppListCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// printApp is the official prettyPrintApplication.
+// printApp is the official prettyPrintApplication, followed by the health
+// of the app's executors when the server is Hangar.
 func (e *env) printApp(a apiclient.Application) {
 	e.info("Application Name: %s", a.Name)
 	e.info("ID: %s", a.ID)
@@ -215,6 +216,17 @@ func (e *env) printApp(a apiclient.Application) {
 	e.info("Status: %s", a.Status)
 	e.info("Version: %s", a.Version)
 	e.info("App URL: %s", a.AppURL)
+	h := a.AppHealth
+	if h == nil {
+		return
+	}
+	e.info("Executors: %d serving", h.Executors)
+	if h.CrashLoop != "" {
+		e.info("Crash loop: %s", h.CrashLoop)
+	}
+	if p := h.LastProblem; p != nil {
+		e.info("Last executor problem: %s %s: %s", deployTime(p.Time), p.Kind, p.Message)
+	}
 }
 
 func newAppStatusCmd(e *env) *cobra.Command {

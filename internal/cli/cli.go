@@ -99,7 +99,7 @@ func (e *env) newRootCmd() *cobra.Command {
 	root.PersistentFlags().BoolVar(&e.verbose, "verbose", false, "Verbose output: debug lines and HTTP requests (method, URL, status, duration) on stderr")
 	root.AddCommand(
 		newLoginCmd(e), newProfileCmd(e), newRegisterCmd(e), newLogoutCmd(e), newRevokeCmd(e),
-		newAppCmd(e), newDBCmd(e), newDashboardCmd(e), newOrgCmd(e), newWorkflowCmd(e),
+		newAppCmd(e), newDBCmd(e), newDashboardCmd(e), newOrgCmd(e), newWorkflowCmd(e), newUserCmd(e),
 	)
 	markFailures(root)
 	return root

@@ -1,15 +1,19 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 )
@@ -193,6 +197,88 @@ func newRevokeCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// newUserCmd is Hangar's `user` group: what users manage of their own
+// account beyond the official CLI's login, register and profile.
+func newUserCmd(e *env) *cobra.Command {
+	user := group("user", "Manage your own account: its password (Hangar)")
+	user.AddCommand(newUserPasswordCmd(e))
+	return user
+}
+
+func newUserPasswordCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "password",
+		Short: "Set or change your password, to sign in on the device login page (Hangar)",
+		Long: "Set or change the password with which you sign in on Hangar's device login page\n" +
+			"(dbos-cloud login): 10 to 256 characters, stored as an argon2id hash. On a terminal it asks\n" +
+			"for your current password (leave it empty when you have none) and the new one twice,\n" +
+			"without echo. Otherwise it reads stdin: the new password on the first line and, when you\n" +
+			"have one, the current password on the second.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := e.readPasswords()
+			if err != nil {
+				return err
+			}
+			s, err := e.session(cmd.Context(), "", "")
+			if err != nil {
+				return err
+			}
+			if err := s.SetPassword(cmd.Context(), req); err != nil {
+				return e.failed("Failed to set the password", err)
+			}
+			e.info("Password set for %s: sign in with it on the login page of dbos-cloud login.", s.creds.UserName)
+			return nil
+		},
+	}
+}
+
+// readPasswords asks for the current and new passwords without echo on a
+// terminal, or reads them from stdin: the new one, then the current one.
+func (e *env) readPasswords() (apiclient.SetPasswordRequest, error) {
+	var req apiclient.SetPasswordRequest
+	if f, ok := e.stdin.(*os.File); ok && e.interactive() {
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(e.stdout, prompt+": ")
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(e.stdout)
+			if err != nil {
+				return "", fmt.Errorf("read password: %w", err)
+			}
+			return string(b), nil
+		}
+		var again string
+		var err error
+		if req.CurrentPassword, err = ask("Current password (empty if you have none)"); err != nil {
+			return req, err
+		}
+		if req.Password, err = ask("New password"); err != nil {
+			return req, err
+		}
+		if again, err = ask("New password again"); err != nil {
+			return req, err
+		}
+		if again != req.Password {
+			return req, errors.New("the two new passwords differ: nothing changed")
+		}
+		return req, nil
+	}
+	sc := bufio.NewScanner(e.stdin)
+	if sc.Scan() {
+		req.Password = strings.TrimSuffix(sc.Text(), "\r")
+	}
+	if sc.Scan() {
+		req.CurrentPassword = strings.TrimSuffix(sc.Text(), "\r")
+	}
+	if err := sc.Err(); err != nil {
+		return req, fmt.Errorf("read passwords from stdin: %w", err)
+	}
+	if req.Password == "" {
+		return req, errors.New("no new password on stdin: give it on the first line (and the current one, if any, on the second)")
+	}
+	return req, nil
 }
 
 // jsonFlag adds the official --json flag.

@@ -51,6 +51,28 @@ func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance,
 	return n, nil
 }
 
+// QueuedVersions returns the application versions that have workflows
+// waiting in the queues of sysDB (status ENQUEUED), in order. Only an
+// executor of a workflow's version dequeues it, so the platform must run
+// one of each: after a restore, a database change or a restart, nothing
+// else would.
+func (m *Manager) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error) {
+	var versions []string
+	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT DISTINCT application_version FROM dbos.workflow_status
+			WHERE status = 'ENQUEUED' AND application_version IS NOT NULL ORDER BY 1`)
+		if err != nil {
+			return err
+		}
+		versions, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list versions with enqueued workflows: %w", err)
+	}
+	return versions, nil
+}
+
 // PendingExecutors returns the executors whose ID starts with prefix and
 // that own PENDING workflows in sysDB, by the application version of those
 // workflows. The platform compares them with the executors it runs to find

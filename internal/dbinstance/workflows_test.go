@@ -70,6 +70,9 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 		if err != nil || len(owners) != 0 {
 			t.Errorf("PendingExecutors() = %v, %v; want none", owners, err)
 		}
+		if got, err := m.QueuedVersions(ctx, inst, sysDB); err != nil || len(got) != 0 {
+			t.Errorf("QueuedVersions() = %q, %v; want none", got, err)
+		}
 	})
 
 	var step1, step2 atomic.Int32
@@ -166,6 +169,9 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 		}
 		if n, err := m.EnqueuedWorkflows(ctx, inst, sysDB, "v0"); err != nil || n != 0 {
 			t.Errorf("EnqueuedWorkflows(v0) = %d, %v; want 0, nil", n, err)
+		}
+		if got, err := m.QueuedVersions(ctx, inst, sysDB); err != nil || !cmp.Equal(got, []string{"v1"}) {
+			t.Errorf("QueuedVersions() = %q, %v; want [v1]", got, err)
 		}
 	})
 

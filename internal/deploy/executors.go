@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,12 +44,16 @@ type executor struct {
 	leftOnce sync.Once
 	diedOnce sync.Once // handling of its death runs once
 
-	readyAt time.Time // when it first answered HTTP; set before anyone else sees it
+	startedAt time.Time // when Hangar started it
+	readyAt   time.Time // when it first answered HTTP; set under Service.mu
 
 	// The previous CPU reading, for scaling; only the supervisor loop uses
 	// them.
 	cpu   time.Duration
 	cpuAt time.Time
+	// cpuUse is the vCPUs it used between the last two scaling samples; NaN
+	// until two were taken. Guarded by Service.mu.
+	cpuUse float64
 }
 
 // leave marks the executor out of its pool, which stops its supervisor.
@@ -151,7 +156,7 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 	}
 	ex := &executor{
 		id: executorPrefix + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
-		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB,
+		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB, startedAt: s.now(), cpuUse: math.NaN(),
 		stopped: make(chan struct{}), exited: make(chan struct{}), left: make(chan struct{}),
 	}
 	if ex.memoryMiB == 0 {
@@ -216,7 +221,9 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 			Detail:  s.executorLogTail(ctx, a.ID, version),
 		}
 	}
+	s.mu.Lock() // Executors reads it
 	ex.readyAt = s.now()
+	s.mu.Unlock()
 	return ex, nil
 }
 

@@ -270,6 +270,7 @@ type fakeInstances struct {
 	active    map[string]int // app version → PENDING or ENQUEUED
 	enqueued  int
 	pending   map[string][]string
+	queued    []string // app versions with ENQUEUED workflows
 	recovered []string // "<app version>:<ids>" per RecoverWorkflows call that recovered some
 }
 
@@ -289,6 +290,12 @@ func (f *fakeInstances) PendingExecutors(context.Context, hangar.DBInstance, str
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.pending, nil
+}
+
+func (f *fakeInstances) QueuedVersions(context.Context, hangar.DBInstance, string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.queued, nil
 }
 
 // RecoverWorkflows records the call and reports one workflow per executor.

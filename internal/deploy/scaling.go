@@ -91,14 +91,17 @@ func (s *Service) autoscale(p *pool) {
 	now := s.now()
 	sm := sample{cpu: math.NaN()}
 	sum, k, unknown := 0.0, 0, false
-	for _, ex := range exs {
+	uses := make([]float64, len(exs)) // for Executors
+	for i, ex := range exs {
+		uses[i] = math.NaN()
 		st, err := s.driver.Stats(ctx, ex.id)
 		if err != nil {
 			unknown = unknown || hangar.KindOf(err) == hangar.KindUnavailable
 			continue
 		}
 		if !ex.cpuAt.IsZero() && now.After(ex.cpuAt) {
-			sum += float64(st.CPU-ex.cpu) / float64(now.Sub(ex.cpuAt))
+			uses[i] = float64(st.CPU-ex.cpu) / float64(now.Sub(ex.cpuAt))
+			sum += uses[i]
 			k++
 		}
 		ex.cpu, ex.cpuAt = st.CPU, now
@@ -116,6 +119,9 @@ func (s *Service) autoscale(p *pool) {
 	sm.enqueued = q
 
 	s.mu.Lock()
+	for i, ex := range exs {
+		ex.cpuUse = uses[i]
+	}
 	if p.closed {
 		s.mu.Unlock()
 		return

@@ -69,6 +69,7 @@ type Instances interface {
 	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
 	EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
 	PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error)
+	QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error)
 	RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error)
 }
 

@@ -173,6 +173,7 @@ func (p *pool) close() []*executor {
 type backoff struct {
 	failures int       // failures since the last reset
 	first    time.Time // when the first of them happened
+	retry    time.Time // when the start after the last failure is due
 }
 
 // next records a failure at now of an executor that served since readyAt
@@ -189,7 +190,9 @@ func (b *backoff) next(now, readyAt time.Time, base, limit, reset time.Duration)
 	for i := 1; i < b.failures && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, limit)
+	d = min(d, limit)
+	b.retry = now.Add(d)
+	return d
 }
 
 // crashLoop describes the failures from three on, for the app's logs:
@@ -652,7 +655,9 @@ func (s *Service) drainer(ctx context.Context, d *drain, inst hangar.DBInstance)
 		}
 		return nil, err
 	}
+	s.mu.Lock() // Executors reads it
 	ex.drain = d
+	s.mu.Unlock()
 	s.event(a.ID, Event{Kind: EventStarted, Executor: ex.id, Version: version,
 		Message: fmt.Sprintf("executor %s of version %s started to finish the %d unfinished workflows of its version; it takes no requests", ex.id, version, n)})
 	return ex, nil
@@ -678,7 +683,8 @@ func (s *Service) versionOf(ctx context.Context, appID, appVersion string) (stri
 
 // sweep recovers the PENDING workflows that executors of the pool's app
 // left when they died unseen: before Hangar restarted, or when their
-// recovery failed.
+// recovery failed; and starts a drainer for each other version that has
+// workflows waiting in the queues.
 func (s *Service) sweep(p *pool) {
 	ctx := s.life
 	owners, err := s.instances.PendingExecutors(ctx, p.inst, p.app.SysDBName(), executorPrefix)
@@ -713,5 +719,20 @@ func (s *Service) sweep(p *pool) {
 				Message: fmt.Sprintf("re-enqueued %d PENDING workflows of app version %s left by executors that are gone (%s)", n, appVersion, strings.Join(ids, ", "))})
 		}
 		s.ensureVersionRuns(p.app.ID, p.inst, appVersion)
+	}
+	// Workflows enqueued for another version wait for an executor of that
+	// version: after a restore, a database change or a restart, no drain
+	// is under way to run them.
+	queued, err := s.instances.QueuedVersions(ctx, p.inst, p.app.SysDBName())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("list versions with enqueued workflows", "app", p.app.Name, "err", err)
+		}
+		return
+	}
+	for _, appVersion := range queued {
+		if appVersion != p.appVersion {
+			s.ensureVersionRuns(p.app.ID, p.inst, appVersion)
+		}
 	}
 }

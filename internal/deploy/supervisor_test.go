@@ -280,6 +280,26 @@ func TestSupervisor_Sweep(t *testing.T) {
 	}
 }
 
+// TestSupervisor_SweepQueued: workflows of an earlier version wait in the
+// queues with no executor of theirs, as after a restore or a restart: the
+// sweep starts a drainer of that version, retired once they are done.
+func TestSupervisor_SweepQueued(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1, false)
+	h.serve(t, "v2")
+	h.inst.set(func(f *fakeInstances) {
+		f.queued = []string{"av1", "av2"}
+		f.active["av1"] = 3
+	})
+	h.s.sweep(h.pool(t))
+	eventually(t, "a drainer of v1 runs", func() bool { return len(h.drv.running()["v1"]) == 1 })
+	if n := h.drv.startedCount(); n != 2 {
+		t.Errorf("%d executors started, want 2: one of v2, one drainer of v1", n)
+	}
+	h.inst.set(func(f *fakeInstances) { f.queued, f.active["av1"] = nil, 0 })
+	eventually(t, "the drainer is retired", func() bool { return len(h.drv.running()["v1"]) == 0 })
+}
+
 func TestSupervisor_StopApp(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 2, 2, false)

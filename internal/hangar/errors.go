@@ -23,6 +23,7 @@ const (
 	KindForbidden    Kind = "forbidden"
 	KindUnavailable  Kind = "unavailable"
 	KindTooLarge     Kind = "too_large"
+	KindTooMany      Kind = "too_many_requests" // a rate limit: try again later
 )
 
 // Error is a domain error: its Message is safe to show to users. Any error

@@ -248,6 +248,40 @@ func (db *DB) DeleteUser(ctx context.Context, name string) error {
 	})
 }
 
+// SetPasswordHash sets the password hash of the user named name (from
+// auth.HashPassword); an empty hash removes the password. Errors:
+// KindNotFound for an unknown user.
+func (db *DB) SetPasswordHash(ctx context.Context, name, hash string) error {
+	tag, err := db.pool.Exec(ctx, "UPDATE users SET password_hash=NULLIF($2, '') WHERE name=$1", name, hash)
+	if err != nil {
+		return fmt.Errorf("set password of %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return hangar.Errorf(hangar.KindNotFound, "user %s not found", name)
+	}
+	return nil
+}
+
+// Login is what a password sign-in needs to know of a user.
+type Login struct {
+	hangar.User
+	// PasswordHash is the user's password hash; empty when it has none.
+	PasswordHash string
+	// Disabled reports whether the operator disabled the user.
+	Disabled bool
+}
+
+// LoginByName returns the user named name with its password hash, disabled
+// or not. Errors: KindNotFound for an unknown user.
+func (db *DB) LoginByName(ctx context.Context, name string) (Login, error) {
+	var l Login
+	var disabled *time.Time
+	err := db.pool.QueryRow(ctx, "SELECT "+userCols+", COALESCE(password_hash, '') FROM users WHERE name=$1", name).
+		Scan(&l.ID, &l.Name, &l.Email, &l.Org, &l.CreatedAt, &disabled, &l.PasswordHash)
+	l.Disabled = disabled != nil
+	return l, notFoundIf(err, hangar.Errorf(hangar.KindNotFound, "user %s not found", name))
+}
+
 func hashToken(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]

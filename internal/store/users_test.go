@@ -130,6 +130,44 @@ func TestDB_DisableUser(t *testing.T) {
 	}
 }
 
+func TestDB_PasswordHash(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := t.Context()
+	mustOK(t, db.CreateUserWithOrg(ctx, hangar.User{ID: "u1", Name: "alice", Org: "alice", Email: "a@example.com"}))
+	mustOK(t, db.CreateSignup(ctx, "s1"))
+	login := func(want Login) {
+		t.Helper()
+		l, err := db.LoginByName(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.CreatedAt = time.Time{}
+		if diff := cmp.Diff(want, l); diff != "" {
+			t.Errorf("LoginByName (-want +got):\n%s", diff)
+		}
+	}
+	alice := hangar.User{ID: "u1", Name: "alice", Org: "alice", Email: "a@example.com"}
+	login(Login{User: alice}) // no password yet
+
+	mustOK(t, db.SetPasswordHash(ctx, "alice", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
+	login(Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"})
+
+	// A disabled user still comes back, marked: the caller decides.
+	mustOK(t, db.SetUserDisabled(ctx, "alice", true, time.Now()))
+	login(Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", Disabled: true})
+	mustOK(t, db.SetUserDisabled(ctx, "alice", false, time.Now()))
+
+	mustOK(t, db.SetPasswordHash(ctx, "alice", "")) // removes it
+	login(Login{User: alice})
+
+	_, err := db.LoginByName(ctx, "nobody")
+	wantKind(t, "unknown LoginByName", err, hangar.KindNotFound, "user nobody not found")
+	wantKind(t, "unknown SetPasswordHash", db.SetPasswordHash(ctx, "nobody", "x"), hangar.KindNotFound, "user nobody not found")
+	// A sign-up account has no name to sign in with, so no password.
+	wantKind(t, "sign-up SetPasswordHash", db.SetPasswordHash(ctx, "s1", "x"), hangar.KindNotFound, "user s1 not found")
+}
+
 func TestDB_DeleteUser(t *testing.T) {
 	t.Parallel()
 	db := open(t)

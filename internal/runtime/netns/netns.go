@@ -16,12 +16,12 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/table"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
@@ -52,27 +52,9 @@ type Driver struct {
 	net    *vnet.Pool
 	logger *slog.Logger
 	ipPath string
-
-	mu    sync.Mutex
-	execs map[string]*executor
-}
-
-// executor is the driver's record of one prepared executor.
-type executor struct {
-	id      string
-	ns      string
-	network runtime.Network
-
-	stopMu sync.Mutex // serializes Stop calls; held while stopping
-
-	mu       sync.Mutex // guards the fields below
-	gone     bool       // Prepare failed or Stop began: Start must not run
-	cmd      *exec.Cmd
-	addr     string
-	started  time.Time
-	forwards *vnet.Forwards
-	done     chan struct{} // closed once the process is reaped; nil until Start
-	status   runtime.Status
+	// execs needs no more than the shared record: Entry.Name is the
+	// executor's namespace, and Entry.PID its process group.
+	execs *table.Executors[*table.Entry]
 }
 
 // New returns a driver. It returns KindUnavailable when the host cannot run
@@ -98,7 +80,7 @@ func newDriver(cfg Config, logger *slog.Logger, ip vnet.Runner, ipPath, lockPath
 		net:    pool,
 		logger: logger,
 		ipPath: ipPath,
-		execs:  make(map[string]*executor),
+		execs:  table.New(pool, logger, table.Hooks[*table.Entry]{}),
 	}, nil
 }
 
@@ -107,64 +89,28 @@ func (d *Driver) nsName(id string) string { return d.net.Name(id) }
 // Prepare creates the executor's namespace and veth pair on a free /30 and
 // returns its addresses. See runtime.Driver.
 func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error) {
-	if err := runtime.ValidateID(id); err != nil {
-		return runtime.Network{}, err
-	}
-	e := &executor{id: id, ns: d.nsName(id)}
-	// e stays locked while the network is built, so that a concurrent Start
-	// or Stop waits for the outcome.
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	d.mu.Lock()
-	if d.execs[id] != nil {
-		d.mu.Unlock()
-		return runtime.Network{}, hangar.Errorf(hangar.KindConflict, "executor %s is already prepared", id)
-	}
-	d.execs[id] = e
-	d.mu.Unlock()
-
-	network, err := d.net.Setup(ctx, e.ns)
-	if err != nil {
-		e.gone = true
-		if terr := d.net.Teardown(ctx, e.ns); terr != nil {
-			d.logger.ErrorContext(ctx, "release executor network", "executor", id, "err", terr)
-		}
-		d.forget(e)
-		return runtime.Network{}, fmt.Errorf("prepare executor %s: %w", id, err)
-	}
-	e.network = network
-	return network, nil
+	return d.execs.Prepare(ctx, id, &table.Entry{})
 }
 
 // Start starts spec.Command in the executor's namespace through
 // `ip netns exec`, which enters the namespace and execs the command, so the
 // PID is the app's own. See runtime.Driver.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executor, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	e := d.lookup(spec.ID)
-	if e == nil {
-		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gone {
-		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
-	}
-	if e.done != nil {
-		return nil, hangar.Errorf(hangar.KindConflict, "executor %s is already started", spec.ID)
-	}
+	return d.execs.Start(spec, func(e *table.Entry) (*runtime.Executor, error) { return d.start(ctx, e, spec) })
+}
+
+// start runs spec in e, which is locked.
+func (d *Driver) start(ctx context.Context, e *table.Entry, spec runtime.Spec) (*runtime.Executor, error) {
 	logger := d.logger.With("executor", spec.ID, "app", spec.App, "version", spec.Version)
 
 	// Forwards listen before the app starts: it may connect at once.
-	forwards, err := vnet.Forward(ctx, e.ns, e.network.Gateway, spec.Forwards, logger)
+	forwards, err := vnet.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 
 	// Not CommandContext: the process outlives the request that starts it.
-	cmd := exec.Command(d.ipPath, vnet.ExecArgs(e.ns, spec.Command)...)
+	cmd := exec.Command(d.ipPath, vnet.ExecArgs(e.Name, spec.Command)...)
 	cmd.Dir = spec.Dir
 	// A nil Env would hand the app Hangar's own environment.
 	cmd.Env = append([]string{}, spec.Env...)
@@ -180,92 +126,49 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 	}
 	x := &runtime.Executor{
 		ID:      spec.ID,
-		Addr:    net.JoinHostPort(e.network.Address, strconv.Itoa(spec.Port)),
-		Gateway: e.network.Gateway,
+		Addr:    net.JoinHostPort(e.Network.Address, strconv.Itoa(spec.Port)),
+		Gateway: e.Network.Gateway,
 		PID:     cmd.Process.Pid,
 	}
-	e.cmd, e.forwards, e.done = cmd, forwards, make(chan struct{})
-	e.addr, e.started = x.Addr, start
-	go d.reap(e, cmd, e.done, logger)
+	e.Forwards, e.Done = forwards, make(chan struct{})
+	e.Addr, e.PID, e.StartedAt = x.Addr, x.PID, start
+	go d.reap(e, cmd, logger)
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", x.PID,
 		"memory_mib", spec.MemoryMiB, "forwards", forwards.Len(), "took", time.Since(start))
 	return x, nil
 }
 
-// reap waits for the process, records its status and closes done.
-func (d *Driver) reap(e *executor, cmd *exec.Cmd, done chan struct{}, logger *slog.Logger) {
+// reap waits for the process and records its status.
+func (d *Driver) reap(e *table.Entry, cmd *exec.Cmd, logger *slog.Logger) {
 	err := cmd.Wait()
 	if _, ok := errors.AsType[*exec.ExitError](err); ok {
 		err = nil // the exit code tells
 	}
 	code, sigErr := exitStatus(cmd.ProcessState)
 	st := runtime.Status{ExitCode: code, Err: errors.Join(sigErr, err)}
-	e.mu.Lock()
-	e.status = st
-	e.mu.Unlock()
-	close(done)
+	e.Exit(st)
 	logger.Info("executor exited", "exit_code", st.ExitCode, "err", st.Err)
 }
 
 // Wait blocks until the executor's process exits. See runtime.Driver.
 func (d *Driver) Wait(ctx context.Context, id string) (runtime.Status, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	done := e.done
-	e.mu.Unlock()
-	if done == nil {
-		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
-	}
-	select {
-	case <-done:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.status, nil
-	case <-ctx.Done():
-		return runtime.Status{}, ctx.Err()
-	}
+	return d.execs.Wait(ctx, id)
 }
 
 // Stop terminates the executor and releases its network. See
 // runtime.Driver. When releasing fails, the executor stays known and a later
 // Stop retries.
 func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
-	e := d.lookup(id)
-	if e == nil {
-		return nil
-	}
-	e.stopMu.Lock()
-	defer e.stopMu.Unlock()
-	e.mu.Lock()
-	e.gone = true
-	cmd, done, forwards := e.cmd, e.done, e.forwards
-	e.mu.Unlock()
-
-	start := time.Now()
-	if cmd != nil {
-		if err := d.terminate(ctx, e.ns, cmd, done, grace); err != nil {
-			return fmt.Errorf("stop executor %s: %w", id, err)
-		}
-	}
-	// Forwards close only now: an app shutting down gracefully may still
-	// need its database.
-	forwards.Close()
-	if err := d.net.Teardown(ctx, e.ns); err != nil {
-		return fmt.Errorf("stop executor %s: %w", id, err)
-	}
-	d.forget(e)
-	d.logger.InfoContext(ctx, "executor stopped", "executor", id, "took", time.Since(start))
-	return nil
+	return d.execs.Stop(ctx, id,
+		func(e *table.Entry) error { return d.terminate(ctx, e, grace) },
+		func(e *table.Entry) error { return d.net.Teardown(ctx, e.Name) })
 }
 
 // terminate sends SIGTERM to the process group, and SIGKILL to it and to
 // anything else left in the namespace once the process exited or grace
 // passed, then waits until the process is reaped.
-func (d *Driver) terminate(ctx context.Context, ns string, cmd *exec.Cmd, done chan struct{}, grace time.Duration) error {
-	pgid := cmd.Process.Pid
+func (d *Driver) terminate(ctx context.Context, e *table.Entry, grace time.Duration) error {
+	pgid, done := e.PID, e.Done
 	select {
 	case <-done:
 		// Already reaped: its PID may belong to someone else by now, so
@@ -289,7 +192,7 @@ func (d *Driver) terminate(ctx context.Context, ns string, cmd *exec.Cmd, done c
 			}
 		}
 	}
-	if err := d.net.KillAll(context.WithoutCancel(ctx), ns); err != nil {
+	if err := d.net.KillAll(context.WithoutCancel(ctx), e.Name); err != nil {
 		return err
 	}
 	<-done
@@ -305,12 +208,7 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("clean up executors: %w", err)
 	}
-	d.mu.Lock()
-	ours := make(map[string]bool, len(d.execs))
-	for _, e := range d.execs {
-		ours[e.ns] = true
-	}
-	d.mu.Unlock()
+	ours := d.execs.Names()
 	var errs []error
 	n := 0
 	for _, ns := range names {
@@ -332,56 +230,17 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	return nil
 }
 
-func (d *Driver) lookup(id string) *executor {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.execs[id]
-}
-
-// forget drops e, unless the ID was prepared again since.
-func (d *Driver) forget(e *executor) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.execs[e.id] == e {
-		delete(d.execs, e.id)
-	}
-}
-
 // Inspect reports the executor's state. See runtime.Driver.
 func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Info{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	info := runtime.Info{ID: id, State: runtime.StatePrepared, Network: e.network, Addr: e.addr, StartedAt: e.started}
-	if e.cmd == nil {
-		return info, nil
-	}
-	info.PID = e.cmd.Process.Pid
-	info.State = runtime.StateRunning
-	select {
-	case <-e.done:
-		info.State, info.Status = runtime.StateExited, e.status
-	default:
-	}
-	return info, nil
+	return d.execs.Inspect(id)
 }
 
 // Stats returns KindUnavailable: this driver puts executors in no cgroup of
 // their own, so there is nothing that accounts for them alone. See
 // runtime.Driver.
 func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	started := e.cmd != nil
-	e.mu.Unlock()
-	if !started {
-		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
+	if _, _, err := d.execs.Started(id); err != nil {
+		return runtime.Stats{}, err
 	}
 	return runtime.Stats{}, hangar.Errorf(hangar.KindUnavailable, "the netns driver does not account resources per executor; use the sandbox driver")
 }

@@ -1,5 +1,6 @@
 // Package runtimetest is the conformance suite every runtime.Driver passes:
-// driver packages call Run from their tests. Only tests import it.
+// driver packages call Run from their tests, which may also use its
+// helpers (SyncBuffer, WaitHTTP, EchoServer). Only tests import it.
 package runtimetest
 
 import (
@@ -118,19 +119,21 @@ func python(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-// syncBuffer is an io.Writer safe for concurrent use, for Spec.Stdout.
-type syncBuffer struct {
+// SyncBuffer is an io.Writer safe for concurrent use, for Spec.Stdout.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p to the buffer.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -147,7 +150,7 @@ func (s *suite) serverSpec(t testing.TB, id string, env ...string) runtime.Spec 
 		Env:       append([]string{fmt.Sprintf("PORT=%d", appPort), "DBOS__VMID=" + id}, env...),
 		Port:      appPort,
 		MemoryMiB: hangar.DefaultMemoryMiB,
-		Stdout:    &syncBuffer{},
+		Stdout:    &SyncBuffer{},
 	}
 }
 
@@ -195,12 +198,15 @@ func get(addr, path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// waitHTTP polls addr until the app answers and returns how long it took.
-func waitHTTP(t testing.TB, addr string) time.Duration {
+// WaitHTTP polls addr with GET /env/PORT until the app answers 200 (any
+// app that answers every path will do) and returns how long it took; it
+// fails the test after 30 s. It polls every 2 ms, so that benchmarks of
+// start-up latency can use it.
+func WaitHTTP(t testing.TB, addr string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(15 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
+	deadline := start.Add(30 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		code, _, err := get(addr, "/env/PORT")
@@ -247,7 +253,7 @@ func (s *suite) testServesHTTP(t *testing.T) {
 	begin := time.Now()
 	x := start(t, d, s.serverSpec(t, "web"))
 	started := time.Since(begin)
-	ready := waitHTTP(t, x.Addr)
+	ready := WaitHTTP(t, x.Addr)
 	t.Logf("Prepare+Start %v, then app answering after %v (python startup included)", started, ready)
 	if x.ID != "web" || x.PID <= 0 || x.Gateway == "" {
 		t.Errorf("got executor %+v, want ID web, a PID and a gateway", *x)
@@ -262,7 +268,7 @@ func (s *suite) testSamePort(t *testing.T) {
 		t.Fatalf("got the same Addr %s for two executors", a.Addr)
 	}
 	for _, x := range []*runtime.Executor{a, b} {
-		waitHTTP(t, x.Addr)
+		WaitHTTP(t, x.Addr)
 		if got := mustGet(t, x.Addr, "/env/DBOS__VMID", http.StatusOK); got != x.ID {
 			t.Errorf("executor at %s: got DBOS__VMID %q, want %q", x.Addr, got, x.ID)
 		}
@@ -272,7 +278,7 @@ func (s *suite) testSamePort(t *testing.T) {
 func (s *suite) testEnv(t *testing.T) {
 	d := s.newDriver(t)
 	x := start(t, d, s.serverSpec(t, "env", "HANGAR_TEST_SECRET=s3cret value"))
-	waitHTTP(t, x.Addr)
+	WaitHTTP(t, x.Addr)
 	if got, want := mustGet(t, x.Addr, "/env/HANGAR_TEST_SECRET", http.StatusOK), "s3cret value"; got != want {
 		t.Errorf("got HANGAR_TEST_SECRET %q, want %q", got, want)
 	}
@@ -283,11 +289,13 @@ func (s *suite) testEnv(t *testing.T) {
 	}
 }
 
-// echoServer listens on host loopback and answers each connection with
-// "pong:" followed by everything it reads.
-func echoServer(t testing.TB) string {
+// EchoServer listens on addr ("127.0.0.1:0" for host loopback, "0.0.0.0:0"
+// for every host address) until the test ends, answers each connection with
+// "pong:" followed by everything it reads, and returns the address it
+// listens on.
+func EchoServer(t testing.TB, addr string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,9 +319,9 @@ func echoServer(t testing.TB) string {
 func (s *suite) testForward(t *testing.T) {
 	d := s.newDriver(t)
 	spec := s.serverSpec(t, "fwd")
-	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: echoServer(t)}}
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: EchoServer(t, "127.0.0.1:0")}}
 	x := start(t, d, spec)
-	waitHTTP(t, x.Addr)
+	WaitHTTP(t, x.Addr)
 	for range 3 {
 		if got, want := mustGet(t, x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432"), http.StatusOK), "pong:ping"; got != want {
 			t.Errorf("through the forward: got %q, want %q", got, want)
@@ -324,11 +332,11 @@ func (s *suite) testForward(t *testing.T) {
 func (s *suite) testForwardIsPrivate(t *testing.T) {
 	d := s.newDriver(t)
 	spec := s.serverSpec(t, "owner")
-	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: echoServer(t)}}
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: EchoServer(t, "127.0.0.1:0")}}
 	owner := start(t, d, spec)
 	other := start(t, d, s.serverSpec(t, "other"))
-	waitHTTP(t, owner.Addr)
-	waitHTTP(t, other.Addr)
+	WaitHTTP(t, owner.Addr)
+	WaitHTTP(t, other.Addr)
 	mustGet(t, owner.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusOK)
 	mustGet(t, other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusBadGateway)
 }
@@ -368,7 +376,7 @@ func (s *suite) testStopTerminates(t *testing.T) {
 	d := s.newDriver(t)
 	spec := s.serverSpec(t, "term")
 	x := start(t, d, spec)
-	waitHTTP(t, x.Addr)
+	WaitHTTP(t, x.Addr)
 	const grace = 10 * time.Second
 	begin := time.Now()
 	if err := d.Stop(t.Context(), x.ID, grace); err != nil {
@@ -377,7 +385,7 @@ func (s *suite) testStopTerminates(t *testing.T) {
 	if took := time.Since(begin); took > grace/2 {
 		t.Errorf("Stop took %v for an app that exits on SIGTERM, want well under the %v grace", took, grace)
 	}
-	if out := spec.Stdout.(*syncBuffer).String(); !strings.Contains(out, "TERM") {
+	if out := spec.Stdout.(*SyncBuffer).String(); !strings.Contains(out, "TERM") {
 		t.Errorf("got output %q, want the app to report SIGTERM", out)
 	}
 }
@@ -386,7 +394,7 @@ func (s *suite) testStopKillsAfterGrace(t *testing.T) {
 	d := s.newDriver(t)
 	spec := s.serverSpec(t, "stubborn", "TERM_MODE=ignore")
 	x := start(t, d, spec)
-	waitHTTP(t, x.Addr)
+	WaitHTTP(t, x.Addr)
 	const grace = 300 * time.Millisecond
 	begin := time.Now()
 	if err := d.Stop(t.Context(), x.ID, grace); err != nil {
@@ -395,7 +403,7 @@ func (s *suite) testStopKillsAfterGrace(t *testing.T) {
 	if took := time.Since(begin); took < grace {
 		t.Errorf("Stop took %v, want at least the %v grace", took, grace)
 	}
-	if out := spec.Stdout.(*syncBuffer).String(); !strings.Contains(out, "TERM") {
+	if out := spec.Stdout.(*SyncBuffer).String(); !strings.Contains(out, "TERM") {
 		t.Errorf("got output %q, want the app to report SIGTERM", out)
 	}
 	if serves(x.Addr, spec.Dir) {
@@ -431,12 +439,12 @@ func (s *suite) testStopIsIdempotent(t *testing.T) {
 // and the same ID with the same forward can be prepared and started again.
 func (s *suite) testStopReleases(t *testing.T) {
 	d := s.newDriver(t)
-	target := echoServer(t)
+	target := EchoServer(t, "127.0.0.1:0")
 	for i := range 2 {
 		spec := s.serverSpec(t, "again")
 		spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target}}
 		x := start(t, d, spec)
-		waitHTTP(t, x.Addr)
+		WaitHTTP(t, x.Addr)
 		mustGet(t, x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432"), http.StatusOK)
 		if err := d.Stop(t.Context(), x.ID, time.Second); err != nil {
 			t.Fatalf("round %d: Stop: %v", i, err)

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
 // helloJS is the benchmark's app: the smallest Node HTTP server.
@@ -20,7 +20,6 @@ const helloJS = `require("http").createServer((q, s) => s.end("ok")).listen(3000
 // the time until it answers HTTP, and the executor.
 func spawnToReady(b *testing.B, d runtime.Driver, id string) (time.Duration, *runtime.Executor) {
 	b.Helper()
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	begin := time.Now()
 	if _, err := d.Prepare(b.Context(), id); err != nil {
 		b.Fatal(err)
@@ -29,19 +28,8 @@ func spawnToReady(b *testing.B, d runtime.Driver, id string) (time.Duration, *ru
 	if err != nil {
 		b.Fatal(err)
 	}
-	for {
-		resp, err := client.Get("http://" + x.Addr + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(begin), x
-			}
-		}
-		if time.Since(begin) > 30*time.Second {
-			b.Fatalf("executor %s did not answer: %v", id, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	runtimetest.WaitHTTP(b, x.Addr)
+	return time.Since(begin), x
 }
 
 // rssKiB returns the resident memory of process pid.
@@ -82,7 +70,7 @@ func BenchmarkExecutor_SpawnToReady(b *testing.B) {
 	for b.Loop() {
 		t, x := spawnToReady(b, sb, "bench")
 		sandboxed += t
-		e := sb.lookup("bench")
+		e, _ := sb.execs.Lookup("bench")
 		overheadKiB += rssKiB(e.cmd.Process.Pid)
 		_ = x
 		if err := sb.Stop(b.Context(), "bench", time.Second); err != nil {

@@ -23,12 +23,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/table"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
@@ -136,33 +136,20 @@ type Driver struct {
 	cgroups  hierarchies
 	logger   *slog.Logger
 
-	mu    sync.Mutex
-	execs map[string]*executor
-	uids  map[uint32]bool
+	execs *table.Executors[*executor]
+	uids  map[uint32]bool // in use; guarded by the table's lock (see Hooks)
 }
 
-// executor is the driver's record of one prepared executor.
+// executor is the driver's record of one prepared executor. Entry.Name
+// names its namespace, container and bundle.
 type executor struct {
-	id      string
-	name    string // namespace, container and bundle name
-	uid     uint32
-	network runtime.Network
+	table.Entry
+	uid    uint32    // set by Prepare
+	bundle string    // set once Start made it
+	cmd    *exec.Cmd // runc run, set with Done
 
-	stopMu sync.Mutex // serializes Stop calls; held while stopping
-
-	mu        sync.Mutex // guards the fields below
-	gone      bool       // Prepare failed or Stop began: Start must not run
-	bundle    string     // set once Start made it
-	cmd       *exec.Cmd  // runc run
-	pid       int
-	addr      string
-	startedAt time.Time
-	forwards  *vnet.Forwards
-	done      chan struct{} // closed once runc run is reaped; nil until Start
-
-	// reap writes these once, before it closes done, without e.mu (Start
-	// holds it while it waits for the app); read them after <-done only.
-	status  runtime.Status
+	// reap writes these once, before Exit, without Mu (Start holds it
+	// while it waits for the app); read them after <-Done only.
 	last    runtime.Stats // the cgroup's last reading
 	lastErr error
 }
@@ -216,7 +203,7 @@ func newDriver(cfg Config, logger *slog.Logger, runcPath string, ip vnet.Runner,
 	case cfg.Pids < 1, cfg.TmpMiB < 1:
 		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: pids and tmp size must be positive")
 	}
-	return &Driver{
+	d := &Driver{
 		cfg:      cfg,
 		runcPath: runcPath,
 		runcRoot: filepath.Join(cfg.StateDir, "runc"),
@@ -226,9 +213,10 @@ func newDriver(cfg Config, logger *slog.Logger, runcPath string, ip vnet.Runner,
 		nft:      nft,
 		cgroups:  cg,
 		logger:   logger,
-		execs:    make(map[string]*executor),
 		uids:     make(map[uint32]bool),
-	}, nil
+	}
+	d.execs = table.New(pool, logger, table.Hooks[*executor]{Reserve: d.allocUID, Release: d.freeUID})
+	return d, nil
 }
 
 // cgroupParent is the group under which runc creates the executors' groups:
@@ -241,52 +229,25 @@ func (d *Driver) cgroupPath(id string) string { return d.cgroupParent() + "/" + 
 // Prepare creates the executor's network namespace and veth pair on a free
 // /30 and picks its uid. See runtime.Driver.
 func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error) {
-	if err := runtime.ValidateID(id); err != nil {
-		return runtime.Network{}, err
-	}
-	e := &executor{id: id, name: d.net.Name(id)}
-	// e stays locked while the network is built, so that a concurrent Start
-	// or Stop waits for the outcome.
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	d.mu.Lock()
-	if d.execs[id] != nil {
-		d.mu.Unlock()
-		return runtime.Network{}, hangar.Errorf(hangar.KindConflict, "executor %s is already prepared", id)
-	}
-	uid, ok := d.allocUID()
-	if !ok {
-		d.mu.Unlock()
-		return runtime.Network{}, hangar.Errorf(hangar.KindUnavailable, "no free executor uid left in %d+%d", d.cfg.FirstUID, d.cfg.UIDCount)
-	}
-	e.uid = uid
-	d.execs[id] = e
-	d.mu.Unlock()
-
-	network, err := d.net.Setup(ctx, e.name)
-	if err != nil {
-		e.gone = true
-		if terr := d.net.Teardown(ctx, e.name); terr != nil {
-			d.logger.ErrorContext(ctx, "release executor network", "executor", id, "err", terr)
-		}
-		d.forget(e)
-		return runtime.Network{}, fmt.Errorf("prepare executor %s: %w", id, err)
-	}
-	e.network = network
-	return network, nil
+	return d.execs.Prepare(ctx, id, &executor{})
 }
 
-// allocUID returns the lowest free uid of the range; d.mu is held.
-func (d *Driver) allocUID() (uint32, bool) {
+// allocUID gives e the lowest free uid of the range; the table's lock is
+// held.
+func (d *Driver) allocUID(e *executor) error {
 	for i := range d.cfg.UIDCount {
 		uid := d.cfg.FirstUID + uint32(i)
 		if !d.uids[uid] {
 			d.uids[uid] = true
-			return uid, true
+			e.uid = uid
+			return nil
 		}
 	}
-	return 0, false
+	return hangar.Errorf(hangar.KindUnavailable, "no free executor uid left in %d+%d", d.cfg.FirstUID, d.cfg.UIDCount)
 }
+
+// freeUID returns e's uid to the range; the table's lock is held.
+func (d *Driver) freeUID(e *executor) { delete(d.uids, e.uid) }
 
 // Start writes the executor's bundle and runs it with `runc run`, which
 // stays our child for the app's life and exits with its status: the only
@@ -295,19 +256,13 @@ func (d *Driver) allocUID() (uint32, bool) {
 // orphan on the host). It returns once the app's process runs. See
 // runtime.Driver.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executor, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	e := d.lookup(spec.ID)
-	if e == nil {
-		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gone {
-		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
-	}
-	if e.done != nil || e.bundle != "" {
+	return d.execs.Start(spec, func(e *executor) (*runtime.Executor, error) { return d.start(ctx, e, spec) })
+}
+
+// start runs spec in e, which is locked.
+func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*runtime.Executor, error) {
+	// A Start that failed after making the bundle leaves it to Stop.
+	if e.bundle != "" {
 		return nil, hangar.Errorf(hangar.KindConflict, "executor %s is already started", spec.ID)
 	}
 	logger := d.logger.With("executor", spec.ID, "app", spec.App, "version", spec.Version)
@@ -317,20 +272,20 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 	}
 
 	// Forwards listen before the app starts: it may connect at once.
-	forwards, err := vnet.Forward(ctx, e.name, e.network.Gateway, spec.Forwards, logger)
+	forwards, err := vnet.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
-	e.forwards = forwards // Stop closes them, also when Start fails below
+	e.Forwards = forwards // Stop closes them, also when Start fails below
 	ports := make([]int, len(spec.Forwards))
 	for i, f := range spec.Forwards {
 		ports[i] = f.ListenPort
 	}
-	if err := vnet.Guard(ctx, d.nft, e.name, e.network.Gateway, ports); err != nil {
+	if err := vnet.Guard(ctx, d.nft, e.Name, e.Network.Gateway, ports); err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 
-	bundle := filepath.Join(d.bundles, e.name)
+	bundle := filepath.Join(d.bundles, e.Name)
 	e.bundle = bundle
 	if err := d.writeBundle(bundle, e, spec); err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
@@ -338,7 +293,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 
 	// Not CommandContext: the process outlives the request that starts it.
 	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
-		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), e.name)
+		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), e.Name)
 	// runc passes its stdout and stderr on to the app.
 	if spec.Stdout != nil {
 		cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stdout
@@ -350,18 +305,17 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start executor %s: run runc: %w", spec.ID, err)
 	}
-	done := make(chan struct{})
-	e.cmd, e.done, e.startedAt = cmd, done, begin
-	go d.reap(e, cmd, done, spec.MemoryMiB, logger)
+	e.cmd, e.Done, e.StartedAt = cmd, make(chan struct{}), begin
+	go d.reap(e, cmd, spec.MemoryMiB, logger)
 
-	pid, err := waitPIDFile(ctx, filepath.Join(bundle, "pid"), done)
+	pid, err := waitPIDFile(ctx, filepath.Join(bundle, "pid"), e.Done)
 	if err != nil {
 		// Stop kills what started and releases the rest.
 		return nil, fmt.Errorf("start executor %s: %w%s", spec.ID, err, runcLogTail(bundle))
 	}
-	e.pid = pid
-	e.addr = net.JoinHostPort(e.network.Address, strconv.Itoa(spec.Port))
-	x := &runtime.Executor{ID: spec.ID, Addr: e.addr, Gateway: e.network.Gateway, PID: pid}
+	e.PID = pid
+	e.Addr = net.JoinHostPort(e.Network.Address, strconv.Itoa(spec.Port))
+	x := &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: e.Network.Gateway, PID: pid}
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", pid, "uid", e.uid,
 		"memory_mib", spec.MemoryMiB, "forwards", forwards.Len(), "took", time.Since(begin))
 	return x, nil
@@ -418,8 +372,8 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 		Env:         spec.Env,
 		UID:         e.uid,
 		GID:         d.cfg.GID,
-		Netns:       vnet.Path(e.name),
-		CgroupsPath: d.cgroupPath(e.id),
+		Netns:       vnet.Path(e.Name),
+		CgroupsPath: d.cgroupPath(e.ID),
 		MemoryBytes: int64(spec.MemoryMiB) << 20,
 		CPUs:        d.cfg.CPUs,
 		Pids:        int64(d.cfg.Pids),
@@ -483,8 +437,8 @@ func runcLogTail(bundle string) string {
 
 // reap waits for runc run, reads the cgroup one last time (--keep leaves
 // the container, and so its cgroup, in place after the app exited), deletes
-// the container and closes done.
-func (d *Driver) reap(e *executor, cmd *exec.Cmd, done chan struct{}, memoryMiB int, logger *slog.Logger) {
+// the container and records how the app ended.
+func (d *Driver) reap(e *executor, cmd *exec.Cmd, memoryMiB int, logger *slog.Logger) {
 	err := cmd.Wait()
 	if _, ok := errors.AsType[*exec.ExitError](err); ok {
 		err = nil // the exit code tells
@@ -503,74 +457,37 @@ func (d *Driver) reap(e *executor, cmd *exec.Cmd, done chan struct{}, memoryMiB 
 			st.Err = errors.Join(st.Err, fmt.Errorf("killed by signal %v", syscall.Signal(n)))
 		}
 	}
-	last, statsErr := d.cgroups.stats(d.cgroupPath(e.id))
+	last, statsErr := d.cgroups.stats(d.cgroupPath(e.ID))
 	if statsErr == nil && last.OOMKills > 0 {
 		st.OOMKilled = true
 		st.Err = errors.Join(st.Err, fmt.Errorf("out of memory: killed for exceeding the memory limit of %d MiB", memoryMiB))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if derr := d.deleteContainer(ctx, e.name); derr != nil {
+	if derr := d.deleteContainer(ctx, e.Name); derr != nil {
 		logger.Error("delete container", "err", derr)
 	}
-	e.status, e.last, e.lastErr = st, last, statsErr
-	close(done)
+	e.last, e.lastErr = last, statsErr
+	e.Exit(st)
 	logger.Info("executor exited", "exit_code", st.ExitCode, "oom_killed", st.OOMKilled, "err", st.Err,
 		"cpu", last.CPU, "memory_bytes", last.MemoryBytes, "throttled", last.Throttled)
 }
 
 // Wait blocks until the executor's process exits. See runtime.Driver.
 func (d *Driver) Wait(ctx context.Context, id string) (runtime.Status, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	done := e.done
-	e.mu.Unlock()
-	if done == nil {
-		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
-	}
-	select {
-	case <-done:
-		return e.status, nil
-	case <-ctx.Done():
-		return runtime.Status{}, ctx.Err()
-	}
+	return d.execs.Wait(ctx, id)
 }
 
 // Inspect reports the executor's state. See runtime.Driver.
 func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Info{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	info := runtime.Info{ID: id, State: runtime.StatePrepared, Network: e.network, Addr: e.addr, PID: e.pid, StartedAt: e.startedAt}
-	if e.done == nil {
-		return info, nil
-	}
-	info.State = runtime.StateRunning
-	select {
-	case <-e.done:
-		info.State, info.Status = runtime.StateExited, e.status
-	default:
-	}
-	return info, nil
+	return d.execs.Inspect(id)
 }
 
 // Stats reads the executor's cgroup. See runtime.Driver.
 func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
-	e := d.lookup(id)
-	if e == nil {
-		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	e.mu.Lock()
-	done := e.done
-	e.mu.Unlock()
-	if done == nil {
-		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s is not started", id)
+	e, done, err := d.execs.Started(id)
+	if err != nil {
+		return runtime.Stats{}, err
 	}
 	select {
 	case <-done:
@@ -592,47 +509,31 @@ func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
 // releases its bundle, cgroups, uid and network. See runtime.Driver. When
 // releasing fails, the executor stays known and a later Stop retries.
 func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
-	e := d.lookup(id)
-	if e == nil {
-		return nil
-	}
-	e.stopMu.Lock()
-	defer e.stopMu.Unlock()
-	e.mu.Lock()
-	e.gone = true
-	done, forwards, bundle := e.done, e.forwards, e.bundle
-	e.mu.Unlock()
-
-	begin := time.Now()
-	if done != nil {
-		d.terminate(ctx, e.name, done, grace)
-	}
-	// Forwards close only now: an app shutting down gracefully may still
-	// need its database.
-	forwards.Close()
-	var errs []error
-	if bundle != "" {
-		if err := removeBundle(bundle); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := d.net.Teardown(ctx, e.name); err != nil {
-		errs = append(errs, err)
-	}
-	if err := vnet.Unguard(context.WithoutCancel(ctx), d.nft, e.name); err != nil {
-		errs = append(errs, err)
-	}
-	// The parent group goes only when no other executor uses it; Cleanup
-	// and the last Stop take it away.
-	if err := d.cgroups.removeGroups(d.cgroupPath(id), d.cgroupParent(), "/hangar"); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("stop executor %s: %w", id, err)
-	}
-	d.forget(e)
-	d.logger.InfoContext(ctx, "executor stopped", "executor", id, "took", time.Since(begin))
-	return nil
+	return d.execs.Stop(ctx, id,
+		func(e *executor) error {
+			d.terminate(ctx, e.Name, e.Done, grace)
+			return nil
+		},
+		func(e *executor) error {
+			var errs []error
+			if e.bundle != "" {
+				if err := removeBundle(e.bundle); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if err := d.net.Teardown(ctx, e.Name); err != nil {
+				errs = append(errs, err)
+			}
+			if err := vnet.Unguard(context.WithoutCancel(ctx), d.nft, e.Name); err != nil {
+				errs = append(errs, err)
+			}
+			// The parent group goes only when no other executor uses it;
+			// Cleanup and the last Stop take it away.
+			if err := d.cgroups.removeGroups(d.cgroupPath(id), d.cgroupParent(), "/hangar"); err != nil {
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
+		})
 }
 
 // terminate signals the container and waits until runc run is reaped,
@@ -684,12 +585,7 @@ func (d *Driver) deleteContainer(ctx context.Context, name string) error {
 // bundles, network namespaces and cgroups. Executors of this driver are
 // left alone. Call it at start-up, before the first Prepare.
 func (d *Driver) Cleanup(ctx context.Context) error {
-	d.mu.Lock()
-	ours := make(map[string]bool, len(d.execs))
-	for _, e := range d.execs {
-		ours[e.name] = true
-	}
-	d.mu.Unlock()
+	ours := d.execs.Names()
 	var errs []error
 	n := 0
 	out, err := d.runc(ctx, "list", "--quiet")
@@ -798,20 +694,4 @@ func (d *Driver) runc(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, &runcError{args: args, stderr: strings.TrimSpace(stderr.String()), err: err}
 	}
 	return []byte(stdout.String()), nil
-}
-
-func (d *Driver) lookup(id string) *executor {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.execs[id]
-}
-
-// forget drops e and frees its uid, unless the ID was prepared again since.
-func (d *Driver) forget(e *executor) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.execs[e.id] == e {
-		delete(d.execs, e.id)
-		delete(d.uids, e.uid)
-	}
 }

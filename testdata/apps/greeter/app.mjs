@@ -56,6 +56,26 @@ app.get("/greet/:name", async (req, res, next) => {
   }
 });
 
+// GET /greetings lists the stored greetings, oldest first; DELETE
+// /greetings/:id removes one. Tests use them to see the app's data.
+app.get("/greetings", async (_req, res, next) => {
+  try {
+    const { rows } = await pool.query("SELECT id, name FROM greetings ORDER BY id");
+    res.json(rows);
+  } catch (err) {
+    next(err);
+  }
+});
+
+app.delete("/greetings/:id", async (req, res, next) => {
+  try {
+    const { rowCount } = await pool.query("DELETE FROM greetings WHERE id = $1", [req.params.id]);
+    res.status(rowCount === 0 ? 404 : 204).end();
+  } catch (err) {
+    next(err);
+  }
+});
+
 DBOS.setConfig({ name: "greeter", systemDatabaseUrl: process.env.DBOS_SYSTEM_DATABASE_URL });
 await DBOS.launch();
 

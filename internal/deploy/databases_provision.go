@@ -1,0 +1,90 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/google/uuid"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// ProvisionRequest asks for a managed database instance.
+type ProvisionRequest struct {
+	Name          string
+	AdminName     string
+	AdminPassword string
+}
+
+// ProvisionDB records a managed database instance of org and provisions it in
+// a durable workflow; the instance reads "available" once it serves.
+func (s *Service) ProvisionDB(ctx context.Context, org string, req ProvisionRequest) (hangar.DBInstance, error) {
+	if err := hangar.ValidateDBInstanceName(req.Name); err != nil {
+		return hangar.DBInstance{}, err
+	}
+	if err := validateAdminName(req.AdminName); err != nil {
+		return hangar.DBInstance{}, err
+	}
+	if err := validatePassword(req.AdminPassword); err != nil {
+		return hangar.DBInstance{}, err
+	}
+	inst := hangar.DBInstance{
+		ID: uuid.NewString(), Org: org, Name: req.Name, Status: hangar.DBProvisioning,
+		AdminUser: req.AdminName, AdminPassword: req.AdminPassword,
+	}
+	if err := s.store.CreateDBInstance(ctx, inst); err != nil {
+		return hangar.DBInstance{}, err
+	}
+	if _, err := dbos.RunWorkflow(s.dbos, s.provisionWorkflow, inst.ID, dbos.WithWorkflowID("provision-"+inst.ID)); err != nil {
+		return hangar.DBInstance{}, fmt.Errorf("start provisioning %s: %w", inst.Name, err)
+	}
+	return inst, nil
+}
+
+// provisionWorkflow starts the managed cluster of an instance, records it
+// available and takes its first base backup.
+func (s *Service) provisionWorkflow(ctx dbos.Context, instanceID string) (string, error) {
+	port, err := dbos.RunAsStep(ctx, func(ctx context.Context) (int, error) {
+		inst, err := s.store.DBInstanceByID(ctx, instanceID)
+		if err != nil {
+			return 0, err
+		}
+		port, err := s.instances.Provision(ctx, inst)
+		if err != nil && ctx.Err() != nil {
+			return 0, err // shutting down: the step runs again when the workflow resumes
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "provision database instance", "instance", inst.Name, "err", err)
+			return 0, s.store.SetDBInstanceState(ctx, inst.ID, hangar.DBFailed, "", 0)
+		}
+		return port, s.store.SetDBInstanceState(ctx, inst.ID, hangar.DBProvisioning, s.dbHost(), port)
+	}, dbos.WithStepName("provision"))
+	if err != nil || port == 0 {
+		return string(hangar.DBFailed), err
+	}
+	return s.finishDBWorkflow(ctx, instanceID, port)
+}
+
+// ResetDBPassword sets the admin password of org's managed instance named
+// name, in the server and in Hangar's record.
+func (s *Service) ResetDBPassword(ctx context.Context, org, name, password string) error {
+	if err := validatePassword(password); err != nil {
+		return err
+	}
+	st := s.store
+	dbm := s.instances
+	inst, err := s.store.DBInstance(ctx, org, name)
+	if err != nil {
+		return err
+	}
+	if inst.IsLinked {
+		return hangar.Errorf(hangar.KindInvalid, "database %s is a linked server: change the password on it, then unlink and link it again", name)
+	}
+	if inst.Status != hangar.DBAvailable {
+		return hangar.Errorf(hangar.KindUnavailable, "database %s is %s, not available: try again once it is", name, inst.Status)
+	}
+	return st.SetDBInstancePassword(ctx, inst.ID, password, func(cur hangar.DBInstance) error {
+		return dbm.SetAdminPassword(ctx, cur, password)
+	})
+}
