@@ -311,11 +311,9 @@ func TestExecutors(t *testing.T) {
 		// executors: each app's requests are spread over all of its own
 		// executors and never reach the other app's.
 		t.Run("TwoApps", func(t *testing.T) {
-			// Its first deploy runs one executor: executors launched
-			// together on a fresh system database race the DBOS SDK's
-			// migrations of it, and the loser exits ("function
-			// dbos.enqueue_workflow(...) does not exist"), failing the deploy.
-			mustCLI(t, "app", "deploy", "greeter2", "-d", "execdb")
+			// Its first deploy starts three executors on a fresh system
+			// database, which the DBOS SDK migrates at launch.
+			mustCLI(t, "app", "register", "greeter2", "-d", "execdb")
 			mustCLI(t, "app", "update", "greeter2", "--min-executors", "3")
 			mustCLI(t, "app", "deploy", "greeter2")
 			apps := []struct {

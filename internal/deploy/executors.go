@@ -79,7 +79,8 @@ const dbProxyPort = 5432
 const executorPrefix = "ex-"
 
 // serve starts the pool of version for a: a.MinVMs executors (at least
-// one), with its database on inst. Once all of them answer HTTP it points
+// one, the others once the first answers), with its database on inst.
+// Once all of them answer HTTP it points
 // the app's hostname at them, hands them to the supervisor, and retires the
 // executors of the pool it replaces once they are drained. When one fails
 // to start, it stops them all and the previous pool keeps serving.
@@ -87,11 +88,18 @@ func (s *Service) serve(ctx context.Context, a hangar.App, inst hangar.DBInstanc
 	p := newPool(a, inst, version, appVersion)
 	exs := make([]*executor, p.min)
 	errs := make([]error, p.min)
-	var wg sync.WaitGroup
-	for i := range exs {
-		wg.Go(func() { exs[i], errs[i] = s.startExecutor(ctx, a, inst, version, appVersion) })
+	start := func(i int) { exs[i], errs[i] = s.startExecutor(ctx, a, inst, version, appVersion) }
+	// The first executor starts alone: the DBOS SDKs create or migrate the
+	// system database's schema at launch, without a lock against other
+	// executors doing the same at once.
+	start(0)
+	if errs[0] == nil {
+		var wg sync.WaitGroup
+		for i := 1; i < len(exs); i++ {
+			wg.Go(func() { start(i) })
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	err := errors.Join(errs...)
 	if err == nil && s.life.Err() != nil {
 		err = errors.New("hangar is shutting down")

@@ -120,6 +120,11 @@ func TestSupervisor_ServeFailureKeepsPreviousPool(t *testing.T) {
 	if left := h.drv.running()["v2"]; len(left) > 0 {
 		t.Errorf("v2 executors left running: %v", left)
 	}
+	// The first executor of a version starts alone (its SDK migrates the
+	// system database): when it fails, no other starts.
+	if n := h.drv.startedCount(); n != 3 {
+		t.Errorf("%d executors started, want 3: v1's two, then v2's first only", n)
+	}
 }
 
 func TestSupervisor_ReplacesDeadExecutor(t *testing.T) {
