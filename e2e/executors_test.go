@@ -59,6 +59,57 @@ app.get("/slow/:tag", async (req, res, next) => {
   }
 });
 
+// /probe runs the checks of the query's JSON array from inside the
+// executor: {name, kind: read|list|write|dial|pgdb, target, port}; a dial to
+// "GATEWAY" goes to the executor's gateway (its database's host), pgdb
+// connects with the app's own credentials to database target.
+const probeFS = await import("node:fs");
+const probeNet = await import("node:net");
+async function probeOne(c) {
+  const own = new URL(process.env.DBOS_DATABASE_URL);
+  switch (c.kind) {
+    case "read": return probeFS.readFileSync(c.target);
+    case "list": return probeFS.readdirSync(c.target);
+    case "write": return probeFS.writeFileSync(c.target, "x");
+    case "dial":
+      return await new Promise((ok, fail) => {
+        const sock = probeNet.connect({ host: c.target === "GATEWAY" ? own.hostname : c.target, port: c.port, timeout: 1000 });
+        sock.on("connect", () => { sock.destroy(); ok(); });
+        sock.on("timeout", () => { sock.destroy(); fail(new Error("timeout")); });
+        sock.on("error", fail);
+      });
+    case "pgdb": {
+      own.pathname = "/" + c.target;
+      const client = new pg.Client({ connectionString: own.toString(), connectionTimeoutMillis: 3000 });
+      try {
+        await client.connect();
+        await client.query("SELECT 1");
+      } finally {
+        await client.end().catch(() => {});
+      }
+      return;
+    }
+  }
+  throw new Error("unknown kind " + c.kind);
+}
+app.get("/probe", async (req, res) => {
+  const out = {};
+  for (const c of JSON.parse(req.query.checks)) {
+    try {
+      const got = await probeOne(c);
+      out[c.name] = Array.isArray(got) ? "ok: " + got.sort().join(",") : "ok";
+    } catch (err) {
+      out[c.name] = "denied: " + err.message;
+    }
+  }
+  const status = probeFS.readFileSync("/proc/self/status", "utf8");
+  out.uid = String(process.getuid());
+  out.capEff = (status.match(/CapEff:\s*(\w+)/) || [])[1];
+  out.procs = String(probeFS.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).length);
+  out.cwd = process.cwd();
+  res.json(out);
+});
+
 DBOS.setConfig(`
 
 // TestExecutors drives the supervisor through a real `hangar serve` with
@@ -361,6 +412,8 @@ func TestExecutors(t *testing.T) {
 				}
 				t.Logf("40 requests to %s over its executors: %v", app.url, served)
 			}
+
+			t.Run("IsolatedFromInside", func(t *testing.T) { isolatedFromInside(t, h, hc, c, base) })
 		})
 	})
 }
@@ -472,4 +525,85 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// isolatedFromInside probes from inside an executor of greeter (app A),
+// with greeter2 (app B) on the same database instance: A reads and writes
+// its own folder and /tmp and its own database, and nothing else — not B's
+// folder or database, not Hangar's data dir or metadata database, not the
+// rest of the filesystem or the host's processes; it runs as a non-root uid
+// without capabilities.
+func isolatedFromInside(t *testing.T, h *Hangar, hc *http.Client, c *apiclient.Client, base string) {
+	a, err := c.App(context.Background(), "exec", "greeter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.App(context.Background(), "exec", "greeter2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Port int `json:"port"`
+	}
+	raw, err := os.ReadFile(filepath.Join(h.DataDir, "postgres.json"))
+	if err != nil || json.Unmarshal(raw, &md) != nil {
+		t.Fatalf("read the metadata cluster's port: %v", err)
+	}
+	type check struct {
+		Name   string `json:"name"`
+		Kind   string `json:"kind"`
+		Target string `json:"target"`
+		Port   int    `json:"port,omitempty"`
+	}
+	checks := []check{
+		{"read-own", "read", "dbos-config.yaml", 0},
+		{"write-own", "write", "probe-file", 0},
+		{"write-tmp", "write", "/tmp/probe-file", 0},
+		{"own-db", "pgdb", a.ApplicationDatabaseName, 0},
+		{"list-other-app", "list", filepath.Join(h.DataDir, "apps", b.ID), 0},
+		{"list-data-dir", "list", h.DataDir, 0},
+		{"list-apps", "list", filepath.Join(h.DataDir, "apps"), 0},
+		{"read-ca-key", "read", filepath.Join(h.DataDir, "ca-key.pem"), 0},
+		{"read-secrets-key", "read", filepath.Join(h.DataDir, "secrets.key"), 0},
+		{"read-metadata-password", "read", filepath.Join(h.DataDir, "postgres.json"), 0},
+		{"write-root", "write", "/probe-file", 0},
+		{"write-etc", "write", "/etc/probe-file", 0},
+		{"write-data-dir", "write", filepath.Join(h.DataDir, "probe-file"), 0},
+		{"other-app-db", "pgdb", b.ApplicationDatabaseName, 0},
+		{"other-app-sysdb", "pgdb", b.ApplicationDatabaseName + "_dbos_sys", 0},
+		{"metadata-db-gateway", "dial", "GATEWAY", md.Port},
+		{"metadata-db-loopback", "dial", "127.0.0.1", md.Port},
+	}
+	q, _ := json.Marshal(checks)
+	status, body := get(t, hc, base+"/probe?checks="+url.QueryEscape(string(q)))
+	var got map[string]string
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil {
+		t.Fatalf("GET /probe = %d %s", status, body)
+	}
+	t.Logf("probes from inside executor (cwd %s): %v", got["cwd"], got)
+	for _, ck := range checks {
+		want := "denied"
+		switch {
+		case strings.HasSuffix(ck.Name, "-own") || ck.Name == "write-tmp" || ck.Name == "own-db":
+			want = "ok"
+		case ck.Name == "list-data-dir" && got[ck.Name] == "ok: apps",
+			ck.Name == "list-apps" && got[ck.Name] == "ok: "+a.ID:
+			// The data dir is hidden, its path kept only down to the
+			// app's own folder, mounted where Hangar has it.
+			continue
+		}
+		if !strings.HasPrefix(got[ck.Name], want) {
+			t.Errorf("%s (%s %s): got %q, want %s", ck.Name, ck.Kind, ck.Target, got[ck.Name], want)
+		}
+	}
+	if got["uid"] == "0" || got["uid"] == "" {
+		t.Errorf("executor runs as uid %q, want a non-root uid", got["uid"])
+	}
+	if got["capEff"] != "0000000000000000" {
+		t.Errorf("executor's effective capabilities %q, want none", got["capEff"])
+	}
+	// The init, node and the shell of the start command: none of the host's.
+	if n, _ := strconv.Atoi(got["procs"]); n == 0 || n > 5 {
+		t.Errorf("executor sees %s processes, want only its own (1 to 5)", got["procs"])
+	}
 }
