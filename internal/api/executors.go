@@ -30,7 +30,8 @@ func (s *Server) appExecutors(w http.ResponseWriter, r *http.Request) error {
 		}
 		if st := ex.Stats; st != nil {
 			es.Usage = &apiclient.ExecutorUsage{
-				MemoryBytes: st.MemoryBytes, MemoryLimitBytes: st.MemoryLimitBytes, CPUSeconds: st.CPU.Seconds(),
+				MemoryBytes: st.MemoryBytes, MemoryLimitBytes: st.MemoryLimitBytes, MemoryPeakBytes: st.MemoryPeakBytes,
+				Pids: st.Pids, CPUSeconds: st.CPU.Seconds(),
 				ThrottledPeriods: st.ThrottledPeriods, ThrottledSeconds: st.Throttled.Seconds(), OOMKills: st.OOMKills,
 			}
 			if !math.IsNaN(ex.CPUUse) {

@@ -116,6 +116,11 @@ type ExecutorUsage struct {
 	// the enforced limit, 0 when none.
 	MemoryBytes      uint64
 	MemoryLimitBytes uint64
+	// MemoryPeakBytes is the most it used at once since it started, 0 when
+	// unknown (cgroup v2 before Linux 5.19).
+	MemoryPeakBytes uint64
+	// Pids counts its processes and threads now.
+	Pids uint64
 	// CPUSeconds is the CPU time used since it started, all threads.
 	CPUSeconds float64
 	// CPUPercent is its use over the last scaling interval, in percent of

@@ -41,19 +41,24 @@ func newAppExecutorsCmd(e *env) *cobra.Command {
 }
 
 // printExecutors prints one line an executor: memory in use and its limit,
-// CPU use over the last scaling interval and since it started, and how
-// often and how long the CPU quota held it back.
+// its peak memory and process count, CPU use over the last scaling
+// interval and since it started, and how often and how long the CPU quota
+// held it back.
 func (e *env) printExecutors(exs []apiclient.ExecutorStats) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "EXECUTOR\tVERSION\tSTATE\tSTARTED\tMEMORY\tCPU\tCPU TIME\tTHROTTLED\tOOM KILLS")
+	fmt.Fprintln(tw, "EXECUTOR\tVERSION\tSTATE\tSTARTED\tMEMORY\tPEAK\tPIDS\tCPU\tCPU TIME\tTHROTTLED\tOOM KILLS")
 	for _, ex := range exs {
-		mem, cpu, cpuTime, throttled, ooms := fmt.Sprintf("- / %d MiB", ex.MemoryLimitMiB), "-", "-", "-", "-"
+		mem, peak, pids, cpu, cpuTime, throttled, ooms := fmt.Sprintf("- / %d MiB", ex.MemoryLimitMiB), "-", "-", "-", "-", "-", "-"
 		if u := ex.Usage; u != nil {
 			limit := fmt.Sprintf("%d MiB", ex.MemoryLimitMiB)
 			if u.MemoryLimitBytes > 0 {
 				limit = mib(u.MemoryLimitBytes)
 			}
 			mem = fmt.Sprintf("%.0f / %s", float64(u.MemoryBytes)/(1<<20), limit)
+			if u.MemoryPeakBytes > 0 {
+				peak = mib(u.MemoryPeakBytes)
+			}
+			pids = fmt.Sprint(u.Pids)
 			if u.CPUPercent != nil {
 				cpu = fmt.Sprintf("%.1f%%", *u.CPUPercent)
 			}
@@ -61,8 +66,8 @@ func (e *env) printExecutors(exs []apiclient.ExecutorStats) {
 			throttled = fmt.Sprintf("%d (%.1fs)", u.ThrottledPeriods, u.ThrottledSeconds)
 			ooms = fmt.Sprint(u.OOMKills)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			ex.ID, ex.Version, ex.State, deployTime(ex.StartedAt), mem, cpu, cpuTime, throttled, ooms)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			ex.ID, ex.Version, ex.State, deployTime(ex.StartedAt), mem, peak, pids, cpu, cpuTime, throttled, ooms)
 	}
 	tw.Flush()
 }

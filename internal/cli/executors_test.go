@@ -47,9 +47,10 @@ func TestAppExecutors(t *testing.T) {
 	half := 48.5
 	exs := []apiclient.ExecutorStats{
 		{ID: "ex-01old", Version: "V1", AppVersion: "V1", State: "RETIRING", StartedAt: "2026-03-01T09:00:00Z", MemoryLimitMiB: 512,
-			Usage: &apiclient.ExecutorUsage{MemoryBytes: 100 << 20, MemoryLimitBytes: 512 << 20, CPUSeconds: 12.25, OOMKills: 1}},
+			Usage: &apiclient.ExecutorUsage{MemoryBytes: 100 << 20, MemoryLimitBytes: 512 << 20, Pids: 3, CPUSeconds: 12.25, OOMKills: 1}},
 		{ID: "ex-02new", Version: "V2", AppVersion: "V2", State: "SERVING", StartedAt: "2026-03-01T10:00:00.25Z", MemoryLimitMiB: 1024,
-			Usage: &apiclient.ExecutorUsage{MemoryBytes: 300 << 20, MemoryLimitBytes: 1024 << 20, CPUSeconds: 3, CPUPercent: &half,
+			Usage: &apiclient.ExecutorUsage{MemoryBytes: 300 << 20, MemoryLimitBytes: 1024 << 20, MemoryPeakBytes: 410 << 20, Pids: 12,
+				CPUSeconds: 3, CPUPercent: &half,
 				ThrottledPeriods: 7, ThrottledSeconds: 0.42}},
 		{ID: "ex-03nostats", Version: "V2", AppVersion: "V2", State: "STARTING", StartedAt: "2026-03-01T10:01:00Z", MemoryLimitMiB: 1024},
 	}

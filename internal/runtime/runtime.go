@@ -84,6 +84,13 @@ type Stats struct {
 	// MemoryBytes is the memory in use now (page cache included, as the
 	// kernel charges it), and MemoryLimitBytes the limit; 0 means none.
 	MemoryBytes, MemoryLimitBytes uint64
+	// MemoryPeakBytes is the most memory in use at once since the executor
+	// started (cgroup v1 memory.max_usage_in_bytes, v2 memory.peak); 0
+	// means unknown, as on cgroup v2 before Linux 5.19.
+	MemoryPeakBytes uint64
+	// Pids counts the executor's processes and threads now (the pids
+	// controller's pids.current); 0 once they all exited.
+	Pids uint64
 	// CPU is the CPU time used since the executor started, all threads.
 	CPU time.Duration
 	// ThrottledPeriods counts the scheduler periods in which the CPU quota

@@ -4,8 +4,8 @@
 // port. The host reaches the app at the executor's address; the app reaches
 // host services only through the forwards of its Spec, on its gateway
 // address. It gives no other isolation (same user, filesystem and cgroups as
-// Hangar). It needs Linux, root and iproute2. Only composition roots
-// (cmd/hangar, hangartest) import it.
+// Hangar). It needs Linux, root and iproute2, whose `ip netns exec` starts
+// the apps. Only composition roots (cmd/hangar, hangartest) import it.
 package netns
 
 import (
@@ -67,11 +67,11 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable, "the netns executor driver needs ip (iproute2): %v", err)
 	}
-	return newDriver(cfg, logger, vnet.ExecIP(path), path, vnet.LockPath)
+	return newDriver(cfg, logger, path, vnet.LockPath)
 }
 
-func newDriver(cfg Config, logger *slog.Logger, ip vnet.Runner, ipPath, lockPath string) (*Driver, error) {
-	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, ip, lockPath)
+func newDriver(cfg Config, logger *slog.Logger, ipPath, lockPath string) (*Driver, error) {
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, lockPath)
 	if err != nil {
 		return nil, err
 	}
@@ -236,8 +236,8 @@ func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
 }
 
 // Stats returns KindUnavailable: this driver puts executors in no cgroup of
-// their own, so there is nothing that accounts for them alone. See
-// runtime.Driver.
+// their own, so there is nothing that accounts for them alone, memory
+// peaks and process counts included. See runtime.Driver.
 func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
 	if _, _, err := d.execs.Started(id); err != nil {
 		return runtime.Stats{}, err

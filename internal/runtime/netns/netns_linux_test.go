@@ -2,125 +2,22 @@ package netns
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"github.com/hangar-oss/hangar/internal/golden"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
-// fakeIP records ip commands and answers them from a script.
-type fakeIP struct {
-	mu    sync.Mutex
-	calls []string
-	out   map[string]string // stdout by command line
-	fail  map[string]string // stderr by command line, for commands that fail
-}
-
-func (f *fakeIP) run(_ context.Context, args ...string) ([]byte, error) {
-	line := strings.Join(args, " ")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "ip "+line)
-	if stderr, ok := f.fail[line]; ok {
-		return nil, &vnet.IPError{Args: args, Stderr: stderr, Err: errors.New("exit status 1")}
-	}
-	return []byte(f.out[line]), nil
-}
-
-func (f *fakeIP) plan() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.calls, "\n") + "\n"
-}
-
-func newFakeDriver(t *testing.T, ip *fakeIP) *Driver {
-	t.Helper()
-	d, err := newDriver(Config{}, discard, ip.run, "/usr/sbin/ip", filepath.Join(t.TempDir(), "lock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func TestDriver_PrepareStopPlan(t *testing.T) {
-	t.Parallel()
-	ip := &fakeIP{out: map[string]string{
-		"-o -4 addr show": "9: hgh000000000000    inet 10.213.0.1/30 scope global hgh000000000000\n",
-	}}
-	d := newFakeDriver(t, ip)
-	n, err := d.Prepare(t.Context(), "app-1")
-	if err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
-	if diff := cmp.Diff(runtime.Network{Gateway: "10.213.0.5", Address: "10.213.0.6"}, n); diff != "" {
-		t.Errorf("Prepare (-want +got):\n%s", diff)
-	}
-	if err := d.Stop(t.Context(), "app-1", time.Second); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	golden.Check(t, golden.File("prepare_stop"), ip.plan())
-}
-
-func TestDriver_PrepareRollsBack(t *testing.T) {
-	t.Parallel()
-	ip := &fakeIP{fail: map[string]string{
-		"-n hg-app-1 addr add 10.213.0.2/30 dev eth0": "RTNETLINK answers: Permission denied",
-	}}
-	d := newFakeDriver(t, ip)
-	_, err := d.Prepare(t.Context(), "app-1")
-	if err == nil || hangar.KindOf(err) != hangar.KindInternal || !strings.Contains(err.Error(), "Permission denied") {
-		t.Fatalf("Prepare: got %v, want an internal error with ip's complaint", err)
-	}
-	golden.Check(t, golden.File("prepare_rollback"), ip.plan())
-	// The ID is free again.
-	delete(ip.fail, "-n hg-app-1 addr add 10.213.0.2/30 dev eth0")
-	if _, err := d.Prepare(t.Context(), "app-1"); err != nil {
-		t.Errorf("Prepare after a failed Prepare: %v", err)
-	}
-}
-
-func TestDriver_CleanupPlan(t *testing.T) {
-	t.Parallel()
-	ip := &fakeIP{
-		out: map[string]string{
-			"netns list":         "hg-old (id: 4)\nhgx-other (id: 3)\nhg2-x\nhg-live (id: 1)\nother\n",
-			"netns pids hg-old":  "2147483647\n", // above any pid_max: no such process
-			"-o -4 addr show":    "",
-			"netns pids hg-live": "",
-		},
-		fail: map[string]string{
-			// The veth pair vanished already with its namespace.
-			"link del " + vnet.HostIf("hg-old"): `Cannot find device "` + vnet.HostIf("hg-old") + `"`,
-		},
-	}
-	d := newFakeDriver(t, ip)
-	if _, err := d.Prepare(t.Context(), "live"); err != nil {
-		t.Fatal(err)
-	}
-	ip.calls = nil
-	// Killing a process that is gone already is fine.
-	if err := d.Cleanup(t.Context()); err != nil {
-		t.Fatalf("Cleanup: %v", err)
-	}
-	golden.Check(t, golden.File("cleanup"), ip.plan())
-}
-
-// The rest of this file runs the driver for real and needs root.
+// These tests run the driver for real and need root.
 
 // newTestDriver returns a driver with a prefix of its own, so that tests
 // running at the same time, here or in other processes, never touch each
@@ -148,7 +45,8 @@ func newTestDriverPrefix(t testing.TB, prefix string) *Driver {
 	return d
 }
 
-// namespaces lists the host's namespaces named with prefix.
+// namespaces lists the host's namespaces named with prefix, as ip sees
+// them ("name (id: 3)" lines).
 func namespaces(t testing.TB, prefix string) []string {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "list").Output()
@@ -156,9 +54,9 @@ func namespaces(t testing.TB, prefix string) []string {
 		t.Fatalf("ip netns list: %v", err)
 	}
 	var ns []string
-	for _, n := range vnet.ParseNetnsList(out) {
-		if strings.HasPrefix(n, prefix+"-") {
-			ns = append(ns, n)
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix+"-") {
+			ns = append(ns, f[0])
 		}
 	}
 	return ns
@@ -254,6 +152,12 @@ func TestDriver_CleanupAfterCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		pids = append(pids, x.PID)
+		// A crash leaves executors that run: wait until this one does, in
+		// its namespace (ip netns exec enters it after Start returned).
+		eventually(t, "the executor runs in its namespace", func() bool {
+			out, _ := exec.Command("ip", "netns", "pids", d.nsName("old")).Output()
+			return len(strings.Fields(string(out))) > 0
+		})
 	}
 	t.Cleanup(func() { other.Stop(context.Background(), "old", time.Second) })
 
@@ -267,7 +171,9 @@ func TestDriver_CleanupAfterCrash(t *testing.T) {
 	if linkExists(vnet.HostIf(prefix + "-old")) {
 		t.Errorf("veth of %s-old still exists after Cleanup", prefix)
 	}
-	st, err := crashed.Wait(t.Context(), "old")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := crashed.Wait(ctx, "old")
 	if err != nil || st.ExitCode != 137 {
 		t.Errorf("crashed executor: got %+v, %v; want it killed (137)", st, err)
 	}

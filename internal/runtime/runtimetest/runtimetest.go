@@ -529,13 +529,31 @@ func (s *suite) testInspect(t *testing.T) {
 	wantKind(t, "Inspect after Stop", err, hangar.KindNotFound)
 }
 
-// testStats checks the error contract; what the numbers mean is for each
-// driver's own tests, as only some drivers account resources.
+// testStats checks the error contract, and what holds of the numbers of
+// any driver that accounts resources: a running app has processes, and the
+// peak memory, when known, is no less than the memory in use. What the
+// numbers mean beyond that is for each driver's own tests, as only some
+// drivers account resources.
 func (s *suite) testStats(t *testing.T) {
 	d := s.newDriver(t)
 	ctx := t.Context()
 	_, err := d.Stats(ctx, "unknown")
 	wantKind(t, "Stats of an unknown executor", err, hangar.KindNotFound)
+
+	x := start(t, d, s.serverSpec(t, "stats-run"))
+	WaitHTTP(t, x.Addr)
+	st, err := d.Stats(ctx, "stats-run")
+	switch {
+	case err != nil && hangar.KindOf(err) != hangar.KindUnavailable:
+		t.Errorf("Stats of a running executor: got %v, want a reading or kind %s", err, hangar.KindUnavailable)
+	case err == nil && (st.Pids < 1 || st.MemoryBytes == 0):
+		t.Errorf("Stats of a running executor: got %+v, want its processes and memory counted", st)
+	case err == nil && st.MemoryPeakBytes != 0 && st.MemoryPeakBytes < st.MemoryBytes:
+		t.Errorf("Stats of a running executor: got peak memory %d below the %d in use", st.MemoryPeakBytes, st.MemoryBytes)
+	case err == nil:
+		t.Logf("running executor: %d processes, memory %d bytes, peak %d", st.Pids, st.MemoryBytes, st.MemoryPeakBytes)
+	}
+
 	prepare(t, d, "stats")
 	_, err = d.Stats(ctx, "stats")
 	wantKind(t, "Stats before Start", err, hangar.KindNotFound)
@@ -547,7 +565,7 @@ func (s *suite) testStats(t *testing.T) {
 	if _, err := d.Wait(ctx, "stats"); err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
-	st, err := d.Stats(ctx, "stats")
+	st, err = d.Stats(ctx, "stats")
 	if err != nil && hangar.KindOf(err) != hangar.KindUnavailable {
 		t.Errorf("Stats after exit: got %v, want the last reading or kind %s", err, hangar.KindUnavailable)
 	}

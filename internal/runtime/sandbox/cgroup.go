@@ -24,7 +24,8 @@ import (
 
 // hierarchies says where the cgroup controllers Hangar reads are mounted.
 type hierarchies struct {
-	// v1 maps a v1 controller (memory, cpu, cpuacct) to its mount point.
+	// v1 maps a v1 controller (memory, cpu, cpuacct, pids) to its mount
+	// point.
 	v1 map[string]string
 	// unified is the cgroup2 mount point, "" without one.
 	unified string
@@ -58,7 +59,7 @@ func parseMountinfo(b []byte) hierarchies {
 		case "cgroup":
 			for _, opt := range strings.Split(g[2], ",") {
 				switch opt {
-				case "memory", "cpu", "cpuacct":
+				case "memory", "cpu", "cpuacct", "pids":
 					h.v1[opt] = f[4]
 				}
 			}
@@ -86,13 +87,22 @@ func (h hierarchies) stats(path string) (runtime.Stats, error) {
 	if h.v1["memory"] == "" || h.v1["cpu"] == "" || h.v1["cpuacct"] == "" {
 		return runtime.Stats{}, errors.New("no cgroup memory, cpu and cpuacct controllers found")
 	}
-	return statsV1(filepath.Join(h.v1["memory"], path), filepath.Join(h.v1["cpu"], path), filepath.Join(h.v1["cpuacct"], path))
+	s, err := statsV1(filepath.Join(h.v1["memory"], path), filepath.Join(h.v1["cpu"], path), filepath.Join(h.v1["cpuacct"], path))
+	if err != nil || h.v1["pids"] == "" {
+		return s, err // without the pids controller, Pids stays 0
+	}
+	s.Pids, err = readUint(filepath.Join(h.v1["pids"], path, "pids.current"))
+	return s, err
 }
 
 func statsV1(memory, cpu, cpuacct string) (runtime.Stats, error) {
 	var s runtime.Stats
 	var err error
 	if s.MemoryBytes, err = readUint(filepath.Join(memory, "memory.usage_in_bytes")); err != nil {
+		return s, err
+	}
+	// Read after the usage, so that the peak is never below it.
+	if s.MemoryPeakBytes, err = readUint(filepath.Join(memory, "memory.max_usage_in_bytes")); err != nil {
 		return s, err
 	}
 	if s.MemoryLimitBytes, err = readUint(filepath.Join(memory, "memory.limit_in_bytes")); err != nil {
@@ -124,6 +134,14 @@ func statsV2(dir string) (runtime.Stats, error) {
 	var s runtime.Stats
 	var err error
 	if s.MemoryBytes, err = readUint(filepath.Join(dir, "memory.current")); err != nil {
+		return s, err
+	}
+	// memory.peak came with Linux 5.19, and pids.current needs the pids
+	// controller: without them, 0 says unknown.
+	if s.MemoryPeakBytes, err = readUint(filepath.Join(dir, "memory.peak")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s, err
+	}
+	if s.Pids, err = readUint(filepath.Join(dir, "pids.current")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return s, err
 	}
 	if s.MemoryLimitBytes, err = readUint(filepath.Join(dir, "memory.max")); err != nil {

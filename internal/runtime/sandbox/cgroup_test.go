@@ -24,7 +24,7 @@ func TestParseMountinfo(t *testing.T) {
 	t.Parallel()
 	h := parseMountinfo([]byte(hybridMountinfo))
 	want := hierarchies{
-		v1:      map[string]string{"cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct", "memory": "/sys/fs/cgroup/memory"},
+		v1:      map[string]string{"cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct", "memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"},
 		unified: "/sys/fs/cgroup/unified",
 		all:     []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"},
 	}
@@ -56,7 +56,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func TestStats(t *testing.T) {
 	t.Parallel()
 	want := runtime.Stats{
-		MemoryBytes: 1 << 20, MemoryLimitBytes: 64 << 20, CPU: 1500 * time.Millisecond,
+		MemoryBytes: 1 << 20, MemoryLimitBytes: 64 << 20, MemoryPeakBytes: 3 << 20, Pids: 4, CPU: 1500 * time.Millisecond,
 		ThrottledPeriods: 7, Throttled: 250 * time.Millisecond, OOMKills: 1,
 	}
 	t.Run("V1", func(t *testing.T) {
@@ -64,19 +64,27 @@ func TestStats(t *testing.T) {
 		root := t.TempDir()
 		g := "/hangar/hg/x"
 		writeFiles(t, root, map[string]string{
-			"memory" + g + "/memory.usage_in_bytes": "1048576\n",
-			"memory" + g + "/memory.limit_in_bytes": "67108864\n",
-			"memory" + g + "/memory.oom_control":    "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
-			"cpuacct" + g + "/cpuacct.usage":        "1500000000\n",
-			"cpu" + g + "/cpu.stat":                 "nr_periods 20\nnr_throttled 7\nthrottled_time 250000000\n",
+			"memory" + g + "/memory.usage_in_bytes":     "1048576\n",
+			"memory" + g + "/memory.limit_in_bytes":     "67108864\n",
+			"memory" + g + "/memory.max_usage_in_bytes": "3145728\n",
+			"pids" + g + "/pids.current":                "4\n",
+			"memory" + g + "/memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+			"cpuacct" + g + "/cpuacct.usage":            "1500000000\n",
+			"cpu" + g + "/cpu.stat":                     "nr_periods 20\nnr_throttled 7\nthrottled_time 250000000\n",
 		})
-		h := hierarchies{v1: map[string]string{"memory": root + "/memory", "cpu": root + "/cpu", "cpuacct": root + "/cpuacct"}}
+		h := hierarchies{v1: map[string]string{"memory": root + "/memory", "cpu": root + "/cpu", "cpuacct": root + "/cpuacct", "pids": root + "/pids"}}
 		got, err := h.stats(g)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
+		}
+		// Without the pids controller, the count is unknown.
+		delete(h.v1, "pids")
+		got, err = h.stats(g)
+		if err != nil || got.Pids != 0 || got.MemoryPeakBytes != want.MemoryPeakBytes {
+			t.Errorf("without pids: got %+v, %v; want no pids count and the rest", got, err)
 		}
 	})
 	t.Run("V2", func(t *testing.T) {
@@ -86,6 +94,8 @@ func TestStats(t *testing.T) {
 		writeFiles(t, root, map[string]string{
 			g + "/memory.current": "1048576\n",
 			g + "/memory.max":     "67108864\n",
+			g + "/memory.peak":    "3145728\n",
+			g + "/pids.current":   "4\n",
 			g + "/memory.events":  "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
 			g + "/cpu.stat":       "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\nnr_periods 20\nnr_throttled 7\nthrottled_usec 250000\n",
 		})
@@ -104,8 +114,8 @@ func TestStats(t *testing.T) {
 			"g/memory.current": "1\n", "g/memory.max": "max\n", "g/memory.events": "", "g/cpu.stat": "",
 		})
 		got, err := hierarchies{unified: root}.stats("g")
-		if err != nil || got.MemoryLimitBytes != 0 {
-			t.Errorf("got %+v, %v; want no limit", got, err)
+		if err != nil || got.MemoryLimitBytes != 0 || got.MemoryPeakBytes != 0 || got.Pids != 0 {
+			t.Errorf("got %+v, %v; want no limit, and no peak or pids count (before Linux 5.19, no pids controller)", got, err)
 		}
 	})
 }

@@ -7,7 +7,7 @@
 // app folder writable and a private /tmp; cgroups (v1 or v2, as runc finds
 // them) cap its memory, CPU and processes. The network is the netns
 // driver's, shared through internal/vnet: a namespace on a veth pair that
-// runc joins by path. It needs Linux, root, runc and iproute2. Only
+// runc joins by path. It needs Linux, root, runc and nftables. Only
 // composition roots (cmd/hangar, hangartest) and bench/executor import it.
 package sandbox
 
@@ -155,7 +155,7 @@ type executor struct {
 }
 
 // New returns a driver. It returns KindUnavailable when the host cannot run
-// it (not root, no runc, no ip command), with what to do about it, and
+// it (not root, no runc, no nft command), with what to do about it, and
 // KindInvalid for a bad cfg.
 func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	cfg.setDefaults()
@@ -167,10 +167,6 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 		return nil, hangar.Errorf(hangar.KindUnavailable,
 			"runc not found (%v): apt-get install runc, or choose the unsandboxed development driver with --driver=netns", err)
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		return nil, hangar.Errorf(hangar.KindUnavailable, "the sandbox executor driver needs ip (iproute2): %v", err)
-	}
 	nftPath, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable,
@@ -180,12 +176,12 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
 	}
-	return newDriver(cfg, logger, runcPath, vnet.ExecIP(ipPath), vnet.ExecNFT(nftPath), cg)
+	return newDriver(cfg, logger, runcPath, vnet.ExecNFT(nftPath), cg)
 }
 
-func newDriver(cfg Config, logger *slog.Logger, runcPath string, ip vnet.Runner, nft vnet.NFT, cg hierarchies) (*Driver, error) {
+func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, cg hierarchies) (*Driver, error) {
 	cfg.setDefaults()
-	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, ip, vnet.LockPath)
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, vnet.LockPath)
 	if err != nil {
 		return nil, err
 	}

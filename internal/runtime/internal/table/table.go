@@ -62,10 +62,23 @@ type Record interface {
 	entry() *Entry
 }
 
+// Net builds and releases executor networks: a *vnet.Pool, or a fake in
+// tests that run without root.
+type Net interface {
+	// Name returns the network namespace name of executor id.
+	Name(id string) string
+	// Setup builds namespace ns; on failure, the caller calls Teardown.
+	Setup(ctx context.Context, ns string) (runtime.Network, error)
+	// Teardown releases namespace ns; parts already gone count as released.
+	Teardown(ctx context.Context, ns string) error
+}
+
+var _ Net = (*vnet.Pool)(nil)
+
 // Executors is a driver's table of prepared executors. It is safe for
 // concurrent use.
 type Executors[E Record] struct {
-	net     *vnet.Pool
+	net     Net
 	logger  *slog.Logger
 	reserve func(E) error
 	release func(E)
@@ -86,7 +99,7 @@ type Hooks[E Record] struct {
 }
 
 // New returns an empty table whose executors get their networks from net.
-func New[E Record](net *vnet.Pool, logger *slog.Logger, hooks Hooks[E]) *Executors[E] {
+func New[E Record](net Net, logger *slog.Logger, hooks Hooks[E]) *Executors[E] {
 	return &Executors[E]{net: net, logger: logger, reserve: hooks.Reserve, release: hooks.Release, m: make(map[string]E)}
 }
 

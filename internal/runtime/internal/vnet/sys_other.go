@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 )
 
 func lockHost(string) (func(), error) { return nil, errors.ErrUnsupported }
@@ -15,3 +16,17 @@ func killPID(int) error { return errors.ErrUnsupported }
 func listenDevice(context.Context, string, string) (net.Listener, error) {
 	return nil, errors.ErrUnsupported
 }
+
+func hostPrefixes() ([]netip.Prefix, error) { return nil, errors.ErrUnsupported }
+
+func createNS(string) error { return errors.ErrUnsupported }
+
+func removeNS(string) error { return errors.ErrUnsupported }
+
+func nsPIDs(string) ([]int, error) { return nil, errors.ErrUnsupported }
+
+func addVeth(string, slot) error { return errors.ErrUnsupported }
+
+func configure(string, slot) error { return errors.ErrUnsupported }
+
+func removeLink(string) error { return errors.ErrUnsupported }

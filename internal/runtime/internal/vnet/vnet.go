@@ -1,38 +1,33 @@
 // Package vnet builds the network of an executor: a named network namespace
 // joined to the host by a veth pair on a /30 of its own, plus the TCP
 // forwards that let the executor reach chosen host services on its gateway
-// address and nothing else through it. The executor drivers share it: netns
-// runs the app inside the namespace with `ip netns exec`, sandbox has runc
-// join it by path. Only drivers under internal/runtime import it.
+// address and nothing else through it. It speaks netlink to the kernel; the
+// namespaces are the ones `ip netns` knows (bind mounts under /run/netns),
+// since the drivers share them: netns runs the app inside the namespace with
+// `ip netns exec`, sandbox has runc join it by path. Only drivers under
+// internal/runtime import it.
 package vnet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os/exec"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
-const (
-	// LockPath is the host-wide allocation lock. It is not configurable:
-	// every Hangar instance on the host, whatever its driver, must use the
-	// same file.
-	LockPath = "/run/hangar-netns.lock"
-	// teardownTimeout bounds the ip commands that release a namespace; they
-	// run even when the caller's context is done, or they would leak.
-	teardownTimeout = 30 * time.Second
-)
+// LockPath is the host-wide allocation lock. It is not configurable: every
+// Hangar instance on the host, whatever its driver, must use the same file.
+const LockPath = "/run/hangar-netns.lock"
 
 // Config configures a Pool.
 type Config struct {
@@ -49,36 +44,18 @@ type Config struct {
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
 
-// Runner runs ip with args and returns its stdout; failures are *IPError.
-// It is the seam that lets tests check the plan of ip commands without root.
-type Runner func(ctx context.Context, args ...string) ([]byte, error)
-
-// ExecIP returns the Runner that runs the ip binary at path.
-func ExecIP(path string) Runner {
-	return func(ctx context.Context, args ...string) ([]byte, error) {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, path, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return nil, &IPError{Args: args, Stderr: string(bytes.TrimSpace(stderr.Bytes())), Err: err}
-		}
-		return stdout.Bytes(), nil
-	}
-}
-
 // Pool allocates executor networks. It keeps no state of its own: the
 // host's addresses and namespaces are the allocation table, so it is safe
 // for concurrent use and survives restarts.
 type Pool struct {
 	prefix   string
 	subnet   netip.Prefix
-	ip       Runner
 	lockPath string
 }
 
-// New returns a pool that runs ip commands through ip and takes the
-// allocation lock at lockPath. Its errors are KindInvalid.
-func New(cfg Config, ip Runner, lockPath string) (*Pool, error) {
+// New returns a pool that takes the allocation lock at lockPath. Its errors
+// are KindInvalid.
+func New(cfg Config, lockPath string) (*Pool, error) {
 	if cfg.Subnet == "" {
 		cfg.Subnet = "10.213.0.0/16"
 	}
@@ -92,7 +69,7 @@ func New(cfg Config, ip Runner, lockPath string) (*Pool, error) {
 	if !prefixRE.MatchString(cfg.Prefix) {
 		return nil, hangar.Errorf(hangar.KindInvalid, "executor network: prefix %q: use 1 to 16 characters of a-z and 0-9", cfg.Prefix)
 	}
-	return &Pool{prefix: cfg.Prefix, subnet: subnet, ip: ip, lockPath: lockPath}, nil
+	return &Pool{prefix: cfg.Prefix, subnet: subnet, lockPath: lockPath}, nil
 }
 
 // Prefix returns the pool's name prefix.
@@ -101,63 +78,53 @@ func (p *Pool) Prefix() string { return p.prefix }
 // Name returns the namespace name of executor id.
 func (p *Pool) Name(id string) string { return p.prefix + "-" + id }
 
-// Path returns the file that holds namespace ns open, which runc and setns
-// accept.
-func Path(ns string) string { return "/var/run/netns/" + ns }
-
 // Setup allocates a /30 and builds namespace ns on it. The allocation runs
 // under the host-wide lock, so that no other instance takes the same /30
 // meanwhile; the lock is held only until the /30 is claimed. On failure the
 // caller must call Teardown.
-func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
-	s, err := p.claim(ctx, ns)
+func (p *Pool) Setup(_ context.Context, ns string) (runtime.Network, error) {
+	s, err := p.claim(ns)
 	if err != nil {
 		return runtime.Network{}, err
 	}
-	for _, args := range configurePlan(ns, s) {
-		if _, err := p.ip(ctx, args...); err != nil {
-			return runtime.Network{}, err
-		}
+	if err := configure(ns, s); err != nil {
+		return runtime.Network{}, fmt.Errorf("configure network namespace %s: %w", ns, err)
 	}
-	return runtime.Network{Gateway: s.gateway().String(), Address: s.address().String()}, nil
+	return runtime.Network{Gateway: s.gateway().Addr().String(), Address: s.address().Addr().String()}, nil
 }
 
-func (p *Pool) claim(ctx context.Context, ns string) (slot, error) {
+// claim creates namespace ns and its veth pair, and claims a free /30 by
+// putting its gateway address on the host end.
+func (p *Pool) claim(ns string) (slot, error) {
 	unlock, err := lockHost(p.lockPath)
 	if err != nil {
 		return slot{}, err
 	}
 	defer unlock()
-	addrs, err := p.ip(ctx, "-o", "-4", "addr", "show")
+	used, err := hostPrefixes()
 	if err != nil {
-		return slot{}, err
+		return slot{}, fmt.Errorf("list host addresses: %w", err)
 	}
-	s, ok := freeSlot(p.subnet, addrs)
+	s, ok := freeSlot(p.subnet, used)
 	if !ok {
 		return slot{}, hangar.Errorf(hangar.KindUnavailable, "no free executor network left in %s", p.subnet)
 	}
-	for _, args := range claimPlan(ns, s) {
-		if _, err := p.ip(ctx, args...); err != nil {
-			return slot{}, err
-		}
+	if err := createNS(ns); err != nil {
+		return slot{}, fmt.Errorf("create network namespace %s: %w", ns, err)
+	}
+	if err := addVeth(ns, s); err != nil {
+		return slot{}, fmt.Errorf("create veth pair %s: %w", HostIf(ns), err)
 	}
 	return s, nil
 }
 
 // KillAll kills every process left in namespace ns, such as descendants
 // that left the executor's process group; while one lives, the namespace
-// does.
-func (p *Pool) KillAll(ctx context.Context, ns string) error {
-	out, err := p.ip(ctx, "netns", "pids", ns)
-	if IsNotExist(err) {
-		return nil
-	}
+// does. A namespace that does not exist has none.
+func (p *Pool) KillAll(_ context.Context, ns string) error {
+	pids, err := nsPIDs(ns)
 	if err != nil {
-		return err
-	}
-	pids, err := parsePIDs(out)
-	if err != nil {
-		return err
+		return fmt.Errorf("list processes of network namespace %s: %w", ns, err)
 	}
 	var errs []error
 	for _, pid := range pids {
@@ -169,32 +136,35 @@ func (p *Pool) KillAll(ctx context.Context, ns string) error {
 }
 
 // Teardown kills what is left in namespace ns and removes it with its veth
-// pair. Parts already gone count as removed, so Teardown can be repeated. It
-// runs to the end even when ctx is done.
+// pair. Parts already gone count as removed, so Teardown can be repeated.
+// Deleting the host end first removes the pair at once; the kernel would
+// otherwise drop it only after the namespace's last process is gone.
 func (p *Pool) Teardown(ctx context.Context, ns string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
-	defer cancel()
 	if err := p.KillAll(ctx, ns); err != nil {
 		return err
 	}
-	for _, args := range teardownPlan(ns) {
-		if _, err := p.ip(ctx, args...); err != nil && !IsNotExist(err) {
-			return err
-		}
+	if err := removeLink(HostIf(ns)); err != nil {
+		return fmt.Errorf("remove veth pair %s: %w", HostIf(ns), err)
+	}
+	if err := removeNS(ns); err != nil {
+		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
 	return nil
 }
 
 // Leftovers lists the host's namespaces named with the pool's prefix.
-func (p *Pool) Leftovers(ctx context.Context) ([]string, error) {
-	out, err := p.ip(ctx, "netns", "list")
+func (p *Pool) Leftovers(context.Context) ([]string, error) {
+	ents, err := os.ReadDir(nsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
 	var names []string
-	for _, ns := range ParseNetnsList(out) {
-		if strings.HasPrefix(ns, p.prefix+"-") {
-			names = append(names, ns)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), p.prefix+"-") {
+			names = append(names, e.Name())
 		}
 	}
 	return names, nil

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
-	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
 // rec is a driver's record as the drivers make theirs.
@@ -20,20 +19,38 @@ type rec struct {
 	slot int
 }
 
-// newTable returns a table on a pool whose ip commands all succeed, except
-// those that start with failPrefix (when not empty). Its hooks give each
-// executor a slot of two, as the sandbox driver gives uids.
-func newTable(t *testing.T, failPrefix string) (*Executors[*rec], map[int]bool) {
-	t.Helper()
-	ip := func(_ context.Context, args ...string) ([]byte, error) {
-		if line := strings.Join(args, " "); failPrefix != "" && strings.HasPrefix(line, failPrefix) {
-			return nil, &vnet.IPError{Args: args, Stderr: "RTNETLINK answers: Permission denied", Err: errors.New("exit status 2")}
-		}
-		return nil, nil
+// fakeNet builds no network: Setup hands out addresses, and fails for the
+// namespaces in fail; torn records the namespaces torn down.
+type fakeNet struct {
+	fail map[string]bool
+	mu   sync.Mutex
+	torn []string
+}
+
+func (*fakeNet) Name(id string) string { return "tt-" + id }
+
+func (f *fakeNet) Setup(_ context.Context, ns string) (runtime.Network, error) {
+	if f.fail[ns] {
+		return runtime.Network{}, errors.New("create veth pair: operation not permitted")
 	}
-	pool, err := vnet.New(vnet.Config{Prefix: "tt"}, ip, filepath.Join(t.TempDir(), "lock"))
-	if err != nil {
-		t.Fatal(err)
+	return runtime.Network{Gateway: "10.213.0.1", Address: "10.213.0.2"}, nil
+}
+
+func (f *fakeNet) Teardown(_ context.Context, ns string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.torn = append(f.torn, ns)
+	return nil
+}
+
+// newTable returns a table on a fake network whose Setup fails for the
+// namespaces named in fail. Its hooks give each executor a slot of two, as
+// the sandbox driver gives uids.
+func newTable(t *testing.T, fail ...string) (*Executors[*rec], map[int]bool, *fakeNet) {
+	t.Helper()
+	net := &fakeNet{fail: map[string]bool{}}
+	for _, ns := range fail {
+		net.fail[ns] = true
 	}
 	used := map[int]bool{}
 	hooks := Hooks[*rec]{
@@ -48,7 +65,7 @@ func newTable(t *testing.T, failPrefix string) (*Executors[*rec], map[int]bool) 
 		},
 		Release: func(r *rec) { delete(used, r.slot) },
 	}
-	return New(pool, slog.New(slog.DiscardHandler), hooks), used
+	return New(net, slog.New(slog.DiscardHandler), hooks), used, net
 }
 
 func wantKind(t *testing.T, what string, err error, want hangar.Kind) {
@@ -70,7 +87,7 @@ func spec(id string) runtime.Spec {
 
 func TestExecutors_Life(t *testing.T) {
 	t.Parallel()
-	tb, _ := newTable(t, "")
+	tb, _, _ := newTable(t)
 	ctx := t.Context()
 	if _, err := tb.Prepare(ctx, "a", &rec{}); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -128,7 +145,7 @@ func TestExecutors_Life(t *testing.T) {
 
 func TestExecutors_StopPrepared(t *testing.T) {
 	t.Parallel()
-	tb, used := newTable(t, "")
+	tb, used, _ := newTable(t)
 	ctx := t.Context()
 	if _, err := tb.Prepare(ctx, "p", &rec{}); err != nil {
 		t.Fatal(err)
@@ -148,10 +165,13 @@ func TestExecutors_PrepareFails(t *testing.T) {
 	t.Parallel()
 	t.Run("Network", func(t *testing.T) {
 		t.Parallel()
-		tb, used := newTable(t, "-n tt-x addr add")
+		tb, used, net := newTable(t, "tt-x")
 		_, err := tb.Prepare(t.Context(), "x", &rec{})
-		if err == nil || !strings.Contains(err.Error(), "Permission denied") {
-			t.Fatalf("Prepare: got %v, want ip's complaint", err)
+		if err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+			t.Fatalf("Prepare: got %v, want the network's complaint", err)
+		}
+		if len(net.torn) != 1 || net.torn[0] != "tt-x" {
+			t.Errorf("torn down after a failed Setup: got %v, want [tt-x]", net.torn)
 		}
 		if _, ok := tb.Lookup("x"); ok || len(used) != 0 {
 			t.Errorf("after a failed Prepare: known %v, slots %v; want it forgotten and its slot free", ok, used)
@@ -159,7 +179,7 @@ func TestExecutors_PrepareFails(t *testing.T) {
 	})
 	t.Run("Reserve", func(t *testing.T) {
 		t.Parallel()
-		tb, _ := newTable(t, "")
+		tb, _, _ := newTable(t)
 		for _, id := range []string{"a", "b"} {
 			if _, err := tb.Prepare(t.Context(), id, &rec{}); err != nil {
 				t.Fatal(err)
