@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -38,10 +39,21 @@ type authzFixture struct {
 	version    string // greeter's deployed version
 	benInvite  string // a valid invite to org B
 	bendbPort  int
+	workflowID string // a workflow greeter ran
 }
 
-// A's names: the path values of every request of B's against org A.
+// A's names: the path values of every request of B's against org A; "id",
+// a workflow of greeter's, is added by names.
 var orgA = map[string]string{"org": "ava", "app": "greeter", "db": "avadb", "name": "API_KEY", "username": "amy"}
+
+// names returns A's names.
+func (f *authzFixture) names() map[string]string {
+	names := map[string]string{"id": f.workflowID}
+	for k, v := range orgA {
+		names[k] = v
+	}
+	return names
+}
 
 // routeCase is how the authorization suite exercises one route. An
 // org-scoped route (its pattern has {org}) is sent by B with A's names and a
@@ -205,6 +217,17 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"GET /hangar/v1/{org}/applications/{app}/executors": {},
 		"POST /hangar/v1/{org}/applications/{app}/deploy":   {query: "?previous_version=" + f.version},
 
+		// Workflows, in greeter's system database.
+		"POST /v1alpha1/{org}/applications/{app}/workflows":               {body: apiclient.ListWorkflowsRequest{LoadInput: true, LoadOutput: true}},
+		"POST /v1alpha1/{org}/applications/{app}/queues":                  {body: apiclient.ListWorkflowsRequest{}},
+		"POST /appsadmin/{org}/applications/{app}/workflows":              {body: apiclient.ListWorkflowsRequest{LoadInput: true, LoadOutput: true}},
+		"POST /appsadmin/{org}/applications/{app}/queues":                 {body: apiclient.ListWorkflowsRequest{}},
+		"GET /appsadmin/{org}/applications/{app}/workflows/{id}":          {},
+		"GET /appsadmin/{org}/applications/{app}/workflows/{id}/steps":    {},
+		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/cancel":  {body: struct{}{}},
+		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/resume":  {body: struct{}{}},
+		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/restart": {body: struct{}{}},
+
 		// Database instances.
 		"POST /v1alpha1/{org}/databases/userdb": {
 			body: apiclient.ProvisionDBRequest{Name: "intruderdb", AdminName: "intruder", AdminPassword: "s3cret-pass"},
@@ -275,7 +298,7 @@ func TestAuthorization(t *testing.T) {
 				continue // TestAuthorization_EveryRoute reports it
 			}
 			t.Run(pattern, func(t *testing.T) {
-				method, path := requestOf(t, pattern, c, orgA)
+				method, path := requestOf(t, pattern, c, f.names())
 				status, body := f.send(t, method, path, f.ben.Token, c.body)
 				if c.check != nil {
 					c.check(t, f, status, body)
@@ -287,10 +310,7 @@ func TestAuthorization(t *testing.T) {
 	})
 
 	t.Run("OwnOrgOthersNames", func(t *testing.T) {
-		names := map[string]string{}
-		for k, v := range orgA {
-			names[k] = v
-		}
+		names := f.names()
 		names["org"] = "ben"
 		for _, pattern := range api.Routes() {
 			c := cases[pattern]
@@ -321,7 +341,7 @@ func TestAuthorization(t *testing.T) {
 					if !strings.Contains(pattern, "{org}") && !c.authed {
 						continue
 					}
-					method, path := requestOf(t, pattern, c, orgA)
+					method, path := requestOf(t, pattern, c, f.names())
 					status, body := f.send(t, method, path, tok, c.body)
 					if status != http.StatusUnauthorized {
 						t.Errorf("%s %s: got %d %s, want 401", method, path, status, body)
@@ -447,6 +467,19 @@ func setupAuthz(t *testing.T) *authzFixture {
 		t.Fatalf("greeter's versions = %v, %v; want one", vs, err)
 	}
 	f.version = vs[0].Version
+
+	// A workflow of A's, finished, for the workflow routes to name.
+	var greeted struct{ WorkflowID string }
+	status, body := get(t, f.hc, "https://ava-greeter."+h.Domain+"/greet/ava")
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &greeted) != nil || greeted.WorkflowID == "" {
+		t.Fatalf("GET /greet/ava = %d %s", status, body)
+	}
+	f.workflowID = greeted.WorkflowID
+	waitFor(t, "greeter's workflow ends", time.Minute, func() bool {
+		var w apiclient.WorkflowStatus
+		err := f.ava.Do(ctx, http.MethodGet, "/appsadmin/ava/applications/greeter/workflows/"+f.workflowID, nil, &w)
+		return err == nil && w.Status == "SUCCESS"
+	})
 	return f
 }
 
@@ -461,6 +494,8 @@ type authzSnapshot struct {
 	Users    apiclient.OrgUsers
 	Serves   string // what the app answers at /
 	Rows     map[string][]string
+	// Workflows are the rows of greeter's system database.
+	Workflows map[string][]string
 }
 
 func (f *authzFixture) snapshot(t *testing.T) authzSnapshot {
@@ -502,6 +537,23 @@ func (f *authzFixture) snapshot(t *testing.T) authzSnapshot {
 		rows, err := conn.Query(ctx, q, "ava")
 		must(table, err)
 		s.Rows[table], err = pgx.CollectRows(rows, pgx.RowTo[string])
+		must(table, err)
+	}
+
+	a := appDBCreds(t, conn, "ava", "greeter")
+	sysURL := url.URL{Scheme: "postgres", User: url.UserPassword(a.admin, a.adminPassword), Host: fmt.Sprintf("127.0.0.1:%d", a.port),
+		Path: "/" + a.db + "_dbos_sys", RawQuery: "sslmode=disable"}
+	sys, err := pgx.Connect(ctx, sysURL.String())
+	must("system database", err)
+	defer sys.Close(ctx)
+	s.Workflows = map[string][]string{}
+	for table, q := range map[string]string{
+		"workflow_status":   "SELECT w::text FROM dbos.workflow_status w ORDER BY workflow_uuid",
+		"operation_outputs": "SELECT o::text FROM dbos.operation_outputs o ORDER BY workflow_uuid, function_id",
+	} {
+		rows, err := sys.Query(ctx, q)
+		must(table, err)
+		s.Workflows[table], err = pgx.CollectRows(rows, pgx.RowTo[string])
 		must(table, err)
 	}
 	return s

@@ -99,6 +99,16 @@ func orgOf(r *http.Request) (string, error) {
 	return org, principal(r).CheckOrg(org)
 }
 
+// appOf returns the app {app} of the organization {org}, after checking
+// the caller acts in it.
+func (s *Server) appOf(r *http.Request) (hangar.App, error) {
+	org, err := orgOf(r)
+	if err != nil {
+		return hangar.App{}, err
+	}
+	return s.svc.App(r.Context(), org, r.PathValue("app"))
+}
+
 // statusOf maps an error kind to its HTTP status: the one place that does.
 func statusOf(k hangar.Kind) int {
 	switch k {

@@ -54,11 +54,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
-	if err != nil {
-		return err
-	}
-	a, err := s.svc.App(r.Context(), org, r.PathValue("app"))
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}

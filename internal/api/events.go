@@ -10,11 +10,7 @@ import (
 // happened to its executors (exits, out-of-memory kills with their limit,
 // failed health checks, restarts, scaling).
 func (s *Server) appEvents(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
-	if err != nil {
-		return err
-	}
-	a, err := s.svc.App(r.Context(), org, r.PathValue("app"))
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}

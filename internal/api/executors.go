@@ -13,11 +13,7 @@ import (
 // state and resource use: memory and its limit, CPU time and recent use,
 // CPU throttling, out-of-memory kills.
 func (s *Server) appExecutors(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
-	if err != nil {
-		return err
-	}
-	a, err := s.svc.App(r.Context(), org, r.PathValue("app"))
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}

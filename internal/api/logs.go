@@ -14,11 +14,7 @@ import (
 // the first request sends last (seconds, 0 = everything) and limit, the next
 // ones send since = the previous page's next_timestamp, until end.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
-	if err != nil {
-		return err
-	}
-	a, err := s.svc.App(r.Context(), org, r.PathValue("app"))
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}

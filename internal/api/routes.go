@@ -20,6 +20,20 @@ func (s *Server) routes() *registry {
 	mux.Handle("GET /hangar/v1/{org}/applications/{app}/events", s.authed(s.appEvents))
 	mux.Handle("GET /hangar/v1/{org}/applications/{app}/executors", s.authed(s.appExecutors))
 
+	// Workflows, served from the app's system database as the DBOS admin
+	// server served them (workflows.go). The official CLI lists through
+	// /v1alpha1 and acts through /appsadmin; newer CLIs list through
+	// /appsadmin too.
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}/workflows", s.authed(s.listWorkflows(false)))
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}/queues", s.authed(s.listWorkflows(true)))
+	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows", s.authed(s.listWorkflows(false)))
+	mux.Handle("POST /appsadmin/{org}/applications/{app}/queues", s.authed(s.listWorkflows(true)))
+	mux.Handle("GET /appsadmin/{org}/applications/{app}/workflows/{id}", s.authed(s.getWorkflow))
+	mux.Handle("GET /appsadmin/{org}/applications/{app}/workflows/{id}/steps", s.authed(s.workflowSteps))
+	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/cancel", s.authed(s.cancelWorkflow))
+	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/resume", s.authed(s.resumeWorkflow))
+	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/restart", s.authed(s.restartWorkflow))
+
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {

@@ -29,46 +29,6 @@ type CreateSecretRequest struct {
 	ClearSecretValue string
 }
 
-// ListWorkflowsRequest is POST …/applications/{app}/workflows (and the
-// /appsadmin form). Unset numbers arrive as null.
-type ListWorkflowsRequest struct {
-	Limit              *int     `json:"limit,omitempty"`
-	Offset             *int     `json:"offset,omitempty"`
-	WorkflowUUIDs      []string `json:"workflow_uuids,omitempty"`
-	AuthenticatedUser  string   `json:"authenticated_user,omitempty"`
-	StartTime          string   `json:"start_time,omitempty"`
-	EndTime            string   `json:"end_time,omitempty"`
-	Status             any      `json:"status,omitempty"` // a string or a list of strings
-	ApplicationVersion string   `json:"application_version,omitempty"`
-	WorkflowName       string   `json:"workflow_name,omitempty"`
-	QueueName          string   `json:"queue_name,omitempty"`
-	SortDesc           bool     `json:"sort_desc,omitempty"`
-	LoadInput          bool     `json:"load_input,omitempty"`
-	LoadOutput         bool     `json:"load_output,omitempty"`
-}
-
-// WorkflowStatus is one workflow as the admin /workflows endpoint returns it.
-type WorkflowStatus struct {
-	WorkflowUUID       string
-	Status             string
-	WorkflowName       string
-	WorkflowClassName  string `json:",omitempty"`
-	WorkflowConfigName string `json:",omitempty"`
-	QueueName          string `json:",omitempty"`
-	AuthenticatedUser  string `json:",omitempty"`
-	AssumedRole        string `json:",omitempty"`
-	AuthenticatedRoles any    `json:",omitempty"`
-	Input              string `json:",omitempty"`
-	Output             string `json:",omitempty"`
-	Error              string `json:",omitempty"`
-	CreatedAt          string
-	UpdatedAt          string
-	ApplicationVersion string
-	ApplicationID      string `json:",omitempty"`
-	ExecutorID         string
-	RecoveryAttempts   int
-}
-
 // LinkDBRequest is POST /v1alpha1/{org}/databases/byod.
 type LinkDBRequest struct {
 	Name              string  `json:"Name"`

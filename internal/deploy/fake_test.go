@@ -230,6 +230,29 @@ type fakeStore struct {
 	mu       sync.Mutex
 	apps     map[string]hangar.App
 	versions map[string][]hangar.Version // newest first
+	dbs      []hangar.DBInstance
+}
+
+func (f *fakeStore) App(_ context.Context, org, name string) (hangar.App, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.apps {
+		if a.Org == org && a.Name == name {
+			return a, nil
+		}
+	}
+	return hangar.App{}, hangar.AppNotFound(name)
+}
+
+func (f *fakeStore) DBInstance(_ context.Context, org, name string) (hangar.DBInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range f.dbs {
+		if d.Org == org && d.Name == name {
+			return d, nil
+		}
+	}
+	return hangar.DBInstance{}, hangar.DBNotFound(name)
 }
 
 func (f *fakeStore) AppByID(_ context.Context, id string) (hangar.App, error) {
@@ -272,6 +295,11 @@ type fakeInstances struct {
 	pending   map[string][]string
 	queued    []string // app versions with ENQUEUED workflows
 	recovered []string // "<app version>:<ids>" per RecoverWorkflows call that recovered some
+
+	// workflows are the workflows of every system database, by ID; the
+	// Workflows methods act on them and record their calls in wfCalls.
+	workflows map[string]hangar.Workflow
+	wfCalls   []string // "<method> <sysDB> <id>"
 }
 
 func (f *fakeInstances) ActiveWorkflows(_ context.Context, _ hangar.DBInstance, _, appVersion string) (int, error) {
@@ -304,6 +332,86 @@ func (f *fakeInstances) RecoverWorkflows(_ context.Context, _ hangar.DBInstance,
 	defer f.mu.Unlock()
 	f.recovered = append(f.recovered, appVersion+":"+strings.Join(ids, ","))
 	return len(ids), nil
+}
+
+func (f *fakeInstances) ListWorkflows(_ context.Context, _ hangar.DBInstance, sysDB string, wf hangar.WorkflowFilter) ([]hangar.Workflow, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.wfCalls = append(f.wfCalls, "list "+sysDB+" "+wf.Name)
+	var out []hangar.Workflow
+	for _, w := range f.workflows {
+		if wf.Name == "" || w.Name == wf.Name {
+			out = append(out, w)
+		}
+	}
+	slices.SortFunc(out, func(a, b hangar.Workflow) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// workflow returns workflow id, recording the call to method; f.mu is held.
+func (f *fakeInstances) workflow(method, sysDB, id string) (hangar.Workflow, error) {
+	f.wfCalls = append(f.wfCalls, method+" "+sysDB+" "+id)
+	w, ok := f.workflows[id]
+	if !ok {
+		return w, hangar.Errorf(hangar.KindNotFound, "workflow %s not found", id)
+	}
+	return w, nil
+}
+
+func (f *fakeInstances) GetWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.workflow("get", sysDB, id)
+}
+
+func (f *fakeInstances) WorkflowSteps(_ context.Context, _ hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := f.workflow("steps", sysDB, id)
+	return nil, err
+}
+
+func (f *fakeInstances) CancelWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w, err := f.workflow("cancel", sysDB, id)
+	if err == nil {
+		w.Status = hangar.WorkflowCancelled
+		f.workflows[id] = w
+	}
+	return err
+}
+
+// ResumeWorkflow enqueues the workflow, an active one of its version.
+func (f *fakeInstances) ResumeWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w, err := f.workflow("resume", sysDB, id)
+	if err == nil {
+		w.Status = hangar.WorkflowEnqueued
+		f.workflows[id] = w
+		f.active[w.ApplicationVersion]++
+	}
+	return w, err
+}
+
+// ForkWorkflow enqueues a copy "<id>-fork", an active one of its version.
+func (f *fakeInstances) ForkWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string, _ int) (hangar.Workflow, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w, err := f.workflow("fork", sysDB, id)
+	if err == nil {
+		w.ID, w.Status, w.ForkedFrom = id+"-fork", hangar.WorkflowEnqueued, id
+		f.workflows[w.ID] = w
+		f.active[w.ApplicationVersion]++
+	}
+	return w, err
+}
+
+func (f *fakeInstances) workflowCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.wfCalls)
 }
 
 func (f *fakeInstances) set(fn func(f *fakeInstances)) {

@@ -60,6 +60,7 @@ type Store interface {
 // Instances runs managed database instances and the apps' databases on them.
 type Instances interface {
 	DBManager
+	Workflows
 	Provision(ctx context.Context, inst hangar.DBInstance) (int, error)
 	Start(ctx context.Context, inst hangar.DBInstance) error
 	StopAll(ctx context.Context) error

@@ -1,0 +1,127 @@
+package deploy
+
+import (
+	"context"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+)
+
+// Workflows manages the DBOS workflows of an app's system database sysDB,
+// as the DBOS admin server did (current SDKs have none); Instances embeds
+// it. *dbinstance.Manager satisfies it.
+type Workflows interface {
+	// ListWorkflows returns the workflows f selects.
+	ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error)
+	// GetWorkflow returns one workflow with its input and output.
+	// KindNotFound.
+	GetWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error)
+	// WorkflowSteps returns the steps a workflow recorded. KindNotFound.
+	WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error)
+	// CancelWorkflow cancels a workflow that has not ended. KindNotFound.
+	CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) error
+	// ResumeWorkflow enqueues a workflow that did not end with SUCCESS or
+	// ERROR again, to run from its last recorded step, and returns it.
+	// KindNotFound.
+	ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error)
+	// ForkWorkflow enqueues a copy of a workflow under a new ID that runs
+	// from startStep, and returns it. KindNotFound, KindInvalid.
+	ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, startStep int) (hangar.Workflow, error)
+}
+
+// appSysDB returns org's app name with the database instance of its system
+// database. KindNotFound; KindUnavailable while the instance is not
+// available.
+func (s *Service) appSysDB(ctx context.Context, org, name string) (hangar.App, hangar.DBInstance, error) {
+	a, err := s.store.App(ctx, org, name)
+	if err != nil {
+		return a, hangar.DBInstance{}, err
+	}
+	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	if err != nil {
+		return a, inst, err
+	}
+	if inst.Status != hangar.DBAvailable {
+		return a, inst, hangar.Errorf(hangar.KindUnavailable, "the database instance %s of application %s is %s: its workflows cannot be reached now", inst.Name, a.Name, inst.Status)
+	}
+	return a, inst, nil
+}
+
+// Workflows lists the workflows of org's app name that f selects.
+// KindNotFound, KindUnavailable.
+func (s *Service) Workflows(ctx context.Context, org, name string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.instances.ListWorkflows(ctx, inst, a.SysDBName(), f)
+}
+
+// Workflow returns workflow id of org's app name with its input and
+// output. KindNotFound, KindUnavailable.
+func (s *Service) Workflow(ctx context.Context, org, name, id string) (hangar.Workflow, error) {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return hangar.Workflow{}, err
+	}
+	return s.instances.GetWorkflow(ctx, inst, a.SysDBName(), id)
+}
+
+// WorkflowSteps returns the steps workflow id of org's app name recorded.
+// KindNotFound, KindUnavailable.
+func (s *Service) WorkflowSteps(ctx context.Context, org, name, id string) ([]hangar.WorkflowStep, error) {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.instances.WorkflowSteps(ctx, inst, a.SysDBName(), id)
+}
+
+// CancelWorkflow cancels workflow id of org's app name: its executor stops
+// it before its next step, and nothing recovers it. KindNotFound,
+// KindUnavailable.
+func (s *Service) CancelWorkflow(ctx context.Context, org, name, id string) error {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return err
+	}
+	return s.instances.CancelWorkflow(ctx, inst, a.SysDBName(), id)
+}
+
+// ResumeWorkflow resumes workflow id of org's app name from its last
+// recorded step, keeping its ID. KindNotFound, KindUnavailable.
+func (s *Service) ResumeWorkflow(ctx context.Context, org, name, id string) error {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return err
+	}
+	w, err := s.instances.ResumeWorkflow(ctx, inst, a.SysDBName(), id)
+	if err != nil {
+		return err
+	}
+	s.runsVersionOf(a, inst, w)
+	return nil
+}
+
+// RestartWorkflow starts workflow id of org's app name again from the
+// beginning, with its inputs, under a new ID, which it returns.
+// KindNotFound, KindUnavailable.
+func (s *Service) RestartWorkflow(ctx context.Context, org, name, id string) (string, error) {
+	a, inst, err := s.appSysDB(ctx, org, name)
+	if err != nil {
+		return "", err
+	}
+	w, err := s.instances.ForkWorkflow(ctx, inst, a.SysDBName(), id, 0)
+	if err != nil {
+		return "", err
+	}
+	s.runsVersionOf(a, inst, w)
+	return w.ID, nil
+}
+
+// runsVersionOf makes sure an executor of w's application version runs to
+// dequeue it: only those do, and the version may no longer serve.
+func (s *Service) runsVersionOf(a hangar.App, inst hangar.DBInstance, w hangar.Workflow) {
+	if w.Status == hangar.WorkflowEnqueued && w.ApplicationVersion != "" {
+		s.ensureVersionRuns(a.ID, inst, w.ApplicationVersion)
+	}
+}
