@@ -156,11 +156,8 @@ func deviceLogin(t *testing.T, h *Hangar, dir string, signin url.Values) string 
 	return out.String()
 }
 
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-// approve signs in on the approval page at pageURL with the sign-in form's
-// fields signin and approves userCode, as a person in a browser would.
-func approve(t *testing.T, h *Hangar, pageURL string, signin url.Values, userCode string) {
+// browser returns a client of h that keeps cookies, as a browser does.
+func browser(t *testing.T, h *Hangar) *http.Client {
 	t.Helper()
 	c := h.HTTPClient(t)
 	jar, err := cookiejar.New(nil)
@@ -168,6 +165,16 @@ func approve(t *testing.T, h *Hangar, pageURL string, signin url.Values, userCod
 		t.Fatal(err)
 	}
 	c.Jar = jar
+	return c
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// approve signs in on the approval page at pageURL with the sign-in form's
+// fields signin and approves userCode, as a person in a browser would.
+func approve(t *testing.T, h *Hangar, pageURL string, signin url.Values, userCode string) {
+	t.Helper()
+	c := browser(t, h)
 	page := func(resp *http.Response, err error) (string, string) {
 		t.Helper()
 		if err != nil {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -70,12 +69,7 @@ func TestPassword_DeviceLogin(t *testing.T) {
 // the status: 303 signed in, 401 refused.
 func signInStatus(t *testing.T, h *Hangar, name, password string) int {
 	t.Helper()
-	c := h.HTTPClient(t)
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Jar = jar
+	c := browser(t, h)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := c.Get("https://" + h.Domain + "/device")
 	if err != nil {
