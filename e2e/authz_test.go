@@ -40,15 +40,17 @@ type authzFixture struct {
 	benInvite  string // a valid invite to org B
 	bendbPort  int
 	workflowID string // a workflow greeter ran
+	executorID string // an executor of greeter's
 }
 
 // A's names: the path values of every request of B's against org A; "id",
-// a workflow of greeter's, is added by names.
+// a workflow of greeter's, and "executor", one of its executors, are added
+// by names.
 var orgA = map[string]string{"org": "ava", "app": "greeter", "db": "avadb", "name": "API_KEY", "username": "amy"}
 
 // names returns A's names.
 func (f *authzFixture) names() map[string]string {
-	names := map[string]string{"id": f.workflowID}
+	names := map[string]string{"id": f.workflowID, "executor": f.executorID}
 	for k, v := range orgA {
 		names[k] = v
 	}
@@ -216,6 +218,8 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"GET /hangar/v1/{org}/applications/{app}/events":    {},
 		"GET /hangar/v1/{org}/applications/{app}/executors": {},
 		"POST /hangar/v1/{org}/applications/{app}/deploy":   {query: "?previous_version=" + f.version},
+		// A shell on A's executor; Unchanged checks that it never ran.
+		"POST /vmsadmin/{org}/applications/{app}/vms/{executor}/vmcmd": {body: apiclient.ExecutorCommandRequest{Command: "touch pwned"}},
 
 		// Workflows, in greeter's system database.
 		"POST /v1alpha1/{org}/applications/{app}/workflows":               {body: apiclient.ListWorkflowsRequest{LoadInput: true, LoadOutput: true}},
@@ -369,6 +373,11 @@ func TestAuthorization(t *testing.T) {
 		if diff := cmp.Diff(before, f.snapshot(t), cmpopts.IgnoreFields(apiclient.Application{}, "AppHealth")); diff != "" {
 			t.Errorf("org A changed while B tried its routes (-before +after):\n%s", diff)
 		}
+		// B's commands on A's executor did not run; A's own do.
+		res, err := f.ava.ExecutorCommand(ctx, "ava", "greeter", f.executorID, "ls")
+		if err != nil || res.ExitCode != 0 || strings.Contains(res.Stdout, "pwned") || !strings.Contains(res.Stdout, "package.json") {
+			t.Errorf("A's ls on its executor: %+v, %v; want the app's files and nothing B made", res, err)
+		}
 	})
 
 	t.Run("DatabaseIsolation", func(t *testing.T) {
@@ -475,6 +484,11 @@ func setupAuthz(t *testing.T) *authzFixture {
 		t.Fatalf("GET /greet/ava = %d %s", status, body)
 	}
 	f.workflowID = greeted.WorkflowID
+	var exs []apiclient.ExecutorStats
+	if err := f.ava.Do(ctx, http.MethodGet, "/hangar/v1/ava/applications/greeter/executors", nil, &exs); err != nil || len(exs) == 0 {
+		t.Fatalf("greeter's executors = %v, %v; want one", exs, err)
+	}
+	f.executorID = exs[0].ID
 	waitFor(t, "greeter's workflow ends", time.Minute, func() bool {
 		var w apiclient.WorkflowStatus
 		err := f.ava.Do(ctx, http.MethodGet, "/appsadmin/ava/applications/greeter/workflows/"+f.workflowID, nil, &w)

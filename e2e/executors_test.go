@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 )
@@ -116,10 +119,12 @@ DBOS.setConfig(`
 // the sandbox driver: a killed executor is replaced, an executor that runs
 // out of memory is reported with its limit and replaced, a workflow killed
 // mid-step finishes on the replacement without running its completed step
-// again, and min executors give balanced executors.
+// again, and min executors give balanced executors. Its Hangar serves
+// metrics, which it checks after the first deploy.
 func TestExecutors(t *testing.T) {
 	t.Parallel()
-	h := startHangar(t)
+	metricsAddr := "127.0.0.1:" + freePort(t)
+	h := startHangar(t, "--metrics-listen", metricsAddr)
 	refresh := h.AddUser(t, "exec")
 	hc := h.HTTPClient(t)
 	c := h.Client(t, refresh)
@@ -189,6 +194,48 @@ func TestExecutors(t *testing.T) {
 		}
 		return ex
 	}
+
+	t.Run("Metrics", func(t *testing.T) {
+		// Traffic to count: an app request and an API call.
+		serving(t)
+		if _, err := c.App(ctx, "exec", "greeter"); err != nil {
+			t.Fatal(err)
+		}
+		mfs := scrapeMetrics(t, "http://"+metricsAddr+"/metrics")
+		app := []string{"org", "exec", "app", "greeter"}
+		limits := metricValues(mfs, "hangar_executor_memory_limit_bytes", app...)
+		if len(limits) == 0 {
+			t.Errorf("no hangar_executor_memory_limit_bytes for exec/greeter's executors")
+		}
+		for ex, v := range limits {
+			if v != 512<<20 {
+				t.Errorf("executor %s: memory limit %v bytes, want 512 MiB", ex, v)
+			}
+		}
+		cpu := metricValues(mfs, "hangar_executor_cpu_seconds_total", app...)
+		for ex := range limits {
+			if cpu[ex] <= 0 {
+				t.Errorf("executor %s: %v CPU seconds, want > 0", ex, cpu[ex])
+			}
+		}
+		for _, want := range []struct {
+			name   string
+			labels []string
+		}{
+			{"hangar_api_requests_total", []string{"route", "GET /v1alpha1/{org}/applications/{app}", "code", "200"}},
+			{"hangar_router_requests_total", append([]string{"code", "2xx"}, app...)},
+			{"hangar_deploys_total", []string{"outcome", "success"}},
+			{"hangar_app_status", append([]string{"status", "AVAILABLE"}, app...)},
+		} {
+			total := 0.0
+			for _, v := range metricValues(mfs, want.name, want.labels...) {
+				total += v
+			}
+			if total < 1 {
+				t.Errorf("%s%q = %v, want ≥ 1", want.name, want.labels, total)
+			}
+		}
+	})
 
 	t.Run("KillReplaced", func(t *testing.T) {
 		dead := serving(t)
@@ -606,4 +653,53 @@ func isolatedFromInside(t *testing.T, h *Hangar, hc *http.Client, c *apiclient.C
 	if n, _ := strconv.Atoi(got["procs"]); n == 0 || n > 5 {
 		t.Errorf("executor sees %s processes, want only its own (1 to 5)", got["procs"])
 	}
+}
+
+// scrapeMetrics reads Hangar's metrics at url.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return mfs
+}
+
+// metricValues returns the values of the counter or gauge name among mfs
+// whose labels include the name/value pairs labels, keyed by their
+// executor label (empty when they have none).
+func metricValues(mfs map[string]*dto.MetricFamily, name string, labels ...string) map[string]float64 {
+	out := map[string]float64{}
+	mf := mfs[name]
+	if mf == nil {
+		return out
+	}
+	for _, m := range mf.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			match = match && have[labels[i]] == labels[i+1]
+		}
+		if !match {
+			continue
+		}
+		v := m.GetGauge().GetValue()
+		if m.Counter != nil {
+			v = m.GetCounter().GetValue()
+		}
+		out[have["executor"]] += v
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -325,5 +326,36 @@ await DBOS.registerQueue("gatedq", { globalConcurrency: 1, minPollingIntervalMs:
 		if got := list(t, ours(t, "workflow", "queue", "list")); len(got) != 0 {
 			t.Errorf("queue list after everything ended = %+v, want none", got)
 		}
+	})
+
+	// app cmd runs a shell command on the serving executor, confined as
+	// the app is, for 10 s at most, and leaves a trace in the app's logs.
+	t.Run("AppCmd", func(t *testing.T) {
+		out := ours(t, "app", "cmd", "--", "id -u; grep CapEff /proc/self/status; ls")
+		lines := strings.Split(out, "\n")
+		if uid, err := strconv.Atoi(lines[0]); err != nil || uid == 0 {
+			t.Errorf("the command runs as uid %q, want the executor's own, not root:\n%s", lines[0], out)
+		}
+		for _, want := range []string{"CapEff:\t0000000000000000", "app.mjs", "dbos-config.yaml", "package.json"} {
+			if !slices.Contains(lines, want) {
+				t.Errorf("output lacks the line %q (no capabilities, the app's files):\n%s", want, out)
+			}
+		}
+		out, code := h.ours(t, dir, "app", "cmd", "echo seven; exit 7")
+		if code != 7 || out != "seven\n" {
+			t.Errorf("exit 7: got exit code %d and %q, want 7 and \"seven\\n\"", code, out)
+		}
+		out, code = h.ours(t, dir, "app", "cmd", "sleep 30; echo slept")
+		if code != 124 || strings.Contains(out, "slept") || !strings.Contains(out, "ran out of time") {
+			t.Errorf("sleep 30: got exit code %d and %q, want 124, cut at 10 s", code, out)
+		}
+		l := ours(t, "app", "logs")
+		for _, want := range []string{`hangar: WARN: wfs ran a command on executor ex-`, `: "echo seven; exit 7"; exit code 7`, `: "sleep 30; echo slept"; exit code 124`} {
+			if !strings.Contains(l, want) {
+				t.Errorf("app logs lack %q:\n%s", want, lastLines(l, 20))
+			}
+		}
+		// The app still serves.
+		call(t, "/greetings", nil)
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/logs"
+	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
@@ -46,6 +47,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "plain-HTTP address serving Prometheus metrics at /metrics, e.g. 127.0.0.1:9464; they name orgs and apps, keep it private; empty = off (env HANGAR_METRICS_LISTEN)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
@@ -108,6 +110,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Logger: log.With("component", "dbinstance"),
 	})
 	rt := router.New(log.With("component", "router"))
+	// Counting is cheap, so it always runs; --metrics-listen only decides
+	// whether the metrics are served.
+	met := metrics.New(log.With("component", "metrics"))
 	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
 		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, Logger: log.With("component", "logs"),
 	})
@@ -129,8 +134,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 		},
-		Logger:  log,
-		Secrets: accounts.NewOpener(st, box),
+		Logger:   log,
+		Secrets:  accounts.NewOpener(st, box),
+		Observer: met,
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -140,8 +146,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 
+	met.Watch(svc)
+
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	handler := api.HostSwitch(cfg.Domain, api.NewHandler(api.Config{Domain: cfg.Domain}, svc, st, tokens, accts, logStore, log), rt)
+	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
+	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -155,19 +164,35 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 2)
+	servers := []*http.Server{srv}
+	if cfg.MetricsListen != "" {
+		// Plain HTTP on an address of its own, never on the API host: the
+		// metrics name orgs, apps and executors.
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		msrv := &http.Server{Handler: met.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		go func() { errc <- msrv.Serve(mln) }()
+		servers = append(servers, msrv)
+		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", mln.Addr())
+	}
 	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\nCA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n",
 		cfg.Domain, ln.Addr(), ca.CertPath(), cfg.Domain, ca.CertPath())
-	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(bg, 30*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	for _, s := range servers {
+		err = errors.Join(err, s.Shutdown(sctx))
+	}
+	return err
 }
 
 // driver is an executor driver that can clean up after an earlier run.

@@ -31,6 +31,11 @@ type Config struct {
 	Domain string
 	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
 	MaxArchiveBytes int64
+	// Middleware, when set, wraps the routes (inside the request ID
+	// handler), so that r.Pattern holds the matched route when the handler
+	// it wraps returns: the composition root instruments the API with it.
+	// Default none.
+	Middleware func(http.Handler) http.Handler
 }
 
 // Server holds the API's dependencies.
@@ -53,7 +58,11 @@ func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issu
 		cfg.MaxArchiveBytes = 500 << 20
 	}
 	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now}
-	return s.withRequestID(s.routes())
+	var h http.Handler = s.routes()
+	if cfg.Middleware != nil {
+		h = cfg.Middleware(h)
+	}
+	return s.withRequestID(h)
 }
 
 // handlerFunc is a handler that returns an error for the adapter to write.

@@ -19,6 +19,7 @@ func (s *Server) routes() *registry {
 	mux.Handle("GET /v1alpha1/{org}/logs/applications/{app}", s.authed(s.appLogs))
 	mux.Handle("GET /hangar/v1/{org}/applications/{app}/events", s.authed(s.appEvents))
 	mux.Handle("GET /hangar/v1/{org}/applications/{app}/executors", s.authed(s.appExecutors))
+	mux.Handle("POST /vmsadmin/{org}/applications/{app}/vms/{executor}/vmcmd", s.authed(s.executorCommand))
 
 	// Workflows, served from the app's system database as the DBOS admin
 	// server served them (workflows.go). The official CLI lists through

@@ -21,7 +21,7 @@ func newAppCmd(e *env) *cobra.Command {
 	cmd := group("application", "Manage your DBOS applications", "applications", "app", "apps")
 	cmd.AddCommand(
 		newAppRegisterCmd(e), newAppUpdateCmd(e), newDeployCmd(e), newChangeDBCmd(e), newAppDeleteCmd(e),
-		newAppListCmd(e), newAppStatusCmd(e), newAppVersionsCmd(e), newAppDeploymentsCmd(e), newAppExecutorsCmd(e), newAppLogsCmd(e), newSecretsCmd(e),
+		newAppListCmd(e), newAppStatusCmd(e), newAppVersionsCmd(e), newAppDeploymentsCmd(e), newAppExecutorsCmd(e), newAppCmdCmd(e), newAppLogsCmd(e), newSecretsCmd(e),
 	)
 	return cmd
 }

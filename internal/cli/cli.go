@@ -41,7 +41,8 @@ type env struct {
 }
 
 // Main runs the dbos-cloud command line and returns the exit code: 0 on
-// success, 1 when a command fails, 2 on a usage error.
+// success, 1 when a command fails, 2 on a usage error; `app cmd` exits
+// with the remote command's code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, dir: ".", sleep: sleep}
 	return e.run(ctx, args)
@@ -73,6 +74,9 @@ func (e *env) run(ctx context.Context, args []string) int {
 	case err == nil:
 		return 0
 	case errors.As(err, &f):
+		if code, ok := errors.AsType[exitCode](f.err); ok {
+			return int(code) // a remote command's, which printed its own output
+		}
 		fmt.Fprintln(e.stderr, err)
 		return 1
 	default:

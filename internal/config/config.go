@@ -23,6 +23,10 @@ type Config struct {
 	DataDir string
 	// Listen is the HTTPS listen address. Default "127.0.0.1:8443".
 	Listen string
+	// MetricsListen is the plain-HTTP address that serves Prometheus
+	// metrics at /metrics, apart from the API because they name tenants.
+	// Default "": no metrics listener.
+	MetricsListen string
 	// Domain is the public host[:port] of the API; apps are served at
 	// <org>-<app>.<Domain>. Default "localhost:8443".
 	Domain string
@@ -68,6 +72,7 @@ func Defaults(getenv Getenv) Config {
 	c := Config{
 		DataDir:       getenv("HANGAR_DATA_DIR"),
 		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
+		MetricsListen: getenv("HANGAR_METRICS_LISTEN"),
 		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
 		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
 		Driver:        or(getenv("HANGAR_DRIVER"), "sandbox"),
@@ -141,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port", c.Listen))
+	}
+	if _, _, err := net.SplitHostPort(c.MetricsListen); c.MetricsListen != "" && err != nil {
+		errs = append(errs, fmt.Errorf("--metrics-listen %q: want host:port", c.MetricsListen))
 	}
 	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
 		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))

@@ -14,10 +14,11 @@ func TestDefaults(t *testing.T) {
 		"HANGAR_DOMAIN":         "apps.example.com",
 		"HANGAR_HEALTH_TIMEOUT": "30s",
 		"HANGAR_PG_SETTINGS":    "fsync=off, max_connections=300",
+		"HANGAR_METRICS_LISTEN": "127.0.0.1:9464",
 	}
 	c := Defaults(func(k string) string { return env[k] })
 	want := Config{
-		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", Domain: "apps.example.com",
+		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", MetricsListen: "127.0.0.1:9464", Domain: "apps.example.com",
 		Driver: "sandbox", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
 		PGSettings: map[string]string{"fsync": "off", "max_connections": "300"},
 	}
@@ -34,6 +35,8 @@ func TestValidate(t *testing.T) {
 	}{
 		"OK":           {func(*Config) {}, false},
 		"BadListen":    {func(c *Config) { c.Listen = "8443" }, true},
+		"Metrics":      {func(c *Config) { c.MetricsListen = "127.0.0.1:9464" }, false},
+		"BadMetrics":   {func(c *Config) { c.MetricsListen = "9464" }, true},
 		"BadDomain":    {func(c *Config) { c.Domain = "https://x/" }, true},
 		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
 		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},

@@ -71,7 +71,7 @@ func (s *Service) App(ctx context.Context, org, name string) (hangar.App, error)
 	return s.store.App(ctx, org, name)
 }
 
-// Apps lists org's apps.
+// Apps lists org's apps; every org's when org is "".
 func (s *Service) Apps(ctx context.Context, org string) ([]hangar.App, error) {
 	return s.store.Apps(ctx, org)
 }

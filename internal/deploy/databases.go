@@ -78,7 +78,7 @@ func (s *Service) DBInstance(ctx context.Context, org, name string) (hangar.DBIn
 	return s.store.DBInstance(ctx, org, name)
 }
 
-// DBInstances lists org's instances.
+// DBInstances lists org's instances; every org's when org is "".
 func (s *Service) DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error) {
 	return s.store.DBInstances(ctx, org)
 }

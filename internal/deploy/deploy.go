@@ -147,6 +147,9 @@ func (s *Service) deployWorkflow(ctx dbos.Context, in deployInput) (string, erro
 	_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
 		return "", s.store.EndOperation(ctx, in.AppID, in.Op)
 	}, dbos.WithStepName("finish"))
+	if err == nil {
+		s.observer().DeployEnded(true)
+	}
 	return in.Version, err
 }
 
@@ -167,6 +170,7 @@ func (s *Service) runStep(ctx context.Context, in deployInput, name string, run 
 	}
 	err := run(ctx, in, w)
 	rec := hangar.StepRecord{Name: name, StartedAt: start.UTC(), DurationMS: time.Since(start).Milliseconds()}
+	s.observer().StepEnded(name, time.Since(start))
 	d := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		rec.Error = userMessage(err)
@@ -184,6 +188,7 @@ func (s *Service) runStep(ctx context.Context, in deployInput, name string, run 
 // was (AVAILABLE while an earlier version serves, else FAILED), and the app
 // released.
 func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause error) error {
+	s.observer().DeployEnded(false)
 	reason := fmt.Sprintf("deploy failed at step %s: %s", step, userMessage(cause))
 	_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
 		s.log.ErrorContext(ctx, "deploy failed", "app", in.AppID, "version", in.Version, "step", step, "err", cause)

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,11 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,6 +161,38 @@ func (d *fakeDriver) Stats(_ context.Context, id string) (runtime.Stats, error) 
 	e.cpu += time.Duration(e.cpuUse * float64(now.Sub(e.cpuAt)))
 	e.cpuAt = now
 	return runtime.Stats{CPU: e.cpu, MemoryLimitBytes: uint64(e.spec.MemoryMiB) << 20}, nil
+}
+
+// Exec runs spec.Args on the host, in the executor's folder with its
+// environment.
+func (d *fakeDriver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (int, error) {
+	if err := spec.Validate(); err != nil {
+		return -1, err
+	}
+	d.mu.Lock()
+	e := d.exs[id]
+	d.mu.Unlock()
+	switch {
+	case e == nil:
+		return -1, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	case e.spec.ID == "" || closed(e.done):
+		return -1, hangar.Errorf(hangar.KindConflict, "executor %s is not running", id)
+	}
+	cmd := exec.CommandContext(ctx, spec.Args[0], spec.Args[1:]...)
+	cmd.Dir, cmd.Env = e.spec.Dir, e.spec.Env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	// Killed with what it started, as drivers do.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	if _, ok := errors.AsType[*exec.ExitError](err); err != nil && !ok {
+		return -1, err
+	}
+	return cmd.ProcessState.ExitCode(), nil
 }
 
 // setCPU makes every executor, running and future, use vcpus.

@@ -145,6 +145,9 @@ type Config struct {
 	// at its next deploy (or in an executor the supervisor starts later).
 	// Default none.
 	Secrets Secrets
+	// Observer is told of deploy outcomes, step durations and executor
+	// events, for metrics. Default none.
+	Observer Observer
 }
 
 // Service is the orchestrator. Create it with New, then Launch it.

@@ -255,6 +255,7 @@ func (s *Service) event(appID string, ev Event) {
 	}
 	s.fleet.events[appID] = evs
 	s.mu.Unlock()
+	s.observer().ExecutorEvent(appID, ev.Kind)
 	level := "info"
 	switch ev.Kind {
 	case EventExited, EventOOM, EventUnhealthy, EventStartFailed:

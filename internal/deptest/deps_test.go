@@ -40,6 +40,7 @@ var allowed = []struct {
 	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
+	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}},
 	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs"}},
 }
 

@@ -1,10 +1,10 @@
 // Package runtime defines the contract between Hangar's orchestration and the
 // drivers that run executors (one running instance of an app version): the
-// Driver interface and the Spec, Executor, Network, Status, Info and Stats
-// types. Drivers live in sub-packages (netns, sandbox, later microvm) and are
-// tested with
-// the runtimetest conformance suite. It imports only the standard library and
-// internal/hangar; orchestration packages (deploy) and drivers may import it.
+// Driver interface and the Spec, ExecSpec, Executor, Network, Status, Info
+// and Stats types. Drivers live in sub-packages (netns, sandbox, later
+// microvm) and are tested with the runtimetest conformance suite. It imports
+// only the standard library and internal/hangar; orchestration packages
+// (deploy) and drivers may import it.
 package runtime
 
 import (
@@ -20,8 +20,9 @@ import (
 )
 
 // Driver runs executors. The life of an executor is Prepare, Start, any
-// number of Wait calls, and Stop, which the caller must call for every
-// prepared executor, also when Start failed or the process already exited.
+// number of Wait and Exec calls, and Stop, which the caller must call for
+// every prepared executor, also when Start failed or the process already
+// exited.
 type Driver interface {
 	// Prepare allocates the network of executor id and returns it, so that
 	// the caller can build addresses the app must use (for example database
@@ -51,6 +52,34 @@ type Driver interface {
 	// KindNotFound when id is unknown, stopped or never started, and
 	// KindUnavailable when the driver does not account resources.
 	Stats(ctx context.Context, id string) (Stats, error)
+	// Exec runs spec.Args inside executor id, isolated as its app is (the
+	// same user, namespaces, cgroup and limits, working directory and
+	// environment), and waits until it exits. When ctx is done first, it
+	// kills the process and everything it started and returns ctx.Err().
+	// It returns the exit code, 128+n when signal n killed the process.
+	// It returns KindInvalid for empty Args, KindNotFound when id is
+	// unknown or stopped, and KindConflict when its app does not run
+	// (prepared but not started, or exited).
+	Exec(ctx context.Context, id string, spec ExecSpec) (exitCode int, err error)
+}
+
+// ExecSpec is a process Exec runs in a running executor.
+type ExecSpec struct {
+	// Args is the argv; Args[0] is looked up in the executor's PATH.
+	Args []string
+	// Stdin is the process's input; nil means none.
+	Stdin io.Reader
+	// Stdout and Stderr receive its output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// Validate checks an ExecSpec; drivers call it first in Exec. Its errors
+// are KindInvalid.
+func (s ExecSpec) Validate() error {
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return hangar.Errorf(hangar.KindInvalid, "exec: empty command")
+	}
+	return nil
 }
 
 // State is where an executor is in its life.

@@ -45,3 +45,27 @@ func TestSpec_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestExecSpec_Validate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"Valid", []string{"/bin/sh", "-c", "id -u"}, true},
+		{"NoArgs", nil, false},
+		{"EmptyArgv0", []string{"", "-c"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := ExecSpec{Args: tc.args}.Validate()
+			if tc.ok && err != nil {
+				t.Fatalf("got %v, want nil", err)
+			}
+			if !tc.ok && hangar.KindOf(err) != hangar.KindInvalid {
+				t.Fatalf("got %v (kind %s), want kind %s", err, hangar.KindOf(err), hangar.KindInvalid)
+			}
+		})
+	}
+}

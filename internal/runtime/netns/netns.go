@@ -235,6 +235,36 @@ func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
 	return d.execs.Inspect(id)
 }
 
+// Exec runs spec.Args in the executor's namespace through `ip netns exec`,
+// as the app runs: as Hangar's user, in the app's folder, with its
+// environment. It runs in a process group of its own, killed when ctx is
+// done. See runtime.Driver.
+func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (int, error) {
+	if err := spec.Validate(); err != nil {
+		return -1, err
+	}
+	e, err := d.execs.Running(id)
+	if err != nil {
+		return -1, err
+	}
+	cmd := exec.CommandContext(ctx, d.ipPath, vnet.ExecArgs(e.Name, spec.Args)...)
+	cmd.Dir = e.Dir
+	cmd.Env = append([]string{}, e.Env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	cmd.WaitDelay = waitDelay
+	setProcAttr(cmd)
+	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGKILL) }
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	if _, ok := errors.AsType[*exec.ExitError](err); err != nil && !ok {
+		return -1, fmt.Errorf("exec in executor %s: %w", id, err)
+	}
+	code, _ := exitStatus(cmd.ProcessState)
+	return code, nil
+}
+
 // Stats returns KindUnavailable: this driver puts executors in no cgroup of
 // their own, so there is nothing that accounts for them alone, memory
 // peaks and process counts included. See runtime.Driver.

@@ -6,15 +6,20 @@ package runtimetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
@@ -27,7 +32,8 @@ const appPort = 3000
 // serverPy is the test app: an HTTP server on $PORT that answers
 // GET /env/NAME with the variable's value, GET /cwd with its working
 // directory (unique per test, so it tells executors apart even when a
-// released address was reused) and GET /dial/HOST:PORT by sending
+// released address was reused), GET /self/FILE with its /proc/self/FILE
+// and GET /dial/HOST:PORT by sending
 // "ping" to HOST:PORT, half-closing, and returning what it read back (502 and
 // the error when that fails). On SIGTERM it prints "TERM" and exits, or keeps
 // running when $TERM_MODE is "ignore".
@@ -47,6 +53,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 body = os.environ.get(arg, "").encode()
             elif kind == "cwd":
                 body = os.getcwd().encode()
+            elif kind == "self":
+                with open("/proc/self/" + arg, "rb") as f:
+                    body = f.read()
             elif kind == "dial":
                 host, port = arg.rsplit(":", 1)
                 with socket.create_connection((host, int(port)), timeout=5) as s:
@@ -91,6 +100,9 @@ func Run(t *testing.T, newDriver func(t *testing.T) runtime.Driver) {
 		{"Errors", s.testErrors},
 		{"Inspect", s.testInspect},
 		{"Stats", s.testStats},
+		{"Exec", s.testExec},
+		{"ExecKilledWithContext", s.testExecKilledWithContext},
+		{"ExecErrors", s.testExecErrors},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -572,4 +584,151 @@ func (s *suite) testStats(t *testing.T) {
 	if err == nil && st.CPU <= 0 {
 		t.Errorf("Stats after exit: got %+v, want some CPU time used", st)
 	}
+}
+
+// execOut runs args in executor id with stdin and returns its exit code
+// and output.
+func execOut(t testing.TB, d runtime.Driver, id, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut SyncBuffer
+	code, err := d.Exec(t.Context(), id, runtime.ExecSpec{Args: args, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatalf("Exec(%s, %q): %v", id, args, err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// statusLines returns the lines of a /proc/<pid>/status that say who a
+// process is and what it may do: its uids, gids and capabilities.
+func statusLines(status string) []string {
+	var out []string
+	for _, l := range strings.Split(status, "\n") {
+		for _, key := range []string{"Uid:", "Gid:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"} {
+			if strings.HasPrefix(l, key) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// testExec checks that Exec runs a process as the app runs: with its
+// output streams, input and exit code, in the app's folder and
+// environment, as the app's user with the app's capabilities, in its
+// cgroups.
+func (s *suite) testExec(t *testing.T) {
+	d := s.newDriver(t)
+	spec := s.serverSpec(t, "execs", "HANGAR_TEST_SECRET=s3cret")
+	x := start(t, d, spec)
+	WaitHTTP(t, x.Addr)
+
+	code, stdout, stderr := execOut(t, d, "execs", "", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+	if code != 3 || stdout != "out\n" || stderr != "err\n" {
+		t.Errorf("got exit code %d, stdout %q, stderr %q; want 3, \"out\\n\", \"err\\n\"", code, stdout, stderr)
+	}
+	code, stdout, _ = execOut(t, d, "execs", "line one\nline two\n", "/bin/sh", "-c", "pwd; echo \"$HANGAR_TEST_SECRET\"; cat")
+	if want := spec.Dir + "\ns3cret\nline one\nline two\n"; code != 0 || stdout != want {
+		t.Errorf("working directory, environment and input: got exit code %d and %q, want 0 and %q", code, stdout, want)
+	}
+	// The command may write to the app folder, as the app may.
+	if code, _, _ := execOut(t, d, "execs", "", "/bin/sh", "-c", "touch made-by-exec"); code != 0 {
+		t.Errorf("writing to the app folder: exit code %d", code)
+	}
+	if fi, err := os.Stat(filepath.Join(spec.Dir, "made-by-exec")); err != nil || fi.Size() != 0 {
+		t.Errorf("the file exec made in the app folder: %v", err)
+	}
+
+	appStatus := statusLines(mustGet(t, x.Addr, "/self/status", http.StatusOK))
+	_, execStatus, _ := execOut(t, d, "execs", "", "/bin/sh", "-c", "exec cat /proc/self/status")
+	if len(appStatus) < 7 {
+		t.Fatalf("the app's /proc/self/status lacks uids or capabilities: %q", appStatus)
+	}
+	if diff := cmp.Diff(appStatus, statusLines(execStatus)); diff != "" {
+		t.Errorf("exec's user and capabilities differ from the app's (-app +exec):\n%s", diff)
+	}
+	appCgroups := mustGet(t, x.Addr, "/self/cgroup", http.StatusOK)
+	if _, execCgroups, _ := execOut(t, d, "execs", "", "/bin/sh", "-c", "exec cat /proc/self/cgroup"); execCgroups != appCgroups {
+		t.Errorf("exec's cgroups differ from the app's:\napp:  %q\nexec: %q", appCgroups, execCgroups)
+	}
+	t.Logf("exec runs as %q", appStatus[:2])
+}
+
+// cancelOn is a writer that calls cancel once what was written contains
+// mark.
+type cancelOn struct {
+	SyncBuffer
+	mark   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	n, err := w.SyncBuffer.Write(p)
+	if strings.Contains(w.String(), w.mark) {
+		w.cancel()
+	}
+	return n, err
+}
+
+// testExecKilledWithContext checks that a command whose context ends is
+// killed with everything it started, and that the app runs on.
+func (s *suite) testExecKilledWithContext(t *testing.T) {
+	d := s.newDriver(t)
+	x := start(t, d, s.serverSpec(t, "exec-kill"))
+	WaitHTTP(t, x.Addr)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// Sleeps of unlikely lengths, so that they are told from any other
+	// process on the host; the patterns below do not match themselves.
+	out := &cancelOn{mark: "started", cancel: cancel}
+	_, err := d.Exec(ctx, "exec-kill", runtime.ExecSpec{
+		Args:   []string{"/bin/sh", "-c", "sleep 3000007 & sleep 3000008 & echo started; wait"},
+		Stdout: out,
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Exec: got %v, want %v", err, context.Canceled)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// grep lists the processes whose command line matches; it exits
+		// 2 when one of them vanished meanwhile, 1 when none matched.
+		code, stdout, _ := execOut(t, d, "exec-kill", "", "/bin/sh", "-c", "grep -las 'sleep.300000[78]' /proc/[0-9]*/cmdline")
+		if code != 0 && stdout == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of the cancelled command still run after 10s: %q (grep exit code %d)", stdout, code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := mustGet(t, x.Addr, "/env/DBOS__VMID", http.StatusOK); got != "exec-kill" {
+		t.Errorf("after the command was killed, the app answers %q, want its executor ID", got)
+	}
+}
+
+func (s *suite) testExecErrors(t *testing.T) {
+	d := s.newDriver(t)
+	ctx := t.Context()
+	exec := func(id string, args ...string) error {
+		_, err := d.Exec(ctx, id, runtime.ExecSpec{Args: args})
+		return err
+	}
+	wantKind(t, "Exec in an unknown executor", exec("unknown", "true"), hangar.KindNotFound)
+	prepare(t, d, "exec-prepared")
+	wantKind(t, "Exec in a prepared executor", exec("exec-prepared", "true"), hangar.KindConflict)
+
+	spec := s.serverSpec(t, "exec-exited")
+	spec.Command = []string{"/bin/sh", "-c", "exit 0"}
+	start(t, d, spec)
+	if _, err := d.Wait(ctx, "exec-exited"); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	wantKind(t, "Exec in an exited executor", exec("exec-exited", "/bin/true"), hangar.KindConflict)
+
+	x := start(t, d, s.serverSpec(t, "exec-stopped"))
+	WaitHTTP(t, x.Addr)
+	wantKind(t, "Exec with no command", exec("exec-stopped"), hangar.KindInvalid)
+	if err := d.Stop(ctx, "exec-stopped", time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	wantKind(t, "Exec in a stopped executor", exec("exec-stopped", "/bin/true"), hangar.KindNotFound)
 }

@@ -406,10 +406,8 @@ func waitPIDFile(ctx context.Context, path string, exited <-chan struct{}) (int,
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if b, err := os.ReadFile(path); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				return pid, nil
-			}
+		if pid, err := readPID(path); err == nil {
+			return pid, nil
 		}
 		select {
 		case <-exited:
@@ -498,6 +496,75 @@ func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
 		return runtime.Stats{}, fmt.Errorf("stats of executor %s: %w", id, err)
 	}
 	return s, nil
+}
+
+// Exec runs spec.Args in the executor's container with `runc exec`, which
+// takes the process from the container's spec: the app's uid and gid, no
+// capabilities, no_new_privs, its environment and working directory, and
+// it joins the container's namespaces, seccomp filter and cgroups, so its
+// limits bind the command too. runc makes the process a session leader:
+// when ctx is done, its whole process group is killed. See runtime.Driver.
+func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (int, error) {
+	if err := spec.Validate(); err != nil {
+		return -1, err
+	}
+	e, err := d.execs.Running(id)
+	if err != nil {
+		return -1, err
+	}
+	// In the bundle, where Stop removes what an Exec it interrupts leaves.
+	f, err := os.CreateTemp(e.bundle, execPIDPattern)
+	if err != nil {
+		return -1, fmt.Errorf("exec in executor %s: %w", id, err)
+	}
+	f.Close()
+	pidFile := f.Name()
+	defer os.Remove(pidFile)
+	args := append([]string{"--root", d.runcRoot, "exec", "--pid-file", pidFile, e.Name}, spec.Args...)
+	cmd := exec.CommandContext(ctx, d.runcPath, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = waitDelay
+	cmd.Cancel = func() error {
+		// runc exec stays until the process exits, so the PID it wrote
+		// is not reused yet. Before it wrote one, killing runc is all
+		// there is to do.
+		if pid, err := readPID(pidFile); err == nil {
+			return syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		return cmd.Process.Kill()
+	}
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	if _, ok := errors.AsType[*exec.ExitError](err); err != nil && !ok {
+		return -1, fmt.Errorf("exec in executor %s: %w", id, err)
+	}
+	// runc reports a process killed by signal n as 128+n, as a shell does.
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() { // runc itself was killed
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// execPIDPattern names the files in which runc exec writes the PID of the
+// process it starts.
+const execPIDPattern = "exec-*.pid"
+
+// readPID reads a PID file runc wrote; runc writes it whole (to a
+// temporary file it then renames).
+func readPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err == nil && pid <= 0 {
+		err = fmt.Errorf("bad PID %d", pid)
+	}
+	return pid, err
 }
 
 // Stop sends SIGTERM to the app, SIGKILL to every process of the container
@@ -652,6 +719,13 @@ func removeBundle(bundle string) error {
 	// the host: a recursive removal stays inside.
 	if err := os.RemoveAll(filepath.Join(bundle, "veil")); err != nil {
 		errs = append(errs, err)
+	}
+	// The PID files of commands Exec ran when Stop interrupted them.
+	pidFiles, _ := filepath.Glob(filepath.Join(bundle, execPIDPattern))
+	for _, f := range pidFiles {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	for _, name := range []string{"config.json", "hosts", "resolv.conf", "pid", "runc.log", "rootfs", ""} {
 		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

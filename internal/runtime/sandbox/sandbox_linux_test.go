@@ -269,6 +269,40 @@ func TestDriver_Isolation(t *testing.T) {
 	}
 }
 
+// TestDriver_ExecIsolated checks that a command Exec runs is confined as
+// the app is: the executor's own uid, no capabilities, and its cgroup, so
+// that the executor's limits bind it too.
+func TestDriver_ExecIsolated(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	if _, err := d.Prepare(t.Context(), "exe"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(t.Context(), "exe", time.Second) })
+	spec := runtime.Spec{ID: "exe", Dir: t.TempDir(), Command: []string{"/bin/sh", "-c", "exec sleep 600"}, Port: 3000}
+	if _, err := d.Start(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	out := &runtimetest.SyncBuffer{}
+	code, err := d.Exec(t.Context(), "exe", runtime.ExecSpec{
+		Args:   []string{"/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g); grep CapEff /proc/self/status; cat /proc/self/cgroup"},
+		Stdout: out, Stderr: out,
+	})
+	if err != nil || code != 0 {
+		t.Fatalf("Exec: exit code %d, %v\n%s", code, err, out)
+	}
+	e, _ := d.execs.Lookup("exe")
+	got := out.String()
+	for _, line := range []string{fmt.Sprintf("uid=%d gid=%d\n", e.uid, d.cfg.GID), "CapEff:\t0000000000000000\n", d.cgroupPath("exe") + "\n"} {
+		if !strings.Contains(got, line) {
+			t.Errorf("output lacks %q:\n%s", line, got)
+		}
+	}
+	if e.uid == 0 {
+		t.Error("the executor runs as root")
+	}
+}
+
 // TestDriver_OOM runs a process that allocates past a 64 MiB limit: the
 // kernel kills it and Wait reports it.
 func TestDriver_OOM(t *testing.T) {

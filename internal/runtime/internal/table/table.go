@@ -1,7 +1,7 @@
 // Package table keeps the executors of a runtime driver: the bookkeeping
 // the netns and sandbox drivers share (a record per executor ID, Prepare
-// with its rollback, the checks before Start, Wait, Inspect, the guard of
-// Stats and the skeleton of Stop), so that each driver keeps only how it
+// with its rollback, the checks before Start, Wait, Inspect and Exec, the
+// guard of Stats and the skeleton of Stop), so that each driver keeps only how it
 // runs and stops a process. Only drivers under internal/runtime import it.
 package table
 
@@ -36,6 +36,10 @@ type Entry struct {
 	Addr      string
 	PID       int
 	StartedAt time.Time
+	// Dir and Env are the app's working directory and environment, set
+	// when Start succeeded, for Exec.
+	Dir string
+	Env []string
 	// Forwards are the executor's relays; Stop closes them, also when
 	// Start failed after starting them.
 	Forwards *vnet.Forwards
@@ -164,7 +168,43 @@ func (t *Executors[E]) Start(spec runtime.Spec, start func(E) (*runtime.Executor
 	if x.Done != nil {
 		return nil, hangar.Errorf(hangar.KindConflict, "executor %s is already started", spec.ID)
 	}
-	return start(e)
+	started, err := start(e)
+	if err == nil {
+		x.Dir, x.Env = spec.Dir, spec.Env
+	}
+	return started, err
+}
+
+// Running returns executor id while its app's process runs, for Exec. It
+// returns KindNotFound when id is unknown or stopped, and KindConflict
+// when it was not started or its process exited.
+func (t *Executors[E]) Running(id string) (E, error) {
+	e, ok := t.Lookup(id)
+	if !ok {
+		return e, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	}
+	x := e.entry()
+	x.Mu.Lock()
+	defer x.Mu.Unlock()
+	switch {
+	case x.gone:
+		return e, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
+	case x.Done == nil:
+		return e, hangar.Errorf(hangar.KindConflict, "executor %s is not running: it was not started", id)
+	case closed(x.Done):
+		return e, hangar.Errorf(hangar.KindConflict, "executor %s is not running: its process exited", id)
+	}
+	return e, nil
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Started returns executor id and its Done once Start started its process.

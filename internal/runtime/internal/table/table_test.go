@@ -82,7 +82,7 @@ func started(r *rec) (*runtime.Executor, error) {
 }
 
 func spec(id string) runtime.Spec {
-	return runtime.Spec{ID: id, Dir: "/app", Command: []string{"/bin/true"}, Port: 3000}
+	return runtime.Spec{ID: id, Dir: "/app", Command: []string{"/bin/true"}, Env: []string{"PORT=3000"}, Port: 3000}
 }
 
 func TestExecutors_Life(t *testing.T) {
@@ -99,6 +99,10 @@ func TestExecutors_Life(t *testing.T) {
 	if info, err := tb.Inspect("a"); err != nil || info.State != runtime.StatePrepared || info.Network.Address == "" {
 		t.Errorf("Inspect of a prepared executor: got %+v, %v", info, err)
 	}
+	_, err = tb.Running("a")
+	wantKind(t, "Running before Start", err, hangar.KindConflict)
+	_, err = tb.Running("unknown")
+	wantKind(t, "Running of an unknown executor", err, hangar.KindNotFound)
 
 	if _, err := tb.Start(spec("a"), started); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -108,8 +112,13 @@ func TestExecutors_Life(t *testing.T) {
 	if info, err := tb.Inspect("a"); err != nil || info.State != runtime.StateRunning || info.PID != 42 {
 		t.Errorf("Inspect of a running executor: got %+v, %v", info, err)
 	}
+	if r, err := tb.Running("a"); err != nil || r.Dir != "/app" || len(r.Env) != 1 {
+		t.Errorf("Running: got %+v, %v; want the app's dir and environment", r, err)
+	}
 	r, _ := tb.Lookup("a")
 	r.Exit(runtime.Status{ExitCode: 3})
+	_, err = tb.Running("a")
+	wantKind(t, "Running after the process exited", err, hangar.KindConflict)
 	if st, err := tb.Wait(ctx, "a"); err != nil || st.ExitCode != 3 {
 		t.Errorf("Wait: got %+v, %v; want exit code 3", st, err)
 	}
@@ -138,6 +147,8 @@ func TestExecutors_Life(t *testing.T) {
 	}
 	_, err = tb.Inspect("a")
 	wantKind(t, "Inspect after Stop", err, hangar.KindNotFound)
+	_, err = tb.Running("a")
+	wantKind(t, "Running after Stop", err, hangar.KindNotFound)
 	if err := tb.Stop(ctx, "a", terminate, release); err != nil || released != 1 {
 		t.Errorf("Stop of a stopped executor: got %v, released %d times; want nil and no release", err, released)
 	}
