@@ -527,10 +527,14 @@ func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (in
 	cmd.WaitDelay = waitDelay
 	cmd.Cancel = func() error {
 		// runc exec stays until the process exits, so the PID it wrote
-		// is not reused yet. Before it wrote one, killing runc is all
-		// there is to do.
-		if pid, err := readPID(pidFile); err == nil {
-			return syscall.Kill(-pid, syscall.SIGKILL)
+		// is not reused yet. It writes it just after the process starts,
+		// which may already have run: wait for it a little. Without
+		// one, killing runc is all there is to do.
+		for range 100 {
+			if pid, err := readPID(pidFile); err == nil {
+				return syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		return cmd.Process.Kill()
 	}
