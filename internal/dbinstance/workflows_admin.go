@@ -265,11 +265,8 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 // ListWorkflows does.
 func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
 	var out []hangar.Workflow
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
-		if err != nil {
-			return err
-		}
+	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+		var err error
 		out, err = listWorkflows(ctx, c, s, f)
 		return err
 	})
@@ -283,11 +280,8 @@ func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sys
 // KindNotFound.
 func (m *Manager) GetWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
-		if err != nil {
-			return err
-		}
+	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+		var err error
 		w, err = getWorkflow(ctx, c, s, id)
 		return err
 	})
@@ -314,11 +308,7 @@ func workflowNotFound(id string) error {
 // as DBOS's GetWorkflowSteps does. KindNotFound.
 func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error) {
 	var steps []hangar.WorkflowStep
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
-		if err != nil {
-			return err
-		}
+	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		if err := requireWorkflow(ctx, c, s, id); err != nil {
 			return err
 		}
@@ -356,6 +346,31 @@ func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sys
 	return steps, nil
 }
 
+// withSchema runs f on a connection to sysDB, with the columns of the
+// schema DBOS created there.
+func withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn, sysSchema) error) error {
+	return withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+		s, err := readSchema(ctx, c)
+		if err != nil {
+			return err
+		}
+		return f(c, s)
+	})
+}
+
+// changeWorkflow runs f in a transaction on sysDB, once workflow id is
+// known to be there. KindNotFound.
+func changeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, f func(pgx.Tx, sysSchema) error) error {
+	return withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if err := requireWorkflow(ctx, tx, s, id); err != nil {
+				return err
+			}
+			return f(tx, s)
+		})
+	})
+}
+
 // requireWorkflow returns KindNotFound unless workflow id exists.
 func requireWorkflow(ctx context.Context, q querier, s sysSchema, id string) error {
 	found := false
@@ -386,22 +401,13 @@ func (s sysSchema) sets(assign [][2]string) string {
 // does: unless it has ended, it becomes CANCELLED and leaves its queue;
 // its executor stops it before its next step. KindNotFound.
 func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) error {
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
-		if err != nil {
-			return err
-		}
-		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if err := requireWorkflow(ctx, tx, s, id); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
-				{"status", "$1"}, {"updated_at", nowMS}, {"completed_at", nowMS}, {"started_at_epoch_ms", "NULL"},
-				{"queue_name", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
-			})+` WHERE workflow_uuid = $2 AND status NOT IN ($3, $4, $5)`,
-				hangar.WorkflowCancelled, id, hangar.WorkflowSuccess, hangar.WorkflowError, hangar.WorkflowCancelled)
-			return err
-		})
+	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
+			{"status", "$1"}, {"updated_at", nowMS}, {"completed_at", nowMS}, {"started_at_epoch_ms", "NULL"},
+			{"queue_name", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
+		})+` WHERE workflow_uuid = $2 AND status NOT IN ($3, $4, $5)`,
+			hangar.WorkflowCancelled, id, hangar.WorkflowSuccess, hangar.WorkflowError, hangar.WorkflowCancelled)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cancel workflow %s: %w", id, err)
@@ -416,27 +422,18 @@ func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sy
 // after the change. KindNotFound.
 func (m *Manager) ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
+	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
+			{"status", "$1"}, {"queue_name", "$2"}, {"recovery_attempts", "0"},
+			{"workflow_deadline_epoch_ms", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
+			{"started_at_epoch_ms", "NULL"}, {"updated_at", nowMS}, {"completed_at", "NULL"},
+		})+` WHERE workflow_uuid = $3 AND status NOT IN ($4, $5)`,
+			hangar.WorkflowEnqueued, internalQueue, id, hangar.WorkflowSuccess, hangar.WorkflowError)
 		if err != nil {
 			return err
 		}
-		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if err := requireWorkflow(ctx, tx, s, id); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
-				{"status", "$1"}, {"queue_name", "$2"}, {"recovery_attempts", "0"},
-				{"workflow_deadline_epoch_ms", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
-				{"started_at_epoch_ms", "NULL"}, {"updated_at", nowMS}, {"completed_at", "NULL"},
-			})+` WHERE workflow_uuid = $3 AND status NOT IN ($4, $5)`,
-				hangar.WorkflowEnqueued, internalQueue, id, hangar.WorkflowSuccess, hangar.WorkflowError)
-			if err != nil {
-				return err
-			}
-			w, err = getWorkflow(ctx, tx, s, id)
-			return err
-		})
+		w, err = getWorkflow(ctx, tx, s, id)
+		return err
 	})
 	if err != nil {
 		return hangar.Workflow{}, fmt.Errorf("resume workflow %s: %w", id, err)
@@ -457,31 +454,23 @@ func (m *Manager) ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysD
 	}
 	newID := uuid.NewString()
 	var w hangar.Workflow
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
-		s, err := readSchema(ctx, c)
-		if err != nil {
+	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+		if err := forkStatus(ctx, tx, s, id, newID); err != nil {
 			return err
 		}
-		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if err := requireWorkflow(ctx, tx, s, id); err != nil {
+		if startStep > 0 {
+			if err := forkHistory(ctx, tx, s, id, newID, startStep); err != nil {
 				return err
 			}
-			if err := forkStatus(ctx, tx, s, id, newID); err != nil {
+		}
+		if s.has("workflow_status", "was_forked_from") {
+			if _, err := tx.Exec(ctx, "UPDATE dbos.workflow_status SET was_forked_from = TRUE WHERE workflow_uuid = $1", id); err != nil {
 				return err
 			}
-			if startStep > 0 {
-				if err := forkHistory(ctx, tx, s, id, newID, startStep); err != nil {
-					return err
-				}
-			}
-			if s.has("workflow_status", "was_forked_from") {
-				if _, err := tx.Exec(ctx, "UPDATE dbos.workflow_status SET was_forked_from = TRUE WHERE workflow_uuid = $1", id); err != nil {
-					return err
-				}
-			}
-			w, err = getWorkflow(ctx, tx, s, newID)
-			return err
-		})
+		}
+		var err error
+		w, err = getWorkflow(ctx, tx, s, newID)
+		return err
 	})
 	if err != nil {
 		return hangar.Workflow{}, fmt.Errorf("fork workflow %s: %w", id, err)
