@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -107,6 +108,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// subnetSpan is how many /16s one test process cycles through, from
+// subnetBase: HANGAR_E2E_SUBNET_BASE (second octet, default 100) lets test
+// runs side by side on one machine keep their executor networks apart.
+const subnetSpan = 10
+
+func subnetBase() int {
+	if n, err := strconv.Atoi(os.Getenv("HANGAR_E2E_SUBNET_BASE")); err == nil && n > 0 && n+subnetSpan < 255 {
+		return n
+	}
+	return 100
+}
+
 var prefixSeq struct {
 	sync.Mutex
 	n int
@@ -136,7 +149,7 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 	h.args = append([]string{"serve",
 		"--data-dir", dataDir, "--listen", "127.0.0.1:" + port, "--domain", h.Domain,
 		"--network-prefix", h.Prefix,
-		"--subnet", fmt.Sprintf("10.%d.0.0/16", 100+n%50), "--health-timeout", "90s"}, extra...)
+		"--subnet", fmt.Sprintf("10.%d.0.0/16", subnetBase()+n%subnetSpan), "--health-timeout", "90s"}, extra...)
 	t.Cleanup(func() {
 		h.Stop(t)
 		// Processes the server stopped may take a moment to be reaped.
