@@ -69,15 +69,28 @@ type Config struct {
 	// archive the current one, after this long with writes: it bounds how
 	// far behind the archive runs. Only with ArchiveDir. Default 1 minute.
 	ArchiveTimeout time.Duration
+	// Sandbox, when set, runs the cluster's programs in a container of
+	// their own (see Sandbox), as Sandbox.UID instead of RunAsUser, which
+	// must then be empty. The server listens on port 5432 of its own
+	// network (Port is ignored), is reached through its Unix socket (URL)
+	// or Dial, and pg_hba.conf, rewritten on every start, allows password
+	// logins over the socket and TLS connections over TCP, nothing else.
+	// Default nil: the programs run on the host.
+	Sandbox *Sandbox
+	// TLSCert and TLSKey, PEM-encoded, turn on the server's TLS (written
+	// to DataDir on every start, so a renewed certificate is served after
+	// a restart). Default none: no TLS.
+	TLSCert, TLSKey []byte
 	// Logger receives lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
 
 // Cluster is one PostgreSQL cluster. Its methods are safe for concurrent use.
 type Cluster struct {
-	cfg Config
-	as  *runUser // nil: run as the current user
-	run runner
+	cfg  Config
+	as   *runUser // nil: run as the current user
+	jail *jail    // nil: run on the host
+	run  runner
 	// gone waits until a stopped postmaster that is not our child has
 	// exited; tests substitute it along with run.
 	gone func(ctx context.Context, pid int, timeout time.Duration) error
@@ -110,6 +123,15 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("pgcluster: data dir: %w", err)
 	}
 	cfg.DataDir = dir
+	if cfg.Sandbox != nil {
+		if cfg.RunAsUser != "" {
+			return nil, errors.New("pgcluster: RunAsUser and Sandbox exclude each other")
+		}
+		cfg.Port, cfg.ListenAddresses = sandboxPort, "127.0.0.1"
+	}
+	if (len(cfg.TLSCert) == 0) != (len(cfg.TLSKey) == 0) {
+		return nil, errors.New("pgcluster: TLSCert and TLSKey go together")
+	}
 	if cfg.Port <= 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("pgcluster: invalid port %d", cfg.Port)
 	}
@@ -166,27 +188,35 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("pgcluster: %s not in bin dir: %w", prog, err)
 		}
 	}
-	as, err := resolveRunUser(cfg.RunAsUser)
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: %w", err)
-	}
-	if as != nil {
-		cfg.RunAsUser = as.name
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Cluster{
+	c := &Cluster{
 		cfg:     cfg,
-		as:      as,
-		run:     execRunner(as),
 		gone:    waitGone,
 		log:     log.With("component", "pgcluster", "data_dir", dir, "port", cfg.Port),
 		host:    urlHost(cfg.ListenAddresses),
 		archive: archive,
 		gzip:    gzip,
-	}, nil
+	}
+	if cfg.Sandbox != nil {
+		if c.jail, err = newJail(*cfg.Sandbox, dir, cfg.BinDir); err != nil {
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+		c.as = &runUser{name: fmt.Sprintf("uid %d", cfg.Sandbox.UID), uid: cfg.Sandbox.UID, gid: cfg.Sandbox.GID}
+		c.run = c.jail.run
+		c.host = dir // the Unix socket
+		return c, nil
+	}
+	if c.as, err = resolveRunUser(cfg.RunAsUser); err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if c.as != nil {
+		c.cfg.RunAsUser = c.as.name
+	}
+	c.run = execRunner(c.as)
+	return c, nil
 }
 
 // DefaultBinDir returns the default Config.BinDir: the newest
@@ -321,6 +351,10 @@ func (c *Cluster) url(database, password string) string {
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
 	}
+	if c.jail != nil {
+		u.Host = ""
+		u.RawQuery = url.Values{"host": {c.host}, "port": {strconv.Itoa(c.cfg.Port)}, "sslmode": {"disable"}}.Encode()
+	}
 	return u.String()
 }
 
@@ -378,10 +412,15 @@ func (c *Cluster) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if c.jail != nil {
+		if err := c.writeFile(filepath.Join(c.pgdata(), "pg_hba.conf"), sandboxHBA, 0o600); err != nil {
+			return fmt.Errorf("write pg_hba.conf: %w", err)
+		}
+	}
 	if err := c.startServer(ctx, nil); err != nil {
 		return err
 	}
-	if pid, _, err = c.readPIDFile(); err != nil {
+	if pid, err = c.serverPID(ctx); err != nil {
 		return err
 	}
 	c.track(pid)
@@ -389,12 +428,42 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
-// startServer runs pg_ctl start with extra settings for this start only.
+// startServer runs pg_ctl start (or the sandbox's container) with extra
+// settings for this start only, and waits until the server accepts
+// connections.
 func (c *Cluster) startServer(ctx context.Context, extra map[string]string) error {
+	if err := c.writeTLS(); err != nil {
+		return err
+	}
+	if c.jail != nil {
+		// A stale file could say "ready" before the new server rewrites it.
+		os.Remove(filepath.Join(c.pgdata(), "postmaster.pid"))
+		args := []string{filepath.Join(c.cfg.BinDir, "postgres"), "-D", c.pgdata()}
+		for _, s := range c.settings(extra) {
+			args = append(args, "-c", s)
+		}
+		if err := c.jail.start(ctx, args, c.logFile()); err != nil {
+			return fmt.Errorf("start postgres: %w\nserver log:\n%s", err, c.logTail())
+		}
+		return c.waitReady(ctx)
+	}
 	if out, err := c.pgctl(ctx, "start", "-w", "-l", c.logFile(), "-o", c.serverOptions(extra)); err != nil {
 		return fmt.Errorf("start postgres on port %d: %w\n%s\nserver log:\n%s", c.cfg.Port, err, out, c.logTail())
 	}
 	return nil
+}
+
+// serverPID returns the PID of the running server as the host sees it.
+func (c *Cluster) serverPID(ctx context.Context) (int, error) {
+	if c.jail != nil {
+		pid, err := c.jail.state(ctx)
+		if err == nil && pid == 0 {
+			err = errors.New("postgres is not running")
+		}
+		return pid, err
+	}
+	pid, _, err := c.readPIDFile()
+	return pid, err
 }
 
 // Stop stops the server (fast shutdown: clients are disconnected) and waits
@@ -412,7 +481,12 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // stop stops the tracked running postmaster.
 func (c *Cluster) stop(ctx context.Context) error {
-	if out, err := c.pgctl(ctx, "stop", "-m", "fast", "-w"); err != nil {
+	if c.jail != nil {
+		// SIGINT: fast shutdown, as pg_ctl stop -m fast.
+		if err := c.jail.signal(ctx, "INT"); err != nil {
+			return fmt.Errorf("stop postgres: %w", err)
+		}
+	} else if out, err := c.pgctl(ctx, "stop", "-m", "fast", "-w"); err != nil {
 		return fmt.Errorf("stop postgres: %w\n%s", err, out)
 	}
 	if c.exited != nil {
@@ -424,9 +498,16 @@ func (c *Cluster) stop(ctx context.Context) error {
 	} else if c.pid != 0 {
 		// pg_ctl returns once postmaster.pid is gone, which the postmaster
 		// removes just before it exits: wait for the exit itself.
-		if err := c.gone(ctx, c.pid, 10*time.Second); err != nil {
+		timeout := 10 * time.Second
+		if c.jail != nil {
+			timeout = time.Minute // no pg_ctl waited for the shutdown checkpoint
+		}
+		if err := c.gone(ctx, c.pid, timeout); err != nil {
 			return fmt.Errorf("stop postgres: %w", err)
 		}
+	}
+	if c.jail != nil {
+		c.jail.remove(ctx, c.jail.sb.ID)
 	}
 	c.log.InfoContext(ctx, "stopped postgres", "pid", c.pid)
 	c.pid, c.exited = 0, nil
@@ -448,6 +529,10 @@ func (c *Cluster) track(pid int) {
 func (c *Cluster) postmaster(ctx context.Context) (pid, port int, err error) {
 	if !c.initialized() {
 		return 0, 0, nil
+	}
+	if c.jail != nil {
+		pid, err := c.jail.state(ctx)
+		return pid, c.cfg.Port, err
 	}
 	out, err := c.pgctl(ctx, "status")
 	if code, ok := exitCode(err); ok && code == 3 { // pg_ctl status: not running
@@ -488,11 +573,19 @@ func (c *Cluster) prepareDir() error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	// Only the server's own uid (and root) may read its logs, its socket
+	// and whatever else lands beside PGDATA.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
 	if c.as == nil {
 		return nil
 	}
 	if err := os.Chown(dir, int(c.as.uid), int(c.as.gid)); err != nil {
 		return fmt.Errorf("chown data dir to %s: %w", c.as.name, err)
+	}
+	if c.jail != nil {
+		return nil // the sandbox mounts DataDir itself
 	}
 	if err := reachable(filepath.Dir(dir), c.as); err != nil {
 		return err
@@ -519,6 +612,9 @@ func (c *Cluster) mkdirOwned(dir string) error {
 	}
 	if err := os.Chown(dir, int(c.as.uid), int(c.as.gid)); err != nil {
 		return fmt.Errorf("chown %s to %s: %w", dir, c.as.name, err)
+	}
+	if c.jail != nil {
+		return nil
 	}
 	return reachable(filepath.Dir(dir), c.as)
 }
@@ -576,10 +672,9 @@ func (c *Cluster) writeFile(name, data string, perm os.FileMode) error {
 	return nil
 }
 
-// serverOptions returns the postgres command line for pg_ctl -o, with
-// extra settings for this start only. pg_ctl runs it through /bin/sh, so
-// every word is single-quoted.
-func (c *Cluster) serverOptions(extra map[string]string) string {
+// settings returns the server's settings as name=value, with extra
+// settings for this start only.
+func (c *Cluster) settings(extra map[string]string) []string {
 	settings := []string{
 		"port=" + strconv.Itoa(c.cfg.Port),
 		"listen_addresses=" + c.cfg.ListenAddresses,
@@ -589,16 +684,85 @@ func (c *Cluster) serverOptions(extra map[string]string) string {
 	if all == nil {
 		all = map[string]string{}
 	}
+	if len(c.cfg.TLSCert) > 0 {
+		all["ssl"] = "on"
+		all["ssl_cert_file"] = c.tlsFile("crt")
+		all["ssl_key_file"] = c.tlsFile("key")
+		all["ssl_min_protocol_version"] = "TLSv1.2"
+		all["password_encryption"] = "scram-sha-256"
+	}
 	maps.Copy(all, c.archive)
 	maps.Copy(all, extra)
 	for _, name := range slices.Sorted(maps.Keys(all)) {
 		settings = append(settings, name+"="+all[name])
 	}
+	return settings
+}
+
+// serverOptions returns the postgres command line for pg_ctl -o, with
+// extra settings for this start only. pg_ctl runs it through /bin/sh, so
+// every word is single-quoted.
+func (c *Cluster) serverOptions(extra map[string]string) string {
 	var b strings.Builder
-	for _, s := range settings {
+	for _, s := range c.settings(extra) {
 		b.WriteString("-c " + shellQuote(s) + " ")
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// sandboxHBA is pg_hba.conf in a sandbox: passwords over the Unix socket
+// (Hangar and the executors' relays) and over TLS (the public endpoint),
+// and nothing else: no plaintext TCP, no trust.
+const sandboxHBA = `# Written by Hangar on every start: changes here do not last.
+local   all          all        scram-sha-256
+local   replication  all        scram-sha-256
+hostssl all          all  all   scram-sha-256
+`
+
+func (c *Cluster) tlsFile(ext string) string { return filepath.Join(c.cfg.DataDir, "server."+ext) }
+
+// writeTLS writes the server's certificate and key, readable by its uid
+// only, when TLS is configured.
+func (c *Cluster) writeTLS() error {
+	if len(c.cfg.TLSCert) == 0 {
+		return nil
+	}
+	for ext, data := range map[string][]byte{"crt": c.cfg.TLSCert, "key": c.cfg.TLSKey} {
+		os.Remove(c.tlsFile(ext)) // the server's uid may have replaced it
+		if err := c.writeFile(c.tlsFile(ext), string(data), 0o600); err != nil {
+			return fmt.Errorf("write TLS %s: %w", ext, err)
+		}
+	}
+	return nil
+}
+
+// waitReady waits until the sandboxed server accepts connections (its
+// postmaster.pid says ready, or standby during a recovery), as pg_ctl -w
+// does, or has died.
+func (c *Cluster) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; ; {
+		if b, err := os.ReadFile(filepath.Join(c.pgdata(), "postmaster.pid")); err == nil {
+			if lines := strings.Split(string(b), "\n"); len(lines) > 7 {
+				if st := strings.TrimSpace(lines[7]); st == "ready" || st == "standby" {
+					return nil
+				}
+			}
+		}
+		if n++; n%10 == 0 {
+			if pid, err := c.jail.state(ctx); err == nil && pid == 0 {
+				return fmt.Errorf("postgres exited during start; server log:\n%s", c.logTail())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres did not become ready: %w; server log:\n%s", ctx.Err(), c.logTail())
+		case <-tick.C:
+		}
+	}
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

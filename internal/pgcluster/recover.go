@@ -3,7 +3,9 @@ package pgcluster
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -62,8 +64,19 @@ func (c *Cluster) Recover(ctx context.Context, base, archiveDir string, target t
 			return fmt.Errorf("recover: %w", err)
 		}
 	}
-	// cp runs as the server's OS user, so the copy is owned by it.
-	if out, err := c.run(ctx, c.cfg.DataDir, "cp", "-a", "--", base, tmp); err != nil {
+	if c.jail != nil {
+		// The backup and the archive belong to another instance's uid and
+		// lie outside this sandbox: copy them in, as root, for this uid.
+		walCopy := filepath.Join(c.cfg.DataDir, "restore-wal")
+		for _, cp := range [][2]string{{base, tmp}, {archiveDir, walCopy}} {
+			if err := c.copyOwned(ctx, cp[0], cp[1]); err != nil {
+				return fmt.Errorf("recover: %w", err)
+			}
+		}
+		defer os.RemoveAll(walCopy)
+		archiveDir = walCopy
+	} else if out, err := c.run(ctx, c.cfg.DataDir, "cp", "-a", "--", base, tmp); err != nil {
+		// cp runs as the server's OS user, so the copy is owned by it.
 		return fmt.Errorf("recover: copy base backup: %w\n%s", err, out)
 	}
 	for _, f := range []string{"standby.signal", "postmaster.pid", "postmaster.opts"} {
@@ -93,7 +106,7 @@ func (c *Cluster) Recover(ctx context.Context, base, archiveDir string, target t
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	pid, _, err := c.readPIDFile()
+	pid, err := c.serverPID(ctx)
 	if err != nil {
 		return err
 	}
@@ -152,6 +165,9 @@ func (c *Cluster) finishRecovery(ctx context.Context, hbaFile, hba string) error
 	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{c.cfg.Superuser}.Sanitize()+" PASSWORD "+PasswordLiteral(c.cfg.Password)); err != nil {
 		return fmt.Errorf("set superuser password: %w", err)
 	}
+	if c.jail != nil {
+		hba = sandboxHBA
+	}
 	if err := c.writeFile(hbaFile, hba, 0o600); err != nil {
 		return err
 	}
@@ -159,4 +175,19 @@ func (c *Cluster) finishRecovery(ctx context.Context, hbaFile, hba string) error
 		return fmt.Errorf("reload pg_hba.conf: %w", err)
 	}
 	return nil
+}
+
+// copyOwned copies the tree src to dst (which must not exist) and gives the
+// copy to the server's uid.
+func (c *Cluster) copyOwned(ctx context.Context, src, dst string) error {
+	os.RemoveAll(dst)
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %w\n%s", src, err, out)
+	}
+	return filepath.WalkDir(dst, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(c.as.uid), int(c.as.gid))
+	})
 }
