@@ -55,6 +55,11 @@ type Config struct {
 	// archived WAL older than needed for it are removed. Default 24 hours
 	// (the PITR window of DBOS Cloud's free tier).
 	Retention time.Duration
+	// Sandbox, when set, runs each managed instance in a sandbox of its
+	// own, with a port that users reach over TLS (see Sandbox); RunAsUser
+	// is then unused. Default nil: instances run as RunAsUser and listen on
+	// 127.0.0.1 only (development, and tests that run without root).
+	Sandbox *Sandbox
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 	// Logger receives lifecycle events. Default: discard.
@@ -70,6 +75,8 @@ type Manager struct {
 	mu     sync.Mutex
 	closed bool                 // StopAll ran: start nothing any more
 	insts  map[string]*instance // by instance ID
+
+	uidMu sync.Mutex // serializes allocating sandboxes' uids
 }
 
 // instance is the Manager's bookkeeping of one managed instance.
@@ -77,6 +84,7 @@ type instance struct {
 	// mu serializes starting, stopping, destroying and restoring it.
 	mu   sync.Mutex
 	c    *pgcluster.Cluster // nil until first used
+	ep   *endpoint          // a sandboxed instance's port; nil until first used
 	gone bool               // destroyed: do nothing more
 	// backupMu allows one base backup at a time.
 	backupMu sync.Mutex
@@ -100,6 +108,11 @@ func New(cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Sandbox != nil {
+		sb := *cfg.Sandbox
+		sb.defaults()
+		cfg.Sandbox = &sb
+	}
 	return &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
 }
 
@@ -116,7 +129,7 @@ func (m *Manager) Provision(ctx context.Context, inst hangar.DBInstance) (port i
 		return 0, err
 	}
 	defer unlock()
-	c, err := m.clusterOf(e, inst, inst.Port)
+	c, err := m.clusterOf(ctx, e, inst, inst.Port)
 	if err != nil {
 		return 0, err
 	}
@@ -131,7 +144,7 @@ func (m *Manager) Provision(ctx context.Context, inst hangar.DBInstance) (port i
 	if err != nil {
 		return 0, fmt.Errorf("provision database instance %s: %w", inst.ID, err)
 	}
-	return c.Port(), nil
+	return e.port(), nil
 }
 
 // Start starts an instance provisioned earlier (after a server restart) on
@@ -161,7 +174,7 @@ func (m *Manager) ensure(ctx context.Context, inst hangar.DBInstance) (started b
 	if _, err := os.Stat(filepath.Join(m.dir(inst), "data", "PG_VERSION")); err != nil {
 		return false, fmt.Errorf("start database instance %s: not provisioned: %w", inst.ID, err)
 	}
-	c, err := m.clusterOf(e, inst, inst.Port)
+	c, err := m.clusterOf(ctx, e, inst, inst.Port)
 	if err != nil {
 		return false, err
 	}
@@ -189,6 +202,10 @@ func (m *Manager) StopAll(ctx context.Context) error {
 			if err := e.c.Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop database instance %s: %w", id, err))
 			}
+		}
+		if e.ep != nil {
+			e.ep.close()
+			e.ep = nil
 		}
 		e.mu.Unlock()
 	}
@@ -223,15 +240,26 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		// Stop needs neither the port nor the password: any valid ones do.
 		inst.Port = cmp.Or(inst.Port, 5432)
 		inst.AdminUser, inst.AdminPassword = cmp.Or(inst.AdminUser, "postgres"), cmp.Or(inst.AdminPassword, "unused")
+		var uid uint32
+		if m.cfg.Sandbox != nil {
+			var err error
+			if uid, err = ownerOf(dir); err != nil {
+				return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+			}
+		}
 		var err error
-		if c, err = m.newCluster(inst, inst.Port); err != nil {
+		if c, err = m.newCluster(inst, inst.Port, uid); err != nil {
 			return err
 		}
 	}
 	if err := c.Stop(ctx); err != nil {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if e.ep != nil {
+		e.ep.close()
+		e.ep = nil
+	}
+	if err := errors.Join(os.RemoveAll(dir), os.RemoveAll(m.bundleDir(inst))); err != nil {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
 	}
 	m.forget(inst.ID, e)
@@ -328,26 +356,53 @@ func (m *Manager) running(inst hangar.DBInstance) *pgcluster.Cluster {
 }
 
 // clusterOf returns e's cluster, creating it with port (a free one when 0)
-// on first use; e.mu is held.
-func (m *Manager) clusterOf(e *instance, inst hangar.DBInstance, port int) (*pgcluster.Cluster, error) {
+// on first use, with its endpoint when sandboxed; e.mu is held.
+func (m *Manager) clusterOf(ctx context.Context, e *instance, inst hangar.DBInstance, port int) (*pgcluster.Cluster, error) {
 	if e.c != nil {
 		return e.c, nil
 	}
-	if port == 0 {
-		var err error
-		if port, err = pgcluster.FreePort(); err != nil {
+	if m.cfg.Sandbox == nil {
+		if port == 0 {
+			var err error
+			if port, err = pgcluster.FreePort(); err != nil {
+				return nil, err
+			}
+		}
+		c, err := m.newCluster(inst, port, 0)
+		if err != nil {
 			return nil, err
 		}
+		e.c = c
+		return c, nil
 	}
-	c, err := m.newCluster(inst, port)
+	uid, err := m.uidFor(ctx, inst)
+	if err != nil {
+		return nil, fmt.Errorf("database instance %s: %w", inst.ID, err)
+	}
+	c, err := m.newCluster(inst, port, uid)
 	if err != nil {
 		return nil, err
 	}
+	lns, err := m.listenPort(port)
+	if err != nil {
+		return nil, fmt.Errorf("database instance %s: listen: %w", inst.ID, err)
+	}
 	e.c = c
+	e.ep = startEndpoint(lns, filepath.Join(m.dir(inst), ".s.PGSQL.5432"), c.Dial, m.log.With("dbinstance", inst.ID))
 	return c, nil
 }
 
-func (m *Manager) newCluster(inst hangar.DBInstance, port int) (*pgcluster.Cluster, error) {
+// port returns the port users and relays reach the instance at; e.mu is
+// held and e.c set.
+func (e *instance) port() int {
+	if e.ep != nil {
+		return e.ep.port()
+	}
+	return e.c.Port()
+}
+
+// newCluster returns inst's cluster, sandboxed as uid unless uid is 0.
+func (m *Manager) newCluster(inst hangar.DBInstance, port int, uid uint32) (*pgcluster.Cluster, error) {
 	if m.cfg.Dir == "" {
 		return nil, errors.New("dbinstance: Config.Dir is required")
 	}
@@ -357,7 +412,7 @@ func (m *Manager) newCluster(inst hangar.DBInstance, port int) (*pgcluster.Clust
 	if inst.AdminPassword == "" {
 		return nil, hangar.Errorf(hangar.KindInvalid, "database instance %s has no admin password", inst.Name)
 	}
-	c, err := pgcluster.New(pgcluster.Config{
+	cfg := pgcluster.Config{
 		DataDir:        m.dir(inst),
 		Port:           port,
 		Superuser:      inst.AdminUser,
@@ -367,7 +422,17 @@ func (m *Manager) newCluster(inst hangar.DBInstance, port int) (*pgcluster.Clust
 		ArchiveDir:     m.archiveDir(inst),
 		ArchiveTimeout: m.cfg.ArchiveTimeout,
 		Logger:         m.log.With("dbinstance", inst.ID),
-	})
+	}
+	if uid != 0 {
+		cfg.RunAsUser, cfg.Sandbox = "", m.sandboxed(inst, uid)
+		if cert := m.cfg.Sandbox.Certificate; cert != nil {
+			var err error
+			if cfg.TLSCert, cfg.TLSKey, err = cert(); err != nil {
+				return nil, fmt.Errorf("database instance %s: certificate: %w", inst.ID, err)
+			}
+		}
+	}
+	c, err := pgcluster.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database instance %s: %w", inst.ID, err)
 	}

@@ -3,6 +3,7 @@ package dbinstance_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -71,9 +72,45 @@ func tableRows(tb testing.TB, inst hangar.DBInstance, db string) []int {
 
 func TestManager_Restore(t *testing.T) {
 	t.Parallel()
+	t.Run("Host", func(t *testing.T) {
+		t.Parallel()
+		testRestore(t, nil)
+	})
+	t.Run("Sandbox", func(t *testing.T) {
+		t.Parallel()
+		testRestore(t, testSandbox(t))
+	})
+}
+
+// testSandbox returns a sandbox configuration for tests, skipping the test
+// without root or runc.
+func testSandbox(t *testing.T) *dbinstance.Sandbox {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("sandboxed instances need root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed")
+	}
+	dir := t.TempDir()
+	prefix := "hd-dbi-" + filepath.Base(filepath.Dir(dir))
+	t.Cleanup(func() { // runc leaves the parent cgroup behind
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix)
+		for _, p := range parents {
+			os.Remove(p)
+		}
+	})
+	return &dbinstance.Sandbox{
+		Prefix: prefix, FirstUID: 2098000000 + uint32(os.Getpid()%1000)*100, UIDCount: 100,
+		FirstPort: -1, RuncRoot: filepath.Join(dir, "runc"),
+	}
+}
+
+func testRestore(t *testing.T, sb *dbinstance.Sandbox) {
 	pgtest.RequireBinaries(t)
 	clk := &clock{}
-	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Now: clk.Now})
+	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Now: clk.Now, Sandbox: sb})
+	t.Cleanup(func() { m.StopAll(context.Background()) })
 	ctx := t.Context()
 	src := hangar.DBInstance{ID: "src", Name: "srcdb", AdminUser: "admin", AdminPassword: "old-password"}
 	port, err := m.Provision(ctx, src)

@@ -44,7 +44,7 @@ func (m *Manager) Restore(ctx context.Context, src, dst hangar.DBInstance, targe
 		return 0, err
 	}
 	defer unlock()
-	c, err := m.clusterOf(e, dst, dst.Port)
+	c, err := m.clusterOf(ctx, e, dst, dst.Port)
 	if err != nil {
 		return 0, err
 	}
@@ -52,5 +52,5 @@ func (m *Manager) Restore(ctx context.Context, src, dst hangar.DBInstance, targe
 		return 0, fmt.Errorf("restore %s into %s: %w", src.ID, dst.ID, err)
 	}
 	m.log.InfoContext(ctx, "restored database instance", "dbinstance", dst.ID, "from", src.ID, "target", target, "base_backup", base.Dir)
-	return c.Port(), nil
+	return e.port(), nil
 }

@@ -1,0 +1,339 @@
+package dbinstance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/pgcluster"
+)
+
+// Sandbox runs each managed instance in a sandbox of its own
+// (pgcluster.Sandbox): its own uid, its own file system view and network,
+// cgroup limits. Its port then serves two ways: on loopback, Hangar and
+// the executors' relays reach the server's Unix socket (passwords, no
+// TLS); on any other address, users reach the server's TLS listener inside
+// the sandbox, where PostgreSQL itself does TLS and scram-sha-256.
+type Sandbox struct {
+	// Prefix names the instances' containers (<Prefix>-<instance ID>) and
+	// their cgroup parent (/<Prefix>). Default "hangar-db".
+	Prefix string
+	// FirstUID and UIDCount are the range of uids the instances run as,
+	// one each, recorded as the owner of the instance's directory. Uids
+	// with a host /etc/passwd entry are skipped. Default 2000000000 and
+	// 100000.
+	FirstUID uint32
+	UIDCount int
+	// MemoryBytes, CPUs and Pids limit each instance. Defaults: see
+	// pgcluster.Sandbox.
+	MemoryBytes int64
+	CPUs        float64
+	Pids        int64
+	// Listen is the host address the instances' ports listen on. Default
+	// "": every address.
+	Listen string
+	// FirstPort and PortCount are the range new instances' ports come
+	// from. Default 15432 and 1000; FirstPort -1 takes any free port
+	// (tests).
+	FirstPort, PortCount int
+	// Certificate returns the PEM certificate (with its chain) and key the
+	// instances serve TLS with; it is called on every start. Default nil:
+	// no TLS, and so no connection from other hosts at all.
+	Certificate func() (certPEM, keyPEM []byte, err error)
+	// RuncRoot is runc's state directory. Default: pgcluster's.
+	RuncRoot string
+}
+
+func (s *Sandbox) defaults() {
+	if s.Prefix == "" {
+		s.Prefix = "hangar-db"
+	}
+	if s.FirstUID == 0 {
+		s.FirstUID = 2000000000
+	}
+	if s.UIDCount == 0 {
+		s.UIDCount = 100000
+	}
+	if s.FirstPort == 0 {
+		s.FirstPort = 15432
+	}
+	if s.PortCount == 0 {
+		s.PortCount = 1000
+	}
+}
+
+// bundleDir holds the sandbox's bundles, out of the instance's own reach.
+func (m *Manager) bundleDir(inst hangar.DBInstance) string {
+	return filepath.Join(m.cfg.Dir, ".sandbox", inst.ID)
+}
+
+// uidFor returns the uid of inst, allocating the lowest free one of the
+// range when its directory is new. An instance made before sandboxes (its
+// directory owned by another uid, typically postgres) is stopped and
+// handed to a new uid.
+func (m *Manager) uidFor(ctx context.Context, inst hangar.DBInstance) (uint32, error) {
+	sb := m.cfg.Sandbox
+	inRange := func(uid uint32) bool { return uid >= sb.FirstUID && uid-sb.FirstUID < uint32(sb.UIDCount) }
+	m.uidMu.Lock()
+	defer m.uidMu.Unlock()
+	dir := m.dir(inst)
+	owner, err := ownerOf(dir)
+	switch {
+	case err == nil && inRange(owner):
+		return owner, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return 0, err
+	}
+	used := map[uint32]bool{}
+	entries, err := os.ReadDir(m.cfg.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	for _, de := range entries {
+		if o, err := ownerOf(filepath.Join(m.cfg.Dir, de.Name())); err == nil {
+			used[o] = true
+		}
+	}
+	var uid uint32
+	for i := range sb.UIDCount {
+		u := sb.FirstUID + uint32(i)
+		if _, err := user.LookupId(strconv.FormatUint(uint64(u), 10)); !used[u] && err != nil {
+			uid = u
+			break
+		}
+	}
+	if uid == 0 {
+		return 0, hangar.Errorf(hangar.KindUnavailable, "no free uid left for database instances")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	if owner, err := ownerOf(dir); err == nil && owner != 0 {
+		// Made before sandboxes: stop its server, then give it the new uid.
+		if err := m.stopUnsandboxed(ctx, inst); err != nil {
+			return 0, fmt.Errorf("move database instance %s into a sandbox: %w", inst.ID, err)
+		}
+		m.log.InfoContext(ctx, "moving database instance into a sandbox", "dbinstance", inst.ID, "uid", uid)
+		err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(path, int(uid), int(uid))
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return uid, os.Chown(dir, int(uid), int(uid))
+}
+
+// stopUnsandboxed stops a server of inst run the way Hangar ran them
+// before sandboxes (as RunAsUser, on loopback).
+func (m *Manager) stopUnsandboxed(ctx context.Context, inst hangar.DBInstance) error {
+	if _, err := os.Stat(filepath.Join(m.dir(inst), "data", "PG_VERSION")); err != nil {
+		return nil
+	}
+	c, err := pgcluster.New(pgcluster.Config{
+		DataDir: m.dir(inst), Port: max(inst.Port, 1), Superuser: "postgres", Password: "unused",
+		RunAsUser: m.cfg.RunAsUser,
+	})
+	if err != nil {
+		return err
+	}
+	return c.Stop(ctx)
+}
+
+func ownerOf(path string) (uint32, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("no owner for %s", path)
+	}
+	return st.Uid, nil
+}
+
+// sandboxed returns the pgcluster sandbox of inst, run as uid.
+func (m *Manager) sandboxed(inst hangar.DBInstance, uid uint32) *pgcluster.Sandbox {
+	sb := m.cfg.Sandbox
+	return &pgcluster.Sandbox{
+		ID: sb.Prefix + "-" + inst.ID, UID: uid, GID: uid,
+		BundleDir: m.bundleDir(inst), CgroupParent: "/" + sb.Prefix,
+		MemoryBytes: sb.MemoryBytes, CPUs: sb.CPUs, Pids: sb.Pids, RuncRoot: sb.RuncRoot,
+	}
+}
+
+// listenPort opens inst's port: port when non-zero, else the first free
+// one of the range.
+func (m *Manager) listenPort(port int) ([]net.Listener, error) {
+	sb := m.cfg.Sandbox
+	if port != 0 {
+		return listenBoth(sb.Listen, port)
+	}
+	if sb.FirstPort < 0 {
+		return listenBoth(sb.Listen, 0)
+	}
+	for p := sb.FirstPort; p < sb.FirstPort+sb.PortCount && p <= 65535; p++ {
+		if lns, err := listenBoth(sb.Listen, p); err == nil {
+			return lns, nil
+		}
+	}
+	return nil, hangar.Errorf(hangar.KindUnavailable, "no free port left for database instances in %d-%d", sb.FirstPort, sb.FirstPort+sb.PortCount-1)
+}
+
+// listenBoth listens on host:port and, unless host is a wildcard that
+// covers it, on 127.0.0.1 at the same port.
+func listenBoth(host string, port int) ([]net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	lns := []net.Listener{ln}
+	if ip := net.ParseIP(host); host != "" && !ip.IsUnspecified() && !ip.IsLoopback() {
+		port = ln.Addr().(*net.TCPAddr).Port
+		lo, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		lns = append(lns, lo)
+	}
+	return lns, nil
+}
+
+// endpoint serves an instance's port. A connection to a loopback address
+// comes from this host (Hangar, the executors' relays) and goes to the
+// server's Unix socket; any other goes to the server's TCP listener inside
+// its sandbox, which accepts TLS only.
+type endpoint struct {
+	lns    []net.Listener
+	socket string
+	dial   func(context.Context) (net.Conn, error)
+	log    *slog.Logger
+
+	ctx    context.Context // canceled by close: the endpoint's own lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // nil once closed
+}
+
+func startEndpoint(lns []net.Listener, socket string, dial func(context.Context) (net.Conn, error), log *slog.Logger) *endpoint {
+	ctx, cancel := context.WithCancel(context.Background())
+	ep := &endpoint{lns: lns, socket: socket, dial: dial, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	for _, ln := range lns {
+		ep.wg.Go(func() { ep.serve(ln) })
+	}
+	return ep
+}
+
+// port returns the port the endpoint listens on.
+func (ep *endpoint) port() int { return ep.lns[0].Addr().(*net.TCPAddr).Port }
+
+func (ep *endpoint) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			ep.log.Warn("accept database connection", "listen", ln.Addr().String(), "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ep.ctx.Done():
+				return
+			}
+			continue
+		}
+		if !ep.track(c) {
+			return
+		}
+		ep.wg.Go(func() { ep.relay(c) })
+	}
+}
+
+func (ep *endpoint) relay(in net.Conn) {
+	defer ep.untrack(in)
+	ctx, cancel := context.WithTimeout(ep.ctx, 10*time.Second)
+	var out net.Conn
+	var err error
+	if a, ok := in.LocalAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		var d net.Dialer
+		out, err = d.DialContext(ctx, "unix", ep.socket)
+	} else {
+		out, err = ep.dial(ctx)
+	}
+	cancel()
+	if err != nil {
+		return // the server is down or starting: the client sees a closed connection
+	}
+	if !ep.track(out) {
+		return
+	}
+	defer ep.untrack(out)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(out, in)
+		closeWrite(out)
+	}()
+	io.Copy(in, out)
+	closeWrite(in)
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	} else {
+		c.Close()
+	}
+}
+
+func (ep *endpoint) track(c net.Conn) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.conns == nil {
+		c.Close()
+		return false
+	}
+	ep.conns[c] = struct{}{}
+	return true
+}
+
+func (ep *endpoint) untrack(c net.Conn) {
+	c.Close()
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	delete(ep.conns, c)
+}
+
+// close stops listening, ends the connections and waits for the relays.
+func (ep *endpoint) close() {
+	ep.cancel()
+	for _, ln := range ep.lns {
+		ln.Close()
+	}
+	ep.mu.Lock()
+	for c := range ep.conns {
+		c.Close()
+	}
+	ep.conns = nil
+	ep.mu.Unlock()
+	ep.wg.Wait()
+}
