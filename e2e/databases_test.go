@@ -250,7 +250,11 @@ func TestDatabases(t *testing.T) {
 	})
 
 	t.Run("Supervision", func(t *testing.T) {
-		pid := postmasterPID(t, h, db.Port)
+		var pgdata string
+		if err := mustAdmin(t, db, "second-pass", "postgres").QueryRow(ctx, "SHOW data_directory").Scan(&pgdata); err != nil {
+			t.Fatal(err)
+		}
+		pid := postmasterPID(t, pgdata)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +264,7 @@ func TestDatabases(t *testing.T) {
 				return false
 			}
 			conn.Close(ctx)
-			return postmasterPID(t, h, db.Port) != pid
+			return postmasterPID(t, pgdata) != pid
 		})
 		waitFor(t, "status available", 30*time.Second, func() bool { return status(t, "danadb").Status == "available" })
 		if !strings.Contains(h.out.String(), "database instance was down: restarted it") {
@@ -357,20 +361,32 @@ func ownServer(t *testing.T, user, password string) *pgcluster.Cluster {
 	return c
 }
 
-// postmasterPID returns the PID of the managed instance of h listening on
-// port, from its postmaster.pid (line 4 is the port).
-func postmasterPID(t *testing.T, h *Hangar, port int) int {
+// postmasterPID returns the host PID of the postmaster of the cluster in
+// pgdata, 0 when none runs. A sandboxed postmaster is PID 1 of its own PID
+// namespace: its host PID is the process whose NSpid ends in 1 and whose
+// command line names pgdata.
+func postmasterPID(t *testing.T, pgdata string) int {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(h.DataDir, "instances", "*", "data", "postmaster.pid"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		lines := strings.Split(string(b), "\n")
-		if err != nil || len(lines) < 4 || strings.TrimSpace(lines[3]) != strconv.Itoa(port) {
+	b, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid != 1 {
+		return pid
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		status, _ := os.ReadFile(filepath.Join(p, "status"))
+		if !strings.Contains(string(cmdline), "\x00-D\x00"+pgdata+"\x00") {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
-		if err == nil {
-			return pid
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == "NSpid:" && f[len(f)-1] == "1" {
+				n, _ := strconv.Atoi(filepath.Base(p))
+				return n
+			}
 		}
 	}
 	return 0

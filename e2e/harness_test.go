@@ -149,7 +149,8 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 	h.args = append([]string{"serve",
 		"--data-dir", dataDir, "--listen", "127.0.0.1:" + port, "--domain", h.Domain,
 		"--network-prefix", h.Prefix,
-		"--subnet", fmt.Sprintf("10.%d.0.0/16", subnetBase()+n%subnetSpan), "--health-timeout", "90s"}, extra...)
+		"--subnet", fmt.Sprintf("10.%d.0.0/16", subnetBase()+n%subnetSpan), "--health-timeout", "90s",
+		"--db-ports", "0"}, extra...)
 	t.Cleanup(func() {
 		h.Stop(t)
 		// Processes the server stopped may take a moment to be reaped.

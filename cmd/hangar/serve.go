@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -55,6 +58,12 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
+	f.StringVar(&cfg.DBListen, "db-listen", cfg.DBListen, "host address managed database instances' TLS ports listen on; empty = every address (env HANGAR_DB_LISTEN)")
+	f.StringVar(&cfg.DBPorts, "db-ports", cfg.DBPorts, "port range of managed database instances, first-last (one port each), or 0 for any free port (env HANGAR_DB_PORTS)")
+	f.StringVar(&cfg.DBHost, "db-host", cfg.DBHost, "host name or IP address users connect to database instances at, shown by db url and named by their certificate; empty = the host of --domain (env HANGAR_DB_HOST)")
+	f.IntVar(&cfg.DBMemoryMiB, "db-memory-mib", cfg.DBMemoryMiB, "memory limit of each managed database instance, MiB (env HANGAR_DB_MEMORY_MIB)")
+	f.Float64Var(&cfg.DBCPUs, "db-cpus", cfg.DBCPUs, "CPU limit of each managed database instance (env HANGAR_DB_CPUS)")
+	f.IntVar(&cfg.DBPids, "db-pids", cfg.DBPids, "process limit of each managed database instance (env HANGAR_DB_PIDS)")
 	return cmd
 }
 
@@ -75,7 +84,13 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			}
 		}()
 	}
-	st, err := store.Open(ctx, mdb.url)
+	// App secrets and database passwords are sealed with a key kept
+	// outside the metadata database, created (0600) on first start.
+	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, mdb.url, store.WithSealer(box))
 	if err != nil {
 		return err
 	}
@@ -88,12 +103,6 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	keysDone := make(chan struct{})
 	go func() { defer close(keysDone); tokens.Run(keysCtx) }()
 	defer func() { stopKeys(); <-keysDone }()
-	// App secrets are sealed with a key kept outside the metadata database,
-	// created (0600) on first start.
-	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
-	if err != nil {
-		return err
-	}
 	ca, err := tlsca.LoadOrCreate(cfg.DataDir)
 	if err != nil {
 		return err
@@ -107,7 +116,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	}
 	instances := dbinstance.New(dbinstance.Config{
 		Dir: filepath.Join(cfg.DataDir, "instances"), Settings: cfg.PGSettings,
-		Logger: log.With("component", "dbinstance"),
+		Sandbox: dbSandbox(cfg, ca, log),
+		Logger:  log.With("component", "dbinstance"),
 	})
 	rt := router.New(log.With("component", "router"))
 	// Counting is cheap, so it always runs; --metrics-listen only decides
@@ -126,7 +136,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
-		DataDir: cfg.DataDir, Domain: cfg.Domain,
+		DataDir: cfg.DataDir, Domain: cfg.Domain, DBHost: cfg.DBHost,
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,
 		StepDelay:         cfg.StepDelay,
@@ -213,6 +223,37 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 		// database instances, the archives and the other apps.
 		HiddenPaths: []string{cfg.DataDir},
 	}, log.With("component", "sandbox"))
+}
+
+// dbSandbox returns the sandbox of managed database instances, or nil
+// (instances run as postgres on loopback) when Hangar is not root.
+func dbSandbox(cfg config.Config, ca *tlsca.CA, log *slog.Logger) *dbinstance.Sandbox {
+	if os.Geteuid() != 0 {
+		log.Warn("not running as root: database instances are NOT sandboxed and not reachable from other hosts")
+		return nil
+	}
+	first, count, _ := cfg.DBPortRange() // checked by Validate
+	return &dbinstance.Sandbox{
+		Prefix:      cfg.NetworkPrefix + "-db",
+		MemoryBytes: int64(cfg.DBMemoryMiB) << 20, CPUs: cfg.DBCPUs, Pids: int64(cfg.DBPids),
+		Listen:    cfg.DBListen,
+		FirstPort: first, PortCount: count,
+		Certificate: func() ([]byte, []byte, error) {
+			leaf, err := ca.Issue(cfg.DBHost)
+			if err != nil {
+				return nil, nil, err
+			}
+			key, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+			if err != nil {
+				return nil, nil, err
+			}
+			var chain []byte
+			for _, der := range append(leaf.Certificate, ca.Certificate().Raw) {
+				chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+			}
+			return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), nil
+		},
+	}
 }
 
 // sysDBURL is the DBOS system database of Hangar's own workflows: beside the

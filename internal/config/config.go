@@ -61,6 +61,21 @@ type Config struct {
 	// PGSettings are extra settings for every PostgreSQL cluster Hangar runs
 	// (for example fsync=off in tests), as name=value pairs.
 	PGSettings map[string]string
+	// DBListen is the host address managed database instances' ports
+	// listen on, for users' TLS connections. Default "": every address.
+	DBListen string
+	// DBPorts is the range new instances' ports come from, "first-last",
+	// or "0" for any free port (tests). Default "15432-16431".
+	DBPorts string
+	// DBHost is the host name (or IP address) users connect to instances
+	// at: `db url` and `db status` show it, and the instances' TLS
+	// certificate names it. Default: the host of Domain.
+	DBHost string
+	// DBMemoryMiB, DBCPUs and DBPids limit each managed instance's
+	// sandbox. Defaults 1024 MiB, 1 CPU and 512 processes.
+	DBMemoryMiB int
+	DBCPUs      float64
+	DBPids      int
 }
 
 // Getenv reads one environment variable.
@@ -81,6 +96,21 @@ func Defaults(getenv Getenv) Config {
 		HealthTimeout: 2 * time.Minute,
 		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
 		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
+		DBListen:      getenv("HANGAR_DB_LISTEN"),
+		DBPorts:       or(getenv("HANGAR_DB_PORTS"), "15432-16431"),
+		DBHost:        getenv("HANGAR_DB_HOST"),
+		DBMemoryMiB:   1024,
+		DBCPUs:        1,
+		DBPids:        512,
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_DB_MEMORY_MIB")); err == nil {
+		c.DBMemoryMiB = n
+	}
+	if f, err := strconv.ParseFloat(getenv("HANGAR_DB_CPUS"), 64); err == nil {
+		c.DBCPUs = f
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_DB_PIDS")); err == nil {
+		c.DBPids = n
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
@@ -162,8 +192,35 @@ func (c *Config) Validate() error {
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))
 	}
+	if _, _, err := c.DBPortRange(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DBMemoryMiB < 64 || c.DBCPUs <= 0 || c.DBPids < 32 {
+		errs = append(errs, fmt.Errorf("database instance limits: want --db-memory-mib ≥ 64, --db-cpus > 0, --db-pids ≥ 32"))
+	}
+	if c.DBHost == "" {
+		c.DBHost = c.Domain
+		if h, _, err := net.SplitHostPort(c.Domain); err == nil {
+			c.DBHost = h
+		}
+	}
 	if c.NPMCacheDir == "" {
 		c.NPMCacheDir = filepath.Join(c.DataDir, "cache", "npm")
 	}
 	return errors.Join(errs...)
+}
+
+// DBPortRange returns DBPorts as its first port and count; first is -1 for
+// "0" (any free port).
+func (c *Config) DBPortRange() (first, count int, err error) {
+	if c.DBPorts == "0" {
+		return -1, 0, nil
+	}
+	a, b, ok := strings.Cut(c.DBPorts, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("--db-ports %q: want first-last, e.g. 15432-16431, or 0", c.DBPorts)
+	}
+	return lo, hi - lo + 1, nil
 }

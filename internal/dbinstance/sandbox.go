@@ -217,8 +217,8 @@ func listenBoth(host string, port int) ([]net.Listener, error) {
 
 // endpoint serves an instance's port. A connection to a loopback address
 // comes from this host (Hangar, the executors' relays) and goes to the
-// server's Unix socket; any other goes to the server's TCP listener inside
-// its sandbox, which accepts TLS only.
+// server's Unix socket, unless it asks for TLS; any other goes to the
+// server's TCP listener inside its sandbox, which accepts TLS only.
 type endpoint struct {
 	lns    []net.Listener
 	socket string
@@ -270,22 +270,30 @@ func (ep *endpoint) serve(ln net.Listener) {
 func (ep *endpoint) relay(in net.Conn) {
 	defer ep.untrack(in)
 	ctx, cancel := context.WithTimeout(ep.ctx, 10*time.Second)
+	defer cancel()
 	var out net.Conn
 	var err error
-	if a, ok := in.LocalAddr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+	if first, local := ep.local(in); local {
 		var d net.Dialer
 		out, err = d.DialContext(ctx, "unix", ep.socket)
+		if err == nil {
+			_, err = out.Write(first)
+		}
 	} else {
 		out, err = ep.dial(ctx)
+		if err == nil && first != nil {
+			_, err = out.Write(first)
+		}
 	}
-	cancel()
+	if out != nil {
+		if !ep.track(out) {
+			return
+		}
+		defer ep.untrack(out)
+	}
 	if err != nil {
 		return // the server is down or starting: the client sees a closed connection
 	}
-	if !ep.track(out) {
-		return
-	}
-	defer ep.untrack(out)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -295,6 +303,25 @@ func (ep *endpoint) relay(in net.Conn) {
 	io.Copy(in, out)
 	closeWrite(in)
 	<-done
+}
+
+// sslRequest is the message a PostgreSQL client opens a TLS session with.
+var sslRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
+
+// local reports whether in goes to the Unix socket: it comes over
+// loopback, from this host, and does not open with an SSLRequest (which
+// goes to the TLS listener, so that verify-full works on this host too).
+// first is what it read of in to tell.
+func (ep *endpoint) local(in net.Conn) (first []byte, local bool) {
+	if a, ok := in.LocalAddr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		return nil, false
+	}
+	first = make([]byte, len(sslRequest))
+	in.SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, _ := io.ReadFull(in, first)
+	in.SetReadDeadline(time.Time{})
+	first = first[:n]
+	return first, string(first) != string(sslRequest)
 }
 
 func closeWrite(c net.Conn) {

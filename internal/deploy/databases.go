@@ -65,8 +65,12 @@ func (s *Service) setDBAvailable(ctx dbos.Context, instanceID string, port int) 
 	}, dbos.WithStepName("available"))
 }
 
-// dbHost is the host name users reach managed instances at: the domain's host.
+// dbHost is the host name users reach managed instances at: Config.DBHost,
+// else the domain's host.
 func (s *Service) dbHost() string {
+	if s.cfg.DBHost != "" {
+		return s.cfg.DBHost
+	}
 	if h, _, err := net.SplitHostPort(s.cfg.Domain); err == nil {
 		return h
 	}

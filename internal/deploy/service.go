@@ -93,6 +93,9 @@ type Config struct {
 	DataDir string
 	// Domain is the public domain apps are served under. Required.
 	Domain string
+	// DBHost is the host users reach managed database instances at.
+	// Default: the host of Domain.
+	DBHost string
 	// SystemDatabaseURL is the DBOS system database of Hangar's own
 	// workflows. Required.
 	SystemDatabaseURL string

@@ -27,12 +27,12 @@ func TestCluster_Sandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCluster(t, pgcluster.Config{
-		DataDir:  filepath.Join(dir, "cluster"),
-		Password: "pw",
+		DataDir:   filepath.Join(dir, "cluster"),
+		Password:  "pw",
 		Superuser: "admin",
 		Sandbox: &pgcluster.Sandbox{
 			ID: "hd-pgcluster-test-" + filepath.Base(dir), UID: 2099999000, GID: 2099999000,
-			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/hd-pgcluster-test/" + filepath.Base(dir), RuncRoot: filepath.Join(dir, "runc"),
+			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/hd-pgcluster-test", RuncRoot: filepath.Join(dir, "runc"),
 		},
 	})
 	conn := connect(t, c.URL("postgres"))

@@ -11,11 +11,15 @@ import (
 
 const dbCols = "id, org, name, status, host, port, admin_user, admin_password, is_linked, created_at"
 
-func scanDB(row pgx.Row) (hangar.DBInstance, error) {
+func (db *DB) scanDB(row pgx.Row) (hangar.DBInstance, error) {
 	var d hangar.DBInstance
-	var status string
-	err := row.Scan(&d.ID, &d.Org, &d.Name, &status, &d.Host, &d.Port, &d.AdminUser, &d.AdminPassword, &d.IsLinked, &d.CreatedAt)
+	var status, password string
+	err := row.Scan(&d.ID, &d.Org, &d.Name, &status, &d.Host, &d.Port, &d.AdminUser, &password, &d.IsLinked, &d.CreatedAt)
+	if err != nil {
+		return d, err
+	}
 	d.Status = hangar.DBStatus(status)
+	d.AdminPassword, err = db.openPassword(colAdminPassword, d.ID, password)
 	return d, err
 }
 
@@ -23,7 +27,7 @@ func scanDB(row pgx.Row) (hangar.DBInstance, error) {
 // org is a conflict.
 func (db *DB) CreateDBInstance(ctx context.Context, d hangar.DBInstance) error {
 	_, err := db.pool.Exec(ctx, "INSERT INTO db_instances ("+dbCols+") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,now())",
-		d.ID, d.Org, d.Name, string(d.Status), d.Host, d.Port, d.AdminUser, d.AdminPassword, d.IsLinked)
+		d.ID, d.Org, d.Name, string(d.Status), d.Host, d.Port, d.AdminUser, db.sealPassword(colAdminPassword, d.ID, d.AdminPassword), d.IsLinked)
 	if isUniqueViolation(err) {
 		return hangar.Errorf(hangar.KindConflict, "database instance %s already exists", d.Name)
 	}
@@ -32,13 +36,13 @@ func (db *DB) CreateDBInstance(ctx context.Context, d hangar.DBInstance) error {
 
 // DBInstance returns the org's instance named name.
 func (db *DB) DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error) {
-	d, err := scanDB(db.pool.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE org=$1 AND name=$2", org, name))
+	d, err := db.scanDB(db.pool.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE org=$1 AND name=$2", org, name))
 	return d, notFoundIf(err, hangar.DBNotFound(name))
 }
 
 // DBInstanceByID returns the instance with id.
 func (db *DB) DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error) {
-	d, err := scanDB(db.pool.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE id=$1", id))
+	d, err := db.scanDB(db.pool.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE id=$1", id))
 	return d, notFoundIf(err, hangar.DBNotFound(id))
 }
 
@@ -48,7 +52,7 @@ func (db *DB) DBInstances(ctx context.Context, org string) ([]hangar.DBInstance,
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hangar.DBInstance, error) { return scanDB(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hangar.DBInstance, error) { return db.scanDB(r) })
 }
 
 // SetDBInstanceState records an instance's status and address.
@@ -64,14 +68,14 @@ func (db *DB) SetDBInstanceState(ctx context.Context, id string, status hangar.D
 // of one instance's password so run one after the other.
 func (db *DB) SetDBInstancePassword(ctx context.Context, id, password string, apply func(hangar.DBInstance) error) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		d, err := scanDB(tx.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE id=$1 FOR UPDATE", id))
+		d, err := db.scanDB(tx.QueryRow(ctx, "SELECT "+dbCols+" FROM db_instances WHERE id=$1 FOR UPDATE", id))
 		if err != nil {
 			return notFoundIf(err, hangar.DBNotFound(id))
 		}
 		if err := apply(d); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "UPDATE db_instances SET admin_password=$2 WHERE id=$1", id, password)
+		_, err = tx.Exec(ctx, "UPDATE db_instances SET admin_password=$2 WHERE id=$1", id, db.sealPassword(colAdminPassword, id, password))
 		return err
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
+	"github.com/hangar-oss/hangar/internal/secretbox"
 )
 
 func TestDB_DeleteDBInstance(t *testing.T) {
@@ -47,5 +49,65 @@ func TestDB_DeleteDBInstance(t *testing.T) {
 	}
 	if err := db.DeleteDBInstance(ctx, "i1"); hangar.KindOf(err) != hangar.KindNotFound {
 		t.Errorf("DeleteDBInstance() again = %v, want not found", err)
+	}
+}
+
+func TestDB_SealedPasswords(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	clear, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := hangar.DBInstance{ID: "old", Org: "acme", Name: "olddb", Status: hangar.DBAvailable, AdminUser: "admin", AdminPassword: "clear-pw"}
+	if err := clear.CreateUser(ctx, hangar.User{ID: "u1", Name: "alice", Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clear.CreateDBInstance(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	clear.Close()
+
+	box, err := secretbox.New(make([]byte, secretbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, url, WithSealer(box))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	linked := hangar.DBInstance{ID: "linked", Org: "acme", Name: "linkeddb", Status: hangar.DBAvailable, AdminUser: "admin", AdminPassword: "linked-pw", IsLinked: true, Host: "db.example.com", Port: 5432}
+	if err := db.CreateDBInstance(ctx, linked); err != nil {
+		t.Fatal(err)
+	}
+	raw := func(id string) string {
+		var s string
+		if err := db.pool.QueryRow(ctx, "SELECT admin_password FROM db_instances WHERE id=$1", id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for id, pw := range map[string]string{"old": "clear-pw", "linked": "linked-pw"} {
+		if r := raw(id); !strings.HasPrefix(r, sealedPrefix) || strings.Contains(r, pw) {
+			t.Errorf("stored password of %s = %q, want sealed", id, r)
+		}
+		if d, err := db.DBInstanceByID(ctx, id); err != nil || d.AdminPassword != pw {
+			t.Errorf("DBInstanceByID(%s) password = %q, %v; want %q", id, d.AdminPassword, err, pw)
+		}
+	}
+	if err := db.SetDBInstancePassword(ctx, "old", "new-pw", func(hangar.DBInstance) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r := raw("old"); !strings.HasPrefix(r, sealedPrefix) || strings.Contains(r, "new-pw") {
+		t.Errorf("stored password after SetDBInstancePassword = %q, want sealed", r)
+	}
+	// A sealed password copied to another row does not open there.
+	if _, err := db.pool.Exec(ctx, "UPDATE db_instances SET admin_password=$1 WHERE id='linked'", raw("old")); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := db.DBInstanceByID(ctx, "linked"); err == nil {
+		t.Errorf("a password copied from another row opened: %q", d.AdminPassword)
 	}
 }

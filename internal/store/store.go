@@ -16,17 +16,21 @@ import (
 
 // DB is the metadata store.
 type DB struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	sealer Sealer // nil: passwords in clear
 }
 
 // Open connects to the metadata database at url and migrates its schema.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata database: %w", err)
 	}
 	db := &DB{pool: pool}
-	if err := db.migrate(ctx); err != nil {
+	for _, o := range opts {
+		o(db)
+	}
+	if err := errors.Join(db.migrate(ctx), db.sealClearPasswords(ctx)); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate metadata database: %w", err)
 	}
