@@ -97,11 +97,8 @@ func Defaults(getenv Getenv) Config {
 		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
 		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
 		DBListen:      getenv("HANGAR_DB_LISTEN"),
-		DBPorts:       or(getenv("HANGAR_DB_PORTS"), "15432-16431"),
+		DBPorts:       getenv("HANGAR_DB_PORTS"),
 		DBHost:        getenv("HANGAR_DB_HOST"),
-		DBMemoryMiB:   1024,
-		DBCPUs:        1,
-		DBPids:        512,
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_DB_MEMORY_MIB")); err == nil {
 		c.DBMemoryMiB = n
@@ -195,8 +192,8 @@ func (c *Config) Validate() error {
 	if _, _, err := c.DBPortRange(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.DBMemoryMiB < 64 || c.DBCPUs <= 0 || c.DBPids < 32 {
-		errs = append(errs, fmt.Errorf("database instance limits: want --db-memory-mib ≥ 64, --db-cpus > 0, --db-pids ≥ 32"))
+	if c.DBMemoryMiB < 0 || c.DBMemoryMiB > 0 && c.DBMemoryMiB < 64 || c.DBCPUs < 0 || c.DBPids < 0 || c.DBPids > 0 && c.DBPids < 32 {
+		errs = append(errs, fmt.Errorf("database instance limits: want --db-memory-mib ≥ 64, --db-cpus > 0, --db-pids ≥ 32 (0: the default)"))
 	}
 	if c.DBHost == "" {
 		c.DBHost = c.Domain
@@ -210,17 +207,20 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+const defaultDBPorts = "15432-16431"
+
 // DBPortRange returns DBPorts as its first port and count; first is -1 for
 // "0" (any free port).
 func (c *Config) DBPortRange() (first, count int, err error) {
-	if c.DBPorts == "0" {
+	ports := or(c.DBPorts, defaultDBPorts)
+	if ports == "0" {
 		return -1, 0, nil
 	}
-	a, b, ok := strings.Cut(c.DBPorts, "-")
+	a, b, ok := strings.Cut(ports, "-")
 	lo, err1 := strconv.Atoi(a)
 	hi, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-		return 0, 0, fmt.Errorf("--db-ports %q: want first-last, e.g. 15432-16431, or 0", c.DBPorts)
+		return 0, 0, fmt.Errorf("--db-ports %q: want first-last, e.g. 15432-16431, or 0", ports)
 	}
 	return lo, hi - lo + 1, nil
 }
