@@ -209,6 +209,13 @@ func (m *Manager) StopAll(ctx context.Context) error {
 		}
 		e.mu.Unlock()
 	}
+	if sb := m.cfg.Sandbox; sb != nil {
+		// runc leaves the instances' parent cgroup; remove it once empty.
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + sb.Prefix)
+		for _, p := range append(parents, "/sys/fs/cgroup/"+sb.Prefix) {
+			os.Remove(p)
+		}
+	}
 	return errors.Join(errs...)
 }
 
