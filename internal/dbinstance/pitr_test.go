@@ -237,3 +237,45 @@ func TestManager_Check(t *testing.T) {
 		}
 	})
 }
+
+// TestManager_MovesIntoSandbox starts an instance made before sandboxes
+// (run as postgres on the host) with a sandboxed Manager: it runs in its
+// sandbox with its data, as a uid of its own.
+func TestManager_MovesIntoSandbox(t *testing.T) {
+	t.Parallel()
+	sb := testSandbox(t)
+	pgtest.RequireBinaries(t)
+	dir := pgtest.TempDir(t)
+	ctx := t.Context()
+	inst := hangar.DBInstance{ID: "legacy", Name: "legacydb", AdminUser: "admin", AdminPassword: "pw-1234567"}
+	old := dbinstance.New(dbinstance.Config{Dir: dir, Settings: map[string]string{"fsync": "off"}})
+	port, err := old.Provision(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Port = port
+	adminExec(t, inst, "postgres", "CREATE DATABASE kept")
+	// The server is left running, as a killed Hangar leaves it.
+
+	m := dbinstance.New(dbinstance.Config{Dir: dir, Settings: map[string]string{"fsync": "off"}, Sandbox: sb})
+	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	if err := m.Start(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	conn, err := pgx.Connect(ctx, dbinstance.AdminURL(inst, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = 'kept'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("database kept after the move: %d, %v; want 1", n, err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, inst.ID, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid < sb.FirstUID || uid >= sb.FirstUID+uint32(sb.UIDCount) {
+		t.Errorf("data dir owned by uid %d after the move, want one of the sandbox range", uid)
+	}
+}
