@@ -179,8 +179,15 @@ func (m *Manager) ensure(ctx context.Context, inst hangar.DBInstance) (started b
 		return false, err
 	}
 	running, err := c.Running(ctx)
-	if err != nil || running {
+	if err != nil {
 		return false, err
+	}
+	if running {
+		// A failed renewal is not the server being down.
+		if err := m.renewTLS(ctx, c, inst); err != nil {
+			m.log.WarnContext(ctx, "renew certificate", "dbinstance", inst.ID, "err", err)
+		}
+		return false, nil
 	}
 	if err := c.Start(ctx); err != nil {
 		return false, fmt.Errorf("start database instance %s: %w", inst.ID, err)

@@ -2,6 +2,16 @@ package dbinstance_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,4 +288,81 @@ func TestManager_MovesIntoSandbox(t *testing.T) {
 	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid < sb.FirstUID || uid >= sb.FirstUID+uint32(sb.UIDCount) {
 		t.Errorf("data dir owned by uid %d after the move, want one of the sandbox range", uid)
 	}
+}
+
+// TestManager_RenewsCertificate checks that Check gives a running
+// sandboxed instance a new certificate once its own is 30 days old, served
+// without a restart.
+func TestManager_RenewsCertificate(t *testing.T) {
+	t.Parallel()
+	sb := testSandbox(t)
+	pgtest.RequireBinaries(t)
+	issued := 0
+	sb.Certificate = func() ([]byte, []byte, error) {
+		issued++
+		return selfSigned(int64(issued))
+	}
+	clk := &clock{}
+	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Sandbox: sb, Now: clk.Now})
+	ctx := t.Context()
+	inst := hangar.DBInstance{ID: "tls", Name: "tlsdb", AdminUser: "admin", AdminPassword: "pw-1234567"}
+	port, err := m.Provision(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Port = port
+	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	serial := func() int64 {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://admin:pw-1234567@127.0.0.1:%d/postgres?sslmode=require", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		cfg.TLSConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+			got = cs.PeerCertificates[0].SerialNumber.Int64()
+			return nil
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		return got
+	}
+	if got := serial(); got != 1 {
+		t.Fatalf("serial of the served certificate = %d, want 1", got)
+	}
+	if _, err := m.Check(ctx, inst); err != nil || serial() != 1 {
+		t.Errorf("Check() right away: %v; want the same certificate", err)
+	}
+	clk.Advance(31 * 24 * time.Hour)
+	if restarted, err := m.Check(ctx, inst); restarted || err != nil {
+		t.Fatalf("Check() 31 days later = %t, %v; want false, nil", restarted, err)
+	}
+	if got := serial(); got != 2 {
+		t.Errorf("serial of the served certificate 31 days later = %d, want 2", got)
+	}
+}
+
+// selfSigned returns a PEM certificate for 127.0.0.1 with serial, and its key.
+func selfSigned(serial int64) ([]byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), nil
 }

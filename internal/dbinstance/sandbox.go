@@ -74,6 +74,32 @@ func (s *Sandbox) defaults() {
 	}
 }
 
+// tlsRenewAfter is the age at which a running instance's certificate is
+// replaced: the local CA's leaves last 90 days.
+const tlsRenewAfter = 30 * 24 * time.Hour
+
+// renewTLS gives a running sandboxed instance a new certificate once its
+// own is tlsRenewAfter old; Check calls it, so the supervisor renews them.
+func (m *Manager) renewTLS(ctx context.Context, c *pgcluster.Cluster, inst hangar.DBInstance) error {
+	sb := m.cfg.Sandbox
+	if sb == nil || sb.Certificate == nil {
+		return nil
+	}
+	written, err := c.TLSWritten()
+	if err == nil && m.cfg.Now().Sub(written) < tlsRenewAfter {
+		return nil
+	}
+	cert, key, err := sb.Certificate()
+	if err == nil {
+		err = c.SetTLS(ctx, cert, key)
+	}
+	if err != nil {
+		return err
+	}
+	m.log.InfoContext(ctx, "renewed certificate", "dbinstance", inst.ID)
+	return nil
+}
+
 // bundleDir holds the sandbox's bundles, out of the instance's own reach.
 func (m *Manager) bundleDir(inst hangar.DBInstance) string {
 	return filepath.Join(m.cfg.Dir, ".sandbox", inst.ID)

@@ -28,8 +28,8 @@ import (
 // reached through its Unix socket in DataDir (URL) and through Dial, which
 // connects to its TCP port inside that network.
 type Sandbox struct {
-	// ID names the server's container and cgroup; helper containers add a
-	// suffix (-init, -backup). Required: [A-Za-z0-9_.-], at most 100 bytes.
+	// ID names the server's container and cgroup; helper containers add
+	// the program's name (-initdb, -pg_basebackup). Required: [A-Za-z0-9_.-], at most 100 bytes.
 	ID string
 	// UID and GID the cluster's programs run as; required, not 0. No
 	// /etc/passwd entry on the host is needed: the container has its own.
@@ -266,9 +266,6 @@ func (j *jail) runc(ctx context.Context, args ...string) ([]byte, error) {
 // ignored: programs start in DataDir. The container is gone on return.
 func (j *jail) run(ctx context.Context, _ string, name string, args ...string) ([]byte, error) {
 	id := j.sb.ID + "-" + filepath.Base(name)
-	if name == filepath.Join(j.binDir, "pg_basebackup") {
-		id = j.sb.ID + "-backup"
-	}
 	j.remove(ctx, id) // left by a crash
 	bundle, err := j.writeBundle(id, append([]string{name}, args...))
 	if err != nil {
@@ -304,7 +301,7 @@ func (j *jail) start(ctx context.Context, args []string, logFile string) error {
 func (j *jail) state(ctx context.Context) (pid int, err error) {
 	out, err := j.runc(ctx, "state", j.sb.ID)
 	if err != nil {
-		if strings.Contains(string(out), "does not exist") || strings.Contains(string(out), "not exist") {
+		if strings.Contains(string(out), "does not exist") {
 			return 0, nil
 		}
 		return 0, fmt.Errorf("runc state %s: %w\n%s", j.sb.ID, err, out)

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
@@ -734,6 +736,42 @@ func (c *Cluster) writeTLS() error {
 		}
 	}
 	return nil
+}
+
+// SetTLS replaces the server's certificate and key and, when it runs,
+// makes it serve them to new connections (pg_reload_conf). The cluster
+// must have been configured with TLS.
+func (c *Cluster) SetTLS(ctx context.Context, cert, key []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cfg.TLSCert) == 0 || len(cert) == 0 || len(key) == 0 {
+		return errors.New("pgcluster: SetTLS needs a cluster with TLS, and a certificate and key")
+	}
+	c.cfg.TLSCert, c.cfg.TLSKey = cert, key
+	if err := c.writeTLS(); err != nil {
+		return err
+	}
+	if c.pid == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, c.url("postgres", c.cfg.Password))
+	if err != nil {
+		return fmt.Errorf("reload TLS: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reload TLS: %w", err)
+	}
+	return nil
+}
+
+// TLSWritten returns when the server's certificate was last written.
+func (c *Cluster) TLSWritten() (time.Time, error) {
+	fi, err := os.Stat(c.tlsFile("crt"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // waitReady waits until the sandboxed server accepts connections (its
