@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,7 +37,11 @@ func (m *Manager) Backups(inst hangar.DBInstance) ([]Backup, error) {
 	if err := validateID(inst.ID); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(m.baseDir(inst))
+	var entries []fs.DirEntry
+	err := m.inInstance(inst, func(r *os.Root) (err error) {
+		entries, err = fs.ReadDir(r.FS(), "base")
+		return err
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -105,7 +110,10 @@ func (m *Manager) backup(ctx context.Context, inst hangar.DBInstance, ifDue bool
 	// returned: any time from now on is safely after it.
 	b := Backup{End: m.cfg.Now().UTC()}
 	b.Dir = filepath.Join(m.baseDir(inst), b.End.Format(backupStamp))
-	if err := os.Rename(tmp, b.Dir); err != nil {
+	err := m.inInstance(inst, func(r *os.Root) error {
+		return r.Rename(filepath.Join("base", filepath.Base(tmp)), filepath.Join("base", filepath.Base(b.Dir)))
+	})
+	if err != nil {
 		return Backup{}, false, fmt.Errorf("back up database instance %s: %w", inst.ID, err)
 	}
 	m.log.InfoContext(ctx, "took base backup", "dbinstance", inst.ID, "dir", b.Dir, "duration", b.End.Sub(started))
@@ -131,13 +139,15 @@ func (m *Manager) RestoreWindow(inst hangar.DBInstance) (time.Time, error) {
 
 // removePartialBackups removes what interrupted backups left.
 func (m *Manager) removePartialBackups(inst hangar.DBInstance) error {
-	partial, _ := filepath.Glob(filepath.Join(m.baseDir(inst), "partial-*"))
-	for _, p := range partial {
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("remove partial backup: %w", err)
+	return m.inInstance(inst, func(r *os.Root) error {
+		partial, _ := fs.Glob(r.FS(), "base/partial-*")
+		for _, p := range partial {
+			if err := r.RemoveAll(p); err != nil {
+				return fmt.Errorf("remove partial backup: %w", err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // prune removes the base backups that Config.Retention no longer needs
@@ -155,24 +165,38 @@ func (m *Manager) prune(inst hangar.DBInstance) error {
 			keepFrom = i
 		}
 	}
-	for _, b := range bs[:keepFrom] {
-		if err := os.RemoveAll(b.Dir); err != nil {
+	return m.inInstance(inst, func(r *os.Root) error {
+		for _, b := range bs[:keepFrom] {
+			if err := r.RemoveAll(filepath.Join("base", filepath.Base(b.Dir))); err != nil {
+				return err
+			}
+		}
+		first, err := startSegment(r, filepath.Join("base", filepath.Base(bs[keepFrom].Dir)))
+		if err != nil {
 			return err
 		}
-	}
-	first, err := startSegment(bs[keepFrom].Dir)
+		return pruneWAL(r, "wal-archive", first)
+	})
+}
+
+// inInstance runs fn on an os.Root of inst's directory. The files in it
+// are the instance's user's, who may have replaced any of them with a
+// symbolic link: Hangar, as root, must never follow one out of it.
+func (m *Manager) inInstance(inst hangar.DBInstance, fn func(r *os.Root) error) error {
+	r, err := os.OpenRoot(m.dir(inst))
 	if err != nil {
 		return err
 	}
-	return pruneWAL(m.archiveDir(inst), first)
+	defer r.Close()
+	return fn(r)
 }
 
 var startWALRE = regexp.MustCompile(`^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$`)
 
-// startSegment reads the first WAL segment a base backup needs from its
-// backup_label.
-func startSegment(dir string) (string, error) {
-	f, err := os.Open(filepath.Join(dir, "backup_label"))
+// startSegment reads the first WAL segment a base backup (dir, in r) needs
+// from its backup_label.
+func startSegment(r *os.Root, dir string) (string, error) {
+	f, err := r.Open(filepath.Join(dir, "backup_label"))
 	if err != nil {
 		return "", err
 	}
@@ -191,10 +215,10 @@ func startSegment(dir string) (string, error) {
 // are always kept.
 var walFileRE = regexp.MustCompile(`^([0-9A-F]{24})(\.partial|\.[0-9A-F]{8}\.backup)?(\.gz)?$`)
 
-// pruneWAL removes from the archive dir the WAL files that precede segment
-// first on any timeline, as pg_archivecleanup does.
-func pruneWAL(dir, first string) error {
-	entries, err := os.ReadDir(dir)
+// pruneWAL removes from the archive dir (in r) the WAL files that precede
+// segment first on any timeline, as pg_archivecleanup does.
+func pruneWAL(r *os.Root, dir, first string) error {
+	entries, err := fs.ReadDir(r.FS(), dir)
 	if err != nil {
 		return err
 	}
@@ -204,7 +228,7 @@ func pruneWAL(dir, first string) error {
 		if m == nil || strings.Compare(m[1][8:], first[8:]) >= 0 {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
+		if err := r.Remove(filepath.Join(dir, de.Name())); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -28,7 +28,12 @@ func TestPruneWAL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := pruneWAL(dir, "000000010000000000000003"); err != nil {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := pruneWAL(r, ".", "000000010000000000000003"); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -56,7 +61,12 @@ func TestStartSegment(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "backup_label"), []byte(label), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := startSegment(dir); err != nil || got != "000000010000000000000002" {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := startSegment(r, "."); err != nil || got != "000000010000000000000002" {
 		t.Errorf("startSegment() = %q, %v; want 000000010000000000000002", got, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -283,7 +284,9 @@ func (j *jail) start(ctx context.Context, args []string, logFile string) error {
 	if err != nil {
 		return err
 	}
-	log, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Not through a link the server's user put there: that would hand it
+	// another file open for writing.
+	log, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("open server log: %w", err)
 	}

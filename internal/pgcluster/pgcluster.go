@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -439,7 +440,7 @@ func (c *Cluster) startServer(ctx context.Context, extra map[string]string) erro
 	}
 	if c.jail != nil {
 		// A stale file could say "ready" before the new server rewrites it.
-		os.Remove(filepath.Join(c.pgdata(), "postmaster.pid"))
+		c.inDataDir(filepath.Join(c.pgdata(), "postmaster.pid"), func(r *os.Root, rel string) error { return r.Remove(rel) })
 		args := []string{filepath.Join(c.cfg.BinDir, "postgres"), "-D", c.pgdata()}
 		for _, s := range c.settings(extra) {
 			args = append(args, "-c", s)
@@ -606,6 +607,14 @@ func (c *Cluster) prepareArchiveDir() error {
 // mkdirOwned creates dir (and its parents) and gives it to the user
 // PostgreSQL runs as, who must reach it.
 func (c *Cluster) mkdirOwned(dir string) error {
+	if c.jail != nil {
+		return c.inDataDir(dir, func(r *os.Root, rel string) error {
+			if err := r.MkdirAll(rel, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", dir, err)
+			}
+			return r.Lchown(rel, int(c.as.uid), int(c.as.gid))
+		})
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -665,6 +674,18 @@ func (c *Cluster) initdb(ctx context.Context) error {
 
 // writeFile writes a file owned by the user PostgreSQL runs as.
 func (c *Cluster) writeFile(name, data string, perm os.FileMode) error {
+	if c.jail != nil {
+		// Never through a link the sandbox's user left, out of its directory.
+		return c.inDataDir(name, func(r *os.Root, rel string) error {
+			r.Remove(rel)
+			f, err := r.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteString(data)
+			return errors.Join(err, f.Chown(int(c.as.uid), int(c.as.gid)), f.Close())
+		})
+	}
 	if err := os.WriteFile(name, []byte(data), perm); err != nil {
 		return err
 	}
@@ -672,6 +693,23 @@ func (c *Cluster) writeFile(name, data string, perm os.FileMode) error {
 		return os.Chown(name, int(c.as.uid), int(c.as.gid))
 	}
 	return nil
+}
+
+// inDataDir runs fn on name (a path in DataDir) through an os.Root of
+// DataDir: a sandboxed server's user owns everything in its directory and
+// may have replaced any of it with a symbolic link, which Hangar, as root,
+// must never follow out of that directory.
+func (c *Cluster) inDataDir(name string, fn func(r *os.Root, rel string) error) error {
+	rel, err := filepath.Rel(c.cfg.DataDir, name)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("pgcluster: %s is not in %s", name, c.cfg.DataDir)
+	}
+	r, err := os.OpenRoot(c.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(r, rel)
 }
 
 // settings returns the server's settings as name=value, with extra
@@ -730,7 +768,6 @@ func (c *Cluster) writeTLS() error {
 		return nil
 	}
 	for ext, data := range map[string][]byte{"crt": c.cfg.TLSCert, "key": c.cfg.TLSKey} {
-		os.Remove(c.tlsFile(ext)) // the server's uid may have replaced it
 		if err := c.writeFile(c.tlsFile(ext), string(data), 0o600); err != nil {
 			return fmt.Errorf("write TLS %s: %w", ext, err)
 		}
@@ -812,7 +849,7 @@ func (c *Cluster) pgctl(ctx context.Context, args ...string) ([]byte, error) {
 // logTail returns the last lines of server.log, for start errors.
 func (c *Cluster) logTail() string {
 	const tail = 4 << 10
-	f, err := os.Open(c.logFile())
+	f, err := os.OpenFile(c.logFile(), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return "(no server log: " + err.Error() + ")"
 	}

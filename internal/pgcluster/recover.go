@@ -86,7 +86,12 @@ func (c *Cluster) Recover(ctx context.Context, base, archiveDir string, target t
 		return fmt.Errorf("recover: %w", err)
 	}
 	hbaFile := filepath.Join(tmp, "pg_hba.conf")
-	hba, err := os.ReadFile(hbaFile)
+	var hba []byte
+	err := c.inDataDir(hbaFile, func(r *os.Root, rel string) (err error) {
+		// The backup is the source's user's: it may hold links anywhere.
+		hba, err = r.ReadFile(rel)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
