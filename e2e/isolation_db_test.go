@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,15 +217,64 @@ func TestIsolation_Databases(t *testing.T) {
 		}
 	})
 
-	// Last: it takes the admin's own instance down.
+	// Last: it takes the admin's own instance down, with links planted in
+	// its directory to host files that Hangar, as root, writes or opens
+	// when it starts the instance again.
 	t.Run("SignalEverything", func(t *testing.T) {
+		var pgdata string
+		if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&pgdata); err != nil {
+			t.Fatal(err)
+		}
+		inst := filepath.Dir(pgdata)
+		// The links point to host files outside the instance's directory:
+		// decoys this test makes in a host directory the sandbox sees
+		// read-only (cp -s links only to paths it can see), so that a
+		// regression damages nothing of this machine.
+		decoyDir := "/usr/share/zoneinfo"
+		before := map[string]string{}
+		var links []string
+		for _, link := range []string{filepath.Join(inst, "server.crt"), filepath.Join(inst, "server.key"), filepath.Join(inst, "server.log"), filepath.Join(pgdata, "pg_hba.conf")} {
+			decoy := filepath.Join(decoyDir, fmt.Sprintf("hd-decoy-%d-%s", os.Getpid(), filepath.Base(link)))
+			if err := os.WriteFile(decoy, []byte("host file "+decoy+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(decoy) })
+			before[decoy] = "host file " + decoy + "\n"
+			links = append(links, fmt.Sprintf("cp -s --remove-destination %s %s", decoy, link))
+		}
+		if _, err := conn.Exec(ctx, "COPY (SELECT 1) TO PROGRAM '"+strings.Join(links, " && ")+"'"); err != nil {
+			t.Fatalf("plant links: %v", err)
+		}
 		_, err := conn.Exec(ctx, "COPY (SELECT 1) TO PROGRAM 'kill -9 -1'")
 		oc, err2 := pgx.Connect(ctx, fmt.Sprintf("postgres://frank_admin:%s@127.0.0.1:%d/postgres?sslmode=disable", otherPass, otherDB.Port))
 		if err2 != nil {
 			t.Fatalf("the other tenant's instance after erin's kill -9 -1: %v", err2)
 		}
 		oc.Close(ctx)
-		t.Logf("attempt: COPY … TO PROGRAM 'kill -9 -1' -> confined: %s; only erin's own instance went down, frank's still serves, Hangar still runs", errText(err))
+		t.Logf("attempt: COPY … TO PROGRAM 'kill -9 -1' -> confined: %s; only erin's own instance's processes died, frank's still serves, Hangar still runs", errText(err))
+		// kill -1 spares the sandbox's init, the postmaster, which then
+		// restarts its backends itself: kill it from the host, as a crash
+		// would, so that Hangar starts the instance again.
+		pid := postmasterPID(t, pgdata)
+		if pid <= 1 {
+			t.Fatalf("no postmaster found for %s", pgdata)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "erin's instance restarted by the supervisor", 2*time.Minute, func() bool {
+			c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://erin_admin:%s@127.0.0.1:%d/postgres?sslmode=disable", pass, db.Port))
+			if err == nil {
+				c.Close(ctx)
+			}
+			return err == nil && postmasterPID(t, pgdata) != pid
+		})
+		for target, was := range before {
+			if b, _ := os.ReadFile(target); string(b) != was {
+				t.Errorf("host %s changed after the instance restarted with a link to it", target)
+			}
+		}
+		t.Logf("attempt: server.crt, server.key, server.log and pg_hba.conf replaced by links to host files, then a restart -> denied: the host files are unchanged, the instance serves again")
 	})
 }
 

@@ -287,6 +287,10 @@ func (j *jail) start(ctx context.Context, args []string, logFile string) error {
 	// Not through a link the server's user put there: that would hand it
 	// another file open for writing.
 	log, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) { // a link: start a new log
+		os.Remove(logFile)
+		log, err = os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	}
 	if err != nil {
 		return fmt.Errorf("open server log: %w", err)
 	}
