@@ -55,6 +55,9 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
+	f.StringSliceVar(&cfg.EgressAllow, "egress-allow", cfg.EgressAllow, "IPv4 prefixes executors may reach although private (RFC 1918, 100.64.0.0/10), comma-separated or repeated (env HANGAR_EGRESS_ALLOW)")
+	f.StringSliceVar(&cfg.EgressDeny, "egress-deny", cfg.EgressDeny, "IPv4 prefixes executors never reach, besides the private ones; wins over --egress-allow; 0.0.0.0/0 = no egress (env HANGAR_EGRESS_DENY)")
+	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	return cmd
 }
 
@@ -203,12 +206,13 @@ type driver interface {
 
 // newDriver returns the configured executor driver.
 func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
-		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress}, log.With("component", "netns"))
 	}
 	return sandbox.New(sandbox.Config{
-		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix,
+		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
 		HiddenPaths: []string{cfg.DataDir},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,6 +45,18 @@ type Config struct {
 	// Subnet is the IPv4 pool executors' networks come from. Default
 	// "10.213.0.0/16".
 	Subnet string
+	// EgressAllow lists IPv4 prefixes executors may reach although they
+	// are private (RFC 1918, 100.64.0.0/10), which executors reach by
+	// default only through their relays. Default none.
+	EgressAllow []string
+	// EgressDeny lists IPv4 prefixes executors never reach, besides the
+	// private ones; it wins over EgressAllow, and 0.0.0.0/0 turns egress
+	// off. Default none.
+	EgressDeny []string
+	// EgressResolvers are the DNS servers ("ip" or "ip:port") the resolver
+	// on each executor's gateway forwards queries to. Default the
+	// nameservers of /etc/resolv.conf.
+	EgressResolvers []string
 	// HealthTimeout bounds how long a new version may take to serve HTTP.
 	// Default 2m.
 	HealthTimeout time.Duration
@@ -70,17 +83,20 @@ type Getenv func(string) string
 // flags, applied by the caller afterwards, override both.
 func Defaults(getenv Getenv) Config {
 	c := Config{
-		DataDir:       getenv("HANGAR_DATA_DIR"),
-		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
-		MetricsListen: getenv("HANGAR_METRICS_LISTEN"),
-		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
-		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
-		Driver:        or(getenv("HANGAR_DRIVER"), "sandbox"),
-		NetworkPrefix: or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
-		Subnet:        or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
-		HealthTimeout: 2 * time.Minute,
-		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
-		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
+		DataDir:         getenv("HANGAR_DATA_DIR"),
+		Listen:          or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
+		MetricsListen:   getenv("HANGAR_METRICS_LISTEN"),
+		Domain:          or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
+		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
+		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
+		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
+		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
+		HealthTimeout:   2 * time.Minute,
+		EgressAllow:     list(getenv("HANGAR_EGRESS_ALLOW")),
+		EgressDeny:      list(getenv("HANGAR_EGRESS_DENY")),
+		EgressResolvers: list(getenv("HANGAR_EGRESS_RESOLVERS")),
+		PipIndexURL:     getenv("HANGAR_PIP_INDEX_URL"),
+		PipFindLinks:    getenv("HANGAR_PIP_FIND_LINKS"),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
@@ -129,6 +145,17 @@ func parseSettings(s string) map[string]string {
 	return m
 }
 
+// list reads "a,b"; "" is none.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func or(v, def string) string {
 	if v != "" {
 		return v
@@ -155,6 +182,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	}
+	for flag, ps := range map[string][]string{"--egress-allow": c.EgressAllow, "--egress-deny": c.EgressDeny} {
+		for _, p := range ps {
+			if pp, err := netip.ParsePrefix(p); err != nil || !pp.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("%s %q: want an IPv4 prefix such as 10.1.0.0/16 (executors have no IPv6)", flag, p))
+			}
+		}
+	}
+	for _, r := range c.EgressResolvers {
+		if _, err := netip.ParseAddr(r); err != nil {
+			if _, err := netip.ParseAddrPort(r); err != nil {
+				errs = append(errs, fmt.Errorf("--egress-resolver %q: want an IP address, optionally with a port", r))
+			}
+		}
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
