@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
-	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet/vnettest"
+	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
-	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet/vnettest"
+	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 )
 
 // TestEgress emulates the internet with vnettest, which checks that the

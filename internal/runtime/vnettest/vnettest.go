@@ -2,7 +2,8 @@
 // without a packet leaving the machine: a network namespace on TEST-NET-2
 // (198.51.100.0/24), a private and the cloud metadata address, routed from
 // the host over a veth pair, and a DNS server that names it. Only tests
-// under internal/runtime import it; it needs Linux, root and iproute2.
+// under internal/runtime and e2e import it; it needs Linux, root and
+// iproute2.
 package vnettest
 
 import (
