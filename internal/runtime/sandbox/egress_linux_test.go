@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
-	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
+	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 )
 
 // greetPy prints "<label> ok" when it can connect to host:port (a name or

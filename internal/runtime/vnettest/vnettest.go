@@ -161,8 +161,8 @@ func Listen(t testing.TB, path, addr string) net.Listener {
 }
 
 // ServeDNS answers A queries for name (fully qualified, "internet.test.")
-// with addr over UDP on the host's loopback until the test ends, and
-// returns its address.
+// with addr, over UDP and TCP on one port of the host's loopback, until
+// the test ends, and returns its address.
 func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -170,6 +170,11 @@ func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
+	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		buf := make([]byte, 512)
 		for {
@@ -180,6 +185,33 @@ func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 			if a := answer(buf[:n], name, addr); a != nil {
 				pc.WriteTo(a, from)
 			}
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				// Over TCP each message has a two-byte length before it.
+				var l [2]byte
+				for {
+					if _, err := io.ReadFull(c, l[:]); err != nil {
+						return
+					}
+					q := make([]byte, binary.BigEndian.Uint16(l[:]))
+					if _, err := io.ReadFull(c, q); err != nil {
+						return
+					}
+					a := answer(q, name, addr)
+					if a == nil {
+						return
+					}
+					c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(a))), a...))
+				}
+			}()
 		}
 	}()
 	return pc.LocalAddr().String()

@@ -117,22 +117,22 @@ func TestEgress(t *testing.T) {
 				t.Logf("attempt: %s -> ok", addr)
 			}
 		}
-		// By name, through the resolver on the gateway.
+		// By name, through the resolver on the gateway, over UDP and TCP.
 		var addrs []string
-		vnettest.InNS(t, Path(ns), func() {
-			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		for _, proto := range []string{"udp", "tcp"} {
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var c net.Conn
 				var err error
 				vnettest.InNS(t, Path(ns), func() {
 					var d net.Dialer
-					c, err = d.DialContext(ctx, network, net.JoinHostPort(n.Gateway, "53"))
+					c, err = d.DialContext(ctx, proto, net.JoinHostPort(n.Gateway, "53"))
 				})
 				return c, err
 			}}
 			addrs, err = r.LookupHost(t.Context(), name)
-		})
-		if err != nil || len(addrs) != 1 || addrs[0] != inet.Public.String() {
-			t.Fatalf("look up %s from the executor: got %v, %v; want %s", name, addrs, err, inet.Public)
+			if err != nil || len(addrs) != 1 || addrs[0] != inet.Public.String() {
+				t.Fatalf("look up %s over %s from the executor: got %v, %v; want %s", name, proto, addrs, err, inet.Public)
+			}
 		}
 		if err := attempt(t, ns, net.JoinHostPort(addrs[0], "80")); err != nil {
 			t.Errorf("attempt: %s (%s) -> %v, want it to work", name, addrs[0], err)
@@ -170,6 +170,39 @@ func TestEgress(t *testing.T) {
 		for _, c := range [][]string{{"-n", ns, "-6", "addr", "show", "dev", "eth0"}, {"-6", "addr", "show", "dev", HostIf(ns)}} {
 			if out := ip(t, c...); strings.TrimSpace(out) != "" {
 				t.Errorf("ip %s: got %q, want no IPv6 address", strings.Join(c, " "), out)
+			}
+		}
+	})
+
+	// Connections beyond the cap are refused while the others stay open.
+	t.Run("ConnectionCap", func(t *testing.T) {
+		p3 := newTestPool(t, runtime.Egress{Resolvers: []string{dns}, MaxConnections: 2})
+		ns3 := p3.Name("d")
+		if _, err := p3.Setup(t.Context(), ns3); err != nil {
+			p3.Teardown(t.Context(), ns3)
+			t.Fatalf("Setup: %v", err)
+		}
+		defer p3.Teardown(t.Context(), ns3)
+		// A listener that never closes: the kernel completes handshakes
+		// for its backlog.
+		var ln net.Listener
+		vnettest.InNS(t, Path(inet.NS), func() { ln, err = net.Listen("tcp", net.JoinHostPort(inet.Public.String(), "81")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addr := ln.Addr().String()
+		for i := range 3 {
+			var c net.Conn
+			vnettest.InNS(t, Path(ns3), func() { c, err = net.DialTimeout("tcp", addr, attemptTimeout) })
+			if i < 2 && err != nil {
+				t.Fatalf("connection %d of 2 allowed: %v", i+1, err)
+			}
+			if i == 2 && err == nil {
+				t.Errorf("connection 3 with MaxConnections 2: connected, want it refused")
+			}
+			if c != nil {
+				defer c.Close()
 			}
 		}
 	})
