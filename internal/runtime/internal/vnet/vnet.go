@@ -240,10 +240,11 @@ func (p *Pool) Teardown(ctx context.Context, ns string) error {
 	if err := removeFirewall(context.WithoutCancel(ctx), p.nft, ns); err != nil {
 		return err
 	}
-	if err := removeNS(ns); err != nil {
+	if err := os.RemoveAll(etcDir(ns)); err != nil {
 		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
-	if err := os.RemoveAll(etcDir(ns)); err != nil {
+	// The namespace goes last: Leftovers finds what is left by it.
+	if err := removeNS(ns); err != nil {
 		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
 	return nil
@@ -278,7 +279,8 @@ type Forwards struct {
 // namespace is ns: the DNS resolver, and a relay for each forward. Each
 // listens on the gateway bound to the host end of ns's veth pair, so only
 // that executor reaches it, and the firewall opens to the relays' ports.
-// They run until Close.
+// They run until Close. A sandbox without forwards calls it too: without
+// the resolver it resolves no names.
 func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runtime.Forward, logger *slog.Logger) (*Forwards, error) {
 	dns, err := startResolver(ctx, HostIf(ns), gateway, p.resolvers, logger)
 	if err != nil {
