@@ -166,6 +166,27 @@ func TestEgress(t *testing.T) {
 		}
 	})
 
+	// A neighbour that routes the pool through the host reaches no
+	// executor: only replies go in.
+	t.Run("FromOutside", func(t *testing.T) {
+		addr := net.JoinHostPort(nB.Address, "80")
+		if out, err := exec.Command("ip", "-n", inet.NS, "route", "add", nB.Address+"/32", "via", inet.Public.Prev().String()).CombinedOutput(); err != nil {
+			t.Fatalf("route the executor from outside: %v: %s", err, out)
+		}
+		var err error
+		vnettest.InNS(t, Path(inet.NS), func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, attemptTimeout); err == nil {
+				c.Close()
+			}
+		})
+		if err == nil {
+			t.Errorf("attempt from the internet: %s -> connected, want it denied", addr)
+		} else {
+			t.Logf("attempt from the internet: %s -> denied (%v)", addr, err)
+		}
+	})
+
 	t.Run("NoIPv6", func(t *testing.T) {
 		for _, c := range [][]string{{"-n", ns, "-6", "addr", "show", "dev", "eth0"}, {"-6", "addr", "show", "dev", HostIf(ns)}} {
 			if out := ip(t, c...); strings.TrimSpace(out) != "" {
