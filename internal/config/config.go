@@ -183,10 +183,13 @@ func (c *Config) Validate() error {
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
 	}
-	for flag, ps := range map[string][]string{"--egress-allow": c.EgressAllow, "--egress-deny": c.EgressDeny} {
-		for _, p := range ps {
+	for _, f := range []struct {
+		flag string
+		ps   []string
+	}{{"--egress-allow", c.EgressAllow}, {"--egress-deny", c.EgressDeny}} {
+		for _, p := range f.ps {
 			if pp, err := netip.ParsePrefix(p); err != nil || !pp.Addr().Is4() {
-				errs = append(errs, fmt.Errorf("%s %q: want an IPv4 prefix such as 10.1.0.0/16 (executors have no IPv6)", flag, p))
+				errs = append(errs, fmt.Errorf("%s %q: want an IPv4 prefix such as 10.1.0.0/16 (executors have no IPv6)", f.flag, p))
 			}
 		}
 	}

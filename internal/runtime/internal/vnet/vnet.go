@@ -147,11 +147,12 @@ func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 		return runtime.Network{}, err
 	}
 	// `ip netns exec` binds this over /etc/resolv.conf.
+	conf := filepath.Join(etcDir(ns), "resolv.conf")
 	if err := os.MkdirAll(etcDir(ns), 0o755); err != nil {
-		return runtime.Network{}, err
+		return runtime.Network{}, fmt.Errorf("write %s: %w", conf, err)
 	}
-	if err := os.WriteFile(filepath.Join(etcDir(ns), "resolv.conf"), []byte(ResolvConf(gateway)), 0o644); err != nil {
-		return runtime.Network{}, err
+	if err := os.WriteFile(conf, []byte(ResolvConf(gateway)), 0o644); err != nil {
+		return runtime.Network{}, fmt.Errorf("write %s: %w", conf, err)
 	}
 	return runtime.Network{Gateway: gateway, Address: s.address().Addr().String()}, nil
 }
