@@ -32,8 +32,9 @@ var Metadata = netip.MustParseAddr("169.254.169.254")
 // Internet is the emulated world beyond the host: a namespace with a
 // listener greeting on port 80 at each of its addresses.
 type Internet struct {
-	// NS is the namespace's name, under /run/netns.
-	NS string
+	// NS is the namespace's name, under /run/netns; HostIf is the host end
+	// of its veth pair.
+	NS, HostIf string
 	// Public is on TEST-NET-2; Private in 10.169.0.0/16; the namespace
 	// also holds Metadata.
 	Public, Private netip.Addr
@@ -46,8 +47,8 @@ type Internet struct {
 func NewInternet(t testing.TB) *Internet {
 	t.Helper()
 	n := rand.Uint32()
-	in := &Internet{NS: fmt.Sprintf("he-inet-%08x", n)}
-	hostIf := fmt.Sprintf("he%08x", n)
+	in := &Internet{NS: fmt.Sprintf("he-inet-%08x", n), HostIf: fmt.Sprintf("he%08x", n)}
+	hostIf := in.HostIf
 	pub := netip.AddrFrom4([4]byte{198, 51, 100, byte(4 * (n % 64))})
 	priv := netip.AddrFrom4([4]byte{10, 169, byte(n >> 8), byte(4 * (n % 64))})
 	in.Public, in.Private = pub.Next().Next(), priv.Next().Next()
@@ -70,6 +71,8 @@ func NewInternet(t testing.TB) *Internet {
 	}
 	run("-n", in.NS, "link", "set", "eth0", "up")
 	run("-n", in.NS, "link", "set", "lo", "up")
+	// The rest of the world is behind the host.
+	run("-n", in.NS, "route", "add", "default", "via", pub.Next().String())
 	run("route", "replace", Metadata.String()+"/32", "dev", hostIf) // goes with the link
 	// This link is the emulated internet's uplink: replies to executors
 	// arrive on it, so it forwards, as the host's real uplink does once

@@ -45,6 +45,13 @@ func attempt(t testing.TB, ns, addr string) error {
 	return err
 }
 
+func must(b []byte, err error) []byte {
+	if err != nil {
+		return append(b, err.Error()...)
+	}
+	return b
+}
+
 // hostAddrs returns every address of the host's interfaces, link-local
 // IPv6 ones with their zone.
 func hostAddrs(t testing.TB) []string {
@@ -184,6 +191,49 @@ func TestEgress(t *testing.T) {
 			t.Errorf("attempt from the internet: %s -> connected, want it denied", addr)
 		} else {
 			t.Logf("attempt from the internet: %s -> denied (%v)", addr, err)
+		}
+	})
+
+	// An uplink on which forwarding was off: Hangar turns it on, so that
+	// replies reach executors, and records it in the host table, so that
+	// the host forwards nothing else that arrives there.
+	t.Run("Uplink", func(t *testing.T) {
+		up := vnettest.NewInternet(t)
+		if err := setSysctl("ipv4/conf/"+up.HostIf+"/forwarding", "0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			p.nft(context.Background(), fmt.Sprintf("delete element inet %s uplinks { %q }\n", hostTable, up.HostIf))
+		})
+		if err := p.openUplinks(t.Context(), []string{up.HostIf}); err != nil {
+			t.Fatalf("openUplinks: %v", err)
+		}
+		if on, err := forwarding(up.HostIf); !on || err != nil {
+			t.Errorf("forwarding on %s: got %v, %v; want on", up.HostIf, on, err)
+		}
+		if out := string(must(exec.Command("nft", "list", "set", "inet", hostTable, "uplinks").CombinedOutput())); !strings.Contains(out, `"`+up.HostIf+`"`) {
+			t.Errorf("host table's uplinks lack %s:\n%s", up.HostIf, out)
+		}
+		addr := net.JoinHostPort(up.Public.String(), "80")
+		if err := attempt(t, ns, addr); err != nil {
+			t.Errorf("attempt: %s through the uplink -> %v, want it to work", addr, err)
+		}
+		// A neighbour on the uplink that routes through the host to
+		// another network (the first emulated internet, which routes
+		// back through the host) is dropped.
+		target := net.JoinHostPort(inet.Public.String(), "80")
+		if out, err := exec.Command("ip", "-n", up.NS, "route", "add", inet.Public.String()+"/32", "via", up.Public.Prev().String()).CombinedOutput(); err != nil {
+			t.Fatalf("route through the host: %v: %s", err, out)
+		}
+		var err error
+		vnettest.InNS(t, Path(up.NS), func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", target, attemptTimeout); err == nil {
+				c.Close()
+			}
+		})
+		if err == nil {
+			t.Errorf("attempt from the uplink's side: %s -> connected, want the host not to route it", target)
 		}
 	})
 

@@ -143,7 +143,11 @@ func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 	if err := setSysctl("ipv4/conf/"+HostIf(ns)+"/forwarding", "1"); err != nil {
 		return runtime.Network{}, fmt.Errorf("turn forwarding on for %s: %w", HostIf(ns), err)
 	}
-	if err := p.openUplinks(ctx); err != nil {
+	devs, err := uplinks()
+	if err != nil {
+		return runtime.Network{}, fmt.Errorf("find the host's uplinks: %w", err)
+	}
+	if err := p.openUplinks(ctx, devs); err != nil {
 		return runtime.Network{}, err
 	}
 	// `ip netns exec` binds this over /etc/resolv.conf.
@@ -157,15 +161,11 @@ func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 	return runtime.Network{Gateway: gateway, Address: s.address().Addr().String()}, nil
 }
 
-// openUplinks turns IPv4 forwarding on for the host's uplinks (the links
-// of its default routes) where it is off, so that replies reach executors,
-// after recording each in the host table, which keeps the host from
-// routing anything else through it. See uplinkRules.
-func (p *Pool) openUplinks(ctx context.Context) error {
-	devs, err := uplinks()
-	if err != nil {
-		return fmt.Errorf("find the host's uplinks: %w", err)
-	}
+// openUplinks turns IPv4 forwarding on for the host's uplinks devs (the
+// links of its default routes) where it is off, so that replies reach
+// executors, after recording each in the host table, which keeps the host
+// from routing anything else through it. See uplinkRules.
+func (p *Pool) openUplinks(ctx context.Context, devs []string) error {
 	for _, dev := range devs {
 		on, err := forwarding(dev)
 		if err != nil {
