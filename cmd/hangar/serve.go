@@ -61,6 +61,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.ACMECA, "acme-ca", cfg.ACMECA, "ACME directory URL; setting it turns ACME on (env HANGAR_ACME_CA)")
 	f.StringVar(&cfg.ACMECARoots, "acme-ca-roots", cfg.ACMECARoots, "PEM roots to verify a private ACME CA's HTTPS with (env HANGAR_ACME_CA_ROOTS)")
 	f.StringVar(&cfg.ACMEHTTPListen, "acme-http-listen", cfg.ACMEHTTPListen, "plain-HTTP address (e.g. :80) for ACME HTTP-01 challenges, redirecting the rest to HTTPS; empty = TLS-ALPN-01 only (env HANGAR_ACME_HTTP_LISTEN)")
+	f.IntVar(&cfg.PasswordHashes, "password-hashes", cfg.PasswordHashes, "password hashes (19 MiB each) computed at once; more sign-ins wait up to 2 s, then get 429; 0 = 2 × CPUs (env HANGAR_PASSWORD_HASHES)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	return cmd
@@ -157,7 +158,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	met.Watch(svc)
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
+	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
 	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

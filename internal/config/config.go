@@ -52,6 +52,10 @@ type Config struct {
 	// ACME HTTP-01 challenges and redirecting everything else to HTTPS.
 	// Default "": TLS-ALPN-01 only.
 	ACMEHTTPListen string
+	// PasswordHashes bounds the password hashes (argon2id, 19 MiB each)
+	// computed at once; sign-ins past it wait up to 2 s, then get 429.
+	// Default 0: 2 × the number of CPUs.
+	PasswordHashes int
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
@@ -115,6 +119,9 @@ func Defaults(getenv Getenv) Config {
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
 		c.LogMaxAge = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_PASSWORD_HASHES")); err == nil {
+		c.PasswordHashes = n
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
@@ -203,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	}
+	if c.PasswordHashes < 0 {
+		errs = append(errs, errors.New("--password-hashes must not be negative"))
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
