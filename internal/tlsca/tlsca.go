@@ -164,13 +164,14 @@ func (c *CA) Pool() *x509.CertPool {
 }
 
 // GetCertificate returns a function for tls.Config.GetCertificate. It serves
-// a leaf for the client's SNI name when policy allows it; the leaf is issued
-// on first use, cached in memory (at most Config.MaxLeaves) and reissued
-// before it expires. Concurrent handshakes for one name share a single
-// issuance. A refused name costs neither a signature nor a cache entry.
-// Without SNI it serves a leaf for the configured default host plus the
-// local IP address of the connection; policy is not consulted then,
-// because the server, not the client, chose those names.
+// a leaf for the client's SNI name: a cached one, or, when policy allows
+// the name, a new one, cached in memory (at most Config.MaxLeaves) and
+// reissued, if policy still allows, before it expires. Concurrent
+// handshakes for one name share a single issuance. A refused name costs
+// neither a signature nor a cache entry. Without SNI it serves a leaf for
+// the configured default host plus the local IP address of the
+// connection; policy is not consulted then, because the server, not the
+// client, chose those names.
 func (c *CA) GetCertificate(policy HostPolicy) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		host := normalizeHost(hello.ServerName)
@@ -179,12 +180,9 @@ func (c *CA) GetCertificate(policy HostPolicy) func(*tls.ClientHelloInfo) (*tls.
 			if ip := localIP(hello); ip != "" && ip != c.defaultHost {
 				names = append(names, ip)
 			}
-			return c.cached(names)
+			return c.cached(names, nil)
 		}
-		if err := allow(hello, policy, host); err != nil {
-			return nil, err
-		}
-		return c.cached([]string{host})
+		return c.cached([]string{host}, func() error { return allow(hello, policy, host) })
 	}
 }
 
@@ -211,31 +209,32 @@ func (c *CA) Issue(host string) (*tls.Certificate, error) {
 	return c.issue([]string{strings.Trim(h, "[]")})
 }
 
-// cached returns a valid cached leaf for names, or issues one. The first
-// caller for a key issues while later callers wait on ready, so each name
-// costs one signature however many handshakes race for it.
-func (c *CA) cached(names []string) (*tls.Certificate, error) {
+// cached returns a valid cached leaf for names, or issues one if allow
+// (nil: always) returns nil. The first caller for a key issues while later
+// callers wait on ready, so each name costs one signature however many
+// handshakes race for it.
+func (c *CA) cached(names []string, allow func() error) (*tls.Certificate, error) {
 	key := strings.Join(names, ",")
 	c.mu.Lock()
-	e, ok := c.leaves[key]
-	var l *leaf
+	l, ok := c.hit(key)
+	c.mu.Unlock()
 	if ok {
-		l = e.Value.(*leaf)
-		c.lru.MoveToFront(e)
-		select {
-		case <-l.ready:
-			// A failed entry was removed, so l.cert is set; reissue it
-			// once it nears expiry.
-			ok = c.now().Before(l.cert.Leaf.NotAfter.Add(-leafRenewBefore))
-		default: // being issued: wait for it
+		<-l.ready
+		return l.cert, l.err
+	}
+	// Asked outside the lock: the policy may query a database.
+	if allow != nil {
+		if err := allow(); err != nil {
+			return nil, err
 		}
 	}
-	if ok {
+	c.mu.Lock()
+	if l, ok := c.hit(key); ok { // issued meanwhile
 		c.mu.Unlock()
 		<-l.ready
 		return l.cert, l.err
 	}
-	if e != nil {
+	if e, ok := c.leaves[key]; ok { // near expiry
 		c.lru.Remove(e)
 	}
 	l = &leaf{key: key, ready: make(chan struct{})}
@@ -257,6 +256,26 @@ func (c *CA) cached(names []string) (*tls.Certificate, error) {
 	}
 	close(l.ready)
 	return l.cert, l.err
+}
+
+// hit returns key's leaf if it is being issued or is not near expiry,
+// marking it used. c.mu must be held.
+func (c *CA) hit(key string) (*leaf, bool) {
+	e, ok := c.leaves[key]
+	if !ok {
+		return nil, false
+	}
+	l := e.Value.(*leaf)
+	select {
+	case <-l.ready:
+		// A failed entry was removed, so l.cert is set.
+		if !c.now().Before(l.cert.Leaf.NotAfter.Add(-leafRenewBefore)) {
+			return nil, false
+		}
+	default: // being issued: wait for it
+	}
+	c.lru.MoveToFront(e)
+	return l, true
 }
 
 // issue signs a leaf whose SANs are exactly names.

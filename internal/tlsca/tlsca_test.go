@@ -258,6 +258,32 @@ func TestCA_GetCertificate(t *testing.T) {
 		}
 	})
 
+	t.Run("DeletedApp", func(t *testing.T) {
+		t.Parallel()
+		var now atomic.Pointer[time.Time]
+		start := time.Now()
+		now.Store(&start)
+		c := newCA(t, Config{Now: func() time.Time { return *now.Load() }})
+		var deleted atomic.Bool
+		get := c.GetCertificate(AppHosts("localhost", func(context.Context, string) (bool, error) { return !deleted.Load(), nil }))
+		hello := &tls.ClientHelloInfo{ServerName: "acme-greeter.localhost"}
+		first, err := get(hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Its leaf is served until it is due for renewal, so the router
+		// can answer 404; then it is not renewed.
+		deleted.Store(true)
+		if got, err := get(hello); err != nil || got != first {
+			t.Errorf("after the app was deleted: %v, want the cached leaf", err)
+		}
+		at := start.Add(61 * 24 * time.Hour)
+		now.Store(&at)
+		if _, err := get(hello); err == nil {
+			t.Errorf("a deleted app's leaf was renewed")
+		}
+	})
+
 	t.Run("Renew", func(t *testing.T) {
 		t.Parallel()
 		var now atomic.Pointer[time.Time]
