@@ -41,6 +41,12 @@ func TestValidate(t *testing.T) {
 		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
 		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},
 		"BadDriver":    {func(c *Config) { c.Driver = "docker" }, true},
+		"TLSFiles":     {func(c *Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, false},
+		"TLSCertOnly":  {func(c *Config) { c.TLSCert = "c.pem" }, true},
+		"ACME":         {func(c *Config) { c.ACMEEmail, c.ACMEHTTPListen = "ops@example.com", ":80" }, false},
+		"ACMEAndFiles": {func(c *Config) { c.ACMEEmail, c.TLSCert, c.TLSKey = "ops@example.com", "c.pem", "k.pem" }, true},
+		"ACMEHTTPOnly": {func(c *Config) { c.ACMEHTTPListen = ":80" }, true},
+		"BadACMECA":    {func(c *Config) { c.ACMECA = "http://ca.example/dir" }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })
