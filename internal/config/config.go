@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,31 @@ type Config struct {
 	// Domain is the public host[:port] of the API; apps are served at
 	// <org>-<app>.<Domain>. Default "localhost:8443".
 	Domain string
+	// TLSCert and TLSKey are PEM files of an operator's certificate
+	// (typically *.<Domain> and <Domain>, leaf first, then its chain) and
+	// its key, served instead of the local CA's and reloaded when either
+	// file changes. Default "": the local CA.
+	TLSCert, TLSKey string
+	// ACMEEmail is the contact of the ACME account. Setting it or ACMECA
+	// gets the certificates from an ACME CA, on demand, validated by
+	// TLS-ALPN-01 on the HTTPS port (and HTTP-01 with ACMEHTTPListen).
+	// Default "": no ACME.
+	ACMEEmail string
+	// ACMECA is the ACME directory URL. Default "": Let's Encrypt's
+	// production directory when ACME is on.
+	ACMECA string
+	// ACMECARoots is a PEM file of the roots that the ACME server's own
+	// HTTPS is verified with, for a private ACME CA. Default "": the
+	// system's roots.
+	ACMECARoots string
+	// ACMEHTTPListen is a plain-HTTP address (such as ":80") answering
+	// ACME HTTP-01 challenges and redirecting everything else to HTTPS.
+	// Default "": TLS-ALPN-01 only.
+	ACMEHTTPListen string
+	// PasswordHashes bounds the password hashes (argon2id, 19 MiB each)
+	// computed at once; sign-ins past it wait up to 2 s, then get 429.
+	// Default 0: 2 × the number of CPUs.
+	PasswordHashes int
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
@@ -87,6 +113,12 @@ func Defaults(getenv Getenv) Config {
 		Listen:          or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
 		MetricsListen:   getenv("HANGAR_METRICS_LISTEN"),
 		Domain:          or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
+		TLSCert:         getenv("HANGAR_TLS_CERT"),
+		TLSKey:          getenv("HANGAR_TLS_KEY"),
+		ACMEEmail:       getenv("HANGAR_ACME_EMAIL"),
+		ACMECA:          getenv("HANGAR_ACME_CA"),
+		ACMECARoots:     getenv("HANGAR_ACME_CA_ROOTS"),
+		ACMEHTTPListen:  getenv("HANGAR_ACME_HTTP_LISTEN"),
 		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
 		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
 		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
@@ -103,6 +135,9 @@ func Defaults(getenv Getenv) Config {
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
 		c.LogMaxAge = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_PASSWORD_HASHES")); err == nil {
+		c.PasswordHashes = n
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
@@ -163,6 +198,9 @@ func or(v, def string) string {
 	return def
 }
 
+// ACME reports whether certificates come from an ACME CA.
+func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
+
 // Validate checks the configuration and makes DataDir absolute.
 func (c *Config) Validate() error {
 	var errs []error
@@ -179,6 +217,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
 		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.ACME() && c.TLSCert != "" {
+		errs = append(errs, errors.New("--tls-cert and ACME (--acme-email, --acme-ca) exclude each other: choose one certificate source"))
+	}
+	if u, err := url.Parse(c.ACMECA); c.ACMECA != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		errs = append(errs, fmt.Errorf("--acme-ca %q: want the https:// URL of an ACME directory", c.ACMECA))
+	}
+	if c.ACMEHTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.ACMEHTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("--acme-http-listen %q: want host:port", c.ACMEHTTPListen))
+		}
+		if !c.ACME() {
+			errs = append(errs, errors.New("--acme-http-listen needs ACME (--acme-email or --acme-ca)"))
+		}
 	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
@@ -199,6 +254,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("--egress-resolver %q: want an IP address, optionally with a port", r))
 			}
 		}
+	}
+	if c.PasswordHashes < 0 {
+		errs = append(errs, errors.New("--password-hashes must not be negative"))
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))

@@ -50,6 +50,12 @@ func TestValidate(t *testing.T) {
 		"EgressNotAPrefix": {func(c *Config) { c.EgressAllow = []string{"10.1.0.0"} }, true},
 		"EgressIPv6":       {func(c *Config) { c.EgressDeny = []string{"fd00::/8"} }, true},
 		"BadResolver":      {func(c *Config) { c.EgressResolvers = []string{"dns.google"} }, true},
+		"TLSFiles":         {func(c *Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, false},
+		"TLSCertOnly":      {func(c *Config) { c.TLSCert = "c.pem" }, true},
+		"ACME":             {func(c *Config) { c.ACMEEmail, c.ACMEHTTPListen = "ops@example.com", ":80" }, false},
+		"ACMEAndFiles":     {func(c *Config) { c.ACMEEmail, c.TLSCert, c.TLSKey = "ops@example.com", "c.pem", "k.pem" }, true},
+		"ACMEHTTPOnly":     {func(c *Config) { c.ACMEHTTPListen = ":80" }, true},
+		"BadACMECA":        {func(c *Config) { c.ACMECA = "http://ca.example/dir" }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })
