@@ -18,9 +18,6 @@ import (
 	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 )
 
-// TestEgress emulates the internet with vnettest, which checks that the
-// host routes it locally before anything is sent.
-
 // attemptTimeout bounds each attempt; denials are rejections and fail at once,
 // so only a broken firewall would wait it out.
 const attemptTimeout = 3 * time.Second
@@ -43,13 +40,6 @@ func attempt(t testing.TB, ns, addr string) error {
 		}
 	})
 	return err
-}
-
-func must(b []byte, err error) []byte {
-	if err != nil {
-		return append(b, err.Error()...)
-	}
-	return b
 }
 
 // hostAddrs returns every address of the host's interfaces, link-local
@@ -75,6 +65,9 @@ func hostAddrs(t testing.TB) []string {
 	return out
 }
 
+// TestEgress checks an executor network's firewall, NAT and resolver
+// against the internet vnettest emulates, which checks that the host
+// routes it locally before anything is sent.
 func TestEgress(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -211,8 +204,8 @@ func TestEgress(t *testing.T) {
 		if on, err := forwarding(up.HostIf); !on || err != nil {
 			t.Errorf("forwarding on %s: got %v, %v; want on", up.HostIf, on, err)
 		}
-		if out := string(must(exec.Command("nft", "list", "set", "inet", hostTable, "uplinks").CombinedOutput())); !strings.Contains(out, `"`+up.HostIf+`"`) {
-			t.Errorf("host table's uplinks lack %s:\n%s", up.HostIf, out)
+		if out, err := exec.Command("nft", "list", "set", "inet", hostTable, "uplinks").CombinedOutput(); err != nil || !strings.Contains(string(out), `"`+up.HostIf+`"`) {
+			t.Errorf("host table's uplinks lack %s: %v\n%s", up.HostIf, err, out)
 		}
 		addr := net.JoinHostPort(up.Public.String(), "80")
 		if err := attempt(t, ns, addr); err != nil {
