@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,10 +34,10 @@ type pebble struct {
 }
 
 // startPebble builds and starts Pebble, validating TLS-ALPN-01 on tlsPort
-// and resolving every name to 127.0.0.1 through a DNS server of the test's
-// own, and issuing certificates valid for validity. Its own HTTPS is
-// signed by ca.
-func startPebble(t *testing.T, ca *CA, tlsPort int, validity time.Duration) *pebble {
+// and HTTP-01 on httpPort, resolving every name to 127.0.0.1 through a DNS
+// server of the test's own, and issuing certificates valid for validity.
+// Its own HTTPS is signed by ca.
+func startPebble(t *testing.T, ca *CA, tlsPort, httpPort int, validity time.Duration) *pebble {
 	t.Helper()
 	dir := t.TempDir()
 	build := exec.CommandContext(t.Context(), "go", "install", pebbleModule)
@@ -68,7 +69,7 @@ func startPebble(t *testing.T, ca *CA, tlsPort int, validity time.Duration) *peb
 	cfg.Pebble = map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": certPath, "privateKey": keyPath,
-		"tlsPort": tlsPort, "httpPort": freePort(t),
+		"tlsPort": tlsPort, "httpPort": httpPort,
 		"profiles": map[string]any{"default": map[string]any{"description": "test", "validityPeriod": int(validity / time.Second)}},
 	}
 	raw, err := json.Marshal(cfg)
@@ -189,7 +190,7 @@ func TestACME_Pebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, port, _ := splitPort(ln.Addr().String())
-	p := startPebble(t, ca, port, 30*time.Minute)
+	p := startPebble(t, ca, port, freePort(t), 30*time.Minute)
 
 	const domain = "hangar.test"
 	var renewals atomic.Int64 // allowed renewals; -1: not counted yet
@@ -278,4 +279,67 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestACME_HTTP01 gets a certificate by HTTP-01 on the HTTP listener when
+// TLS-ALPN-01 cannot succeed (Pebble validates it on a closed port).
+func TestACME_HTTP01(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds Pebble")
+	}
+	ca := newCA(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, httpPort, _ := splitPort(hln.Addr().String())
+	p := startPebble(t, ca, freePort(t), httpPort, 90*24*time.Hour)
+
+	const domain = "hangar.test"
+	var logs syncBuffer
+	src, err := NewACME(ACMEConfig{
+		Dir: t.TempDir(), CA: p.dir, RootCAs: ca.Pool(),
+		TLSAddr: ln.Addr().String(), HTTPAddr: hln.Addr().String(), DefaultHost: domain,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}, AppHosts(domain, func(_ context.Context, label string) (bool, error) { return label == "acme-greeter", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		src.Close()
+		if t.Failed() {
+			t.Logf("certmagic's log:\n%s", logs.String())
+		}
+	})
+	hsrv := &http.Server{Handler: src.HTTPHandler(http.NotFoundHandler())}
+	go hsrv.Serve(hln)
+	t.Cleanup(func() { hsrv.Close() })
+	tln := tls.NewListener(ln, &tls.Config{GetCertificate: src.GetCertificate, NextProtos: NextProtos})
+	t.Cleanup(func() { tln.Close() })
+	go func() {
+		for {
+			conn, err := tln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.(*tls.Conn).Handshake()
+				io.Copy(io.Discard, conn)
+			}()
+		}
+	}()
+	got, err := served(t, ln.Addr().String(), "acme-greeter."+domain, p.roots)
+	if err != nil {
+		t.Fatalf("handshake for an app host: %v", err)
+	}
+	// TLS-ALPN-01 cannot have succeeded: Pebble checks it on a closed port.
+	if !strings.Contains(logs.String(), "challenge_type=http-01") {
+		t.Errorf("the certificate (serial %x) was not validated by HTTP-01", got.SerialNumber)
+	}
 }
