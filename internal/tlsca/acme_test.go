@@ -216,7 +216,7 @@ func TestACME_Pebble(t *testing.T) {
 			t.Logf("certmagic's log:\n%s", logs.String())
 		}
 	})
-	tln := tls.NewListener(ln, &tls.Config{GetCertificate: src.GetCertificate, NextProtos: NextProtos})
+	tln := tls.NewListener(ln, &tls.Config{GetCertificate: src.GetCertificate, NextProtos: src.NextProtos()})
 	t.Cleanup(func() { tln.Close() })
 	go func() {
 		for {
@@ -319,7 +319,7 @@ func TestACME_HTTP01(t *testing.T) {
 	hsrv := &http.Server{Handler: src.HTTPHandler(http.NotFoundHandler())}
 	go hsrv.Serve(hln)
 	t.Cleanup(func() { hsrv.Close() })
-	tln := tls.NewListener(ln, &tls.Config{GetCertificate: src.GetCertificate, NextProtos: NextProtos})
+	tln := tls.NewListener(ln, &tls.Config{GetCertificate: src.GetCertificate, NextProtos: src.NextProtos()})
 	t.Cleanup(func() { tln.Close() })
 	go func() {
 		for {
