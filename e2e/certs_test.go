@@ -13,10 +13,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/tlsca/pebbletest"
 )
 
 // handshake completes a TLS handshake with h's port for SNI name, trusting
@@ -37,8 +39,6 @@ func handshake(t *testing.T, h *Hangar, name string, roots *x509.CertPool) (*x50
 func TestCertificates_RegisteredHostsOnly(t *testing.T) {
 	t.Parallel()
 	h := startHangar(t)
-	c := h.Client(t, h.AddUser(t, "cora"))
-	ctx := context.Background()
 	pemCA, err := os.ReadFile(h.CA)
 	if err != nil {
 		t.Fatal(err)
@@ -49,17 +49,7 @@ func TestCertificates_RegisteredHostsOnly(t *testing.T) {
 	if _, err := handshake(t, h, app, roots); err == nil {
 		t.Errorf("handshake for %s before it is registered succeeded, want a failure", app)
 	}
-
-	if err := c.ProvisionDB(ctx, "cora", apiclient.ProvisionDBRequest{Name: "coradb", AdminName: "cora_admin", AdminPassword: "cora-s3cret-pass"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "coradb available", 2*time.Minute, func() bool {
-		d, err := c.DB(ctx, "cora", "coradb")
-		return err == nil && d.Status == "available"
-	})
-	if _, err := c.RegisterApp(ctx, "cora", apiclient.RegisterAppRequest{Name: "greeter", Database: "coradb", Language: "node"}); err != nil {
-		t.Fatal(err)
-	}
+	registerApp(t, h, "cora")
 	for _, name := range []string{"localhost", app} {
 		if _, err := handshake(t, h, name, roots); err != nil {
 			t.Errorf("handshake for %s: %v", name, err)
@@ -69,6 +59,51 @@ func TestCertificates_RegisteredHostsOnly(t *testing.T) {
 		if _, err := handshake(t, h, name, roots); err == nil {
 			t.Errorf("handshake for %s succeeded, want a failure", name)
 		}
+	}
+}
+
+// TestCertificates_ACME runs the server with certificates from a real ACME
+// server (Pebble), which validates TLS-ALPN-01 on the server's HTTPS port:
+// the API host and a registered app's host get Pebble's certificates.
+func TestCertificates_ACME(t *testing.T) {
+	t.Parallel()
+	p := pebbletest.New(t)
+	h := startHangar(t, "--acme-ca", p.Dir, "--acme-ca-roots", p.HTTPSRootsFile)
+	port, err := strconv.Atoi(h.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(t, port, pebbletest.FreePort(t), 90*24*time.Hour)
+	h.CA = p.RootsFile // what the API's clients trust now
+
+	if _, err := handshake(t, h, "localhost", p.Roots); err != nil {
+		t.Fatalf("handshake for the API host: %v", err)
+	}
+	registerApp(t, h, "cora")
+	if _, err := handshake(t, h, "cora-greeter.localhost", p.Roots); err != nil {
+		t.Errorf("handshake for the app host: %v", err)
+	}
+	if _, err := handshake(t, h, "cora-other.localhost", p.Roots); err == nil {
+		t.Errorf("handshake for an unknown app host succeeded, want a failure")
+	}
+}
+
+// registerApp registers the app greeter of a new user org, on a new
+// database instance, without deploying it.
+func registerApp(t *testing.T, h *Hangar, org string) {
+	t.Helper()
+	c := h.Client(t, h.AddUser(t, org))
+	ctx := context.Background()
+	db := org + "db"
+	if err := c.ProvisionDB(ctx, org, apiclient.ProvisionDBRequest{Name: db, AdminName: org + "_admin", AdminPassword: org + "-s3cret-pass"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, db+" available", 2*time.Minute, func() bool {
+		d, err := c.DB(ctx, org, db)
+		return err == nil && d.Status == "available"
+	})
+	if _, err := c.RegisterApp(ctx, org, apiclient.RegisterAppRequest{Name: "greeter", Database: db, Language: "node"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
