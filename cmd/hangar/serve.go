@@ -275,7 +275,7 @@ func newCertSource(cfg config.Config, ca *tlsca.CA, policy tlsca.HostPolicy, tls
 		if err != nil {
 			return certSource{}, err
 		}
-		return certSource{getCertificate: a.GetCertificate, nextProtos: tlsca.NextProtos, acme: a, close: a.Close}, nil
+		return certSource{getCertificate: a.GetCertificate, nextProtos: a.NextProtos(), acme: a, close: a.Close}, nil
 	}
 	return certSource{getCertificate: ca.GetCertificate(policy), localCA: true, close: func() {}}, nil
 }

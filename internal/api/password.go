@@ -50,7 +50,13 @@ var errWrongPassword = hangar.Errorf(hangar.KindUnauthorized, "wrong user name o
 // password).
 func (s *Server) checkPassword(ctx context.Context, name, password, client string) (hangar.User, error) {
 	now := s.now()
-	key := name + "\x00" + client
+	// Names that cannot exist share one key per client, so that made-up
+	// (and long) names do not grow the limiter.
+	keyName := name
+	if hangar.ValidateUserName(name) != nil {
+		keyName = ""
+	}
+	key := keyName + "\x00" + client
 	// The failure is counted before the hash is checked, so that
 	// concurrent guesses cannot all pass the limit before any counts.
 	if until, ok := s.signins.take(key, now); !ok {
@@ -67,7 +73,7 @@ func (s *Server) checkPassword(ctx context.Context, name, password, client strin
 	if err != nil {
 		s.signins.giveBack(key)
 		if errors.Is(err, auth.ErrBusy) {
-			return hangar.User{}, busy(err, now)
+			return hangar.User{}, errBusy(now)
 		}
 		return hangar.User{}, fmt.Errorf("verify password of %s: %w", name, err)
 	}
@@ -142,9 +148,11 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	hash, err := s.hasher.Hash(r.Context(), req.Password)
-	if err != nil {
-		err = busy(err, s.now())
+	if errors.Is(err, auth.ErrBusy) {
+		err = errBusy(s.now())
 		setRetryAfter(w, err, s.now())
+	}
+	if err != nil {
 		return err
 	}
 	if err := s.store.SetPasswordHash(r.Context(), u.Name, hash); err != nil {
@@ -154,12 +162,9 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// busy turns auth.ErrBusy into a refusal with a time to retry.
-func busy(err error, now time.Time) error {
-	if errors.Is(err, auth.ErrBusy) {
-		return retryError{err: auth.ErrBusy, until: now.Add(busyRetry)}
-	}
-	return err
+// errBusy is auth.ErrBusy with a time to retry.
+func errBusy(now time.Time) error {
+	return retryError{err: auth.ErrBusy, until: now.Add(busyRetry)}
 }
 
 // clientAddr is the network a request comes from, which limits count per
@@ -234,7 +239,11 @@ func (l *windowLimiter) take(key string, now time.Time) (time.Time, bool) {
 func (l *windowLimiter) giveBack(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c, ok := l.counts[key]; ok && c.n > 0 {
+	switch c, ok := l.counts[key]; {
+	case !ok:
+	case c.n <= 1:
+		delete(l.counts, key)
+	default:
 		c.n--
 		l.counts[key] = c
 	}

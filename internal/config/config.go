@@ -227,6 +227,9 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.ACMECA); c.ACMECA != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
 		errs = append(errs, fmt.Errorf("--acme-ca %q: want the https:// URL of an ACME directory", c.ACMECA))
 	}
+	if c.ACMECARoots != "" && !c.ACME() {
+		errs = append(errs, errors.New("--acme-ca-roots needs ACME (--acme-email or --acme-ca)"))
+	}
 	if c.ACMEHTTPListen != "" {
 		if _, _, err := net.SplitHostPort(c.ACMEHTTPListen); err != nil {
 			errs = append(errs, fmt.Errorf("--acme-http-listen %q: want host:port", c.ACMEHTTPListen))

@@ -17,16 +17,14 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// LetsEncrypt is the ACME directory of Let's Encrypt's production CA.
-const LetsEncrypt = certmagic.LetsEncryptProductionCA
-
 // ACMEConfig configures an ACME certificate source. The zero value of each
 // field means its default.
 type ACMEConfig struct {
 	// Dir holds the ACME account and the certificates obtained, so that a
 	// restart does not order them again. Required.
 	Dir string
-	// CA is the ACME directory URL. Default LetsEncrypt.
+	// CA is the ACME directory URL. Default Let's Encrypt's production
+	// directory.
 	CA string
 	// Email is the ACME account's contact, told of problems by CAs that
 	// mail. Default none.
@@ -65,10 +63,6 @@ type ACME struct {
 	issuer *certmagic.ACMEIssuer
 }
 
-// NextProtos are the ALPN protocols of an HTTPS server using ACME: HTTP/2,
-// HTTP/1.1, and acme-tls/1, which TLS-ALPN-01 validation connects with.
-var NextProtos = []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}
-
 // NewACME returns an ACME source serving the names policy allows. Close
 // stops its background renewals.
 func NewACME(cfg ACMEConfig, policy HostPolicy) (*ACME, error) {
@@ -76,7 +70,7 @@ func NewACME(cfg ACMEConfig, policy HostPolicy) (*ACME, error) {
 		return nil, errors.New("acme: Dir and TLSAddr are required")
 	}
 	if cfg.CA == "" {
-		cfg.CA = LetsEncrypt
+		cfg.CA = certmagic.LetsEncryptProductionCA
 	}
 	if cfg.MaxCertificates <= 0 {
 		cfg.MaxCertificates = 1000
@@ -119,6 +113,11 @@ func NewACME(cfg ACMEConfig, policy HostPolicy) (*ACME, error) {
 	a.cfg.Issuers = []certmagic.Issuer{a.issuer}
 	return a, nil
 }
+
+// NextProtos returns the ALPN protocols for the tls.Config of an HTTPS
+// server using a: HTTP/2, HTTP/1.1, and acme-tls/1, which TLS-ALPN-01
+// validation connects with.
+func (a *ACME) NextProtos() []string { return []string{"h2", "http/1.1", acmez.ACMETLS1Protocol} }
 
 // GetCertificate is for tls.Config.GetCertificate; the tls.Config's
 // NextProtos must include acme-tls/1 (see NextProtos).
