@@ -1,6 +1,7 @@
 package build
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +11,9 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// poisonApp is a node app whose dependency "evil" has an install script and
-// whose own postinstall script both rewrite another package, express, in
-// the app's node_modules.
+// poisonApp is a node app whose dependency "evil" has an install script
+// and whose own postinstall script rewrite another package, express, in the
+// app's node_modules.
 var poisonApp = map[string]string{
 	"package.json":      `{"scripts": {"postinstall": "node poison.js"}}`,
 	"package-lock.json": `{"lockfileVersion": 3, "packages": {"": {}, "node_modules/express": {}, "node_modules/evil": {"hasInstallScript": true}}}`,
@@ -20,9 +21,10 @@ var poisonApp = map[string]string{
 
 const cleanExpress = "module.exports = 'express'\n"
 
-// poisonTools plays npm for poisonApp: npm ci installs a clean express; the
-// scripts (npm rebuild runs evil's, npm run the app's) each overwrite it.
-// seen records what express held when the first script started.
+// poisonTools plays npm for poisonApp: npm ci installs a clean express;
+// the scripts (npm rebuild runs evil's and the app's postinstall; npm ci
+// both) overwrite it. seen records what express held when npm rebuild
+// started.
 type poisonTools struct {
 	mu   sync.Mutex
 	seen []string
@@ -43,7 +45,7 @@ func (p *poisonTools) run(c Cmd) error {
 			return err
 		}
 		if c.Shell == "npm ci" {
-			return os.WriteFile(express, []byte("poisoned by evil's install script"), 0o644)
+			return os.WriteFile(express, []byte("poisoned by install scripts"), 0o644)
 		}
 	case "npm rebuild":
 		data, err := os.ReadFile(express)
@@ -53,9 +55,9 @@ func (p *poisonTools) run(c Cmd) error {
 		p.mu.Lock()
 		p.seen = append(p.seen, string(data))
 		p.mu.Unlock()
-		return os.WriteFile(express, []byte("poisoned by evil's install script"), 0o644)
+		return os.WriteFile(express, []byte("poisoned by install scripts"), 0o644)
 	case "npm run --ignore-scripts postinstall":
-		return os.WriteFile(express, []byte("poisoned by the app's postinstall"), 0o644)
+		return errors.New("npm rebuild ran the app's postinstall already")
 	}
 	return nil
 }
@@ -110,7 +112,7 @@ func TestBuilder_InstallDeps_CachePoisoning(t *testing.T) {
 	if !strings.Contains(log, "npm ci --ignore-scripts") {
 		t.Fatalf("the first install did not fill the cache from a clean install:\n%s", log)
 	}
-	if got := readFile(filepath.Join(dir, "node_modules", "express", "index.js")); got != "poisoned by the app's postinstall" {
+	if got := readFile(filepath.Join(dir, "node_modules", "express", "index.js")); got != "poisoned by install scripts" {
 		t.Errorf("the app's scripts did not run on its copy: express holds %q", got)
 	}
 	if got := readFile(entryExpress("org-a")); got != cleanExpress {

@@ -140,12 +140,15 @@ func (b *Builder) cachedNodeModules(ctx context.Context, j Job, env []string, lo
 		logf(j, "cached node_modules for the next deploys (cache %s)", shortKey(key))
 	}
 	// The scripts "npm ci --ignore-scripts" skipped, on the app's own copy.
+	scripts := rootInstallScripts
 	if rebuild {
 		if err := b.run(ctx, j, "configuration", "npm rebuild", env, b.opts.CommandTimeout); err != nil {
 			return true, err
 		}
+		// npm rebuild ran the app's preinstall, install and postinstall too.
+		scripts = scripts[3:]
 	}
-	for _, s := range rootInstallScripts {
+	for _, s := range scripts {
 		if script(s) == "" {
 			continue
 		}
