@@ -19,7 +19,7 @@ import (
 // organization (Job.OrgID): no org ever reads an entry another org filled.
 //
 //	node/<org>/<key>/node_modules/  node_modules as "npm ci --ignore-scripts"
-//	                                left it in a fresh tree (fill.go)
+//	                                left it in a fresh tree
 //	python/<org>/<key>/wheels/      every wheel "pip wheel -r requirements.txt"
 //	                                built in a fresh tree and venv
 //	<kind>/<org>/<key>/digest       the entry's tree digest, taken at fill time
