@@ -320,14 +320,6 @@ func removeTree(path string) error {
 	return os.RemoveAll(path)
 }
 
-// shellQuote quotes s for /bin/sh.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // majorVersion returns the major version in the output of "node --version"
 // or "npm --version" ("v20.11.1" → "20").
 func majorVersion(out string) string {
