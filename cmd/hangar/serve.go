@@ -54,6 +54,10 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
 	f.IntVar(&cfg.LogMaxLines, "log-max-lines", cfg.LogMaxLines, "how many log lines are kept per app; 0 = 1000000 (env HANGAR_LOG_MAX_LINES)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "how many bytes of log text are kept per app, oldest dropped first; 0 = 256 MiB (env HANGAR_LOG_MAX_BYTES)")
+	f.IntVar(&cfg.OrgMaxApps, "org-max-apps", cfg.OrgMaxApps, "applications per organization; 0 = 20, -1 = no limit (env HANGAR_ORG_MAX_APPS)")
+	f.IntVar(&cfg.OrgMaxDBInstances, "org-max-db-instances", cfg.OrgMaxDBInstances, "managed database instances per organization; 0 = 4, -1 = no limit (env HANGAR_ORG_MAX_DB_INSTANCES)")
+	f.IntVar(&cfg.OrgMaxExecutors, "org-max-executors", cfg.OrgMaxExecutors, "sum of the minimum executors of an organization's applications; 0 = 40, -1 = no limit (env HANGAR_ORG_MAX_EXECUTORS)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")
@@ -126,7 +130,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	// whether the metrics are served.
 	met := metrics.New(log.With("component", "metrics"))
 	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
-		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, Logger: log.With("component", "logs"),
+		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
+		Logger: log.With("component", "logs"),
 	})
 	if err != nil {
 		return err
@@ -142,6 +147,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,
 		StepDelay:         cfg.StepDelay,
+		OrgLimits:         cfg.OrgLimits(),
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),

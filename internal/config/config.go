@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
 // Config is the configuration of `hangar serve` and the operator commands.
@@ -94,6 +96,14 @@ type Config struct {
 	// kept per app. Default 7 days and 1,000,000 lines.
 	LogMaxAge   time.Duration
 	LogMaxLines int
+	// LogMaxBytes bounds the log text kept per app; past it the app's
+	// oldest lines are dropped first. Default 256 MiB.
+	LogMaxBytes int64
+	// OrgMaxApps, OrgMaxDBInstances and OrgMaxExecutors bound what one
+	// organization may hold: registered apps, managed database instances
+	// and the sum of its apps' minimum executors. A negative value means
+	// no limit. Defaults 20, 4 and 40 (OrgLimits).
+	OrgMaxApps, OrgMaxDBInstances, OrgMaxExecutors int
 	// StepDelay pauses deploy steps after they start, for crash tests only:
 	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
 	StepDelay map[string]time.Duration
@@ -141,6 +151,18 @@ func Defaults(getenv Getenv) Config {
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
+	}
+	if n, err := strconv.ParseInt(getenv("HANGAR_LOG_MAX_BYTES"), 10, 64); err == nil {
+		c.LogMaxBytes = n
+	}
+	for env, dst := range map[string]*int{
+		"HANGAR_ORG_MAX_APPS":         &c.OrgMaxApps,
+		"HANGAR_ORG_MAX_DB_INSTANCES": &c.OrgMaxDBInstances,
+		"HANGAR_ORG_MAX_EXECUTORS":    &c.OrgMaxExecutors,
+	} {
+		if n, err := strconv.Atoi(getenv(env)); err == nil {
+			*dst = n
+		}
 	}
 	if s := getenv("HANGAR_PG_SETTINGS"); s != "" {
 		c.PGSettings = parseSettings(s)
@@ -261,7 +283,7 @@ func (c *Config) Validate() error {
 	if c.PasswordHashes < 0 {
 		errs = append(errs, errors.New("--password-hashes must not be negative"))
 	}
-	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
+	if c.LogMaxAge < 0 || c.LogMaxLines < 0 || c.LogMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
 	}
 	if c.HealthTimeout <= 0 {
@@ -271,4 +293,36 @@ func (c *Config) Validate() error {
 		c.NPMCacheDir = filepath.Join(c.DataDir, "cache", "npm")
 	}
 	return errors.Join(errs...)
+}
+
+// Default per-org limits. An org's executors cost memory (512 MiB each by
+// default, so 40 commit 20 GiB) and processes; each managed database
+// instance is a PostgreSQL server of its own with its WAL archive; apps
+// cost little by themselves but each holds at least one executor. 20 apps
+// with 2 executors each, or fewer apps with more, on 4 instances covers a
+// team's services with a standby each, while one tenant alone cannot
+// exhaust a host sized for a few such teams.
+const (
+	DefaultOrgMaxApps        = 20
+	DefaultOrgMaxDBInstances = 4
+	DefaultOrgMaxExecutors   = 40
+)
+
+// OrgLimits returns the per-org limits with defaults applied: 0 means the
+// default and a negative value no limit (hangar.OrgLimits' 0).
+func (c Config) OrgLimits() hangar.OrgLimits {
+	limit := func(v, def int) int {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			return 0
+		}
+		return v
+	}
+	return hangar.OrgLimits{
+		Apps:        limit(c.OrgMaxApps, DefaultOrgMaxApps),
+		DBInstances: limit(c.OrgMaxDBInstances, DefaultOrgMaxDBInstances),
+		Executors:   limit(c.OrgMaxExecutors, DefaultOrgMaxExecutors),
+	}
 }

@@ -15,7 +15,7 @@ func TestDB_DeleteDBInstance(t *testing.T) {
 	a := seed(t, db) // app greeter on instance i1
 	second := a
 	second.ID, second.Name, second.AppDBName, second.DBRole = "a2", "bookings", "bookings", "bookings_role"
-	if err := db.CreateApp(ctx, second, "i1"); err != nil {
+	if err := db.CreateApp(ctx, second, "i1", hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 
