@@ -2,8 +2,6 @@ package auth
 
 import (
 	"errors"
-	"runtime"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,38 +25,14 @@ func countingVerify(h *Hasher) (calls, peak *atomic.Int64) {
 	return calls, peak
 }
 
-// heapPeak samples the heap's live and dead objects until stop is closed
-// and returns the largest sample, without stopping the world.
-func heapPeak(stop <-chan struct{}) <-chan uint64 {
-	out := make(chan uint64, 1)
-	go func() {
-		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-		var peak uint64
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			select {
-			case <-stop:
-				out <- peak
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
-	return out
-}
-
 // TestHasher_Flood is 60 concurrent checks of unknown users, each an
-// argon2 hash of 19 MiB: no more than the limit run at once, and the heap
-// stays far below the 1.1 GiB the 60 would take together.
+// argon2 hash of 19 MiB: no more than the limit run at once (the API's
+// TestDevice_SignInFlood measures the heap this keeps flat).
 func TestHasher_Flood(t *testing.T) {
 	t.Parallel()
 	const limit, n = 3, 60
 	h := NewHasher(HasherConfig{MaxConcurrent: limit, Wait: time.Minute})
 	calls, peak := countingVerify(h)
-	runtime.GC()
-	stop := make(chan struct{})
-	heap := heapPeak(stop)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	for range n {
@@ -69,8 +43,6 @@ func TestHasher_Flood(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	heapMax := <-heap
 	if f := failed.Load(); f != 0 {
 		t.Errorf("%d checks of unknown users did not answer false, nil", f)
 	}
@@ -80,12 +52,6 @@ func TestHasher_Flood(t *testing.T) {
 	if got := peak.Load(); got > limit {
 		t.Errorf("%d hashes ran at once, want at most %d", got, limit)
 	}
-	// limit × 19 MiB live, doubled by the garbage collector's pacing,
-	// plus room for other tests in this process.
-	if bound := uint64(limit*19<<20)*2 + 128<<20; heapMax > bound {
-		t.Errorf("heap peaked at %d MiB, want at most %d MiB", heapMax>>20, bound>>20)
-	}
-	t.Logf("heap peak %d MiB over %d concurrent checks, %d at once", heapMax>>20, n, peak.Load())
 }
 
 func TestHasher_Busy(t *testing.T) {

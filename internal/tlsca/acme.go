@@ -82,6 +82,12 @@ func NewACME(cfg ACMEConfig, policy HostPolicy) (*ACME, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acme: TLS address: %w", err)
 	}
+	httpPort := 0
+	if cfg.HTTPAddr != "" {
+		if _, httpPort, err = splitPort(cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("acme: HTTP address: %w", err)
+		}
+	}
 	log := zap.New(slogCore{h: cfg.Logger.Handler()})
 	a := &ACME{}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -95,21 +101,15 @@ func NewACME(cfg ACMEConfig, policy HostPolicy) (*ACME, error) {
 		OnDemand:          &certmagic.OnDemandConfig{DecisionFunc: policy},
 		Logger:            log,
 	})
-	tmpl := certmagic.ACMEIssuer{
+	a.issuer = certmagic.NewACMEIssuer(a.cfg, certmagic.ACMEIssuer{
 		CA: cfg.CA, Email: cfg.Email, Agreed: true, TrustedRoots: cfg.RootCAs,
 		// certmagic starts its own challenge listener on these ports unless
 		// they are taken; they are ours, so it finds them taken and our
 		// listeners answer.
-		ListenHost: tlsHost, AltTLSALPNPort: tlsPort,
+		ListenHost: tlsHost, AltTLSALPNPort: tlsPort, AltHTTPPort: httpPort,
 		DisableHTTPChallenge: cfg.HTTPAddr == "",
 		Logger:               log,
-	}
-	if cfg.HTTPAddr != "" {
-		if _, tmpl.AltHTTPPort, err = splitPort(cfg.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("acme: HTTP address: %w", err)
-		}
-	}
-	a.issuer = certmagic.NewACMEIssuer(a.cfg, tmpl)
+	})
 	a.cfg.Issuers = []certmagic.Issuer{a.issuer}
 	return a, nil
 }

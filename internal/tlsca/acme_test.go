@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,4 +186,65 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestACME_UnknownNames is a flood of handshakes with made-up names under
+// the domain: each fails before certmagic loads, orders or caches
+// anything, so the CA (here unreachable) is never asked and the heap stays
+// flat.
+func TestACME_UnknownNames(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src, err := NewACME(ACMEConfig{
+		Dir: dir, CA: "https://127.0.0.1:1/dir", TLSAddr: ln.Addr().String(),
+		Logger: slog.New(slog.DiscardHandler),
+	}, AppHosts("hangar.test", func(context.Context, string) (bool, error) { return false, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	serveTLS(t, ln, src.GetCertificate, src.NextProtos())
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	before := heap()
+	const n = 3000
+	var ok atomic.Int64
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// Any certificate served counts, trusted or not.
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(),
+				&tls.Config{ServerName: fmt.Sprintf("x%d.hangar.test", i), InsecureSkipVerify: true})
+			if err == nil {
+				conn.Close()
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	after := heap()
+	if got := ok.Load(); got != 0 {
+		t.Errorf("%d of %d unknown names got a certificate, want none", got, n)
+	}
+	if got := src.cache.AllMatchingCertificates("x1.hangar.test"); len(got) != 0 {
+		t.Errorf("%d certificates cached for an unknown name, want none", len(got))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("storage holds %d entries after unknown names, want none (nothing ordered)", len(entries))
+	}
+	if grown := int64(after) - int64(before); grown > 8<<20 {
+		t.Errorf("heap in use grew by %d KiB over %d unknown names, want it flat", grown>>10, n)
+	}
+	t.Logf("heap in use: %d KiB before, %d KiB after %d unknown names", before>>10, after>>10, n)
 }
