@@ -20,6 +20,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/logs"
@@ -150,7 +151,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
 	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
-	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	if err != nil {
+		return err
+	}
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(rt))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
