@@ -231,6 +231,7 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"GET /v1alpha1/{org}/logs/applications/{app}":       {query: "?last=0&limit=100"},
 		"GET /hangar/v1/{org}/applications/{app}/events":    {},
 		"GET /hangar/v1/{org}/applications/{app}/executors": {},
+		"GET /hangar/v1/{org}/applications/{app}/metrics":   {query: "?range=week"},
 		"POST /hangar/v1/{org}/applications/{app}/deploy":   {query: "?previous_version=" + f.version},
 		// A shell on A's executor; Unchanged checks that it never ran.
 		"POST /vmsadmin/{org}/applications/{app}/vms/{executor}/vmcmd": {body: apiclient.ExecutorCommandRequest{Command: "touch pwned"}},

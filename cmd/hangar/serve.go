@@ -23,6 +23,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -53,6 +54,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
 	f.IntVar(&cfg.LogMaxLines, "log-max-lines", cfg.LogMaxLines, "how many log lines are kept per app; 0 = 1000000 (env HANGAR_LOG_MAX_LINES)")
+	f.DurationVar(&cfg.MetricsRetention, "metrics-retention", cfg.MetricsRetention, "how long the apps' monitoring history (console dashboards) is kept; 0 = 14 days (env HANGAR_METRICS_RETENTION)")
+	f.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "resolution of the monitoring history; 0 = 1m (env HANGAR_METRICS_INTERVAL)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
@@ -124,6 +127,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	logsDone := make(chan struct{})
 	go func() { defer close(logsDone); logStore.Run(logCtx) }()
 	defer func() { stopLogs(); <-logsDone }()
+	hist, err := history.Open(ctx, st.Pool())
+	if err != nil {
+		return err
+	}
+	requests, events := history.NewRecorder(), history.NewEvents()
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -137,7 +145,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		},
 		Logger:   log,
 		Secrets:  accounts.NewOpener(st, box),
-		Observer: met,
+		Observer: events.Tee(met),
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -148,14 +156,21 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	}
 
 	met.Watch(svc)
+	sampler := history.NewSampler(history.Config{
+		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
+	}, hist, svc, requests, events)
+	sampleCtx, stopSampling := context.WithCancel(bg)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); sampler.Run(sampleCtx) }()
+	defer func() { stopSampling(); <-samplerDone }()
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
+	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API, History: hist}, svc, st, tokens, accts, logStore, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return err
 	}
-	handler := api.HostSwitch(cfg.Domain, con, met.Router(rt))
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,

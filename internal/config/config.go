@@ -55,6 +55,12 @@ type Config struct {
 	// kept per app. Default 7 days and 1,000,000 lines.
 	LogMaxAge   time.Duration
 	LogMaxLines int
+	// MetricsRetention is how long the apps' monitoring history (the
+	// console's dashboards) is kept. Default 14 days.
+	MetricsRetention time.Duration
+	// MetricsInterval is the resolution of that history: one row per app
+	// and executor per interval. Default one minute; tests set it shorter.
+	MetricsInterval time.Duration
 	// StepDelay pauses deploy steps after they start, for crash tests only:
 	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
 	StepDelay map[string]time.Duration
@@ -87,6 +93,12 @@ func Defaults(getenv Getenv) Config {
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
 		c.LogMaxAge = d
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_RETENTION")); err == nil {
+		c.MetricsRetention = d
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_INTERVAL")); err == nil {
+		c.MetricsInterval = d
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
@@ -155,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	}
+	if c.MetricsRetention < 0 || c.MetricsInterval < 0 || (c.MetricsInterval > 0 && c.MetricsInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("--metrics-retention must not be negative, and --metrics-interval at least 1s"))
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))

@@ -43,7 +43,8 @@ var allowed = []struct {
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}},
 	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs", "internal/history"}},
+	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy"}},
 }
 
 type pkg struct {
