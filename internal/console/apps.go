@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -159,7 +160,11 @@ func (c *Console) updateApp(w http.ResponseWriter, r *http.Request) error {
 }
 
 // redeploy deploys an earlier version again (the API applies the schema
-// rule). It answers when the deploy ends, as the CLI's deploy does.
+// rule). The API answers a deploy when it ends, which takes a minute or
+// more, and browsers abort a request that long when the host's network
+// changes (each executor adds a veth): so the deploy runs on without the
+// request, and the page shows its progress in the versions list. A deploy
+// is a durable workflow: a server stopped meanwhile resumes it.
 func (c *Console) redeploy(w http.ResponseWriter, r *http.Request) error {
 	if err := c.checkForm(w, r); err != nil {
 		return err
@@ -169,11 +174,13 @@ func (c *Console) redeploy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	app, v := r.PathValue("app"), r.PostForm.Get("version")
-	res, err := s.api.Deploy(r.Context(), org, app, false, apiclient.DeployRequest{PreviousVersion: v})
-	if err != nil {
-		return err
-	}
-	return redirect(w, r, appPath(org, app), "Version "+v+" is deployed again as version "+res.ApplicationVersion+".")
+	ctx := context.WithoutCancel(r.Context())
+	go func() {
+		if _, err := s.api.Deploy(ctx, org, app, false, apiclient.DeployRequest{PreviousVersion: v}); err != nil {
+			c.log.InfoContext(ctx, "redeploy from the console failed", "app", app, "version", v, "err", err)
+		}
+	}()
+	return redirect(w, r, appPath(org, app), "Redeploying version "+v+": the versions below show its progress.")
 }
 
 func (c *Console) addSecret(w http.ResponseWriter, r *http.Request) error {
