@@ -174,6 +174,15 @@ func (c *Console) redeploy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	app, v := r.PathValue("app"), r.PostForm.Get("version")
+	// Refusals come back now, as an answer: the caller may not see the
+	// app, or it has no such version.
+	vs, err := s.api.AppVersions(r.Context(), org, app)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(vs, func(x apiclient.AppVersion) bool { return x.Version == v }) {
+		return &pageError{Status: http.StatusNotFound, Message: "Application " + app + " has no version " + strconv.Quote(v) + "."}
+	}
 	ctx := context.WithoutCancel(r.Context())
 	go func() {
 		if _, err := s.api.Deploy(ctx, org, app, false, apiclient.DeployRequest{PreviousVersion: v}); err != nil {

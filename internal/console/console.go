@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"time"
 
@@ -164,8 +165,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if p.CSRF == "" {
 		p.CSRF = c.csrfToken(w, r)
 	}
-	if p.Flash == "" {
-		p.Flash = r.URL.Query().Get("flash")
+	if ck, err := r.Cookie(flashCookie); err == nil && p.Flash == "" {
+		if msg, err := url.QueryUnescape(ck.Value); err == nil {
+			p.Flash = msg
+		}
+		clearCookie(w, flashCookie)
 	}
 	// A part (a table htmx reloads) is the page's content alone.
 	tmpl := "layout"
@@ -215,14 +219,12 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// redirect answers a form with 303 to path, with a message to show there.
+// redirect answers a form with 303 to path, with a message the next page
+// shows once. The message travels in a cookie rather than the URL, where
+// anyone could write one into a link.
 func redirect(w http.ResponseWriter, r *http.Request, path, flash string) error {
 	if flash != "" {
-		sep := "?"
-		if strings.Contains(path, "?") {
-			sep = "&"
-		}
-		path += sep + "flash=" + urlQueryEscape(flash)
+		setCookie(w, flashCookie, url.QueryEscape(flash), time.Minute, http.SameSiteStrictMode)
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
 	return nil

@@ -23,6 +23,8 @@ import (
 const (
 	sessionCookie = "__Host-hangar-console"
 	csrfCookie    = "__Host-hangar-console-csrf"
+	// flashCookie carries the outcome of a form to the page after it.
+	flashCookie = "__Host-hangar-console-flash"
 )
 
 // session is the signed-in user of a request.
@@ -154,5 +156,3 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration, 
 func clearCookie(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Path: "/", Secure: true, HttpOnly: true, MaxAge: -1})
 }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
