@@ -22,8 +22,10 @@ import (
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -58,6 +60,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&cfg.OrgMaxApps, "org-max-apps", cfg.OrgMaxApps, "applications per organization; 0 = 20, -1 = no limit (env HANGAR_ORG_MAX_APPS)")
 	f.IntVar(&cfg.OrgMaxDBInstances, "org-max-db-instances", cfg.OrgMaxDBInstances, "managed database instances per organization; 0 = 4, -1 = no limit (env HANGAR_ORG_MAX_DB_INSTANCES)")
 	f.IntVar(&cfg.OrgMaxExecutors, "org-max-executors", cfg.OrgMaxExecutors, "sum of the minimum executors of an organization's applications; 0 = 40, -1 = no limit (env HANGAR_ORG_MAX_EXECUTORS)")
+	f.DurationVar(&cfg.MetricsRetention, "metrics-retention", cfg.MetricsRetention, "how long the apps' monitoring history (console dashboards) is kept; 0 = 14 days (env HANGAR_METRICS_RETENTION)")
+	f.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "resolution of the monitoring history; 0 = 1m (env HANGAR_METRICS_INTERVAL)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")
@@ -140,6 +144,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	logsDone := make(chan struct{})
 	go func() { defer close(logsDone); logStore.Run(logCtx) }()
 	defer func() { stopLogs(); <-logsDone }()
+	hist, err := history.Open(ctx, st.Pool())
+	if err != nil {
+		return err
+	}
+	requests, events := history.NewRecorder(), history.NewEvents()
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -154,7 +163,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		},
 		Logger:   log,
 		Secrets:  accounts.NewOpener(st, box),
-		Observer: met,
+		Observer: events.Tee(met),
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -165,10 +174,21 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	}
 
 	met.Watch(svc)
+	sampler := history.NewSampler(history.Config{
+		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
+	}, hist, svc, requests, events)
+	sampleCtx, stopSampling := context.WithCancel(bg)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); sampler.Run(sampleCtx) }()
+	defer func() { stopSampling(); <-samplerDone }()
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
-	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
+	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, Middleware: met.API, History: hist}, svc, st, tokens, accts, logStore, log)
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	if err != nil {
+		return err
+	}
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

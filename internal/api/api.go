@@ -40,6 +40,9 @@ type Config struct {
 	// it wraps returns: the composition root instruments the API with it.
 	// Default none.
 	Middleware func(http.Handler) http.Handler
+	// History, when set, serves apps' metrics history (GET
+	// …/applications/{app}/metrics). Default none: that route answers 503.
+	History HistoryReader
 }
 
 // Server holds the API's dependencies.

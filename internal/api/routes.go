@@ -37,6 +37,7 @@ func (s *Server) routes() *registry {
 
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)
+	s.consoleRoutes(mux)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return notFoundRoute(r)
 	}))

@@ -104,6 +104,12 @@ type Config struct {
 	// and the sum of its apps' minimum executors. A negative value means
 	// no limit. Defaults 20, 4 and 40 (OrgLimits).
 	OrgMaxApps, OrgMaxDBInstances, OrgMaxExecutors int
+	// MetricsRetention is how long the apps' monitoring history (the
+	// console's dashboards) is kept. Default 14 days.
+	MetricsRetention time.Duration
+	// MetricsInterval is the resolution of that history: one row per app
+	// and executor per interval. Default one minute; tests set it shorter.
+	MetricsInterval time.Duration
 	// StepDelay pauses deploy steps after they start, for crash tests only:
 	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
 	StepDelay map[string]time.Duration
@@ -148,6 +154,12 @@ func Defaults(getenv Getenv) Config {
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_PASSWORD_HASHES")); err == nil {
 		c.PasswordHashes = n
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_RETENTION")); err == nil {
+		c.MetricsRetention = d
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_INTERVAL")); err == nil {
+		c.MetricsInterval = d
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
@@ -282,6 +294,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordHashes < 0 {
 		errs = append(errs, errors.New("--password-hashes must not be negative"))
+	}
+	if c.MetricsRetention < 0 || c.MetricsInterval < 0 || (c.MetricsInterval > 0 && c.MetricsInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("--metrics-retention must not be negative, and --metrics-interval at least 1s"))
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 || c.LogMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
