@@ -31,6 +31,9 @@ type Config struct {
 	Domain string
 	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
 	MaxArchiveBytes int64
+	// MaxBodyBytes bounds request bodies on every route but the deploy
+	// uploads, which MaxArchiveBytes bounds. Default 1 MiB.
+	MaxBodyBytes int64
 	// Middleware, when set, wraps the routes (inside the request ID
 	// handler), so that r.Pattern holds the matched route when the handler
 	// it wraps returns: the composition root instruments the API with it.
@@ -56,6 +59,9 @@ type Server struct {
 func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now}
 	var h http.Handler = s.routes()
@@ -166,6 +172,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
 	if err := dec.Decode(v); err != nil {
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			return hangar.Errorf(hangar.KindTooLarge, "request body larger than %d bytes", tooLarge.Limit)
+		}
 		return hangar.Errorf(hangar.KindInvalid, "invalid request body: %v", err)
 	}
 	return nil

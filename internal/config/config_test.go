@@ -10,17 +10,22 @@ import (
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"HANGAR_DATA_DIR":       "/srv/hangar",
-		"HANGAR_DOMAIN":         "apps.example.com",
-		"HANGAR_HEALTH_TIMEOUT": "30s",
-		"HANGAR_PG_SETTINGS":    "fsync=off, max_connections=300",
-		"HANGAR_METRICS_LISTEN": "127.0.0.1:9464",
+		"HANGAR_DATA_DIR":         "/srv/hangar",
+		"HANGAR_DOMAIN":           "apps.example.com",
+		"HANGAR_HEALTH_TIMEOUT":   "30s",
+		"HANGAR_PG_SETTINGS":      "fsync=off, max_connections=300",
+		"HANGAR_METRICS_LISTEN":   "127.0.0.1:9464",
+		"HANGAR_IDLE_TIMEOUT":     "75s",
+		"HANGAR_MAX_CONNS_PER_IP": "-1",
 	}
 	c := Defaults(func(k string) string { return env[k] })
 	want := Config{
 		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", MetricsListen: "127.0.0.1:9464", Domain: "apps.example.com",
 		Driver: "sandbox", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
 		PGSettings: map[string]string{"fsync": "off", "max_connections": "300"},
+
+		IdleTimeout: 75 * time.Second, ReadHeaderTimeout: 30 * time.Second, BodyReadTimeout: 30 * time.Second,
+		MaxHeaderBytes: 64 << 10, MaxConnsPerIP: -1, MaxBodyBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Defaults mismatch (-want +got):\n%s", diff)
@@ -41,6 +46,8 @@ func TestValidate(t *testing.T) {
 		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
 		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},
 		"BadDriver":    {func(c *Config) { c.Driver = "docker" }, true},
+		"ZeroIdle":     {func(c *Config) { c.IdleTimeout = 0 }, true},
+		"ZeroBodyCap":  {func(c *Config) { c.MaxBodyBytes = 0 }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })

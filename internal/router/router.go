@@ -4,7 +4,12 @@
 // deploy switches all traffic from one version to the next at once. A
 // request without a body that cannot reach its executor (connection refused:
 // the executor just died and the supervisor has not withdrawn it yet) is
-// tried on the app's next executor. It
+// tried on the app's next executor; a request with a body is never sent
+// twice. Executors are spoken to in HTTP/1.1 over pooled keep-alive
+// connections; bodies stream both ways unbuffered (server-sent events and
+// other responses without a length are flushed as they come), upgrades
+// (WebSocket) pass through, and X-Forwarded-For, -Host and -Proto are set
+// afresh, replacing any the client sent. It
 // imports only the standard library; composition roots wire it and deploy
 // updates it through a small interface of its own.
 package router
@@ -13,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"maps"
 	"net"
@@ -22,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Router routes requests to the executors of the app their Host names. It is
@@ -29,6 +36,8 @@ import (
 type Router struct {
 	logger    *slog.Logger
 	transport http.RoundTripper
+	errorLog  *log.Logger
+	buffers   bufferPool
 	mu        sync.Mutex                      // serializes writers of table
 	table     atomic.Pointer[map[string]*app] // never modified once stored
 	inflight  sync.Map                        // upstream → *atomic.Int64 of requests being proxied
@@ -44,13 +53,41 @@ type app struct {
 
 // New returns a Router with no routes.
 func New(logger *slog.Logger) *Router {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	// Upstreams are executors on this host's private networks: never send
-	// their traffic to a proxy named in the environment.
-	t.Proxy = nil
-	r := &Router{logger: logger, transport: t}
+	r := &Router{logger: logger, transport: newTransport(), errorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	r.table.Store(&map[string]*app{})
 	return r
+}
+
+// upstreamIdleTimeout closes connections to executors idle this long. It
+// is below the 5 s keep-alive timeout of Node's and uvicorn's servers, so
+// that the router, not the app, closes an idle connection: otherwise a
+// request sent just as the app closes it fails, and one with a body cannot
+// be replayed.
+const upstreamIdleTimeout = 4 * time.Second
+
+// newTransport returns the transport to executors: HTTP/1.1 over plain TCP
+// on this host's private networks, with keep-alive connections pooled per
+// executor. http.DefaultTransport keeps 2 idle connections per host, so
+// under concurrency nearly every request opened (and left in TIME_WAIT) a
+// connection of its own; here the pool keeps as many as were in use.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		// Never send executors' traffic to a proxy named in the
+		// environment.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     upstreamIdleTimeout,
+		// The client's Accept-Encoding passes through unchanged, and so
+		// does the response: never decompress on the way.
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		ReadBufferSize:        16 << 10,
+		WriteBufferSize:       16 << 10,
+	}
 }
 
 // Set routes host to upstreams ("ip:port"), replacing its previous
@@ -148,7 +185,9 @@ func (r *Router) InFlight(upstream string) int64 { return r.counter(upstream).Lo
 func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 	target := &url.URL{Scheme: "http", Host: upstream}
 	return &httputil.ReverseProxy{
-		Transport: r.transport,
+		Transport:  r.transport,
+		BufferPool: &r.buffers,
+		ErrorLog:   r.errorLog,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			// Apps see the host the client asked for, as they would
@@ -169,6 +208,19 @@ func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 		},
 	}
 }
+
+// bufferPool lends the proxies the 32 KiB buffers they copy response
+// bodies through; without one, every request allocates its own.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // isDialError reports whether err is a failure to open the connection to
 // the upstream, before any of the request was sent.
