@@ -210,17 +210,23 @@ func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 }
 
 // bufferPool lends the proxies the 32 KiB buffers they copy response
-// bodies through; without one, every request allocates its own.
+// bodies through; without one, every request allocates its own. It pools
+// array pointers, which, unlike slices, go in and out of a sync.Pool
+// without an allocation.
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if buf, ok := b.p.Get().(*[]byte); ok {
-		return *buf
+	if buf, ok := b.p.Get().(*[32 << 10]byte); ok {
+		return buf[:]
 	}
-	return make([]byte, 32<<10)
+	return new([32 << 10]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf))
+	}
+}
 
 // isDialError reports whether err is a failure to open the connection to
 // the upstream, before any of the request was sent.
@@ -231,8 +237,12 @@ func isDialError(err error) bool {
 
 // canonicalHost lowercases host and strips its port and any trailing dot.
 func canonicalHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Only a host with a colon may have a port: SplitHostPort allocates
+	// its error for every host without one.
+	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
