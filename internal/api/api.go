@@ -168,9 +168,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// decode reads a small JSON request body into v.
+// decode reads a small JSON request body into v; the route registry caps
+// the body at Config.MaxBodyBytes.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 			return hangar.Errorf(hangar.KindTooLarge, "request body larger than %d bytes", tooLarge.Limit)
