@@ -171,10 +171,10 @@ func TestFrontDoor_StalledBodyCut(t *testing.T) {
 }
 
 // TestFrontDoor_SlowBodyLives: a body that keeps moving outlives the read
-// timeout many times over, as a long upload must.
+// timeout, as a long upload must: it takes 3 s, each read under 2 s.
 func TestFrontDoor_SlowBodyLives(t *testing.T) {
 	t.Parallel()
-	f := start(t, frontdoor.Config{BodyReadTimeout: 200 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := start(t, frontdoor.Config{BodyReadTimeout: 2 * time.Second}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusRequestTimeout)
@@ -184,9 +184,9 @@ func TestFrontDoor_SlowBodyLives(t *testing.T) {
 	}))
 	pr, pw := io.Pipe()
 	go func() {
-		for range 20 {
+		for range 60 {
 			pw.Write([]byte("x"))
-			time.Sleep(50 * time.Millisecond) // 1 s in all, each read well within 200 ms
+			time.Sleep(50 * time.Millisecond)
 		}
 		pw.Close()
 	}()
@@ -197,8 +197,8 @@ func TestFrontDoor_SlowBodyLives(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || string(b) != "20 bytes" {
-		t.Errorf("got %d %q, want 200 %q", resp.StatusCode, b, "20 bytes")
+	if resp.StatusCode != http.StatusOK || string(b) != "60 bytes" {
+		t.Errorf("got %d %q, want 200 %q", resp.StatusCode, b, "60 bytes")
 	}
 }
 
