@@ -152,7 +152,15 @@ run() {
       printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
         "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
         "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "$d_err$n_err$h_err"
+      echo "$n_rps $h_rps $(ratio "$h_p99" "$n_p99") $(ratio "$h_cpu" "$n_cpu")" >>"$work/rounds"
     done
+    # Rounds swing with the machine's other load: sum the requests, take
+    # the median of the ratios.
+    awk '{ n += $1; h += $2; p99[NR] = $3; cpu[NR] = $4 }
+      function median(a, k, i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+      END { printf "all rounds: hangar/nginx requests %.2fx, median p99 %.2fx, median CPU/req %.2fx\n", h / n, median(p99, NR), median(cpu, NR) }' "$work/rounds"
+    rm "$work/rounds"
   done
 }
 

@@ -38,30 +38,30 @@ type Config struct {
 	MaxConnsPerIP int
 }
 
-// Defaults of Config's fields.
+// Defaults of Config's fields; config.Defaults repeats them for the flags' help.
 const (
-	DefaultIdleTimeout       = 2 * time.Minute
-	DefaultReadHeaderTimeout = 30 * time.Second
-	DefaultBodyReadTimeout   = 30 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultMaxConnsPerIP     = 256
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultReadHeaderTimeout = 30 * time.Second
+	defaultBodyReadTimeout   = 30 * time.Second
+	defaultMaxHeaderBytes    = 64 << 10
+	defaultMaxConnsPerIP     = 256
 )
 
 func (c Config) withDefaults() Config {
 	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
+		c.IdleTimeout = defaultIdleTimeout
 	}
 	if c.ReadHeaderTimeout == 0 {
-		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+		c.ReadHeaderTimeout = defaultReadHeaderTimeout
 	}
 	if c.BodyReadTimeout == 0 {
-		c.BodyReadTimeout = DefaultBodyReadTimeout
+		c.BodyReadTimeout = defaultBodyReadTimeout
 	}
 	if c.MaxHeaderBytes == 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+		c.MaxHeaderBytes = defaultMaxHeaderBytes
 	}
 	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+		c.MaxConnsPerIP = defaultMaxConnsPerIP
 	}
 	return c
 }
