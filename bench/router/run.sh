@@ -98,7 +98,7 @@ start_nginx() {
   } >"$work/nginx/nginx.conf"
   nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
   nginx_pid=$!
-  for _ in $(seq 100); do curl -fsS -o /dev/null --cacert "$data/ca.pem" --resolve "$host:$nport:127.0.0.1" "https://$host:$nport/" && return; sleep 0.1; done
+  for _ in $(seq 100); do curl -fsS -o /dev/null 2>/dev/null --cacert "$data/ca.pem" --resolve "$host:$nport:127.0.0.1" "https://$host:$nport/" && return; sleep 0.1; done
   echo "nginx did not start"; cat "$work/nginx/error.log"; exit 1
 }
 
