@@ -84,7 +84,7 @@ func NewServer(cfg Config, h http.Handler, tlsConfig *tls.Config, errorLog *log.
 
 // bodyDeadline gives each read of a request body timeout to return: a body
 // that stalls fails with a timeout, which the handler reading it sees as
-// an error (the router answers 502 and the connection is closed).
+// an error (the router answers 408 and the connection is closed).
 func bodyDeadline(h http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {

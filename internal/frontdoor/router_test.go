@@ -156,3 +156,31 @@ func TestFrontDoor_ForwardedHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestFrontDoor_StalledBodyThroughRouter: a client whose body stalls gets
+// 408, and the executor sees its request end, not hang.
+func TestFrontDoor_StalledBodyThroughRouter(t *testing.T) {
+	t.Parallel()
+	upErr := make(chan error, 1)
+	f := throughRouter(t, frontdoor.Config{BodyReadTimeout: 500 * time.Millisecond}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		upErr <- err
+	}))
+	pr, pw := io.Pipe()
+	defer pw.Close() // the stall: nothing more is ever written
+	go pw.Write([]byte("hello"))
+	req, _ := http.NewRequest(http.MethodPost, f.url("/upload"), pr)
+	req.Host = "app.apps.test"
+	req.ContentLength = 100
+	resp, err := f.client(true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled body through the router: got %s, want 408", resp.Status)
+	}
+	if err := <-upErr; err == nil {
+		t.Error("executor read the whole body of a stalled request, want an error")
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,6 +200,13 @@ func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 			if at, ok := req.Context().Value(attemptKey{}).(*attempt); ok && at.retry && isDialError(err) {
 				r.logger.DebugContext(req.Context(), "upstream refused the connection: trying the next one", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
 				at.failed = true
+				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && !isDialError(err) {
+				// The client's body stalled past the front door's read
+				// deadline: the client's fault, not the app's.
+				r.logger.DebugContext(req.Context(), "request body timed out", "host", canonicalHost(req.Host), "err", err)
+				http.Error(w, "request body timed out", http.StatusRequestTimeout)
 				return
 			}
 			if !errors.Is(err, context.Canceled) {
