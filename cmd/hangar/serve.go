@@ -26,6 +26,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/history"
+	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -52,6 +53,13 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "plain-HTTP address serving Prometheus metrics at /metrics, e.g. 127.0.0.1:9464; they name orgs and apps, keep it private; empty = off (env HANGAR_METRICS_LISTEN)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close keep-alive connections idle this long (env HANGAR_IDLE_TIMEOUT)")
+	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time allowed to read a request's headers (env HANGAR_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&cfg.BodyReadTimeout, "body-read-timeout", cfg.BodyReadTimeout, "cut a request whose body sends nothing for this long (env HANGAR_BODY_READ_TIMEOUT)")
+	f.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "cap on a request's headers, in bytes (env HANGAR_MAX_HEADER_BYTES)")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "cap on open connections from one client IP; negative = no cap (env HANGAR_MAX_CONNS_PER_IP)")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "cap on request bodies of API routes other than deploy uploads, in bytes (env HANGAR_MAX_BODY_BYTES)")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping server lets requests in flight finish (env HANGAR_SHUTDOWN_TIMEOUT)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
@@ -183,7 +191,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	defer func() { stopSampling(); <-samplerDone }()
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, Middleware: met.API, History: hist}, svc, st, tokens, accts, logStore, log)
+	apiHandler := api.NewHandler(api.Config{
+		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+	}, svc, st, tokens, accts, logStore, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return err
@@ -207,16 +217,16 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 	defer certs.close()
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.getCertificate,
-			NextProtos:     certs.nextProtos,
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	door := frontdoor.Config{
+		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
 	}
+	srv := frontdoor.NewServer(door, handler, &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+		NextProtos:     certs.nextProtos,
+	}, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	ln = frontdoor.LimitPerIP(ln, door)
 	errc := make(chan error, 3)
 	servers := []*http.Server{srv}
 	if cfg.ACMEHTTPListen != "" {
@@ -254,7 +264,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
 	defer cancel()
 	for _, s := range servers {
 		err = errors.Join(err, s.Shutdown(sctx))

@@ -35,6 +35,9 @@ type Config struct {
 	// takes 19 MiB); sign-ins past it wait up to 2 s, then get 429.
 	// Default 2 × the number of CPUs.
 	PasswordHashes int
+	// MaxBodyBytes bounds request bodies on every route but the deploy
+	// uploads, which MaxArchiveBytes bounds. Default 1 MiB.
+	MaxBodyBytes int64
 	// Middleware, when set, wraps the routes (inside the request ID
 	// handler), so that r.Pattern holds the matched route when the handler
 	// it wraps returns: the composition root instruments the API with it.
@@ -77,6 +80,9 @@ func newLimiters() (signins, decisions *windowLimiter) {
 func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
 		hasher: auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})}
@@ -185,10 +191,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// decode reads a small JSON request body into v.
+// decode reads a small JSON request body into v; the route registry caps
+// the body at Config.MaxBodyBytes.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			return hangar.Errorf(hangar.KindTooLarge, "request body larger than %d bytes", tooLarge.Limit)
+		}
 		return hangar.Errorf(hangar.KindInvalid, "invalid request body: %v", err)
 	}
 	return nil

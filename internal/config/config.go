@@ -31,6 +31,26 @@ type Config struct {
 	// metrics at /metrics, apart from the API because they name tenants.
 	// Default "": no metrics listener.
 	MetricsListen string
+	// IdleTimeout closes a keep-alive connection to the HTTPS port that has
+	// no request for this long. Default 2m.
+	IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers. Default 30s.
+	ReadHeaderTimeout time.Duration
+	// BodyReadTimeout cuts a request whose body sends nothing for this long
+	// (each read must return within it; a long upload that keeps moving
+	// lives on). Default 30s.
+	BodyReadTimeout time.Duration
+	// MaxHeaderBytes caps a request's headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// MaxConnsPerIP caps the connections open from one client IP; more are
+	// closed on accept. Default 256; negative means no cap.
+	MaxConnsPerIP int
+	// MaxBodyBytes caps request bodies on API routes other than deploy
+	// uploads (those take archives up to 500 MiB). Default 1 MiB.
+	MaxBodyBytes int64
+	// ShutdownTimeout is how long a stopping server lets requests in
+	// flight finish. Default 30s.
+	ShutdownTimeout time.Duration
 	// Domain is the public host[:port] of the API; apps are served at
 	// <org>-<app>.<Domain>. Default "localhost:8443".
 	Domain string
@@ -145,6 +165,14 @@ func Defaults(getenv Getenv) Config {
 		EgressResolvers: list(getenv("HANGAR_EGRESS_RESOLVERS")),
 		PipIndexURL:     getenv("HANGAR_PIP_INDEX_URL"),
 		PipFindLinks:    getenv("HANGAR_PIP_FIND_LINKS"),
+
+		IdleTimeout:       durationEnv(getenv, "HANGAR_IDLE_TIMEOUT", 2*time.Minute),
+		ReadHeaderTimeout: durationEnv(getenv, "HANGAR_READ_HEADER_TIMEOUT", 30*time.Second),
+		BodyReadTimeout:   durationEnv(getenv, "HANGAR_BODY_READ_TIMEOUT", 30*time.Second),
+		MaxHeaderBytes:    intEnv(getenv, "HANGAR_MAX_HEADER_BYTES", 64<<10),
+		MaxConnsPerIP:     intEnv(getenv, "HANGAR_MAX_CONNS_PER_IP", 256),
+		MaxBodyBytes:      int64(intEnv(getenv, "HANGAR_MAX_BODY_BYTES", 1<<20)),
+		ShutdownTimeout:   durationEnv(getenv, "HANGAR_SHUTDOWN_TIMEOUT", 30*time.Second),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
@@ -225,6 +253,24 @@ func list(s string) []string {
 	return out
 }
 
+// durationEnv reads a duration from the environment variable name, or
+// returns def when it is unset or invalid.
+func durationEnv(getenv Getenv, name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+// intEnv reads an integer from the environment variable name, or returns
+// def when it is unset or invalid.
+func intEnv(getenv Getenv, name string, def int) int {
+	if n, err := strconv.Atoi(getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
 func or(v, def string) string {
 	if v != "" {
 		return v
@@ -300,6 +346,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 || c.LogMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
+	}
+	if c.IdleTimeout <= 0 || c.ReadHeaderTimeout <= 0 || c.BodyReadTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--idle-timeout, --read-header-timeout, --body-read-timeout and --shutdown-timeout must be positive"))
+	}
+	if c.MaxHeaderBytes <= 0 || c.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-header-bytes and --max-body-bytes must be positive"))
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))
