@@ -25,6 +25,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/api"
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/console"
 )
 
 // authzFixture is what the authorization suite works with: org A ("ava",
@@ -172,6 +173,16 @@ func routeCases(f *authzFixture) map[string]routeCase {
 				}
 			},
 		},
+		"POST /hangar/v1/signin": {
+			// Public by design: the password is the credential, and wrong
+			// ones are limited per name and address.
+			body: apiclient.SignInRequest{Username: "ava", Password: "not-avas-password"},
+			check: func(t *testing.T, f *authzFixture, status int, body []byte) {
+				if status != http.StatusUnauthorized {
+					t.Errorf("got %d %s, want 401", status, body)
+				}
+			},
+		},
 		"/": {
 			path: "/v1alpha1/ava/no/such/route",
 			check: func(t *testing.T, f *authzFixture, status int, body []byte) {
@@ -188,6 +199,9 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"GET /v1alpha1/{org}/users":         {},
 		"PATCH /v1alpha1/{org}":             {body: apiclient.RenameOrgRequest{NewName: "pwned"}},
 		"DELETE /v1alpha1/{org}/{username}": {ownOrg: true},
+		"PUT /v1alpha1/{org}/dashboard":     {body: struct{}{}},
+		"GET /v1alpha1/{org}/dashboard":     {},
+		"DELETE /v1alpha1/{org}/dashboard":  {},
 
 		// Secrets.
 		"POST /v1alpha1/{org}/applications/secrets": {
@@ -217,6 +231,7 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"GET /v1alpha1/{org}/logs/applications/{app}":       {query: "?last=0&limit=100"},
 		"GET /hangar/v1/{org}/applications/{app}/events":    {},
 		"GET /hangar/v1/{org}/applications/{app}/executors": {},
+		"GET /hangar/v1/{org}/applications/{app}/metrics":   {query: "?range=week"},
 		"POST /hangar/v1/{org}/applications/{app}/deploy":   {query: "?previous_version=" + f.version},
 		// A shell on A's executor; Unchanged checks that it never ran.
 		"POST /vmsadmin/{org}/applications/{app}/vms/{executor}/vmcmd": {body: apiclient.ExecutorCommandRequest{Command: "touch pwned"}},
@@ -279,6 +294,17 @@ func TestAuthorization_EveryRoute(t *testing.T) {
 	if len(stale) > 0 {
 		t.Errorf("cases in routeCases for routes the API no longer has:\n%s", strings.Join(stale, "\n"))
 	}
+	ccases := consoleCases()
+	for _, p := range console.Routes() {
+		if _, ok := ccases[p]; !ok {
+			t.Errorf("console route %s has no case in consoleCases (e2e/authz_console_test.go)", p)
+		}
+	}
+	for p := range ccases {
+		if !slices.Contains(console.Routes(), p) {
+			t.Errorf("case in consoleCases for a route the console no longer has: %s", p)
+		}
+	}
 }
 
 // TestAuthorization drives every route of the API as a user of org B, with
@@ -312,6 +338,8 @@ func TestAuthorization(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("Console", f.consoleOtherOrg)
 
 	t.Run("OwnOrgOthersNames", func(t *testing.T) {
 		names := f.names()

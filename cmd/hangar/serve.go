@@ -23,8 +23,11 @@ import (
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/frontdoor"
+	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -51,11 +54,31 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTPS listen address (env HANGAR_LISTEN)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "plain-HTTP address serving Prometheus metrics at /metrics, e.g. 127.0.0.1:9464; they name orgs and apps, keep it private; empty = off (env HANGAR_METRICS_LISTEN)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close keep-alive connections idle this long (env HANGAR_IDLE_TIMEOUT)")
+	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time allowed to read a request's headers (env HANGAR_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&cfg.BodyReadTimeout, "body-read-timeout", cfg.BodyReadTimeout, "cut a request whose body sends nothing for this long (env HANGAR_BODY_READ_TIMEOUT)")
+	f.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "cap on a request's headers, in bytes (env HANGAR_MAX_HEADER_BYTES)")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "cap on open connections from one client IP; negative = no cap (env HANGAR_MAX_CONNS_PER_IP)")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "cap on request bodies of API routes other than deploy uploads, in bytes (env HANGAR_MAX_BODY_BYTES)")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping server lets requests in flight finish (env HANGAR_SHUTDOWN_TIMEOUT)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")
 	f.DurationVar(&cfg.HealthTimeout, "health-timeout", cfg.HealthTimeout, "how long a new version may take to answer HTTP (env HANGAR_HEALTH_TIMEOUT)")
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
 	f.IntVar(&cfg.LogMaxLines, "log-max-lines", cfg.LogMaxLines, "how many log lines are kept per app; 0 = 1000000 (env HANGAR_LOG_MAX_LINES)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "how many bytes of log text are kept per app, oldest dropped first; 0 = 256 MiB (env HANGAR_LOG_MAX_BYTES)")
+	f.IntVar(&cfg.OrgMaxApps, "org-max-apps", cfg.OrgMaxApps, "applications per organization; 0 = 20, -1 = no limit (env HANGAR_ORG_MAX_APPS)")
+	f.IntVar(&cfg.OrgMaxDBInstances, "org-max-db-instances", cfg.OrgMaxDBInstances, "managed database instances per organization; 0 = 4, -1 = no limit (env HANGAR_ORG_MAX_DB_INSTANCES)")
+	f.IntVar(&cfg.OrgMaxExecutors, "org-max-executors", cfg.OrgMaxExecutors, "sum of the minimum executors of an organization's applications; 0 = 40, -1 = no limit (env HANGAR_ORG_MAX_EXECUTORS)")
+	f.DurationVar(&cfg.MetricsRetention, "metrics-retention", cfg.MetricsRetention, "how long the apps' monitoring history (console dashboards) is kept; 0 = 14 days (env HANGAR_METRICS_RETENTION)")
+	f.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "resolution of the monitoring history; 0 = 1m (env HANGAR_METRICS_INTERVAL)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
+	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "get certificates from an ACME CA (Let's Encrypt unless --acme-ca), with this account contact (env HANGAR_ACME_EMAIL)")
+	f.StringVar(&cfg.ACMECA, "acme-ca", cfg.ACMECA, "ACME directory URL; setting it turns ACME on (env HANGAR_ACME_CA)")
+	f.StringVar(&cfg.ACMECARoots, "acme-ca-roots", cfg.ACMECARoots, "PEM roots to verify a private ACME CA's HTTPS with (env HANGAR_ACME_CA_ROOTS)")
+	f.StringVar(&cfg.ACMEHTTPListen, "acme-http-listen", cfg.ACMEHTTPListen, "plain-HTTP address (e.g. :80) for ACME HTTP-01 challenges, redirecting the rest to HTTPS; empty = TLS-ALPN-01 only (env HANGAR_ACME_HTTP_LISTEN)")
+	f.IntVar(&cfg.PasswordHashes, "password-hashes", cfg.PasswordHashes, "password hashes (19 MiB each) computed at once; more sign-ins wait up to 2 s, then get 429; 0 = 2 × CPUs (env HANGAR_PASSWORD_HASHES)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	f.StringVar(&cfg.DBListen, "db-listen", cfg.DBListen, "host address managed database instances' TLS ports listen on; empty = every address (env HANGAR_DB_LISTEN)")
@@ -64,6 +87,9 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&cfg.DBMemoryMiB, "db-memory-mib", cfg.DBMemoryMiB, "memory limit of each managed database instance, MiB; 0 = 1024 (env HANGAR_DB_MEMORY_MIB)")
 	f.Float64Var(&cfg.DBCPUs, "db-cpus", cfg.DBCPUs, "CPU limit of each managed database instance; 0 = 1 (env HANGAR_DB_CPUS)")
 	f.IntVar(&cfg.DBPids, "db-pids", cfg.DBPids, "process limit of each managed database instance; 0 = 512 (env HANGAR_DB_PIDS)")
+	f.StringSliceVar(&cfg.EgressAllow, "egress-allow", cfg.EgressAllow, "IPv4 prefixes executors may reach although private (RFC 1918, 100.64.0.0/10), comma-separated or repeated (env HANGAR_EGRESS_ALLOW)")
+	f.StringSliceVar(&cfg.EgressDeny, "egress-deny", cfg.EgressDeny, "IPv4 prefixes executors never reach, besides the private ones; wins over --egress-allow; 0.0.0.0/0 = no egress (env HANGAR_EGRESS_DENY)")
+	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	return cmd
 }
 
@@ -124,7 +150,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	// whether the metrics are served.
 	met := metrics.New(log.With("component", "metrics"))
 	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
-		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, Logger: log.With("component", "logs"),
+		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
+		Logger: log.With("component", "logs"),
 	})
 	if err != nil {
 		return err
@@ -133,6 +160,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	logsDone := make(chan struct{})
 	go func() { defer close(logsDone); logStore.Run(logCtx) }()
 	defer func() { stopLogs(); <-logsDone }()
+	hist, err := history.Open(ctx, st.Pool())
+	if err != nil {
+		return err
+	}
+	requests, events := history.NewRecorder(), history.NewEvents()
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -140,13 +172,14 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		SystemDatabaseURL: sysDBURL(mdb),
 		HealthTimeout:     cfg.HealthTimeout,
 		StepDelay:         cfg.StepDelay,
+		OrgLimits:         cfg.OrgLimits(),
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 		},
 		Logger:   log,
 		Secrets:  accounts.NewOpener(st, box),
-		Observer: met,
+		Observer: events.Tee(met),
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -157,25 +190,63 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	}
 
 	met.Watch(svc)
+	sampler := history.NewSampler(history.Config{
+		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
+	}, hist, svc, requests, events)
+	sampleCtx, stopSampling := context.WithCancel(bg)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); sampler.Run(sampleCtx) }()
+	defer func() { stopSampling(); <-samplerDone }()
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
-	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: ca.GetCertificate(tlsca.AllowDomain(cfg.Domain)),
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	apiHandler := api.NewHandler(api.Config{
+		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+	}, svc, st, tokens, accts, logStore, log)
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	if err != nil {
+		return err
 	}
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 2)
+	// Only the API host and registered apps get a certificate. Serving
+	// apps are in the router's table; others cost a query.
+	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
+		if rt.Has(label + "." + cfg.Domain) {
+			return true, nil
+		}
+		return st.AppHostExists(ctx, label)
+	})
+	certs, err := newCertSource(cfg, ca, policy, ln.Addr().String(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer certs.close()
+	door := frontdoor.Config{
+		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
+	}
+	srv := frontdoor.NewServer(door, handler, &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+		NextProtos:     certs.nextProtos,
+	}, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	ln = frontdoor.LimitPerIP(ln, door)
+	errc := make(chan error, 3)
 	servers := []*http.Server{srv}
+	if cfg.ACMEHTTPListen != "" {
+		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("ACME HTTP listener: %w", err)
+		}
+		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		go func() { errc <- hsrv.Serve(hln) }()
+		servers = append(servers, hsrv)
+	}
 	if cfg.MetricsListen != "" {
 		// Plain HTTP on an address of its own, never on the API host: the
 		// metrics name orgs, apps and executors.
@@ -189,20 +260,87 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		servers = append(servers, msrv)
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", mln.Addr())
 	}
-	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\nCA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n",
-		cfg.Domain, ln.Addr(), ca.CertPath(), cfg.Domain, ca.CertPath())
+	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\n", cfg.Domain, ln.Addr())
+	if certs.localCA {
+		fmt.Fprintf(stdout, "CA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n", ca.CertPath(), cfg.Domain, ca.CertPath())
+	} else {
+		fmt.Fprintf(stdout, "Point the DBOS Cloud CLI at it: DBOS_DOMAIN=%s\n", cfg.Domain)
+	}
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
 	defer cancel()
 	for _, s := range servers {
 		err = errors.Join(err, s.Shutdown(sctx))
 	}
 	return err
+}
+
+// certSource is where the HTTPS port's certificates come from.
+type certSource struct {
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	nextProtos     []string    // nil: http.Server's own
+	acme           *tlsca.ACME // nil unless ACME
+	localCA        bool        // clients must trust the local CA
+	close          func()
+}
+
+// newCertSource returns the configured source: an operator's files, an
+// ACME CA answering challenges on tlsAddr, or the local CA.
+func newCertSource(cfg config.Config, ca *tlsca.CA, policy tlsca.HostPolicy, tlsAddr string, log *slog.Logger) (certSource, error) {
+	switch {
+	case cfg.TLSCert != "":
+		f, err := tlsca.OpenFile(cfg.TLSCert, cfg.TLSKey, log.With("component", "tls"))
+		if err != nil {
+			return certSource{}, err
+		}
+		return certSource{getCertificate: f.GetCertificate(policy), close: func() {}}, nil
+	case cfg.ACME():
+		acfg := tlsca.ACMEConfig{
+			Dir: filepath.Join(cfg.DataDir, "acme"), CA: cfg.ACMECA, Email: cfg.ACMEEmail,
+			TLSAddr: tlsAddr, HTTPAddr: cfg.ACMEHTTPListen, DefaultHost: hostOnly(cfg.Domain),
+			Logger: log.With("component", "acme"),
+		}
+		if cfg.ACMECARoots != "" {
+			pem, err := os.ReadFile(cfg.ACMECARoots)
+			if err != nil {
+				return certSource{}, fmt.Errorf("read --acme-ca-roots: %w", err)
+			}
+			acfg.RootCAs = x509.NewCertPool()
+			if !acfg.RootCAs.AppendCertsFromPEM(pem) {
+				return certSource{}, fmt.Errorf("--acme-ca-roots %s holds no PEM certificate", cfg.ACMECARoots)
+			}
+		}
+		a, err := tlsca.NewACME(acfg, policy)
+		if err != nil {
+			return certSource{}, err
+		}
+		return certSource{getCertificate: a.GetCertificate, nextProtos: a.NextProtos(), acme: a, close: a.Close}, nil
+	}
+	return certSource{getCertificate: ca.GetCertificate(policy), localCA: true, close: func() {}}, nil
+}
+
+// toHTTPS redirects plain-HTTP requests to HTTPS on the domain's port.
+func toHTTPS(domain string) http.Handler {
+	port := ""
+	if _, p, err := net.SplitHostPort(domain); err == nil && p != "443" {
+		port = ":" + p
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://"+hostOnly(r.Host)+port+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+// hostOnly drops a port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
 
 // driver is an executor driver that can clean up after an earlier run.
@@ -213,12 +351,13 @@ type driver interface {
 
 // newDriver returns the configured executor driver.
 func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
-		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress}, log.With("component", "netns"))
 	}
 	return sandbox.New(sandbox.Config{
-		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix,
+		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
 		HiddenPaths: []string{cfg.DataDir},

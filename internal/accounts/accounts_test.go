@@ -68,13 +68,13 @@ func newFixture(t *testing.T) *fixture {
 		}
 	}
 	inst := hangar.DBInstance{ID: "i1", Org: "acme", Name: "db1", Status: hangar.DBAvailable, AdminUser: "a", AdminPassword: "p"}
-	if err := st.CreateDBInstance(ctx, inst); err != nil {
+	if err := st.CreateDBInstance(ctx, inst, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"greeter", "other"} {
 		a := hangar.App{ID: "app-" + name, Org: "acme", Name: name, AppDBName: name, Language: hangar.LanguageNode,
 			Status: hangar.StatusRegistered, MemoryMiB: 512, MinVMs: 1, MaxVMs: 1, DBRole: name, DBPassword: "x"}
-		if err := st.CreateApp(ctx, a, inst.ID); err != nil {
+		if err := st.CreateApp(ctx, a, inst.ID, hangar.OrgLimits{}); err != nil {
 			t.Fatal(err)
 		}
 	}

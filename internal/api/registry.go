@@ -11,19 +11,45 @@ type registrar interface {
 // registry is the API's ServeMux, recording each pattern registered on it so
 // that Routes can list them. It has no HandleFunc: every route goes through
 // Handle and is recorded.
+// Every route's request body is capped at maxBody bytes, except an
+// upload's.
 type registry struct {
 	mux      *http.ServeMux
 	patterns []string
+	maxBody  int64
 }
 
 var _ registrar = (*registry)(nil)
 
-func newRegistry() *registry { return &registry{mux: http.NewServeMux()} }
+func newRegistry(maxBody int64) *registry {
+	return &registry{mux: http.NewServeMux(), maxBody: maxBody}
+}
 
 // Handle registers h for pattern, as http.ServeMux.Handle does.
 func (r *registry) Handle(pattern string, h http.Handler) {
 	r.patterns = append(r.patterns, pattern)
+	if u, ok := h.(uploadRoute); ok {
+		h = u.Handler
+	} else {
+		h = limitBody(h, r.maxBody)
+	}
 	r.mux.Handle(pattern, h)
+}
+
+// uploadRoute marks the handler of a route that receives a deploy archive: it
+// bounds the body itself, by Config.MaxArchiveBytes, and the registry
+// leaves it alone.
+type uploadRoute struct{ http.Handler }
+
+// limitBody caps the body of h's requests at n bytes: reading more fails
+// with an *http.MaxBytesError, and the server closes the connection.
+func limitBody(h http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n > 0 && r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, n)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }

@@ -3,15 +3,15 @@ package api
 import "net/http"
 
 func (s *Server) routes() *registry {
-	mux := newRegistry()
+	mux := newRegistry(s.cfg.MaxBodyBytes)
 	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
 	s.accountRoutes(mux, s.accts)
 
 	mux.Handle("PUT /v1alpha1/{org}/applications", s.authed(s.registerApp))
 	mux.Handle("GET /v1alpha1/{org}/applications", s.authed(s.listApps))
 	mux.Handle("GET /v1alpha1/{org}/applications/{app}", s.authed(s.getApp))
-	mux.Handle("POST /v1alpha1/{org}/applications/{app}", s.authed(s.deployApp(false)))
-	mux.Handle("POST /v1alpha1/{org}/applications/{app}/changedbinstance", s.authed(s.deployApp(true)))
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}", uploadRoute{s.authed(s.deployApp(false))})
+	mux.Handle("POST /v1alpha1/{org}/applications/{app}/changedbinstance", uploadRoute{s.authed(s.deployApp(true))})
 	mux.Handle("PATCH /v1alpha1/{org}/applications/{app}", s.authed(s.updateApp))
 	mux.Handle("DELETE /v1alpha1/{org}/applications/{app}", s.authed(s.deleteApp))
 	mux.Handle("GET /v1alpha1/{org}/applications/{app}/versions", s.authed(s.listVersions))
@@ -37,6 +37,7 @@ func (s *Server) routes() *registry {
 
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)
+	s.consoleRoutes(mux)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return notFoundRoute(r)
 	}))

@@ -9,5 +9,5 @@ func (s *Server) cliRoutes(mux registrar) {
 	mux.Handle("GET /device", s.handle(s.devicePageGet))
 	mux.Handle("POST /device", s.handle(s.devicePagePost))
 
-	mux.Handle("POST /hangar/v1/{org}/applications/{app}/deploy", s.authed(s.deployZip))
+	mux.Handle("POST /hangar/v1/{org}/applications/{app}/deploy", uploadRoute{s.authed(s.deployZip)})
 }

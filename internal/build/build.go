@@ -30,8 +30,8 @@ type Options struct {
 	// secrets. Default: PATH with the usual system directories and
 	// /usr/local/go/bin, HOME=os.TempDir(), LANG=C.UTF-8.
 	Env []string
-	// NPMCacheDir is npm's cache directory (npm_config_cache), shared by
-	// builds so that installing unchanged dependencies again is fast.
+	// NPMCacheDir holds npm's cache (npm_config_cache), one folder per
+	// organization, so that installing unchanged dependencies again is fast.
 	// Default "": npm's own default under $HOME.
 	NPMCacheDir string
 	// PipIndexURL is the Python package index pip installs from
@@ -40,12 +40,13 @@ type Options struct {
 	// PipFindLinks is a space-separated list of URLs or directories pip
 	// searches for packages (PIP_FIND_LINKS). Default "": none.
 	PipFindLinks string
-	// CacheDir holds the dependency cache shared by builds: node_modules
-	// keyed by the lockfile, Python wheels keyed by requirements.txt, and
-	// Go's build and module caches, so that a redeploy with unchanged
-	// dependencies does not install them again (SPEC §3). Hangar must be
-	// the only writer: build commands get copies, never the cache itself.
-	// Default "": no cache.
+	// CacheDir holds the dependency cache, one partition per organization:
+	// node_modules keyed by the lockfile, Python wheels keyed by
+	// requirements.txt, and Go's build and module caches, so that a
+	// redeploy with unchanged dependencies does not install them again
+	// (SPEC §3; depcache.go). Hangar must be the only writer: build
+	// commands get verified copies, never the cache itself. Default "": no
+	// cache.
 	CacheDir string
 	// GoProxy is the Go module proxy of go builds (GOPROXY). Default "":
 	// Go's default, proxy.golang.org.
@@ -101,6 +102,9 @@ type Job struct {
 	Dir string
 	// Config is the app's parsed dbos-config.yaml.
 	Config Config
+	// OrgID is the stable ID of the app's organization: the dependency
+	// cache is partitioned by it. Empty means no dependency cache.
+	OrgID string
 	// Env is added to the environment of the app's own commands
 	// (runtimeConfig.setup and database.migrate): the caller passes the app's
 	// database variables (DBOS_DATABASE_URL, …). Dependency installs do not

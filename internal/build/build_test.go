@@ -33,14 +33,18 @@ func (f *fakeRunner) Run(_ context.Context, c Cmd) error {
 	return nil
 }
 
-// plan renders the recorded commands, one a line: the variables added to
-// the base environment, the timeout and the command line.
+// plan renders the recorded commands, one a line: the folder when it is a
+// cache fill's, the variables added to the base environment, the timeout
+// and the command line.
 func (f *fakeRunner) plan(base []string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b strings.Builder
 	for _, c := range f.cmds {
 		extra := c.Env[len(base):]
+		if strings.Contains(c.Dir, "/.tmp-") { // a cache fill's clean tree
+			fmt.Fprintf(&b, "(in %s) ", c.Dir)
+		}
 		fmt.Fprintf(&b, "[%s] timeout=%s $ %s\n", strings.Join(extra, " "), c.Timeout, c.Shell)
 	}
 	return b.String()

@@ -94,7 +94,7 @@ func TestCopyTree(t *testing.T) {
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(src, "ro"), 0o755) })
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := copyTree(dst, src); err != nil {
+	if err := copyTree(dst, src, nil); err != nil {
 		t.Fatalf("copyTree: %v", err)
 	}
 	t.Cleanup(func() { _ = removeTree(dst) })
@@ -118,13 +118,13 @@ func TestCopyTree(t *testing.T) {
 // one entry wins, whole, and no staging folder is left.
 func TestBuilder_commitEntry(t *testing.T) {
 	t.Parallel()
-	b := NewBuilder(Options{CacheDir: t.TempDir()}, &fakeRunner{})
+	cache := t.TempDir()
 	key := cacheKey([]byte("k"))
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Go(func() {
-			staged, err := b.stageEntry("node", key)
+			staged, err := stageEntry(cache, key)
 			if err != nil {
 				errs[i] = err
 				return
@@ -135,7 +135,7 @@ func TestBuilder_commitEntry(t *testing.T) {
 					return
 				}
 			}
-			errs[i] = b.commitEntry("node", key, staged)
+			errs[i] = commitEntry(cache, key, staged)
 		})
 	}
 	wg.Wait()
@@ -144,7 +144,7 @@ func TestBuilder_commitEntry(t *testing.T) {
 			t.Errorf("writer %d: %v", i, err)
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(b.opts.CacheDir, "node"))
+	entries, err := os.ReadDir(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestBuilder_commitEntry(t *testing.T) {
 	}
 	var writers []string
 	for f := range 20 {
-		data, err := os.ReadFile(filepath.Join(b.opts.CacheDir, "node", key, fmt.Sprint(f)))
+		data, err := os.ReadFile(filepath.Join(cache, key, fmt.Sprint(f)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,8 +191,13 @@ func TestReadRequirements(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			writeFiles(t, dir, tt.files)
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
 			var out bytes.Buffer
-			reason, err := readRequirements(dir, "requirements.txt", 0, &out)
+			reason, err := readRequirements(root, "requirements.txt", 0, &out, map[string][]byte{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +220,7 @@ func fakeTools(c Cmd) error {
 		fmt.Fprintln(c.Stdout, "v20.20.2")
 	case c.Shell == "npm --version":
 		fmt.Fprintln(c.Stdout, "11.19.1")
-	case c.Shell == "npm ci":
+	case c.Shell == "npm ci" || c.Shell == "npm ci --ignore-scripts":
 		nm := filepath.Join(c.Dir, "node_modules")
 		if err := os.MkdirAll(filepath.Join(nm, "dep"), 0o755); err != nil {
 			return err
@@ -233,7 +238,10 @@ func fakeTools(c Cmd) error {
 		}
 		return os.WriteFile(filepath.Join(c.Dir, ".venv", "pyvenv.cfg"), []byte("home = /usr/bin\nversion = 3.11.7\n"), 0o644)
 	case strings.HasPrefix(c.Shell, ".venv/bin/pip wheel --wheel-dir "):
-		dir := strings.Fields(c.Shell)[3]
+		dir := filepath.Join(c.Dir, strings.Fields(c.Shell)[3])
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 		return os.WriteFile(filepath.Join(dir, "dep-1.0-py3-none-any.whl"), []byte("PK"), 0o644)
 	}
 	return nil
@@ -265,7 +273,7 @@ func TestBuilder_InstallDeps_Cache(t *testing.T) {
 				if err := os.WriteFile(filepath.Join(second, "node_modules", "dep", "cli.js"), []byte("tampered"), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				entries, _ := filepath.Glob(filepath.Join(cache, "node", "*", "node_modules", "dep", "cli.js"))
+				entries, _ := filepath.Glob(filepath.Join(cache, "node", "org-1", "*", "node_modules", "dep", "cli.js"))
 				for _, e := range entries {
 					if got, _ := os.ReadFile(e); string(got) != "#!/usr/bin/env node\n" {
 						t.Errorf("cache entry %s changed to %q", e, got)
@@ -307,19 +315,20 @@ func TestBuilder_InstallDeps_Cache(t *testing.T) {
 				writeFiles(t, dir, tt.files)
 				r := &fakeRunner{effect: fakeTools}
 				var log strings.Builder
-				j := Job{Dir: dir, Log: &log}
+				j := Job{Dir: dir, Log: &log, OrgID: "org-1"}
 				j.Config.Language = tt.lang
 				if err := NewBuilder(opts, r).InstallDeps(t.Context(), j); err != nil {
 					t.Fatalf("%s InstallDeps: %v\nlog:\n%s", run, err, log.String())
 				}
 				fmt.Fprintf(&out, "=== %s install ===\n%s--- plan ---\n%s", run, log.String(), r.plan(opts.Env))
 			}
-			got := regexpTmp.ReplaceAllString(strings.ReplaceAll(out.String(), cache, "$CACHE"), ".tmp-*")
+			got := regexpTmp.ReplaceAllString(strings.ReplaceAll(strings.ReplaceAll(out.String(), cache, "$CACHE"), dirs[0], "$APP"), ".tmp-*")
+			got = strings.ReplaceAll(got, dirs[1], "$APP")
 			golden.Check(t, golden.File("cache_"+tt.name), got)
 			if tt.check != nil {
 				tt.check(t, cache, dirs[0], dirs[1])
 			}
-			if leftovers, _ := filepath.Glob(filepath.Join(cache, "*", ".tmp-*")); len(leftovers) != 0 {
+			if leftovers, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".tmp-*")); len(leftovers) != 0 {
 				t.Errorf("staging folders left in the cache: %v", leftovers)
 			}
 		})
@@ -354,8 +363,10 @@ func TestBuilder_InstallDeps_CacheDamaged(t *testing.T) {
 			name: "Python", lang: hangar.LanguagePython,
 			files: map[string]string{"requirements.txt": "dep==1.0\n"},
 			damage: func(t *testing.T, entry string) func(Cmd) error {
+				failed := false
 				return func(c Cmd) error {
-					if strings.Contains(c.Shell, "--find-links "+entry+" ") {
+					if strings.Contains(c.Shell, "--find-links "+wheelsDir+" ") && !failed {
+						failed = true
 						return hangar.Errorf(hangar.KindInvalid, "command %q exited with code 1", c.Shell)
 					}
 					return nil
@@ -380,7 +391,7 @@ func TestBuilder_InstallDeps_CacheDamaged(t *testing.T) {
 					return fakeTools(c)
 				}}
 				var log strings.Builder
-				j := Job{Dir: dir, Log: &log}
+				j := Job{Dir: dir, Log: &log, OrgID: "org-1"}
 				j.Config.Language = tt.lang
 				if err := NewBuilder(opts, r).InstallDeps(t.Context(), j); err != nil {
 					t.Fatalf("InstallDeps: %v\nlog:\n%s", err, log.String())
@@ -388,7 +399,7 @@ func TestBuilder_InstallDeps_CacheDamaged(t *testing.T) {
 				return log.String()
 			}
 			install(nil)
-			entries, _ := filepath.Glob(filepath.Join(opts.CacheDir, "*", "[0-9a-f]*"))
+			entries, _ := filepath.Glob(filepath.Join(opts.CacheDir, "*", "org-1", "[0-9a-f]*"))
 			if len(entries) != 1 {
 				t.Fatalf("got cache entries %v after the first install, want one", entries)
 			}

@@ -7,8 +7,9 @@ import (
 )
 
 // installGo keeps the archive's executable ./main or builds one. With the
-// cache, builds share Go's build cache, module cache and GOPATH below
-// CacheDir/go: Go keys and verifies their content itself.
+// cache, the builds of one org share Go's build cache, module cache and
+// GOPATH below CacheDir/go/<org>: Go keys their content itself, but a
+// build can write to them, so no other org's build ever reads them.
 func (b *Builder) installGo(ctx context.Context, j Job) error {
 	fi, err := os.Stat(filepath.Join(j.Dir, "main"))
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
@@ -16,8 +17,7 @@ func (b *Builder) installGo(ctx context.Context, j Job) error {
 		return nil
 	}
 	var extra []string
-	if b.opts.CacheDir != "" {
-		goDir := filepath.Join(b.opts.CacheDir, "go")
+	if goDir := b.orgCache("go", j); goDir != "" {
 		extra = append(extra,
 			"GOCACHE="+filepath.Join(goDir, "build"),
 			"GOMODCACHE="+filepath.Join(goDir, "mod"),

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +15,9 @@ import (
 )
 
 // rootInstallScripts are the app's own package.json scripts that "npm ci"
-// runs once node_modules is installed, in npm's order. A cache hit skips
-// "npm ci", so it runs them itself: they often generate code from files
-// the lockfile does not cover (prisma generate).
+// runs once node_modules is installed, in npm's order. With the cache,
+// node_modules comes from "npm ci --ignore-scripts", so Hangar runs them
+// itself, after "npm rebuild" has run the dependencies' install scripts.
 var rootInstallScripts = []string{"preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare"}
 
 func (b *Builder) installNode(ctx context.Context, j Job) error {
@@ -28,7 +29,8 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		return fmt.Errorf("read package.json: %w", err)
 	}
 	var pkg struct {
-		Scripts map[string]any `json:"scripts"`
+		Scripts    map[string]any `json:"scripts"`
+		Workspaces any            `json:"workspaces"`
 	}
 	if err := json.Unmarshal(data, &pkg); err != nil {
 		return hangar.Errorf(hangar.KindInvalid, "configuration: package.json is not valid JSON: %v", err)
@@ -38,11 +40,14 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		return s
 	}
 
-	var env []string
+	env := b.env()
 	if b.opts.NPMCacheDir != "" {
-		env = b.env("npm_config_cache=" + b.opts.NPMCacheDir)
-	} else {
-		env = b.env()
+		// npm's own cache is per org too: its index is not verified.
+		npmCache := b.opts.NPMCacheDir
+		if validOrgID(j.OrgID) {
+			npmCache = filepath.Join(npmCache, j.OrgID)
+		}
+		env = b.env("npm_config_cache=" + npmCache)
 	}
 	// npm prefers npm-shrinkwrap.json when both exist.
 	var lockfile string
@@ -60,25 +65,14 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 			return err
 		}
 	default:
-		key := b.nodeCacheKey(ctx, j, env, lockfile, script)
-		if key != "" && b.restoreNodeModules(ctx, j, key) {
-			for _, s := range rootInstallScripts {
-				if script(s) == "" {
-					continue
-				}
-				// --ignore-scripts: run s alone, as npm ci does, not its pre and
-				// post scripts, which the loop runs in their turn.
-				if err := b.run(ctx, j, "configuration", "npm run --ignore-scripts "+s, env, b.opts.CommandTimeout); err != nil {
-					return err
-				}
-			}
-			break
-		}
-		if err := b.run(ctx, j, "configuration", "npm ci", env, b.opts.CommandTimeout); err != nil {
+		cached, err := b.cachedNodeModules(ctx, j, env, lockfile, pkg.Workspaces != nil, script)
+		if err != nil {
 			return err
 		}
-		if key != "" {
-			b.saveNodeModules(ctx, j, key)
+		if !cached {
+			if err := b.run(ctx, j, "configuration", "npm ci", env, b.opts.CommandTimeout); err != nil {
+				return err
+			}
 		}
 	}
 	if script("build") != "" {
@@ -89,29 +83,174 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 	return b.run(ctx, j, "configuration", "npm prune --omit=dev", env, b.opts.CommandTimeout)
 }
 
-// nodeCacheKey returns the cache key of the node_modules that "npm ci"
-// installs for the app, or "" when the cache is disabled or the key cannot
-// be computed. The key covers what decides that tree: the lockfile (which
-// npm ci requires to match package.json), the app's .npmrc, the app's own
-// install scripts, the node and npm major versions (native addons are
-// built for one node ABI) and the operator's npm settings in Options.Env.
-func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lockfile string, script func(string) string) string {
-	if b.opts.CacheDir == "" {
-		return ""
+// cachedNodeModules installs node_modules from the org's cache, filling it
+// on a miss, then runs the install scripts of the dependencies and of the
+// app on the app's copy. It returns false, having changed nothing, when
+// the cache cannot serve the app: the caller runs "npm ci".
+func (b *Builder) cachedNodeModules(ctx context.Context, j Job, env []string, lockfile string, workspaces bool, script func(string) string) (bool, error) {
+	cache := b.orgCache("node", j)
+	if cache == "" {
+		return false, nil
 	}
-	lock, err := os.ReadFile(filepath.Join(j.Dir, lockfile))
+	lock, err := readInDir(j.Dir, lockfile)
 	if err != nil {
 		b.cacheFailed(ctx, j, "read "+lockfile, err)
-		return ""
+		return false, nil
 	}
+	rebuild, reason := lockInfo(lock)
+	if workspaces {
+		reason = "package.json declares workspaces"
+	}
+	if reason != "" {
+		logf(j, "dependency cache not used: %s", reason)
+		return false, nil
+	}
+	key := b.nodeCacheKey(ctx, j, env, lock)
+	if key == "" {
+		return false, nil
+	}
+	nm := filepath.Join(j.Dir, "node_modules")
+	if err := removeTree(nm); err != nil {
+		b.cacheFailed(ctx, j, "remove node_modules", err)
+		return false, nil
+	}
+	entry, hit := cacheEntry(cache, key)
+	if hit {
+		err := restoreEntry(nm, entry, "node_modules")
+		if err == nil {
+			touch(entry)
+			logf(j, "dependencies unchanged (cache %s): reusing node_modules", shortKey(key))
+		} else {
+			b.cacheFailed(ctx, j, "restore node_modules", err)
+			dropEntry(cache, key)
+			hit = false
+		}
+	}
+	if !hit {
+		logf(j, "dependencies not cached yet (cache %s): installing them into a clean tree", shortKey(key))
+		filled, err := b.fillNodeModules(ctx, j, env, cache, key, lockfile)
+		if err != nil || !filled {
+			return false, err
+		}
+		entry, _ = cacheEntry(cache, key)
+		if err := restoreEntry(nm, entry, "node_modules"); err != nil {
+			b.cacheFailed(ctx, j, "restore node_modules", err)
+			return false, nil
+		}
+		logf(j, "cached node_modules for the next deploys (cache %s)", shortKey(key))
+	}
+	// The scripts "npm ci --ignore-scripts" skipped, on the app's own copy.
+	scripts := rootInstallScripts
+	if rebuild {
+		if err := b.run(ctx, j, "configuration", "npm rebuild", env, b.opts.CommandTimeout); err != nil {
+			return true, err
+		}
+		// npm rebuild ran the app's preinstall, install and postinstall too.
+		scripts = scripts[3:]
+	}
+	for _, s := range scripts {
+		if script(s) == "" {
+			continue
+		}
+		// --ignore-scripts: run s alone, as npm ci does, not its pre and
+		// post scripts, which the loop runs in their turn.
+		if err := b.run(ctx, j, "configuration", "npm run --ignore-scripts "+s, env, b.opts.CommandTimeout); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// fillNodeModules runs "npm ci --ignore-scripts" in a fresh tree that holds
+// only package.json, the lockfile and .npmrc, so no code of the app or its
+// dependencies has run in what it caches, and commits the result as the
+// entry key of cache. A failing npm is the install's error; it returns
+// false without error when the cache itself failed, and the caller
+// installs without it.
+func (b *Builder) fillNodeModules(ctx context.Context, j Job, env []string, cache, key, lockfile string) (bool, error) {
+	staged, err := stageEntry(cache, key)
+	if err != nil {
+		b.cacheFailed(ctx, j, "create the cache entry", err)
+		return false, nil
+	}
+	tree := filepath.Join(staged, "tree")
+	err = os.Mkdir(tree, 0o755)
+	for _, name := range []string{"package.json", lockfile, ".npmrc"} {
+		if err == nil && exists(filepath.Join(j.Dir, name)) {
+			err = copyRegular(filepath.Join(tree, name), j.Dir, name)
+		}
+	}
+	if err != nil {
+		_ = removeTree(staged)
+		b.cacheFailed(ctx, j, "prepare the clean install", err)
+		return false, nil
+	}
+	clean := j
+	clean.Dir = tree
+	if err := b.run(ctx, clean, "configuration", "npm ci --ignore-scripts", env, b.opts.CommandTimeout); err != nil {
+		_ = removeTree(staged)
+		return false, err
+	}
+	nm := filepath.Join(staged, "node_modules")
+	err = os.Rename(filepath.Join(tree, "node_modules"), nm)
+	if errors.Is(err, fs.ErrNotExist) { // no dependencies
+		err = os.Mkdir(nm, 0o755)
+	}
+	if err == nil {
+		err = removeTree(tree)
+	}
+	if err == nil {
+		err = sealEntry(staged, "node_modules")
+	}
+	if err == nil {
+		err = commitEntry(cache, key, staged)
+	}
+	if err != nil {
+		_ = removeTree(staged)
+		b.cacheFailed(ctx, j, "save node_modules", err)
+		return false, nil
+	}
+	return true, nil
+}
+
+// lockInfo reads a lockfile: whether a dependency has install scripts
+// (which "npm rebuild" runs; unknown, so true, before lockfile version 2),
+// and why its tree cannot be installed apart from the app folder, or "".
+func lockInfo(lock []byte) (rebuild bool, reason string) {
+	var l struct {
+		Version  int `json:"lockfileVersion"`
+		Packages map[string]struct {
+			HasInstallScript bool `json:"hasInstallScript"`
+			Link             bool `json:"link"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(lock, &l); err != nil {
+		return true, "the lockfile is not valid JSON"
+	}
+	if bytes.Contains(lock, []byte(`"file:`)) {
+		return true, "the lockfile names local packages (file:)"
+	}
+	rebuild = l.Version < 2
+	for _, p := range l.Packages {
+		if p.Link {
+			return true, "the lockfile links local packages"
+		}
+		rebuild = rebuild || p.HasInstallScript
+	}
+	return rebuild, ""
+}
+
+// nodeCacheKey returns the cache key of the node_modules that "npm ci
+// --ignore-scripts" installs for the app, or "" when it cannot be
+// computed. The key covers what decides that tree: the org, the lockfile
+// (which npm ci requires to match package.json), the app's .npmrc, the
+// node and npm major versions (native addons are built for one node ABI)
+// and the operator's npm settings in Options.Env.
+func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lock []byte) string {
 	npmrc, err := os.ReadFile(filepath.Join(j.Dir, ".npmrc"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		b.cacheFailed(ctx, j, "read .npmrc", err)
 		return ""
-	}
-	var scripts strings.Builder
-	for _, s := range rootInstallScripts {
-		fmt.Fprintf(&scripts, "%s=%q\n", s, script(s))
 	}
 	var versions []string
 	for _, tool := range []string{"node", "npm"} {
@@ -125,55 +264,7 @@ func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lockfil
 		versions = append(versions, tool+" "+majorVersion(out.String()))
 	}
 	versions = append(versions, envWithPrefix(b.opts.Env, "npm_config_", "NPM_CONFIG_")...)
-	return cacheKey([]byte("node"), lock, npmrc, []byte(scripts.String()), []byte(strings.Join(versions, "\n")))
-}
-
-// restoreNodeModules replaces the app's node_modules with the cached one
-// and reports whether it did. On a miss or a failed copy, the app folder
-// is left without node_modules, as npm ci leaves it.
-func (b *Builder) restoreNodeModules(ctx context.Context, j Job, key string) bool {
-	entry, ok := b.cacheEntry("node", key)
-	if !ok {
-		logf(j, "dependencies not cached yet (cache %s): installing them", shortKey(key))
-		return false
-	}
-	nm := filepath.Join(j.Dir, "node_modules")
-	err := removeTree(nm)
-	if err == nil && exists(filepath.Join(entry, "node_modules")) {
-		err = copyTree(nm, filepath.Join(entry, "node_modules"))
-	}
-	if err != nil {
-		b.cacheFailed(ctx, j, "restore node_modules", err)
-		_ = removeTree(nm)
-		b.dropEntry("node", key)
-		return false
-	}
-	touch(entry)
-	logf(j, "dependencies unchanged (cache %s): reusing node_modules", shortKey(key))
-	return true
-}
-
-// saveNodeModules caches the app's freshly installed node_modules under
-// key.
-func (b *Builder) saveNodeModules(ctx context.Context, j Job, key string) {
-	staged, err := b.stageEntry("node", key)
-	if err != nil {
-		b.cacheFailed(ctx, j, "save node_modules", err)
-		return
-	}
-	nm := filepath.Join(j.Dir, "node_modules")
-	if exists(nm) {
-		err = copyTree(filepath.Join(staged, "node_modules"), nm)
-	}
-	if err == nil {
-		err = b.commitEntry("node", key, staged)
-	}
-	if err != nil {
-		_ = removeTree(staged)
-		b.cacheFailed(ctx, j, "save node_modules", err)
-		return
-	}
-	logf(j, "cached node_modules for the next deploys (cache %s)", shortKey(key))
+	return cacheKey([]byte("node"), []byte(j.OrgID), lock, npmrc, []byte(strings.Join(versions, "\n")))
 }
 
 // cacheFailed reports a cache failure: the details to the operator's log,

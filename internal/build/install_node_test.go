@@ -27,7 +27,7 @@ func TestBuilder_InstallDeps_GreeterCache(t *testing.T) {
 	install := func(t *testing.T, cacheDir string) (string, string, time.Duration) {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "greeter")
-		if err := copyTree(dir, "../../testdata/apps/greeter"); err != nil {
+		if err := copyTree(dir, "../../testdata/apps/greeter", nil); err != nil {
 			t.Fatal(err)
 		}
 		opts := Options{
@@ -36,7 +36,7 @@ func TestBuilder_InstallDeps_GreeterCache(t *testing.T) {
 			CacheDir:    cacheDir,
 		}
 		var log strings.Builder
-		j := Job{Dir: dir, Log: &log}
+		j := Job{Dir: dir, Log: &log, OrgID: "org-1"}
 		j.Config.Language = hangar.LanguageNode
 		start := time.Now()
 		if err := NewBuilder(opts, ExecRunner{}).InstallDeps(t.Context(), j); err != nil {
@@ -56,7 +56,7 @@ func TestBuilder_InstallDeps_GreeterCache(t *testing.T) {
 	}
 
 	log, size, cold := install(t, depCache)
-	if !strings.Contains(log, "==> configuration: npm ci\n") {
+	if !strings.Contains(log, "==> configuration: npm ci --ignore-scripts\n") {
 		t.Fatalf("first install did not run npm ci:\n%s", log)
 	}
 	_, _, warm := install(t, t.TempDir())
@@ -64,7 +64,7 @@ func TestBuilder_InstallDeps_GreeterCache(t *testing.T) {
 	if !strings.Contains(log, "dependencies unchanged (cache ") || strings.Contains(log, "npm ci") {
 		t.Errorf("second install with the same cache did not reuse it:\n%s", log)
 	}
-	entry, _ := filepath.Glob(filepath.Join(depCache, "node", "*", "node_modules"))
+	entry, _ := filepath.Glob(filepath.Join(depCache, "node", "org-1", "*", "node_modules"))
 	var entrySize int64
 	if len(entry) == 1 {
 		entrySize, _ = dirSize(entry[0])

@@ -157,7 +157,7 @@ func TestBuilder_InstallDeps_RealPip(t *testing.T) {
 	install := func(t *testing.T, cacheDir string) string {
 		t.Helper()
 		dir := t.TempDir()
-		if err := copyTree(filepath.Join(dir, "app"), filepath.Join(pythonFixtures, "app")); err != nil {
+		if err := copyTree(filepath.Join(dir, "app"), filepath.Join(pythonFixtures, "app"), nil); err != nil {
 			t.Fatal(err)
 		}
 		dir = filepath.Join(dir, "app")
@@ -167,7 +167,7 @@ func TestBuilder_InstallDeps_RealPip(t *testing.T) {
 			CacheDir:    cacheDir,
 		}
 		var log strings.Builder
-		j := Job{Dir: dir, Log: &log}
+		j := Job{Dir: dir, Log: &log, OrgID: "org-1"}
 		j.Config.Language = hangar.LanguagePython
 		if err := NewBuilder(opts, ExecRunner{}).InstallDeps(t.Context(), j); err != nil {
 			t.Fatalf("InstallDeps: %v\nlog:\n%s", err, log.String())
@@ -196,7 +196,7 @@ func TestBuilder_InstallDeps_RealPip(t *testing.T) {
 		if ix.requests.Load() == before {
 			t.Error("pip did not ask the index for anything")
 		}
-		wheels, _ := filepath.Glob(filepath.Join(cache, "python", "*", "*.whl"))
+		wheels, _ := filepath.Glob(filepath.Join(cache, "python", "org-1", "*", "wheels", "*.whl"))
 		if len(wheels) != 1 || path.Base(wheels[0]) != "hangar_fixture_greeting-1.0.0-py3-none-any.whl" {
 			t.Errorf("got cached wheels %v, want the fixture's", wheels)
 		}

@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
 // Config is the configuration of `hangar serve` and the operator commands.
@@ -27,9 +31,54 @@ type Config struct {
 	// metrics at /metrics, apart from the API because they name tenants.
 	// Default "": no metrics listener.
 	MetricsListen string
+	// IdleTimeout closes a keep-alive connection to the HTTPS port that has
+	// no request for this long. Default 2m.
+	IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers. Default 30s.
+	ReadHeaderTimeout time.Duration
+	// BodyReadTimeout cuts a request whose body sends nothing for this long
+	// (each read must return within it; a long upload that keeps moving
+	// lives on). Default 30s.
+	BodyReadTimeout time.Duration
+	// MaxHeaderBytes caps a request's headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// MaxConnsPerIP caps the connections open from one client IP; more are
+	// closed on accept. Default 256; negative means no cap.
+	MaxConnsPerIP int
+	// MaxBodyBytes caps request bodies on API routes other than deploy
+	// uploads (those take archives up to 500 MiB). Default 1 MiB.
+	MaxBodyBytes int64
+	// ShutdownTimeout is how long a stopping server lets requests in
+	// flight finish. Default 30s.
+	ShutdownTimeout time.Duration
 	// Domain is the public host[:port] of the API; apps are served at
 	// <org>-<app>.<Domain>. Default "localhost:8443".
 	Domain string
+	// TLSCert and TLSKey are PEM files of an operator's certificate
+	// (typically *.<Domain> and <Domain>, leaf first, then its chain) and
+	// its key, served instead of the local CA's and reloaded when either
+	// file changes. Default "": the local CA.
+	TLSCert, TLSKey string
+	// ACMEEmail is the contact of the ACME account. Setting it or ACMECA
+	// gets the certificates from an ACME CA, on demand, validated by
+	// TLS-ALPN-01 on the HTTPS port (and HTTP-01 with ACMEHTTPListen).
+	// Default "": no ACME.
+	ACMEEmail string
+	// ACMECA is the ACME directory URL. Default "": Let's Encrypt's
+	// production directory when ACME is on.
+	ACMECA string
+	// ACMECARoots is a PEM file of the roots that the ACME server's own
+	// HTTPS is verified with, for a private ACME CA. Default "": the
+	// system's roots.
+	ACMECARoots string
+	// ACMEHTTPListen is a plain-HTTP address (such as ":80") answering
+	// ACME HTTP-01 challenges and redirecting everything else to HTTPS.
+	// Default "": TLS-ALPN-01 only.
+	ACMEHTTPListen string
+	// PasswordHashes bounds the password hashes (argon2id, 19 MiB each)
+	// computed at once; sign-ins past it wait up to 2 s, then get 429.
+	// Default 0: 2 × the number of CPUs.
+	PasswordHashes int
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
@@ -44,6 +93,18 @@ type Config struct {
 	// Subnet is the IPv4 pool executors' networks come from. Default
 	// "10.213.0.0/16".
 	Subnet string
+	// EgressAllow lists IPv4 prefixes executors may reach although they
+	// are private (RFC 1918, 100.64.0.0/10), which executors reach by
+	// default only through their relays. Default none.
+	EgressAllow []string
+	// EgressDeny lists IPv4 prefixes executors never reach, besides the
+	// private ones; it wins over EgressAllow, and 0.0.0.0/0 turns egress
+	// off. Default none.
+	EgressDeny []string
+	// EgressResolvers are the DNS servers ("ip" or "ip:port") the resolver
+	// on each executor's gateway forwards queries to. Default the
+	// nameservers of /etc/resolv.conf.
+	EgressResolvers []string
 	// HealthTimeout bounds how long a new version may take to serve HTTP.
 	// Default 2m.
 	HealthTimeout time.Duration
@@ -55,6 +116,20 @@ type Config struct {
 	// kept per app. Default 7 days and 1,000,000 lines.
 	LogMaxAge   time.Duration
 	LogMaxLines int
+	// LogMaxBytes bounds the log text kept per app; past it the app's
+	// oldest lines are dropped first. Default 256 MiB.
+	LogMaxBytes int64
+	// OrgMaxApps, OrgMaxDBInstances and OrgMaxExecutors bound what one
+	// organization may hold: registered apps, managed database instances
+	// and the sum of its apps' minimum executors. A negative value means
+	// no limit. Defaults 20, 4 and 40 (OrgLimits).
+	OrgMaxApps, OrgMaxDBInstances, OrgMaxExecutors int
+	// MetricsRetention is how long the apps' monitoring history (the
+	// console's dashboards) is kept. Default 14 days.
+	MetricsRetention time.Duration
+	// MetricsInterval is the resolution of that history: one row per app
+	// and executor per interval. Default one minute; tests set it shorter.
+	MetricsInterval time.Duration
 	// StepDelay pauses deploy steps after they start, for crash tests only:
 	// HANGAR_FAULT_STEP_DELAY="migration=30s,upload=10s". Default none.
 	StepDelay map[string]time.Duration
@@ -85,38 +160,72 @@ type Getenv func(string) string
 // flags, applied by the caller afterwards, override both.
 func Defaults(getenv Getenv) Config {
 	c := Config{
-		DataDir:       getenv("HANGAR_DATA_DIR"),
-		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
-		MetricsListen: getenv("HANGAR_METRICS_LISTEN"),
-		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
-		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
-		Driver:        or(getenv("HANGAR_DRIVER"), "sandbox"),
-		NetworkPrefix: or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
-		Subnet:        or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
-		HealthTimeout: 2 * time.Minute,
-		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
-		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
-		DBListen:      getenv("HANGAR_DB_LISTEN"),
-		DBPorts:       getenv("HANGAR_DB_PORTS"),
-		DBHost:        getenv("HANGAR_DB_HOST"),
-	}
-	if n, err := strconv.Atoi(getenv("HANGAR_DB_MEMORY_MIB")); err == nil {
-		c.DBMemoryMiB = n
-	}
-	if f, err := strconv.ParseFloat(getenv("HANGAR_DB_CPUS"), 64); err == nil {
-		c.DBCPUs = f
-	}
-	if n, err := strconv.Atoi(getenv("HANGAR_DB_PIDS")); err == nil {
-		c.DBPids = n
+		DataDir:         getenv("HANGAR_DATA_DIR"),
+		Listen:          or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
+		MetricsListen:   getenv("HANGAR_METRICS_LISTEN"),
+		Domain:          or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
+		TLSCert:         getenv("HANGAR_TLS_CERT"),
+		TLSKey:          getenv("HANGAR_TLS_KEY"),
+		ACMEEmail:       getenv("HANGAR_ACME_EMAIL"),
+		ACMECA:          getenv("HANGAR_ACME_CA"),
+		ACMECARoots:     getenv("HANGAR_ACME_CA_ROOTS"),
+		ACMEHTTPListen:  getenv("HANGAR_ACME_HTTP_LISTEN"),
+		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
+		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
+		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
+		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
+		HealthTimeout:   2 * time.Minute,
+		EgressAllow:     list(getenv("HANGAR_EGRESS_ALLOW")),
+		EgressDeny:      list(getenv("HANGAR_EGRESS_DENY")),
+		EgressResolvers: list(getenv("HANGAR_EGRESS_RESOLVERS")),
+		PipIndexURL:     getenv("HANGAR_PIP_INDEX_URL"),
+		PipFindLinks:    getenv("HANGAR_PIP_FIND_LINKS"),
+
+		IdleTimeout:       durationEnv(getenv, "HANGAR_IDLE_TIMEOUT", 2*time.Minute),
+		ReadHeaderTimeout: durationEnv(getenv, "HANGAR_READ_HEADER_TIMEOUT", 30*time.Second),
+		BodyReadTimeout:   durationEnv(getenv, "HANGAR_BODY_READ_TIMEOUT", 30*time.Second),
+		MaxHeaderBytes:    intEnv(getenv, "HANGAR_MAX_HEADER_BYTES", 64<<10),
+		MaxConnsPerIP:     intEnv(getenv, "HANGAR_MAX_CONNS_PER_IP", 256),
+		MaxBodyBytes:      int64(intEnv(getenv, "HANGAR_MAX_BODY_BYTES", 1<<20)),
+		ShutdownTimeout:   durationEnv(getenv, "HANGAR_SHUTDOWN_TIMEOUT", 30*time.Second),
+		DBListen:          getenv("HANGAR_DB_LISTEN"),
+		DBPorts:           getenv("HANGAR_DB_PORTS"),
+		DBHost:            getenv("HANGAR_DB_HOST"),
+		DBMemoryMiB:       intEnv(getenv, "HANGAR_DB_MEMORY_MIB", 0),
+		DBPids:            intEnv(getenv, "HANGAR_DB_PIDS", 0),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
 	}
+	if f, err := strconv.ParseFloat(getenv("HANGAR_DB_CPUS"), 64); err == nil {
+		c.DBCPUs = f
+	}
 	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
 		c.LogMaxAge = d
 	}
+	if n, err := strconv.Atoi(getenv("HANGAR_PASSWORD_HASHES")); err == nil {
+		c.PasswordHashes = n
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_RETENTION")); err == nil {
+		c.MetricsRetention = d
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_METRICS_INTERVAL")); err == nil {
+		c.MetricsInterval = d
+	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
+	}
+	if n, err := strconv.ParseInt(getenv("HANGAR_LOG_MAX_BYTES"), 10, 64); err == nil {
+		c.LogMaxBytes = n
+	}
+	for env, dst := range map[string]*int{
+		"HANGAR_ORG_MAX_APPS":         &c.OrgMaxApps,
+		"HANGAR_ORG_MAX_DB_INSTANCES": &c.OrgMaxDBInstances,
+		"HANGAR_ORG_MAX_EXECUTORS":    &c.OrgMaxExecutors,
+	} {
+		if n, err := strconv.Atoi(getenv(env)); err == nil {
+			*dst = n
+		}
 	}
 	if s := getenv("HANGAR_PG_SETTINGS"); s != "" {
 		c.PGSettings = parseSettings(s)
@@ -156,12 +265,44 @@ func parseSettings(s string) map[string]string {
 	return m
 }
 
+// list reads "a,b"; "" is none.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// durationEnv reads a duration from the environment variable name, or
+// returns def when it is unset or invalid.
+func durationEnv(getenv Getenv, name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+// intEnv reads an integer from the environment variable name, or returns
+// def when it is unset or invalid.
+func intEnv(getenv Getenv, name string, def int) int {
+	if n, err := strconv.Atoi(getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
 func or(v, def string) string {
 	if v != "" {
 		return v
 	}
 	return def
 }
+
+// ACME reports whether certificates come from an ACME CA.
+func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
 
 // Validate checks the configuration and makes DataDir absolute.
 func (c *Config) Validate() error {
@@ -180,11 +321,60 @@ func (c *Config) Validate() error {
 	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
 		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.ACME() && c.TLSCert != "" {
+		errs = append(errs, errors.New("--tls-cert and ACME (--acme-email, --acme-ca) exclude each other: choose one certificate source"))
+	}
+	if u, err := url.Parse(c.ACMECA); c.ACMECA != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		errs = append(errs, fmt.Errorf("--acme-ca %q: want the https:// URL of an ACME directory", c.ACMECA))
+	}
+	if c.ACMECARoots != "" && !c.ACME() {
+		errs = append(errs, errors.New("--acme-ca-roots needs ACME (--acme-email or --acme-ca)"))
+	}
+	if c.ACMEHTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.ACMEHTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("--acme-http-listen %q: want host:port", c.ACMEHTTPListen))
+		}
+		if !c.ACME() {
+			errs = append(errs, errors.New("--acme-http-listen needs ACME (--acme-email or --acme-ca)"))
+		}
+	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
 	}
-	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
+	for _, f := range []struct {
+		flag string
+		ps   []string
+	}{{"--egress-allow", c.EgressAllow}, {"--egress-deny", c.EgressDeny}} {
+		for _, p := range f.ps {
+			if pp, err := netip.ParsePrefix(p); err != nil || !pp.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("%s %q: want an IPv4 prefix such as 10.1.0.0/16 (executors have no IPv6)", f.flag, p))
+			}
+		}
+	}
+	for _, r := range c.EgressResolvers {
+		if _, err := netip.ParseAddr(r); err != nil {
+			if _, err := netip.ParseAddrPort(r); err != nil {
+				errs = append(errs, fmt.Errorf("--egress-resolver %q: want an IP address, optionally with a port", r))
+			}
+		}
+	}
+	if c.PasswordHashes < 0 {
+		errs = append(errs, errors.New("--password-hashes must not be negative"))
+	}
+	if c.MetricsRetention < 0 || c.MetricsInterval < 0 || (c.MetricsInterval > 0 && c.MetricsInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("--metrics-retention must not be negative, and --metrics-interval at least 1s"))
+	}
+	if c.LogMaxAge < 0 || c.LogMaxLines < 0 || c.LogMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))
+	}
+	if c.IdleTimeout <= 0 || c.ReadHeaderTimeout <= 0 || c.BodyReadTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--idle-timeout, --read-header-timeout, --body-read-timeout and --shutdown-timeout must be positive"))
+	}
+	if c.MaxHeaderBytes <= 0 || c.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-header-bytes and --max-body-bytes must be positive"))
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))
@@ -223,4 +413,36 @@ func (c *Config) DBPortRange() (first, count int, err error) {
 		return 0, 0, fmt.Errorf("--db-ports %q: want first-last, e.g. 15432-16431, or 0", ports)
 	}
 	return lo, hi - lo + 1, nil
+}
+
+// Default per-org limits. An org's executors cost memory (512 MiB each by
+// default, so 40 commit 20 GiB) and processes; each managed database
+// instance is a PostgreSQL server of its own with its WAL archive; apps
+// cost little by themselves but each holds at least one executor. 20 apps
+// with 2 executors each, or fewer apps with more, on 4 instances covers a
+// team's services with a standby each, while one tenant alone cannot
+// exhaust a host sized for a few such teams.
+const (
+	DefaultOrgMaxApps        = 20
+	DefaultOrgMaxDBInstances = 4
+	DefaultOrgMaxExecutors   = 40
+)
+
+// OrgLimits returns the per-org limits with defaults applied: 0 means the
+// default and a negative value no limit (hangar.OrgLimits' 0).
+func (c Config) OrgLimits() hangar.OrgLimits {
+	limit := func(v, def int) int {
+		switch {
+		case v == 0:
+			return def
+		case v < 0:
+			return 0
+		}
+		return v
+	}
+	return hangar.OrgLimits{
+		Apps:        limit(c.OrgMaxApps, DefaultOrgMaxApps),
+		DBInstances: limit(c.OrgMaxDBInstances, DefaultOrgMaxDBInstances),
+		Executors:   limit(c.OrgMaxExecutors, DefaultOrgMaxExecutors),
+	}
 }

@@ -57,7 +57,7 @@ func (s *Service) RegisterApp(ctx context.Context, org string, req RegisterReque
 			return hangar.App{}, hangar.Errorf(hangar.KindConflict, "application %s already uses database %s on %s: choose another app name", o.Name, a.AppDBName, inst.Name)
 		}
 	}
-	if err := s.store.CreateApp(ctx, a, inst.ID); err != nil {
+	if err := s.store.CreateApp(ctx, a, inst.ID, s.cfg.OrgLimits); err != nil {
 		return hangar.App{}, err
 	}
 	if err := s.instances.EnsureAppDatabases(ctx, inst, a.AppDBName, a.DBRole, a.DBPassword); err != nil {

@@ -68,7 +68,7 @@ func (s *Service) LinkDB(ctx context.Context, org string, req LinkRequest) (hang
 	if err := dbm.CheckLink(ctx, inst); err != nil {
 		return hangar.DBInstance{}, err
 	}
-	if err := s.store.CreateDBInstance(ctx, inst); err != nil {
+	if err := s.store.CreateDBInstance(ctx, inst, s.cfg.OrgLimits); err != nil {
 		return hangar.DBInstance{}, err
 	}
 	return inst, nil

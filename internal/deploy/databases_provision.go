@@ -33,7 +33,7 @@ func (s *Service) ProvisionDB(ctx context.Context, org string, req ProvisionRequ
 		ID: uuid.NewString(), Org: org, Name: req.Name, Status: hangar.DBProvisioning,
 		AdminUser: req.AdminName, AdminPassword: req.AdminPassword,
 	}
-	if err := s.store.CreateDBInstance(ctx, inst); err != nil {
+	if err := s.store.CreateDBInstance(ctx, inst, s.cfg.OrgLimits); err != nil {
 		return hangar.DBInstance{}, err
 	}
 	if _, err := dbos.RunWorkflow(s.dbos, s.provisionWorkflow, inst.ID, dbos.WithWorkflowID("provision-"+inst.ID)); err != nil {

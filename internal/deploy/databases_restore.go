@@ -63,7 +63,7 @@ func (s *Service) RestoreDB(ctx context.Context, org, name string, req RestoreRe
 		ID: uuid.NewString(), Org: org, Name: req.Name, Status: hangar.DBRestoring,
 		AdminUser: src.AdminUser, AdminPassword: src.AdminPassword,
 	}
-	if err := s.store.CreateDBInstance(ctx, dst); err != nil {
+	if err := s.store.CreateDBInstance(ctx, dst, s.cfg.OrgLimits); err != nil {
 		return hangar.DBInstance{}, err
 	}
 	in := restoreInput{SourceID: src.ID, TargetID: dst.ID, Time: target}

@@ -76,10 +76,10 @@ func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployReq
 		}
 		in.Digest, in.AppVersion, in.RestoredFrom = prev.ArchiveDigest, prev.AppVersion, prev.ID
 	} else {
-		if err := os.Rename(req.Archive, s.archivePath(req.Digest)); err != nil {
-			return hangar.Version{}, fmt.Errorf("store archive: %w", err)
-		}
 		in.Digest, in.AppVersion = req.Digest, in.Version
+	}
+	if err := s.store.CheckOrgExecutors(ctx, org, s.cfg.OrgLimits); err != nil {
+		return hangar.Version{}, err
 	}
 	if req.TargetDB != "" {
 		inst, err := s.store.DBInstance(ctx, org, req.TargetDB)
@@ -94,11 +94,13 @@ func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployReq
 	if err := s.store.BeginOperation(ctx, a.ID, in.Op); err != nil {
 		return hangar.Version{}, err
 	}
+	// Whatever the outcome, the archive is kept only if its version is.
+	defer s.collectArchives(context.WithoutCancel(ctx))
 	v := hangar.Version{
 		ID: in.Version, AppID: a.ID, ArchiveDigest: in.Digest, Status: hangar.VersionDeploying,
 		DeployedBy: req.By, AppVersion: in.AppVersion, RestoredFrom: in.RestoredFrom,
 	}
-	err = s.store.CreateVersion(ctx, v)
+	err = s.storeArchive(req.Archive, req.Digest, func() error { return s.store.CreateVersion(ctx, v) })
 	if err == nil {
 		err = s.store.SetAppStatus(ctx, a.ID, hangar.StatusDeploying)
 	}

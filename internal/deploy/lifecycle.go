@@ -51,7 +51,7 @@ func (s *Service) UpdateApp(ctx context.Context, org, name string, req UpdateReq
 		return a, err
 	}
 	defer s.store.EndOperation(context.WithoutCancel(ctx), a.ID, op) //nolint:errcheck // a failure leaves the lock for Launch to clear
-	return a, s.store.UpdateApp(ctx, a.ID, a.MemoryMiB, a.MinVMs, a.MaxVMs)
+	return a, s.store.UpdateApp(ctx, a.ID, a.MemoryMiB, a.MinVMs, a.MaxVMs, s.cfg.OrgLimits)
 }
 
 // Versions lists the app's versions, newest first.
@@ -150,10 +150,6 @@ func (s *Service) deleteRecords(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	vs, err := s.store.Versions(ctx, a.ID)
-	if err != nil {
-		return err
-	}
 	// The app's row goes last: a resumed step finds it and starts over.
 	if err := s.logs.DeleteApp(ctx, a.ID); err != nil {
 		return err
@@ -164,10 +160,7 @@ func (s *Service) deleteRecords(ctx context.Context, in deleteInput) error {
 	if err := s.store.DeleteApp(ctx, a.ID); err != nil {
 		return err
 	}
-	for _, v := range vs {
-		if n, err := s.store.VersionsUsingArchive(ctx, v.ArchiveDigest); err == nil && n == 0 {
-			os.Remove(s.archivePath(v.ArchiveDigest)) //nolint:errcheck // already gone is fine
-		}
-	}
+	// A crash before this leaves the archives to the pass at Launch.
+	s.collectArchives(ctx)
 	return nil
 }

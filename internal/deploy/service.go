@@ -30,17 +30,19 @@ type Store interface {
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
-	CreateApp(ctx context.Context, a hangar.App, instanceID string) error
+	CreateApp(ctx context.Context, a hangar.App, instanceID string, lim hangar.OrgLimits) error
+	CheckOrgExecutors(ctx context.Context, org string, lim hangar.OrgLimits) error
+	OrgID(ctx context.Context, org string) (string, error)
 	SetAppStatus(ctx context.Context, appID string, status hangar.AppStatus) error
 	SetAppServing(ctx context.Context, appID, version string) error
 
 	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
 	DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error)
 	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
-	CreateDBInstance(ctx context.Context, d hangar.DBInstance) error
+	CreateDBInstance(ctx context.Context, d hangar.DBInstance, lim hangar.OrgLimits) error
 	SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error
 
-	UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int) error
+	UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int, lim hangar.OrgLimits) error
 	SetAppDBInstance(ctx context.Context, appID, instanceID string) error
 	DeleteApp(ctx context.Context, appID string) error
 	BeginOperation(ctx context.Context, appID, op string) error
@@ -54,7 +56,7 @@ type Store interface {
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
 	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
-	VersionsUsingArchive(ctx context.Context, digest string) (int, error)
+	KeptArchives(ctx context.Context) (map[string]bool, error)
 }
 
 // Instances runs managed database instances and the apps' databases on them.
@@ -141,6 +143,10 @@ type Config struct {
 	Build build.Options
 	// Limits bounds uploaded archives.
 	Limits build.Limits
+	// OrgLimits bounds each org's apps, managed database instances and
+	// minimum executors. Default: no limits (the composition root sets
+	// the operator's).
+	OrgLimits hangar.OrgLimits
 	// Logger receives the orchestrator's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Secrets supplies each app's secrets, read whenever an executor starts
@@ -164,6 +170,8 @@ type Service struct {
 	builder   *build.Builder
 	log       *slog.Logger
 	dbos      dbos.Context
+
+	archiveMu sync.Mutex // archives.go
 
 	mu      sync.Mutex
 	fleet   fleet // the executors and their supervision state (supervisor.go)
@@ -259,6 +267,9 @@ func (s *Service) Launch(ctx context.Context) error {
 		}
 	}
 	s.startSupervisor()
+	// Before DBOS resumes deploys and before the API serves uploads.
+	s.clearTemp(ctx)
+	s.collectArchives(ctx)
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}

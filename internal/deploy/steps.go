@@ -46,7 +46,11 @@ func (s *Service) job(ctx context.Context, in deployInput, log io.Writer) (build
 	if err != nil {
 		return build.Job{}, a, err
 	}
-	return build.Job{Dir: dir, Config: cfg, Log: log}, a, nil
+	orgID, err := s.store.OrgID(ctx, a.Org)
+	if err != nil {
+		return build.Job{}, a, err
+	}
+	return build.Job{Dir: dir, Config: cfg, OrgID: orgID, Log: log}, a, nil
 }
 
 // configure runs the app's setup commands and installs its dependencies.

@@ -27,6 +27,7 @@ var allowed = []struct {
 	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
+	{pkg: "internal/frontdoor", deps: nil},
 	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster"}},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
@@ -40,8 +41,11 @@ var allowed = []struct {
 	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
+	// The console is a client of the API, in process: wire types only.
+	{pkg: "internal/console", deps: []string{"internal/apiclient"}},
 	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs", "internal/history"}},
+	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy"}},
 }
 
 type pkg struct {

@@ -82,6 +82,10 @@ type Config struct {
 	// MaxLinesPerApp is how many of an app's newest lines are kept.
 	// Default 1,000,000, like DBOS Cloud's retention.
 	MaxLinesPerApp int
+	// MaxBytesPerApp bounds the text of an app's stored lines: past it,
+	// the app's oldest lines are deleted at the flush that went over, so
+	// one app's output cannot fill the metadata database. Default 256 MiB.
+	MaxBytesPerApp int64
 	// FlushInterval is the longest a written line waits in memory before
 	// it is inserted, while Run runs. Default 200ms.
 	FlushInterval time.Duration
@@ -90,7 +94,9 @@ type Config struct {
 	// PruneInterval is how often Run applies retention. Default 1 minute.
 	PruneInterval time.Duration
 	// BufferBytes bounds the lines held in memory while the database is
-	// slow or down; past it the oldest lines are dropped. Default 32 MiB.
+	// slow or down; past it the oldest lines of the app that holds the
+	// most are dropped, so one app's flood never drops another app's
+	// lines. Default 32 MiB.
 	BufferBytes int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
@@ -100,7 +106,7 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxAge < 0 || c.MaxLinesPerApp < 0 || c.FlushInterval < 0 || c.PollInterval < 0 ||
-		c.PruneInterval < 0 || c.BufferBytes < 0 {
+		c.PruneInterval < 0 || c.BufferBytes < 0 || c.MaxBytesPerApp < 0 {
 		return c, errors.New("logs config: negative value")
 	}
 	if c.MaxAge == 0 {
@@ -108,6 +114,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxLinesPerApp == 0 {
 		c.MaxLinesPerApp = 1_000_000
+	}
+	if c.MaxBytesPerApp == 0 {
+		c.MaxBytesPerApp = 256 << 20
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = 200 * time.Millisecond
@@ -140,7 +149,8 @@ type Store struct {
 	flushMu sync.Mutex // serializes flushes, so each app's lines commit in order
 
 	mu          sync.Mutex
-	queue       []Line
+	queues      map[string]*appQueue // buffered lines by app ID
+	queuedLines int
 	queuedBytes int
 	dropLogged  bool // a drop was logged since the last successful flush
 	failing     bool // the last flush failed
@@ -149,7 +159,9 @@ type Store struct {
 
 // ddl creates the tables. app_log_state holds, per app, the last timestamp
 // handed out (the row whose lock orders the app's flushes) and the exact
-// number of stored lines (so pruning by count touches only the excess).
+// number and text size of its stored lines (so pruning by count or size
+// touches only the excess). The DO block is the versioned step that added
+// the size, counting the lines stored before.
 const ddl = `
 CREATE TABLE IF NOT EXISTS app_logs (
     app_id    text        NOT NULL,
@@ -165,6 +177,14 @@ CREATE TABLE IF NOT EXISTS app_log_state (
     last_ts  timestamptz NOT NULL,
     lines    bigint      NOT NULL DEFAULT 0
 );
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'app_log_state' AND column_name = 'bytes') THEN
+        ALTER TABLE app_log_state ADD COLUMN bytes bigint NOT NULL DEFAULT 0;
+        UPDATE app_log_state s SET bytes = coalesce(
+            (SELECT sum(octet_length(l.line)) FROM app_logs l WHERE l.app_id = s.app_id), 0);
+    END IF;
+END $$;
 `
 
 // Advisory lock keys: DDL from concurrent Opens, and one pruner at a time
@@ -200,10 +220,11 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("create log tables: %w", err)
 	}
 	return &Store{
-		cfg:  cfg,
-		pool: pool,
-		log:  cfg.Logger.With("component", "logs"),
-		kick: make(chan struct{}, 1),
+		cfg:    cfg,
+		pool:   pool,
+		log:    cfg.Logger.With("component", "logs"),
+		kick:   make(chan struct{}, 1),
+		queues: map[string]*appQueue{},
 	}, nil
 }
 
@@ -244,16 +265,11 @@ func (s *Store) DeleteApp(ctx context.Context, appID string) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	kept := s.queue[:0]
-	s.queuedBytes = 0
-	for _, l := range s.queue {
-		if l.AppID != appID {
-			kept = append(kept, l)
-			s.queuedBytes += size(l)
-		}
+	if q := s.queues[appID]; q != nil {
+		s.queuedLines -= len(q.lines)
+		s.queuedBytes -= q.bytes
+		delete(s.queues, appID)
 	}
-	clear(s.queue[len(kept):])
-	s.queue = kept
 	s.mu.Unlock()
 
 	tx, err := s.pool.Begin(ctx)
@@ -279,8 +295,8 @@ func (s *Store) DeleteApp(ctx context.Context, appID string) error {
 // state row (and with it the app's flushes) is never locked for long.
 const pruneBatch = 50_000
 
-// Prune deletes lines older than MaxAge and each app's lines beyond its
-// newest MaxLinesPerApp, and returns how many it deleted. When another
+// Prune deletes lines older than MaxAge and each app's oldest lines beyond
+// MaxLinesPerApp or MaxBytesPerApp, and returns how many it deleted. When another
 // process is pruning the same database, it returns 0 at once.
 func (s *Store) Prune(ctx context.Context) (int64, error) {
 	conn, err := s.pool.Acquire(ctx)
@@ -315,61 +331,85 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 	cutoff := s.cfg.Now().Add(-s.cfg.MaxAge)
 	var total int64
 	for _, app := range apps {
-		for {
-			n, err := s.pruneApp(ctx, app, cutoff)
-			total += n
-			if err != nil {
-				return total, fmt.Errorf("prune logs of app %s: %w", app, err)
-			}
-			if n < pruneBatch {
-				break
-			}
+		n, err := s.pruneAll(ctx, app, cutoff)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune logs of app %s: %w", app, err)
 		}
 	}
 	return total, nil
 }
 
 // pruneApp deletes up to pruneBatch of app's oldest lines that are older
-// than cutoff or beyond the count limit.
+// than cutoff or beyond the count or size limits.
 func (s *Store) pruneApp(ctx context.Context, app string, cutoff time.Time) (int64, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
-	var lines int64
-	err = tx.QueryRow(ctx, "SELECT lines FROM app_log_state WHERE app_id = $1 FOR UPDATE", app).Scan(&lines)
+	var lines, bytes int64
+	err = tx.QueryRow(ctx, "SELECT lines, bytes FROM app_log_state WHERE app_id = $1 FOR UPDATE", app).Scan(&lines, &bytes)
 	if err != nil {
 		if isNoRows(err) { // deleted meanwhile
 			return 0, nil
 		}
 		return 0, err
 	}
-	tag, err := tx.Exec(ctx, `
-		DELETE FROM app_logs WHERE app_id = $1 AND ts IN (
+	var n, nb int64 // lines and bytes deleted
+	del := func(query string, args ...any) error {
+		var dn, dnb int64
+		err := tx.QueryRow(ctx, "WITH d AS ("+query+" RETURNING octet_length(line) AS n) SELECT count(*), coalesce(sum(n), 0) FROM d", args...).Scan(&dn, &dnb)
+		n, nb = n+dn, nb+dnb
+		return err
+	}
+	err = del(`DELETE FROM app_logs WHERE app_id = $1 AND ts IN (
 		    SELECT ts FROM app_logs WHERE app_id = $1 AND ts < $2 ORDER BY ts LIMIT $3)`,
 		app, cutoff, pruneBatch)
 	if err != nil {
 		return 0, err
 	}
-	n := tag.RowsAffected()
 	if excess := lines - n - int64(s.cfg.MaxLinesPerApp); excess > 0 && n < pruneBatch {
-		tag, err := tx.Exec(ctx, `
-			DELETE FROM app_logs WHERE app_id = $1 AND ts IN (
+		err := del(`DELETE FROM app_logs WHERE app_id = $1 AND ts IN (
 			    SELECT ts FROM app_logs WHERE app_id = $1 ORDER BY ts LIMIT $2)`,
 			app, min(excess, pruneBatch-n))
 		if err != nil {
 			return 0, err
 		}
-		n += tag.RowsAffected()
+	}
+	if excess := bytes - nb - s.cfg.MaxBytesPerApp; excess > 0 && n < pruneBatch {
+		// The shortest run of oldest lines whose text makes up the excess,
+		// looked for among the next lines only, so that the index bounds
+		// the scan.
+		err := del(`DELETE FROM app_logs WHERE app_id = $1 AND ts IN (
+			    SELECT ts FROM (
+			        SELECT ts, sum(octet_length(line)) OVER (ORDER BY ts) - octet_length(line) AS before
+			        FROM (SELECT ts, line FROM app_logs WHERE app_id = $1 ORDER BY ts LIMIT $2) head
+			    ) h WHERE before < $3)`,
+			app, pruneBatch-n, excess)
+		if err != nil {
+			return 0, err
+		}
 	}
 	if n == 0 {
 		return 0, nil
 	}
-	if _, err := tx.Exec(ctx, "UPDATE app_log_state SET lines = greatest(lines - $2, 0) WHERE app_id = $1", app, n); err != nil {
+	if _, err := tx.Exec(ctx, "UPDATE app_log_state SET lines = greatest(lines - $2, 0), bytes = greatest(bytes - $3, 0) WHERE app_id = $1", app, n, nb); err != nil {
 		return 0, err
 	}
 	return n, tx.Commit(ctx)
+}
+
+// pruneAll runs pruneApp on app until it has nothing left to delete.
+func (s *Store) pruneAll(ctx context.Context, app string, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		n, err := s.pruneApp(ctx, app, cutoff)
+		total += n
+		if err != nil || n < pruneBatch {
+			return total, err
+		}
+	}
 }
 
 // sortedApps returns the distinct app IDs of lines, sorted: every

@@ -126,19 +126,24 @@ func size(l Line) int {
 	return len(l.AppID) + len(l.Source) + len(l.Version) + len(l.Executor) + len(l.Text) + 120
 }
 
-// push buffers lines, dropping the oldest buffered ones past BufferBytes,
-// and wakes the flusher early when the buffer fills up.
+// appQueue is one app's buffered lines, oldest first, and their size.
+type appQueue struct {
+	lines []Line
+	bytes int
+}
+
+// push buffers lines, trims the buffer to BufferBytes, and wakes the
+// flusher early when the buffer fills up.
 func (s *Store) push(lines []Line) {
 	if len(lines) == 0 {
 		return
 	}
 	s.mu.Lock()
 	for _, l := range lines {
-		s.queue = append(s.queue, l)
-		s.queuedBytes += size(l)
+		s.enqueueLocked(l)
 	}
 	s.trimLocked()
-	full := len(s.queue) >= maxBatch || s.queuedBytes >= s.cfg.BufferBytes/4
+	full := s.queuedLines >= maxBatch || s.queuedBytes >= s.cfg.BufferBytes/4
 	s.mu.Unlock()
 	if full {
 		select {
@@ -148,23 +153,56 @@ func (s *Store) push(lines []Line) {
 	}
 }
 
-// trimLocked drops the oldest buffered lines until they fit BufferBytes.
+func (s *Store) enqueueLocked(l Line) {
+	q := s.queues[l.AppID]
+	if q == nil {
+		q = &appQueue{}
+		s.queues[l.AppID] = q
+	}
+	n := size(l)
+	q.lines = append(q.lines, l)
+	q.bytes += n
+	s.queuedLines++
+	s.queuedBytes += n
+}
+
+// trimLocked drops buffered lines until they fit BufferBytes, always the
+// oldest of the app that holds the most. So an app that holds no more
+// than an equal share of the buffer loses nothing to another app's flood.
 func (s *Store) trimLocked() {
-	n := 0
-	for s.queuedBytes > s.cfg.BufferBytes && n < len(s.queue) {
-		s.queuedBytes -= size(s.queue[n])
-		n++
-	}
-	if n == 0 {
-		return
-	}
-	app := s.queue[0].AppID
-	clear(s.queue[:n])
-	s.queue = s.queue[n:]
-	s.dropped.Add(int64(n))
-	if !s.dropLogged {
-		s.dropLogged = true
-		s.log.Warn("log buffer full: dropping the oldest lines until the database keeps up", "app", app, "lines", n)
+	for s.queuedBytes > s.cfg.BufferBytes {
+		var app string
+		var big *appQueue
+		second := 0 // the size of the next largest queue
+		for id, q := range s.queues {
+			switch {
+			case big == nil || q.bytes > big.bytes:
+				if big != nil {
+					second = big.bytes
+				}
+				app, big = id, q
+			case q.bytes > second:
+				second = q.bytes
+			}
+		}
+		n := 0
+		for s.queuedBytes > s.cfg.BufferBytes && n < len(big.lines) && big.bytes >= second {
+			sz := size(big.lines[n])
+			big.bytes -= sz
+			s.queuedBytes -= sz
+			n++
+		}
+		clear(big.lines[:n])
+		big.lines = big.lines[n:]
+		s.queuedLines -= n
+		if len(big.lines) == 0 {
+			delete(s.queues, app)
+		}
+		s.dropped.Add(int64(n))
+		if !s.dropLogged {
+			s.dropLogged = true
+			s.log.Warn("log buffer full: dropping the oldest lines of the app that holds the most until the database keeps up", "app", app, "lines", n)
+		}
 	}
 }
 
@@ -192,16 +230,27 @@ func (s *Store) flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	batch := s.queue
-	s.queue, s.queuedBytes = nil, 0
+	queues := s.queues
+	s.queues, s.queuedLines, s.queuedBytes = map[string]*appQueue{}, 0, 0
 	s.mu.Unlock()
+	var batch []Line
+	for _, q := range queues {
+		batch = append(batch, q.lines...)
+	}
 	for len(batch) > 0 {
 		n := min(len(batch), maxBatch)
-		if err := s.insert(ctx, batch[:n]); err != nil {
+		over, err := s.insert(ctx, batch[:n])
+		if err != nil {
 			s.requeue(batch)
 			return fmt.Errorf("flush logs: %w", err)
 		}
 		batch = batch[n:]
+		for _, app := range over {
+			if _, err := s.pruneAll(ctx, app, s.cfg.Now().Add(-s.cfg.MaxAge)); err != nil {
+				// Run's next prune tries again.
+				s.log.ErrorContext(ctx, "prune logs over the size limit", "app", app, "err", err)
+			}
+		}
 	}
 	s.mu.Lock()
 	s.dropLogged = false
@@ -209,15 +258,20 @@ func (s *Store) flush(ctx context.Context) error {
 	return nil
 }
 
+// requeue puts lines back in the buffer, before the lines of their apps
+// that arrived since.
 func (s *Store) requeue(lines []Line) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q := make([]Line, 0, len(lines)+len(s.queue))
-	q = append(append(q, lines...), s.queue...)
-	s.queue = q
-	s.queuedBytes = 0
-	for _, l := range q {
-		s.queuedBytes += size(l)
+	since := s.queues
+	s.queues, s.queuedLines, s.queuedBytes = map[string]*appQueue{}, 0, 0
+	for _, l := range lines {
+		s.enqueueLocked(l)
+	}
+	for _, q := range since {
+		for _, l := range q.lines {
+			s.enqueueLocked(l)
+		}
 	}
 	s.trimLocked()
 }
@@ -225,12 +279,13 @@ func (s *Store) requeue(lines []Line) {
 // insert stores lines in one transaction. It locks the state row of each
 // of their apps, gives each line max(arrival, previous+1µs) so the app's
 // timestamps are distinct and in commit order, and records the new last
-// timestamps and counts.
-func (s *Store) insert(ctx context.Context, lines []Line) error {
+// timestamps, counts and sizes. It returns the apps now over
+// MaxBytesPerApp.
+func (s *Store) insert(ctx context.Context, lines []Line) ([]string, error) {
 	apps := sortedApps(lines)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback(ctx)
 	// DO UPDATE (not DO NOTHING) so the row is locked and returned even
@@ -241,7 +296,7 @@ func (s *Store) insert(ctx context.Context, lines []Line) error {
 		ON CONFLICT (app_id) DO UPDATE SET last_ts = s.last_ts
 		RETURNING app_id, last_ts`, apps)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	last := make(map[string]time.Time, len(apps))
 	for rows.Next() {
@@ -249,14 +304,15 @@ func (s *Store) insert(ctx context.Context, lines []Line) error {
 		var ts time.Time
 		if err := rows.Scan(&app, &ts); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		last[app] = ts
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	counts := make(map[string]int64, len(apps))
+	sizes := make(map[string]int64, len(apps))
 	copyRows := make([][]any, len(lines))
 	for i, l := range lines {
 		ts := l.Time.UTC().Truncate(time.Microsecond)
@@ -265,24 +321,34 @@ func (s *Store) insert(ctx context.Context, lines []Line) error {
 		}
 		last[l.AppID] = ts
 		counts[l.AppID]++
+		sizes[l.AppID] += int64(len(l.Text))
 		copyRows[i] = []any{l.AppID, ts, l.Source, l.Version, l.Executor, l.Text}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"app_logs"},
 		[]string{"app_id", "ts", "source", "version", "executor", "line"}, pgx.CopyFromRows(copyRows)); err != nil {
-		return err
+		return nil, err
 	}
 	lastTS := make([]time.Time, len(apps))
 	n := make([]int64, len(apps))
+	nb := make([]int64, len(apps))
 	for i, a := range apps {
-		lastTS[i], n[i] = last[a], counts[a]
+		lastTS[i], n[i], nb[i] = last[a], counts[a], sizes[a]
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE app_log_state AS s SET last_ts = v.ts, lines = s.lines + v.n
-		FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS v(app_id, ts, n)
-		WHERE s.app_id = v.app_id`, apps, lastTS, n); err != nil {
-		return err
+	rows, err = tx.Query(ctx, `
+		WITH u AS (
+		    UPDATE app_log_state AS s SET last_ts = v.ts, lines = s.lines + v.n, bytes = s.bytes + v.b
+		    FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[]) AS v(app_id, ts, n, b)
+		    WHERE s.app_id = v.app_id
+		    RETURNING s.app_id, s.bytes)
+		SELECT app_id FROM u WHERE bytes > $5`, apps, lastTS, n, nb, s.cfg.MaxBytesPerApp)
+	if err != nil {
+		return nil, err
 	}
-	return tx.Commit(ctx)
+	over, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	return over, tx.Commit(ctx)
 }
 
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -277,4 +279,107 @@ func TestRouter_SkipsDeadUpstream(t *testing.T) {
 			t.Errorf("got %d %q, want one 502", code, body)
 		}
 	})
+}
+
+// TestRouter_BodyNotRetried: an executor that reads a request with a body
+// and drops the connection without answering gets it once; the client gets
+// 502, never a second execution. The connection is a reused keep-alive one,
+// the case in which a transport replays requests it may replay.
+func TestRouter_BodyNotRetried(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var posts int
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if req.Method == http.MethodPost {
+						mu.Lock()
+						posts++
+						mu.Unlock()
+						return // read it all, then drop the connection unanswered
+					}
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	r := newRouter(t)
+	r.Set("app.test", []string{ln.Addr().String()})
+	if code, body := do(t, r, "app.test", "/"); code != http.StatusOK || body != "ok" {
+		t.Fatalf("GET: got %d %q, want 200 ok", code, body)
+	}
+	req := httptest.NewRequest(http.MethodPost, "http://app.test/charge", strings.NewReader("amount=10"))
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req)
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("POST dropped by the executor: got %d, want 502", w.Code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 1 {
+		t.Errorf("executor received the POST %d times, want 1", posts)
+	}
+}
+
+// TestRouter_StreamsRequestBody: the executor reads the start of a body
+// before the client has sent the rest, so the router does not buffer it.
+func TestRouter_StreamsRequestBody(t *testing.T) {
+	t.Parallel()
+	first := make(chan string, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(req.Body, b); err != nil {
+			t.Errorf("executor reading the body: %v", err)
+			return
+		}
+		first <- string(b)
+		rest, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(w, "%s%s", b, rest)
+	}))
+	t.Cleanup(up.Close)
+	r := newRouter(t)
+	r.Set("app.test", []string{up.Listener.Addr().String()})
+	front := httptest.NewServer(r)
+	t.Cleanup(front.Close)
+
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("part1"))
+		// The rest only once the executor has the first part.
+		select {
+		case <-first:
+			pw.Write([]byte("part2"))
+			pw.Close()
+		case <-time.After(time.Minute):
+			pw.CloseWithError(fmt.Errorf("the executor never saw the first part: the body was buffered"))
+		}
+	}()
+	req, _ := http.NewRequest(http.MethodPost, front.URL+"/upload", pr)
+	req.Host = "app.test"
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "part1part2" {
+		t.Errorf("got %d %q, want %q", resp.StatusCode, b, "part1part2")
+	}
 }

@@ -23,11 +23,26 @@ func scanApp(row pgx.Row) (hangar.App, error) {
 }
 
 // CreateApp registers a on the instance with ID instanceID. A duplicate name
-// in the org is a conflict.
-func (db *DB) CreateApp(ctx context.Context, a hangar.App, instanceID string) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO apps (id, org, name, db_instance_id, app_db_name, language, status, memory_mib, min_vms, max_vms, db_role, db_password)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-		a.ID, a.Org, a.Name, instanceID, a.AppDBName, string(a.Language), string(a.Status), a.MemoryMiB, a.MinVMs, a.MaxVMs, a.DBRole, a.DBPassword)
+// in the org is a conflict; an org at lim.Apps apps, or whose apps' minimum
+// executors would exceed lim.Executors, a KindForbidden error naming the
+// limit.
+func (db *DB) CreateApp(ctx context.Context, a hangar.App, instanceID string, lim hangar.OrgLimits) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		u, err := lockOrgUsage(ctx, tx, a.Org)
+		if err != nil {
+			return err
+		}
+		if lim.Apps > 0 && u.apps >= lim.Apps {
+			return hangar.LimitError(a.Org, lim.Apps, "applications", "delete one")
+		}
+		if lim.Executors > 0 && u.executors+a.MinVMs > lim.Executors {
+			return executorsError(a.Org, lim)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO apps (id, org, name, db_instance_id, app_db_name, language, status, memory_mib, min_vms, max_vms, db_role, db_password)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+			a.ID, a.Org, a.Name, instanceID, a.AppDBName, string(a.Language), string(a.Status), a.MemoryMiB, a.MinVMs, a.MaxVMs, a.DBRole, a.DBPassword)
+		return err
+	})
 	if isUniqueViolation(err) {
 		return hangar.Errorf(hangar.KindConflict, "application %s already exists", a.Name)
 	}
@@ -121,10 +136,28 @@ func (db *DB) Operations(ctx context.Context) (map[string]string, error) {
 	return ops, rows.Err()
 }
 
-// UpdateApp sets the app's executor memory and bounds.
-func (db *DB) UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int) error {
-	_, err := db.pool.Exec(ctx, "UPDATE apps SET memory_mib=$2, min_vms=$3, max_vms=$4 WHERE id=$1", appID, memoryMiB, minVMs, maxVMs)
-	return err
+// UpdateApp sets the app's executor memory and bounds. Raising its minimum
+// executors so that its org's apps' minimums would exceed lim.Executors is
+// a KindForbidden error naming the limit; lowering is always allowed.
+func (db *DB) UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int, lim hangar.OrgLimits) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var org string
+		var was int
+		if err := tx.QueryRow(ctx, "SELECT org, min_vms FROM apps WHERE id=$1", appID).Scan(&org, &was); err != nil {
+			return notFoundIf(err, hangar.AppNotFound(appID))
+		}
+		if lim.Executors > 0 && minVMs > was {
+			u, err := lockOrgUsage(ctx, tx, org)
+			if err != nil {
+				return err
+			}
+			if u.executors-was+minVMs > lim.Executors {
+				return executorsError(org, lim)
+			}
+		}
+		_, err := tx.Exec(ctx, "UPDATE apps SET memory_mib=$2, min_vms=$3, max_vms=$4 WHERE id=$1", appID, memoryMiB, minVMs, maxVMs)
+		return err
+	})
 }
 
 // SetAppDBInstance moves the app to another database instance.
@@ -137,4 +170,14 @@ func (db *DB) SetAppDBInstance(ctx context.Context, appID, instanceID string) er
 func (db *DB) DeleteApp(ctx context.Context, appID string) error {
 	_, err := db.pool.Exec(ctx, "DELETE FROM apps WHERE id=$1", appID)
 	return err
+}
+
+// AppHostExists reports whether an app is registered whose host label,
+// <org>-<app> as in hangar.App.Hostname, is label (compared in lower case,
+// as TLS clients send host names). A registered app gets a certificate
+// before its first deploy, since its URL is printed already.
+func (db *DB) AppHostExists(ctx context.Context, label string) (bool, error) {
+	var ok bool
+	err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM apps WHERE lower(org || '-' || name) = lower($1))", label).Scan(&ok)
+	return ok, err
 }

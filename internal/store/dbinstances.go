@@ -25,9 +25,21 @@ func (db *DB) scanDB(row pgx.Row) (hangar.DBInstance, error) {
 
 // CreateDBInstance records a new database instance; a duplicate name in the
 // org is a conflict.
-func (db *DB) CreateDBInstance(ctx context.Context, d hangar.DBInstance) error {
-	_, err := db.pool.Exec(ctx, "INSERT INTO db_instances ("+dbCols+") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,now())",
-		d.ID, d.Org, d.Name, string(d.Status), d.Host, d.Port, d.AdminUser, db.sealPassword(colAdminPassword, d.ID, d.AdminPassword), d.IsLinked)
+func (db *DB) CreateDBInstance(ctx context.Context, d hangar.DBInstance, lim hangar.OrgLimits) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if lim.DBInstances > 0 && !d.IsLinked {
+			u, err := lockOrgUsage(ctx, tx, d.Org)
+			if err != nil {
+				return err
+			}
+			if u.instances >= lim.DBInstances {
+				return hangar.LimitError(d.Org, lim.DBInstances, "managed database instances", "destroy one")
+			}
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO db_instances ("+dbCols+") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,now())",
+			d.ID, d.Org, d.Name, string(d.Status), d.Host, d.Port, d.AdminUser, db.sealPassword(colAdminPassword, d.ID, d.AdminPassword), d.IsLinked)
+		return err
+	})
 	if isUniqueViolation(err) {
 		return hangar.Errorf(hangar.KindConflict, "database instance %s already exists", d.Name)
 	}

@@ -17,7 +17,7 @@ func TestDB_DeleteDBInstance(t *testing.T) {
 	a := seed(t, db) // app greeter on instance i1
 	second := a
 	second.ID, second.Name, second.AppDBName, second.DBRole = "a2", "bookings", "bookings", "bookings_role"
-	if err := db.CreateApp(ctx, second, "i1"); err != nil {
+	if err := db.CreateApp(ctx, second, "i1", hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -64,7 +64,7 @@ func TestDB_SealedPasswords(t *testing.T) {
 	if err := clear.CreateUser(ctx, hangar.User{ID: "u1", Name: "alice", Org: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := clear.CreateDBInstance(ctx, old); err != nil {
+	if err := clear.CreateDBInstance(ctx, old, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	clear.Close()
@@ -79,7 +79,7 @@ func TestDB_SealedPasswords(t *testing.T) {
 	}
 	t.Cleanup(db.Close)
 	linked := hangar.DBInstance{ID: "linked", Org: "acme", Name: "linkeddb", Status: hangar.DBAvailable, AdminUser: "admin", AdminPassword: "linked-pw", IsLinked: true, Host: "db.example.com", Port: 5432}
-	if err := db.CreateDBInstance(ctx, linked); err != nil {
+	if err := db.CreateDBInstance(ctx, linked, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	raw := func(id string) string {

@@ -26,6 +26,13 @@ func (db *DB) OrgAdmin(ctx context.Context, org string) (string, error) {
 	return *admin, nil
 }
 
+// OrgID returns the stable ID of the org named org.
+func (db *DB) OrgID(ctx context.Context, org string) (string, error) {
+	var id string
+	err := db.pool.QueryRow(ctx, "SELECT id FROM orgs WHERE name=$1", org).Scan(&id)
+	return id, notFoundIf(err, orgNotFound(org))
+}
+
 func orgNotFound(org string) error {
 	return hangar.Errorf(hangar.KindNotFound, "organization %s not found", org)
 }

@@ -33,12 +33,12 @@ func seed(t *testing.T, db *DB) hangar.App {
 		t.Fatal(err)
 	}
 	inst := hangar.DBInstance{ID: "i1", Org: "acme", Name: "db1", Status: hangar.DBAvailable, AdminUser: "admin", AdminPassword: "pw"}
-	if err := db.CreateDBInstance(ctx, inst); err != nil {
+	if err := db.CreateDBInstance(ctx, inst, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	a := hangar.App{ID: "a1", Org: "acme", Name: "greeter", DBInstance: "db1", AppDBName: "greeter", Language: hangar.LanguageNode,
 		Status: hangar.StatusRegistered, MemoryMiB: 512, MinVMs: 1, MaxVMs: 1, DBRole: "greeter_role", DBPassword: "x"}
-	if err := db.CreateApp(ctx, a, inst.ID); err != nil {
+	if err := db.CreateApp(ctx, a, inst.ID, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -68,11 +68,22 @@ func TestDB_Apps(t *testing.T) {
 	if diff := cmp.Diff(a, got, cmpIgnoreTimes); diff != "" {
 		t.Errorf("App mismatch (-want +got):\n%s", diff)
 	}
-	if err := db.CreateApp(ctx, a, "i1"); hangar.KindOf(err) != hangar.KindConflict {
+	if err := db.CreateApp(ctx, a, "i1", hangar.OrgLimits{}); hangar.KindOf(err) != hangar.KindConflict {
 		t.Errorf("duplicate app: %v, want conflict", err)
 	}
 	if _, err := db.App(ctx, "other", "greeter"); hangar.MessageOf(err) != "application greeter not found" {
 		t.Errorf("other org's app: %v, want the CLI's not-found message", err)
+	}
+	for label, want := range map[string]bool{"acme-greeter": true, "ACME-Greeter": true, "acme-other": false, "acme": false} {
+		if got, err := db.AppHostExists(ctx, label); err != nil || got != want {
+			t.Errorf("AppHostExists(%q) = %v, %v; want %v", label, got, err, want)
+		}
+	}
+	if err := db.DeleteApp(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.AppHostExists(ctx, "acme-greeter"); err != nil || got {
+		t.Errorf("AppHostExists of a deleted app = %v, %v; want false", got, err)
 	}
 }
 
@@ -150,14 +161,20 @@ func TestDB_Versions(t *testing.T) {
 	if diff := cmp.Diff(want, vs[0].Steps, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".StartedAt" }, cmp.Ignore())); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}
-	if n, err := db.VersionsUsingArchive(ctx, "d"); err != nil || n != 2 {
-		t.Errorf("VersionsUsingArchive = %d, %v; want 2", n, err)
+	if err := db.CreateVersion(ctx, hangar.Version{ID: "v3", AppID: a.ID, ArchiveDigest: "failed", Status: hangar.VersionDeploying}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishVersion(ctx, "v3", hangar.VersionFailed, "boom"); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := db.KeptArchives(ctx); err != nil || !cmp.Equal(kept, map[string]bool{"d": true}) {
+		t.Errorf("KeptArchives = %v, %v; want d alone (v3 failed)", kept, err)
 	}
 	if err := db.DeleteApp(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := db.VersionsUsingArchive(ctx, "d"); n != 0 {
-		t.Errorf("versions survive their app: %d", n)
+	if kept, _ := db.KeptArchives(ctx); len(kept) != 0 {
+		t.Errorf("versions survive their app: archives %v kept", kept)
 	}
 }
 

@@ -83,10 +83,20 @@ func (db *DB) FinishVersion(ctx context.Context, id string, status hangar.Versio
 	return err
 }
 
-// VersionsUsingArchive counts the versions, of any app, whose archive is
-// digest.
-func (db *DB) VersionsUsingArchive(ctx context.Context, digest string) (int, error) {
-	var n int
-	err := db.pool.QueryRow(ctx, "SELECT count(*) FROM versions WHERE archive_digest=$1", digest).Scan(&n)
-	return n, err
+// KeptArchives returns the archive digests of every version, of any app,
+// that did not fail: the archives to keep.
+func (db *DB) KeptArchives(ctx context.Context) (map[string]bool, error) {
+	rows, err := db.pool.Query(ctx, "SELECT DISTINCT archive_digest FROM versions WHERE status <> $1 AND archive_digest <> ''", string(hangar.VersionFailed))
+	if err != nil {
+		return nil, err
+	}
+	digests, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	kept := make(map[string]bool, len(digests))
+	for _, d := range digests {
+		kept[d] = true
+	}
+	return kept, nil
 }

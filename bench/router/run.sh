@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Router benchmark: deploys the greeter fixture (testdata/apps/greeter) on a
+# real `hangar serve` with the official CLI, then runs wrk (keep-alive, 1
+# thread) against the same executors three ways in one run: directly at an
+# executor's address (plain HTTP, as the router reaches it), through nginx
+# (1 worker, HTTPS with a certificate from Hangar's CA, keep-alive upstream)
+# and through Hangar's router (HTTPS). It prints requests/s and p50/p99
+# latency of each, and Hangar/nginx ratios; with 1 executor and then with 4
+# behind the app, each at 32 and at 200 connections, for $ROUNDS rounds
+# (default 3) of $DURATION (default 10s) each, the three ways interleaved.
+# Installs nginx and wrk with apt when missing. Runs as root (executors use
+# network namespaces); everything is on loopback and torn down at the end.
+# BENCH_SUBNET and BENCH_PREFIX keep executors' networks apart from
+# another Hangar on the host.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cli="@dbos-inc/dbos-cloud@2.10.24"
+rounds=${ROUNDS:-3}
+duration=${DURATION:-10s}
+subnet=${BENCH_SUBNET:-10.225.0.0/16}
+prefix=${BENCH_PREFIX:-brt}
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+work=$(mktemp -d /tmp/hangar-bench-router-XXXXXX)
+chmod 755 "$work"
+data="$work/data"
+mkdir -m 755 "$data"
+serve_pid=""
+nginx_pid=""
+cleanup() {
+  if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+(cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud)
+port=$(freeport)
+HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+  --domain "localhost:$port" --network-prefix "$prefix" --subnet "$subnet" >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
+grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+
+export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
+token=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+app="$work/greeter"
+mkdir "$app"
+(cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)
+cd "$app"
+"$work/bin/dbos-cloud" login --with-refresh-token "$token" >/dev/null
+npx -y "$cli" db provision benchdb -U dbos_admin -W bench-password >/dev/null
+deploy() { npx -y "$cli" app deploy >"$work/deploy.out" 2>&1 || { cat "$work/deploy.out"; exit 1; }; }
+
+host="bench-greeter.localhost"
+# wrk takes the TLS server name from the URL and resolves it with the
+# system's resolver: give it a hosts file of its own in a private mount
+# namespace rather than edit the host's.
+printf '127.0.0.1 localhost %s\n' "$host" >"$work/hosts"
+wrk_() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec wrk "$@"' "$work/hosts" "$@"; }
+
+# A certificate for nginx from Hangar's CA, with a P-256 key like the ones
+# Hangar issues.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$host" \
+  -keyout "$work/nginx.key" -out "$work/nginx.csr" 2>/dev/null
+printf 'subjectAltName=DNS:%s\n' "$host" >"$work/san.ext"
+openssl x509 -req -in "$work/nginx.csr" -CA "$data/ca.pem" -CAkey "$data/ca-key.pem" -CAcreateserial \
+  -days 2 -extfile "$work/san.ext" -out "$work/nginx.crt" 2>/dev/null
+nport=$(freeport)
+
+# start_nginx proxies https://$host:$nport to the executors given.
+start_nginx() {
+  if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true; fi
+  mkdir -p "$work/nginx"
+  {
+    echo "worker_processes 1; user root; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log;"
+    echo "events { worker_connections 4096; }"
+    echo "http { access_log off;"
+    echo "  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;"
+    echo "  upstream app {"
+    for a in "$@"; do echo "    server $a;"; done
+    # Like Hangar's router: below Node's 5 s keep-alive timeout.
+    echo "    keepalive 512; keepalive_requests 1000000; keepalive_timeout 4s; }"
+    echo "  server { listen 127.0.0.1:$nport ssl http2; server_name $host;"
+    echo "    ssl_certificate $work/nginx.crt; ssl_certificate_key $work/nginx.key;"
+    echo "    keepalive_requests 1000000;"
+    echo "    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";"
+    echo "      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;"
+    echo "      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host; } } }"
+  } >"$work/nginx/nginx.conf"
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  nginx_pid=$!
+  for _ in $(seq 100); do curl -fsS -o /dev/null 2>/dev/null --cacert "$data/ca.pem" --resolve "$host:$nport:127.0.0.1" "https://$host:$nport/" && return; sleep 0.1; done
+  echo "nginx did not start"; cat "$work/nginx/error.log"; exit 1
+}
+
+# cputicks prints the CPU time (user + system, in clock ticks) the
+# processes $@ have used so far.
+cputicks() {
+  local p t=0
+  for p; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
+# measure prints "<req/s> <p50 ms> <p99 ms> <proxy CPU µs per request>" of
+# wrk against $1 with $2 connections, the proxy being the processes $3...
+# (none for direct).
+measure() {
+  local url=$1 conns=$2 before after idle out
+  shift 2
+  # What the proxy spends idle over as long (Hangar's supervisor and log
+  # shipping) is not the requests' cost.
+  idle=0
+  if [ $# -gt 0 ]; then
+    before=$(cputicks "$@")
+    sleep "$duration"
+    idle=$(($(cputicks "$@") - before))
+  fi
+  before=$(cputicks "$@")
+  out=$(wrk_ -t1 -c"$conns" -d"$duration" --latency "$url")
+  after=$(cputicks "$@")
+  awk -v ticks=$((after - before - idle)) -v hz="$(getconf CLK_TCK)" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } $1 == "Requests/sec:" { rps = $2 }
+    $2 == "requests" && $3 == "in" { n = $1 }
+    /Non-2xx|Socket errors/ { err = err " " $0 }
+    END { printf "%.0f %.2f %.2f %.0f%s\n", rps, p50, p99, (n ? ticks * 1e6 / hz / n : 0), (err ? "  [" err " ]" : "") }' <<<"$out"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0 ? a / b : 0) }'; }
+
+# run benchmarks the executors in $@ at 32 and 200 connections.
+run() {
+  local label=$1
+  shift
+  start_nginx "$@"
+  for conns in 32 200; do
+    echo
+    echo "== $label, $conns connections, $rounds rounds of $duration (req/s, p50 ms, p99 ms, proxy CPU per request) =="
+    for r in $(seq "$rounds"); do
+      read -r d_rps d_p50 d_p99 _ d_err < <(measure "http://$1/" "$conns")
+      read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$nginx_pid" $(pgrep -P "$nginx_pid"))
+      read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$serve_pid")
+      printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
+        "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
+        "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "$d_err$n_err$h_err"
+      echo "$n_rps $h_rps $(ratio "$h_p99" "$n_p99") $(ratio "$h_cpu" "$n_cpu")" >>"$work/rounds"
+    done
+    # Rounds swing with the machine's other load: sum the requests, take
+    # the median of the ratios.
+    awk '{ n += $1; h += $2; p99[NR] = $3; cpu[NR] = $4 }
+      function median(a, k, i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+      END { printf "all rounds: hangar/nginx requests %.2fx, median p99 %.2fx, median CPU/req %.2fx\n", h / n, median(p99, NR), median(cpu, NR) }' "$work/rounds"
+    rm "$work/rounds"
+  done
+}
+
+executors() { grep 'msg="executor started"' "$work/serve.log" | grep 'app=greeter' | tail -n "$1" | sed 's/.*addr=\([^ ]*\).*/\1/'; }
+
+echo "Hangar router benchmark: greeter fixture, wrk -t1 keep-alive, $(nproc) CPUs"
+deploy
+mapfile -t one < <(executors 1)
+run "1 executor" "${one[@]}"
+
+"$work/bin/dbos-cloud" app update greeter --min-executors 4 >/dev/null
+deploy
+mapfile -t four < <(executors 4)
+run "4 executors" "${four[@]}"

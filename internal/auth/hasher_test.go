@@ -1,0 +1,89 @@
+package auth
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingVerify wraps h's verify, counting calls and the most running at
+// once.
+func countingVerify(h *Hasher) (calls, peak *atomic.Int64) {
+	calls, peak = new(atomic.Int64), new(atomic.Int64)
+	var running atomic.Int64
+	verify := h.verify
+	h.verify = func(encoded, pw string) (bool, error) {
+		calls.Add(1)
+		n := running.Add(1)
+		defer running.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		return verify(encoded, pw)
+	}
+	return calls, peak
+}
+
+// TestHasher_Flood is 60 concurrent checks of unknown users, each an
+// argon2 hash of 19 MiB: no more than the limit run at once (the API's
+// TestDevice_SignInFlood measures the heap this keeps flat).
+func TestHasher_Flood(t *testing.T) {
+	t.Parallel()
+	const limit, n = 3, 60
+	h := NewHasher(HasherConfig{MaxConcurrent: limit, Wait: time.Minute})
+	calls, peak := countingVerify(h)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Go(func() {
+			if ok, err := h.Verify(t.Context(), "", "a guessed password"); ok || err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Errorf("%d checks of unknown users did not answer false, nil", f)
+	}
+	if got := calls.Load(); got != n {
+		t.Errorf("%d hashes computed, want %d", got, n)
+	}
+	if got := peak.Load(); got > limit {
+		t.Errorf("%d hashes ran at once, want at most %d", got, limit)
+	}
+}
+
+func TestHasher_Busy(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(HasherConfig{MaxConcurrent: 1, Wait: time.Millisecond})
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.verify = func(string, string) (bool, error) {
+		close(entered)
+		<-release
+		return false, nil
+	}
+	done := make(chan error)
+	go func() {
+		_, err := h.Verify(t.Context(), "", "pw")
+		done <- err
+	}()
+	<-entered
+	if _, err := h.Verify(t.Context(), "", "pw"); !errors.Is(err, ErrBusy) {
+		t.Errorf("a check while the only turn is taken: %v, want ErrBusy", err)
+	}
+	if _, err := h.Hash(t.Context(), "a long enough password"); !errors.Is(err, ErrBusy) {
+		t.Errorf("a hash while the only turn is taken: %v, want ErrBusy", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(t.Context(), "a long enough password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := VerifyPassword(hash, "a long enough password"); !ok || err != nil {
+		t.Errorf("the hash made in a turn does not verify: %t, %v", ok, err)
+	}
+}

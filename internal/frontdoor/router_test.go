@@ -1,0 +1,186 @@
+package frontdoor_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/frontdoor"
+	"github.com/hangar-oss/hangar/internal/router"
+)
+
+// Apps' traffic through the front door and the router, as `hangar serve`
+// wires them.
+
+// idle is how long streams stay quiet in these tests: longer than the
+// front door's idle and body timeouts below, which must not cut them.
+const idle = 60 * time.Second
+
+// shortTimeouts are far below idle.
+var shortTimeouts = frontdoor.Config{IdleTimeout: time.Second, BodyReadTimeout: time.Second}
+
+// throughRouter serves the router, with host routed to an executor serving
+// h, behind a front door.
+func throughRouter(t testing.TB, cfg frontdoor.Config, host string, h http.Handler) *front {
+	t.Helper()
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	rt := router.New(slog.New(slog.DiscardHandler))
+	rt.Set(host, []string{up.Listener.Addr().String()})
+	return start(t, cfg, rt)
+}
+
+// TestFrontDoor_StreamsSurviveIdle: a WebSocket and server-sent event
+// streams (HTTP/1.1 and HTTP/2) pass through the router unbuffered and
+// carry data again after a minute of silence. They share the one wait, so
+// the test takes a minute however few CPUs run the tests.
+func TestFrontDoor_StreamsSurviveIdle(t *testing.T) {
+	t.Parallel()
+	resume := []func(){webSocket(t), sse(t, false), sse(t, true)}
+	<-time.After(idle)
+	for _, r := range resume {
+		r()
+	}
+}
+
+// webSocket upgrades a connection to an echoing executor, checks the echo,
+// and returns a func that checks it again.
+func webSocket(t *testing.T) (resume func()) {
+	f := throughRouter(t, shortTimeouts, "ws.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw) // echo
+	}))
+	c := f.dial(t)
+	fmt.Fprint(c, "GET /socket HTTP/1.1\r\nHost: ws.apps.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("WebSocket upgrade: got %s, want 101", resp.Status)
+	}
+	echo := func(msg string) {
+		t.Helper()
+		fmt.Fprint(c, msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+			t.Errorf("WebSocket echo: got %q, %v; want %q", got, err, msg)
+		}
+	}
+	echo("ping before")
+	return func() { echo("ping after a minute") }
+}
+
+// sse opens an event stream, checks that its first event arrives before
+// the executor sends the second, and returns a func that has the executor
+// send the second and checks it arrives.
+func sse(t *testing.T, h2 bool) (resume func()) {
+	next := make(chan struct{})
+	f := throughRouter(t, shortTimeouts, "sse.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-next:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "data: two\n\n")
+	}))
+	req, _ := http.NewRequest(http.MethodGet, f.url("/events"), nil)
+	req.Host = "sse.apps.test"
+	resp, err := f.client(h2).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	br := bufio.NewReader(resp.Body)
+	event := func(want string) {
+		t.Helper()
+		line, err := br.ReadString('\n')
+		if err != nil || line != want {
+			t.Errorf("SSE over %s: got %q, %v; want %q", resp.Proto, line, err, want)
+		}
+		br.ReadString('\n') // the blank line that ends the event
+	}
+	event("data: one\n")
+	return func() {
+		close(next)
+		event("data: two\n")
+	}
+}
+
+// TestFrontDoor_ForwardedHeaders: the executor sees the client's address,
+// the host it asked for and https, whatever the client claimed in its own
+// copies of these headers.
+func TestFrontDoor_ForwardedHeaders(t *testing.T) {
+	t.Parallel()
+	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "xff=%s xfh=%s xfp=%s forwarded=%s host=%s",
+			strings.Join(r.Header.Values("X-Forwarded-For"), ","), r.Header.Get("X-Forwarded-Host"),
+			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("Forwarded"), r.Host)
+	}))
+	for _, h2 := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodGet, f.url("/"), nil)
+		req.Host = "app.apps.test"
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		req.Header.Set("X-Forwarded-Host", "evil.test")
+		req.Header.Set("X-Forwarded-Proto", "http")
+		req.Header.Set("Forwarded", "for=6.6.6.6")
+		resp, err := f.client(h2).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "xff=127.0.0.1 xfh=app.apps.test xfp=https forwarded= host=app.apps.test"; string(b) != want {
+			t.Errorf("h2=%t: got %q, want %q", h2, b, want)
+		}
+	}
+}
+
+// TestFrontDoor_StalledBodyThroughRouter: a client whose body stalls gets
+// 408, and the executor sees its request end, not hang.
+func TestFrontDoor_StalledBodyThroughRouter(t *testing.T) {
+	t.Parallel()
+	upErr := make(chan error, 1)
+	f := throughRouter(t, frontdoor.Config{BodyReadTimeout: 500 * time.Millisecond}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		upErr <- err
+	}))
+	pr, pw := io.Pipe()
+	defer pw.Close() // the stall: nothing more is ever written
+	go pw.Write([]byte("hello"))
+	req, _ := http.NewRequest(http.MethodPost, f.url("/upload"), pr)
+	req.Host = "app.apps.test"
+	req.ContentLength = 100
+	resp, err := f.client(true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled body through the router: got %s, want 408", resp.Status)
+	}
+	if err := <-upErr; err == nil {
+		t.Error("executor read the whole body of a stalled request, want an error")
+	}
+}
