@@ -22,6 +22,12 @@ func TestCluster_Sandbox(t *testing.T) {
 		t.Skip("runc is not installed")
 	}
 	dir := t.TempDir()
+	t.Cleanup(func() { // runc leaves the parent cgroup behind
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/hd-pgcluster-test")
+		for _, p := range parents {
+			os.Remove(p)
+		}
+	})
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("host secret"), 0o644); err != nil {
 		t.Fatal(err)
