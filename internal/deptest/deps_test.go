@@ -27,6 +27,7 @@ var allowed = []struct {
 	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
+	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
 	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster"}},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
