@@ -678,6 +678,16 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 			}
 		}
 	}
+	steps, err := os.ReadDir(filepath.Join(d.cfg.StateDir, "steps"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, ent := range steps {
+		if err := removeStepBundle(filepath.Join(d.cfg.StateDir, "steps", ent.Name())); err != nil {
+			errs = append(errs, err)
+		}
+		n++
+	}
 	names, err := d.net.Leftovers(ctx)
 	if err != nil {
 		errs = append(errs, err)
