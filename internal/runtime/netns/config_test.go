@@ -23,7 +23,7 @@ func TestNewDriver_Config(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := newDriver(tc.cfg, discard, "ip", "")
+			_, err := newDriver(tc.cfg, discard, "ip", "", nil)
 			if (err == nil) != tc.ok {
 				t.Errorf("got error %v, want ok: %v", err, tc.ok)
 			}

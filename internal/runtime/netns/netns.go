@@ -3,9 +3,9 @@
 // veth pair on a /30 of its own, so that every app can listen on the same
 // port. The host reaches the app at the executor's address; the app reaches
 // host services only through the forwards of its Spec, on its gateway
-// address. It gives no other isolation (same user, filesystem and cgroups as
-// Hangar). It needs Linux, root and iproute2, whose `ip netns exec` starts
-// the apps. Only composition roots (cmd/hangar, hangartest) import it.
+// address, and beyond the host what the egress policy allows. It gives no
+// other isolation (same user, filesystem and cgroups as Hangar). It needs
+// Linux, root, nftables and iproute2, whose `ip netns exec` starts the apps. Only composition roots (cmd/hangar, hangartest) import it.
 package netns
 
 import (
@@ -43,6 +43,9 @@ type Config struct {
 	// share a host need distinct prefixes. 1 to 16 characters of a-z and
 	// 0-9. Default "hg".
 	Prefix string
+	// Egress is the policy for what executors reach beyond the host and
+	// where their DNS queries go. Default runtime.Egress's zero value.
+	Egress runtime.Egress
 }
 
 // Driver runs executors in network namespaces. It is safe for concurrent
@@ -67,11 +70,16 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable, "the netns executor driver needs ip (iproute2): %v", err)
 	}
-	return newDriver(cfg, logger, path, vnet.LockPath)
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindUnavailable,
+			"nft not found (%v): apt-get install nftables; executors' networks need it to keep them off host services and apply the egress policy", err)
+	}
+	return newDriver(cfg, logger, path, vnet.LockPath, vnet.ExecNFT(nft))
 }
 
-func newDriver(cfg Config, logger *slog.Logger, ipPath, lockPath string) (*Driver, error) {
-	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, lockPath)
+func newDriver(cfg Config, logger *slog.Logger, ipPath, lockPath string, nft vnet.NFT) (*Driver, error) {
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix, Egress: cfg.Egress}, lockPath, nft)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +111,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Executo
 func (d *Driver) start(ctx context.Context, e *table.Entry, spec runtime.Spec) (*runtime.Executor, error) {
 	logger := d.logger.With("executor", spec.ID, "app", spec.App, "version", spec.Version)
 
-	// Forwards listen before the app starts: it may connect at once.
-	forwards, err := vnet.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
+	// The resolver and relays listen before the app starts: it may
+	// connect at once.
+	forwards, err := d.net.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}

@@ -92,6 +92,9 @@ type Config struct {
 	// TmpMiB is the size of an executor's private /tmp, which counts
 	// against its memory limit. Default 64.
 	TmpMiB int
+	// Egress is the policy for what executors reach beyond the host and
+	// where their DNS queries go. Default runtime.Egress's zero value.
+	Egress runtime.Egress
 }
 
 func (c *Config) setDefaults() {
@@ -132,7 +135,6 @@ type Driver struct {
 	bundles  string
 	hidden   []string
 	net      *vnet.Pool
-	nft      vnet.NFT
 	cgroups  hierarchies
 	logger   *slog.Logger
 
@@ -181,7 +183,7 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 
 func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, cg hierarchies) (*Driver, error) {
 	cfg.setDefaults()
-	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix}, vnet.LockPath)
+	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix, Egress: cfg.Egress}, vnet.LockPath, nft)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +208,6 @@ func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, c
 		bundles:  filepath.Join(cfg.StateDir, "bundles"),
 		hidden:   hidden,
 		net:      pool,
-		nft:      nft,
 		cgroups:  cg,
 		logger:   logger,
 		uids:     make(map[uint32]bool),
@@ -267,19 +268,13 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		spec.MemoryMiB = hangar.DefaultMemoryMiB
 	}
 
-	// Forwards listen before the app starts: it may connect at once.
-	forwards, err := vnet.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
+	// The resolver and relays listen before the app starts: it may
+	// connect at once.
+	forwards, err := d.net.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 	e.Forwards = forwards // Stop closes them, also when Start fails below
-	ports := make([]int, len(spec.Forwards))
-	for i, f := range spec.Forwards {
-		ports[i] = f.ListenPort
-	}
-	if err := vnet.Guard(ctx, d.nft, e.Name, e.Network.Gateway, ports); err != nil {
-		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
-	}
 
 	bundle := filepath.Join(d.bundles, e.Name)
 	e.bundle = bundle
@@ -342,7 +337,7 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 	if err := bindRootfs(rootfs); err != nil {
 		return fmt.Errorf("bind the root filesystem: %w", err)
 	}
-	for name, content := range etcFiles(spec.ID) {
+	for name, content := range etcFiles(spec.ID, e.Network.Gateway) {
 		if err := os.WriteFile(filepath.Join(bundle, name), []byte(content), 0o644); err != nil {
 			return err
 		}
@@ -591,9 +586,6 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 			if err := d.net.Teardown(ctx, e.Name); err != nil {
 				errs = append(errs, err)
 			}
-			if err := vnet.Unguard(context.WithoutCancel(ctx), d.nft, e.Name); err != nil {
-				errs = append(errs, err)
-			}
 			// The parent group goes only when no other executor uses it;
 			// Cleanup and the last Stop take it away.
 			if err := d.cgroups.removeGroups(d.cgroupPath(id), d.cgroupParent(), "/hangar"); err != nil {
@@ -698,9 +690,6 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 		}
 		id := strings.TrimPrefix(ns, d.net.Prefix()+"-")
 		if err := d.net.Teardown(ctx, ns); err != nil {
-			errs = append(errs, err)
-		}
-		if err := vnet.Unguard(ctx, d.nft, ns); err != nil {
 			errs = append(errs, err)
 		}
 		if err := d.cgroups.removeGroups(d.cgroupPath(id)); err != nil {

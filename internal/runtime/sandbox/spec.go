@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
 // This file builds the OCI runtime spec of an executor. It is pure, so that
@@ -171,12 +173,12 @@ func cleanPaths(paths []string) ([]string, error) {
 	return out, nil
 }
 
-// etcFiles returns the contents of the executor's /etc/hosts and
-// /etc/resolv.conf.
-func etcFiles(id string) map[string]string {
+// etcFiles returns the contents of the /etc/hosts and /etc/resolv.conf of
+// executor id, whose gateway is gateway.
+func etcFiles(id, gateway string) map[string]string {
 	return map[string]string{
 		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + id + "\n",
-		"resolv.conf": "# Executors resolve no names: they reach only their forwards.\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+		"resolv.conf": vnet.ResolvConf(gateway),
 	}
 }
 

@@ -15,6 +15,9 @@ const (
 	// nsDir holds the named network namespaces, bind mounts of their nsfs
 	// files, where `ip netns` keeps and looks for them.
 	nsDir = "/run/netns"
+	// etcNetnsDir holds a directory per named namespace whose files
+	// `ip netns exec` binds over those of /etc.
+	etcNetnsDir = "/etc/netns"
 	// peerIf is the name of the executor's end of its veth pair, inside its
 	// namespace.
 	peerIf = "eth0"
@@ -23,6 +26,9 @@ const (
 // Path returns the file that holds namespace ns open, which runc and setns
 // accept.
 func Path(ns string) string { return filepath.Join(nsDir, ns) }
+
+// etcDir returns the /etc overlay of namespace ns.
+func etcDir(ns string) string { return filepath.Join(etcNetnsDir, ns) }
 
 // HostIf returns the name of the host end of namespace ns's veth pair. It is
 // derived from ns so that Cleanup finds it without recorded state; 48 bits

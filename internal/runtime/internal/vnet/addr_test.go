@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 func TestHostIf(t *testing.T) {
@@ -87,10 +89,14 @@ func TestNew_Config(t *testing.T) {
 		{"TooSmall", Config{Subnet: "10.0.0.0/31"}, false},
 		{"NotAPrefix", Config{Subnet: "10.0.0.1"}, false},
 		{"DashInPrefix", Config{Prefix: "hg-x"}, false},
+		{"Egress", Config{Egress: runtime.Egress{Allow: []string{"10.1.0.0/16"}, Deny: []string{"203.0.113.0/24"}, Resolvers: []string{"127.0.0.1:5353", "::1"}}}, true},
+		{"EgressNotAPrefix", Config{Egress: runtime.Egress{Allow: []string{"10.1.0.0"}}}, false},
+		{"EgressIPv6", Config{Egress: runtime.Egress{Deny: []string{"fd00:ec2::254/128"}}}, false},
+		{"ResolverNotAnIP", Config{Egress: runtime.Egress{Resolvers: []string{"dns.example"}}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := New(tc.cfg, "")
+			_, err := New(tc.cfg, "", nil)
 			if (err == nil) != tc.ok {
 				t.Errorf("got error %v, want ok: %v", err, tc.ok)
 			}

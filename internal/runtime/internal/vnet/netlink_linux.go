@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -70,6 +71,10 @@ func createNS(ns string) error {
 		h, err := netns.NewNamed(ns)
 		if err == nil {
 			h.Close()
+			// Links made from now on, the executor's end of its veth
+			// pair, have no IPv6: the executor gets none, so nothing
+			// reaches the host or beyond over it. Loopback keeps ::1.
+			err = ipv6Off("default")
 		}
 		if serr := netns.Set(host); serr != nil {
 			// The thread stays locked, so it ends with this goroutine
@@ -173,6 +178,9 @@ func configure(ns string, s slot) error {
 	if err != nil {
 		return err
 	}
+	if err := ipv6Off(HostIf(ns)); err != nil {
+		return fmt.Errorf("turn IPv6 off on %s: %w", HostIf(ns), err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("set %s up: %w", HostIf(ns), err)
 	}
@@ -222,4 +230,38 @@ func removeLink(name string) error {
 		return err
 	}
 	return nil
+}
+
+// uplinks returns the links of the host's IPv4 default routes.
+func uplinks() ([]string, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		idx = append(idx, r.LinkIndex)
+		for _, nh := range r.MultiPath {
+			idx = append(idx, nh.LinkIndex)
+		}
+	}
+	var names []string
+	for _, i := range idx {
+		if i == 0 {
+			continue
+		}
+		link, err := netlink.LinkByIndex(i)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(names, link.Attrs().Name) {
+			names = append(names, link.Attrs().Name)
+		}
+	}
+	return names, nil
 }

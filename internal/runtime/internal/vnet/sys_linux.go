@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -31,12 +33,10 @@ func killPID(pid int) error {
 	return nil
 }
 
-// listenDevice listens on TCP addr, accepting only connections that arrive
-// through network device dev, so that a forward on an executor's gateway is
-// unreachable from other executors (which could otherwise reach any host
-// address through their own gateway) and from the host itself.
-func listenDevice(ctx context.Context, dev, addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+// bindToDevice is a net.ListenConfig.Control that binds a socket to
+// network device dev.
+func bindToDevice(dev string) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptString(int(fd), syscall.SOL_SOCKET, syscall.SO_BINDTODEVICE, dev)
@@ -44,6 +44,47 @@ func listenDevice(ctx context.Context, dev, addr string) (net.Listener, error) {
 			return err
 		}
 		return serr
-	}}
+	}
+}
+
+// listenDevice listens on TCP addr, accepting only connections that arrive
+// through network device dev, so that a forward on an executor's gateway is
+// unreachable from other executors (which could otherwise reach any host
+// address through their own gateway) and from the host itself.
+func listenDevice(ctx context.Context, dev, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: bindToDevice(dev)}
 	return lc.Listen(ctx, "tcp4", addr)
+}
+
+// listenPacketDevice is listenDevice for UDP.
+func listenPacketDevice(ctx context.Context, dev, addr string) (net.PacketConn, error) {
+	lc := net.ListenConfig{Control: bindToDevice(dev)}
+	return lc.ListenPacket(ctx, "udp4", addr)
+}
+
+// sysctl is the file of a network sysctl of the host's namespace, such as
+// "ipv4/conf/eth0/forwarding".
+func sysctl(name string) string { return "/proc/sys/net/" + name }
+
+// setSysctl writes value to network sysctl name.
+func setSysctl(name, value string) error {
+	return os.WriteFile(sysctl(name), []byte(value), 0o644)
+}
+
+// ipv6Off turns IPv6 off on link dev. A kernel without IPv6 has nothing to
+// turn off.
+func ipv6Off(dev string) error {
+	err := setSysctl("ipv6/conf/"+dev+"/disable_ipv6", "1")
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(sysctl("ipv6")); errors.Is(serr, fs.ErrNotExist) {
+			return nil
+		}
+	}
+	return err
+}
+
+// forwarding reports whether IPv4 forwarding is on for link dev.
+func forwarding(dev string) (bool, error) {
+	b, err := os.ReadFile(sysctl("ipv4/conf/" + dev + "/forwarding"))
+	return strings.TrimSpace(string(b)) == "1", err
 }

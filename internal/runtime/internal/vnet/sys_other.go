@@ -17,6 +17,16 @@ func listenDevice(context.Context, string, string) (net.Listener, error) {
 	return nil, errors.ErrUnsupported
 }
 
+func listenPacketDevice(context.Context, string, string) (net.PacketConn, error) {
+	return nil, errors.ErrUnsupported
+}
+
+func setSysctl(string, string) error { return errors.ErrUnsupported }
+
+func forwarding(string) (bool, error) { return false, errors.ErrUnsupported }
+
+func uplinks() ([]string, error) { return nil, errors.ErrUnsupported }
+
 func hostPrefixes() ([]netip.Prefix, error) { return nil, errors.ErrUnsupported }
 
 func createNS(string) error { return errors.ErrUnsupported }

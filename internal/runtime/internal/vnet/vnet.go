@@ -1,7 +1,10 @@
 // Package vnet builds the network of an executor: a named network namespace
-// joined to the host by a veth pair on a /30 of its own, plus the TCP
-// forwards that let the executor reach chosen host services on its gateway
-// address and nothing else through it. It speaks netlink to the kernel; the
+// joined to the host by a veth pair on a /30 of its own; a firewall that
+// keeps it off the host and other executors and applies the egress policy
+// to what it sends beyond the host, through NAT; and on its gateway a DNS
+// resolver and the TCP relays that let it reach chosen host services. Any
+// sandbox that joins such a namespace (executors of either driver, builds)
+// gets all of it. It speaks netlink to the kernel; the
 // namespaces are the ones `ip netns` knows (bind mounts under /run/netns),
 // since the drivers share them: netns runs the app inside the namespace with
 // `ip netns exec`, sandbox has runc join it by path. Only drivers under
@@ -17,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,6 +44,9 @@ type Config struct {
 	// share a host need distinct prefixes. 1 to 16 characters of a-z and
 	// 0-9. Default "hg".
 	Prefix string
+	// Egress is the policy for what executors reach beyond the host and
+	// where their DNS queries go. Default runtime.Egress's zero value.
+	Egress runtime.Egress
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
@@ -48,14 +55,17 @@ var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
 // host's addresses and namespaces are the allocation table, so it is safe
 // for concurrent use and survives restarts.
 type Pool struct {
-	prefix   string
-	subnet   netip.Prefix
-	lockPath string
+	prefix    string
+	subnet    netip.Prefix
+	lockPath  string
+	nft       NFT
+	policy    policy
+	resolvers []string
 }
 
-// New returns a pool that takes the allocation lock at lockPath. Its errors
-// are KindInvalid.
-func New(cfg Config, lockPath string) (*Pool, error) {
+// New returns a pool that takes the allocation lock at lockPath and
+// installs firewalls with nft. Its errors are KindInvalid.
+func New(cfg Config, lockPath string, nft NFT) (*Pool, error) {
 	if cfg.Subnet == "" {
 		cfg.Subnet = "10.213.0.0/16"
 	}
@@ -69,7 +79,39 @@ func New(cfg Config, lockPath string) (*Pool, error) {
 	if !prefixRE.MatchString(cfg.Prefix) {
 		return nil, hangar.Errorf(hangar.KindInvalid, "executor network: prefix %q: use 1 to 16 characters of a-z and 0-9", cfg.Prefix)
 	}
-	return &Pool{prefix: cfg.Prefix, subnet: subnet, lockPath: lockPath}, nil
+	pol, err := parsePolicy(cfg.Egress, subnet)
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindInvalid, "executor network: %v", err)
+	}
+	resolvers := cfg.Egress.Resolvers
+	if len(resolvers) == 0 {
+		if resolvers, err = hostNameservers(); err != nil {
+			return nil, hangar.Errorf(hangar.KindInvalid, "executor network: %v", err)
+		}
+	}
+	upstreams, err := upstreamAddrs(resolvers)
+	if err != nil {
+		return nil, hangar.Errorf(hangar.KindInvalid, "executor network: %v", err)
+	}
+	return &Pool{prefix: cfg.Prefix, subnet: subnet, lockPath: lockPath, nft: nft, policy: pol, resolvers: upstreams}, nil
+}
+
+// hostNameservers returns the nameservers of the host's /etc/resolv.conf,
+// or the one the C library then assumes, 127.0.0.1.
+func hostNameservers() ([]string, error) {
+	f, err := os.Open("/etc/resolv.conf")
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{"127.0.0.1"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ns := Nameservers(f)
+	if len(ns) == 0 {
+		ns = []string{"127.0.0.1"}
+	}
+	return ns, nil
 }
 
 // Prefix returns the pool's name prefix.
@@ -78,11 +120,13 @@ func (p *Pool) Prefix() string { return p.prefix }
 // Name returns the namespace name of executor id.
 func (p *Pool) Name(id string) string { return p.prefix + "-" + id }
 
-// Setup allocates a /30 and builds namespace ns on it. The allocation runs
-// under the host-wide lock, so that no other instance takes the same /30
-// meanwhile; the lock is held only until the /30 is claimed. On failure the
-// caller must call Teardown.
-func (p *Pool) Setup(_ context.Context, ns string) (runtime.Network, error) {
+// Setup allocates a /30, builds namespace ns on it and installs its
+// firewall, with no relays yet; then it turns IPv4 forwarding on for the
+// host end of its veth pair and, where it is off, for the host's uplinks.
+// The allocation runs under the host-wide lock, so that no other instance
+// takes the same /30 meanwhile; the lock is held only until the /30 is
+// claimed. On failure the caller must call Teardown.
+func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 	s, err := p.claim(ns)
 	if err != nil {
 		return runtime.Network{}, err
@@ -90,7 +134,53 @@ func (p *Pool) Setup(_ context.Context, ns string) (runtime.Network, error) {
 	if err := configure(ns, s); err != nil {
 		return runtime.Network{}, fmt.Errorf("configure network namespace %s: %w", ns, err)
 	}
-	return runtime.Network{Gateway: s.gateway().Addr().String(), Address: s.address().Addr().String()}, nil
+	gateway := s.gateway().Addr().String()
+	if err := p.nft(ctx, firewallRules(ns, gateway, nil, p.policy)); err != nil {
+		return runtime.Network{}, fmt.Errorf("install executor network firewall: %w", err)
+	}
+	// Only once the firewall is in place: forwarding on the host end lets
+	// the executor's packets leave the host.
+	if err := setSysctl("ipv4/conf/"+HostIf(ns)+"/forwarding", "1"); err != nil {
+		return runtime.Network{}, fmt.Errorf("turn forwarding on for %s: %w", HostIf(ns), err)
+	}
+	if err := p.openUplinks(ctx); err != nil {
+		return runtime.Network{}, err
+	}
+	// `ip netns exec` binds this over /etc/resolv.conf.
+	if err := os.MkdirAll(etcDir(ns), 0o755); err != nil {
+		return runtime.Network{}, err
+	}
+	if err := os.WriteFile(filepath.Join(etcDir(ns), "resolv.conf"), []byte(ResolvConf(gateway)), 0o644); err != nil {
+		return runtime.Network{}, err
+	}
+	return runtime.Network{Gateway: gateway, Address: s.address().Addr().String()}, nil
+}
+
+// openUplinks turns IPv4 forwarding on for the host's uplinks (the links
+// of its default routes) where it is off, so that replies reach executors,
+// after recording each in the host table, which keeps the host from
+// routing anything else through it. See uplinkRules.
+func (p *Pool) openUplinks(ctx context.Context) error {
+	devs, err := uplinks()
+	if err != nil {
+		return fmt.Errorf("find the host's uplinks: %w", err)
+	}
+	for _, dev := range devs {
+		on, err := forwarding(dev)
+		if err != nil {
+			return fmt.Errorf("read forwarding of %s: %w", dev, err)
+		}
+		if on {
+			continue
+		}
+		if err := p.nft(ctx, uplinkRules(dev)); err != nil {
+			return fmt.Errorf("restrict forwarding from uplink %s: %w", dev, err)
+		}
+		if err := setSysctl("ipv4/conf/"+dev+"/forwarding", "1"); err != nil {
+			return fmt.Errorf("turn forwarding on for uplink %s: %w", dev, err)
+		}
+	}
+	return nil
 }
 
 // claim creates namespace ns and its veth pair, and claims a free /30 by
@@ -136,7 +226,8 @@ func (p *Pool) KillAll(_ context.Context, ns string) error {
 }
 
 // Teardown kills what is left in namespace ns and removes it with its veth
-// pair. Parts already gone count as removed, so Teardown can be repeated.
+// pair and firewall. Parts already gone count as removed, so Teardown can
+// be repeated.
 // Deleting the host end first removes the pair at once; the kernel would
 // otherwise drop it only after the namespace's last process is gone.
 func (p *Pool) Teardown(ctx context.Context, ns string) error {
@@ -146,7 +237,13 @@ func (p *Pool) Teardown(ctx context.Context, ns string) error {
 	if err := removeLink(HostIf(ns)); err != nil {
 		return fmt.Errorf("remove veth pair %s: %w", HostIf(ns), err)
 	}
+	if err := removeFirewall(context.WithoutCancel(ctx), p.nft, ns); err != nil {
+		return err
+	}
 	if err := removeNS(ns); err != nil {
+		return fmt.Errorf("remove network namespace %s: %w", ns, err)
+	}
+	if err := os.RemoveAll(etcDir(ns)); err != nil {
 		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
 	return nil
@@ -170,16 +267,26 @@ func (p *Pool) Leftovers(context.Context) ([]string, error) {
 	return names, nil
 }
 
-// Forwards are the running TCP relays of one executor.
-type Forwards struct{ fs []*forwarder }
+// Forwards are the services on one executor's gateway: its DNS resolver
+// and its TCP relays.
+type Forwards struct {
+	dns *resolver
+	fs  []*forwarder
+}
 
-// Forward starts a relay for each forward of an executor whose namespace is
-// ns and whose gateway is gateway. Each listens on the gateway bound to the
-// host end of ns's veth pair, so only that executor reaches it. The relays
-// run until Close.
-func Forward(ctx context.Context, ns, gateway string, forwards []runtime.Forward, logger *slog.Logger) (*Forwards, error) {
-	f := &Forwards{}
-	for _, fw := range forwards {
+// Forward starts the services on the gateway of the executor whose
+// namespace is ns: the DNS resolver, and a relay for each forward. Each
+// listens on the gateway bound to the host end of ns's veth pair, so only
+// that executor reaches it, and the firewall opens to the relays' ports.
+// They run until Close.
+func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runtime.Forward, logger *slog.Logger) (*Forwards, error) {
+	dns, err := startResolver(ctx, HostIf(ns), gateway, p.resolvers, logger)
+	if err != nil {
+		return nil, err
+	}
+	f := &Forwards{dns: dns}
+	ports := make([]int, len(forwards))
+	for i, fw := range forwards {
 		addr := net.JoinHostPort(gateway, strconv.Itoa(fw.ListenPort))
 		ln, err := listenDevice(ctx, HostIf(ns), addr)
 		if err != nil {
@@ -187,6 +294,11 @@ func Forward(ctx context.Context, ns, gateway string, forwards []runtime.Forward
 			return nil, fmt.Errorf("forward %s: %w", addr, err)
 		}
 		f.fs = append(f.fs, startForwarder(ln, fw.Target, logger))
+		ports[i] = fw.ListenPort
+	}
+	if err := p.nft(ctx, firewallRules(ns, gateway, ports, p.policy)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open executor network firewall to relays: %w", err)
 	}
 	return f, nil
 }
@@ -199,11 +311,15 @@ func (f *Forwards) Len() int {
 	return len(f.fs)
 }
 
-// Close stops the relays and ends their connections. A nil *Forwards is
-// fine.
+// Close stops the resolver and the relays and ends their connections. A
+// nil *Forwards is fine.
 func (f *Forwards) Close() {
 	if f == nil {
 		return
+	}
+	if f.dns != nil {
+		f.dns.close()
+		f.dns = nil
 	}
 	for _, fw := range f.fs {
 		fw.close()

@@ -20,7 +20,7 @@ import (
 // newTestPool returns a pool with a prefix of its own, so that tests
 // running at the same time never touch each other's namespaces, and checks
 // at the end that it left none.
-func newTestPool(t testing.TB) *Pool {
+func newTestPool(t testing.TB, egress runtime.Egress) *Pool {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -28,7 +28,11 @@ func newTestPool(t testing.TB) *Pool {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs ip (iproute2) to check the outcome")
 	}
-	p, err := New(Config{Prefix: fmt.Sprintf("v%08x", rand.Uint32())}, LockPath)
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("needs nft (nftables)")
+	}
+	p, err := New(Config{Prefix: fmt.Sprintf("v%08x", rand.Uint32()), Egress: egress}, LockPath, ExecNFT(nft))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +73,7 @@ func threadNamespaces(t testing.TB) map[string]bool {
 
 func TestPool_SetupTeardown(t *testing.T) {
 	t.Parallel()
-	p := newTestPool(t)
+	p := newTestPool(t, runtime.Egress{})
 	before := threadNamespaces(t)
 	ns, ns2 := p.Name("a"), p.Name("b")
 	n, err := p.Setup(t.Context(), ns)
@@ -162,7 +166,7 @@ func TestPool_SetupTeardown(t *testing.T) {
 // namespace file without its mount included.
 func TestPool_SetupFails(t *testing.T) {
 	t.Parallel()
-	p := newTestPool(t)
+	p := newTestPool(t, runtime.Egress{})
 	ns := p.Name("half")
 	if err := shareNSDir(); err != nil {
 		t.Fatal(err)
@@ -185,7 +189,7 @@ func TestPool_SetupFails(t *testing.T) {
 // BenchmarkPool_SetupTeardown measures what an executor's network costs:
 // Setup (namespace, veth pair, addresses, route) and Teardown.
 func BenchmarkPool_SetupTeardown(b *testing.B) {
-	p := newTestPool(b)
+	p := newTestPool(b, runtime.Egress{})
 	ns := p.Name("bench")
 	var setup, teardown time.Duration
 	var n runtime.Network
