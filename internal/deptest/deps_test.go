@@ -24,7 +24,7 @@ var allowed = []struct {
 	{pkg: "internal/apiclient", deps: nil},
 	{pkg: "internal/store", deps: []string{"internal/hangar"}},
 	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}},
-	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table"}},
+	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},

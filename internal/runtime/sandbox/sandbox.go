@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/table"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
@@ -92,6 +93,19 @@ type Config struct {
 	// TmpMiB is the size of an executor's private /tmp, which counts
 	// against its memory limit. Default 64.
 	TmpMiB int
+	// Images, when set, makes RunStep available and runs executors whose
+	// Spec names an Image on that image (docs/images.md). Default nil:
+	// executors run on the host's root filesystem and RunStep fails.
+	Images *image.Cache
+	// GoRoot is the Go toolchain bound at /usr/local/go in images.
+	// Default "": none.
+	GoRoot string
+	// StepMemoryMiB caps the memory of a build step, /tmp included.
+	// Default 2048.
+	StepMemoryMiB int
+	// StepPids caps the processes and threads of a build step. Default
+	// 4096.
+	StepPids int
 	// Egress is the policy for what executors reach beyond the host and
 	// where their DNS queries go. Default runtime.Egress's zero value.
 	Egress runtime.Egress
@@ -124,6 +138,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TmpMiB == 0 {
 		c.TmpMiB = 64
+	}
+	if c.StepMemoryMiB == 0 {
+		c.StepMemoryMiB = 2048
+	}
+	if c.StepPids == 0 {
+		c.StepPids = 4096
 	}
 }
 

@@ -17,15 +17,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
-// AppDir is where a step (and, on an image, an executor) sees its app
-// folder: a fixed path, because a Python venv embeds its absolute path.
-const AppDir = "/app"
-
-// Step is one tenant-controlled build command (setup, an install, a build
+// step is one tenant-controlled build command (setup, an install, a build
 // script, a migration) run by RunStep in a container of its own.
-type Step struct {
+type step struct {
 	// ID names the step's container and cgroup: 1 to 40 characters of
 	// a-z, 0-9 and -, unique among the steps running at once.
 	ID string
@@ -39,8 +37,8 @@ type Step struct {
 	Layer string
 	// Binds are host directories bound read-only into the root (the
 	// toolchains); their targets must exist in the image.
-	Binds []Bind
-	// Dir is the app folder, bound read-write at AppDir, the working
+	Binds []bind
+	// Dir is the app folder, bound read-write at runtime.AppDir, the working
 	// directory. RunStep hands its files to the step's uid range first.
 	Dir string
 	// Args is the argv; Env the complete environment.
@@ -59,20 +57,21 @@ type Step struct {
 	TmpMiB int
 	// Timeout bounds the step; zero means only ctx bounds it.
 	Timeout time.Duration
-	// Netns is the path of a network namespace to join. Default: a new
-	// one with only a loopback interface.
-	Netns string
+	// Netns is the path of a network namespace to join, and Gateway the
+	// address of its resolver. Default: a new namespace with only a
+	// loopback interface.
+	Netns, Gateway string
 	// Stdout receives the step's standard output and error. Nil discards
 	// them.
 	Stdout io.Writer
 }
 
-// Bind is a read-only bind of a host directory into a step's root.
-type Bind struct {
+// bind is a read-only bind of a host directory into a step's root.
+type bind struct {
 	Source, Target string
 }
 
-// ErrStepTimeout reports a step killed for running past Step.Timeout.
+// ErrStepTimeout reports a step killed for running past step.Timeout.
 var ErrStepTimeout = errors.New("step timed out")
 
 // RangeSize is the number of uids (and gids) of an app's range.
@@ -80,7 +79,7 @@ const RangeSize = 65536
 
 var stepIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 
-// RunStep runs s in a container of its own and returns its exit code
+// runStep runs s in a container of its own and returns its exit code
 // (128+n when signal n killed it). Root in the container is the app's
 // range, with its own PID, mount, IPC, UTS, network and user namespaces,
 // no_new_privs, the executors' seccomp filter and s's cgroup limits. Only
@@ -89,7 +88,7 @@ var stepIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 // namespace dies with it) and then runc kills the cgroup. It returns
 // ErrStepTimeout when s.Timeout passed and ctx.Err() when ctx ended first;
 // a step that cannot be started is an internal error.
-func (d *Driver) RunStep(ctx context.Context, s Step) (int, error) {
+func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	if !stepIDPattern.MatchString(s.ID) || len(s.Args) == 0 || s.Dir == "" || s.Root == "" {
 		return -1, hangar.Errorf(hangar.KindInvalid, "step %q: bad spec", s.ID)
 	}
@@ -131,7 +130,7 @@ func (d *Driver) RunStep(ctx context.Context, s Step) (int, error) {
 	}
 	for name, content := range map[string]string{
 		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-		"resolv.conf": stepResolvConf(s.Netns),
+		"resolv.conf": stepResolvConf(s.Gateway),
 	} {
 		if err := os.WriteFile(filepath.Join(bundle, name), []byte(content), 0o644); err != nil {
 			return -1, fmt.Errorf("step %s: %w", s.ID, err)
@@ -193,13 +192,11 @@ func (d *Driver) RunStep(ctx context.Context, s Step) (int, error) {
 	return ws.ExitStatus(), nil
 }
 
-// stepResolvConf is the step's /etc/resolv.conf: the host's when the step
-// joins a network namespace (its gateway resolves), none otherwise.
-func stepResolvConf(netns string) string {
-	if netns != "" {
-		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			return string(b)
-		}
+// stepResolvConf is the step's /etc/resolv.conf: its gateway's resolver,
+// or none without a network.
+func stepResolvConf(gateway string) string {
+	if gateway != "" {
+		return vnet.ResolvConf(gateway)
 	}
 	return "# No network.\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 }
@@ -214,7 +211,7 @@ var stepCaps = []string{
 }
 
 // stepSpec returns the OCI spec of step s.
-func stepSpec(s Step, rootfs, bundle, cgroupsPath string) *specs.Spec {
+func stepSpec(s step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 	memory := s.MemoryBytes
 	quota := int64(s.CPUs * cpuPeriod)
 	period := uint64(cpuPeriod)
@@ -225,7 +222,7 @@ func stepSpec(s Step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%dm", s.TmpMiB)}},
-		{Destination: AppDir, Type: "bind", Source: s.Dir, Options: []string{"rbind", "rw", "nosuid", "nodev"}},
+		{Destination: runtime.AppDir, Type: "bind", Source: s.Dir, Options: []string{"rbind", "rw", "nosuid", "nodev"}},
 	}
 	for _, f := range []string{"hosts", "resolv.conf"} {
 		ms = append(ms, specs.Mount{Destination: "/etc/" + f, Type: "bind", Source: filepath.Join(bundle, f), Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
@@ -248,7 +245,7 @@ func stepSpec(s Step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 			User: specs.User{UID: 0, GID: 0},
 			Args: s.Args,
 			Env:  s.Env,
-			Cwd:  AppDir,
+			Cwd:  runtime.AppDir,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: stepCaps, Effective: stepCaps, Permitted: stepCaps, Inheritable: []string{}, Ambient: []string{},
 			},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/image/imagetest"
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 // testUIDBase is the uid range of the steps of these tests.
@@ -20,7 +21,7 @@ const testUIDBase = 3 << 20
 
 // runStep runs script in a step on the shared test base and returns its
 // output and exit code.
-func runStep(t *testing.T, d *Driver, s Step, script string) (string, int, error) {
+func runStep(t *testing.T, d *Driver, s step, script string) (string, int, error) {
 	t.Helper()
 	if s.Root == "" {
 		root, err := imagetest.Cache(t).Base(t.Context())
@@ -43,7 +44,7 @@ func runStep(t *testing.T, d *Driver, s Step, script string) (string, int, error
 	s.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out bytes.Buffer
 	s.Stdout = &out
-	code, err := d.RunStep(t.Context(), s)
+	code, err := d.runStep(t.Context(), s)
 	return out.String(), code, err
 }
 
@@ -72,7 +73,7 @@ func TestRunStep_Contained(t *testing.T) {
 		{"reach the network", "python3 -c 'import socket; socket.create_connection((\"192.0.2.2\", 22), 2)'"},
 	}
 	// What it may do: write its own tree, as root of its own range.
-	out, code, err := runStep(t, d, Step{ID: "contained", Dir: dir}, "id -u && echo ok > /app/built && mkdir -p /app/a/b && touch /tmp/x")
+	out, code, err := runStep(t, d, step{ID: "contained", Dir: dir}, "id -u && echo ok > /app/built && mkdir -p /app/a/b && touch /tmp/x")
 	if err != nil || code != 0 {
 		t.Fatalf("write the tree: exit %d, %v: %s", code, err, out)
 	}
@@ -84,7 +85,7 @@ func TestRunStep_Contained(t *testing.T) {
 		t.Errorf("the step's file is owned by uid %d on the host, want %d", uid, testUIDBase)
 	}
 	for _, a := range attempts {
-		out, code, err := runStep(t, d, Step{ID: "contained", Dir: dir}, a.script)
+		out, code, err := runStep(t, d, step{ID: "contained", Dir: dir}, a.script)
 		if err != nil {
 			t.Fatalf("%s: RunStep: %v", a.name, err)
 		}
@@ -102,7 +103,7 @@ func TestRunStep_KillsLeftovers(t *testing.T) {
 	t.Parallel()
 	d := newTestDriver(t)
 	marker := "hi-leftover-" + strconv.Itoa(os.Getpid())
-	_, code, err := runStep(t, d, Step{}, "(setsid bash -c 'exec -a "+marker+" sleep 300' &) ; sleep 0.2; cat /proc/[0-9]*/cmdline | tr '\\0' '\\n' | grep -qx "+marker+" || exit 3")
+	_, code, err := runStep(t, d, step{}, "(setsid bash -c 'exec -a "+marker+" sleep 300' &) ; sleep 0.2; cat /proc/[0-9]*/cmdline | tr '\\0' '\\n' | grep -qx "+marker+" || exit 3")
 	if err != nil || code != 0 {
 		t.Fatalf("RunStep: exit %d, %v", code, err)
 	}
@@ -111,7 +112,7 @@ func TestRunStep_KillsLeftovers(t *testing.T) {
 	}
 
 	begin := time.Now()
-	_, _, err = runStep(t, d, Step{Timeout: time.Second}, "bash -c 'exec -a "+marker+" sleep 300'")
+	_, _, err = runStep(t, d, step{Timeout: time.Second}, "bash -c 'exec -a "+marker+" sleep 300'")
 	if !errors.Is(err, ErrStepTimeout) {
 		t.Errorf("RunStep past its timeout: %v, want ErrStepTimeout", err)
 	}
@@ -124,11 +125,11 @@ func TestRunStep_KillsLeftovers(t *testing.T) {
 func TestRunStep_MemoryLimit(t *testing.T) {
 	t.Parallel()
 	d := newTestDriver(t)
-	out, code, err := runStep(t, d, Step{MemoryBytes: 64 << 20}, "python3 -c 'b = bytearray(16 << 20)'")
+	out, code, err := runStep(t, d, step{MemoryBytes: 64 << 20}, "python3 -c 'b = bytearray(16 << 20)'")
 	if err != nil || code != 0 {
 		t.Fatalf("allocating 16 MiB under a 64 MiB limit: exit %d, %v: %s", code, err, out)
 	}
-	out, code, err = runStep(t, d, Step{MemoryBytes: 64 << 20}, "python3 -c 'b = bytearray(256 << 20); print(len(b))'")
+	out, code, err = runStep(t, d, step{MemoryBytes: 64 << 20}, "python3 -c 'b = bytearray(256 << 20); print(len(b))'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestRunStep_Layer(t *testing.T) {
 	t.Parallel()
 	d := newTestDriver(t)
 	layer := t.TempDir()
-	out, code, err := runStep(t, d, Step{Layer: layer}, "printf '#!/bin/sh\\necho hi\\n' > /usr/local/bin/hi && chmod +x /usr/local/bin/hi && rm /etc/apt/apt.conf.d/90hangar && hi")
+	out, code, err := runStep(t, d, step{Layer: layer}, "printf '#!/bin/sh\\necho hi\\n' > /usr/local/bin/hi && chmod +x /usr/local/bin/hi && rm /etc/apt/apt.conf.d/90hangar && hi")
 	if err != nil || code != 0 || out != "hi\n" {
 		t.Fatalf("setup step: exit %d, %v: %q", code, err, out)
 	}
@@ -156,7 +157,7 @@ func TestRunStep_Layer(t *testing.T) {
 		t.Errorf("the step removed a file of the base: %v", err)
 	}
 	// Later steps see the layer, read-only.
-	out, code, err = runStep(t, d, Step{Lowers: []string{filepath.Join(layer, "upper")}}, "hi && test ! -e /etc/apt/apt.conf.d/90hangar && ! touch /usr/local/bin/x")
+	out, code, err = runStep(t, d, step{Lowers: []string{filepath.Join(layer, "upper")}}, "hi && test ! -e /etc/apt/apt.conf.d/90hangar && ! touch /usr/local/bin/x")
 	if err != nil || code != 0 {
 		t.Errorf("step on the layer: exit %d, %v: %q", code, err, out)
 	}
@@ -185,5 +186,40 @@ func processesNamed(t *testing.T, name string) []int {
 			return pids
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDriver_RunStepSetupLayer(t *testing.T) {
+	t.Parallel()
+	images := imagetest.Cache(t)
+	d := newTestDriver(t, func(c *Config) { c.Images = images })
+	img := runtime.Image{AppID: "hi-" + strconv.Itoa(os.Getpid()), Layer: "traceroute"}
+	if err := d.ResetLayer(t.Context(), img); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(d.layerDir(img))) })
+	run := func(id string, write bool, script string) (string, int) {
+		var out bytes.Buffer
+		code, err := d.RunStep(t.Context(), runtime.Step{
+			ID: id, Image: img, WriteLayer: write, Dir: t.TempDir(),
+			Args: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Stdout: &out,
+		})
+		if err != nil {
+			t.Fatalf("RunStep %s: %v", id, err)
+		}
+		return out.String(), code
+	}
+	// The seed's example, as written.
+	if out, code := run("setup", true, "apt install traceroute"); code != 0 {
+		t.Fatalf("apt install traceroute: exit %d:\n%s", code, out)
+	}
+	if err := d.CommitLayer(t.Context(), img); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run("use", false, "traceroute --version"); code != 0 {
+		t.Errorf("traceroute on the layer: exit %d: %s", code, out)
+	}
+	if _, err := os.Stat("/usr/bin/traceroute.db"); err == nil {
+		t.Errorf("the host got traceroute")
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hangar-oss/hangar/internal/runtime"
+
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
@@ -66,11 +68,11 @@ func shareDir(dir string, gid uint32) error {
 // image read-only (a bind of Root, or an overlay of Lowers on Root), or
 // for a step with a Layer an overlay whose upper is Layer/upper and whose
 // base is an idmapped view of Root, in which host root shows as the app's
-// root (docs/images.md); then the app folder read-write at AppDir and the
+// root (docs/images.md); then the app folder read-write at runtime.AppDir and the
 // binds read-only. Hangar mounts them, not runc: runc would open their
 // sources as the step's root, which may not traverse Hangar's 0700 data
 // dir.
-func (d *Driver) stepRootfs(bundle string, s Step) error {
+func (d *Driver) stepRootfs(bundle string, s step) error {
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
@@ -109,7 +111,7 @@ func (d *Driver) stepRootfs(bundle string, s Step) error {
 			return err
 		}
 	}
-	if err := syscall.Mount(s.Dir, filepath.Join(rootfs, AppDir), "", syscall.MS_BIND, ""); err != nil {
+	if err := syscall.Mount(s.Dir, filepath.Join(rootfs, runtime.AppDir), "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", s.Dir, err)
 	}
 	for _, b := range s.Binds {

@@ -12,6 +12,6 @@ func unmount(string) error { return errors.ErrUnsupported }
 
 func shareDir(string, uint32) error { return errors.ErrUnsupported }
 
-func (*Driver) stepRootfs(string, Step) error { return errors.ErrUnsupported }
+func (*Driver) stepRootfs(string, step) error { return errors.ErrUnsupported }
 
 func removeStepBundle(string) error { return errors.ErrUnsupported }
