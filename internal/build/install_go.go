@@ -17,7 +17,12 @@ func (b *Builder) installGo(ctx context.Context, j Job) error {
 	}
 	var extra []string
 	if b.opts.CacheDir != "" {
-		goDir := filepath.Join(b.opts.CacheDir, "go")
+		host := filepath.Join(b.opts.CacheDir, "go")
+		if err := os.MkdirAll(host, 0o755); err != nil {
+			return err
+		}
+		goDir, m := b.mount(host, "go", true)
+		j.mounts = append(j.mounts, m)
 		extra = append(extra,
 			"GOCACHE="+filepath.Join(goDir, "build"),
 			"GOMODCACHE="+filepath.Join(goDir, "mod"),

@@ -38,11 +38,9 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		return s
 	}
 
-	var env []string
-	if b.opts.NPMCacheDir != "" {
-		env = b.env("npm_config_cache=" + b.opts.NPMCacheDir)
-	} else {
-		env = b.env()
+	env, err := b.npmEnv(&j)
+	if err != nil {
+		return err
 	}
 	// npm prefers npm-shrinkwrap.json when both exist.
 	var lockfile string
@@ -86,6 +84,35 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// npmEnv returns the environment of npm commands and adds the npm cache's
+// mount to j.
+func (b *Builder) npmEnv(j *Job) ([]string, error) {
+	if b.opts.NPMCacheDir == "" {
+		return b.env(), nil
+	}
+	if err := os.MkdirAll(b.opts.NPMCacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, m := b.mount(b.opts.NPMCacheDir, "npm", true)
+	j.mounts = append(j.mounts, m)
+	return b.env("npm_config_cache=" + dir), nil
+}
+
+// Prune removes what only the build and the migrations needed from the
+// app folder, before executors run it: a node app's development
+// dependencies ("npm prune --omit=dev"). Other languages have nothing to
+// prune. A failing command is a KindInvalid error naming it.
+func (b *Builder) Prune(ctx context.Context, j Job) error {
+	if j.Config.Language != hangar.LanguageNode && j.Config.Language != "" {
+		return nil
+	}
+	env, err := b.npmEnv(&j)
+	if err != nil {
+		return err
+	}
 	return b.run(ctx, j, "configuration", "npm prune --omit=dev", env, b.opts.CommandTimeout)
 }
 
@@ -116,7 +143,7 @@ func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lockfil
 	var versions []string
 	for _, tool := range []string{"node", "npm"} {
 		var out strings.Builder
-		err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout})
+		err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout, Image: j.image(), Mounts: j.mounts})
 		if err != nil {
 			// npm ci will fail the same way, and say why in the log.
 			b.cacheFailed(ctx, j, tool+" --version", err)

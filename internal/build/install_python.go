@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 // installPython creates the venv and installs requirements.txt into it.
@@ -48,7 +50,8 @@ func (b *Builder) installPython(ctx context.Context, j Job) error {
 	if entry, ok := b.cacheEntry("python", key); ok {
 		touch(entry)
 		logf(j, "dependencies unchanged (cache %s): reusing the wheels built before", shortKey(key))
-		err := b.run(ctx, j, "configuration", fromCache(entry), local, b.opts.CommandTimeout)
+		dir, m := b.mount(entry, "wheels", false)
+		err := b.runCmd(ctx, j, "configuration", Cmd{Shell: fromCache(dir), Env: local, Timeout: b.opts.CommandTimeout, Mounts: []runtime.Mount{m}})
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -64,14 +67,15 @@ func (b *Builder) installPython(ctx context.Context, j Job) error {
 		b.cacheFailed(ctx, j, "create the cache entry", err)
 		return b.run(ctx, j, "configuration", install, index, b.opts.CommandTimeout)
 	}
+	dir, m := b.mount(staged, "wheels", true)
 	for _, c := range []struct {
 		shell string
 		env   []string
 	}{
-		{".venv/bin/pip wheel --wheel-dir " + shellQuote(staged) + " -r requirements.txt", index},
-		{fromCache(staged), local},
+		{".venv/bin/pip wheel --wheel-dir " + shellQuote(dir) + " -r requirements.txt", index},
+		{fromCache(dir), local},
 	} {
-		if err := b.run(ctx, j, "configuration", c.shell, c.env, b.opts.CommandTimeout); err != nil {
+		if err := b.runCmd(ctx, j, "configuration", Cmd{Shell: c.shell, Env: c.env, Timeout: b.opts.CommandTimeout, Mounts: []runtime.Mount{m}}); err != nil {
 			_ = removeTree(staged)
 			return err
 		}

@@ -110,8 +110,12 @@ func TestBuilder_InstallDeps_RealNPM(t *testing.T) {
 	var log strings.Builder
 	j := Job{Dir: dir, Log: &log}
 	j.Config.Language = hangar.LanguageNode
-	if err := NewBuilder(opts, ExecRunner{}).InstallDeps(t.Context(), j); err != nil {
+	b := NewBuilder(opts, ExecRunner{})
+	if err := b.InstallDeps(t.Context(), j); err != nil {
 		t.Fatalf("InstallDeps: %v\nlog:\n%s", err, log.String())
+	}
+	if err := b.Prune(t.Context(), j); err != nil {
+		t.Fatalf("Prune: %v\nlog:\n%s", err, log.String())
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "built"))
 	if err != nil || string(got) != "ok" {

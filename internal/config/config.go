@@ -47,6 +47,16 @@ type Config struct {
 	// HealthTimeout bounds how long a new version may take to serve HTTP.
 	// Default 2m.
 	HealthTimeout time.Duration
+	// ImageCache holds the images builds and sandboxed executors run on
+	// (docs/images.md): the Debian base, the Node.js toolchain, the apps'
+	// setup layers and uid ranges. Default DataDir/images.
+	ImageCache string
+	// BuildStepTimeout bounds each setup, install and build command.
+	// Default 30m.
+	BuildStepTimeout time.Duration
+	// BuildMemoryMiB caps the memory of each sandboxed build command.
+	// Default 2048.
+	BuildMemoryMiB int
 	// NPMCacheDir is npm's cache shared by builds. Default DataDir/cache/npm.
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
@@ -81,6 +91,13 @@ func Defaults(getenv Getenv) Config {
 		HealthTimeout: 2 * time.Minute,
 		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
 		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
+		ImageCache:    getenv("HANGAR_IMAGE_CACHE"),
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_BUILD_STEP_TIMEOUT")); err == nil {
+		c.BuildStepTimeout = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_BUILD_MEMORY_MIB")); err == nil {
+		c.BuildMemoryMiB = n
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
@@ -161,6 +178,11 @@ func (c *Config) Validate() error {
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))
+	}
+	if c.ImageCache == "" {
+		c.ImageCache = filepath.Join(c.DataDir, "images")
+	} else if abs, err := filepath.Abs(c.ImageCache); err == nil {
+		c.ImageCache = abs
 	}
 	if c.NPMCacheDir == "" {
 		c.NPMCacheDir = filepath.Join(c.DataDir, "cache", "npm")

@@ -36,7 +36,7 @@ var allowed = []struct {
 	{pkg: "internal/upload", deps: []string{"internal/hangar"}},
 	{pkg: "internal/golden", deps: nil},
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
-	{pkg: "internal/build", deps: []string{"internal/hangar"}},
+	{pkg: "internal/build", deps: []string{"internal/hangar", "internal/runtime"}},
 	{pkg: "internal/secretbox", deps: nil},
 	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},

@@ -42,6 +42,25 @@ func (c *Cache) buildBase(ctx context.Context, dir string) error {
 			return err
 		}
 	}
+	// The operator's own certificate authorities (a TLS-inspecting proxy's,
+	// an internal registry's): builds and apps must trust what the host
+	// trusts.
+	cas, err := c.localCAs()
+	if err != nil {
+		return err
+	}
+	for name, pem := range cas {
+		if err := os.WriteFile(filepath.Join(dir, "usr/local/share/ca-certificates", name), pem, 0o644); err != nil {
+			return err
+		}
+	}
+	if len(cas) > 0 {
+		cmd := exec.CommandContext(ctx, "chroot", dir, "update-ca-certificates")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("update-ca-certificates: %w: %s", err, tail(string(out), 2000))
+		}
+	}
 	for _, p := range MountPoints {
 		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
 			return err
@@ -59,6 +78,24 @@ func (c *Cache) buildBase(ctx context.Context, dir string) error {
 		}
 	}
 	return nil
+}
+
+// localCAs returns the host's local certificate authorities
+// (Config.LocalCAs/*.crt) by file name.
+func (c *Cache) localCAs() (map[string][]byte, error) {
+	files, err := filepath.Glob(filepath.Join(c.cfg.LocalCAs, "*.crt"))
+	if err != nil {
+		return nil, err
+	}
+	cas := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		cas[filepath.Base(f)] = b
+	}
+	return cas, nil
 }
 
 // hostMirror returns the Debian mirror the host's apt sources under

@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +44,10 @@ type Config struct {
 	// Packages are installed into the base besides debootstrap's minbase.
 	// Default ca-certificates, python3 and python3-venv.
 	Packages []string
+	// LocalCAs is the directory of the operator's own certificate
+	// authorities (*.crt), which the base trusts too. Default
+	// /usr/local/share/ca-certificates, Debian's place for them.
+	LocalCAs string
 	// Debootstrap is the debootstrap binary. Default "debootstrap", looked
 	// up in PATH.
 	Debootstrap string
@@ -71,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Packages == nil {
 		c.Packages = []string{"ca-certificates", "python3", "python3-venv"}
+	}
+	if c.LocalCAs == "" {
+		c.LocalCAs = "/usr/local/share/ca-certificates"
 	}
 	if c.Debootstrap == "" {
 		c.Debootstrap = "debootstrap"
@@ -119,7 +128,12 @@ var MountPoints = []string{"/app", "/opt/hangar/node", "/usr/local/go"}
 // BaseKey is the digest of the base's recipe: it names the base in the
 // cache and is part of every setup layer's key.
 func (c *Cache) BaseKey() string {
-	return digest("base", recipeVersion, c.cfg.Suite, c.cfg.Mirror, strings.Join(c.cfg.Packages, ","), strings.Join(MountPoints, ","))
+	parts := []string{"base", recipeVersion, c.cfg.Suite, c.cfg.Mirror, strings.Join(c.cfg.Packages, ","), strings.Join(MountPoints, ",")}
+	cas, _ := c.localCAs() // unreadable now, the build fails and says why
+	for _, name := range slices.Sorted(maps.Keys(cas)) {
+		parts = append(parts, name, string(cas[name]))
+	}
+	return digest(parts...)
 }
 
 // Base returns the root filesystem of the base image, building it first
@@ -159,21 +173,30 @@ func (c *Cache) ensure(ctx context.Context, name string, build func(ctx context.
 		return final, nil // another process built it meanwhile
 	}
 	tmp := filepath.Join(c.cfg.Dir, name+".tmp")
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := removeBuild(tmp); err != nil {
 		return "", err
 	}
 	begin := time.Now()
 	c.cfg.Logger.InfoContext(ctx, "building image", "image", name)
 	if err := build(ctx, tmp); err != nil {
-		_ = os.RemoveAll(tmp)
+		_ = removeBuild(tmp)
 		return "", fmt.Errorf("build image %s: %w", name, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		_ = os.RemoveAll(tmp)
+		_ = removeBuild(tmp)
 		return "", err
 	}
 	c.cfg.Logger.InfoContext(ctx, "built image", "image", name, "took", time.Since(begin))
 	return final, nil
+}
+
+// removeBuild removes a build directory, first unmounting what its build
+// left mounted there; should that fail, it removes nothing.
+func removeBuild(dir string) error {
+	if err := unmountUnder(dir); err != nil {
+		return fmt.Errorf("unmount below %s: %w", dir, err)
+	}
+	return os.RemoveAll(dir)
 }
 
 // lockFile takes an exclusive flock on path, polling so that ctx can

@@ -37,6 +37,10 @@ type Step struct {
 	Args   []string
 	Env    []string
 	EnvFor func(gateway string) []string
+	// Mounts are host directories bound into the step (caches). Their
+	// targets must lie in /tmp, the only place besides AppDir where the
+	// step's root has room for them.
+	Mounts []Mount
 	// Forwards are relays the step reaches on its gateway, as executors'.
 	Forwards []Forward
 	// Timeout bounds the step; zero means only ctx bounds it.
@@ -65,4 +69,10 @@ type StepRunner interface {
 	// CommitLayer marks img's layer complete: steps and executors on img
 	// run on it from now on.
 	CommitLayer(ctx context.Context, img Image) error
+}
+
+// Mount binds host directory Source at Target in a step.
+type Mount struct {
+	Source, Target string
+	Writable       bool
 }

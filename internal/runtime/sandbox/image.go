@@ -36,6 +36,18 @@ func (d *Driver) RunStep(ctx context.Context, rs runtime.Step) (int, error) {
 	}
 	s.ID, s.Dir, s.Args, s.Timeout, s.Stdout = rs.ID, rs.Dir, rs.Args, rs.Timeout, rs.Stdout
 	s.Env = append([]string{}, rs.Env...)
+	for _, m := range rs.Mounts {
+		if !within(filepath.Clean(m.Target), "/tmp") || filepath.Clean(m.Target) == "/tmp" || !filepath.IsAbs(m.Source) {
+			return -1, hangar.Errorf(hangar.KindInvalid, "step %s: mount %s must go below /tmp", rs.ID, m.Target)
+		}
+		if m.Writable {
+			// The step's root may write only what its range owns.
+			if err := shiftTree(m.Source, s.UIDBase); err != nil {
+				return -1, fmt.Errorf("step %s: hand %s to its uid range: %w", rs.ID, m.Source, err)
+			}
+		}
+		s.Mounts = append(s.Mounts, runtime.Mount{Source: m.Source, Target: filepath.Clean(m.Target), Writable: m.Writable})
+	}
 	if !stepIDPattern.MatchString(s.ID) {
 		return -1, hangar.Errorf(hangar.KindInvalid, "step %q: bad ID", s.ID)
 	}
@@ -198,4 +210,33 @@ func (d *Driver) appRange(ctx context.Context, app string) (uint32, error) {
 		d.logger.InfoContext(ctx, "allocated uid range", "app", app, "first_uid", firstRangeUID+n*RangeSize)
 	}
 	return uint32(firstRangeUID + n*RangeSize), nil
+}
+
+// writeImageBundle is writeBundle for an executor on its app's image: the
+// image read-only, the toolchains, and the app folder at runtime.AppDir;
+// nothing of the host's filesystem.
+func (d *Driver) writeImageBundle(ctx context.Context, bundle string, e *executor, spec runtime.Spec) error {
+	s, err := d.resolve(ctx, spec.Image, false)
+	if err != nil {
+		return err
+	}
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := mountImage(s, rootfs); err != nil {
+		return fmt.Errorf("mount image: %w", err)
+	}
+	for name, content := range etcFiles(spec.ID, e.Network.Gateway) {
+		if err := os.WriteFile(filepath.Join(bundle, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := shareDir(spec.Dir, d.cfg.GID); err != nil {
+		return fmt.Errorf("open app folder to the executor: %w", err)
+	}
+	binds := make([]runtime.Mount, len(s.Binds))
+	for i, b := range s.Binds {
+		binds[i] = runtime.Mount{Source: b.Source, Target: b.Target}
+	}
+	p := d.specParams(bundle, e, spec)
+	p.Rootfs, p.Dir, p.DirSource, p.Binds = rootfs, runtime.AppDir, filepath.Clean(spec.Dir), binds
+	return writeSpec(bundle, ociSpec(p))
 }

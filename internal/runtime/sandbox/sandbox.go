@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
@@ -298,7 +300,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 
 	bundle := filepath.Join(d.bundles, e.Name)
 	e.bundle = bundle
-	if err := d.writeBundle(bundle, e, spec); err != nil {
+	if err := d.writeBundle(ctx, bundle, e, spec); err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 
@@ -349,10 +351,13 @@ done`
 
 // writeBundle creates the bundle directory: the read-only bind of / that
 // becomes the container's root, and config.json.
-func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) error {
+func (d *Driver) writeBundle(ctx context.Context, bundle string, e *executor, spec runtime.Spec) error {
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
 		return err
+	}
+	if d.cfg.Images != nil && spec.Image.AppID != "" {
+		return d.writeImageBundle(ctx, bundle, e, spec)
 	}
 	if err := bindRootfs(rootfs); err != nil {
 		return fmt.Errorf("bind the root filesystem: %w", err)
@@ -375,10 +380,16 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 			}
 		}
 	}
-	s := ociSpec(specParams{
+	p := d.specParams(bundle, e, spec)
+	p.Rootfs, p.Dir, p.Hidden, p.Veils = rootfs, filepath.Clean(spec.Dir), hidden, veils
+	return writeSpec(bundle, ociSpec(p))
+}
+
+// specParams returns the parts of an executor's spec that do not depend
+// on its root filesystem.
+func (d *Driver) specParams(bundle string, e *executor, spec runtime.Spec) specParams {
+	return specParams{
 		ID:          spec.ID,
-		Rootfs:      rootfs,
-		Dir:         filepath.Clean(spec.Dir),
 		Command:     append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
 		Env:         spec.Env,
 		UID:         e.uid,
@@ -389,10 +400,12 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 		CPUs:        d.cfg.CPUs,
 		Pids:        int64(d.cfg.Pids),
 		TmpMiB:      d.cfg.TmpMiB,
-		Hidden:      hidden,
-		Veils:       veils,
 		Etc:         bundle,
-	})
+	}
+}
+
+// writeSpec writes s as the bundle's config.json.
+func writeSpec(bundle string, s *specs.Spec) error {
 	b, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
 		return err

@@ -38,6 +38,8 @@ type step struct {
 	// Binds are host directories bound read-only into the root (the
 	// toolchains); their targets must exist in the image.
 	Binds []bind
+	// Mounts are bound after /tmp, by runc.
+	Mounts []runtime.Mount
 	// Dir is the app folder, bound read-write at runtime.AppDir, the working
 	// directory. RunStep hands its files to the step's uid range first.
 	Dir string
@@ -227,8 +229,12 @@ func stepSpec(s step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 	for _, f := range []string{"hosts", "resolv.conf"} {
 		ms = append(ms, specs.Mount{Destination: "/etc/" + f, Type: "bind", Source: filepath.Join(bundle, f), Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
-	for _, b := range s.Binds {
-		ms = append(ms, specs.Mount{Destination: b.Target, Type: "bind", Source: b.Source, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
+	for _, m := range s.Mounts {
+		mode := "ro"
+		if m.Writable {
+			mode = "rw"
+		}
+		ms = append(ms, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: []string{"rbind", mode, "nosuid", "nodev"}})
 	}
 	namespaces := []specs.LinuxNamespace{
 		{Type: specs.UserNamespace},

@@ -209,6 +209,21 @@ func TestDriver_RunStepSetupLayer(t *testing.T) {
 		}
 		return out.String(), code
 	}
+	// A cache mount from below a directory only root may enter.
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.MkdirAll(filepath.Join(private, "cache"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(private, 0o700)
+	var out bytes.Buffer
+	code, err := d.RunStep(t.Context(), runtime.Step{
+		ID: "mount", Image: runtime.Image{AppID: img.AppID}, Dir: t.TempDir(), Stdout: &out,
+		Mounts: []runtime.Mount{{Source: filepath.Join(private, "cache"), Target: "/tmp/cache", Writable: true}},
+		Args:   []string{"/bin/sh", "-c", "echo x > /tmp/cache/f"},
+	})
+	if err != nil || code != 0 {
+		t.Errorf("write to a mount: exit %d, %v: %s", code, err, out.String())
+	}
 	// The seed's example, as written.
 	if out, code := run("setup", true, "apt install traceroute"); code != 0 {
 		t.Fatalf("apt install traceroute: exit %d:\n%s", code, out)

@@ -101,13 +101,8 @@ func (d *Driver) stepRootfs(bundle string, s step) error {
 		if err := syscall.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
 			return fmt.Errorf("mount overlay %s: %w", opts, err)
 		}
-	case len(s.Lowers) > 0:
-		opts := "lowerdir=" + strings.Join(append(append([]string{}, s.Lowers...), s.Root), ":")
-		if err := syscall.Mount("overlay", rootfs, "overlay", syscall.MS_RDONLY, opts); err != nil {
-			return fmt.Errorf("mount overlay %s: %w", opts, err)
-		}
 	default:
-		if err := bindReadOnly(s.Root, rootfs); err != nil {
+		if err := mountImage(s, rootfs); err != nil {
 			return err
 		}
 	}
@@ -194,4 +189,17 @@ func removeStepBundle(bundle string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// mountImage mounts s's image read-only at rootfs: a bind of Root, or an
+// overlay of Lowers on Root.
+func mountImage(s step, rootfs string) error {
+	if len(s.Lowers) == 0 {
+		return bindReadOnly(s.Root, rootfs)
+	}
+	opts := "lowerdir=" + strings.Join(append(append([]string{}, s.Lowers...), s.Root), ":")
+	if err := syscall.Mount("overlay", rootfs, "overlay", syscall.MS_RDONLY, opts); err != nil {
+		return fmt.Errorf("mount overlay %s: %w", opts, err)
+	}
+	return nil
 }

@@ -15,3 +15,5 @@ func shareDir(string, uint32) error { return errors.ErrUnsupported }
 func (*Driver) stepRootfs(string, step) error { return errors.ErrUnsupported }
 
 func removeStepBundle(string) error { return errors.ErrUnsupported }
+
+func mountImage(step, string) error { return errors.ErrUnsupported }
