@@ -19,8 +19,14 @@ func TestIsolation_Build(t *testing.T) {
 	h := startHangar(t)
 	refresh := h.AddUser(t, "ivy")
 	hangarPID := strconv.Itoa(h.cmd.Process.Pid)
+	// A secret outside /tmp, which the steps' private /tmp would hide anyway.
+	hostFile := "/opt/hangar-e2e-secret-" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(hostFile, []byte("host secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(hostFile) })
 	dir := fixture(t, "escaper", map[string]func(string) string{
-		"attempts.sh": strings.NewReplacer("@DATADIR@", h.DataDir, "@HANGARPID@", hangarPID).Replace,
+		"attempts.sh": strings.NewReplacer("@DATADIR@", h.DataDir, "@HANGARPID@", hangarPID, "@HOSTFILE@", hostFile).Replace,
 	})
 	must := func(args ...string) string {
 		t.Helper()
@@ -49,8 +55,8 @@ func TestIsolation_Build(t *testing.T) {
 				t.Errorf("%s escaped: %s", stage, line)
 			}
 		}
-		if n < 9 {
-			t.Errorf("%s reported %d attempts, want 9; logs:\n%s", stage, n, logs)
+		if n < 10 {
+			t.Errorf("%s reported %d attempts, want 10; logs:\n%s", stage, n, logs)
 		}
 		for _, p := range []string{"/etc/hangar-escape-" + stage, filepath.Join(h.DataDir, "escape-"+stage), "/usr/hangar-escape-" + stage} {
 			if _, err := os.Stat(p); err == nil {

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -74,6 +75,9 @@ type Builder struct {
 	opts   Options
 	runner Runner
 	layers layerStore // nil when commands run on the host
+
+	mu       sync.Mutex
+	versions map[string]string // toolVersion's answers on images
 }
 
 // NewBuilder returns a Builder that runs commands through r (ExecRunner in
@@ -103,7 +107,7 @@ func NewBuilder(opts Options, r Runner) *Builder {
 	if opts.MaxInstalledBytes == 0 {
 		opts.MaxInstalledBytes = 2 << 30
 	}
-	b := &Builder{opts: opts, runner: r}
+	b := &Builder{opts: opts, runner: r, versions: map[string]string{}}
 	b.layers, _ = r.(layerStore)
 	return b
 }

@@ -142,14 +142,13 @@ func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lockfil
 	}
 	var versions []string
 	for _, tool := range []string{"node", "npm"} {
-		var out strings.Builder
-		err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout, Image: j.image(), Mounts: j.mounts})
+		v, err := b.toolVersion(ctx, j, env, tool)
 		if err != nil {
 			// npm ci will fail the same way, and say why in the log.
 			b.cacheFailed(ctx, j, tool+" --version", err)
 			return ""
 		}
-		versions = append(versions, tool+" "+majorVersion(out.String()))
+		versions = append(versions, tool+" "+v)
 	}
 	versions = append(versions, envWithPrefix(b.opts.Env, "npm_config_", "NPM_CONFIG_")...)
 	return cacheKey([]byte("node"), lock, npmrc, []byte(scripts.String()), []byte(strings.Join(versions, "\n")))
@@ -209,4 +208,30 @@ func (b *Builder) saveNodeModules(ctx context.Context, j Job, key string) {
 func (b *Builder) cacheFailed(ctx context.Context, j Job, action string, err error) {
 	b.opts.Logger.WarnContext(ctx, "dependency cache", "action", action, "dir", j.Dir, "err", err)
 	logf(j, "dependency cache not used (%s failed)", action)
+}
+
+// toolVersion returns the major version of tool (node, npm) that j's
+// commands run. On images, the toolchain is the image cache's, the same
+// for every app and first in PATH: it is asked once, not at every deploy.
+func (b *Builder) toolVersion(ctx context.Context, j Job, env []string, tool string) (string, error) {
+	if b.layers != nil {
+		b.mu.Lock()
+		v, ok := b.versions[tool]
+		b.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	var out strings.Builder
+	err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout, Image: j.image(), Mounts: j.mounts})
+	if err != nil {
+		return "", err
+	}
+	v := majorVersion(out.String())
+	if b.layers != nil {
+		b.mu.Lock()
+		b.versions[tool] = v
+		b.mu.Unlock()
+	}
+	return v, nil
 }
