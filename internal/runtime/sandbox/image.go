@@ -103,11 +103,11 @@ func (d *Driver) resolve(ctx context.Context, img runtime.Image, write bool) (st
 		return step{}, err
 	}
 	s := step{
-		Root: root, UIDBase: base, Binds: []bind{{Source: node, Target: "/opt/hangar/node"}},
+		Root: root, UIDBase: base, Binds: []runtime.Mount{{Source: node, Target: "/opt/hangar/node"}},
 		MemoryBytes: int64(d.cfg.StepMemoryMiB) << 20, Pids: int64(d.cfg.StepPids),
 	}
 	if d.cfg.GoRoot != "" {
-		s.Binds = append(s.Binds, bind{Source: d.cfg.GoRoot, Target: "/usr/local/go"})
+		s.Binds = append(s.Binds, runtime.Mount{Source: d.cfg.GoRoot, Target: "/usr/local/go"})
 	}
 	if img.Layer == "" {
 		return s, nil
@@ -232,11 +232,7 @@ func (d *Driver) writeImageBundle(ctx context.Context, bundle string, e *executo
 	if err := shareDir(spec.Dir, d.cfg.GID); err != nil {
 		return fmt.Errorf("open app folder to the executor: %w", err)
 	}
-	binds := make([]runtime.Mount, len(s.Binds))
-	for i, b := range s.Binds {
-		binds[i] = runtime.Mount{Source: b.Source, Target: b.Target}
-	}
 	p := d.specParams(bundle, e, spec)
-	p.Rootfs, p.Dir, p.DirSource, p.Binds = rootfs, runtime.AppDir, filepath.Clean(spec.Dir), binds
+	p.Rootfs, p.Dir, p.DirSource, p.Binds = rootfs, runtime.AppDir, filepath.Clean(spec.Dir), s.Binds
 	return writeSpec(bundle, ociSpec(p))
 }

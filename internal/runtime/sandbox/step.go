@@ -37,7 +37,7 @@ type step struct {
 	Layer string
 	// Binds are host directories bound read-only into the root (the
 	// toolchains); their targets must exist in the image.
-	Binds []bind
+	Binds []runtime.Mount
 	// Mounts are bound after /tmp, by runc.
 	Mounts []runtime.Mount
 	// Dir is the app folder, bound read-write at runtime.AppDir, the working
@@ -66,11 +66,6 @@ type step struct {
 	// Stdout receives the step's standard output and error. Nil discards
 	// them.
 	Stdout io.Writer
-}
-
-// bind is a read-only bind of a host directory into a step's root.
-type bind struct {
-	Source, Target string
 }
 
 // ErrStepTimeout reports a step killed for running past step.Timeout.
