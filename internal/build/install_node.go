@@ -103,10 +103,22 @@ func (b *Builder) npmEnv(j *Job) ([]string, error) {
 
 // Prune removes what only the build and the migrations needed from the
 // app folder, before executors run it: a node app's development
-// dependencies ("npm prune --omit=dev"). Other languages have nothing to
-// prune. A failing command is a KindInvalid error naming it.
+// dependencies ("npm prune --omit=dev"), when package.json declares any.
+// Other languages have nothing to prune. A failing command is a
+// KindInvalid error naming it.
 func (b *Builder) Prune(ctx context.Context, j Job) error {
 	if j.Config.Language != hangar.LanguageNode && j.Config.Language != "" {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(j.Dir, "package.json"))
+	if err != nil {
+		return fmt.Errorf("read package.json: %w", err)
+	}
+	var pkg struct {
+		DevDependencies map[string]any `json:"devDependencies"`
+	}
+	if json.Unmarshal(data, &pkg) == nil && len(pkg.DevDependencies) == 0 {
+		logf(j, "no devDependencies: nothing to prune")
 		return nil
 	}
 	env, err := b.npmEnv(&j)

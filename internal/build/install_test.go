@@ -121,7 +121,7 @@ func TestBuilder_InstallDeps_RealNPM(t *testing.T) {
 	if err != nil || string(got) != "ok" {
 		t.Errorf("build output = %q, %v; want \"ok\"\nlog:\n%s", got, err, log.String())
 	}
-	for _, h := range []string{"==> configuration: npm install\n", "==> configuration: npm run build\n", "==> configuration: npm prune --omit=dev\n"} {
+	for _, h := range []string{"==> configuration: npm install\n", "==> configuration: npm run build\n", "==> configuration: no devDependencies: nothing to prune\n"} {
 		if !strings.Contains(log.String(), h) {
 			t.Errorf("log lacks %q:\n%s", h, log.String())
 		}
