@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -195,6 +196,18 @@ func (b *Builder) mount(dir, name string, writable bool) (string, runtime.Mount)
 		target = "/tmp/hangar/" + name
 	}
 	return target, runtime.Mount{Source: dir, Target: target, Writable: writable}
+}
+
+// appCache returns the part of a shared, writable cache directory that
+// j's commands may write. In a sandbox, that is a directory of the app's
+// own: another app's build may run at the same time, and Hangar hands a
+// writable mount to the step's uid range first, which must never race
+// with another tenant's writes.
+func (b *Builder) appCache(dir string, j Job) string {
+	if b.layers == nil || j.App == "" {
+		return dir
+	}
+	return filepath.Join(dir, "apps", j.App)
 }
 
 // env returns the base environment followed by extra; later entries win.

@@ -17,7 +17,7 @@ func (b *Builder) installGo(ctx context.Context, j Job) error {
 	}
 	var extra []string
 	if b.opts.CacheDir != "" {
-		host := filepath.Join(b.opts.CacheDir, "go")
+		host := b.appCache(filepath.Join(b.opts.CacheDir, "go"), j)
 		if err := os.MkdirAll(host, 0o755); err != nil {
 			return err
 		}

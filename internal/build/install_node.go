@@ -93,10 +93,11 @@ func (b *Builder) npmEnv(j *Job) ([]string, error) {
 	if b.opts.NPMCacheDir == "" {
 		return b.env(), nil
 	}
-	if err := os.MkdirAll(b.opts.NPMCacheDir, 0o755); err != nil {
+	host := b.appCache(b.opts.NPMCacheDir, *j)
+	if err := os.MkdirAll(host, 0o755); err != nil {
 		return nil, err
 	}
-	dir, m := b.mount(b.opts.NPMCacheDir, "npm", true)
+	dir, m := b.mount(host, "npm", true)
 	j.mounts = append(j.mounts, m)
 	return b.env("npm_config_cache=" + dir), nil
 }
