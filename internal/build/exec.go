@@ -44,8 +44,8 @@ type Cmd struct {
 	// Image.Layer (setup).
 	WriteLayer bool
 	// Mounts are host directories the command uses besides Dir (caches).
-	// Commands name them by Target, which ExecRunner requires to equal
-	// Source (Builder.mount arranges it).
+	// Commands name them by Target; for ExecRunner, which binds nothing,
+	// Builder.mount makes Target equal Source.
 	Mounts []runtime.Mount
 	// DB is how the command reaches the app's database; nil when it does
 	// not.

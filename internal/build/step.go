@@ -43,6 +43,7 @@ func (r StepRunner) Run(ctx context.Context, c Cmd) error {
 	case err != nil:
 		return err
 	case code > 128 && code < 128+65:
+		// 9 is also what the kernel sends past the memory limit.
 		return hangar.Errorf(hangar.KindInvalid, "command %q was killed by signal %d", c.Shell, code-128)
 	case code != 0:
 		return hangar.Errorf(hangar.KindInvalid, "command %q exited with code %d", c.Shell, code)
@@ -50,14 +51,17 @@ func (r StepRunner) Run(ctx context.Context, c Cmd) error {
 	return nil
 }
 
+// LayerReady reports whether img's setup layer is complete.
 func (r StepRunner) LayerReady(ctx context.Context, img runtime.Image) (bool, error) {
 	return r.Steps.LayerReady(ctx, img)
 }
 
+// ResetLayer empties img's setup layer.
 func (r StepRunner) ResetLayer(ctx context.Context, img runtime.Image) error {
 	return r.Steps.ResetLayer(ctx, img)
 }
 
+// CommitLayer marks img's setup layer complete.
 func (r StepRunner) CommitLayer(ctx context.Context, img runtime.Image) error {
 	return r.Steps.CommitLayer(ctx, img)
 }
