@@ -14,9 +14,15 @@ build:
 run: setup build
 	./bin/hangar serve $(ARGS)
 
+# Unit packages run under the race detector; the end-to-end suite and the
+# drivers' root-only network tests run without it (real binaries, real
+# namespaces: the detector would only slow them down).
+NORACE := /e2e$$|/runtime/sandbox$$|/runtime/netns$$|/runtime/internal/vnet$$
+
 test: setup
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -race -timeout 25m $$($(GO) list ./... | grep -Ev '$(NORACE)')
+	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -E '$(NORACE)')
 
 bench: setup build
 	./bench/deploy/run.sh

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,8 +58,18 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "how long app log lines are kept; 0 = 7 days (env HANGAR_LOG_MAX_AGE)")
 	f.IntVar(&cfg.LogMaxLines, "log-max-lines", cfg.LogMaxLines, "how many log lines are kept per app; 0 = 1000000 (env HANGAR_LOG_MAX_LINES)")
 	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
+	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "get certificates from an ACME CA (Let's Encrypt unless --acme-ca), with this account contact (env HANGAR_ACME_EMAIL)")
+	f.StringVar(&cfg.ACMECA, "acme-ca", cfg.ACMECA, "ACME directory URL; setting it turns ACME on (env HANGAR_ACME_CA)")
+	f.StringVar(&cfg.ACMECARoots, "acme-ca-roots", cfg.ACMECARoots, "PEM roots to verify a private ACME CA's HTTPS with (env HANGAR_ACME_CA_ROOTS)")
+	f.StringVar(&cfg.ACMEHTTPListen, "acme-http-listen", cfg.ACMEHTTPListen, "plain-HTTP address (e.g. :80) for ACME HTTP-01 challenges, redirecting the rest to HTTPS; empty = TLS-ALPN-01 only (env HANGAR_ACME_HTTP_LISTEN)")
+	f.IntVar(&cfg.PasswordHashes, "password-hashes", cfg.PasswordHashes, "password hashes (19 MiB each) computed at once; more sign-ins wait up to 2 s, then get 429; 0 = 2 × CPUs (env HANGAR_PASSWORD_HASHES)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
+	f.StringSliceVar(&cfg.EgressAllow, "egress-allow", cfg.EgressAllow, "IPv4 prefixes executors may reach although private (RFC 1918, 100.64.0.0/10), comma-separated or repeated (env HANGAR_EGRESS_ALLOW)")
+	f.StringSliceVar(&cfg.EgressDeny, "egress-deny", cfg.EgressDeny, "IPv4 prefixes executors never reach, besides the private ones; wins over --egress-allow; 0.0.0.0/0 = no egress (env HANGAR_EGRESS_DENY)")
+	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	f.StringVar(&cfg.ImageCache, "image-cache", cfg.ImageCache, "directory of the images builds and executors run on: Debian base, Node.js, setup layers; default <data-dir>/images (env HANGAR_IMAGE_CACHE)")
 	f.DurationVar(&cfg.BuildStepTimeout, "build-step-timeout", cfg.BuildStepTimeout, "wall-clock limit of each setup, install and build command; 0 = 30m (env HANGAR_BUILD_STEP_TIMEOUT)")
 	f.IntVar(&cfg.BuildMemoryMiB, "build-memory-mib", cfg.BuildMemoryMiB, "memory limit of each sandboxed build command; 0 = 2048 (env HANGAR_BUILD_MEMORY_MIB)")
@@ -158,23 +170,48 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	met.Watch(svc)
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
+	apiHandler := api.NewHandler(api.Config{Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, Middleware: met.API}, svc, st, tokens, accts, logStore, log)
 	handler := api.HostSwitch(cfg.Domain, apiHandler, met.Router(rt))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	// Only the API host and registered apps get a certificate. Serving
+	// apps are in the router's table; others cost a query.
+	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
+		if rt.Has(label + "." + cfg.Domain) {
+			return true, nil
+		}
+		return st.AppHostExists(ctx, label)
+	})
+	certs, err := newCertSource(cfg, ca, policy, ln.Addr().String(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer certs.close()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			GetCertificate: ca.GetCertificate(tlsca.AllowDomain(cfg.Domain)),
+			GetCertificate: certs.getCertificate,
+			NextProtos:     certs.nextProtos,
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	servers := []*http.Server{srv}
+	if cfg.ACMEHTTPListen != "" {
+		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("ACME HTTP listener: %w", err)
+		}
+		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		go func() { errc <- hsrv.Serve(hln) }()
+		servers = append(servers, hsrv)
+	}
 	if cfg.MetricsListen != "" {
 		// Plain HTTP on an address of its own, never on the API host: the
 		// metrics name orgs, apps and executors.
@@ -188,8 +225,12 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		servers = append(servers, msrv)
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", mln.Addr())
 	}
-	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\nCA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n",
-		cfg.Domain, ln.Addr(), ca.CertPath(), cfg.Domain, ca.CertPath())
+	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\n", cfg.Domain, ln.Addr())
+	if certs.localCA {
+		fmt.Fprintf(stdout, "CA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n", ca.CertPath(), cfg.Domain, ca.CertPath())
+	} else {
+		fmt.Fprintf(stdout, "Point the DBOS Cloud CLI at it: DBOS_DOMAIN=%s\n", cfg.Domain)
+	}
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
 	case err = <-errc:
@@ -204,6 +245,69 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	return err
 }
 
+// certSource is where the HTTPS port's certificates come from.
+type certSource struct {
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	nextProtos     []string    // nil: http.Server's own
+	acme           *tlsca.ACME // nil unless ACME
+	localCA        bool        // clients must trust the local CA
+	close          func()
+}
+
+// newCertSource returns the configured source: an operator's files, an
+// ACME CA answering challenges on tlsAddr, or the local CA.
+func newCertSource(cfg config.Config, ca *tlsca.CA, policy tlsca.HostPolicy, tlsAddr string, log *slog.Logger) (certSource, error) {
+	switch {
+	case cfg.TLSCert != "":
+		f, err := tlsca.OpenFile(cfg.TLSCert, cfg.TLSKey, log.With("component", "tls"))
+		if err != nil {
+			return certSource{}, err
+		}
+		return certSource{getCertificate: f.GetCertificate(policy), close: func() {}}, nil
+	case cfg.ACME():
+		acfg := tlsca.ACMEConfig{
+			Dir: filepath.Join(cfg.DataDir, "acme"), CA: cfg.ACMECA, Email: cfg.ACMEEmail,
+			TLSAddr: tlsAddr, HTTPAddr: cfg.ACMEHTTPListen, DefaultHost: hostOnly(cfg.Domain),
+			Logger: log.With("component", "acme"),
+		}
+		if cfg.ACMECARoots != "" {
+			pem, err := os.ReadFile(cfg.ACMECARoots)
+			if err != nil {
+				return certSource{}, fmt.Errorf("read --acme-ca-roots: %w", err)
+			}
+			acfg.RootCAs = x509.NewCertPool()
+			if !acfg.RootCAs.AppendCertsFromPEM(pem) {
+				return certSource{}, fmt.Errorf("--acme-ca-roots %s holds no PEM certificate", cfg.ACMECARoots)
+			}
+		}
+		a, err := tlsca.NewACME(acfg, policy)
+		if err != nil {
+			return certSource{}, err
+		}
+		return certSource{getCertificate: a.GetCertificate, nextProtos: tlsca.NextProtos, acme: a, close: a.Close}, nil
+	}
+	return certSource{getCertificate: ca.GetCertificate(policy), localCA: true, close: func() {}}, nil
+}
+
+// toHTTPS redirects plain-HTTP requests to HTTPS on the domain's port.
+func toHTTPS(domain string) http.Handler {
+	port := ""
+	if _, p, err := net.SplitHostPort(domain); err == nil && p != "443" {
+		port = ":" + p
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://"+hostOnly(r.Host)+port+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+// hostOnly drops a port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
 // driver is an executor driver that can clean up after an earlier run.
 type driver interface {
 	runtime.Driver
@@ -212,16 +316,17 @@ type driver interface {
 
 // newDriver returns the configured executor driver.
 func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
-		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix}, log.With("component", "netns"))
+		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress}, log.With("component", "netns"))
 	}
 	images, err := image.New(image.Config{Dir: cfg.ImageCache, Logger: log.With("component", "image")})
 	if err != nil {
 		return nil, err
 	}
 	return sandbox.New(sandbox.Config{
-		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix,
+		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
 		HiddenPaths:   []string{cfg.DataDir},

@@ -31,6 +31,10 @@ type Config struct {
 	Domain string
 	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
 	MaxArchiveBytes int64
+	// PasswordHashes bounds the password hashes computed at once (each
+	// takes 19 MiB); sign-ins past it wait up to 2 s, then get 429.
+	// Default 2 × the number of CPUs.
+	PasswordHashes int
 	// Middleware, when set, wraps the routes (inside the request ID
 	// handler), so that r.Pattern holds the matched route when the handler
 	// it wraps returns: the composition root instruments the API with it.
@@ -48,8 +52,22 @@ type Server struct {
 	logs   *logs.Store
 	log    *slog.Logger
 	now    func() time.Time
-	// signins counts wrong passwords, to refuse guessing (password.go).
-	signins failureLimiter
+	// hasher computes password hashes under a concurrency limit.
+	hasher passwordHasher
+	// signins counts wrong passwords, to refuse guessing, and decisions
+	// the device codes approved or denied per client (password.go).
+	signins, decisions *windowLimiter
+}
+
+// passwordHasher is what the API needs of an auth.Hasher.
+type passwordHasher interface {
+	Verify(ctx context.Context, encoded, pw string) (bool, error)
+	Hash(ctx context.Context, pw string) (string, error)
+}
+
+// newLimiters returns the sign-in and device-decision limiters.
+func newLimiters() (signins, decisions *windowLimiter) {
+	return &windowLimiter{max: maxFailures, window: failureWindow}, &windowLimiter{max: maxDecisions, window: decisionWindow}
 }
 
 // NewHandler returns the API handler.
@@ -57,7 +75,9 @@ func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issu
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now}
+	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
+		hasher: auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})}
+	s.signins, s.decisions = newLimiters()
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {
 		h = cfg.Middleware(h)

@@ -329,7 +329,14 @@ func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 			d.Error = "Enter the 8-letter code dbos-cloud login shows, like BCDF-GHJK."
 			return renderDevicePage(w, http.StatusBadRequest, d)
 		}
-		err := s.store.DecideDeviceCode(r.Context(), code, u.ID, action == "approve", s.now())
+		now := s.now()
+		if until, ok := s.decisions.take(clientAddr(r), now); !ok {
+			err := retryError{err: hangar.Errorf(hangar.KindTooMany, "too many codes tried from your address: try again in %d seconds", int((until.Sub(now)+time.Second-1)/time.Second)), until: until}
+			setRetryAfter(w, err, now)
+			d.Error = capitalize(hangar.MessageOf(err)) + "."
+			return renderDevicePage(w, http.StatusTooManyRequests, d)
+		}
+		err := s.store.DecideDeviceCode(r.Context(), code, u.ID, action == "approve", now)
 		if hangar.KindOf(err) == hangar.KindNotFound {
 			d.Error = hangar.MessageOf(err) + "."
 			return renderDevicePage(w, http.StatusBadRequest, d)

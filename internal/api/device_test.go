@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +55,18 @@ type deviceFixture struct {
 	st     *store.DB
 	tokens *auth.Issuer
 	clock  *clock
+	hasher *countingHasher
+}
+
+// countingHasher counts the password checks of the real hasher it wraps.
+type countingHasher struct {
+	passwordHasher
+	checks atomic.Int64
+}
+
+func (h *countingHasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
+	h.checks.Add(1)
+	return h.passwordHasher.Verify(ctx, encoded, pw)
 }
 
 const aliceToken = "hgr_alice-refresh-token"
@@ -76,7 +90,9 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{store: st, tokens: tokens, log: slog.New(slog.DiscardHandler), now: c.Now}
+	s := &Server{store: st, tokens: tokens, log: slog.New(slog.DiscardHandler), now: c.Now,
+		hasher: &countingHasher{passwordHasher: auth.NewHasher(auth.HasherConfig{})}}
+	s.signins, s.decisions = newLimiters()
 	mux := http.NewServeMux()
 	s.cliRoutes(mux)
 	s.accountRoutes(mux, nil) // for PUT /hangar/v1/user/password, which needs no Accounts
@@ -84,7 +100,7 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	srv := httptest.NewTLSServer(s.withRequestID(mux))
 	t.Cleanup(srv.Close)
 	s.cfg.Domain = strings.TrimPrefix(srv.URL, "https://")
-	return &deviceFixture{srv: srv, st: st, tokens: tokens, clock: c}
+	return &deviceFixture{srv: srv, st: st, tokens: tokens, clock: c, hasher: s.hasher.(*countingHasher)}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,19 @@ const (
 	failureWindow = 15 * time.Minute
 )
 
+// Approving and denying device codes is limited per client address, so
+// that a signed-in client cannot try user codes (20^8 of them) in bulk:
+// one could otherwise attach someone's device to its own account, or deny
+// logins.
+const (
+	maxDecisions   = 10
+	decisionWindow = time.Minute
+)
+
+// busyRetry is what a sign-in refused for want of a hashing turn is told
+// to wait.
+const busyRetry = 2 * time.Second
+
 // errWrongPassword is the one answer to a wrong name or password, so that
 // it does not tell which names exist.
 var errWrongPassword = hangar.Errorf(hangar.KindUnauthorized, "wrong user name or password")
@@ -37,21 +51,27 @@ var errWrongPassword = hangar.Errorf(hangar.KindUnauthorized, "wrong user name o
 func (s *Server) checkPassword(ctx context.Context, name, password, client string) (hangar.User, error) {
 	now := s.now()
 	key := name + "\x00" + client
-	if until, ok := s.signins.blocked(key, now); ok {
+	// The failure is counted before the hash is checked, so that
+	// concurrent guesses cannot all pass the limit before any counts.
+	if until, ok := s.signins.take(key, now); !ok {
 		return hangar.User{}, tooManyFailures(until, now)
 	}
 	l, err := s.store.LoginByName(ctx, name)
 	if err != nil && hangar.KindOf(err) != hangar.KindNotFound {
+		s.signins.giveBack(key)
 		return hangar.User{}, err
 	}
 	// An unknown name, or one without a password, has l.PasswordHash ""
 	// and costs one hash all the same.
-	ok, err := auth.VerifyPassword(l.PasswordHash, password)
+	ok, err := s.hasher.Verify(ctx, l.PasswordHash, password)
 	if err != nil {
+		s.signins.giveBack(key)
+		if errors.Is(err, auth.ErrBusy) {
+			return hangar.User{}, busy(err, now)
+		}
 		return hangar.User{}, fmt.Errorf("verify password of %s: %w", name, err)
 	}
 	if !ok {
-		s.signins.fail(key, now)
 		return hangar.User{}, errWrongPassword
 	}
 	s.signins.reset(key)
@@ -121,8 +141,10 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	hash, err := auth.HashPassword(req.Password)
+	hash, err := s.hasher.Hash(r.Context(), req.Password)
 	if err != nil {
+		err = busy(err, s.now())
+		setRetryAfter(w, err, s.now())
 		return err
 	}
 	if err := s.store.SetPasswordHash(r.Context(), u.Name, hash); err != nil {
@@ -132,69 +154,95 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// clientAddr is the IP address a request comes from. Hangar terminates TLS
-// itself, so the peer is the client.
+// busy turns auth.ErrBusy into a refusal with a time to retry.
+func busy(err error, now time.Time) error {
+	if errors.Is(err, auth.ErrBusy) {
+		return retryError{err: auth.ErrBusy, until: now.Add(busyRetry)}
+	}
+	return err
+}
+
+// clientAddr is the network a request comes from, which limits count per
+// client: its IPv4 address, or the /64 of its IPv6 address, since one
+// host commonly holds a whole /64. Hangar terminates TLS itself, so the
+// peer is the client.
 func clientAddr(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Unmap().Is4() {
 		return host
 	}
-	return r.RemoteAddr
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
 // normalizeUserName accepts a name as typed: user names are lower case.
 func normalizeUserName(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-// failureLimiter counts failures per key in fixed windows of failureWindow
-// from a key's first failure. The zero value is ready to use; it is safe
-// for concurrent use.
-type failureLimiter struct {
-	mu       sync.Mutex
-	failures map[string]failures
-	pruned   time.Time
+// windowLimiter counts events per key in fixed windows of window from a
+// key's first event, and refuses a key's events past max until its window
+// ends. It is safe for concurrent use.
+type windowLimiter struct {
+	max    int
+	window time.Duration
+
+	mu     sync.Mutex
+	counts map[string]count
+	pruned time.Time
 }
 
-type failures struct {
+type count struct {
 	n     int
 	since time.Time
 }
 
-// blocked reports whether key has failed maxFailures times in its current
-// window, and when that window ends.
-func (l *failureLimiter) blocked(key string, now time.Time) (time.Time, bool) {
+// take counts an event of key, unless key had max in its current window:
+// then it returns false and when the window ends. Keys whose window ended
+// are dropped, at most once a minute, so the map holds only the last
+// window's keys.
+func (l *windowLimiter) take(key string, now time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.failures[key]
-	until := f.since.Add(failureWindow)
-	return until, f.n >= maxFailures && now.Before(until)
-}
-
-// fail counts a failure of key. Keys whose window ended are dropped, at
-// most once a minute, so the map holds only the last window's keys.
-func (l *failureLimiter) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failures == nil {
-		l.failures = make(map[string]failures)
+	if l.counts == nil {
+		l.counts = make(map[string]count)
 	}
 	if now.Sub(l.pruned) > time.Minute {
-		for k, f := range l.failures {
-			if !now.Before(f.since.Add(failureWindow)) {
-				delete(l.failures, k)
+		for k, c := range l.counts {
+			if !now.Before(c.since.Add(l.window)) {
+				delete(l.counts, k)
 			}
 		}
 		l.pruned = now
 	}
-	f := l.failures[key]
-	if f.n == 0 || !now.Before(f.since.Add(failureWindow)) {
-		f = failures{since: now}
+	c := l.counts[key]
+	if c.n == 0 || !now.Before(c.since.Add(l.window)) {
+		c = count{since: now}
 	}
-	f.n++
-	l.failures[key] = f
+	if c.n >= l.max {
+		return c.since.Add(l.window), false
+	}
+	c.n++
+	l.counts[key] = c
+	return time.Time{}, true
 }
 
-// reset forgets key's failures, after a success.
-func (l *failureLimiter) reset(key string) {
+// giveBack uncounts an event of key that take counted but that did not
+// happen after all.
+func (l *windowLimiter) giveBack(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.failures, key)
+	if c, ok := l.counts[key]; ok && c.n > 0 {
+		c.n--
+		l.counts[key] = c
+	}
+}
+
+// reset forgets key's events, after a success.
+func (l *windowLimiter) reset(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.counts, key)
 }

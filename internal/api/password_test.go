@@ -6,7 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
+	"runtime/metrics"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,40 +159,173 @@ func TestDevice_PasswordLimiter(t *testing.T) {
 	}
 }
 
-func TestFailureLimiter(t *testing.T) {
+func TestWindowLimiter(t *testing.T) {
 	t.Parallel()
-	var l failureLimiter
+	l := &windowLimiter{max: maxFailures, window: failureWindow}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	for range maxFailures - 1 {
-		l.fail("a", now)
+	for i := range maxFailures {
+		if _, ok := l.take("a", now.Add(time.Duration(i)*time.Minute)); !ok {
+			t.Fatalf("take %d refused, want %d allowed", i+1, maxFailures)
+		}
 	}
-	if _, blocked := l.blocked("a", now); blocked {
-		t.Errorf("blocked after %d failures, want after %d", maxFailures-1, maxFailures)
+	until, ok := l.take("a", now.Add(5*time.Minute))
+	if ok || !until.Equal(now.Add(failureWindow)) {
+		t.Errorf("take past max = %t until %v, want refused until %v", ok, until, now.Add(failureWindow))
 	}
-	l.fail("a", now.Add(time.Minute))
-	until, blocked := l.blocked("a", now.Add(2*time.Minute))
-	if !blocked || !until.Equal(now.Add(failureWindow)) {
-		t.Errorf("blocked = %t until %v, want true until %v", blocked, until, now.Add(failureWindow))
+	if _, ok := l.take("b", now); !ok {
+		t.Error("another key is refused")
 	}
-	if _, blocked := l.blocked("b", now); blocked {
-		t.Error("another key is blocked")
+	// An event given back may be taken again.
+	l.giveBack("b")
+	for range maxFailures {
+		if _, ok := l.take("b", now); !ok {
+			t.Fatal("a given-back event still counts")
+		}
 	}
-	if _, blocked := l.blocked("a", now.Add(failureWindow)); blocked {
-		t.Error("still blocked when the window ended")
+	// The window's end, and a reset, start again.
+	if _, ok := l.take("a", now.Add(failureWindow)); !ok {
+		t.Error("refused when the window ended")
 	}
-	// A failure after the window starts a new one.
-	l.fail("a", now.Add(failureWindow))
-	if _, blocked := l.blocked("a", now.Add(failureWindow)); blocked {
-		t.Error("blocked after one failure in a new window")
+	l.reset("b")
+	if _, ok := l.take("b", now); !ok {
+		t.Error("refused after a reset")
 	}
 	// Keys whose window ended are pruned.
-	l.fail("b", now.Add(failureWindow))
-	l.fail("c", now.Add(3*failureWindow))
+	l.take("c", now.Add(3*failureWindow))
 	l.mu.Lock()
-	n := len(l.failures)
+	n := len(l.counts)
 	l.mu.Unlock()
 	if n != 1 {
 		t.Errorf("%d keys kept, want 1 (the others' windows ended)", n)
+	}
+}
+
+// TestDevice_ConcurrentWrongPasswords sends 30 wrong passwords for one user
+// at once: each failure is counted before its hash is checked, so no more
+// than maxFailures are checked and the rest are refused.
+func TestDevice_ConcurrentWrongPasswords(t *testing.T) {
+	t.Parallel()
+	f := newDeviceFixture(t)
+	f.setPassword(t, "alice", alicePassword)
+	b := f.browser(t)
+	_, _, csrf := f.page(t, b, "")
+	statuses := make([]int, 30)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Go(func() {
+			resp, err := b.PostForm(f.srv.URL+"/device", url.Values{"csrf": {csrf}, "action": {"signin"}, "username": {"alice"}, "password": {fmt.Sprintf("guess number %d", i)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	counts := map[int]int{}
+	for _, s := range statuses {
+		counts[s]++
+	}
+	if got := f.hasher.checks.Load(); got > maxFailures {
+		t.Errorf("%d passwords checked, want at most %d", got, maxFailures)
+	}
+	if counts[http.StatusUnauthorized] > maxFailures || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != len(statuses) {
+		t.Errorf("statuses %v, want at most %d of 401 and the rest 429", counts, maxFailures)
+	}
+}
+
+// TestDevice_SignInFlood sends 60 sign-ins with unknown names at once, each
+// an argon2 hash of 19 MiB: they take turns, so the heap stays far below
+// the 1.1 GiB the 60 would take together, and each is answered 401, or 429
+// with Retry-After when its turn did not come in time.
+func TestDevice_SignInFlood(t *testing.T) {
+	t.Parallel()
+	f := newDeviceFixture(t)
+	b := f.browser(t)
+	_, _, csrf := f.page(t, b, "")
+	runtime.GC()
+	stop := make(chan struct{})
+	heap := heapPeak(stop)
+	statuses := make([]int, 60)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Go(func() {
+			resp, err := b.PostForm(f.srv.URL+"/device", url.Values{"csrf": {csrf}, "action": {"signin"}, "username": {fmt.Sprintf("nobody%d", i)}, "password": {"a guessed password"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+			if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	peak := <-heap
+	counts := map[int]int{}
+	for _, s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != len(statuses) {
+		t.Errorf("statuses %v, want only 401 and 429", counts)
+	}
+	// 2 × CPUs hashes at once, 19 MiB each, doubled by the garbage
+	// collector's pacing, plus room for the server and other tests.
+	if bound := uint64(2*runtime.NumCPU()*19<<20)*2 + 128<<20; peak > bound {
+		t.Errorf("heap peaked at %d MiB, want at most %d MiB", peak>>20, bound>>20)
+	}
+	t.Logf("heap peak %d MiB over %d concurrent sign-ins; statuses %v", peak>>20, len(statuses), counts)
+}
+
+// heapPeak samples the heap's objects until stop is closed and returns the
+// largest sample, without stopping the world.
+func heapPeak(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak uint64
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+func TestDevice_DecisionsLimited(t *testing.T) {
+	t.Parallel()
+	f := newDeviceFixture(t)
+	b := f.browser(t)
+	_, _, csrf := f.page(t, b, "")
+	if status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"signin"}, "refresh_token": {aliceToken}}); status != http.StatusSeeOther {
+		t.Fatalf("sign in: got %d\n%s", status, body)
+	}
+	// Codes guessed in bulk: unknown ones, then the limit.
+	for i := range maxDecisions {
+		if status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"deny"}, "user_code": {fmt.Sprintf("BCDF%04d", i)[:4] + "GHJK"}}); status != http.StatusBadRequest {
+			t.Fatalf("guess %d: got %d, want 400 (unknown code)\n%s", i+1, status, body)
+		}
+	}
+	dc := f.startLogin(t)
+	status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"approve"}, "user_code": {dc.UserCode}})
+	if status != http.StatusTooManyRequests || !strings.Contains(body, "Too many codes tried from your address: try again in 60 seconds.") {
+		t.Errorf("decision past the limit: got %d, want 429 saying when to retry\n%s", status, body)
+	}
+	f.clock.Advance(decisionWindow)
+	if status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"approve"}, "user_code": {dc.UserCode}}); status != http.StatusOK || !strings.Contains(body, "Approved") {
+		t.Errorf("decision after the window: got %d, want 200 Approved\n%s", status, body)
 	}
 }
 

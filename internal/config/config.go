@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +32,31 @@ type Config struct {
 	// Domain is the public host[:port] of the API; apps are served at
 	// <org>-<app>.<Domain>. Default "localhost:8443".
 	Domain string
+	// TLSCert and TLSKey are PEM files of an operator's certificate
+	// (typically *.<Domain> and <Domain>, leaf first, then its chain) and
+	// its key, served instead of the local CA's and reloaded when either
+	// file changes. Default "": the local CA.
+	TLSCert, TLSKey string
+	// ACMEEmail is the contact of the ACME account. Setting it or ACMECA
+	// gets the certificates from an ACME CA, on demand, validated by
+	// TLS-ALPN-01 on the HTTPS port (and HTTP-01 with ACMEHTTPListen).
+	// Default "": no ACME.
+	ACMEEmail string
+	// ACMECA is the ACME directory URL. Default "": Let's Encrypt's
+	// production directory when ACME is on.
+	ACMECA string
+	// ACMECARoots is a PEM file of the roots that the ACME server's own
+	// HTTPS is verified with, for a private ACME CA. Default "": the
+	// system's roots.
+	ACMECARoots string
+	// ACMEHTTPListen is a plain-HTTP address (such as ":80") answering
+	// ACME HTTP-01 challenges and redirecting everything else to HTTPS.
+	// Default "": TLS-ALPN-01 only.
+	ACMEHTTPListen string
+	// PasswordHashes bounds the password hashes (argon2id, 19 MiB each)
+	// computed at once; sign-ins past it wait up to 2 s, then get 429.
+	// Default 0: 2 × the number of CPUs.
+	PasswordHashes int
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
@@ -44,6 +71,18 @@ type Config struct {
 	// Subnet is the IPv4 pool executors' networks come from. Default
 	// "10.213.0.0/16".
 	Subnet string
+	// EgressAllow lists IPv4 prefixes executors may reach although they
+	// are private (RFC 1918, 100.64.0.0/10), which executors reach by
+	// default only through their relays. Default none.
+	EgressAllow []string
+	// EgressDeny lists IPv4 prefixes executors never reach, besides the
+	// private ones; it wins over EgressAllow, and 0.0.0.0/0 turns egress
+	// off. Default none.
+	EgressDeny []string
+	// EgressResolvers are the DNS servers ("ip" or "ip:port") the resolver
+	// on each executor's gateway forwards queries to. Default the
+	// nameservers of /etc/resolv.conf.
+	EgressResolvers []string
 	// HealthTimeout bounds how long a new version may take to serve HTTP.
 	// Default 2m.
 	HealthTimeout time.Duration
@@ -80,18 +119,27 @@ type Getenv func(string) string
 // flags, applied by the caller afterwards, override both.
 func Defaults(getenv Getenv) Config {
 	c := Config{
-		DataDir:       getenv("HANGAR_DATA_DIR"),
-		Listen:        or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
-		MetricsListen: getenv("HANGAR_METRICS_LISTEN"),
-		Domain:        or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
-		DatabaseURL:   getenv("HANGAR_DATABASE_URL"),
-		Driver:        or(getenv("HANGAR_DRIVER"), "sandbox"),
-		NetworkPrefix: or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
-		Subnet:        or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
-		HealthTimeout: 2 * time.Minute,
-		PipIndexURL:   getenv("HANGAR_PIP_INDEX_URL"),
-		PipFindLinks:  getenv("HANGAR_PIP_FIND_LINKS"),
-		ImageCache:    getenv("HANGAR_IMAGE_CACHE"),
+		DataDir:         getenv("HANGAR_DATA_DIR"),
+		Listen:          or(getenv("HANGAR_LISTEN"), "127.0.0.1:8443"),
+		MetricsListen:   getenv("HANGAR_METRICS_LISTEN"),
+		Domain:          or(getenv("HANGAR_DOMAIN"), "localhost:8443"),
+		TLSCert:         getenv("HANGAR_TLS_CERT"),
+		TLSKey:          getenv("HANGAR_TLS_KEY"),
+		ACMEEmail:       getenv("HANGAR_ACME_EMAIL"),
+		ACMECA:          getenv("HANGAR_ACME_CA"),
+		ACMECARoots:     getenv("HANGAR_ACME_CA_ROOTS"),
+		ACMEHTTPListen:  getenv("HANGAR_ACME_HTTP_LISTEN"),
+		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
+		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
+		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
+		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
+		HealthTimeout:   2 * time.Minute,
+		EgressAllow:     list(getenv("HANGAR_EGRESS_ALLOW")),
+		EgressDeny:      list(getenv("HANGAR_EGRESS_DENY")),
+		EgressResolvers: list(getenv("HANGAR_EGRESS_RESOLVERS")),
+		PipIndexURL:     getenv("HANGAR_PIP_INDEX_URL"),
+		PipFindLinks:    getenv("HANGAR_PIP_FIND_LINKS"),
+		ImageCache:      getenv("HANGAR_IMAGE_CACHE"),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_BUILD_STEP_TIMEOUT")); err == nil {
 		c.BuildStepTimeout = d
@@ -104,6 +152,9 @@ func Defaults(getenv Getenv) Config {
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_LOG_MAX_AGE")); err == nil {
 		c.LogMaxAge = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_PASSWORD_HASHES")); err == nil {
+		c.PasswordHashes = n
 	}
 	if n, err := strconv.Atoi(getenv("HANGAR_LOG_MAX_LINES")); err == nil {
 		c.LogMaxLines = n
@@ -146,12 +197,26 @@ func parseSettings(s string) map[string]string {
 	return m
 }
 
+// list reads "a,b"; "" is none.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func or(v, def string) string {
 	if v != "" {
 		return v
 	}
 	return def
 }
+
+// ACME reports whether certificates come from an ACME CA.
+func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
 
 // Validate checks the configuration and makes DataDir absolute.
 func (c *Config) Validate() error {
@@ -170,8 +235,45 @@ func (c *Config) Validate() error {
 	if c.Domain == "" || strings.ContainsAny(c.Domain, "/ ") {
 		errs = append(errs, fmt.Errorf("--domain %q: want a host or host:port", c.Domain))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.ACME() && c.TLSCert != "" {
+		errs = append(errs, errors.New("--tls-cert and ACME (--acme-email, --acme-ca) exclude each other: choose one certificate source"))
+	}
+	if u, err := url.Parse(c.ACMECA); c.ACMECA != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		errs = append(errs, fmt.Errorf("--acme-ca %q: want the https:// URL of an ACME directory", c.ACMECA))
+	}
+	if c.ACMEHTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.ACMEHTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("--acme-http-listen %q: want host:port", c.ACMEHTTPListen))
+		}
+		if !c.ACME() {
+			errs = append(errs, errors.New("--acme-http-listen needs ACME (--acme-email or --acme-ca)"))
+		}
+	}
 	if c.Driver != "sandbox" && c.Driver != "netns" {
 		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	}
+	for _, f := range []struct {
+		flag string
+		ps   []string
+	}{{"--egress-allow", c.EgressAllow}, {"--egress-deny", c.EgressDeny}} {
+		for _, p := range f.ps {
+			if pp, err := netip.ParsePrefix(p); err != nil || !pp.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("%s %q: want an IPv4 prefix such as 10.1.0.0/16 (executors have no IPv6)", f.flag, p))
+			}
+		}
+	}
+	for _, r := range c.EgressResolvers {
+		if _, err := netip.ParseAddr(r); err != nil {
+			if _, err := netip.ParseAddrPort(r); err != nil {
+				errs = append(errs, fmt.Errorf("--egress-resolver %q: want an IP address, optionally with a port", r))
+			}
+		}
+	}
+	if c.PasswordHashes < 0 {
+		errs = append(errs, errors.New("--password-hashes must not be negative"))
 	}
 	if c.LogMaxAge < 0 || c.LogMaxLines < 0 {
 		errs = append(errs, fmt.Errorf("log retention must not be negative"))

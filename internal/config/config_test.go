@@ -15,12 +15,15 @@ func TestDefaults(t *testing.T) {
 		"HANGAR_HEALTH_TIMEOUT": "30s",
 		"HANGAR_PG_SETTINGS":    "fsync=off, max_connections=300",
 		"HANGAR_METRICS_LISTEN": "127.0.0.1:9464",
+		"HANGAR_EGRESS_ALLOW":   "10.1.0.0/16, 192.168.7.0/24",
+		"HANGAR_EGRESS_DENY":    "203.0.113.0/24",
 	}
 	c := Defaults(func(k string) string { return env[k] })
 	want := Config{
 		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", MetricsListen: "127.0.0.1:9464", Domain: "apps.example.com",
 		Driver: "sandbox", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
-		PGSettings: map[string]string{"fsync": "off", "max_connections": "300"},
+		PGSettings:  map[string]string{"fsync": "off", "max_connections": "300"},
+		EgressAllow: []string{"10.1.0.0/16", "192.168.7.0/24"}, EgressDeny: []string{"203.0.113.0/24"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Defaults mismatch (-want +got):\n%s", diff)
@@ -41,6 +44,18 @@ func TestValidate(t *testing.T) {
 		"NoDataDir":    {func(c *Config) { c.DataDir = "" }, true},
 		"ZeroDeadline": {func(c *Config) { c.HealthTimeout = 0 }, true},
 		"BadDriver":    {func(c *Config) { c.Driver = "docker" }, true},
+		"Egress": {func(c *Config) {
+			c.EgressAllow, c.EgressDeny, c.EgressResolvers = []string{"10.1.0.0/16"}, []string{"0.0.0.0/0"}, []string{"127.0.0.1:5353", "::1"}
+		}, false},
+		"EgressNotAPrefix": {func(c *Config) { c.EgressAllow = []string{"10.1.0.0"} }, true},
+		"EgressIPv6":       {func(c *Config) { c.EgressDeny = []string{"fd00::/8"} }, true},
+		"BadResolver":      {func(c *Config) { c.EgressResolvers = []string{"dns.google"} }, true},
+		"TLSFiles":         {func(c *Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, false},
+		"TLSCertOnly":      {func(c *Config) { c.TLSCert = "c.pem" }, true},
+		"ACME":             {func(c *Config) { c.ACMEEmail, c.ACMEHTTPListen = "ops@example.com", ":80" }, false},
+		"ACMEAndFiles":     {func(c *Config) { c.ACMEEmail, c.TLSCert, c.TLSKey = "ops@example.com", "c.pem", "k.pem" }, true},
+		"ACMEHTTPOnly":     {func(c *Config) { c.ACMEHTTPListen = ":80" }, true},
+		"BadACMECA":        {func(c *Config) { c.ACMECA = "http://ca.example/dir" }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })

@@ -408,8 +408,10 @@ func (s *Service) grow(p *pool, delay time.Duration) {
 		s.mu.Unlock()
 		return
 	}
+	// A copy taken under the lock: OrgRenamed rewrites p.app.Org.
+	app := p.app
 	s.mu.Unlock()
-	ex, err := s.startExecutor(s.life, p.app, p.inst, p.version, p.appVersion)
+	ex, err := s.startExecutor(s.life, app, p.inst, p.version, p.appVersion)
 	now := s.now()
 	s.mu.Lock()
 	p.starting--

@@ -83,10 +83,10 @@ type App struct {
 }
 
 // SysDBName returns the name of the app's DBOS system database.
-func (a App) SysDBName() string { return a.AppDBName + "_dbos_sys" }
+func (a *App) SysDBName() string { return a.AppDBName + "_dbos_sys" }
 
 // Hostname returns the app's host under domain: <org>-<app>.<domain>.
-func (a App) Hostname(domain string) string { return a.Org + "-" + a.Name + "." + domain }
+func (a *App) Hostname(domain string) string { return a.Org + "-" + a.Name + "." + domain }
 
 // Memory limits for executors, in MiB.
 const (

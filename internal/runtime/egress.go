@@ -18,6 +18,10 @@ type Egress struct {
 	// on each executor's gateway forwards queries to. Default the
 	// nameservers of the host's /etc/resolv.conf.
 	Resolvers []string
+	// MaxConnections caps the connections one executor has open beyond
+	// the host at once: the host's connection tracking table and its
+	// masquerading ports are shared by every tenant. Default 4096.
+	MaxConnections int
 }
 
 // DefaultEgressDeny are the private ranges executors do not reach unless

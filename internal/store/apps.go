@@ -138,3 +138,13 @@ func (db *DB) DeleteApp(ctx context.Context, appID string) error {
 	_, err := db.pool.Exec(ctx, "DELETE FROM apps WHERE id=$1", appID)
 	return err
 }
+
+// AppHostExists reports whether an app is registered whose host label,
+// <org>-<app> as in hangar.App.Hostname, is label (compared in lower case,
+// as TLS clients send host names). A registered app gets a certificate
+// before its first deploy, since its URL is printed already.
+func (db *DB) AppHostExists(ctx context.Context, label string) (bool, error) {
+	var ok bool
+	err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM apps WHERE lower(org || '-' || name) = lower($1))", label).Scan(&ok)
+	return ok, err
+}

@@ -74,6 +74,17 @@ func TestDB_Apps(t *testing.T) {
 	if _, err := db.App(ctx, "other", "greeter"); hangar.MessageOf(err) != "application greeter not found" {
 		t.Errorf("other org's app: %v, want the CLI's not-found message", err)
 	}
+	for label, want := range map[string]bool{"acme-greeter": true, "ACME-Greeter": true, "acme-other": false, "acme": false} {
+		if got, err := db.AppHostExists(ctx, label); err != nil || got != want {
+			t.Errorf("AppHostExists(%q) = %v, %v; want %v", label, got, err, want)
+		}
+	}
+	if err := db.DeleteApp(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.AppHostExists(ctx, "acme-greeter"); err != nil || got {
+		t.Errorf("AppHostExists of a deleted app = %v, %v; want false", got, err)
+	}
 }
 
 var cmpIgnoreTimes = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".CreatedAt" }, cmp.Ignore())

@@ -1,14 +1,21 @@
-// Package tlsca is a local certificate authority for self-hosted Hangar. It
-// keeps a CA key pair on disk and issues short-lived leaf certificates on
-// demand during TLS handshakes, so the control plane and app hosts
-// (<org>-<app>.<domain>) serve HTTPS that clients trust once they trust the
-// CA certificate (for the official CLI, NODE_EXTRA_CA_CERTS=<CertPath>).
+// Package tlsca provides the certificates of Hangar's HTTPS port, from one
+// of three sources: a local certificate authority (CA, the default), which
+// keeps a key pair on disk and issues short-lived leaves on demand so that
+// clients trust the control plane and app hosts (<org>-<app>.<domain>) once
+// they trust the CA certificate (for the official CLI,
+// NODE_EXTRA_CA_CERTS=<CertPath>); an operator's certificate files
+// (FileCert); or an ACME CA such as Let's Encrypt (ACME). Every source asks
+// one HostPolicy before it serves a name, so only the API host and existing
+// apps get a certificate.
 //
-// It is a leaf: it imports only the standard library. The composition roots
-// (cmd/hangar, hangartest) wire it into a tls.Config.
+// It is a leaf: besides the standard library it imports only certmagic (and
+// its logger, zap). The composition roots (cmd/hangar, hangartest) wire it
+// into a tls.Config.
 package tlsca
 
 import (
+	"container/list"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -58,6 +65,10 @@ type Config struct {
 	// then also carries the IP address the connection arrived on, so
 	// https://127.0.0.1:8443 verifies. Default "localhost".
 	DefaultHost string
+	// MaxLeaves bounds the leaves kept in memory: past it, the least
+	// recently used one is dropped (and issued again if asked for).
+	// Default 1000.
+	MaxLeaves int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -72,14 +83,17 @@ type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 
-	mu     sync.Mutex
-	leaves map[string]*leaf // by cache key, see GetCertificate
+	maxLeaves int
+	mu        sync.Mutex
+	leaves    map[string]*list.Element // of *leaf, by cache key, see cached
+	lru       list.List                // of *leaf, most recently used first
 
 	issued atomic.Int64 // leaves signed, for tests
 }
 
 // leaf is one cached certificate; ready is closed once cert or err is set.
 type leaf struct {
+	key   string
 	ready chan struct{}
 	cert  *tls.Certificate
 	err   error
@@ -105,7 +119,11 @@ func Open(cfg Config) (*CA, error) {
 		dir:         cfg.Dir,
 		defaultHost: normalizeHost(cfg.DefaultHost),
 		now:         cfg.Now,
-		leaves:      make(map[string]*leaf),
+		maxLeaves:   cfg.MaxLeaves,
+		leaves:      make(map[string]*list.Element),
+	}
+	if c.maxLeaves <= 0 {
+		c.maxLeaves = 1000
 	}
 	if c.defaultHost == "" {
 		c.defaultHost = "localhost"
@@ -146,14 +164,15 @@ func (c *CA) Pool() *x509.CertPool {
 }
 
 // GetCertificate returns a function for tls.Config.GetCertificate. It serves
-// a leaf for the client's SNI name when allowed(name) is true (allowed sees
-// the lower-cased name without a trailing dot); the leaf is issued on first
-// use, cached in memory and reissued before it expires. Concurrent handshakes
-// for one name share a single issuance. Without SNI it serves a leaf for the
-// configured default host plus the local IP address of the connection;
-// allowed is not consulted then, because the server, not the client, chose
-// those names. A nil allowed rejects every SNI name.
-func (c *CA) GetCertificate(allowed func(host string) bool) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// a leaf for the client's SNI name: a cached one, or, when policy allows
+// the name, a new one, cached in memory (at most Config.MaxLeaves) and
+// reissued, if policy still allows, before it expires. Concurrent
+// handshakes for one name share a single issuance. A refused name costs
+// neither a signature nor a cache entry. Without SNI it serves a leaf for
+// the configured default host plus the local IP address of the
+// connection; policy is not consulted then, because the server, not the
+// client, chose those names.
+func (c *CA) GetCertificate(policy HostPolicy) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		host := normalizeHost(hello.ServerName)
 		if host == "" {
@@ -161,13 +180,22 @@ func (c *CA) GetCertificate(allowed func(host string) bool) func(*tls.ClientHell
 			if ip := localIP(hello); ip != "" && ip != c.defaultHost {
 				names = append(names, ip)
 			}
-			return c.cached(names)
+			return c.cached(names, nil)
 		}
-		if allowed == nil || !allowed(host) {
-			return nil, fmt.Errorf("get certificate: host %q not allowed", host)
-		}
-		return c.cached([]string{host})
+		return c.cached([]string{host}, func() error { return allow(hello, policy, host) })
 	}
+}
+
+// allow asks policy about host, within the handshake's context.
+func allow(hello *tls.ClientHelloInfo, policy HostPolicy, host string) error {
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := policy(ctx, host); err != nil {
+		return fmt.Errorf("get certificate for %s: %w", host, err)
+	}
+	return nil
 }
 
 // Issue signs a new leaf certificate for host: a DNS name (SAN DNSName) or an
@@ -181,41 +209,73 @@ func (c *CA) Issue(host string) (*tls.Certificate, error) {
 	return c.issue([]string{strings.Trim(h, "[]")})
 }
 
-// cached returns a valid cached leaf for names, or issues one. The first
-// caller for a key issues while later callers wait on ready, so each name
-// costs one signature however many handshakes race for it.
-func (c *CA) cached(names []string) (*tls.Certificate, error) {
+// cached returns a valid cached leaf for names, or issues one if allow
+// (nil: always) returns nil. The first caller for a key issues while later
+// callers wait on ready, so each name costs one signature however many
+// handshakes race for it.
+func (c *CA) cached(names []string, allow func() error) (*tls.Certificate, error) {
 	key := strings.Join(names, ",")
 	c.mu.Lock()
-	l, ok := c.leaves[key]
+	l, ok := c.hit(key)
+	c.mu.Unlock()
 	if ok {
-		select {
-		case <-l.ready:
-			// A failed entry was removed, so l.cert is set; reissue it
-			// once it nears expiry.
-			ok = c.now().Before(l.cert.Leaf.NotAfter.Add(-leafRenewBefore))
-		default: // being issued: wait for it
+		<-l.ready
+		return l.cert, l.err
+	}
+	// Asked outside the lock: the policy may query a database.
+	if allow != nil {
+		if err := allow(); err != nil {
+			return nil, err
 		}
 	}
-	if ok {
+	c.mu.Lock()
+	if l, ok := c.hit(key); ok { // issued meanwhile
 		c.mu.Unlock()
 		<-l.ready
 		return l.cert, l.err
 	}
-	l = &leaf{ready: make(chan struct{})}
-	c.leaves[key] = l
+	if e, ok := c.leaves[key]; ok { // near expiry
+		c.lru.Remove(e)
+	}
+	l = &leaf{key: key, ready: make(chan struct{})}
+	c.leaves[key] = c.lru.PushFront(l)
+	for c.lru.Len() > c.maxLeaves {
+		// Handshakes waiting on an evicted leaf still get it.
+		delete(c.leaves, c.lru.Remove(c.lru.Back()).(*leaf).key)
+	}
 	c.mu.Unlock()
 
 	l.cert, l.err = c.issue(names)
 	if l.err != nil {
 		c.mu.Lock()
-		if c.leaves[key] == l {
+		if e, ok := c.leaves[key]; ok && e.Value == l {
+			c.lru.Remove(e)
 			delete(c.leaves, key)
 		}
 		c.mu.Unlock()
 	}
 	close(l.ready)
 	return l.cert, l.err
+}
+
+// hit returns key's leaf if it is being issued or is not near expiry,
+// marking it used. c.mu must be held.
+func (c *CA) hit(key string) (*leaf, bool) {
+	e, ok := c.leaves[key]
+	if !ok {
+		return nil, false
+	}
+	l := e.Value.(*leaf)
+	select {
+	case <-l.ready:
+		// A failed entry was removed, so l.cert is set.
+		if !c.now().Before(l.cert.Leaf.NotAfter.Add(-leafRenewBefore)) {
+			return nil, false
+		}
+	default: // being issued: wait for it
+	}
+	c.lru.MoveToFront(e)
+	return l, true
 }
 
 // issue signs a leaf whose SANs are exactly names.
@@ -467,25 +527,4 @@ func validDNSName(n string) bool {
 		}
 	}
 	return true
-}
-
-// AllowDomain returns an allowed function for GetCertificate that accepts
-// the domain's host name and any name under it. A port in domain is ignored:
-// with domain "localhost:8443" it accepts "localhost" and
-// "acme-greeter.localhost", since SNI never carries a port. Every accepted
-// name costs a signature and a cache entry, so a server reachable by
-// untrusted clients should rather allow only hosts of existing apps.
-func AllowDomain(domain string) func(host string) bool {
-	d := normalizeHost(domain)
-	if h, _, err := net.SplitHostPort(d); err == nil {
-		d = h
-	}
-	d = strings.Trim(d, "[]")
-	return func(host string) bool {
-		host = normalizeHost(host)
-		if d == "" {
-			return false
-		}
-		return host == d || strings.HasSuffix(host, "."+d)
-	}
 }

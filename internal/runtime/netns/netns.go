@@ -5,7 +5,8 @@
 // host services only through the forwards of its Spec, on its gateway
 // address, and beyond the host what the egress policy allows. It gives no
 // other isolation (same user, filesystem and cgroups as Hangar). It needs
-// Linux, root, nftables and iproute2, whose `ip netns exec` starts the apps. Only composition roots (cmd/hangar, hangartest) import it.
+// Linux, root, nftables and iproute2, whose `ip netns exec` starts the
+// apps. Only composition roots (cmd/hangar, hangartest) import it.
 package netns
 
 import (

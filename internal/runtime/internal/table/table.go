@@ -40,8 +40,8 @@ type Entry struct {
 	// when Start succeeded, for Exec.
 	Dir string
 	Env []string
-	// Forwards are the executor's relays; Stop closes them, also when
-	// Start failed after starting them.
+	// Forwards are the executor's resolver and relays; Stop closes them,
+	// also when Start failed after starting them.
 	Forwards *vnet.Forwards
 	// Done is closed by Exit once the process is reaped; nil until Start
 	// started it.

@@ -75,7 +75,7 @@ func (r *resolver) serve() {
 			return
 		}
 		if err != nil {
-			continue // an ICMP error for an earlier reply, for one
+			continue // a transient error of one datagram
 		}
 		// Only queries (QR bit clear) are forwarded; anything else is
 		// dropped, like a query beyond maxQueries.

@@ -2,108 +2,32 @@ package vnet
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/vnettest"
 )
-
-// These tests emulate the internet in a namespace of their own, on a
-// TEST-NET-2 address (198.51.100.0/24) and a private one, routed over a
-// veth pair from the host; they check that the route to each is that pair
-// before they send anything, so that no packet leaves the machine.
 
 // attemptTimeout bounds each attempt; denials are rejections and fail at once,
 // so only a broken firewall would wait it out.
 const attemptTimeout = 3 * time.Second
-
-// inNS runs f on a thread in namespace path; the sockets f opens belong
-// to that namespace for good. The thread returns to the host's namespace
-// after f, or stays locked, and so ends with f, if it cannot: a thread left
-// in the namespace would be killed with it, or, were it the main thread,
-// make the whole test process count as a process of the namespace.
-func inNS(t testing.TB, path string, f func()) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		host, err := netns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer host.Close()
-		h, err := netns.GetFromPath(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			done <- err
-			return
-		}
-		f()
-		if err := netns.Set(host); err != nil {
-			done <- err
-			return
-		}
-		goruntime.UnlockOSThread()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("enter namespace %s: %v", path, err)
-	}
-}
-
-// serve accepts connections on ln and greets each with "hi".
-func serve(t testing.TB, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "hi")
-			c.Close()
-		}
-	}()
-}
-
-// listenIn listens on TCP addr inside namespace path and serves it.
-func listenIn(t testing.TB, path, addr string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	inNS(t, path, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatalf("listen on %s in %s: %v", addr, path, err)
-	}
-	serve(t, ln)
-	return ln
-}
 
 // attempt connects to addr from inside namespace ns and reads the greeting;
 // nil means the connection worked.
 func attempt(t testing.TB, ns, addr string) error {
 	t.Helper()
 	var err error
-	inNS(t, Path(ns), func() {
+	vnettest.InNS(t, Path(ns), func() {
 		var c net.Conn
 		if c, err = net.DialTimeout("tcp", addr, attemptTimeout); err != nil {
 			return
@@ -111,133 +35,11 @@ func attempt(t testing.TB, ns, addr string) error {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(attemptTimeout))
 		var b []byte
-		if b, err = io.ReadAll(c); err == nil && string(b) != "hi" {
+		if b, err = io.ReadAll(c); err == nil && string(b) != vnettest.Greeting {
 			err = fmt.Errorf("got %q, want the greeting", b)
 		}
 	})
 	return err
-}
-
-// internet is the emulated world beyond the host.
-type internet struct {
-	ns             string // its namespace's name, under /run/netns
-	public, priv   netip.Addr
-	hostIf         string
-	publicLn       net.Listener
-	privLn, metaLn net.Listener
-}
-
-// newInternet builds a namespace joined to the host by a veth pair that
-// carries a random /30 of 198.51.100.0/24, one of 10.169.0.0/16 and
-// 169.254.169.254 (the cloud metadata address); a listener greets on each.
-// It checks that the host routes each through the pair.
-func newInternet(t *testing.T) *internet {
-	t.Helper()
-	n := rand.Uint32()
-	in := &internet{ns: fmt.Sprintf("he-inet-%08x", n), hostIf: fmt.Sprintf("he%08x", n)}
-	pub := netip.AddrFrom4([4]byte{198, 51, 100, byte(4 * (n % 64))})
-	priv := netip.AddrFrom4([4]byte{10, 169, byte(n >> 8), byte(4 * (n % 64))})
-	in.public, in.priv = pub.Next().Next(), priv.Next().Next()
-	meta := netip.MustParseAddr("169.254.169.254")
-
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", in.ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", in.ns).Run() })
-	run("link", "add", in.hostIf, "type", "veth", "peer", "name", "eth0", "netns", in.ns)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", in.hostIf).Run() })
-	run("addr", "add", pub.Next().String()+"/30", "dev", in.hostIf)
-	run("addr", "add", priv.Next().String()+"/30", "dev", in.hostIf)
-	run("link", "set", in.hostIf, "up")
-	run("-n", in.ns, "addr", "add", in.public.String()+"/30", "dev", "eth0")
-	run("-n", in.ns, "addr", "add", in.priv.String()+"/30", "dev", "eth0")
-	run("-n", in.ns, "addr", "add", meta.String()+"/32", "dev", "eth0")
-	run("-n", in.ns, "link", "set", "eth0", "up")
-	run("-n", in.ns, "link", "set", "lo", "up")
-	run("route", "replace", meta.String()+"/32", "dev", in.hostIf) // goes with the link
-	// This link is the emulated internet's uplink: replies to executors
-	// arrive on it, so it forwards, as the host's real uplink does once
-	// Hangar turned forwarding on there.
-	if err := setSysctl("ipv4/conf/"+in.hostIf+"/forwarding", "1"); err != nil {
-		t.Fatal(err)
-	}
-
-	link, err := netlink.LinkByName(in.hostIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []netip.Addr{in.public, in.priv, meta} {
-		routes, err := netlink.RouteGet(a.AsSlice())
-		if err != nil || len(routes) == 0 || routes[0].LinkIndex != link.Attrs().Index {
-			t.Fatalf("route to %s: got %+v, %v; want it through %s, on this machine", a, routes, err, in.hostIf)
-		}
-	}
-	in.publicLn = listenIn(t, Path(in.ns), net.JoinHostPort(in.public.String(), "80"))
-	in.privLn = listenIn(t, Path(in.ns), net.JoinHostPort(in.priv.String(), "80"))
-	in.metaLn = listenIn(t, Path(in.ns), net.JoinHostPort(meta.String(), "80"))
-	return in
-}
-
-// serveDNS answers A queries for name with addr, over UDP on the host's
-// loopback, and returns its address.
-func serveDNS(t testing.TB, name string, addr netip.Addr) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if a := dnsAnswer(buf[:n], name, addr); a != nil {
-				pc.WriteTo(a, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-// dnsAnswer answers query q: addr for an A query of name, no records for
-// another type, NXDOMAIN for another name.
-func dnsAnswer(q []byte, name string, addr netip.Addr) []byte {
-	i := dnsHeaderLen
-	var labels []string
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	if i+5 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i+1:])
-	a := append([]byte(nil), q[:i+5]...)
-	a[2] = 0x80 | q[2]&0x01 // a response; recursion desired as asked
-	a[3] = 0x80             // recursion available
-	binary.BigEndian.PutUint16(a[4:], 1)
-	clear(a[6:12])
-	switch {
-	case !strings.EqualFold(strings.Join(labels, ".")+".", name):
-		a[3] |= 3 // NXDOMAIN
-	case qtype == 1:
-		binary.BigEndian.PutUint16(a[6:], 1)
-		ip := addr.As4()
-		a = append(a, 0xc0, dnsHeaderLen, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
-		a = append(a, ip[:]...)
-	}
-	return a
 }
 
 // hostAddrs returns every address of the host's interfaces, link-local
@@ -263,14 +65,17 @@ func hostAddrs(t testing.TB) []string {
 	return out
 }
 
+// TestEgress checks an executor network's firewall, NAT and resolver
+// against the internet vnettest emulates, which checks that the host
+// routes it locally before anything is sent.
 func TestEgress(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	inet := newInternet(t)
+	inet := vnettest.NewInternet(t)
 	const name = "internet.test."
-	dns := serveDNS(t, name, inet.public)
+	dns := vnettest.ServeDNS(t, name, inet.Public)
 	p := newTestPool(t, runtime.Egress{Resolvers: []string{dns}})
 
 	setup := func(id string) (string, runtime.Network) {
@@ -289,7 +94,7 @@ func TestEgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, hostLn)
+	vnettest.Serve(t, hostLn)
 	port := fmt.Sprint(hostLn.Addr().(*net.TCPAddr).Port)
 	relayPort := 15432
 	fw, err := p.Forward(t.Context(), ns, n.Gateway, []runtime.Forward{{ListenPort: relayPort, Target: "127.0.0.1:" + port}}, slogDiscard)
@@ -299,12 +104,12 @@ func TestEgress(t *testing.T) {
 	t.Cleanup(fw.Close)
 	// Another executor, listening.
 	nsB, nB := setup("b")
-	listenIn(t, Path(nsB), net.JoinHostPort(nB.Address, "80"))
+	vnettest.Listen(t, Path(nsB), net.JoinHostPort(nB.Address, "80"))
 
 	t.Run("Allowed", func(t *testing.T) {
 		for _, addr := range []string{
 			net.JoinHostPort(n.Gateway, fmt.Sprint(relayPort)), // its relay
-			net.JoinHostPort(inet.public.String(), "80"),       // the internet, by address
+			net.JoinHostPort(inet.Public.String(), "80"),       // the internet, by address
 		} {
 			if err := attempt(t, ns, addr); err != nil {
 				t.Errorf("attempt: %s -> %v, want it to work", addr, err)
@@ -312,42 +117,42 @@ func TestEgress(t *testing.T) {
 				t.Logf("attempt: %s -> ok", addr)
 			}
 		}
-		// By name, through the resolver on the gateway.
+		// By name, through the resolver on the gateway, over UDP and TCP.
 		var addrs []string
-		inNS(t, Path(ns), func() {
-			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		for _, proto := range []string{"udp", "tcp"} {
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var c net.Conn
 				var err error
-				inNS(t, Path(ns), func() {
+				vnettest.InNS(t, Path(ns), func() {
 					var d net.Dialer
-					c, err = d.DialContext(ctx, network, net.JoinHostPort(n.Gateway, "53"))
+					c, err = d.DialContext(ctx, proto, net.JoinHostPort(n.Gateway, "53"))
 				})
 				return c, err
 			}}
 			addrs, err = r.LookupHost(t.Context(), name)
-		})
-		if err != nil || len(addrs) != 1 || addrs[0] != inet.public.String() {
-			t.Fatalf("look up %s from the executor: got %v, %v; want %s", name, addrs, err, inet.public)
+			if err != nil || len(addrs) != 1 || addrs[0] != inet.Public.String() {
+				t.Fatalf("look up %s over %s from the executor: got %v, %v; want %s", name, proto, addrs, err, inet.Public)
+			}
 		}
 		if err := attempt(t, ns, net.JoinHostPort(addrs[0], "80")); err != nil {
 			t.Errorf("attempt: %s (%s) -> %v, want it to work", name, addrs[0], err)
 		}
 		// Programs run by `ip netns exec` resolve through it too.
 		out, err := exec.Command("ip", "netns", "exec", ns, "getent", "hosts", strings.TrimSuffix(name, ".")).CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(out), inet.public.String()) {
-			t.Errorf("getent hosts %s in the executor: got %q, %v; want %s", name, out, err, inet.public)
+		if err != nil || !strings.HasPrefix(string(out), inet.Public.String()) {
+			t.Errorf("getent hosts %s in the executor: got %q, %v; want %s", name, out, err, inet.Public)
 		}
 	})
 
 	t.Run("Denied", func(t *testing.T) {
 		targets := []string{
-			net.JoinHostPort(n.Gateway, port),          // a host service through the gateway
-			net.JoinHostPort(n.Gateway, "22"),          // whatever else listens there
-			net.JoinHostPort(nB.Address, "80"),         // another executor
-			net.JoinHostPort(nB.Gateway, port),         // another executor's gateway
-			net.JoinHostPort("127.0.0.1", port),        // loopback, its own: nothing listens
-			net.JoinHostPort(inet.priv.String(), "80"), // a private address
-			"169.254.169.254:80",                       // cloud metadata
+			net.JoinHostPort(n.Gateway, port),                  // a host service through the gateway
+			net.JoinHostPort(n.Gateway, "22"),                  // whatever else listens there
+			net.JoinHostPort(nB.Address, "80"),                 // another executor
+			net.JoinHostPort(nB.Gateway, port),                 // another executor's gateway
+			net.JoinHostPort("127.0.0.1", port),                // loopback, its own: nothing listens
+			net.JoinHostPort(inet.Private.String(), "80"),      // a private address
+			net.JoinHostPort(vnettest.Metadata.String(), "80"), // cloud metadata
 		}
 		for _, a := range hostAddrs(t) {
 			targets = append(targets, net.JoinHostPort(a, port)) // every host address
@@ -361,10 +166,107 @@ func TestEgress(t *testing.T) {
 		}
 	})
 
+	// A neighbour that routes the pool through the host reaches no
+	// executor: only replies go in.
+	t.Run("FromOutside", func(t *testing.T) {
+		addr := net.JoinHostPort(nB.Address, "80")
+		if out, err := exec.Command("ip", "-n", inet.NS, "route", "add", nB.Address+"/32", "via", inet.Public.Prev().String()).CombinedOutput(); err != nil {
+			t.Fatalf("route the executor from outside: %v: %s", err, out)
+		}
+		var err error
+		vnettest.InNS(t, Path(inet.NS), func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, attemptTimeout); err == nil {
+				c.Close()
+			}
+		})
+		if err == nil {
+			t.Errorf("attempt from the internet: %s -> connected, want it denied", addr)
+		} else {
+			t.Logf("attempt from the internet: %s -> denied (%v)", addr, err)
+		}
+	})
+
+	// An uplink on which forwarding was off: Hangar turns it on, so that
+	// replies reach executors, and records it in the host table, so that
+	// the host forwards nothing else that arrives there.
+	t.Run("Uplink", func(t *testing.T) {
+		up := vnettest.NewInternet(t)
+		if err := setSysctl("ipv4/conf/"+up.HostIf+"/forwarding", "0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			p.nft(context.Background(), fmt.Sprintf("delete element inet %s uplinks { %q }\n", hostTable, up.HostIf))
+		})
+		if err := p.openUplinks(t.Context(), []string{up.HostIf}); err != nil {
+			t.Fatalf("openUplinks: %v", err)
+		}
+		if on, err := forwarding(up.HostIf); !on || err != nil {
+			t.Errorf("forwarding on %s: got %v, %v; want on", up.HostIf, on, err)
+		}
+		if out, err := exec.Command("nft", "list", "set", "inet", hostTable, "uplinks").CombinedOutput(); err != nil || !strings.Contains(string(out), `"`+up.HostIf+`"`) {
+			t.Errorf("host table's uplinks lack %s: %v\n%s", up.HostIf, err, out)
+		}
+		addr := net.JoinHostPort(up.Public.String(), "80")
+		if err := attempt(t, ns, addr); err != nil {
+			t.Errorf("attempt: %s through the uplink -> %v, want it to work", addr, err)
+		}
+		// A neighbour on the uplink that routes through the host to
+		// another network (the first emulated internet, which routes
+		// back through the host) is dropped.
+		target := net.JoinHostPort(inet.Public.String(), "80")
+		if out, err := exec.Command("ip", "-n", up.NS, "route", "add", inet.Public.String()+"/32", "via", up.Public.Prev().String()).CombinedOutput(); err != nil {
+			t.Fatalf("route through the host: %v: %s", err, out)
+		}
+		var err error
+		vnettest.InNS(t, Path(up.NS), func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", target, attemptTimeout); err == nil {
+				c.Close()
+			}
+		})
+		if err == nil {
+			t.Errorf("attempt from the uplink's side: %s -> connected, want the host not to route it", target)
+		}
+	})
+
 	t.Run("NoIPv6", func(t *testing.T) {
 		for _, c := range [][]string{{"-n", ns, "-6", "addr", "show", "dev", "eth0"}, {"-6", "addr", "show", "dev", HostIf(ns)}} {
 			if out := ip(t, c...); strings.TrimSpace(out) != "" {
 				t.Errorf("ip %s: got %q, want no IPv6 address", strings.Join(c, " "), out)
+			}
+		}
+	})
+
+	// Connections beyond the cap are refused while the others stay open.
+	t.Run("ConnectionCap", func(t *testing.T) {
+		p3 := newTestPool(t, runtime.Egress{Resolvers: []string{dns}, MaxConnections: 2})
+		ns3 := p3.Name("d")
+		if _, err := p3.Setup(t.Context(), ns3); err != nil {
+			p3.Teardown(t.Context(), ns3)
+			t.Fatalf("Setup: %v", err)
+		}
+		defer p3.Teardown(t.Context(), ns3)
+		// A listener that never closes: the kernel completes handshakes
+		// for its backlog.
+		var ln net.Listener
+		vnettest.InNS(t, Path(inet.NS), func() { ln, err = net.Listen("tcp", net.JoinHostPort(inet.Public.String(), "81")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addr := ln.Addr().String()
+		for i := range 3 {
+			var c net.Conn
+			vnettest.InNS(t, Path(ns3), func() { c, err = net.DialTimeout("tcp", addr, attemptTimeout) })
+			if i < 2 && err != nil {
+				t.Fatalf("connection %d of 2 allowed: %v", i+1, err)
+			}
+			if i == 2 && err == nil {
+				t.Errorf("connection 3 with MaxConnections 2: connected, want it refused")
+			}
+			if c != nil {
+				defer c.Close()
 			}
 		}
 	})
@@ -377,7 +279,7 @@ func TestEgress(t *testing.T) {
 			t.Fatalf("Setup: %v", err)
 		}
 		defer p2.Teardown(t.Context(), ns2)
-		addr := net.JoinHostPort(inet.priv.String(), "80")
+		addr := net.JoinHostPort(inet.Private.String(), "80")
 		if err := attempt(t, ns2, addr); err != nil {
 			t.Errorf("attempt with --egress-allow 10.169.0.0/16: %s -> %v, want it to work", addr, err)
 		}

@@ -38,9 +38,13 @@ var alwaysDeny = []string{"0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0
 // of any Hangar instance; see HostIf.
 const hostIfGlob = "hgh*"
 
+// defaultMaxConnections is runtime.Egress.MaxConnections's default.
+const defaultMaxConnections = 4096
+
 // policy is a parsed runtime.Egress.
 type policy struct {
 	deny, allow, private []netip.Prefix
+	maxConns             int
 }
 
 // parsePolicy checks e and adds the fixed parts: pool joins the ranges no
@@ -58,7 +62,14 @@ func parsePolicy(e runtime.Egress, pool netip.Prefix) (policy, error) {
 	if err != nil {
 		return policy{}, err
 	}
-	return policy{deny: deny, allow: allow, private: private}, nil
+	maxConns := e.MaxConnections
+	if maxConns == 0 {
+		maxConns = defaultMaxConnections
+	}
+	if maxConns < 1 {
+		return policy{}, fmt.Errorf("egress: max connections %d: want a positive number", maxConns)
+	}
+	return policy{deny: deny, allow: allow, private: private, maxConns: maxConns}, nil
 }
 
 // parsePrefixes parses IPv4 prefixes and leaves out those inside another,
@@ -134,6 +145,7 @@ func firewallRules(ns, gateway string, ports []int, pol policy) string {
 	fmt.Fprintf(&b, "\t\toifname %q ct state established,related accept\n\t\toifname %q jump refuse\n", dev, dev)
 	in("ct state established,related accept")
 	in("oifname %q jump refuse", hostIfGlob)
+	in("ct state new ct count over %d jump refuse", pol.maxConns)
 	in("ip daddr %s jump refuse", nftSet(pol.deny))
 	if len(pol.allow) > 0 {
 		in("ip daddr %s accept", nftSet(pol.allow))

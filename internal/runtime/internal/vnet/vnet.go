@@ -143,28 +143,29 @@ func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 	if err := setSysctl("ipv4/conf/"+HostIf(ns)+"/forwarding", "1"); err != nil {
 		return runtime.Network{}, fmt.Errorf("turn forwarding on for %s: %w", HostIf(ns), err)
 	}
-	if err := p.openUplinks(ctx); err != nil {
+	devs, err := uplinks()
+	if err != nil {
+		return runtime.Network{}, fmt.Errorf("find the host's uplinks: %w", err)
+	}
+	if err := p.openUplinks(ctx, devs); err != nil {
 		return runtime.Network{}, err
 	}
 	// `ip netns exec` binds this over /etc/resolv.conf.
+	conf := filepath.Join(etcDir(ns), "resolv.conf")
 	if err := os.MkdirAll(etcDir(ns), 0o755); err != nil {
-		return runtime.Network{}, err
+		return runtime.Network{}, fmt.Errorf("write %s: %w", conf, err)
 	}
-	if err := os.WriteFile(filepath.Join(etcDir(ns), "resolv.conf"), []byte(ResolvConf(gateway)), 0o644); err != nil {
-		return runtime.Network{}, err
+	if err := os.WriteFile(conf, []byte(ResolvConf(gateway)), 0o644); err != nil {
+		return runtime.Network{}, fmt.Errorf("write %s: %w", conf, err)
 	}
 	return runtime.Network{Gateway: gateway, Address: s.address().Addr().String()}, nil
 }
 
-// openUplinks turns IPv4 forwarding on for the host's uplinks (the links
-// of its default routes) where it is off, so that replies reach executors,
-// after recording each in the host table, which keeps the host from
-// routing anything else through it. See uplinkRules.
-func (p *Pool) openUplinks(ctx context.Context) error {
-	devs, err := uplinks()
-	if err != nil {
-		return fmt.Errorf("find the host's uplinks: %w", err)
-	}
+// openUplinks turns IPv4 forwarding on for the host's uplinks devs (the
+// links of its default routes) where it is off, so that replies reach
+// executors, after recording each in the host table, which keeps the host
+// from routing anything else through it. See uplinkRules.
+func (p *Pool) openUplinks(ctx context.Context, devs []string) error {
 	for _, dev := range devs {
 		on, err := forwarding(dev)
 		if err != nil {
@@ -240,10 +241,11 @@ func (p *Pool) Teardown(ctx context.Context, ns string) error {
 	if err := removeFirewall(context.WithoutCancel(ctx), p.nft, ns); err != nil {
 		return err
 	}
-	if err := removeNS(ns); err != nil {
+	if err := os.RemoveAll(etcDir(ns)); err != nil {
 		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
-	if err := os.RemoveAll(etcDir(ns)); err != nil {
+	// The namespace goes last: Leftovers finds what is left by it.
+	if err := removeNS(ns); err != nil {
 		return fmt.Errorf("remove network namespace %s: %w", ns, err)
 	}
 	return nil
@@ -278,7 +280,8 @@ type Forwards struct {
 // namespace is ns: the DNS resolver, and a relay for each forward. Each
 // listens on the gateway bound to the host end of ns's veth pair, so only
 // that executor reaches it, and the firewall opens to the relays' ports.
-// They run until Close.
+// They run until Close. A sandbox without forwards calls it too: without
+// the resolver it resolves no names.
 func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runtime.Forward, logger *slog.Logger) (*Forwards, error) {
 	dns, err := startResolver(ctx, HostIf(ns), gateway, p.resolvers, logger)
 	if err != nil {
