@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/image/imagetest"
 )
 
 // OfficialCLI is the official DBOS Cloud CLI package the tests run with npx.
@@ -149,6 +150,8 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 	h.args = append([]string{"serve",
 		"--data-dir", dataDir, "--listen", "127.0.0.1:" + port, "--domain", h.Domain,
 		"--network-prefix", h.Prefix,
+		// One image cache for every test: debootstrap runs once.
+		"--image-cache", imagetest.Dir(),
 		"--subnet", fmt.Sprintf("10.%d.0.0/16", subnetBase()+n%subnetSpan), "--health-timeout", "90s",
 		"--db-ports", "0"}, extra...)
 	t.Cleanup(func() {

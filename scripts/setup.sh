@@ -11,6 +11,7 @@ compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v ip >/dev/null || need+=(iproute2)
 command -v runc >/dev/null || need+=(runc)       # the sandbox executor driver
 command -v nft >/dev/null || need+=(nftables)    # executors' packet filter
+command -v debootstrap >/dev/null || need+=(debootstrap) # the base image of builds and executors
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3 python3-venv)

@@ -20,8 +20,11 @@ trap cleanup EXIT
 
 (cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The images (Debian base, Node.js) are built once per cache: the tests'
+# shared cache by default. The first deploy prints whether it built them.
+images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
 HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-  --domain "localhost:$port" --network-prefix bench --subnet 10.223.0.0/16 >"$work/serve.log" 2>&1 &
+  --domain "localhost:$port" --network-prefix bench --subnet 10.223.0.0/16 --image-cache "$images" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
 grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
@@ -65,6 +68,8 @@ load() {
 
 echo "Hangar deploy benchmark (greeter fixture, official CLI ${cli##*@})"
 deploy "first deploy"
+# The one-time image builds, if this first deploy did them.
+grep 'msg="built image"' "$work/serve.log" | sed -E 's/.*image=([^ ]+) took=([^ ]+).*/    one-time image build: \1 in \2/' || echo "    images already in $images"
 deploy "redeploy, unchanged deps"
 load >"$work/load.out" &
 load_pid=$!

@@ -13,7 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +30,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/history"
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -90,6 +93,9 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&cfg.EgressAllow, "egress-allow", cfg.EgressAllow, "IPv4 prefixes executors may reach although private (RFC 1918, 100.64.0.0/10), comma-separated or repeated (env HANGAR_EGRESS_ALLOW)")
 	f.StringSliceVar(&cfg.EgressDeny, "egress-deny", cfg.EgressDeny, "IPv4 prefixes executors never reach, besides the private ones; wins over --egress-allow; 0.0.0.0/0 = no egress (env HANGAR_EGRESS_DENY)")
 	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
+	f.StringVar(&cfg.ImageCache, "image-cache", cfg.ImageCache, "directory of the images builds and executors run on: Debian base, Node.js, setup layers; default <data-dir>/images (env HANGAR_IMAGE_CACHE)")
+	f.DurationVar(&cfg.BuildStepTimeout, "build-step-timeout", cfg.BuildStepTimeout, "wall-clock limit of each setup, install and build command; 0 = 30m (env HANGAR_BUILD_STEP_TIMEOUT)")
+	f.IntVar(&cfg.BuildMemoryMiB, "build-memory-mib", cfg.BuildMemoryMiB, "memory limit of each sandboxed build command; 0 = 2048 (env HANGAR_BUILD_MEMORY_MIB)")
 	return cmd
 }
 
@@ -176,10 +182,13 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
+			CommandTimeout: cfg.BuildStepTimeout,
 		},
-		Logger:   log,
-		Secrets:  accounts.NewOpener(st, box),
-		Observer: events.Tee(met),
+		BuildRunner: buildRunner(drv),
+		Images:      buildRunner(drv) != nil,
+		Logger:      log,
+		Secrets:     accounts.NewOpener(st, box),
+		Observer:    events.Tee(met),
 	}, st, instances, drv, rt, logStore)
 	if err != nil {
 		return err
@@ -356,11 +365,18 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
 		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress}, log.With("component", "netns"))
 	}
+	images, err := image.New(image.Config{Dir: cfg.ImageCache, Logger: log.With("component", "image")})
+	if err != nil {
+		return nil, err
+	}
 	return sandbox.New(sandbox.Config{
 		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
-		HiddenPaths: []string{cfg.DataDir},
+		HiddenPaths:   []string{cfg.DataDir},
+		Images:        images,
+		GoRoot:        goRoot(),
+		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
 }
 
@@ -393,6 +409,25 @@ func dbSandbox(cfg config.Config, ca *tlsca.CA, log *slog.Logger) *dbinstance.Sa
 			return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), nil
 		},
 	}
+}
+
+// buildRunner returns the runner of build commands: the sandbox's steps,
+// or nil (commands on the host) with the development driver.
+func buildRunner(drv driver) build.Runner {
+	if steps, ok := drv.(runtime.StepRunner); ok {
+		return build.StepRunner{Steps: steps}
+	}
+	return nil
+}
+
+// goRoot returns the Go toolchain images get at /usr/local/go: the one
+// the go command in PATH reports, or none.
+func goRoot() string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // sysDBURL is the DBOS system database of Hangar's own workflows: beside the

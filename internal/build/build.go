@@ -12,14 +12,19 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 // Options configures a Builder. The zero value is usable: every field's zero
@@ -27,8 +32,10 @@ import (
 type Options struct {
 	// Env is the base environment of every build command (PATH, HOME, …).
 	// Build commands never inherit Hangar's own environment, which holds its
-	// secrets. Default: PATH with the usual system directories and
-	// /usr/local/go/bin, HOME=os.TempDir(), LANG=C.UTF-8.
+	// secrets. Default: PATH with the usual system directories,
+	// /opt/hangar/node/bin and /usr/local/go/bin, HOME=os.TempDir(),
+	// LANG=C.UTF-8, and NODE_EXTRA_CA_CERTS and PIP_CERT naming the
+	// system's CA bundle.
 	Env []string
 	// NPMCacheDir holds npm's cache (npm_config_cache), one folder per
 	// organization, so that installing unchanged dependencies again is fast.
@@ -69,6 +76,10 @@ type Options struct {
 type Builder struct {
 	opts   Options
 	runner Runner
+	layers layerStore // nil when commands run on the host
+
+	mu       sync.Mutex
+	versions map[string]string // toolVersion's answers on images
 }
 
 // NewBuilder returns a Builder that runs commands through r (ExecRunner in
@@ -76,9 +87,14 @@ type Builder struct {
 func NewBuilder(opts Options, r Runner) *Builder {
 	if opts.Env == nil {
 		opts.Env = []string{
-			"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			// /opt/hangar/node/bin holds the image's Node.js.
+			"PATH=/opt/hangar/node/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME=" + os.TempDir(),
 			"LANG=C.UTF-8",
+			// Node and pip bring their own CA lists: make them trust the
+			// system's, where the operator's own CAs are.
+			"NODE_EXTRA_CA_CERTS=" + systemCAs,
+			"PIP_CERT=" + systemCAs,
 		}
 	}
 	if opts.Logger == nil {
@@ -93,8 +109,13 @@ func NewBuilder(opts Options, r Runner) *Builder {
 	if opts.MaxInstalledBytes == 0 {
 		opts.MaxInstalledBytes = 2 << 30
 	}
-	return &Builder{opts: opts, runner: r}
+	b := &Builder{opts: opts, runner: r, versions: map[string]string{}}
+	b.layers, _ = r.(layerStore)
+	return b
 }
+
+// systemCAs is Debian's CA bundle, in the images as on the host.
+const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
 
 // Job is one build: an unpacked app and where its output goes.
 type Job struct {
@@ -113,6 +134,31 @@ type Job struct {
 	// Log receives a header line per command and the commands' output (the
 	// deploy log). Nil discards it.
 	Log io.Writer
+	// App is the app's ID: a sandboxing Runner runs its commands on its
+	// image, in its uid range.
+	App string
+	// DB is how migrations reach the app's database.
+	DB *DB
+
+	mounts []runtime.Mount // given to each command (the install's caches)
+}
+
+// image is the image the job's commands run on.
+func (j Job) image() runtime.Image {
+	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Config)}
+}
+
+// SetupLayer names the image layer that the setup commands of cfg write:
+// a digest of the commands, "" without any.
+func SetupLayer(cfg Config) string {
+	if len(cfg.Runtime.Setup) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, c := range cfg.Runtime.Setup {
+		fmt.Fprintf(h, "%d:%s\n", len(c), c)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func (j Job) log() io.Writer {
@@ -125,8 +171,16 @@ func (j Job) log() io.Writer {
 // run runs one shell command of step in the app folder, after writing its
 // header to the log.
 func (b *Builder) run(ctx context.Context, j Job, step, shell string, env []string, timeout time.Duration) error {
-	fmt.Fprintf(j.log(), "==> %s: %s\n", step, shell)
-	err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: shell, Env: env, Stdout: j.log(), Timeout: timeout})
+	return b.runCmd(ctx, j, step, Cmd{Shell: shell, Env: env, Timeout: timeout})
+}
+
+// runCmd runs c in the app folder on the job's image, after writing its
+// header to the log.
+func (b *Builder) runCmd(ctx context.Context, j Job, step string, c Cmd) error {
+	fmt.Fprintf(j.log(), "==> %s: %s\n", step, c.Shell)
+	c.Dir, c.Stdout, c.Image = j.Dir, j.log(), j.image()
+	c.Mounts = append(c.Mounts, j.mounts...)
+	err := b.runner.Run(ctx, c)
 	if err == nil {
 		return nil
 	}
@@ -135,6 +189,29 @@ func (b *Builder) run(ctx context.Context, j Job, step, shell string, env []stri
 		return &hangar.Error{Kind: e.Kind, Message: step + ": " + e.Message, Detail: e.Detail}
 	}
 	return fmt.Errorf("%s: %w", step, err)
+}
+
+// mount returns the path under which a command sees host directory dir,
+// and the mount that puts it there: dir itself on the host, below
+// /tmp/hangar in a sandbox.
+func (b *Builder) mount(dir, name string, writable bool) (string, runtime.Mount) {
+	target := dir
+	if b.layers != nil {
+		target = "/tmp/hangar/" + name
+	}
+	return target, runtime.Mount{Source: dir, Target: target, Writable: writable}
+}
+
+// appCache returns the part of a shared, writable cache directory that
+// j's commands may write. In a sandbox, that is a directory of the app's
+// own: another app's build may run at the same time, and Hangar hands a
+// writable mount to the step's uid range first, which must never race
+// with another tenant's writes.
+func (b *Builder) appCache(dir string, j Job) string {
+	if b.layers == nil || j.App == "" {
+		return dir
+	}
+	return filepath.Join(dir, "apps", j.App)
 }
 
 // env returns the base environment followed by extra; later entries win.

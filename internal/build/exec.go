@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 // Runner runs build commands. It is the seam that lets the steps be tested
@@ -34,6 +37,28 @@ type Cmd struct {
 	Stdout io.Writer
 	// Timeout bounds the command; zero means only ctx bounds it.
 	Timeout time.Duration
+	// Image is the image a sandboxing runner runs the command on, with
+	// the app folder at runtime.AppDir; ExecRunner ignores it.
+	Image runtime.Image
+	// WriteLayer makes the command's writes to its root filesystem land in
+	// Image.Layer (setup).
+	WriteLayer bool
+	// Mounts are host directories the command uses besides Dir (caches).
+	// Commands name them by Target; for ExecRunner, which binds nothing,
+	// Builder.mount makes Target equal Source.
+	Mounts []runtime.Mount
+	// DB is how the command reaches the app's database; nil when it does
+	// not.
+	DB *DB
+}
+
+// DB is the database a command reaches.
+type DB struct {
+	// Target is the host "ip:port" of the app's database instance.
+	Target string
+	// Env returns the command's database variables for an instance
+	// reached at host:port.
+	Env func(host string, port int) []string
 }
 
 // ExecRunner runs commands with os/exec. Each command runs in its own
@@ -60,6 +85,14 @@ func (ExecRunner) Run(ctx context.Context, c Cmd) error {
 	cmd := exec.CommandContext(runCtx, "/bin/sh", "-c", c.Shell)
 	cmd.Dir = c.Dir
 	cmd.Env = append([]string{}, c.Env...) // non-nil: never inherit Hangar's environment
+	if c.DB != nil {
+		host, port, err := net.SplitHostPort(c.DB.Target)
+		if err != nil {
+			return fmt.Errorf("run %q: database %w", c.Shell, err)
+		}
+		p, _ := strconv.Atoi(port)
+		cmd.Env = append(cmd.Env, c.DB.Env(host, p)...)
+	}
 	cmd.Stdout, cmd.Stderr = c.Stdout, c.Stdout
 	cmd.WaitDelay = waitDelay
 	setProcessGroup(cmd)

@@ -17,7 +17,8 @@ import (
 //
 //   - node: "npm ci" when package-lock.json or npm-shrinkwrap.json exists,
 //     else "npm install"; "npm run build" when package.json has a build
-//     script; then "npm prune --omit=dev".
+//     script. Development dependencies stay for the migrations; Prune
+//     removes them afterwards.
 //   - python: a venv in .venv, then "pip install -r requirements.txt" when
 //     the file exists.
 //   - go: the archive's ./main when it is an executable file, else

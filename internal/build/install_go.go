@@ -17,7 +17,14 @@ func (b *Builder) installGo(ctx context.Context, j Job) error {
 		return nil
 	}
 	var extra []string
-	if goDir := b.orgCache("go", j); goDir != "" {
+	if orgDir := b.orgCache("go", j); orgDir != "" {
+		// Go's caches are per org, and per app within it in a sandbox.
+		host := b.appCache(orgDir, j)
+		if err := os.MkdirAll(host, 0o755); err != nil {
+			return err
+		}
+		goDir, m := b.mount(host, "go", true)
+		j.mounts = append(j.mounts, m)
 		extra = append(extra,
 			"GOCACHE="+filepath.Join(goDir, "build"),
 			"GOMODCACHE="+filepath.Join(goDir, "mod"),

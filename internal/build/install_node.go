@@ -40,14 +40,9 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		return s
 	}
 
-	env := b.env()
-	if b.opts.NPMCacheDir != "" {
-		// npm's own cache is per org too: its index is not verified.
-		npmCache := b.opts.NPMCacheDir
-		if validOrgID(j.OrgID) {
-			npmCache = filepath.Join(npmCache, j.OrgID)
-		}
-		env = b.env("npm_config_cache=" + npmCache)
+	env, err := b.npmEnv(&j)
+	if err != nil {
+		return err
 	}
 	// npm prefers npm-shrinkwrap.json when both exist.
 	var lockfile string
@@ -79,6 +74,54 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		if err := b.run(ctx, j, "configuration", "npm run build", env, b.opts.CommandTimeout); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// npmEnv returns the environment of npm commands and adds the npm cache's
+// mount to j.
+func (b *Builder) npmEnv(j *Job) ([]string, error) {
+	if b.opts.NPMCacheDir == "" {
+		return b.env(), nil
+	}
+	// npm's own cache is per org (its index is not verified), and per app
+	// within it in a sandbox.
+	base := b.opts.NPMCacheDir
+	if validOrgID(j.OrgID) {
+		base = filepath.Join(base, j.OrgID)
+	}
+	host := b.appCache(base, *j)
+	if err := os.MkdirAll(host, 0o755); err != nil {
+		return nil, err
+	}
+	dir, m := b.mount(host, "npm", true)
+	j.mounts = append(j.mounts, m)
+	return b.env("npm_config_cache=" + dir), nil
+}
+
+// Prune removes what only the build and the migrations needed from the
+// app folder, before executors run it: a node app's development
+// dependencies ("npm prune --omit=dev"), when package.json declares any.
+// Other languages have nothing to prune. A failing command is a
+// KindInvalid error naming it.
+func (b *Builder) Prune(ctx context.Context, j Job) error {
+	if j.Config.Language != hangar.LanguageNode && j.Config.Language != "" {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(j.Dir, "package.json"))
+	if err != nil {
+		return fmt.Errorf("read package.json: %w", err)
+	}
+	var pkg struct {
+		DevDependencies map[string]any `json:"devDependencies"`
+	}
+	if json.Unmarshal(data, &pkg) == nil && len(pkg.DevDependencies) == 0 {
+		logf(j, "no devDependencies: nothing to prune")
+		return nil
+	}
+	env, err := b.npmEnv(&j)
+	if err != nil {
+		return err
 	}
 	return b.run(ctx, j, "configuration", "npm prune --omit=dev", env, b.opts.CommandTimeout)
 }
@@ -254,14 +297,13 @@ func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lock []
 	}
 	var versions []string
 	for _, tool := range []string{"node", "npm"} {
-		var out strings.Builder
-		err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout})
+		v, err := b.toolVersion(ctx, j, env, tool)
 		if err != nil {
 			// npm ci will fail the same way, and say why in the log.
 			b.cacheFailed(ctx, j, tool+" --version", err)
 			return ""
 		}
-		versions = append(versions, tool+" "+majorVersion(out.String()))
+		versions = append(versions, tool+" "+v)
 	}
 	versions = append(versions, envWithPrefix(b.opts.Env, "npm_config_", "NPM_CONFIG_")...)
 	return cacheKey([]byte("node"), []byte(j.OrgID), lock, npmrc, []byte(strings.Join(versions, "\n")))
@@ -273,4 +315,30 @@ func (b *Builder) nodeCacheKey(ctx context.Context, j Job, env []string, lock []
 func (b *Builder) cacheFailed(ctx context.Context, j Job, action string, err error) {
 	b.opts.Logger.WarnContext(ctx, "dependency cache", "action", action, "dir", j.Dir, "err", err)
 	logf(j, "dependency cache not used (%s failed)", action)
+}
+
+// toolVersion returns the major version of tool (node, npm) that j's
+// commands run. On images, the toolchain is the image cache's, the same
+// for every app and first in PATH: it is asked once, not at every deploy.
+func (b *Builder) toolVersion(ctx context.Context, j Job, env []string, tool string) (string, error) {
+	if b.layers != nil {
+		b.mu.Lock()
+		v, ok := b.versions[tool]
+		b.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	var out strings.Builder
+	err := b.runner.Run(ctx, Cmd{Dir: j.Dir, Shell: tool + " --version", Env: env, Stdout: &out, Timeout: b.opts.CommandTimeout, Image: j.image(), Mounts: j.mounts})
+	if err != nil {
+		return "", err
+	}
+	v := majorVersion(out.String())
+	if b.layers != nil {
+		b.mu.Lock()
+		b.versions[tool] = v
+		b.mu.Unlock()
+	}
+	return v, nil
 }

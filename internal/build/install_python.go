@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
 )
 
 // installPython creates the venv and installs requirements.txt into it.

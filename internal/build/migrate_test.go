@@ -24,8 +24,8 @@ func TestBuilder_Migrate(t *testing.T) {
 			name:    "InOrderWithEnvAndTimeout",
 			migrate: []string{"npx knex migrate:latest", "node seed.js"},
 			want: []Cmd{
-				{Dir: "/app", Shell: "npx knex migrate:latest", Env: []string{"PATH=/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
-				{Dir: "/app", Shell: "node seed.js", Env: []string{"PATH=/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
+				{Dir: "/app", Shell: "npx knex migrate:latest", Env: []string{"PATH=/app/node_modules/.bin:/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
+				{Dir: "/app", Shell: "node seed.js", Env: []string{"PATH=/app/node_modules/.bin:/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
 			},
 		},
 		{
@@ -33,7 +33,7 @@ func TestBuilder_Migrate(t *testing.T) {
 			migrate: []string{"npx knex migrate:latest", "node seed.js"},
 			fail:    map[string]error{"npx knex migrate:latest": hangar.Errorf(hangar.KindInvalid, `command "npx knex migrate:latest" exited with code 1`)},
 			want: []Cmd{
-				{Dir: "/app", Shell: "npx knex migrate:latest", Env: []string{"PATH=/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
+				{Dir: "/app", Shell: "npx knex migrate:latest", Env: []string{"PATH=/app/node_modules/.bin:/bin", "HOME=/home", "DBOS_DATABASE_URL=postgres://x"}, Timeout: 10 * time.Minute},
 			},
 			wantKind: hangar.KindInvalid,
 			wantMsg:  `migration: command "npx knex migrate:latest" exited with code 1`,

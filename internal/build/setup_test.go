@@ -1,11 +1,13 @@
 package build
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 func TestBuilder_Setup(t *testing.T) {
@@ -69,5 +71,51 @@ func checkErr(t testing.TB, err error, wantKind hangar.Kind, wantMsg string) {
 	}
 	if got := hangar.MessageOf(err); got != wantMsg {
 		t.Errorf("got message %q, want %q", got, wantMsg)
+	}
+}
+
+// layerRunner is a fakeRunner that keeps setup layers, as the sandbox does.
+type layerRunner struct {
+	fakeRunner
+	ready map[runtime.Image]bool
+	calls []string
+}
+
+func (l *layerRunner) LayerReady(_ context.Context, img runtime.Image) (bool, error) {
+	return l.ready[img], nil
+}
+
+func (l *layerRunner) ResetLayer(_ context.Context, img runtime.Image) error {
+	l.calls = append(l.calls, "reset "+img.Layer)
+	return nil
+}
+
+func (l *layerRunner) CommitLayer(_ context.Context, img runtime.Image) error {
+	l.calls = append(l.calls, "commit "+img.Layer)
+	l.ready[img] = true
+	return nil
+}
+
+func TestBuilder_SetupLayer(t *testing.T) {
+	t.Parallel()
+	r := &layerRunner{ready: map[runtime.Image]bool{}}
+	b := NewBuilder(testOptions(), r)
+	j := Job{Dir: "/app", App: "app1"}
+	j.Config.Runtime.Setup = []string{"apt install traceroute"}
+	layer := SetupLayer(j.Config)
+	for range 2 {
+		if err := b.Setup(t.Context(), j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.cmds) != 1 || !r.cmds[0].WriteLayer || r.cmds[0].Image != (runtime.Image{AppID: "app1", Layer: layer}) {
+		t.Errorf("commands = %+v, want one that writes layer %s of app1, then none: the layer is reused", r.cmds, layer)
+	}
+	if diff := cmp.Diff([]string{"reset " + layer, "commit " + layer}, r.calls); diff != "" {
+		t.Errorf("layer calls (-want +got):\n%s", diff)
+	}
+	j.Config.Runtime.Setup = []string{"apt install traceroute", "apt install curl"}
+	if SetupLayer(j.Config) == layer {
+		t.Errorf("other setup commands, same layer %s", layer)
 	}
 }

@@ -108,6 +108,16 @@ type Config struct {
 	// HealthTimeout bounds how long a new version may take to serve HTTP.
 	// Default 2m.
 	HealthTimeout time.Duration
+	// ImageCache holds the images builds and sandboxed executors run on
+	// (docs/images.md): the Debian base, the Node.js toolchain, the apps'
+	// setup layers and uid ranges. Default DataDir/images.
+	ImageCache string
+	// BuildStepTimeout bounds each setup, install and build command.
+	// Default 30m.
+	BuildStepTimeout time.Duration
+	// BuildMemoryMiB caps the memory of each sandboxed build command.
+	// Default 2048.
+	BuildMemoryMiB int
 	// NPMCacheDir is npm's cache shared by builds. Default DataDir/cache/npm.
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
@@ -193,6 +203,13 @@ func Defaults(getenv Getenv) Config {
 		DBHost:            getenv("HANGAR_DB_HOST"),
 		DBMemoryMiB:       intEnv(getenv, "HANGAR_DB_MEMORY_MIB", 0),
 		DBPids:            intEnv(getenv, "HANGAR_DB_PIDS", 0),
+		ImageCache:        getenv("HANGAR_IMAGE_CACHE"),
+	}
+	if d, err := time.ParseDuration(getenv("HANGAR_BUILD_STEP_TIMEOUT")); err == nil {
+		c.BuildStepTimeout = d
+	}
+	if n, err := strconv.Atoi(getenv("HANGAR_BUILD_MEMORY_MIB")); err == nil {
+		c.BuildMemoryMiB = n
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_HEALTH_TIMEOUT")); err == nil {
 		c.HealthTimeout = d
@@ -390,6 +407,11 @@ func (c *Config) Validate() error {
 		if h, _, err := net.SplitHostPort(c.Domain); err == nil {
 			c.DBHost = h
 		}
+	}
+	if c.ImageCache == "" {
+		c.ImageCache = filepath.Join(c.DataDir, "images")
+	} else if abs, err := filepath.Abs(c.ImageCache); err == nil {
+		c.ImageCache = abs
 	}
 	if c.NPMCacheDir == "" {
 		c.NPMCacheDir = filepath.Join(c.DataDir, "cache", "npm")

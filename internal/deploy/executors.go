@@ -181,7 +181,11 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 		s.stopExecutor(ctx, ex)
 		return ex, fmt.Errorf("prepare executor: %w", err)
 	}
-	env := append(s.baseEnv(dir),
+	home := dir
+	if s.cfg.Images {
+		home = runtime.AppDir
+	}
+	env := append(s.baseEnv(home),
 		"DBOS__VMID="+ex.id,
 		"DBOS__APPVERSION="+appVersion,
 		"DBOS__APPID="+a.ID,
@@ -210,6 +214,7 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 		MemoryMiB: a.MemoryMiB,
 		Stdout:    ex.log,
 		Forwards:  []runtime.Forward{{ListenPort: dbProxyPort, Target: DBForwardTarget(inst)}},
+		Image:     runtime.Image{AppID: a.ID, Layer: build.SetupLayer(cfg)},
 	})
 	if err != nil {
 		s.stopExecutor(ctx, ex)
@@ -301,9 +306,12 @@ func (s *Service) retire(ex *executor, newAppVersion string, timeout time.Durati
 // baseEnv is the environment every executor starts from.
 func (s *Service) baseEnv(home string) []string {
 	return []string{
-		"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"PATH=/opt/hangar/node/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + home,
 		"LANG=C.UTF-8",
+		// Node brings its own CA list: make it trust the system's too,
+		// where the operator's own CAs are.
+		"NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt",
 	}
 }
 

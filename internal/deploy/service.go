@@ -7,6 +7,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -141,6 +142,13 @@ type Config struct {
 	StepDelay map[string]time.Duration
 	// Build configures dependency installs and migrations.
 	Build build.Options
+	// BuildRunner runs the build's commands. Default build.ExecRunner:
+	// on the host, for the unsandboxed development driver only.
+	BuildRunner build.Runner
+	// Images says that executors run on images (the sandbox driver with
+	// an image cache), where the app sees its folder at runtime.AppDir.
+	// Default false: at its path on the host.
+	Images bool
 	// Limits bounds uploaded archives.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and
@@ -230,7 +238,7 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.
 	}
 	s := &Service{
 		cfg: cfg, store: st, instances: inst, driver: drv, router: rt, logs: logs,
-		builder: build.NewBuilder(cfg.Build, build.ExecRunner{}),
+		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}
 	s.initSupervisor(ctx)

@@ -50,7 +50,7 @@ func (s *Service) job(ctx context.Context, in deployInput, log io.Writer) (build
 	if err != nil {
 		return build.Job{}, a, err
 	}
-	return build.Job{Dir: dir, Config: cfg, OrgID: orgID, Log: log}, a, nil
+	return build.Job{Dir: dir, Config: cfg, OrgID: orgID, Log: log, App: a.ID}, a, nil
 }
 
 // configure runs the app's setup commands and installs its dependencies.
@@ -120,12 +120,18 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 				prev.ID, prev.ID, prev.SchemaFingerprint, cur)
 		}
 		logf(log, "schema %s matches version %s: no migrations run", cur, prev.ID)
+		if err := s.builder.Prune(ctx, j); err != nil {
+			return err
+		}
 		return s.store.SetVersionSchema(ctx, in.Version, cur)
 	}
-	host, port, _ := net.SplitHostPort(DBForwardTarget(inst))
-	p, _ := strconv.Atoi(port)
-	j.Env = dbEnv(a, host, p)
+	j.DB = &build.DB{Target: DBForwardTarget(inst), Env: func(host string, port int) []string { return dbEnv(a, host, port) }}
 	if err := s.builder.Migrate(ctx, j); err != nil {
+		return err
+	}
+	// The migrations had the whole build; executors get no development
+	// dependencies.
+	if err := s.builder.Prune(ctx, j); err != nil {
 		return err
 	}
 	fp, err := s.instances.SchemaFingerprint(ctx, inst, a.AppDBName)

@@ -152,6 +152,9 @@ type Spec struct {
 	MemoryMiB int
 	// Stdout receives the process's stdout and stderr; nil discards them.
 	Stdout io.Writer
+	// Image is the root filesystem a sandboxing driver runs the app on; the
+	// app then sees Dir at AppDir. Zero: the driver's default.
+	Image Image
 	// Forwards lists the TCP ports the executor reaches on its Gateway address
 	// and that the driver relays to host addresses: {ListenPort: 5432,
 	// Target: "127.0.0.1:54321"} lets the app use <Gateway>:5432 to reach a

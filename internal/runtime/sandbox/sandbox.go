@@ -26,7 +26,10 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/table"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
@@ -92,6 +95,19 @@ type Config struct {
 	// TmpMiB is the size of an executor's private /tmp, which counts
 	// against its memory limit. Default 64.
 	TmpMiB int
+	// Images, when set, makes RunStep available and runs executors whose
+	// Spec names an Image on that image (docs/images.md). Default nil:
+	// executors run on the host's root filesystem and RunStep fails.
+	Images *image.Cache
+	// GoRoot is the Go toolchain bound at /usr/local/go in images.
+	// Default "": none.
+	GoRoot string
+	// StepMemoryMiB caps the memory of a build step, /tmp included.
+	// Default 2048.
+	StepMemoryMiB int
+	// StepPids caps the processes and threads of a build step. Default
+	// 4096.
+	StepPids int
 	// Egress is the policy for what executors reach beyond the host and
 	// where their DNS queries go. Default runtime.Egress's zero value.
 	Egress runtime.Egress
@@ -124,6 +140,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TmpMiB == 0 {
 		c.TmpMiB = 64
+	}
+	if c.StepMemoryMiB == 0 {
+		c.StepMemoryMiB = 2048
+	}
+	if c.StepPids == 0 {
+		c.StepPids = 4096
 	}
 }
 
@@ -278,7 +300,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 
 	bundle := filepath.Join(d.bundles, e.Name)
 	e.bundle = bundle
-	if err := d.writeBundle(bundle, e, spec); err != nil {
+	if err := d.writeBundle(ctx, bundle, e, spec); err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 
@@ -329,10 +351,13 @@ done`
 
 // writeBundle creates the bundle directory: the read-only bind of / that
 // becomes the container's root, and config.json.
-func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) error {
+func (d *Driver) writeBundle(ctx context.Context, bundle string, e *executor, spec runtime.Spec) error {
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
 		return err
+	}
+	if d.cfg.Images != nil && spec.Image.AppID != "" {
+		return d.writeImageBundle(ctx, bundle, e, spec)
 	}
 	if err := bindRootfs(rootfs); err != nil {
 		return fmt.Errorf("bind the root filesystem: %w", err)
@@ -355,10 +380,16 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 			}
 		}
 	}
-	s := ociSpec(specParams{
+	p := d.specParams(bundle, e, spec)
+	p.Rootfs, p.Dir, p.Hidden, p.Veils = rootfs, filepath.Clean(spec.Dir), hidden, veils
+	return writeSpec(bundle, ociSpec(p))
+}
+
+// specParams returns the parts of an executor's spec that do not depend
+// on its root filesystem.
+func (d *Driver) specParams(bundle string, e *executor, spec runtime.Spec) specParams {
+	return specParams{
 		ID:          spec.ID,
-		Rootfs:      rootfs,
-		Dir:         filepath.Clean(spec.Dir),
 		Command:     append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
 		Env:         spec.Env,
 		UID:         e.uid,
@@ -369,10 +400,12 @@ func (d *Driver) writeBundle(bundle string, e *executor, spec runtime.Spec) erro
 		CPUs:        d.cfg.CPUs,
 		Pids:        int64(d.cfg.Pids),
 		TmpMiB:      d.cfg.TmpMiB,
-		Hidden:      hidden,
-		Veils:       veils,
 		Etc:         bundle,
-	})
+	}
+}
+
+// writeSpec writes s as the bundle's config.json.
+func writeSpec(bundle string, s *specs.Spec) error {
 	b, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
 		return err
@@ -669,6 +702,16 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	steps, err := os.ReadDir(filepath.Join(d.cfg.StateDir, "steps"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, ent := range steps {
+		if err := removeStepBundle(filepath.Join(d.cfg.StateDir, "steps", ent.Name())); err != nil {
+			errs = append(errs, err)
+		}
+		n++
 	}
 	names, err := d.net.Leftovers(ctx)
 	if err != nil {

@@ -49,6 +49,7 @@ func newTestDriverPrefix(t testing.TB, prefix string, modify ...func(*Config)) *
 		}
 		os.RemoveAll(d.runcRoot) // runc's state only: no mounts there
 		os.Remove(d.bundles)
+		os.Remove(filepath.Join(d.cfg.StateDir, "steps"))
 		os.Remove(d.cfg.StateDir)
 	})
 	return d
@@ -71,6 +72,10 @@ func leftovers(t testing.TB, d *Driver) []string {
 	ents, _ := os.ReadDir(d.bundles)
 	for _, e := range ents {
 		left = append(left, "bundle "+e.Name())
+	}
+	ents, _ = os.ReadDir(filepath.Join(d.cfg.StateDir, "steps"))
+	for _, e := range ents {
+		left = append(left, "step bundle "+e.Name())
 	}
 	for _, root := range d.cgroups.all {
 		if _, err := os.Stat(filepath.Join(root, d.cgroupParent())); err == nil {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
 )
 
@@ -23,9 +25,12 @@ type specParams struct {
 	ID string
 	// Rootfs is the read-only bind of the host's / that becomes the root.
 	Rootfs string
-	// Dir is the app folder, bound read-write at its own path and the
-	// working directory.
-	Dir     string
+	// Dir is the app folder, bound read-write at its own path (or from
+	// DirSource) and the working directory.
+	Dir       string
+	DirSource string
+	// Binds are read-only binds (toolchains on an image).
+	Binds   []runtime.Mount
 	Command []string
 	Env     []string
 	UID     uint32
@@ -149,8 +154,11 @@ func mounts(p specParams) []specs.Mount {
 	}
 	ms = append(ms,
 		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%dm", p.TmpMiB)}},
-		specs.Mount{Destination: p.Dir, Type: "bind", Source: p.Dir, Options: []string{"rbind", "rw", "nosuid", "nodev"}},
+		specs.Mount{Destination: p.Dir, Type: "bind", Source: cmp.Or(p.DirSource, p.Dir), Options: []string{"rbind", "rw", "nosuid", "nodev"}},
 	)
+	for _, b := range p.Binds {
+		ms = append(ms, specs.Mount{Destination: b.Target, Type: "bind", Source: b.Source, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
+	}
 	return ms
 }
 

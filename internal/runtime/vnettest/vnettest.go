@@ -18,6 +18,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -165,9 +166,12 @@ func Listen(t testing.TB, path, addr string) net.Listener {
 
 // ServeDNS answers A queries for name (fully qualified, "internet.test.")
 // with addr, over UDP and TCP on one port of the host's loopback, until
-// the test ends, and returns its address.
+// the test ends, and returns its address. Over UDP, it forwards queries
+// for other names to the host's first nameserver, so that build steps
+// still find package registries.
 func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 	t.Helper()
+	upstream := hostNameserver()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +189,12 @@ func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 			if err != nil {
 				return
 			}
-			if a := answer(buf[:n], name, addr); a != nil {
-				pc.WriteTo(a, from)
+			if a := answer(buf[:n], name, addr); a != nil && a[3]&0x0f != 3 || upstream == "" {
+				if a != nil {
+					pc.WriteTo(a, from)
+				}
+			} else {
+				go forward(pc, from, append([]byte(nil), buf[:n]...), upstream)
 			}
 		}
 	}()
@@ -253,4 +261,38 @@ func answer(q []byte, name string, addr netip.Addr) []byte {
 		a = append(a, ip[:]...)
 	}
 	return a
+}
+
+// hostNameserver returns the first nameserver of /etc/resolv.conf as
+// ip:53, or "".
+func hostNameserver() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			return net.JoinHostPort(f[1], "53")
+		}
+	}
+	return ""
+}
+
+// forward relays query q from client to upstream and its answer back.
+func forward(pc net.PacketConn, client net.Addr, q []byte, upstream string) {
+	c, err := net.Dial("udp", upstream)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(q); err != nil {
+		return
+	}
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		return
+	}
+	pc.WriteTo(buf[:n], client)
 }

@@ -1,0 +1,3 @@
+import http from "node:http";
+
+http.createServer((req, res) => res.end("escaper\n")).listen(3000, "0.0.0.0");

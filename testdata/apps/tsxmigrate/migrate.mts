@@ -1,0 +1,3 @@
+// Type annotations: only tsx (or another TypeScript runner) can run this.
+const message: string = "migrated with tsx";
+console.log(message);
