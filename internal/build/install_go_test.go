@@ -36,7 +36,7 @@ func TestBuilder_InstallDeps_RealGo(t *testing.T) {
 		GoProxy:  "off",
 	}
 	var log strings.Builder
-	j := Job{Dir: dir, Log: &log}
+	j := Job{Dir: dir, Log: &log, OrgID: "org1"}
 	j.Config.Language = hangar.LanguageGo
 	if err := NewBuilder(opts, ExecRunner{}).InstallDeps(t.Context(), j); err != nil {
 		t.Fatalf("InstallDeps: %v\nlog:\n%s", err, log.String())
@@ -45,7 +45,7 @@ func TestBuilder_InstallDeps_RealGo(t *testing.T) {
 	if err != nil || string(out) != "hello from go\n" {
 		t.Errorf("./main printed %q, %v; want \"hello from go\\n\"", out, err)
 	}
-	if entries, err := os.ReadDir(filepath.Join(cache, "go", "build")); err != nil || len(entries) == 0 {
-		t.Errorf("GOCACHE in CacheDir/go/build is empty (%v): the build did not use it", err)
+	if entries, err := os.ReadDir(filepath.Join(cache, "go", "org1", "build")); err != nil || len(entries) == 0 {
+		t.Errorf("GOCACHE in CacheDir/go/<org>/build is empty (%v): the build did not use it", err)
 	}
 }
