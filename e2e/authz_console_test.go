@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -117,6 +118,24 @@ func (f *authzFixture) consoleOtherOrg(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A form of B's own without the CSRF token (as another site would
+	// post it) is refused, and B's org keeps its name.
+	req, err := http.NewRequest(http.MethodPost, "https://"+f.h.Domain+"/console/ben/rename", strings.NewReader(url.Values{"name": {"forged"}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a rename without the CSRF token: %d, want 403", resp.StatusCode)
+	}
+	if users, err := f.ben.OrgUsers(context.Background(), "ben"); err != nil || users.OrgName != "ben" {
+		t.Errorf("B's org after a forged rename: %+v, %v; want it still ben", users, err)
 	}
 	// Signed out, no page of the console shows anything.
 	b.send(t, http.MethodPost, "/console/signout", url.Values{})

