@@ -47,7 +47,7 @@ func (p *poisonTools) run(c Cmd) error {
 		if c.Shell == "npm ci" {
 			return os.WriteFile(express, []byte("poisoned by install scripts"), 0o644)
 		}
-	case "npm rebuild":
+	case "npm rebuild --foreground-scripts":
 		data, err := os.ReadFile(express)
 		if err != nil {
 			return err

@@ -185,10 +185,12 @@ func (b *Builder) cachedNodeModules(ctx context.Context, j Job, env []string, lo
 	// The scripts "npm ci --ignore-scripts" skipped, on the app's own copy.
 	scripts := rootInstallScripts
 	if rebuild {
-		if err := b.run(ctx, j, "configuration", "npm rebuild", env, b.opts.CommandTimeout); err != nil {
+		if err := b.run(ctx, j, "configuration", "npm rebuild --foreground-scripts", env, b.opts.CommandTimeout); err != nil {
 			return true, err
 		}
-		// npm rebuild ran the app's preinstall, install and postinstall too.
+		// npm rebuild ran the app's preinstall, install and postinstall too
+		// (--foreground-scripts: with their output in the deploy log, as
+		// npm ci shows it).
 		scripts = scripts[3:]
 	}
 	for _, s := range scripts {
