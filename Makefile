@@ -3,10 +3,13 @@
 # One command to run every test: make test
 GO ?= go
 
-.PHONY: run build test bench setup
+.PHONY: run build test bench setup setup-test
 
 setup:
 	./scripts/setup.sh
+
+setup-test:
+	./scripts/setup.sh --test
 
 build:
 	$(GO) build -o bin/ ./cmd/hangar ./cmd/dbos-cloud
@@ -19,7 +22,7 @@ run: setup build
 # namespaces: the detector would only slow them down).
 NORACE := /e2e$$|/runtime/sandbox$$|/runtime/netns$$|/runtime/internal/vnet$$
 
-test: setup
+test: setup-test
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m $$($(GO) list ./... | grep -Ev '$(NORACE)')
 	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -E '$(NORACE)')

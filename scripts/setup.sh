@@ -2,8 +2,9 @@
 # Installs what Hangar needs on a fresh Debian/Ubuntu machine: PostgreSQL
 # binaries (the embedded metadata cluster and managed database instances),
 # iproute2, runc and nftables (sandboxed executors and their networks),
-# Node.js and npm (node apps and the official CLI in tests), Chromium (the
-# console's browser test). Idempotent: installs only what is missing.
+# Node.js and npm (the official CLI in tests; apps get Node.js from their
+# image), and with --test what only the tests need: Chromium (the console's
+# browser test). Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -15,7 +16,9 @@ command -v debootstrap >/dev/null || need+=(debootstrap) # the base image of bui
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
-command -v chromium >/dev/null || need+=(chromium)  # the console's browser test (e2e/console_test.go)
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null || need+=(chromium)  # the console's browser test (e2e/console_test.go)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
