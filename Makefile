@@ -25,7 +25,7 @@ NORACE := /e2e$$|/runtime/sandbox$$|/runtime/netns$$|/runtime/internal/vnet$$
 test: setup-test
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m $$($(GO) list ./... | grep -Ev '$(NORACE)')
-	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -E '$(NORACE)')
+	$(GO) test -count=1 -timeout 45m $$($(GO) list ./... | grep -E '$(NORACE)')
 
 bench: setup build
 	./bench/deploy/run.sh
