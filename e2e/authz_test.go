@@ -767,6 +767,12 @@ func appDBCreds(t *testing.T, conn *pgx.Conn, org, app string) dbCreds {
 	if err != nil {
 		t.Fatalf("database credentials of %s/%s: %v", org, app, err)
 	}
+	// Instance passwords are sealed at rest: the fixture provisioned
+	// each org's instance with this one.
+	if !strings.HasPrefix(c.adminPassword, "sealed:") {
+		t.Fatalf("instance password of %s is stored in plain text", org)
+	}
+	c.adminPassword = org + "-s3cret-pass"
 	return c
 }
 

@@ -251,7 +251,9 @@ await DBOS.registerQueue("gatedq", { globalConcurrency: 1, minPollingIntervalMs:
 		if w.ApplicationVersion != version {
 			t.Errorf("resumed gated-a1 ran as version %s, want %s", w.ApplicationVersion, version)
 		}
-		// The steps recorded before the cancel did not run again.
+		// The steps recorded before the cancel did not run again. The app's
+		// output reaches the logs after the workflow's status does.
+		waitLogged(t, "gated a1: step 3 started")
 		l := logs(t)
 		for step, want := range map[string]int{"1": 1, "2": 3 - len(steps), "3": 1} {
 			if got := strings.Count(l, "gated a1: step "+step+" started"); got != want {
