@@ -82,7 +82,8 @@ func TestToWorkflowStatus(t *testing.T) {
 }
 
 // TestRoutes_Workflows: the routes of the official CLI's workflow commands,
-// and Hangar's fork from a step, are served (registering them also checks that no pattern conflicts).
+// and Hangar's fork from a step, are served (registering them also checks
+// that no pattern conflicts).
 func TestRoutes_Workflows(t *testing.T) {
 	t.Parallel()
 	routes := Routes()
