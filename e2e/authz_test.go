@@ -246,6 +246,7 @@ func routeCases(f *authzFixture) map[string]routeCase {
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/cancel":  {body: struct{}{}},
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/resume":  {body: struct{}{}},
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/restart": {body: struct{}{}},
+		"POST /hangar/v1/{org}/applications/{app}/workflows/{id}/fork":    {body: apiclient.ForkWorkflowRequest{StartStep: 1}},
 
 		// Database instances.
 		"POST /v1alpha1/{org}/databases/userdb": {

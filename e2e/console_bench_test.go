@@ -30,7 +30,7 @@ func TestBenchConsole(t *testing.T) {
 		workflows = 10000
 		requests  = 100
 	)
-	h := startHangar(t)
+	h := startHangar(t, "--org-max-apps", "-1", "--org-max-executors", "-1") // 50 apps, above the default limits
 	refresh := h.AddUser(t, "bench")
 	c := h.Client(t, refresh)
 	ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ const screenshotDir = "../docs/console"
 // TestConsole drives the web console in Debian's headless Chromium: sign in
 // with a password, see an app the CLI deployed AVAILABLE, see a line the
 // app prints appear in the live log, cancel a running workflow (the
-// official CLI then lists it CANCELLED), redeploy the older version from
+// official CLI then lists it CANCELLED) and fork it from a step of its
+// timeline (the fork succeeds), redeploy the older version from
 // the versions list, see the dashboard's charts hold data points after
 // traffic, check every page at phone width and for unlabelled controls;
 // then a user of another org, signed in with a refresh token, gets none of
@@ -149,6 +151,19 @@ await DBOS.registerQueue("gatedq", { globalConcurrency: 1, minPollingIntervalMs:
 			t.Errorf("official CLI's workflow list -u gated-ui: exit %d, want it CANCELLED:\n%s", code, out)
 		}
 		get(t, hc, appURL+"/release/ui")
+
+		// Fork it from the last step its timeline shows: the copy keeps
+		// the steps before and runs to the end.
+		br.submit(t, page("/apps/greeter/workflows/gated-ui"), `(document.querySelector(".flash") || {innerText: ""}).innerText.includes("Workflow forked from step")`,
+			chromedp.Click(chromedp.CSS(`ol.timeline li:last-child button[aria-label^="Fork workflow gated-ui from step"]`)))
+		waitFor(t, "the fork of gated-ui succeeds", 2*time.Minute, func() bool {
+			var ws []apiclient.WorkflowStatus
+			err := c.Do(ctx, http.MethodPost, "/appsadmin/con/applications/greeter/workflows",
+				apiclient.ListWorkflowsRequest{WorkflowName: "gated", LoadOutput: true}, &ws)
+			return err == nil && slices.ContainsFunc(ws, func(w apiclient.WorkflowStatus) bool {
+				return w.ForkedFrom == "gated-ui" && w.Status == "SUCCESS" && strings.Contains(w.Output, "step1,step2,step3")
+			})
+		})
 	})
 
 	t.Run("RedeployOlderVersion", func(t *testing.T) {

@@ -34,6 +34,8 @@ func (s *Server) routes() *registry {
 	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/cancel", s.authed(s.cancelWorkflow))
 	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/resume", s.authed(s.resumeWorkflow))
 	mux.Handle("POST /appsadmin/{org}/applications/{app}/workflows/{id}/restart", s.authed(s.restartWorkflow))
+	// Hangar's own: the official CLI cannot fork from a step.
+	mux.Handle("POST /hangar/v1/{org}/applications/{app}/workflows/{id}/fork", s.authed(s.forkWorkflow))
 
 	s.databaseRoutes(mux)
 	s.cliRoutes(mux)

@@ -108,6 +108,24 @@ func (s *Server) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, apiclient.RestartWorkflowResponse{WorkflowID: id})
 }
 
+// forkWorkflow starts a copy of a workflow that runs from a step on; the
+// official CLI has no such command, the console's workflow page does.
+func (s *Server) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
+	org, err := orgOf(r)
+	if err != nil {
+		return err
+	}
+	var req apiclient.ForkWorkflowRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	id, err := s.svc.ForkWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"), req.StartStep)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, apiclient.RestartWorkflowResponse{WorkflowID: id})
+}
+
 // workflowFilter validates the filters of a workflow listing.
 func workflowFilter(req apiclient.ListWorkflowsRequest) (hangar.WorkflowFilter, error) {
 	f := hangar.WorkflowFilter{

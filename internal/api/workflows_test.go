@@ -81,8 +81,9 @@ func TestToWorkflowStatus(t *testing.T) {
 	}
 }
 
-// TestRoutes_Workflows: the routes of the official CLI's workflow commands
-// are served (registering them also checks that no pattern conflicts).
+// TestRoutes_Workflows: the routes of the official CLI's workflow commands,
+// and Hangar's fork from a step, are served (registering them also checks
+// that no pattern conflicts).
 func TestRoutes_Workflows(t *testing.T) {
 	t.Parallel()
 	routes := Routes()
@@ -92,6 +93,7 @@ func TestRoutes_Workflows(t *testing.T) {
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/cancel",
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/resume",
 		"POST /appsadmin/{org}/applications/{app}/workflows/{id}/restart",
+		"POST /hangar/v1/{org}/applications/{app}/workflows/{id}/fork",
 	} {
 		if !slices.Contains(routes, want) {
 			t.Errorf("Routes() lacks %q", want)

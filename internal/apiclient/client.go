@@ -354,6 +354,15 @@ func (c *Client) WorkflowAction(ctx context.Context, org, app, workflowID, actio
 	return c.Do(ctx, http.MethodPost, p, struct{}{}, nil)
 }
 
+// ForkWorkflow starts a copy of a workflow that runs from startStep on,
+// and returns its ID.
+func (c *Client) ForkWorkflow(ctx context.Context, org, app, workflowID string, startStep int) (string, error) {
+	p := "/hangar/v1/" + url.PathEscape(org) + "/applications/" + url.PathEscape(app) + "/workflows/" + url.PathEscape(workflowID) + "/fork"
+	var out RestartWorkflowResponse
+	err := c.Do(ctx, http.MethodPost, p, ForkWorkflowRequest{StartStep: startStep}, &out)
+	return out.WorkflowID, err
+}
+
 // ProvisionDB starts provisioning a database instance.
 func (c *Client) ProvisionDB(ctx context.Context, org string, req ProvisionDBRequest) error {
 	return c.Do(ctx, http.MethodPost, orgPath(org, "databases", "userdb"), req, nil)

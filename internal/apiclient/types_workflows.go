@@ -71,8 +71,15 @@ type WorkflowStep struct {
 	CompletedAtEpochMS string `json:"completed_at_epoch_ms,omitempty"`
 }
 
-// RestartWorkflowResponse is POST …/workflows/{id}/restart: the ID of the
-// new workflow.
+// ForkWorkflowRequest is POST /hangar/v1/{org}/applications/{app}/workflows/{id}/fork:
+// the new workflow keeps the steps the original recorded below StartStep
+// and runs from StartStep on (0: from the beginning, as a restart).
+type ForkWorkflowRequest struct {
+	StartStep int `json:"start_step"`
+}
+
+// RestartWorkflowResponse is POST …/workflows/{id}/restart and …/fork: the
+// ID of the new workflow.
 type RestartWorkflowResponse struct {
 	WorkflowID string `json:"workflow_id"`
 }

@@ -112,6 +112,16 @@ func (c *Console) workflowAction(w http.ResponseWriter, r *http.Request) error {
 	app, id, action := r.PathValue("app"), r.PathValue("id"), r.PathValue("action")
 	switch action {
 	case "cancel", "resume", "restart":
+	case "fork":
+		step, err := strconv.Atoi(r.PostForm.Get("step"))
+		if err != nil || step < 0 {
+			return &pageError{Status: http.StatusBadRequest, Message: "Pick the step to fork from in the steps of the workflow."}
+		}
+		newID, err := s.api.ForkWorkflow(r.Context(), org, app, id, step)
+		if err != nil {
+			return err
+		}
+		return redirect(w, r, appPath(org, app, "workflows", newID), "Workflow forked from step "+strconv.Itoa(step)+" of "+id+".")
 	default:
 		return &pageError{Status: http.StatusNotFound, Message: "No workflow action " + strconv.Quote(action) + "."}
 	}

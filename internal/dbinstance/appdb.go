@@ -102,6 +102,7 @@ func (m *Manager) DropAppDatabases(ctx context.Context, inst hangar.DBInstance, 
 	if err := validateAppNames(inst, appDB, role); err != nil {
 		return err
 	}
+	m.pools.closeDB(inst.ID, appDB+sysDBSuffix)
 	err := withConn(ctx, AdminURL(inst, "postgres"), func(conn *pgx.Conn) error {
 		for _, db := range []string{appDB, appDB + sysDBSuffix} {
 			owner, err := dbOwner(ctx, conn, db)

@@ -77,6 +77,8 @@ type Manager struct {
 	insts  map[string]*instance // by instance ID
 
 	uidMu sync.Mutex // serializes allocating sandboxes' uids
+
+	pools sysPools // connections to the instances' system databases
 }
 
 // instance is the Manager's bookkeeping of one managed instance.
@@ -189,6 +191,7 @@ func (m *Manager) ensure(ctx context.Context, inst hangar.DBInstance) (started b
 		}
 		return false, nil
 	}
+	m.pools.closeInstance(inst.ID) // connections to the server that stopped
 	if err := c.Start(ctx); err != nil {
 		return false, fmt.Errorf("start database instance %s: %w", inst.ID, err)
 	}
@@ -202,6 +205,7 @@ func (m *Manager) StopAll(ctx context.Context) error {
 	m.closed = true
 	insts := maps.Clone(m.insts)
 	m.mu.Unlock()
+	m.pools.closeAll()
 	var errs []error
 	for id, e := range insts {
 		e.mu.Lock()
@@ -244,6 +248,7 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 	defer e.mu.Unlock()
 	e.backupMu.Lock() // let a running base backup finish first
 	defer e.backupMu.Unlock()
+	m.pools.closeInstance(inst.ID)
 	dir := m.dir(inst)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		m.forget(inst.ID, e)
@@ -308,6 +313,7 @@ func (m *Manager) SetAdminPassword(ctx context.Context, inst hangar.DBInstance, 
 	if err != nil {
 		return fmt.Errorf("set admin password of %s: %w", inst.ID, err)
 	}
+	m.pools.closeInstance(inst.ID) // their sessions outlive the old password
 	if inst.IsLinked {
 		return nil
 	}

@@ -26,7 +26,7 @@ const internalQueue = "_dbos_internal_queue"
 // ENQUEUED in the app's DBOS system database sysDB.
 func (m *Manager) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
 	var n int
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
 			WHERE status IN ('PENDING', 'ENQUEUED') AND application_version = $1`, appVersion).Scan(&n)
 	})
@@ -41,7 +41,7 @@ func (m *Manager) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, s
 // version and those enqueued without one.
 func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
 	var n int
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
 			WHERE status = 'ENQUEUED' AND (application_version = $1 OR application_version IS NULL)`, appVersion).Scan(&n)
 	})
@@ -58,7 +58,7 @@ func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance,
 // else would.
 func (m *Manager) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error) {
 	var versions []string
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT DISTINCT application_version FROM dbos.workflow_status
 			WHERE status = 'ENQUEUED' AND application_version IS NOT NULL ORDER BY 1`)
 		if err != nil {
@@ -79,7 +79,7 @@ func (m *Manager) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sy
 // the work of executors that are gone.
 func (m *Manager) PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error) {
 	owners := map[string][]string{}
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT DISTINCT application_version, executor_id FROM dbos.workflow_status
 			WHERE status = 'PENDING' AND application_version IS NOT NULL AND starts_with(executor_id, $1)
 			ORDER BY 1, 2`, prefix)
@@ -111,7 +111,7 @@ func (m *Manager) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, 
 		return 0, nil
 	}
 	var n int64
-	err := withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		tag, err := c.Exec(ctx, `UPDATE dbos.workflow_status
 			SET status = 'ENQUEUED', started_at_epoch_ms = NULL, owner_xid = NULL,
 				queue_name = COALESCE(NULLIF(queue_name, ''), $4), updated_at = $3
@@ -126,13 +126,13 @@ func (m *Manager) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, 
 	return int(n), nil
 }
 
-// withSysDB runs f on a superuser connection to the system database sysDB;
+// withSysDB runs f on a pooled superuser connection to the system database sysDB;
 // a database without the dbos schema or its tables makes f's error nil.
-func withSysDB(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn) error) error {
+func (m *Manager) withSysDB(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn) error) error {
 	if err := hangar.ValidatePGIdent("database name", sysDB); err != nil {
 		return err
 	}
-	err := withConn(ctx, AdminURL(inst, sysDB), f)
+	err := m.withPooled(ctx, inst, sysDB, f)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table / no schema yet
 		return nil

@@ -265,7 +265,7 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 // ListWorkflows does.
 func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
 	var out []hangar.Workflow
-	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		var err error
 		out, err = listWorkflows(ctx, c, s, f)
 		return err
@@ -280,7 +280,7 @@ func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sys
 // KindNotFound.
 func (m *Manager) GetWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		var err error
 		w, err = getWorkflow(ctx, c, s, id)
 		return err
@@ -308,7 +308,7 @@ func workflowNotFound(id string) error {
 // as DBOS's GetWorkflowSteps does. KindNotFound.
 func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error) {
 	var steps []hangar.WorkflowStep
-	err := withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		if err := requireWorkflow(ctx, c, s, id); err != nil {
 			return err
 		}
@@ -348,8 +348,8 @@ func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sys
 
 // withSchema runs f on a connection to sysDB, with the columns of the
 // schema DBOS created there.
-func withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn, sysSchema) error) error {
-	return withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+func (m *Manager) withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn, sysSchema) error) error {
+	return m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		s, err := readSchema(ctx, c)
 		if err != nil {
 			return err
@@ -360,8 +360,8 @@ func withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f fun
 
 // changeWorkflow runs f in a transaction on sysDB, once workflow id is
 // known to be there. KindNotFound.
-func changeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, f func(pgx.Tx, sysSchema) error) error {
-	return withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+func (m *Manager) changeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, f func(pgx.Tx, sysSchema) error) error {
+	return m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			if err := requireWorkflow(ctx, tx, s, id); err != nil {
 				return err
@@ -401,7 +401,7 @@ func (s sysSchema) sets(assign [][2]string) string {
 // does: unless it has ended, it becomes CANCELLED and leaves its queue;
 // its executor stops it before its next step. KindNotFound.
 func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) error {
-	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
 			{"status", "$1"}, {"updated_at", nowMS}, {"completed_at", nowMS}, {"started_at_epoch_ms", "NULL"},
 			{"queue_name", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
@@ -422,7 +422,7 @@ func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sy
 // after the change. KindNotFound.
 func (m *Manager) ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
 			{"status", "$1"}, {"queue_name", "$2"}, {"recovery_attempts", "0"},
 			{"workflow_deadline_epoch_ms", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
@@ -454,7 +454,7 @@ func (m *Manager) ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysD
 	}
 	newID := uuid.NewString()
 	var w hangar.Workflow
-	err := changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		if err := forkStatus(ctx, tx, s, id, newID); err != nil {
 			return err
 		}

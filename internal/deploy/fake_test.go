@@ -430,11 +430,12 @@ func (f *fakeInstances) ResumeWorkflow(_ context.Context, _ hangar.DBInstance, s
 	return w, err
 }
 
-// ForkWorkflow enqueues a copy "<id>-fork", an active one of its version.
-func (f *fakeInstances) ForkWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string, _ int) (hangar.Workflow, error) {
+// ForkWorkflow enqueues a copy "<id>-fork", an active one of its version;
+// it records the call as "fork@<startStep>".
+func (f *fakeInstances) ForkWorkflow(_ context.Context, _ hangar.DBInstance, sysDB, id string, startStep int) (hangar.Workflow, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w, err := f.workflow("fork", sysDB, id)
+	w, err := f.workflow(fmt.Sprintf("fork@%d", startStep), sysDB, id)
 	if err == nil {
 		w.ID, w.Status, w.ForkedFrom = id+"-fork", hangar.WorkflowEnqueued, id
 		f.workflows[w.ID] = w

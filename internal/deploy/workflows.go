@@ -106,11 +106,19 @@ func (s *Service) ResumeWorkflow(ctx context.Context, org, name, id string) erro
 // beginning, with its inputs, under a new ID, which it returns.
 // KindNotFound, KindUnavailable.
 func (s *Service) RestartWorkflow(ctx context.Context, org, name, id string) (string, error) {
+	return s.ForkWorkflow(ctx, org, name, id, 0)
+}
+
+// ForkWorkflow starts a copy of workflow id of org's app name under a new
+// ID, which it returns: the copy keeps the steps the original recorded
+// below startStep and runs from startStep on. KindNotFound,
+// KindUnavailable; KindInvalid for a negative startStep.
+func (s *Service) ForkWorkflow(ctx context.Context, org, name, id string, startStep int) (string, error) {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return "", err
 	}
-	w, err := s.instances.ForkWorkflow(ctx, inst, a.SysDBName(), id, 0)
+	w, err := s.instances.ForkWorkflow(ctx, inst, a.SysDBName(), id, startStep)
 	if err != nil {
 		return "", err
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // TestService_Workflows: workflow management reaches the system database
-// of the named app only, and a resumed or restarted workflow of a version
-// nothing runs gets a drainer of that version at once.
+// of the named app only, forks from the step asked, and a resumed or
+// restarted workflow of a version nothing runs gets a drainer of that
+// version at once.
 func TestService_Workflows(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 1, false)
@@ -58,6 +59,15 @@ func TestService_Workflows(t *testing.T) {
 		}
 	})
 
+	t.Run("ForkFromStep", func(t *testing.T) {
+		if _, err := h.s.ForkWorkflow(ctx, "other", "app", "cur", 2); hangar.KindOf(err) != hangar.KindNotFound {
+			t.Errorf("ForkWorkflow(other org) = %v, want %s", err, hangar.KindNotFound)
+		}
+		if id, err := h.s.ForkWorkflow(ctx, "org", "app", "cur", 2); err != nil || id != "cur-fork" {
+			t.Errorf("ForkWorkflow(cur, 2) = %q, %v; want cur-fork", id, err)
+		}
+	})
+
 	t.Run("ResumeOldVersion", func(t *testing.T) {
 		if err := h.s.ResumeWorkflow(ctx, "org", "app", "old"); err != nil {
 			t.Fatal(err)
@@ -68,7 +78,7 @@ func TestService_Workflows(t *testing.T) {
 	})
 
 	t.Run("Calls", func(t *testing.T) {
-		want := []string{"list app_dbos_sys greet", "get app_dbos_sys nope", "fork app_dbos_sys cur", "resume app_dbos_sys old"}
+		want := []string{"list app_dbos_sys greet", "get app_dbos_sys nope", "fork@0 app_dbos_sys cur", "fork@2 app_dbos_sys cur", "resume app_dbos_sys old"}
 		if diff := cmp.Diff(want, h.inst.workflowCalls()); diff != "" {
 			t.Errorf("system database calls (-want +got):\n%s", diff)
 		}
