@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
 )
 
 // installPython creates the venv and installs requirements.txt into it.
