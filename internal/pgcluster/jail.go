@@ -15,6 +15,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hangar-oss/hangar/internal/seccomp"
 )
 
 // Sandbox runs every program of a cluster (initdb, postgres, pg_basebackup
@@ -226,7 +228,7 @@ func (j *jail) spec(id string, args []string) *specs.Spec {
 				{Type: specs.UTSNamespace},
 				{Type: specs.MountNamespace},
 			},
-			Seccomp: seccompProfile(),
+			Seccomp: seccomp.Profile("unshare"),
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
+	"github.com/hangar-oss/hangar/internal/seccomp"
 )
 
 // This file builds the OCI runtime spec of an executor. It is pure, so that
@@ -105,7 +106,7 @@ func ociSpec(p specParams) *specs.Spec {
 				{Type: specs.UTSNamespace},
 				{Type: specs.MountNamespace},
 			},
-			Seccomp: defaultSeccomp(),
+			Seccomp: seccomp.Profile(),
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",

@@ -19,6 +19,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
+	"github.com/hangar-oss/hangar/internal/seccomp"
 )
 
 // step is one tenant-controlled build command (setup, an install, a build
@@ -271,7 +272,7 @@ func stepSpec(s step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 			},
 			CgroupsPath: cgroupsPath,
 			Namespaces:  namespaces,
-			Seccomp:     defaultSeccomp(),
+			Seccomp:     seccomp.Profile(),
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",

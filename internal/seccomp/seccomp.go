@@ -1,12 +1,17 @@
-package sandbox
+// Package seccomp holds the one seccomp profile of Hangar's sandboxes:
+// executors and build steps (internal/runtime/sandbox) and database
+// instances (internal/pgcluster). It imports only the OCI spec types; any
+// sandboxing leaf may import it.
+package seccomp
 
 import (
 	goruntime "runtime"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// blockedSyscalls fail with EPERM in every executor. The profile allows by
+// blockedSyscalls fail with EPERM in every sandbox. The profile allows by
 // default and denies what a web app never needs and what widens the
 // kernel's attack surface: keyrings, mounts, modules, BPF, perf, tracing,
 // rebooting and swap, handle-based opens that sidestep the mount
@@ -42,14 +47,16 @@ const (
 	errnoENOSYS = 38
 )
 
-// defaultSeccomp returns the profile every executor runs under.
-func defaultSeccomp() *specs.LinuxSeccomp {
+// Profile returns the profile every sandbox runs under, with the syscalls
+// named in alsoBlocked failing with EPERM whatever their arguments (a
+// database instance blocks unshare outright, for example).
+func Profile(alsoBlocked ...string) *specs.LinuxSeccomp {
 	eperm, enosys := uint(errnoEPERM), uint(errnoENOSYS)
 	sc := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActAllow,
 		Architectures: architectures(),
 		Syscalls: []specs.LinuxSyscall{
-			{Names: blockedSyscalls, Action: specs.ActErrno, ErrnoRet: &eperm},
+			{Names: append(slices.Clone(blockedSyscalls), alsoBlocked...), Action: specs.ActErrno, ErrnoRet: &eperm},
 			// clone3 passes its flags in memory, out of the filter's
 			// reach: ENOSYS makes libc fall back to clone, whose flags
 			// it can see (Docker does the same).
@@ -60,6 +67,9 @@ func defaultSeccomp() *specs.LinuxSeccomp {
 	// can only test bits for equality.
 	for _, flag := range []uint64{cloneNewNS, cloneNewCgroup, cloneNewUTS, cloneNewIPC, cloneNewUser, cloneNewPID, cloneNewNet, cloneNewTime} {
 		for _, name := range []string{"clone", "unshare"} {
+			if slices.Contains(alsoBlocked, name) {
+				continue // blocked whatever its flags
+			}
 			sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{
 				Names:    []string{name},
 				Action:   specs.ActErrno,
