@@ -95,6 +95,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	f.StringVar(&cfg.ImageCache, "image-cache", cfg.ImageCache, "directory of the images builds and executors run on: Debian base, Node.js, setup layers; default <data-dir>/images (env HANGAR_IMAGE_CACHE)")
 	f.DurationVar(&cfg.BuildStepTimeout, "build-step-timeout", cfg.BuildStepTimeout, "wall-clock limit of each setup, install and build command; 0 = 30m (env HANGAR_BUILD_STEP_TIMEOUT)")
+	f.IntVar(&cfg.AppInstalledMiB, "app-installed-mib", cfg.AppInstalledMiB, "what a build may write to a version's folder while it runs; 0 = 2048 (env HANGAR_APP_INSTALLED_MIB)")
+	f.IntVar(&cfg.AppDiskMiB, "app-disk-mib", cfg.AppDiskMiB, "what a version's executors may write beyond its installed app; 0 = 2048 (env HANGAR_APP_DISK_MIB)")
 	f.IntVar(&cfg.BuildMemoryMiB, "build-memory-mib", cfg.BuildMemoryMiB, "memory limit of each sandboxed build command; 0 = 2048 (env HANGAR_BUILD_MEMORY_MIB)")
 	return cmd
 }
@@ -171,6 +173,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 	requests, events := history.NewRecorder(), history.NewEvents()
+	disks := appDisks(ctx, cfg, buildRunner(drv) != nil, log)
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -182,8 +185,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
-			CommandTimeout: cfg.BuildStepTimeout,
+			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
 		},
+		Disks:       disks,
 		BuildRunner: buildRunner(drv),
 		Images:      buildRunner(drv) != nil,
 		Logger:      log,
@@ -378,6 +382,26 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 		GoRoot:        goRoot(),
 		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
+}
+
+// appDisks returns the disks of the apps' version folders (docs/disk.md),
+// mounting again those of an earlier run; nil (plain folders) with the
+// development driver.
+func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.Logger) deploy.Disks {
+	if !sandboxed {
+		return nil
+	}
+	disks := image.NewDisks(image.DiskConfig{
+		InstalledBytes: int64(cfg.AppInstalledMiB) << 20, WritableBytes: int64(cfg.AppDiskMiB) << 20,
+		Logger: log.With("component", "disks"),
+	})
+	begin := time.Now()
+	// A disk that cannot be mounted only fails its version's executors.
+	if err := disks.Restore(ctx, filepath.Join(cfg.DataDir, "apps", "*", "versions", "*")); err != nil {
+		log.Error("mount the apps' disks", "err", err)
+	}
+	log.Info("apps' disks mounted", "took", time.Since(begin))
+	return disks
 }
 
 // dbSandbox returns the sandbox of managed database instances, or nil

@@ -149,6 +149,10 @@ type Config struct {
 	// an image cache), where the app sees its folder at runtime.AppDir.
 	// Default false: at its path on the host.
 	Images bool
+	// Disks gives each version's folder a size the kernel enforces while
+	// it builds and while it runs (image.Disks, docs/disk.md). Default
+	// nil: plain directories.
+	Disks Disks
 	// Limits bounds uploaded archives.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and

@@ -49,9 +49,11 @@ func TestDisks_Bounds(t *testing.T) {
 	t.Parallel()
 	d, parent := newDisks(t)
 	dir := filepath.Join(parent, "v1")
+	begin := time.Now()
 	if err := d.Create(t.Context(), dir); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Create took %s", time.Since(begin)) // the cost a deploy pays
 	// The build's bound: 64 MiB in all.
 	if err := fill(dir, "big", 65<<20); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("writing 65 MiB to a 64 MiB build: %v, want ENOSPC", err)
@@ -60,9 +62,11 @@ func TestDisks_Bounds(t *testing.T) {
 	if err := fill(dir, "installed", 40<<20); err != nil {
 		t.Fatalf("writing 40 MiB of a 64 MiB build: %v", err)
 	}
+	begin = time.Now()
 	if err := d.Open(t.Context(), dir); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Open took %s", time.Since(begin))
 	// The executors' bound: 32 MiB beyond the 40 installed, not the 24
 	// the build left, nor more on a second Open.
 	if err := d.Open(t.Context(), dir); err != nil {
