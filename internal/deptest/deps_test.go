@@ -29,7 +29,7 @@ var allowed = []struct {
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
 	{pkg: "internal/frontdoor", deps: nil},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
-	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
+	{pkg: "internal/dbinstance", deps: []string{"internal/frontdoor", "internal/hangar", "internal/pgcluster"}},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp"}},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
