@@ -214,7 +214,7 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 		MemoryMiB: a.MemoryMiB,
 		Stdout:    ex.log,
 		Forwards:  []runtime.Forward{{ListenPort: dbProxyPort, Target: DBForwardTarget(inst)}},
-		Image:     runtime.Image{AppID: a.ID, Layer: build.SetupLayer(cfg)},
+		Image:     runtime.Image{AppID: a.ID, Layer: build.SetupLayer(dir, cfg)},
 	})
 	if err != nil {
 		s.stopExecutor(ctx, ex)
