@@ -142,7 +142,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	drv, err := newDriver(cfg, log)
+	disks := appDisks(ctx, cfg, log)
+	drv, err := newDriver(cfg, disks, log)
 	if err != nil {
 		return err
 	}
@@ -174,7 +175,6 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 	requests, events := history.NewRecorder(), history.NewEvents()
-	disks := appDisks(ctx, cfg, buildRunner(drv) != nil, log)
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
 		},
-		Disks:       disks,
+		Disks:       versionDisks(disks),
 		BuildRunner: buildRunner(drv),
 		Images:      buildRunner(drv) != nil,
 		Logger:      log,
@@ -364,7 +364,7 @@ type driver interface {
 }
 
 // newDriver returns the configured executor driver.
-func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+func newDriver(cfg config.Config, disks *image.Disks, log *slog.Logger) (driver, error) {
 	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
@@ -380,16 +380,18 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 		// database instances, the archives and the other apps.
 		HiddenPaths:   []string{cfg.DataDir},
 		Images:        images,
+		Disks:         disks,
 		GoRoot:        goRoot(),
 		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
 }
 
-// appDisks returns the disks of the apps' version folders (docs/disk.md),
-// mounting again those of an earlier run; nil (plain folders) with the
+// appDisks returns the disks of the apps' version folders and setup
+// layers (docs/disk.md), mounting again the version folders' of an earlier
+// run (layers are mounted on first use); nil (plain folders) with the
 // development driver.
-func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.Logger) deploy.Disks {
-	if !sandboxed {
+func appDisks(ctx context.Context, cfg config.Config, log *slog.Logger) *image.Disks {
+	if cfg.Driver == "netns" {
 		return nil
 	}
 	disks := image.NewDisks(image.DiskConfig{
@@ -402,6 +404,15 @@ func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.
 		log.Error("mount the apps' disks", "err", err)
 	}
 	log.Info("apps' disks mounted", "took", time.Since(begin))
+	return disks
+}
+
+// versionDisks is disks as deploy takes them: no interface holding a nil
+// pointer.
+func versionDisks(disks *image.Disks) deploy.Disks {
+	if disks == nil {
+		return nil
+	}
 	return disks
 }
 
