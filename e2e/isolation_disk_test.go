@@ -103,6 +103,7 @@ func TestIsolation_Disk(t *testing.T) {
 				filepath.Join(h.DataDir, "apps", id),
 				filepath.Join(imagetest.Dir(), "layers", id),
 				filepath.Join(h.DataDir, "cache", "npm", "*", "apps", id),
+				filepath.Join(h.DataDir, "cache", "npm", "*", "apps", ".disks", id+"*"),
 			} {
 				m, _ := filepath.Glob(pattern)
 				found = append(found, m...)
@@ -110,7 +111,7 @@ func TestIsolation_Disk(t *testing.T) {
 			if b, _ := os.ReadFile(filepath.Join(imagetest.Dir(), "uidranges.json")); strings.Contains(string(b), `"`+id+`"`) {
 				found = append(found, "uid range of "+id)
 			}
-			for _, tree := range []string{filepath.Join(h.DataDir, "apps", id), filepath.Join(imagetest.Dir(), "layers", id)} {
+			for _, tree := range []string{filepath.Join(h.DataDir, "apps", id), filepath.Join(imagetest.Dir(), "layers", id), "/apps/.disks/" + id} {
 				if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tree) {
 					found = append(found, "mounts below "+tree)
 				}
@@ -124,7 +125,7 @@ func TestIsolation_Disk(t *testing.T) {
 			return found
 		}
 		before := left()
-		if len(before) < 7 {
+		if len(before) < 10 {
 			t.Fatalf("before delete, the app has only %v; want its folder, layer, cache, uid range, and their mounts and loop devices", before)
 		}
 		must(dir, "app", "delete")

@@ -187,6 +187,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
+			CacheDisks: cacheDisks(disks),
 		},
 		Disks:       versionDisks(disks),
 		BuildRunner: buildRunner(drv),
@@ -410,6 +411,14 @@ func appDisks(ctx context.Context, cfg config.Config, log *slog.Logger) *image.D
 // versionDisks is disks as deploy takes them: no interface holding a nil
 // pointer.
 func versionDisks(disks *image.Disks) deploy.Disks {
+	if disks == nil {
+		return nil
+	}
+	return disks
+}
+
+// cacheDisks is disks as the builder takes them.
+func cacheDisks(disks *image.Disks) build.CacheDisks {
 	if disks == nil {
 		return nil
 	}

@@ -75,6 +75,23 @@ func (d *Disks) Create(ctx context.Context, dir string) error {
 	return bind(p.data, p.dir)
 }
 
+// Ensure makes dir a mounted disk: the one it is, mounted again if
+// needed, or a new one when it is not a disk yet or its disk is full (a
+// cache that starts over).
+func (d *Disks) Ensure(ctx context.Context, dir string) error {
+	p := pathsOf(dir)
+	if _, err := os.Stat(p.image); err == nil {
+		if err := d.restore(ctx, p); err != nil {
+			return err
+		}
+		if !d.Full(p.dir) {
+			return nil
+		}
+		d.cfg.Logger.InfoContext(ctx, "disk full: starting it over", "dir", dir)
+	}
+	return d.Create(ctx, dir)
+}
+
 // Open leaves WritableBytes free on dir's disk beyond what it holds now.
 // It does so once: later calls (a restarted executor) change nothing.
 func (d *Disks) Open(_ context.Context, dir string) error {
@@ -94,6 +111,20 @@ func (d *Disks) Open(_ context.Context, dir string) error {
 		return err
 	}
 	return os.WriteFile(p.opened, nil, 0o600)
+}
+
+// Remove removes the disk whose folder is dir (or dir, a plain folder).
+func (d *Disks) Remove(ctx context.Context, dir string) error {
+	p := pathsOf(dir)
+	unlock, err := lockFile(ctx, p.mnt+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := d.remove(p); err != nil {
+		return err
+	}
+	return os.Remove(p.mnt + ".lock")
 }
 
 // RemoveAll removes dir and everything below it, first unmounting the
