@@ -41,13 +41,13 @@ var allowed = []struct {
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar", "internal/runtime"}},
 	{pkg: "internal/secretbox", deps: nil},
-	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
+	{pkg: "internal/accounts", deps: []string{"internal/hangar", "internal/auth"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}},
 	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs", "internal/history"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/upload", "internal/logs", "internal/history"}},
 	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy"}},
 }
 
