@@ -52,4 +52,3 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("%d keys kept, want 1 (the others' windows ended)", n)
 	}
 }
-
