@@ -39,6 +39,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
 	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
+	"github.com/hangar-oss/hangar/internal/sysdb"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
 
@@ -189,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Logger:      log,
 		Secrets:     accounts.NewOpener(st, box),
 		Observer:    events.Tee(met),
-	}, st, instances, drv, rt, logStore)
+	}, st, instancesWithSysDB{instances, sysdb.New(instances)}, drv, rt, logStore)
 	if err != nil {
 		return err
 	}
@@ -287,6 +288,13 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		err = errors.Join(err, s.Shutdown(sctx))
 	}
 	return err
+}
+
+// instancesWithSysDB is what deploy.New takes as its instances: the
+// instances themselves and the SQL on their system databases.
+type instancesWithSysDB struct {
+	*dbinstance.Manager
+	*sysdb.DB
 }
 
 // certSource is where the HTTPS port's certificates come from.

@@ -30,6 +30,7 @@ var allowed = []struct {
 	{pkg: "internal/frontdoor", deps: nil},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
 	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
+	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp"}},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
