@@ -28,6 +28,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/image"
@@ -171,12 +172,18 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 	requests, events := history.NewRecorder(), history.NewEvents()
+	obs := events.Tee(met)
+	fl := fleet.New(fleet.Config{
+		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
+	}, st, instances, drv, rt, logStore, deploy.NewSpecs(deploy.SpecsConfig{
+		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(drv) != nil,
+		Secrets: accounts.NewOpener(st, box),
+	}))
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, DBHost: cfg.DBHost,
 		SystemDatabaseURL: sysDBURL(mdb),
-		HealthTimeout:     cfg.HealthTimeout,
 		StepDelay:         cfg.StepDelay,
 		OrgLimits:         cfg.OrgLimits(),
 		Build: build.Options{
@@ -185,11 +192,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 			CommandTimeout: cfg.BuildStepTimeout,
 		},
 		BuildRunner: buildRunner(drv),
-		Images:      buildRunner(drv) != nil,
 		Logger:      log,
-		Secrets:     accounts.NewOpener(st, box),
-		Observer:    events.Tee(met),
-	}, st, instances, drv, rt, logStore)
+		Observer:    obs,
+	}, st, instances, fl, logStore)
 	if err != nil {
 		return err
 	}
@@ -198,19 +203,25 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		return err
 	}
 
-	met.Watch(svc)
+	met.Watch(struct {
+		*fleet.Fleet
+		*store.DB
+	}{fl, st})
 	sampler := history.NewSampler(history.Config{
 		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
-	}, hist, svc, requests, events)
+	}, hist, struct {
+		*fleet.Fleet
+		*deploy.Service
+	}{fl, svc}, requests, events)
 	sampleCtx, stopSampling := context.WithCancel(bg)
 	samplerDone := make(chan struct{})
 	go func() { defer close(samplerDone); sampler.Run(sampleCtx) }()
 	defer func() { stopSampling(); <-samplerDone }()
 
-	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
+	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
 	apiHandler := api.NewHandler(api.Config{
 		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
-	}, svc, st, tokens, accts, logStore, log)
+	}, svc, fl, st, tokens, accts, logStore, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return err

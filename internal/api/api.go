@@ -20,6 +20,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/store"
@@ -48,10 +49,25 @@ type Config struct {
 	History HistoryReader
 }
 
+// Executors is what the API reads of apps' executors and runs on them;
+// *fleet.Fleet satisfies it.
+type Executors interface {
+	// Executors returns the app's live executors with their resource use.
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
+	// Health says how the app's executors fare.
+	Health(appID string) fleet.Health
+	// Events returns the app's recent executor events.
+	Events(appID string) []fleet.Event
+	// ExecutorCommand runs a command on one of an app's executors.
+	// KindNotFound, KindConflict.
+	ExecutorCommand(ctx context.Context, c fleet.Command) (fleet.CommandResult, error)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg    Config
 	svc    *deploy.Service
+	exs    Executors
 	store  *store.DB
 	tokens *auth.Issuer
 	accts  Accounts
@@ -77,14 +93,14 @@ func newLimiters() (signins, decisions *windowLimiter) {
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, svc *deploy.Service, exs Executors, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
+	s := &Server{cfg: cfg, svc: svc, exs: exs, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
 		hasher: auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})}
 	s.signins, s.decisions = newLimiters()
 	var h http.Handler = s.routes()
