@@ -20,6 +20,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/server"
 	"github.com/hangar-oss/hangar/internal/store"
 )
 
@@ -31,14 +32,14 @@ func withStore(ctx context.Context, cfg config.Config, f func(st *store.DB) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mdb, started, err := openMetadata(ctx, cfg, false, log)
+	mdb, started, err := server.OpenMetadata(ctx, cfg, false, log)
 	if err != nil {
 		return err
 	}
 	if started {
-		defer mdb.cluster.Stop(context.WithoutCancel(ctx)) //nolint:errcheck
+		defer mdb.Stop(context.WithoutCancel(ctx)) //nolint:errcheck
 	}
-	st, err := store.Open(ctx, mdb.url)
+	st, err := store.Open(ctx, mdb.URL)
 	if err != nil {
 		return err
 	}

@@ -68,11 +68,6 @@ type Instances interface {
 	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
 	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
 	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
-	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
-	EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
-	PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error)
-	QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error)
-	RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error)
 }
 
 // Secrets opens an app's secrets for its executors' environment;

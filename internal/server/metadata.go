@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -23,21 +23,31 @@ type embeddedState struct {
 	Password string `json:"password"`
 }
 
-// metadataDB is the metadata database: a URL, and for the embedded cluster,
+// Metadata is the metadata database: a URL, and for the embedded cluster,
 // the cluster itself.
-type metadataDB struct {
-	url     string
+type Metadata struct {
+	// URL is the metadata database's connection URL.
+	URL     string
 	cluster *pgcluster.Cluster // nil with --database-url
 }
 
-// openMetadata returns the configured metadata database, or the embedded
+// Stop stops the embedded cluster; OpenMetadata tells whether the caller
+// must.
+func (m Metadata) Stop(ctx context.Context) error {
+	if m.cluster == nil {
+		return nil
+	}
+	return m.cluster.Stop(ctx)
+}
+
+// OpenMetadata returns the configured metadata database, or the embedded
 // cluster in <data-dir>/postgres. The server owns the embedded cluster: it
 // starts it, or adopts one a killed server left running, and stops it.
 // Operator commands use a running cluster as it is and start one only for
 // themselves. started reports whether the caller must stop it.
-func openMetadata(ctx context.Context, cfg config.Config, own bool, log *slog.Logger) (db metadataDB, started bool, err error) {
+func OpenMetadata(ctx context.Context, cfg config.Config, own bool, log *slog.Logger) (db Metadata, started bool, err error) {
 	if cfg.DatabaseURL != "" {
-		return metadataDB{url: cfg.DatabaseURL}, false, nil
+		return Metadata{URL: cfg.DatabaseURL}, false, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "postgres")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -54,7 +64,7 @@ func openMetadata(ctx context.Context, cfg config.Config, own bool, log *slog.Lo
 	if err != nil {
 		return db, false, err
 	}
-	db = metadataDB{url: cl.URL("hangar"), cluster: cl}
+	db = Metadata{URL: cl.URL("hangar"), cluster: cl}
 	if !own && reachable(ctx, cl.URL("postgres")) {
 		return db, false, ensureDatabase(ctx, cl.URL("postgres"), "hangar")
 	}
