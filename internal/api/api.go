@@ -20,6 +20,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/logs"
 )
@@ -64,6 +65,8 @@ type Deps struct {
 	Passwords Passwords
 	// Workflows serves apps' workflows (workflows.go).
 	Workflows Workflows
+	// Executors serves apps' executors, their events and `app cmd`.
+	Executors Executors
 }
 
 // Tokens signs and verifies access tokens; *auth.Issuer satisfies it.
@@ -82,10 +85,25 @@ type Users interface {
 	UserByID(ctx context.Context, id string) (hangar.User, error)
 }
 
+// Executors is what the API reads of apps' executors and runs on them;
+// *fleet.Fleet satisfies it.
+type Executors interface {
+	// Executors returns the app's live executors with their resource use.
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
+	// Health says how the app's executors fare.
+	Health(appID string) fleet.Health
+	// Events returns the app's recent executor events.
+	Events(appID string) []fleet.Event
+	// ExecutorCommand runs a command on one of an app's executors.
+	// KindNotFound, KindConflict.
+	ExecutorCommand(ctx context.Context, c fleet.Command) (fleet.CommandResult, error)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg       Config
 	svc       *deploy.Service
+	exs       Executors
 	tokens    Tokens
 	users     Users
 	accts     Accounts
@@ -105,7 +123,7 @@ func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: deps.Apps, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
+	s := &Server{cfg: cfg, svc: deps.Apps, exs: deps.Executors, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
 		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, logs: deps.Logs,
 		log: log.With("component", "api"), now: time.Now}
 	var h http.Handler = s.routes()

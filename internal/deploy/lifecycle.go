@@ -120,7 +120,7 @@ func (s *Service) deleteStop(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	s.stopApp(ctx, a)
+	s.fleet.StopApp(ctx, a)
 	return nil
 }
 

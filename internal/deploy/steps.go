@@ -170,7 +170,7 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 		return err
 	}
 	logf(log, "starting %d executor(s) of version %s (DBOS__APPVERSION %s)", max(1, a.MinVMs), in.Version, in.AppVersion)
-	if err := s.serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
+	if err := s.fleet.Serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
 		var he *hangar.Error
 		if errors.As(err, &he) && he.Detail != "" {
 			logf(log, "executor output:\n%s", strings.TrimRight(he.Detail, "\n"))

@@ -28,6 +28,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/console"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/logs"
@@ -167,10 +168,17 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	requests, events := history.NewRecorder(), history.NewEvents()
+	obs := events.Tee(met)
+	sys := sysdb.New(instances)
+	fl := fleet.New(fleet.Config{
+		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
+	}, st, sys, drv, rt, logStore, deploy.NewSpecs(deploy.SpecsConfig{
+		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(drv) != nil,
+		Secrets: accounts.NewOpener(st, box),
+	}))
 	svc, err := deploy.New(bg, deploy.Config{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, DBHost: cfg.DBHost,
 		SystemDatabaseURL: sysDBURL(mdb),
-		HealthTimeout:     cfg.HealthTimeout,
 		StepDelay:         cfg.StepDelay,
 		OrgLimits:         cfg.OrgLimits(),
 		Build: build.Options{
@@ -179,11 +187,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			CommandTimeout: cfg.BuildStepTimeout,
 		},
 		BuildRunner: buildRunner(drv),
-		Images:      buildRunner(drv) != nil,
 		Logger:      log,
-		Secrets:     accounts.NewOpener(st, box),
-		Observer:    events.Tee(met),
-	}, st, instancesWithSysDB{instances, sysdb.New(instances)}, drv, rt, logStore)
+		Observer:    obs,
+	}, st, instancesWithSysDB{instances, sys}, fl, logStore)
 	if err != nil {
 		return nil, err
 	}
@@ -192,16 +198,26 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	met.Watch(svc)
+	met.Watch(struct {
+		*fleet.Fleet
+		*store.DB
+	}{fl, st})
 	sampler := history.NewSampler(history.Config{
 		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
-	}, hist, svc, requests, events)
+	}, hist, struct {
+		*fleet.Fleet
+		*deploy.Service
+	}{fl, svc}, requests, events)
 	s.goRun(bg, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
 
-	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
+	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
-	}, svc, st, tokens, accts, logStore, log)
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+	}, api.Deps{
+		Apps: svc, Executors: fl, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: svc,
+		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package deploy
+package fleet
 
 import (
 	"math"
@@ -68,7 +68,7 @@ func TestSupervisor_ScalesOnCPU(t *testing.T) {
 	h := newHarness(t, 1, 3, false)
 	h.drv.setCPU(1)
 	h.serve(t, "v1")
-	h.s.startSupervisor()
+	h.s.Start()
 	eventually(t, "3 executors serve", func() bool { return len(h.routed(t)) == 3 })
 	// The fake's CPU time and the supervisor's clock are read at slightly
 	// different instants, so the average is near 100%, not exactly it.
@@ -117,7 +117,7 @@ func TestSupervisor_ScalesOnQueueWithoutStats(t *testing.T) {
 	h.drv.setCPU(1) // unseen
 	h.inst.set(func(f *fakeInstances) { f.enqueued = 15 })
 	h.serve(t, "v1")
-	h.s.startSupervisor()
+	h.s.Start()
 	eventually(t, "2 executors serve", func() bool { return len(h.routed(t)) == 2 })
 	if logs := h.logs.String(); !strings.Contains(logs, "scaling up to 2 executors: 15 workflows wait in queues, more than 10 per executor") {
 		t.Errorf("app logs lack the scale-up:\n%s", logs)
@@ -137,5 +137,5 @@ func (h *harness) pool(t testing.TB) *pool {
 	t.Helper()
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	return h.s.fleet.pools[h.app.ID]
+	return h.s.pools[h.app.ID]
 }

@@ -1,4 +1,4 @@
-package deploy
+package fleet
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestSupervisor_ServesMinVMs(t *testing.T) {
 			t.Errorf("executor ID %q lacks prefix %q", id, executorPrefix)
 		}
 	}
-	if !h.s.serving(h.app.ID) {
+	if !h.s.Serving(h.app.ID) {
 		t.Error("serving() = false, want true")
 	}
 
@@ -44,7 +44,7 @@ func TestSupervisor_ServeFailureKeepsPreviousPool(t *testing.T) {
 	h := newHarness(t, 2, 2, false)
 	v1 := h.serve(t, "v1")
 	h.drv.setCrash(&runtime.Status{ExitCode: 3})
-	err := h.s.serve(t.Context(), h.app, h.db, "v2", "av2")
+	err := h.s.Serve(t.Context(), h.app, h.db, "v2", "av2")
 	if hangar.KindOf(err) != hangar.KindUnavailable || !strings.Contains(err.Error(), "exited with code 3") {
 		t.Fatalf("serve() of a crashing version = %v, want KindUnavailable naming exit code 3", err)
 	}
@@ -205,7 +205,7 @@ func TestSupervisor_Sweep(t *testing.T) {
 		f.active["av0"] = 1
 	})
 	h.s.mu.Lock()
-	p := h.s.fleet.pools[h.app.ID]
+	p := h.s.pools[h.app.ID]
 	h.s.mu.Unlock()
 	h.s.sweep(p)
 	got := h.inst.recoveries()
@@ -246,7 +246,7 @@ func TestSupervisor_StopApp(t *testing.T) {
 	ids := h.serve(t, "v1")
 	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
 	eventually(t, "the dead executor is released", func() bool { return len(h.drv.running()["v1"]) == 1 })
-	h.s.stopApp(t.Context(), h.app)
+	h.s.StopApp(t.Context(), h.app)
 	if got := h.rt.get(testHost); len(got) != 0 {
 		t.Errorf("route %q after stopApp, want none", got)
 	}
@@ -254,7 +254,7 @@ func TestSupervisor_StopApp(t *testing.T) {
 	if got := h.drv.running(); len(got) != 0 {
 		t.Errorf("running %v after stopApp, want nothing", got)
 	}
-	if h.s.serving(h.app.ID) {
+	if h.s.Serving(h.app.ID) {
 		t.Error("serving() = true after stopApp")
 	}
 }
@@ -267,7 +267,7 @@ func TestSupervisor_ShutdownStopsEverything(t *testing.T) {
 	h.serve(t, "v2") // v1 retiring
 	done := make(chan struct{})
 	go func() {
-		h.s.stopExecutors(context.Background())
+		h.s.Close(context.Background())
 		close(done)
 	}()
 	select {
@@ -280,5 +280,39 @@ func TestSupervisor_ShutdownStopsEverything(t *testing.T) {
 	}
 	if h.s.spawn(func() {}) {
 		t.Error("spawn() after Shutdown started a goroutine")
+	}
+}
+
+// TestFleet_OrgRenamed: a renamed org's app moves to its new hostname, and
+// an executor started afterwards gets it, though the pool started before
+// the rename: pools hold no org names.
+func TestFleet_OrgRenamed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1, false)
+	ids := h.serve(t, "v1")
+	h.st.mu.Lock()
+	a := h.st.apps[h.app.ID]
+	a.Org = "neworg"
+	h.st.apps[h.app.ID] = a
+	h.st.mu.Unlock()
+	if err := h.s.OrgRenamed(t.Context(), "org", "neworg"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.rt.get(testHost); len(got) != 0 {
+		t.Errorf("old host routes to %q, want nothing", got)
+	}
+	if got := h.rt.get("neworg-app.test"); len(got) != 1 {
+		t.Fatalf("new host routes to %q, want the executor", got)
+	}
+	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
+	eventually(t, "a replacement serves at the new host", func() bool {
+		got := h.rt.get("neworg-app.test")
+		return len(got) == 1 && len(h.drv.running()["v1"]) == 1 && h.drv.startedCount() == 2
+	})
+	h.drv.mu.Lock()
+	env := h.drv.started[1].Env
+	h.drv.mu.Unlock()
+	if !slices.Contains(env, "DBOS_APP_HOSTNAME=https://neworg-app.test/") {
+		t.Errorf("replacement's environment %q lacks the new hostname", env)
 	}
 }

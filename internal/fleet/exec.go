@@ -1,4 +1,4 @@
-package deploy
+package fleet
 
 import (
 	"bytes"
@@ -58,14 +58,14 @@ type CommandResult struct {
 // supervisor replace the executor. It returns KindNotFound when the app or
 // the executor (among the app's) does not exist, and KindConflict when the
 // executor's process no longer runs.
-func (s *Service) ExecutorCommand(ctx context.Context, c Command) (CommandResult, error) {
-	a, err := s.store.App(ctx, c.Org, c.App)
+func (f *Fleet) ExecutorCommand(ctx context.Context, c Command) (CommandResult, error) {
+	a, err := f.store.App(ctx, c.Org, c.App)
 	if err != nil {
 		return CommandResult{}, err
 	}
-	s.mu.Lock()
-	ex := s.fleet.live[c.Executor]
-	s.mu.Unlock()
+	f.mu.Lock()
+	ex := f.live[c.Executor]
+	f.mu.Unlock()
 	if ex == nil || ex.app != a.ID {
 		return CommandResult{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found for application %s", c.Executor, a.Name)
 	}
@@ -73,13 +73,13 @@ func (s *Service) ExecutorCommand(ctx context.Context, c Command) (CommandResult
 	tctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	stdout, stderr := &cappedBuffer{limit: CommandOutputLimit}, &cappedBuffer{limit: CommandOutputLimit}
-	begin := s.now()
-	code, err := s.driver.Exec(tctx, ex.id, runtime.ExecSpec{Args: []string{"/bin/sh", "-c", c.Command}, Stdout: stdout, Stderr: stderr})
-	took := s.now().Sub(begin)
+	begin := f.now()
+	code, err := f.driver.Exec(tctx, ex.id, runtime.ExecSpec{Args: []string{"/bin/sh", "-c", c.Command}, Stdout: stdout, Stderr: stderr})
+	took := f.now().Sub(begin)
 	timedOut := errors.Is(err, context.DeadlineExceeded)
 	logArgs := []any{"app", a.Name, "version", ex.version, "executor", ex.id, "user", c.User, "command", c.Command}
 	if err != nil && !timedOut {
-		s.log.WarnContext(ctx, "command on executor failed", append(logArgs, "err", err)...)
+		f.log.WarnContext(ctx, "command on executor failed", append(logArgs, "err", err)...)
 		return CommandResult{}, fmt.Errorf("run a command on executor %s: %w", ex.id, err)
 	}
 	res := CommandResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: code}
@@ -87,8 +87,8 @@ func (s *Service) ExecutorCommand(ctx context.Context, c Command) (CommandResult
 		res.ExitCode = CommandTimedOut
 		res.Stderr += fmt.Sprintf("hangar: the command ran out of time after %s and was killed\n", took.Round(100*time.Millisecond))
 	}
-	s.log.WarnContext(ctx, "command run on executor", append(logArgs, "exit_code", res.ExitCode, "took", took)...)
-	w := s.logs.Writer(a.ID, sourceExecutor, ex.version, ex.id)
+	f.log.WarnContext(ctx, "command run on executor", append(logArgs, "exit_code", res.ExitCode, "took", took)...)
+	w := f.logs.Writer(a.ID, LogSource, ex.version, ex.id)
 	logf(w, "hangar: WARN: %s ran a command on executor %s: %q; exit code %d", c.User, ex.id, c.Command, res.ExitCode)
 	w.Close()
 	return res, nil

@@ -1,4 +1,4 @@
-package deploy
+package fleet
 
 import (
 	"cmp"
@@ -46,16 +46,16 @@ type ExecutorStatus struct {
 // Executors returns the app's live executors, oldest first: those of its
 // serving version and those still finishing the work of older versions,
 // each with its resource use.
-func (s *Service) Executors(ctx context.Context, appID string) []ExecutorStatus {
-	s.mu.Lock()
+func (f *Fleet) Executors(ctx context.Context, appID string) []ExecutorStatus {
+	f.mu.Lock()
 	serving := map[*executor]bool{}
-	if p := s.fleet.pools[appID]; p != nil && !p.closed {
+	if p := f.pools[appID]; p != nil && !p.closed {
 		for _, ex := range p.executors {
 			serving[ex] = true
 		}
 	}
 	var out []ExecutorStatus
-	for _, ex := range s.fleet.live {
+	for _, ex := range f.live {
 		if ex.app != appID {
 			continue
 		}
@@ -75,17 +75,17 @@ func (s *Service) Executors(ctx context.Context, appID string) []ExecutorStatus 
 		}
 		out = append(out, st)
 	}
-	s.mu.Unlock()
+	f.mu.Unlock()
 	slices.SortFunc(out, func(a, b ExecutorStatus) int {
 		return cmp.Or(a.StartedAt.Compare(b.StartedAt), strings.Compare(a.ID, b.ID))
 	})
 	for i := range out {
-		st, err := s.driver.Stats(ctx, out[i].ID)
+		st, err := f.driver.Stats(ctx, out[i].ID)
 		switch k := hangar.KindOf(err); {
 		case err == nil:
 			out[i].Stats = &st
 		case k != hangar.KindNotFound && k != hangar.KindUnavailable && ctx.Err() == nil:
-			s.log.WarnContext(ctx, "read executor stats", "app", appID, "executor", out[i].ID, "err", err)
+			f.log.WarnContext(ctx, "read executor stats", "app", appID, "executor", out[i].ID, "err", err)
 		}
 	}
 	return out
@@ -107,12 +107,12 @@ type Health struct {
 }
 
 // Health returns how the app's executors fare now.
-func (s *Service) Health(appID string) Health {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (f *Fleet) Health(appID string) Health {
+	now := f.now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var h Health
-	if p := s.fleet.pools[appID]; p != nil && !p.closed {
+	if p := f.pools[appID]; p != nil && !p.closed {
 		h.Executors = len(p.executors)
 		if b := p.restarts; b.Failures >= 3 && len(p.executors) < p.min {
 			h.CrashLoop = fmt.Sprintf("%d restarts in %s; ", b.Failures, now.Sub(b.First).Round(time.Second))
@@ -123,7 +123,7 @@ func (s *Service) Health(appID string) Health {
 			}
 		}
 	}
-	evs := s.fleet.events[appID]
+	evs := f.events[appID]
 	for i := len(evs) - 1; i >= 0; i-- {
 		switch evs[i].Kind {
 		case EventExited, EventOOM, EventUnhealthy, EventStartFailed:

@@ -1,4 +1,4 @@
-package deploy
+package fleet
 
 import (
 	"fmt"
@@ -79,22 +79,22 @@ func decide(samples []sample, n, minVMs, maxVMs, perExecutor int) (int, string) 
 
 // autoscale takes a sample of pool p's load and scales it by one executor
 // when decide says so.
-func (s *Service) autoscale(p *pool) {
-	ctx := s.life
-	s.mu.Lock()
+func (f *Fleet) autoscale(p *pool) {
+	ctx := f.life
+	f.mu.Lock()
 	exs := slices.Clone(p.executors)
 	closed := p.closed
-	s.mu.Unlock()
+	f.mu.Unlock()
 	if closed || len(exs) == 0 {
 		return
 	}
-	now := s.now()
+	now := f.now()
 	sm := sample{cpu: math.NaN()}
 	sum, k, unknown := 0.0, 0, false
 	uses := make([]float64, len(exs)) // for Executors
 	for i, ex := range exs {
 		uses[i] = math.NaN()
-		st, err := s.driver.Stats(ctx, ex.id)
+		st, err := f.driver.Stats(ctx, ex.id)
 		if err != nil {
 			unknown = unknown || hangar.KindOf(err) == hangar.KindUnavailable
 			continue
@@ -109,26 +109,26 @@ func (s *Service) autoscale(p *pool) {
 	if !unknown && k > 0 {
 		sm.cpu = sum / float64(k)
 	}
-	q, err := s.instances.EnqueuedWorkflows(ctx, p.inst, p.app.SysDBName(), p.appVersion)
+	q, err := f.wf.EnqueuedWorkflows(ctx, p.inst, p.sysDB, p.appVersion)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("count enqueued workflows", "app", p.app.Name, "err", err)
+			f.log.Warn("count enqueued workflows", "app", p.name, "err", err)
 		}
 		q = -1
 	}
 	sm.enqueued = q
 
-	s.mu.Lock()
+	f.mu.Lock()
 	for i, ex := range exs {
 		ex.cpuUse = uses[i]
 	}
 	if p.closed {
-		s.mu.Unlock()
+		f.mu.Unlock()
 		return
 	}
 	if p.starting > 0 {
 		p.samples = nil
-		s.mu.Unlock()
+		f.mu.Unlock()
 		return
 	}
 	p.samples = append(p.samples, sm)
@@ -136,7 +136,7 @@ func (s *Service) autoscale(p *pool) {
 		p.samples = slices.Delete(p.samples, 0, len(p.samples)-scaleWindow)
 	}
 	n := len(p.executors)
-	step, why := decide(p.samples, n, p.min, p.max, s.cfg.ScaleQueueDepth)
+	step, why := decide(p.samples, n, p.min, p.max, f.cfg.ScaleQueueDepth)
 	var retiring *executor
 	switch step {
 	case +1:
@@ -146,17 +146,17 @@ func (s *Service) autoscale(p *pool) {
 		p.samples = nil
 		retiring = p.executors[n-1]
 		p.remove(retiring)
-		s.routeLocked(p)
+		f.routeLocked(p)
 	}
-	s.mu.Unlock()
+	f.mu.Unlock()
 	switch step {
 	case +1:
-		s.event(p.app.ID, Event{Kind: EventScaledUp, Version: p.version,
+		f.event(p.appID, Event{Kind: EventScaledUp, Version: p.version,
 			Message: fmt.Sprintf("scaling up to %d executors: %s", n+1, why)})
-		s.spawn(func() { s.grow(p, 0) })
+		f.spawn(func() { f.grow(p, 0) })
 	case -1:
-		s.event(p.app.ID, Event{Kind: EventScaledDown, Executor: retiring.id, Version: p.version,
+		f.event(p.appID, Event{Kind: EventScaledDown, Executor: retiring.id, Version: p.version,
 			Message: fmt.Sprintf("scaling down to %d executors: %s; retiring executor %s", n-1, why, retiring.id)})
-		s.spawn(func() { s.retire(retiring, retiring.appVersion, s.cfg.DrainTimeout) })
+		f.spawn(func() { f.retire(retiring, retiring.appVersion, f.cfg.DrainTimeout) })
 	}
 }
