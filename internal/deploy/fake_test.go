@@ -290,6 +290,17 @@ func (f *fakeStore) DBInstance(_ context.Context, org, name string) (hangar.DBIn
 	return hangar.DBInstance{}, hangar.DBNotFound(name)
 }
 
+func (f *fakeStore) DBInstanceByID(_ context.Context, id string) (hangar.DBInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range f.dbs {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return hangar.DBInstance{}, hangar.DBNotFound(id)
+}
+
 func (f *fakeStore) AppByID(_ context.Context, id string) (hangar.App, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -549,7 +560,7 @@ func newHarness(t *testing.T, minVMs, maxVMs int, loop bool) *harness {
 		ScaleInterval: 20 * time.Millisecond, drainPoll: 5 * time.Millisecond,
 	}
 	cfg.setSupervisorDefaults()
-	app := hangar.App{ID: "app1", Org: "org", Name: "app", AppDBName: "app", Language: hangar.LanguageNode,
+	app := hangar.App{ID: "app1", Org: "org", Name: "app", InstanceID: "i1", AppDBName: "app", Language: hangar.LanguageNode,
 		Status: hangar.StatusAvailable, MemoryMiB: 512, MinVMs: minVMs, MaxVMs: maxVMs}
 	h := &harness{
 		drv: newFakeDriver(),

@@ -134,7 +134,7 @@ func (s *Service) deleteDatabases(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,6 @@ type Store interface {
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
 	CreateApp(ctx context.Context, a hangar.App, instanceID string, lim hangar.OrgLimits) error
 	CheckOrgExecutors(ctx context.Context, org string, lim hangar.OrgLimits) error
-	OrgID(ctx context.Context, org string) (string, error)
 	SetAppStatus(ctx context.Context, appID string, status hangar.AppStatus) error
 	SetAppServing(ctx context.Context, appID, version string) error
 
@@ -337,7 +336,7 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return err
 	}

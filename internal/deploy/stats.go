@@ -114,9 +114,9 @@ func (s *Service) Health(appID string) Health {
 	var h Health
 	if p := s.fleet.pools[appID]; p != nil && !p.closed {
 		h.Executors = len(p.executors)
-		if b := p.restarts; b.failures >= 3 && len(p.executors) < p.min {
-			h.CrashLoop = fmt.Sprintf("%d restarts in %s; ", b.failures, now.Sub(b.first).Round(time.Second))
-			if wait := b.retry.Sub(now); wait > 0 {
+		if b := p.restarts; b.Failures >= 3 && len(p.executors) < p.min {
+			h.CrashLoop = fmt.Sprintf("%d restarts in %s; ", b.Failures, now.Sub(b.First).Round(time.Second))
+			if wait := b.Retry.Sub(now); wait > 0 {
 				h.CrashLoop += fmt.Sprintf("next start in %s", wait.Round(time.Second))
 			} else {
 				h.CrashLoop += "an executor is starting"

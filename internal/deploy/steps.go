@@ -46,11 +46,7 @@ func (s *Service) job(ctx context.Context, in deployInput, log io.Writer) (build
 	if err != nil {
 		return build.Job{}, a, err
 	}
-	orgID, err := s.store.OrgID(ctx, a.Org)
-	if err != nil {
-		return build.Job{}, a, err
-	}
-	return build.Job{Dir: dir, Config: cfg, OrgID: orgID, Log: log, App: a.ID}, a, nil
+	return build.Job{Dir: dir, Config: cfg, OrgID: a.OrgID, Log: log, App: a.ID}, a, nil
 }
 
 // configure runs the app's setup commands and installs its dependencies.
@@ -86,7 +82,7 @@ func (s *Service) instanceFor(ctx context.Context, in deployInput, a hangar.App)
 	if in.TargetInstanceID != "" {
 		return s.store.DBInstanceByID(ctx, in.TargetInstanceID)
 	}
-	return s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	return s.store.DBInstanceByID(ctx, a.InstanceID)
 }
 
 // migrate creates the app's databases if needed and runs its migrations with
@@ -181,7 +177,7 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 		}
 		return err
 	}
-	if in.TargetInstanceID != "" && inst.Name != a.DBInstance {
+	if in.TargetInstanceID != "" && inst.ID != a.InstanceID {
 		if err := s.store.SetAppDBInstance(ctx, a.ID, inst.ID); err != nil {
 			return fmt.Errorf("move %s to %s: %w", a.Name, inst.Name, err)
 		}

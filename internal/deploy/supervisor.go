@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/backoff"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
@@ -135,7 +136,7 @@ type pool struct {
 	closed    bool        // replaced by another pool, or the app stopped
 	executors []*executor // ready and routed
 	starting  int         // executors being started or waiting to be
-	restarts  backoff
+	restarts  backoff.State
 	samples   []sample // scaling samples, oldest first
 }
 
@@ -167,46 +168,10 @@ func (p *pool) close() []*executor {
 	return exs
 }
 
-// backoff is the delay before the next restart of a crash-looping app: it
-// doubles with each failure from base up to max, and starts over once an
-// executor has served for reset.
-type backoff struct {
-	failures int       // failures since the last reset
-	first    time.Time // when the first of them happened
-	retry    time.Time // when the start after the last failure is due
-}
-
-// next records a failure at now of an executor that served since readyAt
-// (zero: it never did) and returns how long to wait before the next start.
-func (b *backoff) next(now, readyAt time.Time, base, limit, reset time.Duration) time.Duration {
-	if !readyAt.IsZero() && now.Sub(readyAt) >= reset {
-		b.failures = 0
-	}
-	if b.failures == 0 {
-		b.first = now
-	}
-	b.failures++
-	d := base
-	for i := 1; i < b.failures && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	b.retry = now.Add(d)
-	return d
-}
-
-// crashLoop describes the failures from three on, for the app's logs:
-// " (crash loop: 3 restarts in 1m2s)".
-func (b *backoff) crashLoop(now time.Time) string {
-	if b.failures < 3 {
-		return ""
-	}
-	return fmt.Sprintf(" (crash loop: %d restarts in %s)", b.failures, now.Sub(b.first).Round(time.Second))
-}
-
-// nextRestart records a failure in the pool's back-off.
-func (s *Service) nextRestart(b *backoff, now, readyAt time.Time) time.Duration {
-	return b.next(now, readyAt, s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, s.cfg.BackoffReset)
+// nextRestart records a failure in b and returns the delay before the
+// next start.
+func (s *Service) nextRestart(b *backoff.State, now, readyAt time.Time) time.Duration {
+	return b.Next(backoff.Policy{Base: s.cfg.RestartBackoff, Max: s.cfg.MaxRestartBackoff, Reset: s.cfg.BackoffReset}, now, readyAt)
 }
 
 // EventKind says what happened to an executor.
@@ -352,7 +317,7 @@ func (s *Service) died(ex *executor, d death, p *pool) {
 			s.routeLocked(p)
 			left = len(p.executors)
 			delay = s.nextRestart(&p.restarts, now, ex.readyAt)
-			loop = p.restarts.crashLoop(now)
+			loop = p.restarts.CrashLoop(now)
 			p.starting++
 		}
 		s.mu.Unlock()
@@ -431,7 +396,7 @@ func (s *Service) grow(p *pool, delay time.Duration) {
 			return
 		}
 		delay := s.nextRestart(&p.restarts, now, time.Time{})
-		loop := p.restarts.crashLoop(now)
+		loop := p.restarts.CrashLoop(now)
 		p.starting++
 		s.mu.Unlock()
 		id := ""
@@ -542,7 +507,7 @@ type drain struct {
 	starting          bool
 	retry             bool      // a drainer is wanted once notBefore has passed
 	notBefore         time.Time // back-off after a drainer failed
-	restarts          backoff
+	restarts          backoff.State
 }
 
 // versionRunsLocked reports whether an executor of appVersion runs for the

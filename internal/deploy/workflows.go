@@ -36,7 +36,7 @@ func (s *Service) appSysDB(ctx context.Context, org, name string) (hangar.App, h
 	if err != nil {
 		return a, hangar.DBInstance{}, err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return a, inst, err
 	}

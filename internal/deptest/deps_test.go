@@ -30,6 +30,7 @@ var allowed = []struct {
 	{pkg: "internal/frontdoor", deps: nil},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
 	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
+	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp"}},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
@@ -40,8 +41,9 @@ var allowed = []struct {
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar", "internal/runtime"}},
 	{pkg: "internal/secretbox", deps: nil},
+	{pkg: "internal/backoff", deps: nil},
 	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
-	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
+	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build", "internal/backoff"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}},

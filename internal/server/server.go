@@ -35,6 +35,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
+	"github.com/hangar-oss/hangar/internal/sysdb"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
 
@@ -182,7 +183,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:      log,
 		Secrets:     accounts.NewOpener(st, box),
 		Observer:    events.Tee(met),
-	}, st, instances, drv, rt, logStore)
+	}, st, instancesWithSysDB{instances, sysdb.New(instances)}, drv, rt, logStore)
 	if err != nil {
 		return nil, err
 	}

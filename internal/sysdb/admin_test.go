@@ -1,4 +1,4 @@
-package dbinstance_test
+package sysdb_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/sysdb"
 )
 
 // gatedApp is a DBOS app whose workflow "gated" runs three steps, the
@@ -106,6 +107,7 @@ func (g *gatedApp) waitReturned(tb testing.TB, in string) {
 func TestManager_WorkflowAdmin(t *testing.T) {
 	t.Parallel()
 	m, inst, _ := provision(t)
+	db := sysdb.New(m)
 	ctx := t.Context()
 	if err := m.EnsureAppDatabases(ctx, inst, "adminapp", "adminapp_role", "pw"); err != nil {
 		t.Fatal(err)
@@ -113,11 +115,11 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 	const sysDB = "adminapp_dbos_sys"
 
 	t.Run("NoSchemaYet", func(t *testing.T) {
-		ws, err := m.ListWorkflows(ctx, inst, sysDB, hangar.WorkflowFilter{})
+		ws, err := db.ListWorkflows(ctx, inst, sysDB, hangar.WorkflowFilter{})
 		if err != nil || len(ws) != 0 {
 			t.Errorf("ListWorkflows() before DBOS created its schema = %v, %v; want none", ws, err)
 		}
-		if err := m.CancelWorkflow(ctx, inst, sysDB, "wf-x"); hangar.KindOf(err) != hangar.KindNotFound {
+		if err := db.CancelWorkflow(ctx, inst, sysDB, "wf-x"); hangar.KindOf(err) != hangar.KindNotFound {
 			t.Errorf("CancelWorkflow() before DBOS created its schema = %v, want %s", err, hangar.KindNotFound)
 		}
 	})
@@ -150,7 +152,7 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 	}
 	status := func(t *testing.T, id string) hangar.Workflow {
 		t.Helper()
-		w, err := m.GetWorkflow(ctx, inst, sysDB, id)
+		w, err := db.GetWorkflow(ctx, inst, sysDB, id)
 		if err != nil {
 			t.Fatalf("GetWorkflow(%s): %v", id, err)
 		}
@@ -205,7 +207,7 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 			{"QueueName", hangar.WorkflowFilter{QueuesOnly: true, QueueName: "otherq"}, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				ws, err := m.ListWorkflows(ctx, inst, sysDB, tc.f)
+				ws, err := db.ListWorkflows(ctx, inst, sysDB, tc.f)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -225,17 +227,17 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		if w := status(t, "q-2"); w.Status != hangar.WorkflowEnqueued || w.QueueName != "gatedq" {
 			t.Errorf("q-2 is %s in queue %q, want ENQUEUED in gatedq", w.Status, w.QueueName)
 		}
-		if _, err := m.GetWorkflow(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
+		if _, err := db.GetWorkflow(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
 			t.Errorf("GetWorkflow(nope) = %v, want %s", err, hangar.KindNotFound)
 		}
-		ws, err := m.ListWorkflows(ctx, inst, sysDB, hangar.WorkflowFilter{IDs: []string{"done-1"}})
+		ws, err := db.ListWorkflows(ctx, inst, sysDB, hangar.WorkflowFilter{IDs: []string{"done-1"}})
 		if err != nil || len(ws) != 1 || ws[0].Input != "" || ws[0].Output != "" {
 			t.Errorf("ListWorkflows() without LoadInput/LoadOutput = %+v, %v; want done-1 without input and output", ws, err)
 		}
 	})
 
 	t.Run("Steps", func(t *testing.T) {
-		steps, err := m.WorkflowSteps(ctx, inst, sysDB, "done-1")
+		steps, err := db.WorkflowSteps(ctx, inst, sysDB, "done-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,13 +251,13 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		if diff := cmp.Diff([]string{"one", "two", "three"}, names); diff != "" {
 			t.Errorf("steps of done-1 (-want +got):\n%s", diff)
 		}
-		if _, err := m.WorkflowSteps(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
+		if _, err := db.WorkflowSteps(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
 			t.Errorf("WorkflowSteps(nope) = %v, want %s", err, hangar.KindNotFound)
 		}
 	})
 
 	t.Run("CancelResume", func(t *testing.T) {
-		if err := m.CancelWorkflow(ctx, inst, sysDB, "q-1"); err != nil {
+		if err := db.CancelWorkflow(ctx, inst, sysDB, "q-1"); err != nil {
 			t.Fatal(err)
 		}
 		if w := status(t, "q-1"); w.Status != hangar.WorkflowCancelled || w.QueueName != "" {
@@ -270,19 +272,19 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		if w := status(t, "q-1"); w.Status != hangar.WorkflowCancelled {
 			t.Errorf("q-1 is %s after its function returned, want CANCELLED", w.Status)
 		}
-		steps, err := m.WorkflowSteps(ctx, inst, sysDB, "q-1")
+		steps, err := db.WorkflowSteps(ctx, inst, sysDB, "q-1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Canceling an ended workflow changes nothing.
-		if err := m.CancelWorkflow(ctx, inst, sysDB, "done-2"); err != nil {
+		if err := db.CancelWorkflow(ctx, inst, sysDB, "done-2"); err != nil {
 			t.Fatal(err)
 		}
 		if w := status(t, "done-2"); w.Status != hangar.WorkflowSuccess {
 			t.Errorf("done-2 is %s after a cancel, want SUCCESS", w.Status)
 		}
 
-		w, err := m.ResumeWorkflow(ctx, inst, sysDB, "q-1")
+		w, err := db.ResumeWorkflow(ctx, inst, sysDB, "q-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,14 +307,14 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		if _, err := result(t, "q-2"); err != nil {
 			t.Errorf("q-2: %v", err)
 		}
-		if _, err := m.ResumeWorkflow(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
+		if _, err := db.ResumeWorkflow(ctx, inst, sysDB, "nope"); hangar.KindOf(err) != hangar.KindNotFound {
 			t.Errorf("ResumeWorkflow(nope) = %v, want %s", err, hangar.KindNotFound)
 		}
 	})
 
 	t.Run("Fork", func(t *testing.T) {
 		before := g.stepRuns("done-1")
-		restarted, err := m.ForkWorkflow(ctx, inst, sysDB, "done-1", 0)
+		restarted, err := db.ForkWorkflow(ctx, inst, sysDB, "done-1", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,11 +334,11 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		}
 
 		// From step two: step one's recorded output is copied, not run.
-		steps, err := m.WorkflowSteps(ctx, inst, sysDB, "done-1")
+		steps, err := db.WorkflowSteps(ctx, inst, sysDB, "done-1")
 		if err != nil || len(steps) != 3 {
 			t.Fatalf("steps of done-1 = %v, %v", steps, err)
 		}
-		forked, err := m.ForkWorkflow(ctx, inst, sysDB, "done-1", steps[1].ID)
+		forked, err := db.ForkWorkflow(ctx, inst, sysDB, "done-1", steps[1].ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,15 +348,15 @@ func TestManager_WorkflowAdmin(t *testing.T) {
 		if diff := cmp.Diff([]int{afterRestart[0], afterRestart[1] + 1, afterRestart[2] + 1}, g.stepRuns("done-1")); diff != "" {
 			t.Errorf("step runs after a fork from step two (-want +got):\n%s", diff)
 		}
-		forkSteps, err := m.WorkflowSteps(ctx, inst, sysDB, forked.ID)
+		forkSteps, err := db.WorkflowSteps(ctx, inst, sysDB, forked.ID)
 		if err != nil || len(forkSteps) != 3 || forkSteps[0] != steps[0] {
 			t.Errorf("steps of the fork = %+v, %v; want 3, the first copied: %+v", forkSteps, err, steps[0])
 		}
 
-		if _, err := m.ForkWorkflow(ctx, inst, sysDB, "nope", 0); hangar.KindOf(err) != hangar.KindNotFound {
+		if _, err := db.ForkWorkflow(ctx, inst, sysDB, "nope", 0); hangar.KindOf(err) != hangar.KindNotFound {
 			t.Errorf("ForkWorkflow(nope) = %v, want %s", err, hangar.KindNotFound)
 		}
-		if _, err := m.ForkWorkflow(ctx, inst, sysDB, "done-1", -1); hangar.KindOf(err) != hangar.KindInvalid {
+		if _, err := db.ForkWorkflow(ctx, inst, sysDB, "done-1", -1); hangar.KindOf(err) != hangar.KindInvalid {
 			t.Errorf("ForkWorkflow(step -1) = %v, want %s", err, hangar.KindInvalid)
 		}
 	})

@@ -1,11 +1,10 @@
-package dbinstance
+package sysdb
 
 import (
 	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -21,148 +20,6 @@ import (
 // ForkWorkflows); the TypeScript SDK 5.x runs the same ones. The tables'
 // columns differ between SDK versions, so they use only the columns the
 // database has: a missing one reads as NULL and is not written.
-
-// nowMS is the current time in epoch milliseconds, as DBOS records it.
-const nowMS = "(EXTRACT(epoch FROM now()) * 1000)::bigint"
-
-// sysSchema maps each table of schema dbos to its columns, in order.
-type sysSchema map[string][]string
-
-func readSchema(ctx context.Context, q querier) (sysSchema, error) {
-	rows, err := q.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
-		WHERE table_schema = 'dbos' ORDER BY table_name, ordinal_position`)
-	if err != nil {
-		return nil, err
-	}
-	s := sysSchema{}
-	var table, column string
-	_, err = pgx.ForEachRow(rows, []any{&table, &column}, func() error {
-		s[table] = append(s[table], column)
-		return nil
-	})
-	return s, err
-}
-
-func (s sysSchema) has(table, column string) bool { return slices.Contains(s[table], column) }
-
-// col is column of workflow_status (alias ws) as type typ, or a NULL of
-// that type where the table lacks it.
-func (s sysSchema) col(column, typ string) string {
-	if s.has("workflow_status", column) {
-		return "ws." + column + "::" + typ
-	}
-	return "NULL::" + typ
-}
-
-// payload is the first of the columns (alias.column) present, or NULL: a
-// payload's column moved between SDK versions, and rows written before a
-// move keep it where it was.
-func (s sysSchema) payload(cols ...string) string {
-	var present []string
-	for _, c := range cols {
-		alias, column, _ := strings.Cut(c, ".")
-		table := map[string]string{"ws": "workflow_status", "wi": "workflow_input", "wo": "workflow_output"}[alias]
-		if s.has(table, column) {
-			present = append(present, c)
-		}
-	}
-	switch len(present) {
-	case 0:
-		return "NULL::text"
-	case 1:
-		return present[0]
-	}
-	return "COALESCE(" + strings.Join(present, ", ") + ")"
-}
-
-// querier is a connection or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// wfRow receives one row of a workflow listing.
-type wfRow struct {
-	id                                                         string
-	status, name, className, configName, user, role, roles     *string
-	input, output, errText                                     *string
-	queue, appVersion, appID, executor, dedup, partition       *string
-	forkedFrom, parent, attributes                             *string
-	createdAt, updatedAt                                       int64
-	recovery, timeout, deadline, started, delayUntil, complete *int64
-	priority                                                   *int64
-	wasForked                                                  *bool
-}
-
-// wfColumn is a workflow_status column a listing reads: its type, and
-// where it goes.
-type wfColumn struct {
-	name, typ string
-	dst       any
-}
-
-// columns are the columns a listing reads into r.
-func (r *wfRow) columns() []wfColumn {
-	return []wfColumn{
-		{"workflow_uuid", "text", &r.id}, {"status", "text", &r.status}, {"name", "text", &r.name},
-		{"class_name", "text", &r.className}, {"config_name", "text", &r.configName},
-		{"authenticated_user", "text", &r.user}, {"assumed_role", "text", &r.role},
-		{"authenticated_roles", "text", &r.roles}, {"created_at", "bigint", &r.createdAt},
-		{"updated_at", "bigint", &r.updatedAt}, {"queue_name", "text", &r.queue},
-		{"application_version", "text", &r.appVersion}, {"application_id", "text", &r.appID},
-		{"executor_id", "text", &r.executor}, {"recovery_attempts", "bigint", &r.recovery},
-		{"workflow_timeout_ms", "bigint", &r.timeout}, {"workflow_deadline_epoch_ms", "bigint", &r.deadline},
-		{"deduplication_id", "text", &r.dedup}, {"priority", "bigint", &r.priority},
-		{"queue_partition_key", "text", &r.partition}, {"started_at_epoch_ms", "bigint", &r.started},
-		{"forked_from", "text", &r.forkedFrom}, {"was_forked_from", "boolean", &r.wasForked},
-		{"parent_workflow_id", "text", &r.parent}, {"delay_until_epoch_ms", "bigint", &r.delayUntil},
-		{"completed_at", "bigint", &r.complete}, {"attributes", "text", &r.attributes},
-	}
-}
-
-func (r *wfRow) workflow() hangar.Workflow {
-	w := hangar.Workflow{
-		ID: r.id, Status: hangar.WorkflowStatus(deref(r.status)), Name: deref(r.name),
-		ClassName: deref(r.className), ConfigName: deref(r.configName),
-		AuthenticatedUser: deref(r.user), AssumedRole: deref(r.role), AuthenticatedRoles: deref(r.roles),
-		Input: deref(r.input), Output: deref(r.output), Error: deref(r.errText),
-		CreatedAt: msTime(&r.createdAt), UpdatedAt: msTime(&r.updatedAt),
-		QueueName: deref(r.queue), ApplicationVersion: deref(r.appVersion), ApplicationID: deref(r.appID),
-		ExecutorID: deref(r.executor), DeduplicationID: deref(r.dedup), QueuePartitionKey: deref(r.partition),
-		Deadline: msTime(r.deadline), DequeuedAt: msTime(r.started), DelayUntil: msTime(r.delayUntil),
-		CompletedAt: msTime(r.complete), ForkedFrom: deref(r.forkedFrom), ParentWorkflowID: deref(r.parent),
-		Attributes: deref(r.attributes),
-	}
-	if r.recovery != nil {
-		w.RecoveryAttempts = *r.recovery
-	}
-	if r.timeout != nil && *r.timeout > 0 {
-		w.Timeout = time.Duration(*r.timeout) * time.Millisecond
-	}
-	if r.priority != nil {
-		w.Priority = int(*r.priority)
-	}
-	if r.wasForked != nil {
-		w.WasForkedFrom = *r.wasForked
-	}
-	return w
-}
-
-// deref returns *p, or "" for nil.
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-// msTime converts epoch milliseconds; nil is the zero time.
-func msTime(ms *int64) time.Time {
-	if ms == nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(*ms)
-}
 
 // listWorkflows runs the listing of DBOS's ListWorkflows with filter f.
 func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
@@ -263,9 +120,9 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 
 // ListWorkflows returns the workflows of sysDB that f selects, as DBOS's
 // ListWorkflows does.
-func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
+func (d *DB) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
 	var out []hangar.Workflow
-	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := d.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		var err error
 		out, err = listWorkflows(ctx, c, s, f)
 		return err
@@ -278,9 +135,9 @@ func (m *Manager) ListWorkflows(ctx context.Context, inst hangar.DBInstance, sys
 
 // GetWorkflow returns workflow id of sysDB with its input and output.
 // KindNotFound.
-func (m *Manager) GetWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
+func (d *DB) GetWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := d.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		var err error
 		w, err = getWorkflow(ctx, c, s, id)
 		return err
@@ -306,9 +163,9 @@ func workflowNotFound(id string) error {
 
 // WorkflowSteps returns the steps workflow id of sysDB recorded, in order,
 // as DBOS's GetWorkflowSteps does. KindNotFound.
-func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error) {
+func (d *DB) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sysDB, id string) ([]hangar.WorkflowStep, error) {
 	var steps []hangar.WorkflowStep
-	err := m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+	err := d.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		if err := requireWorkflow(ctx, c, s, id); err != nil {
 			return err
 		}
@@ -348,8 +205,8 @@ func (m *Manager) WorkflowSteps(ctx context.Context, inst hangar.DBInstance, sys
 
 // withSchema runs f on a connection to sysDB, with the columns of the
 // schema DBOS created there.
-func (m *Manager) withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn, sysSchema) error) error {
-	return m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+func (d *DB) withSchema(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn, sysSchema) error) error {
+	return d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		s, err := readSchema(ctx, c)
 		if err != nil {
 			return err
@@ -360,8 +217,8 @@ func (m *Manager) withSchema(ctx context.Context, inst hangar.DBInstance, sysDB 
 
 // changeWorkflow runs f in a transaction on sysDB, once workflow id is
 // known to be there. KindNotFound.
-func (m *Manager) changeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, f func(pgx.Tx, sysSchema) error) error {
-	return m.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
+func (d *DB) changeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, f func(pgx.Tx, sysSchema) error) error {
+	return d.withSchema(ctx, inst, sysDB, func(c *pgx.Conn, s sysSchema) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			if err := requireWorkflow(ctx, tx, s, id); err != nil {
 				return err
@@ -400,8 +257,8 @@ func (s sysSchema) sets(assign [][2]string) string {
 // CancelWorkflow cancels workflow id of sysDB as DBOS's CancelWorkflows
 // does: unless it has ended, it becomes CANCELLED and leaves its queue;
 // its executor stops it before its next step. KindNotFound.
-func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) error {
-	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+func (d *DB) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) error {
+	err := d.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
 			{"status", "$1"}, {"updated_at", nowMS}, {"completed_at", nowMS}, {"started_at_epoch_ms", "NULL"},
 			{"queue_name", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
@@ -420,9 +277,9 @@ func (m *Manager) CancelWorkflow(ctx context.Context, inst hangar.DBInstance, sy
 // SDK's internal queue, for an executor of its application version to run
 // from its last recorded step, keeping its ID. It returns the workflow
 // after the change. KindNotFound.
-func (m *Manager) ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
+func (d *DB) ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string) (hangar.Workflow, error) {
 	var w hangar.Workflow
-	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+	err := d.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		_, err := tx.Exec(ctx, `UPDATE dbos.workflow_status SET `+s.sets([][2]string{
 			{"status", "$1"}, {"queue_name", "$2"}, {"recovery_attempts", "0"},
 			{"workflow_deadline_epoch_ms", "NULL"}, {"deduplication_id", "NULL"}, {"owner_xid", "NULL"},
@@ -448,13 +305,13 @@ func (m *Manager) ResumeWorkflow(ctx context.Context, inst hangar.DBInstance, sy
 // below startStep, so that it runs from startStep on; from step 0 it runs
 // from the beginning. It returns the new workflow. KindNotFound;
 // KindInvalid for a negative startStep.
-func (m *Manager) ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, startStep int) (hangar.Workflow, error) {
+func (d *DB) ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, startStep int) (hangar.Workflow, error) {
 	if startStep < 0 {
 		return hangar.Workflow{}, hangar.Errorf(hangar.KindInvalid, "the step to fork from must be 0 or more, got %d", startStep)
 	}
 	newID := uuid.NewString()
 	var w hangar.Workflow
-	err := m.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
+	err := d.changeWorkflow(ctx, inst, sysDB, id, func(tx pgx.Tx, s sysSchema) error {
 		if err := forkStatus(ctx, tx, s, id, newID); err != nil {
 			return err
 		}

@@ -1,13 +1,11 @@
-package dbinstance
+package sysdb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
@@ -24,9 +22,9 @@ const internalQueue = "_dbos_internal_queue"
 
 // ActiveWorkflows counts the workflows of an app version that are PENDING or
 // ENQUEUED in the app's DBOS system database sysDB.
-func (m *Manager) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
+func (d *DB) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
 	var n int
-	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
 			WHERE status IN ('PENDING', 'ENQUEUED') AND application_version = $1`, appVersion).Scan(&n)
 	})
@@ -39,9 +37,9 @@ func (m *Manager) ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, s
 // EnqueuedWorkflows counts the workflows waiting in the queues of sysDB
 // (status ENQUEUED) that executors of appVersion may dequeue: those of that
 // version and those enqueued without one.
-func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
+func (d *DB) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error) {
 	var n int
-	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status
 			WHERE status = 'ENQUEUED' AND (application_version = $1 OR application_version IS NULL)`, appVersion).Scan(&n)
 	})
@@ -56,9 +54,9 @@ func (m *Manager) EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance,
 // executor of a workflow's version dequeues it, so the platform must run
 // one of each: after a restore, a database change or a restart, nothing
 // else would.
-func (m *Manager) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error) {
+func (d *DB) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error) {
 	var versions []string
-	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT DISTINCT application_version FROM dbos.workflow_status
 			WHERE status = 'ENQUEUED' AND application_version IS NOT NULL ORDER BY 1`)
 		if err != nil {
@@ -77,9 +75,9 @@ func (m *Manager) QueuedVersions(ctx context.Context, inst hangar.DBInstance, sy
 // that own PENDING workflows in sysDB, by the application version of those
 // workflows. The platform compares them with the executors it runs to find
 // the work of executors that are gone.
-func (m *Manager) PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error) {
+func (d *DB) PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error) {
 	owners := map[string][]string{}
-	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT DISTINCT application_version, executor_id FROM dbos.workflow_status
 			WHERE status = 'PENDING' AND application_version IS NOT NULL AND starts_with(executor_id, $1)
 			ORDER BY 1, 2`, prefix)
@@ -106,12 +104,12 @@ func (m *Manager) PendingExecutors(ctx context.Context, inst hangar.DBInstance, 
 // version dequeues it and resumes it from its last recorded step. It returns
 // how many workflows it re-enqueued. The executors must be dead: a workflow
 // re-enqueued while its executor still runs it runs twice at once.
-func (m *Manager) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error) {
+func (d *DB) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error) {
 	if len(executorIDs) == 0 {
 		return 0, nil
 	}
 	var n int64
-	err := m.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
+	err := d.withSysDB(ctx, inst, sysDB, func(c *pgx.Conn) error {
 		tag, err := c.Exec(ctx, `UPDATE dbos.workflow_status
 			SET status = 'ENQUEUED', started_at_epoch_ms = NULL, owner_xid = NULL,
 				queue_name = COALESCE(NULLIF(queue_name, ''), $4), updated_at = $3
@@ -124,18 +122,4 @@ func (m *Manager) RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, 
 		return 0, fmt.Errorf("recover workflows of %v (version %s): %w", executorIDs, appVersion, err)
 	}
 	return int(n), nil
-}
-
-// withSysDB runs f on a pooled superuser connection to the system database sysDB;
-// a database without the dbos schema or its tables makes f's error nil.
-func (m *Manager) withSysDB(ctx context.Context, inst hangar.DBInstance, sysDB string, f func(*pgx.Conn) error) error {
-	if err := hangar.ValidatePGIdent("database name", sysDB); err != nil {
-		return err
-	}
-	err := m.withPooled(ctx, inst, sysDB, f)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table / no schema yet
-		return nil
-	}
-	return err
 }

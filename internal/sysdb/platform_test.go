@@ -1,4 +1,4 @@
-package dbinstance_test
+package sysdb_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
+	"github.com/hangar-oss/hangar/internal/sysdb"
 )
 
 // launchDBOS launches a DBOS Go context on sysURL as executor id of app
@@ -54,6 +56,7 @@ func poll(tb testing.TB, what string, cond func() bool) {
 func TestManager_RecoverWorkflows(t *testing.T) {
 	t.Parallel()
 	m, inst, _ := provision(t)
+	db := sysdb.New(m)
 	ctx := t.Context()
 	if err := m.EnsureAppDatabases(ctx, inst, "wfapp", "wfapp_role", "pw"); err != nil {
 		t.Fatal(err)
@@ -62,15 +65,15 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 	sysURL := dbinstance.AdminURL(inst, sysDB)
 
 	t.Run("NoSchemaYet", func(t *testing.T) {
-		n, err := m.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-a"}, "v1")
+		n, err := db.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-a"}, "v1")
 		if err != nil || n != 0 {
 			t.Errorf("RecoverWorkflows() before DBOS created its schema = %d, %v; want 0, nil", n, err)
 		}
-		owners, err := m.PendingExecutors(ctx, inst, sysDB, "ex-")
+		owners, err := db.PendingExecutors(ctx, inst, sysDB, "ex-")
 		if err != nil || len(owners) != 0 {
 			t.Errorf("PendingExecutors() = %v, %v; want none", owners, err)
 		}
-		if got, err := m.QueuedVersions(ctx, inst, sysDB); err != nil || len(got) != 0 {
+		if got, err := db.QueuedVersions(ctx, inst, sysDB); err != nil || len(got) != 0 {
 			t.Errorf("QueuedVersions() = %q, %v; want none", got, err)
 		}
 	})
@@ -135,7 +138,7 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 	}
 
 	t.Run("PendingExecutors", func(t *testing.T) {
-		owners, err := m.PendingExecutors(ctx, inst, sysDB, "ex-")
+		owners, err := db.PendingExecutors(ctx, inst, sysDB, "ex-")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,13 +146,13 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 		if diff := cmp.Diff(want, owners); diff != "" {
 			t.Errorf("PendingExecutors() (-want +got):\n%s", diff)
 		}
-		if owners, _ := m.PendingExecutors(ctx, inst, sysDB, "other-"); len(owners) != 0 {
+		if owners, _ := db.PendingExecutors(ctx, inst, sysDB, "other-"); len(owners) != 0 {
 			t.Errorf("PendingExecutors(other-) = %v, want none", owners)
 		}
 	})
 
 	t.Run("Recover", func(t *testing.T) {
-		n, err := m.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-dead", "ex-unknown"}, "v1")
+		n, err := db.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-dead", "ex-unknown"}, "v1")
 		if err != nil || n != 1 {
 			t.Fatalf("RecoverWorkflows() = %d, %v; want 1, nil", n, err)
 		}
@@ -161,16 +164,16 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 				t.Errorf("%s is %s, want PENDING: it is not ex-dead's work of v1", id, st)
 			}
 		}
-		if n, err := m.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-dead"}, "v1"); err != nil || n != 0 {
+		if n, err := db.RecoverWorkflows(ctx, inst, sysDB, []string{"ex-dead"}, "v1"); err != nil || n != 0 {
 			t.Errorf("RecoverWorkflows() again = %d, %v; want 0, nil", n, err)
 		}
-		if n, err := m.EnqueuedWorkflows(ctx, inst, sysDB, "v1"); err != nil || n != 1 {
+		if n, err := db.EnqueuedWorkflows(ctx, inst, sysDB, "v1"); err != nil || n != 1 {
 			t.Errorf("EnqueuedWorkflows(v1) = %d, %v; want 1, nil", n, err)
 		}
-		if n, err := m.EnqueuedWorkflows(ctx, inst, sysDB, "v0"); err != nil || n != 0 {
+		if n, err := db.EnqueuedWorkflows(ctx, inst, sysDB, "v0"); err != nil || n != 0 {
 			t.Errorf("EnqueuedWorkflows(v0) = %d, %v; want 0, nil", n, err)
 		}
-		if got, err := m.QueuedVersions(ctx, inst, sysDB); err != nil || !cmp.Equal(got, []string{"v1"}) {
+		if got, err := db.QueuedVersions(ctx, inst, sysDB); err != nil || !cmp.Equal(got, []string{"v1"}) {
 			t.Errorf("QueuedVersions() = %q, %v; want [v1]", got, err)
 		}
 	})
@@ -197,15 +200,35 @@ func TestManager_RecoverWorkflows(t *testing.T) {
 		if got := step2.Load(); got != 4 {
 			t.Errorf("step two ran %d times, want 4", got)
 		}
-		if n, err := m.ActiveWorkflows(ctx, inst, sysDB, "v1"); err != nil || n != 1 {
+		if n, err := db.ActiveWorkflows(ctx, inst, sysDB, "v1"); err != nil || n != 1 {
 			t.Errorf("ActiveWorkflows(v1) = %d, %v; want 1 (wf-3)", n, err)
 		}
 	})
 
 	t.Run("BadName", func(t *testing.T) {
-		_, err := m.RecoverWorkflows(ctx, inst, "bad name;", []string{"ex-a"}, "v1")
+		_, err := db.RecoverWorkflows(ctx, inst, "bad name;", []string{"ex-a"}, "v1")
 		if got := hangar.KindOf(err); got != hangar.KindInvalid {
 			t.Errorf("RecoverWorkflows(bad name) = %v, kind %s; want %s", err, got, hangar.KindInvalid)
 		}
 	})
+}
+
+// provision provisions a managed instance, destroyed when the test ends.
+func provision(tb testing.TB) (*dbinstance.Manager, hangar.DBInstance, string) {
+	tb.Helper()
+	pgtest.RequireBinaries(tb)
+	dir := pgtest.TempDir(tb)
+	m := dbinstance.New(dbinstance.Config{Dir: dir, Settings: map[string]string{"fsync": "off"}})
+	inst := hangar.DBInstance{ID: "inst1", Name: "db1", AdminUser: "hangar_admin", AdminPassword: "admin pw'\\"}
+	port, err := m.Provision(tb.Context(), inst)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	inst.Port = port
+	tb.Cleanup(func() {
+		if err := m.Destroy(context.Background(), inst); err != nil {
+			tb.Error(err)
+		}
+	})
+	return m, inst, dir
 }
