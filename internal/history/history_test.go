@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -76,6 +77,10 @@ func (f fakeSource) Workflows(_ context.Context, _, _ string, wf hangar.Workflow
 	return []hangar.Workflow{{ID: "w1"}, {ID: "w2"}, {ID: "w3"}}, nil
 }
 
+type routes struct{ http.Handler }
+
+func (routes) Has(host string) bool { return host == "o-a.example.com" }
+
 // TestSampler samples one interval of an app with traffic, events,
 // workflows and an executor, and reads it back as a chart's series.
 func TestSampler(t *testing.T) {
@@ -83,9 +88,19 @@ func TestSampler(t *testing.T) {
 	st := openStore(t)
 	app := hangar.App{ID: "app1", Org: "o", Name: "a", Status: hangar.StatusAvailable}
 	rec, ev := NewRecorder(), NewEvents()
-	for _, status := range []int{http.StatusOK, http.StatusOK, http.StatusNotFound} {
-		rec.Observe("O-A.example.com", status, time.Millisecond)
+	h := rec.Wrap(routes{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+		}
+	})})
+	for _, p := range []string{"/", "/", "/missing"} {
+		req := httptest.NewRequest(http.MethodGet, p, nil)
+		req.Host = "o-a.example.com"
+		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "made-up.example.com" // not routed: not counted
+	h.ServeHTTP(httptest.NewRecorder(), req)
 	obs := ev.Tee(nopObserver{})
 	obs.ExecutorEvent("app1", deploy.EventOOM)
 	obs.ExecutorEvent("app1", deploy.EventExited)

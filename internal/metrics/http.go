@@ -37,21 +37,14 @@ type Routes interface {
 	Has(host string) bool
 }
 
-// RequestObserver is told of each request for a host the router routes
-// (host as the client sent it), with its status and duration: the apps'
-// monitoring history counts them too.
-type RequestObserver func(host string, status int, d time.Duration)
-
 // Router instruments app traffic through rt: requests by org, app and
 // status class, their duration by org and app, and the requests in flight.
 // Requests for hosts rt does not route count with empty org and app, so
-// that made-up Host headers add no series, and only routed requests reach
-// the observers. One wrapper measures for everyone on this hot path.
-func (m *Metrics) Router(rt Routes, observers ...RequestObserver) http.Handler {
+// that made-up Host headers add no series.
+func (m *Metrics) Router(rt Routes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var org, app string
-		routed := rt.Has(r.Host)
-		if routed {
+		if rt.Has(r.Host) {
 			org, app = appOf(r.Host)
 		}
 		start := time.Now()
@@ -60,15 +53,9 @@ func (m *Metrics) Router(rt Routes, observers ...RequestObserver) http.Handler {
 		// Deferred: the reverse proxy aborts a response whose upstream
 		// fails midway with a panic (http.ErrAbortHandler).
 		defer func() {
-			d, status := time.Since(start), rec.status()
 			m.routerInFlight.Dec()
-			m.routerRequests.WithLabelValues(org, app, strconv.Itoa(status/100)+"xx").Inc()
-			m.routerDuration.WithLabelValues(org, app).Observe(d.Seconds())
-			if routed {
-				for _, o := range observers {
-					o(r.Host, status, d)
-				}
-			}
+			m.routerRequests.WithLabelValues(org, app, strconv.Itoa(rec.status()/100)+"xx").Inc()
+			m.routerDuration.WithLabelValues(org, app).Observe(time.Since(start).Seconds())
 		}()
 		rt.ServeHTTP(rec, r)
 	})

@@ -206,7 +206,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	handler := api.HostSwitch(cfg.Domain, con, met.Router(rt, requests.Observe))
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
 	// Only the API host and registered apps get a certificate. Serving
 	// apps are in the router's table; others cost a query.
 	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
