@@ -19,6 +19,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -63,11 +64,24 @@ type Executors interface {
 	ExecutorCommand(ctx context.Context, c fleet.Command) (fleet.CommandResult, error)
 }
 
+// Databases runs the database instance operations; *databases.Service
+// satisfies it. Each returns KindNotFound, KindInvalid, KindConflict or
+// KindUnavailable with a message for the user.
+type Databases interface {
+	ProvisionDB(ctx context.Context, org string, req databases.ProvisionRequest) (hangar.DBInstance, error)
+	RestoreDB(ctx context.Context, org, name string, req databases.RestoreRequest) (hangar.DBInstance, error)
+	LinkDB(ctx context.Context, org string, req databases.LinkRequest) (hangar.DBInstance, error)
+	UnlinkDB(ctx context.Context, org, name string) error
+	DestroyDB(ctx context.Context, org, name string) error
+	ResetDBPassword(ctx context.Context, org, name, password string) error
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg    Config
 	svc    *deploy.Service
 	exs    Executors
+	dbs    Databases
 	store  *store.DB
 	tokens *auth.Issuer
 	accts  Accounts
@@ -93,14 +107,14 @@ func newLimiters() (signins, decisions *windowLimiter) {
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, svc *deploy.Service, exs Executors, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, svc *deploy.Service, exs Executors, dbs Databases, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, exs: exs, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
+	s := &Server{cfg: cfg, svc: svc, exs: exs, dbs: dbs, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
 		hasher: auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})}
 	s.signins, s.decisions = newLimiters()
 	var h http.Handler = s.routes()

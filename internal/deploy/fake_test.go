@@ -181,9 +181,6 @@ func (f *fakeFleet) EnsureVersionRuns(appID string, _ hangar.DBInstance, appVers
 	}
 }
 
-func (f *fakeFleet) Start()                {}
-func (f *fakeFleet) Close(context.Context) {}
-
 func (f *fakeFleet) ensuredVersions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
