@@ -38,7 +38,7 @@ func (s *Server) listDBs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dbs, err := s.store.DBInstances(r.Context(), org)
+	dbs, err := s.dbs.DBInstances(r.Context(), org)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (s *Server) dbInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.store.DBInstance(r.Context(), org, r.PathValue("db"))
+	d, err := s.dbs.DBInstance(r.Context(), org, r.PathValue("db"))
 	if err != nil {
 		return err
 	}

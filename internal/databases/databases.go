@@ -236,3 +236,13 @@ func validatePassword(pw string) error {
 	}
 	return nil
 }
+
+// DBInstance returns org's instance named name. KindNotFound.
+func (s *Service) DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error) {
+	return s.store.DBInstance(ctx, org, name)
+}
+
+// DBInstances lists org's instances; every org's when org is "".
+func (s *Service) DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error) {
+	return s.store.DBInstances(ctx, org)
+}
