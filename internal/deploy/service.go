@@ -29,6 +29,7 @@ import (
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
+	ArchiveLister
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
@@ -54,12 +55,10 @@ type Store interface {
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
 	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
-	KeptArchives(ctx context.Context) (map[string]bool, error)
 }
 
 // Instances runs managed database instances and the apps' databases on them.
 type Instances interface {
-	Workflows
 	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
 	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
 	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
@@ -85,9 +84,6 @@ type Fleet interface {
 	Serving(appID string) bool
 	// StopApp withdraws the app's route and stops all its executors.
 	StopApp(ctx context.Context, a hangar.App)
-	// EnsureVersionRuns starts an executor of appVersion without route,
-	// unless one runs, to run its workflows.
-	EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersion string)
 }
 
 // Config configures the orchestrator.
@@ -129,6 +125,7 @@ type Service struct {
 	log       *slog.Logger
 	dbos      dbos.Context
 
+	kept      ArchiveLister
 	archiveMu sync.Mutex // archives.go
 }
 
@@ -151,7 +148,7 @@ func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs
 		}
 	}
 	s := &Service{
-		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs,
+		cfg: cfg, store: st, kept: st, instances: inst, fleet: fl, logs: logs,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}

@@ -199,7 +199,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		BuildRunner: buildRunner(drv),
 		Logger:      log,
 		Observer:    obs,
-	}, dctx, st, instancesWithSysDB{instances, sys}, fl, logStore)
+	}, dctx, st, instances, fl, logStore)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +222,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	fl.Start()
 
+	wfs := deploy.NewWorkflowAdmin(st, sys, fl)
 	met.Watch(struct {
 		*fleet.Fleet
 		*store.DB
@@ -230,15 +231,16 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
 	}, hist, struct {
 		*fleet.Fleet
-		*deploy.Service
-	}{fl, svc}, requests, events)
+		*store.DB
+		*deploy.WorkflowAdmin
+	}{fl, st, wfs}, requests, events)
 	s.goRun(bg, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
 	apiHandler := api.NewHandler(api.Config{
 		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
 	}, api.Deps{
-		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: svc,
+		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: wfs,
 		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
 		Executors: fl, Databases: dbs,
