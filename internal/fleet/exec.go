@@ -73,9 +73,9 @@ func (f *Fleet) ExecutorCommand(ctx context.Context, c Command) (CommandResult, 
 	tctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	stdout, stderr := &cappedBuffer{limit: CommandOutputLimit}, &cappedBuffer{limit: CommandOutputLimit}
-	begin := f.now()
+	begin := f.cfg.Now()
 	code, err := f.driver.Exec(tctx, ex.id, runtime.ExecSpec{Args: []string{"/bin/sh", "-c", c.Command}, Stdout: stdout, Stderr: stderr})
-	took := f.now().Sub(begin)
+	took := f.cfg.Now().Sub(begin)
 	timedOut := errors.Is(err, context.DeadlineExceeded)
 	logArgs := []any{"app", a.Name, "version", ex.version, "executor", ex.id, "user", c.User, "command", c.Command}
 	if err != nil && !timedOut {

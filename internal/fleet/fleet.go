@@ -275,15 +275,6 @@ func (f *Fleet) spawn(fn func()) bool {
 	return true
 }
 
-func (f *Fleet) now() time.Time { return f.cfg.Now() }
-
-// observe tells the Observer, if any, of an event.
-func (f *Fleet) observe(appID string, kind EventKind) {
-	if f.cfg.Observer != nil {
-		f.cfg.Observer.ExecutorEvent(appID, kind)
-	}
-}
-
 // userMessage is the user-safe text of an error.
 func userMessage(err error) string {
 	if m := hangar.MessageOf(err); m != "" {
