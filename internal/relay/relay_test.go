@@ -1,4 +1,4 @@
-package vnet
+package relay
 
 import (
 	"io"
@@ -21,7 +21,7 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
-func TestForwarder_Relays(t *testing.T) {
+func TestServer_Relays(t *testing.T) {
 	t.Parallel()
 	// The target answers "pong:" plus everything it reads, once the client
 	// half-closes: the relay must pass the half-close on.
@@ -39,11 +39,11 @@ func TestForwarder_Relays(t *testing.T) {
 			}()
 		}
 	}()
-	f := startForwarder(listen(t), target.Addr().String(), discard)
-	defer f.close()
+	f := Start([]net.Listener{listen(t)}, To(target.Addr().String(), discard), discard)
+	defer f.Close()
 
 	for range 3 {
-		c, err := net.Dial("tcp", f.ln.Addr().String())
+		c, err := net.Dial("tcp", f.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestForwarder_Relays(t *testing.T) {
 	}
 }
 
-func TestForwarder_CloseEndsConnections(t *testing.T) {
+func TestServer_CloseEndsConnections(t *testing.T) {
 	t.Parallel()
 	target := listen(t)
 	accepted := make(chan net.Conn, 1)
@@ -66,8 +66,8 @@ func TestForwarder_CloseEndsConnections(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	f := startForwarder(listen(t), target.Addr().String(), discard)
-	c, err := net.Dial("tcp", f.ln.Addr().String())
+	f := Start([]net.Listener{listen(t)}, To(target.Addr().String(), discard), discard)
+	c, err := net.Dial("tcp", f.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ func TestForwarder_CloseEndsConnections(t *testing.T) {
 	case upstream = <-accepted:
 		defer upstream.Close()
 	case <-time.After(5 * time.Second):
-		t.Fatal("the forwarder did not connect to its target")
+		t.Fatal("the relay did not connect to its target")
 	}
 
 	closed := make(chan struct{})
-	go func() { f.close(); close(closed) }()
+	go func() { f.Close(); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
@@ -95,19 +95,19 @@ func TestForwarder_CloseEndsConnections(t *testing.T) {
 	if _, err := upstream.Read(make([]byte, 1)); err == nil {
 		t.Error("target connection still open after close")
 	}
-	if _, err := net.Dial("tcp", f.ln.Addr().String()); err == nil {
-		t.Error("forwarder still accepts after close")
+	if _, err := net.Dial("tcp", f.Addr().String()); err == nil {
+		t.Error("relay still accepts after close")
 	}
 }
 
-func TestForwarder_TargetDown(t *testing.T) {
+func TestServer_TargetDown(t *testing.T) {
 	t.Parallel()
 	down := listen(t)
 	addr := down.Addr().String()
 	down.Close()
-	f := startForwarder(listen(t), addr, discard)
-	defer f.close()
-	c, err := net.Dial("tcp", f.ln.Addr().String())
+	f := Start([]net.Listener{listen(t)}, To(addr, discard), discard)
+	defer f.Close()
+	c, err := net.Dial("tcp", f.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
