@@ -91,8 +91,6 @@ type Config struct {
 	// DataDir holds archives (DataDir/archives) and app trees
 	// (DataDir/apps/<app ID>). Required.
 	DataDir string
-	// Domain is the public domain apps are served under. Required.
-	Domain string
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
 	StepDelay map[string]time.Duration
@@ -136,8 +134,8 @@ const WorkflowVersion = "hangar-1"
 // New returns a Service whose workflows are registered on dctx, which must
 // not be launched yet; it runs nothing yet.
 func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
-	if cfg.DataDir == "" || cfg.Domain == "" {
-		return nil, errors.New("deploy: DataDir and Domain are required")
+	if cfg.DataDir == "" {
+		return nil, errors.New("deploy: DataDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

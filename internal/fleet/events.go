@@ -72,7 +72,7 @@ func (f *Fleet) event(appID string, ev Event) {
 	} else {
 		f.log.Info(ev.Message, args...)
 	}
-	w := f.logs.Writer(appID, LogSource, ev.Version, ev.Executor)
+	w := f.logs.Writer(appID, logSource, ev.Version, ev.Executor)
 	logf(w, "hangar: %s", ev.Message)
 	w.Close()
 }

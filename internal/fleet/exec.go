@@ -88,7 +88,7 @@ func (f *Fleet) ExecutorCommand(ctx context.Context, c Command) (CommandResult, 
 		res.Stderr += fmt.Sprintf("hangar: the command ran out of time after %s and was killed\n", took.Round(100*time.Millisecond))
 	}
 	f.log.WarnContext(ctx, "command run on executor", append(logArgs, "exit_code", res.ExitCode, "took", took)...)
-	w := f.logs.Writer(a.ID, LogSource, ex.version, ex.id)
+	w := f.logs.Writer(a.ID, logSource, ex.version, ex.id)
 	logf(w, "hangar: WARN: %s ran a command on executor %s: %q; exit code %d", c.User, ex.id, c.Command, res.ExitCode)
 	w.Close()
 	return res, nil

@@ -153,7 +153,7 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 	if ex.memoryMiB == 0 {
 		ex.memoryMiB = hangar.DefaultMemoryMiB
 	}
-	ex.log = f.logs.Writer(a.ID, LogSource, version, ex.id)
+	ex.log = f.logs.Writer(a.ID, logSource, version, ex.id)
 	// Known before it can own workflows: the sweep takes the workflows of
 	// executors it does not know for the work of dead ones.
 	f.mu.Lock()
@@ -183,7 +183,7 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 	f.log.InfoContext(ctx, "executor started", "app", a.Name, "version", version, "executor", ex.id, "addr", ex.addr)
 	if err := f.waitHealthy(ctx, ex); err != nil {
 		f.stopExecutor(ctx, ex)
-		tail, terr := f.logs.Tail(ctx, a.ID, LogSource, version, 40)
+		tail, terr := f.logs.Tail(ctx, a.ID, logSource, version, 40)
 		if terr != nil {
 			f.log.WarnContext(ctx, "read executor log", "app", a.ID, "version", version, "err", terr)
 		}

@@ -82,8 +82,8 @@ type Observer interface {
 	ExecutorEvent(appID string, kind EventKind)
 }
 
-// LogSource is the source of the lines the fleet writes to app logs.
-const LogSource = "executor"
+// logSource is the source of the lines the fleet writes to app logs.
+const logSource = "executor"
 
 // Config configures the fleet.
 type Config struct {

@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("start DBOS: %w", err)
 	}
 	svc, err := deploy.New(deploy.Config{
-		DataDir: cfg.DataDir, Domain: cfg.Domain,
+		DataDir:   cfg.DataDir,
 		StepDelay: cfg.StepDelay,
 		OrgLimits: cfg.OrgLimits(),
 		Build: build.Options{
