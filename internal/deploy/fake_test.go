@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,14 +11,18 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// fakeStore holds apps and instances in memory; the Store methods the
-// tests do not use panic.
+// fakeStore holds apps and instances in memory.
 type fakeStore struct {
-	Store
 	mu   sync.Mutex
 	apps map[string]hangar.App
 	dbs  []hangar.DBInstance
 }
+
+var (
+	_ AppLookup     = (*fakeStore)(nil)
+	_ SysDB         = (*fakeInstances)(nil)
+	_ VersionRunner = (*fakeFleet)(nil)
+)
 
 func (f *fakeStore) App(_ context.Context, org, name string) (hangar.App, error) {
 	f.mu.Lock()
@@ -46,7 +49,6 @@ func (f *fakeStore) DBInstanceByID(_ context.Context, id string) (hangar.DBInsta
 // fakeInstances manages the workflows of every system database, by ID;
 // its methods act on them and record their calls in wfCalls.
 type fakeInstances struct {
-	Instances
 	mu        sync.Mutex
 	active    map[string]int // app version → PENDING or ENQUEUED
 	workflows map[string]hangar.Workflow
@@ -140,37 +142,11 @@ func (f *fakeInstances) set(fn func(f *fakeInstances)) {
 	fn(f)
 }
 
-// fakeFleet serves one version per app and records the versions it is
-// asked to run.
+// fakeFleet records the versions it is asked to run.
 type fakeFleet struct {
 	mu      sync.Mutex
 	serving map[string]string // app ID → its serving app version
 	ensured []string          // "<app ID>/<app version>" per EnsureVersionRuns of a version that does not serve
-}
-
-var _ Fleet = (*fakeFleet)(nil)
-
-func (f *fakeFleet) Serve(_ context.Context, a hangar.App, _ hangar.DBInstance, _, appVersion string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.serving[a.ID] = appVersion
-	return nil
-}
-
-func (f *fakeFleet) Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error {
-	return f.Serve(ctx, a, inst, version, appVersion)
-}
-
-func (f *fakeFleet) Serving(appID string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.serving[appID] != ""
-}
-
-func (f *fakeFleet) StopApp(_ context.Context, a hangar.App) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.serving, a.ID)
 }
 
 func (f *fakeFleet) EnsureVersionRuns(appID string, _ hangar.DBInstance, appVersion string) {
@@ -181,18 +157,15 @@ func (f *fakeFleet) EnsureVersionRuns(appID string, _ hangar.DBInstance, appVers
 	}
 }
 
-func (f *fakeFleet) Start()                {}
-func (f *fakeFleet) Close(context.Context) {}
-
 func (f *fakeFleet) ensuredVersions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.ensured)
 }
 
-// harness is a Service on fakes, with one app.
+// harness is a WorkflowAdmin on fakes, with one app.
 type harness struct {
-	s    *Service
+	s    *WorkflowAdmin
 	st   *fakeStore
 	inst *fakeInstances
 	fl   *fakeFleet
@@ -209,7 +182,6 @@ func newHarness(t *testing.T) *harness {
 		fl:   &fakeFleet{serving: map[string]string{}},
 		app:  app,
 	}
-	h.s = &Service{cfg: Config{DataDir: t.TempDir(), Domain: "test"}, store: h.st, instances: h.inst, fleet: h.fl,
-		log: slog.New(slog.DiscardHandler)}
+	h.s = NewWorkflowAdmin(h.st, h.inst, h.fl)
 	return h
 }

@@ -1,9 +1,12 @@
-// Package deploy orchestrates Hangar: app registration, database instance
-// provisioning and the deploy pipeline, run as DBOS durable workflows on the
-// metadata database so that a server killed mid-deploy resumes where it
-// stopped. It declares the small interfaces its leaves (store, dbinstance,
-// runtime drivers, router) satisfy, and may import internal/hangar,
-// internal/runtime and internal/build.
+// Package deploy runs the app pipeline: registration, updates, deletion
+// and the deploy workflow (upload → configuration → migration →
+// deployment), as DBOS durable workflows on the metadata database so that
+// a server killed mid-deploy resumes where it stopped. The executors of a
+// built version run in the fleet (internal/fleet), which deploy reaches
+// through its Fleet interface and describes through Specs. It declares the
+// small interfaces its leaves satisfy, and may import internal/hangar,
+// internal/runtime and internal/build; api and the composition roots
+// import it.
 package deploy
 
 import (
@@ -26,7 +29,7 @@ import (
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
-	DBStore
+	ArchiveLister
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
@@ -37,9 +40,6 @@ type Store interface {
 
 	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
 	DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error)
-	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
-	CreateDBInstance(ctx context.Context, d hangar.DBInstance, lim hangar.OrgLimits) error
-	SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error
 
 	UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int, lim hangar.OrgLimits) error
 	SetAppDBInstance(ctx context.Context, appID, instanceID string) error
@@ -55,16 +55,10 @@ type Store interface {
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
 	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
-	KeptArchives(ctx context.Context) (map[string]bool, error)
 }
 
 // Instances runs managed database instances and the apps' databases on them.
 type Instances interface {
-	DBManager
-	Workflows
-	Provision(ctx context.Context, inst hangar.DBInstance) (int, error)
-	Start(ctx context.Context, inst hangar.DBInstance) error
-	StopAll(ctx context.Context) error
 	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
 	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
 	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
@@ -90,12 +84,6 @@ type Fleet interface {
 	Serving(appID string) bool
 	// StopApp withdraws the app's route and stops all its executors.
 	StopApp(ctx context.Context, a hangar.App)
-	// EnsureVersionRuns starts an executor of appVersion without route,
-	// unless one runs, to run its workflows.
-	EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersion string)
-	// Start starts supervising; Close stops it and every executor.
-	Start()
-	Close(ctx context.Context)
 }
 
 // Config configures the orchestrator.
@@ -103,16 +91,6 @@ type Config struct {
 	// DataDir holds archives (DataDir/archives) and app trees
 	// (DataDir/apps/<app ID>). Required.
 	DataDir string
-	// Domain is the public domain apps are served under. Required.
-	Domain string
-	// DBHost is the host users reach managed database instances at.
-	// Default: the host of Domain.
-	DBHost string
-	// SystemDatabaseURL is the DBOS system database of Hangar's own
-	// workflows. Required.
-	SystemDatabaseURL string
-	// ExecutorID names this Hangar process in DBOS. Default "hangar".
-	ExecutorID string
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
 	StepDelay map[string]time.Duration
@@ -149,24 +127,19 @@ type Service struct {
 	log       *slog.Logger
 	dbos      dbos.Context
 
+	kept      ArchiveLister
 	archiveMu sync.Mutex // archives.go
-
-	// stopDBSupervisor ends superviseDBs, which then closes dbSupervisorDone.
-	stopDBSupervisor context.CancelFunc
-	dbSupervisorDone chan struct{}
 }
 
-// workflowVersion is the DBOS application version of Hangar's workflows:
+// WorkflowVersion is the DBOS application version of Hangar's workflows:
 // bump it when a workflow's steps change incompatibly.
-const workflowVersion = "hangar-1"
+const WorkflowVersion = "hangar-1"
 
-// New returns a Service; it registers its workflows but runs nothing yet.
-func New(ctx context.Context, cfg Config, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
-	if cfg.DataDir == "" || cfg.Domain == "" || cfg.SystemDatabaseURL == "" {
-		return nil, errors.New("deploy: DataDir, Domain and SystemDatabaseURL are required")
-	}
-	if cfg.ExecutorID == "" {
-		cfg.ExecutorID = "hangar"
+// New returns a Service whose workflows are registered on dctx, which must
+// not be launched yet; it runs nothing yet.
+func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("deploy: DataDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -176,43 +149,20 @@ func New(ctx context.Context, cfg Config, st Store, inst Instances, fl Fleet, lo
 			return nil, err
 		}
 	}
-	dctx, err := dbos.NewContext(ctx, dbos.Config{
-		AppName:            "hangar",
-		DatabaseURL:        cfg.SystemDatabaseURL,
-		ApplicationVersion: workflowVersion,
-		ExecutorID:         cfg.ExecutorID,
-		Logger:             cfg.Logger.With("component", "dbos"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start DBOS: %w", err)
-	}
 	s := &Service{
-		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs,
+		cfg: cfg, store: st, kept: st, instances: inst, fleet: fl, logs: logs,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}
 	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
-	s.registerDBWorkflows(dctx)
 	dbos.RegisterWorkflow(dctx, s.deleteWorkflow, dbos.WithWorkflowName("delete-app"))
 	return s, nil
 }
 
-// Launch starts the managed database instances and the executors of every
-// available app, then launches DBOS, which resumes interrupted workflows.
+// Launch starts the executors of every available app (their database
+// instances run by then), then launches DBOS, which resumes interrupted
+// workflows.
 func (s *Service) Launch(ctx context.Context) error {
-	insts, err := s.store.DBInstances(ctx, "")
-	if err != nil {
-		return err
-	}
-	for _, in := range insts {
-		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
-			continue
-		}
-		if err := s.instances.Start(ctx, in); err != nil {
-			s.log.ErrorContext(ctx, "start database instance", "instance", in.Name, "err", err)
-			_ = s.store.SetDBInstanceState(ctx, in.ID, hangar.DBUnavailable, in.Host, in.Port)
-		}
-	}
 	apps, err := s.store.Apps(ctx, "")
 	if err != nil {
 		return err
@@ -223,20 +173,12 @@ func (s *Service) Launch(ctx context.Context) error {
 			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
 		}
 	}
-	s.fleet.Start()
 	// Before DBOS resumes deploys and before the API serves uploads.
 	s.clearTemp(ctx)
 	s.collectArchives(ctx)
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
-	supCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopDBSupervisor = cancel
-	s.dbSupervisorDone = make(chan struct{})
-	go func() {
-		defer close(s.dbSupervisorDone)
-		s.superviseDBs(supCtx)
-	}()
 	return s.releaseInterrupted(ctx)
 }
 
@@ -299,18 +241,10 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 	return nil
 }
 
-// Shutdown stops DBOS, every executor and every managed database instance.
-func (s *Service) Shutdown(ctx context.Context) {
+// Shutdown stops DBOS: the workflows under way stop at their next step
+// and resume when Hangar starts again.
+func (s *Service) Shutdown() {
 	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
-	s.fleet.Close(ctx)
-	if s.stopDBSupervisor != nil {
-		// The supervisor must not restart what StopAll stops.
-		s.stopDBSupervisor()
-		<-s.dbSupervisorDone
-	}
-	if err := s.instances.StopAll(ctx); err != nil {
-		s.log.ErrorContext(ctx, "stop database instances", "err", err)
-	}
 }
 
 // appDir is the tree of one app: its versions and logs.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hangar-oss/hangar/internal/build"
@@ -139,4 +141,13 @@ func startScript(cmds []string) string {
 	parts := append([]string{}, cmds[:last]...)
 	parts = append(parts, "exec "+cmds[last])
 	return strings.Join(parts, " && ")
+}
+
+// DBForwardTarget is the address executors' database relay forwards to for
+// inst: the linked server itself, or a managed instance on loopback.
+func DBForwardTarget(inst hangar.DBInstance) string {
+	if inst.IsLinked {
+		return net.JoinHostPort(inst.Host, strconv.Itoa(inst.Port))
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(inst.Port))
 }

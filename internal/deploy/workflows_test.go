@@ -25,7 +25,7 @@ func TestService_Workflows(t *testing.T) {
 			"cur": {ID: "cur", Name: "greet", Status: hangar.WorkflowSuccess, ApplicationVersion: "av2"},
 		}
 	})
-	h.fl.Serve(ctx, h.app, h.st.dbs[0], "v2", "av2") //nolint:errcheck // the fake does not fail
+	h.fl.serving[h.app.ID] = "av2"
 
 	t.Run("OtherOrg", func(t *testing.T) {
 		if _, err := h.s.Workflows(ctx, "other", "app", hangar.WorkflowFilter{}); hangar.KindOf(err) != hangar.KindNotFound {

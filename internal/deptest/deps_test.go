@@ -44,13 +44,14 @@ var allowed = []struct {
 	{pkg: "internal/secretbox", deps: nil},
 	{pkg: "internal/backoff", deps: nil},
 	{pkg: "internal/accounts", deps: []string{"internal/hangar", "internal/auth"}},
+	{pkg: "internal/databases", deps: []string{"internal/hangar", "internal/backoff"}},
 	{pkg: "internal/fleet", deps: []string{"internal/hangar", "internal/runtime", "internal/backoff"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build", "internal/backoff"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}},
 	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/fleet", "internal/upload", "internal/logs", "internal/history"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/fleet", "internal/databases", "internal/upload", "internal/logs", "internal/history"}},
 	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}},
 }
 

@@ -51,7 +51,7 @@ func (f *Fleet) EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersi
 		f.mu.Unlock()
 		return
 	}
-	if f.now().Before(d.notBefore) {
+	if f.cfg.Now().Before(d.notBefore) {
 		d.retry = true
 		f.mu.Unlock()
 		return
@@ -67,7 +67,7 @@ func (f *Fleet) EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersi
 
 // retryDrains starts the drainers that waited for their back-off.
 func (f *Fleet) retryDrains() {
-	now := f.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	var due []drain
 	for _, d := range f.drains {
@@ -86,7 +86,7 @@ func (f *Fleet) retryDrains() {
 func (f *Fleet) startDrainer(d *drain, inst hangar.DBInstance) {
 	ctx := f.life
 	ex, err := f.drainer(ctx, d, inst)
-	now := f.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	d.starting = false
 	if err != nil && hangar.KindOf(err) != hangar.KindNotFound {

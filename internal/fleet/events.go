@@ -50,7 +50,7 @@ func (f *Fleet) Events(appID string) []Event {
 // event records ev for the app and writes its message to the app's logs
 // and to Hangar'f.
 func (f *Fleet) event(appID string, ev Event) {
-	ev.Time = f.now()
+	ev.Time = f.cfg.Now()
 	f.mu.Lock()
 	evs := append(f.events[appID], ev)
 	if len(evs) > eventsKept {
@@ -58,7 +58,9 @@ func (f *Fleet) event(appID string, ev Event) {
 	}
 	f.events[appID] = evs
 	f.mu.Unlock()
-	f.observe(appID, ev.Kind)
+	if f.cfg.Observer != nil {
+		f.cfg.Observer.ExecutorEvent(appID, ev.Kind)
+	}
 	level := "info"
 	switch ev.Kind {
 	case EventExited, EventOOM, EventUnhealthy, EventStartFailed:
@@ -70,7 +72,7 @@ func (f *Fleet) event(appID string, ev Event) {
 	} else {
 		f.log.Info(ev.Message, args...)
 	}
-	w := f.logs.Writer(appID, LogSource, ev.Version, ev.Executor)
+	w := f.logs.Writer(appID, logSource, ev.Version, ev.Executor)
 	logf(w, "hangar: %s", ev.Message)
 	w.Close()
 }

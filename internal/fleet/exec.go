@@ -73,9 +73,9 @@ func (f *Fleet) ExecutorCommand(ctx context.Context, c Command) (CommandResult, 
 	tctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	stdout, stderr := &cappedBuffer{limit: CommandOutputLimit}, &cappedBuffer{limit: CommandOutputLimit}
-	begin := f.now()
+	begin := f.cfg.Now()
 	code, err := f.driver.Exec(tctx, ex.id, runtime.ExecSpec{Args: []string{"/bin/sh", "-c", c.Command}, Stdout: stdout, Stderr: stderr})
-	took := f.now().Sub(begin)
+	took := f.cfg.Now().Sub(begin)
 	timedOut := errors.Is(err, context.DeadlineExceeded)
 	logArgs := []any{"app", a.Name, "version", ex.version, "executor", ex.id, "user", c.User, "command", c.Command}
 	if err != nil && !timedOut {
@@ -88,7 +88,7 @@ func (f *Fleet) ExecutorCommand(ctx context.Context, c Command) (CommandResult, 
 		res.Stderr += fmt.Sprintf("hangar: the command ran out of time after %s and was killed\n", took.Round(100*time.Millisecond))
 	}
 	f.log.WarnContext(ctx, "command run on executor", append(logArgs, "exit_code", res.ExitCode, "took", took)...)
-	w := f.logs.Writer(a.ID, LogSource, ex.version, ex.id)
+	w := f.logs.Writer(a.ID, logSource, ex.version, ex.id)
 	logf(w, "hangar: WARN: %s ran a command on executor %s: %q; exit code %d", c.User, ex.id, c.Command, res.ExitCode)
 	w.Close()
 	return res, nil

@@ -147,13 +147,13 @@ func (f *Fleet) routeLocked(p *pool) {
 func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) (*executor, error) {
 	ex := &executor{
 		id: executorPrefix + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
-		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB, startedAt: f.now(), cpuUse: math.NaN(),
+		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB, startedAt: f.cfg.Now(), cpuUse: math.NaN(),
 		stopped: make(chan struct{}), exited: make(chan struct{}), left: make(chan struct{}),
 	}
 	if ex.memoryMiB == 0 {
 		ex.memoryMiB = hangar.DefaultMemoryMiB
 	}
-	ex.log = f.logs.Writer(a.ID, LogSource, version, ex.id)
+	ex.log = f.logs.Writer(a.ID, logSource, version, ex.id)
 	// Known before it can own workflows: the sweep takes the workflows of
 	// executors it does not know for the work of dead ones.
 	f.mu.Lock()
@@ -183,14 +183,18 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 	f.log.InfoContext(ctx, "executor started", "app", a.Name, "version", version, "executor", ex.id, "addr", ex.addr)
 	if err := f.waitHealthy(ctx, ex); err != nil {
 		f.stopExecutor(ctx, ex)
+		tail, terr := f.logs.Tail(ctx, a.ID, logSource, version, 40)
+		if terr != nil {
+			f.log.WarnContext(ctx, "read executor log", "app", a.ID, "version", version, "err", terr)
+		}
 		return ex, &hangar.Error{
 			Kind:    hangar.KindUnavailable,
 			Message: fmt.Sprintf("version %s did not become healthy: %v", version, err),
-			Detail:  f.executorLogTail(ctx, a.ID, version),
+			Detail:  tail,
 		}
 	}
 	f.mu.Lock() // Executors reads it
-	ex.readyAt = f.now()
+	ex.readyAt = f.cfg.Now()
 	f.mu.Unlock()
 	return ex, nil
 }
@@ -359,15 +363,6 @@ func (f *Fleet) stopAll(ctx context.Context, exs []*executor) {
 		wg.Go(func() { f.stopExecutor(ctx, ex) })
 	}
 	wg.Wait()
-}
-
-// executorLogTail is the end of a version's executor output.
-func (f *Fleet) executorLogTail(ctx context.Context, appID, version string) string {
-	t, err := f.logs.Tail(ctx, appID, LogSource, version, 40)
-	if err != nil {
-		f.log.WarnContext(ctx, "read executor log", "app", appID, "version", version, "err", err)
-	}
-	return t
 }
 
 // OrgRenamed serves the apps of a renamed org at their new hostnames

@@ -82,8 +82,8 @@ type Observer interface {
 	ExecutorEvent(appID string, kind EventKind)
 }
 
-// LogSource is the source of the lines the fleet writes to app logs.
-const LogSource = "executor"
+// logSource is the source of the lines the fleet writes to app logs.
+const logSource = "executor"
 
 // Config configures the fleet.
 type Config struct {
@@ -273,15 +273,6 @@ func (f *Fleet) spawn(fn func()) bool {
 	}
 	f.wg.Go(fn)
 	return true
-}
-
-func (f *Fleet) now() time.Time { return f.cfg.Now() }
-
-// observe tells the Observer, if any, of an event.
-func (f *Fleet) observe(appID string, kind EventKind) {
-	if f.cfg.Observer != nil {
-		f.cfg.Observer.ExecutorEvent(appID, kind)
-	}
 }
 
 // userMessage is the user-safe text of an error.

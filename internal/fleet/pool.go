@@ -107,7 +107,7 @@ func (f *Fleet) Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance
 		return err
 	}
 	p := f.newPool(a, inst, version, appVersion)
-	now := f.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	if f.pools[a.ID] != nil {
 		f.mu.Unlock()

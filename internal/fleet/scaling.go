@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -77,21 +78,13 @@ func decide(samples []sample, n, minVMs, maxVMs, perExecutor int) (int, string) 
 	return 0, ""
 }
 
-// autoscale takes a sample of pool p's load and scales it by one executor
-// when decide says so.
-func (f *Fleet) autoscale(p *pool) {
-	ctx := f.life
-	f.mu.Lock()
-	exs := slices.Clone(p.executors)
-	closed := p.closed
-	f.mu.Unlock()
-	if closed || len(exs) == 0 {
-		return
-	}
-	now := f.now()
-	sm := sample{cpu: math.NaN()}
+// takeSample reads the CPU use of pool p's executors exs since the last
+// sample (uses, per executor, for Executors) and its queue depth.
+func (f *Fleet) takeSample(ctx context.Context, p *pool, exs []*executor) (sm sample, uses []float64) {
+	now := f.cfg.Now()
+	sm = sample{cpu: math.NaN()}
 	sum, k, unknown := 0.0, 0, false
-	uses := make([]float64, len(exs)) // for Executors
+	uses = make([]float64, len(exs))
 	for i, ex := range exs {
 		uses[i] = math.NaN()
 		st, err := f.driver.Stats(ctx, ex.id)
@@ -117,6 +110,21 @@ func (f *Fleet) autoscale(p *pool) {
 		q = -1
 	}
 	sm.enqueued = q
+	return sm, uses
+}
+
+// autoscale takes a sample of pool p's load and scales it by one executor
+// when decide says so.
+func (f *Fleet) autoscale(p *pool) {
+	ctx := f.life
+	f.mu.Lock()
+	exs := slices.Clone(p.executors)
+	closed := p.closed
+	f.mu.Unlock()
+	if closed || len(exs) == 0 {
+		return
+	}
+	sm, uses := f.takeSample(ctx, p, exs)
 
 	f.mu.Lock()
 	for i, ex := range exs {

@@ -108,7 +108,7 @@ type Health struct {
 
 // Health returns how the app's executors fare now.
 func (f *Fleet) Health(appID string) Health {
-	now := f.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var h Health

@@ -57,7 +57,7 @@ func (f *Fleet) watchHealth(ex *executor) (death, bool) {
 // workflows and, while p serves, starts a replacement after the back-off.
 func (f *Fleet) died(ex *executor, d death, p *pool) {
 	ex.diedOnce.Do(func() {
-		now := f.now()
+		now := f.cfg.Now()
 		f.mu.Lock()
 		current := p != nil && !p.closed && p.remove(ex)
 		var delay time.Duration
@@ -129,7 +129,7 @@ func (f *Fleet) grow(p *pool, delay time.Duration) {
 	if err == nil {
 		ex, err = f.startExecutor(f.life, a, p.inst, p.version, p.appVersion)
 	}
-	now := f.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	p.starting--
 	if err != nil {

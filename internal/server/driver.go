@@ -23,16 +23,8 @@ import (
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
-	"github.com/hangar-oss/hangar/internal/sysdb"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
-
-// instancesWithSysDB is what deploy.New takes as its instances: the
-// instances themselves and the SQL on their system databases.
-type instancesWithSysDB struct {
-	*dbinstance.Manager
-	*sysdb.DB
-}
 
 // certSource is where the HTTPS port's certificates come from.
 type certSource struct {

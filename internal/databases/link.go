@@ -1,4 +1,4 @@
-package deploy
+package databases
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package deploy
+package databases
 
 import (
 	"strings"
@@ -71,15 +71,5 @@ func TestValidateHostName(t *testing.T) {
 		if err := validateHostName(bad); hangar.KindOf(err) != hangar.KindInvalid {
 			t.Errorf("validateHostName(%q) = %v, want kind %s", bad, err, hangar.KindInvalid)
 		}
-	}
-}
-
-func TestDBForwardTarget(t *testing.T) {
-	t.Parallel()
-	if got := DBForwardTarget(hangar.DBInstance{Host: "localhost", Port: 5433}); got != "127.0.0.1:5433" {
-		t.Errorf("managed: %s, want 127.0.0.1:5433", got)
-	}
-	if got := DBForwardTarget(hangar.DBInstance{Host: "db.example.com", Port: 5432, IsLinked: true}); got != "db.example.com:5432" {
-		t.Errorf("linked: %s, want db.example.com:5432", got)
 	}
 }

@@ -1,4 +1,4 @@
-package deploy
+package databases
 
 import (
 	"context"
@@ -18,12 +18,12 @@ const (
 	dbMaxBackoff = 5 * time.Minute
 )
 
-// superviseDBs keeps the managed instances running until ctx is done:
+// supervise keeps the managed instances running until ctx is done:
 // every dbCheckInterval it starts those whose server is down (waiting
 // longer between attempts, up to dbMaxBackoff, while starting fails),
 // records them unavailable while they are down and available again once
 // they run, and takes the base backups that are due, in the background.
-func (s *Service) superviseDBs(ctx context.Context) {
+func (s *Service) supervise(ctx context.Context) {
 	sv := &dbSupervisor{s: s, dbm: s.instances, health: map[string]*backoff.State{}, backingUp: map[string]bool{}}
 	defer sv.wg.Wait()
 	tick := time.NewTicker(dbCheckInterval)
@@ -38,10 +38,10 @@ func (s *Service) superviseDBs(ctx context.Context) {
 	}
 }
 
-// dbSupervisor is the state of superviseDBs.
+// dbSupervisor is the state of supervise.
 type dbSupervisor struct {
 	s      *Service
-	dbm    DBManager
+	dbm    Instances
 	health map[string]*backoff.State // by instance ID; only the loop uses it
 
 	wg        sync.WaitGroup
