@@ -2,7 +2,8 @@
 // official DBOS Cloud CLI 2.10.24 (same commands, aliases, flags, defaults,
 // credentials file and output) that speaks to a Hangar server. Every command
 // writes to injected writers and reads its environment through an injected
-// getenv. It imports only internal/apiclient.
+// getenv. It imports only internal/apiclient; only cmd/dbos-cloud imports
+// it.
 package cli
 
 import (

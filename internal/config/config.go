@@ -1,6 +1,7 @@
 // Package config holds the server's configuration: defaults, environment
 // (HANGAR_*) and flags, validated once by the composition root. It is a leaf:
-// it imports only internal/hangar.
+// it imports only internal/hangar. Only the composition roots import it;
+// each package gets its own small Config from them.
 package config
 
 import (

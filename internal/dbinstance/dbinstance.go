@@ -8,7 +8,10 @@
 // login role that can connect to those two and nothing else.
 //
 // It is a leaf: it imports only internal/hangar (and pgcluster, its own
-// adapter for running clusters).
+// adapter for running clusters). It lends connections to the instances'
+// databases (WithConn) but owns no DBOS SQL: that is internal/sysdb's.
+// Only the composition roots import it; the orchestration uses it through
+// interfaces of its own.
 package dbinstance
 
 import (

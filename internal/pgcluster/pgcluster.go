@@ -8,7 +8,8 @@
 // a point in time.
 //
 // It is a leaf: it imports only internal/hangar. dbinstance builds managed
-// database instances on it, and pgcluster/pgtest gives tests a server.
+// database instances on it, and pgcluster/pgtest gives tests a server;
+// only those and the composition roots (the metadata cluster) import it.
 package pgcluster
 
 import (

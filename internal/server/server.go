@@ -200,8 +200,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
-	}, svc, st, tokens, accts, logStore, log)
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+	}, api.Deps{
+		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: svc,
+		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return nil, err

@@ -1,7 +1,9 @@
 // Package store keeps Hangar's metadata in PostgreSQL: users and their
 // tokens, organizations, database instances, apps and versions. The schema
 // comes from embedded, versioned migrations applied by Open. It is a leaf: it
-// imports only internal/hangar.
+// imports only internal/hangar. Only the composition roots import it; the
+// packages that read and write metadata declare the small interfaces it
+// satisfies.
 package store
 
 import (
