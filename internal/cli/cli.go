@@ -28,6 +28,7 @@ const version = "2.10.24-hangar"
 
 // env is what every command gets: the process's IO, environment and working
 // directory, and the clock it waits on.
+// size: one method per command: commands are env's methods, each in its own file.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer

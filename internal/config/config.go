@@ -169,6 +169,7 @@ type Getenv func(string) string
 
 // Defaults returns the configuration with environment overrides applied:
 // flags, applied by the caller afterwards, override both.
+// size: one line per field: the table of defaults.
 func Defaults(getenv Getenv) Config {
 	c := Config{
 		DataDir:         getenv("HANGAR_DATA_DIR"),
@@ -323,6 +324,7 @@ func or(v, def string) string {
 func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
 
 // Validate checks the configuration and makes DataDir absolute.
+// size: one check per field, in the order of Config.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {

@@ -12,6 +12,8 @@
 // only those and the composition roots (the metadata cluster) import it.
 package pgcluster
 
+// size: the cluster's lifecycle (init, start, adopt, stop) under Cluster.mu; candidates to split: configuration files.
+
 import (
 	"context"
 	"errors"
@@ -118,6 +120,7 @@ const maxSocketPath = 107
 var settingNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.]*$`)
 
 // New validates cfg and resolves its defaults.
+// size: one check or default per Config field.
 func New(cfg Config) (*Cluster, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("pgcluster: DataDir is required")

@@ -17,6 +17,7 @@ import (
 )
 
 // DB is the metadata store.
+// size: one method per query, one file per aggregate; each consumer sees the few it needs through an interface of its own.
 type DB struct {
 	pool   *pgxpool.Pool
 	sealer Sealer // nil: passwords in clear
