@@ -7,8 +7,9 @@
 //
 // It declares the small interfaces its store and sealing box satisfy and
 // imports only internal/hangar and internal/auth (passwords, refresh
-// tokens, the limiter). The transport (api), the orchestration that opens
-// secrets, and the composition roots (cmd/hangar) use it.
+// tokens, the limiter). Only the composition roots (cmd/hangar,
+// internal/server) import it; the transport (api) and the orchestration
+// that opens secrets use it through interfaces of their own.
 package accounts
 
 import (

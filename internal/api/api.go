@@ -2,7 +2,9 @@
 // speaks (shared/API.md), plus the token endpoint. Handlers decode, make one
 // service call and encode; one adapter turns errors into the CLI's error
 // body. It is a transport: it may import the orchestration and leaf packages
-// and apiclient (the wire types).
+// and apiclient (the wire types), and each handler group declares the small
+// interface it calls (Logins, Passwords, Accounts, Workflows, …). Only the
+// composition roots import it.
 package api
 
 import (

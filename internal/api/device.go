@@ -44,6 +44,10 @@ type Logins interface {
 	Session(ctx context.Context, token string) (hangar.User, error)
 }
 
+// loginsAPI serves the login routes: the device flow and its approval
+// page, the token endpoints and users' own passwords.
+type loginsAPI struct{ *Server }
+
 // Cookies of the approval page. The __Host- prefix makes browsers refuse
 // them unless Secure, host-only and for Path=/: an app served on a subdomain
 // (<org>-<app>.<domain>, same-site with the API host, so SameSite does not
@@ -56,7 +60,7 @@ const (
 // deviceCode starts a device login: POST /oauth/device/code (RFC 8628
 // §3.1-3.2). client_id and scope are accepted and ignored: every approved
 // device gets an access token and a refresh token.
-func (s *Server) deviceCode(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) deviceCode(w http.ResponseWriter, r *http.Request) error {
 	dc, err := s.logins.Start(r.Context())
 	if err != nil {
 		return err
@@ -74,7 +78,7 @@ func (s *Server) deviceCode(w http.ResponseWriter, r *http.Request) error {
 // anything else (refresh_token) to the Auth0-shaped token handler. It serves
 // POST /oauth/token, where RFC 8628 clients post device grants, as the
 // official CLI does to Auth0.
-func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return hangar.Errorf(hangar.KindInvalid, "invalid request body: %v", err)
@@ -88,7 +92,7 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deviceToken is POST /oauth/device/token: the device grant only.
-func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) deviceToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return writeOAuthError(w, apiclient.OAuthInvalidRequest, "the request body is too large or unreadable")
@@ -118,7 +122,7 @@ func deviceTokenRequest(contentType string, body []byte) (apiclient.DeviceTokenR
 
 // redeemDevice answers one poll of a device: an OAuth error until the code
 // is approved, then, once, an access token and a new refresh token.
-func (s *Server) redeemDevice(w http.ResponseWriter, r *http.Request, req apiclient.DeviceTokenRequest) error {
+func (s *loginsAPI) redeemDevice(w http.ResponseWriter, r *http.Request, req apiclient.DeviceTokenRequest) error {
 	if req.DeviceCode == "" {
 		return writeOAuthError(w, apiclient.OAuthInvalidRequest, "device_code is missing")
 	}
@@ -171,7 +175,7 @@ var devicePage = template.Must(template.ParseFS(templates, "templates/device.htm
 
 // devicePageGet shows the approval page: the sign-in form, or, signed in,
 // the code to approve (from ?user_code=).
-func (s *Server) devicePageGet(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) devicePageGet(w http.ResponseWriter, r *http.Request) error {
 	d := devicePageData{CSRF: s.csrfToken(w, r), UserCode: shownUserCode(r.URL.Query().Get("user_code"))}
 	if u, ok := s.deviceSession(r); ok {
 		d.Account = accountName(u)
@@ -185,7 +189,7 @@ func shownUserCode(typed string) string { return auth.FormatUserCode(auth.Normal
 // devicePagePost handles the page's forms: sign in, approve, deny, sign out.
 // Each must carry the CSRF token of the page's cookie, and come from the
 // page's own origin when the browser says where it comes from.
-func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		return renderDevicePage(w, http.StatusBadRequest, devicePageData{CSRF: s.csrfToken(w, r), Error: "The form could not be read: reload the page and try again."})
@@ -214,7 +218,7 @@ func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 
 // devicePageSignIn signs in with the form's refresh token when one is
 // given, else with its user name and password, and back to the page.
-func (s *Server) devicePageSignIn(w http.ResponseWriter, r *http.Request, d devicePageData) error {
+func (s *loginsAPI) devicePageSignIn(w http.ResponseWriter, r *http.Request, d devicePageData) error {
 	var u hangar.User
 	var err error
 	if tok := strings.TrimSpace(r.PostForm.Get("refresh_token")); tok != "" {
@@ -246,7 +250,7 @@ func (s *Server) devicePageSignIn(w http.ResponseWriter, r *http.Request, d devi
 
 // devicePageDecide approves or denies the form's code for the signed-in
 // account.
-func (s *Server) devicePageDecide(w http.ResponseWriter, r *http.Request, d devicePageData, approve bool) error {
+func (s *loginsAPI) devicePageDecide(w http.ResponseWriter, r *http.Request, d devicePageData, approve bool) error {
 	u, ok := s.deviceSession(r)
 	if !ok {
 		d.Error = "Sign in first: your sign-in expired or you signed out."
@@ -285,7 +289,7 @@ func capitalize(msg string) string {
 
 // deviceSession returns the account signed in on the approval page by its
 // session cookie.
-func (s *Server) deviceSession(r *http.Request) (hangar.User, bool) {
+func (s *loginsAPI) deviceSession(r *http.Request) (hangar.User, bool) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
 		return hangar.User{}, false
@@ -310,14 +314,14 @@ func accountName(u hangar.User) string {
 }
 
 // csrfToken returns the page's CSRF token, from its cookie or new.
-func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
+func (s *loginsAPI) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(csrfCookie); err == nil && auth.ReuseCSRF(c.Value) {
 		return c.Value
 	}
 	return s.newCSRF(w)
 }
 
-func (s *Server) newCSRF(w http.ResponseWriter) string {
+func (s *loginsAPI) newCSRF(w http.ResponseWriter) string {
 	tok := auth.NewCSRFToken()
 	setCookie(w, csrfCookie, tok, 24*time.Hour)
 	return tok

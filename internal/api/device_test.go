@@ -98,7 +98,7 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	mux := http.NewServeMux()
 	s.cliRoutes(mux)
 	s.accountRoutes(mux, nil) // for PUT /hangar/v1/user/password, which needs no Accounts
-	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
+	mux.Handle("POST /oauth/token", s.handle((&loginsAPI{s}).oauthToken))
 	srv := httptest.NewTLSServer(s.withRequestID(mux))
 	t.Cleanup(srv.Close)
 	s.cfg.Domain = strings.TrimPrefix(srv.URL, "https://")

@@ -35,7 +35,7 @@ func setRetryAfter(w http.ResponseWriter, err error) {
 
 // setPassword is PUT /hangar/v1/user/password: users set their own
 // password; replacing one takes the current one.
-func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) setPassword(w http.ResponseWriter, r *http.Request) error {
 	var req apiclient.SetPasswordRequest
 	if err := decode(r, &req); err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 )
 
 // token exchanges a refresh token for an access token (Auth0-shaped).
-func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) token(w http.ResponseWriter, r *http.Request) error {
 	var req apiclient.TokenRequest
 	if err := decode(r, &req); err != nil {
 		return err

@@ -34,9 +34,12 @@ type Workflows interface {
 	ForkWorkflow(ctx context.Context, org, app, id string, startStep int) (string, error)
 }
 
+// workflowsAPI serves the workflow routes.
+type workflowsAPI struct{ *Server }
+
 // listWorkflows lists the app's workflows; queues lists those in a queue
 // that wait or run, unless the request asks for other statuses.
-func (s *Server) listWorkflows(queues bool) handlerFunc {
+func (s *workflowsAPI) listWorkflows(queues bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		org, err := orgOf(r)
 		if err != nil {
@@ -65,7 +68,7 @@ func (s *Server) listWorkflows(queues bool) handlerFunc {
 	}
 }
 
-func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) getWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -77,7 +80,7 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, toWorkflowStatus(wf))
 }
 
-func (s *Server) workflowSteps(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) workflowSteps(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -96,7 +99,7 @@ func (s *Server) workflowSteps(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) cancelWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) cancelWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func (s *Server) cancelWorkflow(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) resumeWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) resumeWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -120,7 +123,7 @@ func (s *Server) resumeWorkflow(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -134,7 +137,7 @@ func (s *Server) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
 
 // forkWorkflow starts a copy of a workflow that runs from a step on; the
 // official CLI has no such command, the console's workflow page does.
-func (s *Server) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err

@@ -8,7 +8,10 @@
 // login role that can connect to those two and nothing else.
 //
 // It is a leaf: it imports only internal/hangar (and pgcluster, its own
-// adapter for running clusters).
+// adapter for running clusters). It lends connections to the instances'
+// databases (WithConn) but owns no DBOS SQL: that is internal/sysdb's.
+// Only the composition roots import it; the orchestration uses it through
+// interfaces of its own.
 package dbinstance
 
 import (
@@ -19,10 +22,8 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -473,32 +474,4 @@ func validateID(id string) error {
 		return fmt.Errorf("invalid database instance ID %q", id)
 	}
 	return nil
-}
-
-// AdminURL returns the instance's superuser URL for database db: at
-// inst.Host for a linked instance (TLS when the server offers it), on
-// loopback for a managed one.
-func AdminURL(inst hangar.DBInstance, db string) string {
-	// Managed instances listen on loopback; Host is what users are told.
-	host, sslmode := inst.Host, "prefer"
-	if host == "" || !inst.IsLinked {
-		host, sslmode = "127.0.0.1", "disable"
-	}
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(inst.AdminUser, inst.AdminPassword),
-		Host:     net.JoinHostPort(host, strconv.Itoa(inst.Port)),
-		Path:     "/" + db,
-		RawQuery: "sslmode=" + sslmode,
-	}
-	return u.String()
-}
-
-// withConn runs f on a connection to connURL.
-func withConn(ctx context.Context, connURL string, f func(*pgx.Conn) error) error {
-	conn, err := pgx.Connect(ctx, connURL)
-	if err != nil {
-		return err
-	}
-	return errors.Join(f(conn), conn.Close(ctx))
 }

@@ -2,8 +2,12 @@ package dbinstance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -158,4 +162,32 @@ func (m *Manager) WithConn(ctx context.Context, inst hangar.DBInstance, db strin
 	}
 	defer c.Release()
 	return f(c.Conn())
+}
+
+// AdminURL returns the instance's superuser URL for database db: at
+// inst.Host for a linked instance (TLS when the server offers it), on
+// loopback for a managed one.
+func AdminURL(inst hangar.DBInstance, db string) string {
+	// Managed instances listen on loopback; Host is what users are told.
+	host, sslmode := inst.Host, "prefer"
+	if host == "" || !inst.IsLinked {
+		host, sslmode = "127.0.0.1", "disable"
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(inst.AdminUser, inst.AdminPassword),
+		Host:     net.JoinHostPort(host, strconv.Itoa(inst.Port)),
+		Path:     "/" + db,
+		RawQuery: "sslmode=" + sslmode,
+	}
+	return u.String()
+}
+
+// withConn runs f on a connection to connURL.
+func withConn(ctx context.Context, connURL string, f func(*pgx.Conn) error) error {
+	conn, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f(conn), conn.Close(ctx))
 }

@@ -27,14 +27,47 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 		return nil, nil // DBOS has not created its tables yet
 	}
 	var r wfRow
+	exprs, dsts, from := listColumns(s, f, &r)
+	where, args := listFilter(s, f)
+	sql := "SELECT " + strings.Join(exprs, ", ") + " FROM " + from
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	order := "ASC"
+	if f.SortDesc {
+		order = "DESC"
+	}
+	limit := hangar.MaxWorkflowsListed
+	if f.Limit != nil {
+		limit = *f.Limit
+	}
+	sql += fmt.Sprintf(" ORDER BY ws.created_at %s, ws.workflow_uuid %s LIMIT $%d OFFSET $%d", order, order, len(args)+1, len(args)+2)
+	args = append(args, limit, f.Offset)
+
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []hangar.Workflow
+	_, err = pgx.ForEachRow(rows, dsts, func() error {
+		out = append(out, r.workflow())
+		return nil
+	})
+	return out, err
+}
+
+// listColumns returns what a listing selects (the columns the schema has,
+// and the input and output when f asks for them), where each goes in r,
+// and the tables it reads them from.
+func listColumns(s sysSchema, f hangar.WorkflowFilter, r *wfRow) (exprs []string, dsts []any, from string) {
 	cols := r.columns()
-	exprs := make([]string, 0, len(cols)+3)
-	dsts := make([]any, 0, len(cols)+3)
+	exprs = make([]string, 0, len(cols)+3)
+	dsts = make([]any, 0, len(cols)+3)
 	for _, c := range cols {
 		exprs = append(exprs, s.col(c.name, c.typ))
 		dsts = append(dsts, c.dst)
 	}
-	from := "dbos.workflow_status ws"
+	from = "dbos.workflow_status ws"
 	input, output, errText := "NULL::text", "NULL::text", "NULL::text"
 	if f.LoadInput {
 		input = s.payload("wi.inputs", "ws.inputs")
@@ -50,9 +83,12 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 	}
 	exprs = append(exprs, input, output, errText)
 	dsts = append(dsts, &r.input, &r.output, &r.errText)
+	return exprs, dsts, from
+}
 
-	var where []string
-	var args []any
+// listFilter returns the conditions of a listing with filter f and their
+// arguments ($1, $2, … in order).
+func listFilter(s sysSchema, f hangar.WorkflowFilter) (where []string, args []any) {
 	add := func(cond string, arg any) {
 		args = append(args, arg)
 		where = append(where, fmt.Sprintf(cond, len(args)))
@@ -91,31 +127,7 @@ func listWorkflows(ctx context.Context, q querier, s sysSchema, f hangar.Workflo
 	if !f.EndTime.IsZero() {
 		add("ws.created_at <= $%d", f.EndTime.UnixMilli())
 	}
-	sql := "SELECT " + strings.Join(exprs, ", ") + " FROM " + from
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	order := "ASC"
-	if f.SortDesc {
-		order = "DESC"
-	}
-	limit := hangar.MaxWorkflowsListed
-	if f.Limit != nil {
-		limit = *f.Limit
-	}
-	sql += fmt.Sprintf(" ORDER BY ws.created_at %s, ws.workflow_uuid %s LIMIT $%d OFFSET $%d", order, order, len(args)+1, len(args)+2)
-	args = append(args, limit, f.Offset)
-
-	rows, err := q.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	var out []hangar.Workflow
-	_, err = pgx.ForEachRow(rows, dsts, func() error {
-		out = append(out, r.workflow())
-		return nil
-	})
-	return out, err
+	return where, args
 }
 
 // ListWorkflows returns the workflows of sysDB that f selects, as DBOS's

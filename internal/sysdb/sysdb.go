@@ -6,8 +6,8 @@
 //
 // It owns the SQL, not the connections: those come from the database
 // instance's pools (dbinstance.Manager.WithConn), through Conns. It is a
-// leaf: it imports only internal/hangar. The orchestration (deploy and its
-// successors) and the composition roots use it.
+// leaf: it imports only internal/hangar. Only the composition roots import
+// it; the orchestration uses it through interfaces of its own.
 package sysdb
 
 import (
