@@ -121,6 +121,10 @@ type Config struct {
 	// BuildRunner runs the build's commands. Default build.ExecRunner:
 	// on the host, for the unsandboxed development driver only.
 	BuildRunner build.Runner
+	// Disks gives each version's folder a size the kernel enforces while
+	// it builds and while it runs (image.Disks, docs/disk.md). Default
+	// nil: plain directories.
+	Disks Disks
 	// Limits bounds uploaded archives.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and

@@ -296,3 +296,15 @@ func userMessage(err error) string {
 func logf(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, format+"\n", args...)
 }
+
+// ReleaseApp removes what the runtime driver keeps for a deleted app
+// outside its folder (the sandbox's setup layers and uid range), when it
+// keeps anything.
+func (f *Fleet) ReleaseApp(ctx context.Context, appID string) error {
+	if r, ok := f.driver.(interface {
+		ReleaseApp(ctx context.Context, appID string) error
+	}); ok {
+		return r.ReleaseApp(ctx, appID)
+	}
+	return nil
+}

@@ -184,8 +184,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
-			CommandTimeout: cfg.BuildStepTimeout,
+			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
 		},
+		Disks:       appDisks(ctx, cfg.Config, buildRunner(drv) != nil, log),
 		BuildRunner: buildRunner(drv),
 		Logger:      log,
 		Observer:    obs,
