@@ -1,6 +1,7 @@
 // Package config holds the server's configuration: defaults, environment
 // (HANGAR_*) and flags, validated once by the composition root. It is a leaf:
-// it imports only internal/hangar.
+// it imports only internal/hangar. Only the composition roots import it;
+// each package gets its own small Config from them.
 package config
 
 import (
@@ -179,6 +180,7 @@ type Getenv func(string) string
 
 // Defaults returns the configuration with environment overrides applied:
 // flags, applied by the caller afterwards, override both.
+// size: one line per field: the table of defaults.
 func Defaults(getenv Getenv) Config {
 	c := Config{
 		DataDir:         getenv("HANGAR_DATA_DIR"),
@@ -336,6 +338,7 @@ func or(v, def string) string {
 func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
 
 // Validate checks the configuration and makes DataDir absolute.
+// size: one check per field, in the order of Config.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {

@@ -89,8 +89,8 @@ func TestEndpoint_PerIPCap(t *testing.T) {
 		return d.DialContext(ctx, "tcp", tcp.Addr().String())
 	}
 	ep := startEndpoint(lns, socket, dial, slog.New(slog.DiscardHandler))
-	t.Cleanup(ep.close)
-	port := strconv.Itoa(ep.port())
+	t.Cleanup(ep.Close)
+	port := strconv.Itoa(ep.Addr().(*net.TCPAddr).Port)
 	connect := func(host string) net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", net.JoinHostPort(host, port))

@@ -22,8 +22,8 @@ type Disks interface {
 	RemoveAll(ctx context.Context, dir string) error
 }
 
-// appReleaser is a runtime driver or build runner that keeps files for an
-// app outside its folder (the sandbox: setup layers, a uid range).
+// appReleaser is a fleet whose runtime driver keeps files for an app
+// outside its folder (the sandbox: setup layers, a uid range).
 type appReleaser interface {
 	ReleaseApp(ctx context.Context, appID string) error
 }
@@ -63,7 +63,7 @@ func (s *Service) removeAppFiles(ctx context.Context, appID string) error {
 	if err := s.builder.RemoveApp(ctx, appID); err != nil {
 		return err
 	}
-	if r, ok := s.driver.(appReleaser); ok {
+	if r, ok := s.fleet.(appReleaser); ok {
 		return r.ReleaseApp(ctx, appID)
 	}
 	return nil

@@ -119,7 +119,7 @@ func (s *Service) deleteStop(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	s.stopApp(ctx, a)
+	s.fleet.StopApp(ctx, a)
 	return nil
 }
 
@@ -133,7 +133,7 @@ func (s *Service) deleteDatabases(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return err
 	}
