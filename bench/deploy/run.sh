@@ -4,6 +4,8 @@
 # AVAILABLE), split by pipeline step from the deploy log, for a first deploy
 # and for a redeploy with unchanged dependencies. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
+# HANGAR_BENCH_PREFIX and HANGAR_BENCH_SUBNET (default bench, 10.223.0.0/16)
+# keep runs on one host apart.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cli="@dbos-inc/dbos-cloud@2.10.24"
@@ -24,7 +26,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 # shared cache by default. The first deploy prints whether it built them.
 images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
 HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-  --domain "localhost:$port" --network-prefix bench --subnet 10.223.0.0/16 --image-cache "$images" >"$work/serve.log" 2>&1 &
+  --domain "localhost:$port" --network-prefix "${HANGAR_BENCH_PREFIX:-bench}" --subnet "${HANGAR_BENCH_SUBNET:-10.223.0.0/16}" \
+  --image-cache "$images" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
 grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
