@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Executor benchmark: spawn-to-ready latency of a tiny Node HTTP app in the
 # sandbox driver (runc) against a bare child process (the netns driver, same
-# network setup), as a ratio in one run, and the host memory Hangar keeps per
+# network setup) of the same Node.js binary, as a ratio in one run, on the
+# host's root and on the app's image, and the host memory Hangar keeps per
 # sandboxed executor outside the app (the `runc run` process that waits for
 # it). Needs root, runc, nftables and /usr/bin/node; everything is torn down
 # at the end. Usage: bench/executor/run.sh [iterations, default 10]
