@@ -146,8 +146,12 @@ func (p *sysPools) count() int {
 	return len(p.pools)
 }
 
-// withPooled runs f on a connection of the pool of database db of inst.
-func (m *Manager) withPooled(ctx context.Context, inst hangar.DBInstance, db string, f func(*pgx.Conn) error) error {
+// WithConn runs f on a superuser connection, from the pool of database db
+// of inst, and returns f's error or the connection's. The pools are the
+// Manager's: sysdb reads and writes system databases through them, and
+// they close when their instance stops, is destroyed, gets a new password
+// or drops the database.
+func (m *Manager) WithConn(ctx context.Context, inst hangar.DBInstance, db string, f func(*pgx.Conn) error) error {
 	c, err := m.pools.acquire(ctx, inst.ID, db, AdminURL(inst, db))
 	if err != nil {
 		return err

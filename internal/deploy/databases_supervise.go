@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/backoff"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
@@ -23,7 +24,7 @@ const (
 // records them unavailable while they are down and available again once
 // they run, and takes the base backups that are due, in the background.
 func (s *Service) superviseDBs(ctx context.Context) {
-	sv := &dbSupervisor{s: s, dbm: s.instances, health: map[string]*dbHealth{}, backingUp: map[string]bool{}}
+	sv := &dbSupervisor{s: s, dbm: s.instances, health: map[string]*backoff.State{}, backingUp: map[string]bool{}}
 	defer sv.wg.Wait()
 	tick := time.NewTicker(dbCheckInterval)
 	defer tick.Stop()
@@ -41,30 +42,16 @@ func (s *Service) superviseDBs(ctx context.Context) {
 type dbSupervisor struct {
 	s      *Service
 	dbm    DBManager
-	health map[string]*dbHealth // by instance ID; only the loop uses it
+	health map[string]*backoff.State // by instance ID; only the loop uses it
 
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	backingUp map[string]bool // instance IDs with a base backup running
 }
 
-// dbHealth tracks an instance whose server fails to start.
-type dbHealth struct {
-	failures int
-	next     time.Time // no attempt before
-}
-
-// dbBackoff is the wait after the n-th failure in a row to start an
-// instance: dbCheckInterval doubled each time, up to dbMaxBackoff.
-func dbBackoff(n int) time.Duration {
-	d := dbCheckInterval
-	for range n - 1 {
-		if d *= 2; d >= dbMaxBackoff {
-			return dbMaxBackoff
-		}
-	}
-	return d
-}
+// dbBackoff is the wait between attempts to start an instance that keeps
+// failing.
+var dbBackoff = backoff.Policy{Base: dbCheckInterval, Max: dbMaxBackoff}
 
 func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 	s := sv.s
@@ -83,10 +70,10 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 		seen[in.ID] = true
 		h := sv.health[in.ID]
 		if h == nil {
-			h = &dbHealth{}
+			h = &backoff.State{}
 			sv.health[in.ID] = h
 		}
-		if now.Before(h.next) {
+		if now.Before(h.Retry) {
 			continue
 		}
 		restarted, err := sv.dbm.Check(ctx, in)
@@ -94,9 +81,8 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 			return // shutting down: record nothing
 		}
 		if err != nil {
-			h.failures++
-			h.next = now.Add(dbBackoff(h.failures))
-			s.log.ErrorContext(ctx, "database instance is down and does not start", "instance", in.Name, "attempt", h.failures, "next_attempt", h.next, "err", err)
+			h.Next(dbBackoff, now, time.Time{})
+			s.log.ErrorContext(ctx, "database instance is down and does not start", "instance", in.Name, "attempt", h.Failures, "next_attempt", h.Retry, "err", err)
 			if in.Status == hangar.DBAvailable {
 				sv.setStatus(ctx, in, hangar.DBUnavailable)
 			}
@@ -105,7 +91,7 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 		if restarted {
 			s.log.WarnContext(ctx, "database instance was down: restarted it", "instance", in.Name, "port", in.Port)
 		}
-		h.failures, h.next = 0, time.Time{}
+		*h = backoff.State{}
 		if in.Status == hangar.DBUnavailable {
 			sv.setStatus(ctx, in, hangar.DBAvailable)
 		}

@@ -3,7 +3,6 @@ package deploy
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
@@ -71,16 +70,6 @@ func TestValidateHostName(t *testing.T) {
 	for _, bad := range []string{"", "host name", "user@host", "host/db", "-host", "host?x", strings.Repeat("a", 254)} {
 		if err := validateHostName(bad); hangar.KindOf(err) != hangar.KindInvalid {
 			t.Errorf("validateHostName(%q) = %v, want kind %s", bad, err, hangar.KindInvalid)
-		}
-	}
-}
-
-func TestDBBackoff(t *testing.T) {
-	t.Parallel()
-	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
-	for i, w := range want {
-		if got := dbBackoff(i + 1); got != w {
-			t.Errorf("dbBackoff(%d) = %v, want %v", i+1, got, w)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func (s *Service) appSysDB(ctx context.Context, org, name string) (hangar.App, h
 	if err != nil {
 		return a, hangar.DBInstance{}, err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return a, inst, err
 	}
@@ -130,6 +130,6 @@ func (s *Service) ForkWorkflow(ctx context.Context, org, name, id string, startS
 // dequeue it: only those do, and the version may no longer serve.
 func (s *Service) runsVersionOf(a hangar.App, inst hangar.DBInstance, w hangar.Workflow) {
 	if w.Status == hangar.WorkflowEnqueued && w.ApplicationVersion != "" {
-		s.ensureVersionRuns(a.ID, inst, w.ApplicationVersion)
+		s.fleet.EnsureVersionRuns(a.ID, inst, w.ApplicationVersion)
 	}
 }

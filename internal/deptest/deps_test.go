@@ -24,13 +24,15 @@ var allowed = []struct {
 	{pkg: "internal/apiclient", deps: nil},
 	{pkg: "internal/store", deps: []string{"internal/hangar"}},
 	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}},
-	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image", "internal/seccomp"}},
+	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image", "internal/seccomp", "internal/relay"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}},
 	{pkg: "internal/frontdoor", deps: nil},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
-	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}},
-	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp"}},
+	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster", "internal/relay"}},
+	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}},
+	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp", "internal/relay"}},
+	{pkg: "internal/relay", deps: nil},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}},
 	{pkg: "internal/config", deps: []string{"internal/hangar"}},
@@ -40,14 +42,16 @@ var allowed = []struct {
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar", "internal/runtime"}},
 	{pkg: "internal/secretbox", deps: nil},
-	{pkg: "internal/accounts", deps: []string{"internal/hangar"}},
-	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build"}},
+	{pkg: "internal/backoff", deps: nil},
+	{pkg: "internal/accounts", deps: []string{"internal/hangar", "internal/auth"}},
+	{pkg: "internal/fleet", deps: []string{"internal/hangar", "internal/runtime", "internal/backoff"}},
+	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build", "internal/backoff"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}},
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}},
-	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}},
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/store", "internal/upload", "internal/logs", "internal/history"}},
-	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy"}},
+	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/fleet", "internal/upload", "internal/logs", "internal/history"}},
+	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}},
 }
 
 type pkg struct {
@@ -69,7 +73,7 @@ func TestImportDirection(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel := strings.TrimPrefix(p.ImportPath, mod)
-		if strings.HasPrefix(rel, "cmd/") || rel == "e2e" || rel == "internal/deptest" || strings.HasPrefix(rel, "internal/hangartest") {
+		if strings.HasPrefix(rel, "cmd/") || rel == "e2e" || rel == "internal/deptest" || rel == "internal/server" || strings.HasPrefix(rel, "internal/hangartest") {
 			continue // composition roots wire everything
 		}
 		rule := -1
