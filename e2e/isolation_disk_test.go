@@ -69,7 +69,7 @@ func TestIsolation_Disk(t *testing.T) {
 		if code == 0 || !strings.Contains(out, "filled the app's disk") || !strings.Contains(out, "at most 400 MiB") {
 			t.Fatalf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> exit %d, want a failure naming the limit:\n%s", code, lastLines(out, 20))
 		}
-		t.Logf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.Index(out, "filled"):]))
+		t.Logf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.LastIndex(out, "filled"):]))
 		// Setup writing 450 MiB outside the app folder: its image layer
 		// has the same bound.
 		layer := fixture(t, "greeter", map[string]func(string) string{
@@ -82,7 +82,7 @@ func TestIsolation_Disk(t *testing.T) {
 		if code == 0 || !strings.Contains(out, "filled the app's image layer") || !strings.Contains(out, "at most 400 MiB") {
 			t.Fatalf("attempt: setup writing 450 MiB to its image over --app-installed-mib 400 -> exit %d, want a failure naming the limit:\n%s", code, lastLines(out, 20))
 		}
-		t.Logf("attempt: setup writing 450 MiB to its image over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.Index(out, "filled"):]))
+		t.Logf("attempt: setup writing 450 MiB to its image over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.LastIndex(out, "filled"):]))
 		if st := must(dir, "app", "status"); !strings.Contains(st, "AVAILABLE") {
 			t.Errorf("after the failed build, app status:\n%s", st)
 		}

@@ -272,11 +272,11 @@ func (b *Builder) RemoveApp(ctx context.Context, app string) error {
 		}
 		dirs = append(dirs, m...)
 	}
+	remove := func(_ context.Context, dir string) error { return removeTree(dir) }
+	if b.opts.CacheDisks != nil {
+		remove = b.opts.CacheDisks.Remove
+	}
 	for _, d := range dirs {
-		remove := func(ctx context.Context, dir string) error { return removeTree(dir) }
-		if b.opts.CacheDisks != nil {
-			remove = b.opts.CacheDisks.Remove
-		}
 		if err := remove(ctx, d); err != nil {
 			return fmt.Errorf("remove cache %s: %w", d, err)
 		}
