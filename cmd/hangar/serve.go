@@ -151,10 +151,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 		Sandbox: dbSandbox(cfg, ca, log),
 		Logger:  log.With("component", "dbinstance"),
 	})
-	rt := router.New(log.With("component", "router"))
 	// Counting is cheap, so it always runs; --metrics-listen only decides
 	// whether the metrics are served.
 	met := metrics.New(log.With("component", "metrics"))
+	requests, events := history.NewRecorder(), history.NewEvents()
+	rt := router.New(log.With("component", "router"), met, requests)
 	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
 		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
 		Logger: log.With("component", "logs"),
@@ -170,7 +171,6 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	requests, events := history.NewRecorder(), history.NewEvents()
 	// Not ctx: a signal must not cancel running workflows durably; Shutdown
 	// stops DBOS, and a restarted server resumes them.
 	svc, err := deploy.New(bg, deploy.Config{
@@ -215,7 +215,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
+	handler := api.HostSwitch(cfg.Domain, con, rt)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
