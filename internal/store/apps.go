@@ -10,13 +10,13 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-const appCols = "a.id, a.org, a.name, d.name, a.app_db_name, a.language, a.status, a.version, a.memory_mib, a.min_vms, a.max_vms, a.db_role, a.db_password, a.created_at"
-const appFrom = " FROM apps a JOIN db_instances d ON d.id = a.db_instance_id "
+const appCols = "a.id, o.id, a.org, a.name, d.id, d.name, a.app_db_name, a.language, a.status, a.version, a.memory_mib, a.min_vms, a.max_vms, a.db_role, a.db_password, a.created_at"
+const appFrom = " FROM apps a JOIN db_instances d ON d.id = a.db_instance_id JOIN orgs o ON o.name = a.org "
 
 func scanApp(row pgx.Row) (hangar.App, error) {
 	var a hangar.App
 	var lang, status string
-	err := row.Scan(&a.ID, &a.Org, &a.Name, &a.DBInstance, &a.AppDBName, &lang, &status, &a.Version,
+	err := row.Scan(&a.ID, &a.OrgID, &a.Org, &a.Name, &a.InstanceID, &a.DBInstance, &a.AppDBName, &lang, &status, &a.Version,
 		&a.MemoryMiB, &a.MinVMs, &a.MaxVMs, &a.DBRole, &a.DBPassword, &a.CreatedAt)
 	a.Language, a.Status = hangar.Language(lang), hangar.AppStatus(status)
 	return a, err

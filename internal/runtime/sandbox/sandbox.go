@@ -11,6 +11,8 @@
 // composition roots (cmd/hangar, hangartest) and bench/executor import it.
 package sandbox
 
+// size: the runc driver's OCI spec and its lifecycle share the Driver's bookkeeping; candidates to split: the spec.
+
 import (
 	"context"
 	"encoding/json"
