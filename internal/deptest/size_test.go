@@ -34,7 +34,6 @@ var pendingSize = map[string]string{
 	"internal/deploy/executors.go":               "the fleet split",
 	"internal/deploy/executors.go:startExecutor": "the fleet split",
 	"internal/deploy/scaling.go:autoscale":       "the fleet split",
-	"internal/server/server.go:New":              "the server extraction (internal/server)",
 }
 
 // TestSizeLimits checks the size limits on every non-test Go file of the
