@@ -68,6 +68,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	f.StringVar(&cfg.ImageCache, "image-cache", cfg.ImageCache, "directory of the images builds and executors run on: Debian base, Node.js, setup layers; default <data-dir>/images (env HANGAR_IMAGE_CACHE)")
 	f.DurationVar(&cfg.BuildStepTimeout, "build-step-timeout", cfg.BuildStepTimeout, "wall-clock limit of each setup, install and build command; 0 = 30m (env HANGAR_BUILD_STEP_TIMEOUT)")
+	f.IntVar(&cfg.AppInstalledMiB, "app-installed-mib", cfg.AppInstalledMiB, "what a build may write to a version's folder while it runs; 0 = 2048 (env HANGAR_APP_INSTALLED_MIB)")
+	f.IntVar(&cfg.AppDiskMiB, "app-disk-mib", cfg.AppDiskMiB, "what a version's executors may write beyond its installed app; 0 = 2048 (env HANGAR_APP_DISK_MIB)")
 	f.IntVar(&cfg.BuildMemoryMiB, "build-memory-mib", cfg.BuildMemoryMiB, "memory limit of each sandboxed build command; 0 = 2048 (env HANGAR_BUILD_MEMORY_MIB)")
 	return cmd
 }

@@ -21,7 +21,9 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/logs"
 )
@@ -45,6 +47,36 @@ type Config struct {
 	History HistoryReader
 }
 
+// Executors is what the API reads of apps' executors and runs on them;
+// *fleet.Fleet satisfies it.
+type Executors interface {
+	// Executors returns the app's live executors with their resource use.
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
+	// Health says how the app's executors fare.
+	Health(appID string) fleet.Health
+	// Events returns the app's recent executor events.
+	Events(appID string) []fleet.Event
+	// ExecutorCommand runs a command on one of an app's executors.
+	// KindNotFound, KindConflict.
+	ExecutorCommand(ctx context.Context, c fleet.Command) (fleet.CommandResult, error)
+}
+
+// Databases runs the database instance operations; *databases.Service
+// satisfies it. Each returns KindNotFound, KindInvalid, KindConflict or
+// KindUnavailable with a message for the user.
+type Databases interface {
+	ProvisionDB(ctx context.Context, org string, req databases.ProvisionRequest) (hangar.DBInstance, error)
+	RestoreDB(ctx context.Context, org, name string, req databases.RestoreRequest) (hangar.DBInstance, error)
+	LinkDB(ctx context.Context, org string, req databases.LinkRequest) (hangar.DBInstance, error)
+	UnlinkDB(ctx context.Context, org, name string) error
+	DestroyDB(ctx context.Context, org, name string) error
+	ResetDBPassword(ctx context.Context, org, name, password string) error
+	// DBInstance returns org's instance named name. KindNotFound.
+	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
+	// DBInstances lists org's instances.
+	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
+}
+
 // Deps are the services the API's handlers call. Each handler group
 // depends on an interface it declares, holding only what it calls.
 type Deps struct {
@@ -66,6 +98,10 @@ type Deps struct {
 	Passwords Passwords
 	// Workflows serves apps' workflows (workflows.go).
 	Workflows Workflows
+	// Executors serves apps' executors, their events and commands.
+	Executors Executors
+	// Databases serves database instances.
+	Databases Databases
 }
 
 // Tokens signs and verifies access tokens; *auth.Issuer satisfies it.
@@ -94,6 +130,8 @@ type Server struct {
 	logins    Logins
 	passwords Passwords
 	workflows Workflows
+	exs       Executors
+	dbs       Databases
 	logs      *logs.Store
 	log       *slog.Logger
 	now       func() time.Time
@@ -108,7 +146,7 @@ func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{cfg: cfg, svc: deps.Apps, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
-		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, logs: deps.Logs,
+		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
 		log: log.With("component", "api"), now: time.Now}
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {

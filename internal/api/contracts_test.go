@@ -3,7 +3,9 @@ package api
 import (
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/store"
 )
 
@@ -15,5 +17,7 @@ var (
 	_ Accounts  = (*accounts.Service)(nil)
 	_ Logins    = (*auth.Logins)(nil)
 	_ Passwords = (*accounts.SignIn)(nil)
-	_ Workflows = (*deploy.Service)(nil)
+	_ Workflows = (*deploy.WorkflowAdmin)(nil)
+	_ Executors = (*fleet.Fleet)(nil)
+	_ Databases = (*databases.Service)(nil)
 )

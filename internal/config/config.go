@@ -119,6 +119,12 @@ type Config struct {
 	// BuildMemoryMiB caps the memory of each sandboxed build command.
 	// Default 2048.
 	BuildMemoryMiB int
+	// AppInstalledMiB bounds what a build may write to a version's folder
+	// while it runs (the installed app; docs/disk.md). Default 2048.
+	AppInstalledMiB int
+	// AppDiskMiB is the room the executors of a version get beyond its
+	// installed app, enforced by the kernel (ENOSPC). Default 2048.
+	AppDiskMiB int
 	// NPMCacheDir is npm's cache shared by builds. Default DataDir/cache/npm.
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
@@ -206,6 +212,8 @@ func Defaults(getenv Getenv) Config {
 		DBMemoryMiB:       intEnv(getenv, "HANGAR_DB_MEMORY_MIB", 0),
 		DBPids:            intEnv(getenv, "HANGAR_DB_PIDS", 0),
 		ImageCache:        getenv("HANGAR_IMAGE_CACHE"),
+		AppInstalledMiB:   intEnv(getenv, "HANGAR_APP_INSTALLED_MIB", 0),
+		AppDiskMiB:        intEnv(getenv, "HANGAR_APP_DISK_MIB", 0),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_BUILD_STEP_TIMEOUT")); err == nil {
 		c.BuildStepTimeout = d
@@ -404,6 +412,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DBMemoryMiB < 0 || c.DBMemoryMiB > 0 && c.DBMemoryMiB < 64 || c.DBCPUs < 0 || c.DBPids < 0 || c.DBPids > 0 && c.DBPids < 32 {
 		errs = append(errs, fmt.Errorf("database instance limits: want --db-memory-mib ≥ 64, --db-cpus > 0, --db-pids ≥ 32 (0: the default)"))
+	}
+	if c.AppInstalledMiB < 0 || c.AppDiskMiB < 0 {
+		errs = append(errs, fmt.Errorf("app disk limits: want --app-installed-mib and --app-disk-mib ≥ 0 (0: the default)"))
 	}
 	if c.DBHost == "" {
 		c.DBHost = c.Domain

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster"
+	"github.com/hangar-oss/hangar/internal/relay"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -86,7 +88,7 @@ type instance struct {
 	// mu serializes starting, stopping, destroying and restoring it.
 	mu   sync.Mutex
 	c    *pgcluster.Cluster // nil until first used
-	ep   *endpoint          // a sandboxed instance's port; nil until first used
+	ep   *relay.Server      // a sandboxed instance's port; nil until first used
 	gone bool               // destroyed: do nothing more
 	// backupMu allows one base backup at a time.
 	backupMu sync.Mutex
@@ -215,7 +217,7 @@ func (m *Manager) StopAll(ctx context.Context) error {
 			}
 		}
 		if e.ep != nil {
-			e.ep.close()
+			e.ep.Close()
 			e.ep = nil
 		}
 		e.mu.Unlock()
@@ -275,7 +277,7 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
 	}
 	if e.ep != nil {
-		e.ep.close()
+		e.ep.Close()
 		e.ep = nil
 	}
 	if err := errors.Join(os.RemoveAll(dir), os.RemoveAll(m.bundleDir(inst))); err != nil {
@@ -416,7 +418,7 @@ func (m *Manager) clusterOf(ctx context.Context, e *instance, inst hangar.DBInst
 // held and e.c set.
 func (e *instance) port() int {
 	if e.ep != nil {
-		return e.ep.port()
+		return e.ep.Addr().(*net.TCPAddr).Port
 	}
 	return e.c.Port()
 }

@@ -37,15 +37,17 @@ var allowed = []struct {
 	{pkg: "internal/hangar", deps: nil},
 	{pkg: "internal/apiclient", deps: nil},
 	{pkg: "internal/store", deps: []string{"internal/hangar"}, importers: roots},
-	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}, importers: testsOnly},
-	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image", "internal/seccomp"}},
+	// hangartest runs its fake driver.
+	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}, importers: []string{"internal/hangartest"}},
+	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image", "internal/seccomp", "internal/relay"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},
 	{pkg: "internal/router", deps: []string{"internal/hangar"}, importers: roots},
 	{pkg: "internal/frontdoor", deps: nil, importers: roots},
 	{pkg: "internal/image", deps: []string{"internal/hangar", "internal/image"}},
-	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster"}, importers: roots},
+	{pkg: "internal/dbinstance", deps: []string{"internal/hangar", "internal/pgcluster", "internal/relay"}, importers: roots},
 	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}, importers: roots},
-	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp"}},
+	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp", "internal/relay"}},
+	{pkg: "internal/relay", deps: nil},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}, importers: append([]string{"internal/accounts", "internal/api"}, roots...)},
 	{pkg: "internal/config", deps: []string{"internal/hangar"}, importers: roots},
@@ -57,16 +59,18 @@ var allowed = []struct {
 	{pkg: "internal/secretbox", deps: nil, importers: roots},
 	{pkg: "internal/backoff", deps: nil},
 	{pkg: "internal/accounts", deps: []string{"internal/hangar", "internal/auth"}, importers: roots},
+	{pkg: "internal/databases", deps: []string{"internal/hangar", "internal/backoff"}},
+	{pkg: "internal/fleet", deps: []string{"internal/hangar", "internal/runtime", "internal/backoff"}},
 	{pkg: "internal/deploy", deps: []string{"internal/hangar", "internal/runtime", "internal/build", "internal/backoff"}},
 	{pkg: "internal/cli", deps: []string{"internal/apiclient"}, importers: []string{"cmd/dbos-cloud"}},
 	// The console is a client of the API, in process: wire types only.
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}, importers: roots},
-	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy"}, importers: roots},
+	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}, importers: roots},
 	// Only the composition roots wire the transport.
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/upload", "internal/logs", "internal/history"}, importers: roots},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/fleet", "internal/databases", "internal/upload", "internal/logs", "internal/history"}, importers: roots},
 	{pkg: "internal/server", importers: []string{"cmd/", "internal/hangartest"}},
 	{pkg: "internal/hangartest", importers: testsOnly},
-	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy"}, importers: append([]string{"internal/api"}, roots...)},
+	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}, importers: append([]string{"internal/api"}, roots...)},
 }
 
 type pkg struct {

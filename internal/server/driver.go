@@ -13,24 +13,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
+	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
-	"github.com/hangar-oss/hangar/internal/sysdb"
 	"github.com/hangar-oss/hangar/internal/tlsca"
 )
-
-// instancesWithSysDB is what deploy.New takes as its instances: the
-// instances themselves and the SQL on their system databases.
-type instancesWithSysDB struct {
-	*dbinstance.Manager
-	*sysdb.DB
-}
 
 // certSource is where the HTTPS port's certificates come from.
 type certSource struct {
@@ -176,4 +170,24 @@ func goRoot() string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// appDisks returns the disks of the apps' version folders (docs/disk.md),
+// mounting again those of an earlier run; nil (plain folders) with the
+// development driver.
+func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.Logger) deploy.Disks {
+	if !sandboxed {
+		return nil
+	}
+	disks := image.NewDisks(image.DiskConfig{
+		InstalledBytes: int64(cfg.AppInstalledMiB) << 20, WritableBytes: int64(cfg.AppDiskMiB) << 20,
+		Logger: log.With("component", "disks"),
+	})
+	begin := time.Now()
+	// A disk that cannot be mounted only fails its version's executors.
+	if err := disks.Restore(ctx, filepath.Join(cfg.DataDir, "apps", "*", "versions", "*")); err != nil {
+		log.Error("mount the apps' disks", "err", err)
+	}
+	log.Info("apps' disks mounted", "took", time.Since(begin))
+	return disks
 }

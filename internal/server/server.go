@@ -20,14 +20,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/api"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/console"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/history"
 	"github.com/hangar-oss/hangar/internal/logs"
@@ -167,44 +170,81 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	requests, events := history.NewRecorder(), history.NewEvents()
-	svc, err := deploy.New(bg, deploy.Config{
-		DataDir: cfg.DataDir, Domain: cfg.Domain, DBHost: cfg.DBHost,
-		SystemDatabaseURL: sysDBURL(mdb),
-		HealthTimeout:     cfg.HealthTimeout,
-		StepDelay:         cfg.StepDelay,
-		OrgLimits:         cfg.OrgLimits(),
+	obs := events.Tee(met)
+	sys := sysdb.New(instances)
+	fl := fleet.New(fleet.Config{
+		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
+	}, st, sys, drv, rt, logStore, deploy.NewSpecs(deploy.SpecsConfig{
+		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(drv) != nil,
+		Secrets: accounts.NewOpener(st, box),
+	}))
+	// Not ctx: a signal must not cancel running workflows durably; Close
+	// stops DBOS, and a restarted server resumes them.
+	dctx, err := dbos.NewContext(bg, dbos.Config{
+		AppName: "hangar", DatabaseURL: sysDBURL(mdb), ApplicationVersion: deploy.WorkflowVersion,
+		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start DBOS: %w", err)
+	}
+	svc, err := deploy.New(deploy.Config{
+		DataDir:   cfg.DataDir,
+		StepDelay: cfg.StepDelay,
+		OrgLimits: cfg.OrgLimits(),
 		Build: build.Options{
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
-			CommandTimeout: cfg.BuildStepTimeout,
+			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
 		},
+		Disks:       appDisks(ctx, cfg.Config, buildRunner(drv) != nil, log),
 		BuildRunner: buildRunner(drv),
-		Images:      buildRunner(drv) != nil,
 		Logger:      log,
-		Secrets:     accounts.NewOpener(st, box),
-		Observer:    events.Tee(met),
-	}, st, instancesWithSysDB{instances, sysdb.New(instances)}, drv, rt, logStore)
+		Observer:    obs,
+	}, dctx, st, instances, fl, logStore)
 	if err != nil {
 		return nil, err
 	}
-	s.onClose(func(ctx context.Context) error { svc.Shutdown(ctx); return nil })
+	dbs, err := databases.New(databases.Config{
+		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(mdb), OrgLimits: cfg.OrgLimits(), Logger: log,
+	}, dctx, st, instances)
+	if err != nil {
+		return nil, err
+	}
+	// Closed in reverse: DBOS first, then the executors, then the
+	// database instances they use.
+	if err := dbs.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.onClose(func(ctx context.Context) error { dbs.Close(ctx); return nil })
+	s.onClose(func(ctx context.Context) error { fl.Close(ctx); return nil })
+	s.onClose(func(context.Context) error { svc.Shutdown(); return nil })
 	if err := svc.Launch(ctx); err != nil {
 		return nil, err
 	}
+	fl.Start()
 
-	met.Watch(svc)
+	wfs := deploy.NewWorkflowAdmin(st, sys, fl)
+	met.Watch(struct {
+		*fleet.Fleet
+		*store.DB
+	}{fl, st})
 	sampler := history.NewSampler(history.Config{
 		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
-	}, hist, svc, requests, events)
+	}, hist, struct {
+		*fleet.Fleet
+		*store.DB
+		*deploy.WorkflowAdmin
+	}{fl, st, wfs}, requests, events)
 	s.goRun(bg, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
 
-	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
+	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
 	apiHandler := api.NewHandler(api.Config{
 		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
 	}, api.Deps{
-		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: svc,
+		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: wfs,
 		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Executors: fl, Databases: dbs,
 	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
