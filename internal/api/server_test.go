@@ -99,8 +99,17 @@ func testApps(t *testing.T, s *hangartest.Server, alice *apiclient.Client) {
 		t.Errorf("App() after deploy = status %s version %s, want %s %s", app.Status, app.Version, hangar.StatusAvailable, dep.ApplicationVersion)
 	}
 	host := "alice-hello." + s.Domain
-	if code, body := s.Get(t, host, "/"); code != http.StatusOK || body == "" {
-		t.Errorf("GET %s = %d %q, want 200 and the executor's ID", host, code, body)
+	code, executor := s.Get(t, host, "/")
+	if code != http.StatusOK || executor == "" {
+		t.Fatalf("GET %s = %d %q, want 200 and the executor's ID", host, code, executor)
+	}
+	// app cmd: the Fake runs it on the host, in the app's folder.
+	out, err := alice.ExecutorCommand(ctx, "alice", "hello", executor, "test -x main && echo hi; exit 3")
+	if err != nil || out.Stdout != "hi\n" || out.ExitCode != 3 {
+		t.Errorf("ExecutorCommand() = %+v, %v; want hi and exit code 3", out, err)
+	}
+	if _, err := alice.ExecutorCommand(ctx, "alice", "hello", "no-such-executor", "true"); !isStatus(err, http.StatusNotFound) {
+		t.Errorf("ExecutorCommand(unknown executor) = %v, want 404", err)
 	}
 	logs, err := alice.AppLogs(ctx, "alice", "hello", url.Values{})
 	if err != nil || !strings.Contains(logs.Body, "using the prebuilt ./main") {

@@ -26,7 +26,7 @@
 //     end-to-end tests.
 //
 // The end-to-end suite (e2e/) still runs the real binaries, the sandbox
-// and the official CLI. Only tests import hangartest.
+// and the official CLI. Only tests import it.
 package hangartest
 
 import (
