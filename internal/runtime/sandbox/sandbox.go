@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -325,19 +326,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	}
 	defer open.Close() // unopened: the init exits and runc with it
 
-	// Not CommandContext: the process outlives the request that starts it.
-	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
-		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), e.Name)
-	// runc passes its standard streams on to the init: the gate, and the
-	// app's output.
-	cmd.Stdin = gate
-	if spec.Stdout != nil {
-		cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stdout
-	}
-	cmd.WaitDelay = waitDelay
-	// Its own process group: a terminal's ^C must reach Hangar only, which
-	// then stops executors in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd := d.runcRun(bundle, e.Name, gate, spec.Stdout)
 	err = cmd.Start()
 	gate.Close() // the child has its copy
 	if err != nil {
@@ -362,6 +351,24 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", pid, "uid", e.uid,
 		"memory_mib", spec.MemoryMiB, "forwards", e.Forwards.Len(), "took", time.Since(begin))
 	return x, nil
+}
+
+// runcRun returns the `runc run` of the container name in bundle. runc
+// passes its standard streams on to the init: the gate, and the app's
+// output.
+func (d *Driver) runcRun(bundle, name string, gate *os.File, stdout io.Writer) *exec.Cmd {
+	// Not CommandContext: the process outlives the request that starts it.
+	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
+		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), name)
+	cmd.Stdin = gate
+	if stdout != nil {
+		cmd.Stdout, cmd.Stderr = stdout, stdout
+	}
+	cmd.WaitDelay = waitDelay
+	// Its own process group: a terminal's ^C must reach Hangar only, which
+	// then stops executors in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
 }
 
 // initScript is the executor's PID 1, a shell that runs the app as its
