@@ -4,6 +4,8 @@
 # AVAILABLE), split by pipeline step from the deploy log, for a first deploy
 # and for a redeploy with unchanged dependencies. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
+# HANGAR_BENCH_PREFIX and HANGAR_BENCH_SUBNET (default bench, 10.223.0.0/16)
+# keep runs on one host apart.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 cli="@dbos-inc/dbos-cloud@2.10.24"
@@ -12,7 +14,8 @@ bench_build ./cmd/hangar ./cmd/dbos-cloud
 # The images (Debian base, Node.js) are built once per cache: the tests'
 # shared cache by default. The first deploy prints whether it built them.
 images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
-HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix bench --subnet 10.223.0.0/16 --image-cache "$images"
+HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "${HANGAR_BENCH_PREFIX:-bench}" --subnet "${HANGAR_BENCH_SUBNET:-10.223.0.0/16}" \
+  --image-cache "$images"
 
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
 token=$(bench_user bench)

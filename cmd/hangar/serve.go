@@ -59,6 +59,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	f.StringVar(&cfg.DBListen, "db-listen", cfg.DBListen, "host address managed database instances' TLS ports listen on; empty = every address (env HANGAR_DB_LISTEN)")
 	f.StringVar(&cfg.DBPorts, "db-ports", cfg.DBPorts, "port range of managed database instances, first-last (one port each), or 0 for any free port; empty = 15432-16431 (env HANGAR_DB_PORTS)")
+	f.IntVar(&cfg.DBMaxConnsPerIP, "db-max-conns-per-ip", cfg.DBMaxConnsPerIP, "cap on connections from one client IP to the database ports, all together; 0 = 64, negative = no cap (env HANGAR_DB_MAX_CONNS_PER_IP)")
 	f.StringVar(&cfg.DBHost, "db-host", cfg.DBHost, "host name or IP address users connect to database instances at, shown by db url and named by their certificate; empty = the host of --domain (env HANGAR_DB_HOST)")
 	f.IntVar(&cfg.DBMemoryMiB, "db-memory-mib", cfg.DBMemoryMiB, "memory limit of each managed database instance, MiB; 0 = 1024 (env HANGAR_DB_MEMORY_MIB)")
 	f.Float64Var(&cfg.DBCPUs, "db-cpus", cfg.DBCPUs, "CPU limit of each managed database instance; 0 = 1 (env HANGAR_DB_CPUS)")

@@ -12,8 +12,6 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -145,20 +143,7 @@ type Job struct {
 
 // image is the image the job's commands run on.
 func (j Job) image() runtime.Image {
-	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Config)}
-}
-
-// SetupLayer names the image layer that the setup commands of cfg write:
-// a digest of the commands, "" without any.
-func SetupLayer(cfg Config) string {
-	if len(cfg.Runtime.Setup) == 0 {
-		return ""
-	}
-	h := sha256.New()
-	for _, c := range cfg.Runtime.Setup {
-		fmt.Fprintf(h, "%d:%s\n", len(c), c)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Dir, j.Config)}
 }
 
 func (j Job) log() io.Writer {

@@ -159,6 +159,11 @@ type Config struct {
 	// DBPorts is the range new instances' ports come from, "first-last",
 	// or "0" for any free port (tests). Default "15432-16431".
 	DBPorts string
+	// DBMaxConnsPerIP caps the connections one client IP address has open
+	// to the instances' ports, all together; more are closed on accept.
+	// Loopback (Hangar, the executors' relays) is not counted. Default 64;
+	// negative means no cap.
+	DBMaxConnsPerIP int
 	// DBHost is the host name (or IP address) users connect to instances
 	// at: `db url` and `db status` show it, and the instances' TLS
 	// certificate names it. Default: the host of Domain.
@@ -208,6 +213,7 @@ func Defaults(getenv Getenv) Config {
 		ShutdownTimeout:   durationEnv(getenv, "HANGAR_SHUTDOWN_TIMEOUT", 30*time.Second),
 		DBListen:          getenv("HANGAR_DB_LISTEN"),
 		DBPorts:           getenv("HANGAR_DB_PORTS"),
+		DBMaxConnsPerIP:   intEnv(getenv, "HANGAR_DB_MAX_CONNS_PER_IP", 0),
 		DBHost:            getenv("HANGAR_DB_HOST"),
 		DBMemoryMiB:       intEnv(getenv, "HANGAR_DB_MEMORY_MIB", 0),
 		DBPids:            intEnv(getenv, "HANGAR_DB_PIDS", 0),

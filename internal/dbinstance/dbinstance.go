@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster"
 	"github.com/hangar-oss/hangar/internal/relay"
@@ -80,6 +81,8 @@ type Manager struct {
 
 	uidMu sync.Mutex // serializes allocating sandboxes' uids
 
+	perIP *frontdoor.PerIP // caps each client's connections to the public ports
+
 	pools sysPools // connections to the instances' system databases
 }
 
@@ -117,7 +120,11 @@ func New(cfg Config) *Manager {
 		sb.defaults()
 		cfg.Sandbox = &sb
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
+	m := &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
+	if cfg.Sandbox != nil {
+		m.perIP = frontdoor.NewPerIP(cfg.Sandbox.MaxConnsPerIP)
+	}
+	return m
 }
 
 // Provision creates (on first call) and starts a managed cluster for inst,

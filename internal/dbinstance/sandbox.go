@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -48,6 +49,11 @@ type Sandbox struct {
 	// from. Default 15432 and 1000; FirstPort -1 takes any free port
 	// (tests).
 	FirstPort, PortCount int
+	// MaxConnsPerIP caps the connections open from one client IP address
+	// to the instances' ports, all of them together; a connection over
+	// the cap is closed on accept. Loopback (Hangar, the executors'
+	// relays) is not counted. Default 64; negative means no cap.
+	MaxConnsPerIP int
 	// Certificate returns the PEM certificate (with its chain) and key the
 	// instances serve TLS with; it is called on every start. Default nil:
 	// no TLS, and so no connection from other hosts at all.
@@ -71,6 +77,9 @@ func (s *Sandbox) defaults() {
 	}
 	if s.PortCount == 0 {
 		s.PortCount = 1000
+	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = 64
 	}
 }
 
@@ -204,8 +213,16 @@ func (m *Manager) sandboxed(inst hangar.DBInstance, uid uint32) *pgcluster.Sandb
 }
 
 // listenPort opens inst's port: port when non-zero, else the first free
-// one of the range.
+// one of the range. Its listeners share the per-client cap.
 func (m *Manager) listenPort(port int) ([]net.Listener, error) {
+	lns, err := m.openPort(port)
+	for i, ln := range lns {
+		lns[i] = m.perIP.Limit(ln, netip.Addr.IsLoopback)
+	}
+	return lns, err
+}
+
+func (m *Manager) openPort(port int) ([]net.Listener, error) {
 	sb := m.cfg.Sandbox
 	if port != 0 {
 		return listenBoth(sb.Listen, port)

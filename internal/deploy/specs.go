@@ -93,7 +93,7 @@ func (sp *Specs) Spec(ctx context.Context, a hangar.App, inst hangar.DBInstance,
 		Port:      a.Language.Port(),
 		MemoryMiB: a.MemoryMiB,
 		Forwards:  []runtime.Forward{{ListenPort: dbProxyPort, Target: DBForwardTarget(inst)}},
-		Image:     runtime.Image{AppID: a.ID, Layer: build.SetupLayer(cfg)},
+		Image:     runtime.Image{AppID: a.ID, Layer: build.SetupLayer(dir, cfg)},
 	}, nil
 }
 

@@ -262,13 +262,19 @@ func (f *Fleet) retire(ex *executor, newAppVersion string, timeout time.Duration
 	f.release(ex)
 }
 
+// healthPoll is how often waitHealthy probes a starting executor. A probe
+// of a port nobody listens on yet is a refused connection on a local veth,
+// which costs microseconds; a deploy waits half a period on average past
+// the moment the app listens, so the period is short.
+const healthPoll = 10 * time.Millisecond
+
 // waitHealthy polls the executor's HTTP port until it answers any HTTP
 // response, the process exits, it is stopped, or HealthTimeout passes.
 func (f *Fleet) waitHealthy(ctx context.Context, ex *executor) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.HealthTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(healthPoll)
 	defer tick.Stop()
 	for {
 		if probe(ctx, client, ex.addr) {

@@ -134,7 +134,7 @@ func (s *Server) dbSandbox() *dbinstance.Sandbox {
 		Prefix:      cfg.NetworkPrefix + "-db",
 		MemoryBytes: int64(cfg.DBMemoryMiB) << 20, CPUs: cfg.DBCPUs, Pids: int64(cfg.DBPids),
 		Listen:    cfg.DBListen,
-		FirstPort: first, PortCount: count,
+		FirstPort: first, PortCount: count, MaxConnsPerIP: cfg.DBMaxConnsPerIP,
 		Certificate: func() ([]byte, []byte, error) {
 			leaf, err := ca.Issue(cfg.DBHost)
 			if err != nil {
