@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -77,10 +76,6 @@ func (f fakeSource) Workflows(_ context.Context, _, _ string, wf hangar.Workflow
 	return []hangar.Workflow{{ID: "w1"}, {ID: "w2"}, {ID: "w3"}}, nil
 }
 
-type routes struct{ http.Handler }
-
-func (routes) Has(host string) bool { return host == "o-a.example.com" }
-
 // TestSampler samples one interval of an app with traffic, events,
 // workflows and an executor, and reads it back as a chart's series.
 func TestSampler(t *testing.T) {
@@ -88,19 +83,11 @@ func TestSampler(t *testing.T) {
 	st := openStore(t)
 	app := hangar.App{ID: "app1", Org: "o", Name: "a", Status: hangar.StatusAvailable}
 	rec, ev := NewRecorder(), NewEvents()
-	h := rec.Wrap(routes{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/missing" {
-			http.NotFound(w, r)
-		}
-	})})
-	for _, p := range []string{"/", "/", "/missing"} {
-		req := httptest.NewRequest(http.MethodGet, p, nil)
-		req.Host = "o-a.example.com"
-		h.ServeHTTP(httptest.NewRecorder(), req)
-	}
-	req := httptest.NewRequest(http.MethodGet, "/", nil)
-	req.Host = "made-up.example.com" // not routed: not counted
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	// As the router reports them.
+	rec.RequestEnded("o-a.example.com", true, http.StatusOK, time.Millisecond)
+	rec.RequestEnded("O-A.example.com", true, http.StatusOK, time.Millisecond)
+	rec.RequestEnded("o-a.example.com", true, http.StatusNotFound, time.Millisecond)
+	rec.RequestEnded("made-up.example.com", false, http.StatusNotFound, time.Millisecond) // not routed: not counted
 	obs := ev.Tee(nopObserver{})
 	obs.ExecutorEvent("app1", fleet.EventOOM)
 	obs.ExecutorEvent("app1", fleet.EventExited)

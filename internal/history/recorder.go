@@ -2,7 +2,6 @@ package history
 
 import (
 	"math"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -53,14 +52,6 @@ func (c *counts) quantile(q float64) time.Duration {
 	return time.Duration(float64(bucketBase) * math.Pow(growth, nBuckets-1))
 }
 
-// Routes is the router as the recorder sees it; *router.Router satisfies
-// it.
-type Routes interface {
-	http.Handler
-	// Has reports whether host is routed to an app.
-	Has(host string) bool
-}
-
 // Recorder counts app requests per host for the Sampler. It is safe for
 // concurrent use; its zero value is not: use NewRecorder.
 type Recorder struct {
@@ -71,30 +62,17 @@ type Recorder struct {
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder { return &Recorder{hosts: map[string]*counts{}} }
 
-// Wrap counts the requests rt serves for the hosts it routes (a made-up
-// Host header adds nothing), and routes like rt.
-func (r *Recorder) Wrap(rt Routes) Routes {
-	return wrapped{Routes: rt, h: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !rt.Has(req.Host) {
-			rt.ServeHTTP(w, req)
-			return
-		}
-		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w}
-		// Deferred: the reverse proxy aborts a response whose upstream
-		// fails midway with a panic (http.ErrAbortHandler).
-		defer func() { r.add(strings.ToLower(req.Host), rec.status(), time.Since(start)) }()
-		rt.ServeHTTP(rec, req)
-	})}
-}
+// RequestStarted does nothing; with RequestEnded it makes a Recorder a
+// router.Observer.
+func (r *Recorder) RequestStarted() {}
 
-// wrapped is a Routes whose requests go through h.
-type wrapped struct {
-	Routes
-	h http.Handler
+// RequestEnded counts a request for a routed host (a made-up Host header
+// adds nothing).
+func (r *Recorder) RequestEnded(host string, routed bool, status int, d time.Duration) {
+	if routed {
+		r.add(strings.ToLower(host), status, d)
+	}
 }
-
-func (w wrapped) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.h.ServeHTTP(rw, r) }
 
 func (r *Recorder) add(host string, status int, d time.Duration) {
 	r.mu.Lock()
@@ -114,34 +92,4 @@ func (r *Recorder) take() map[string]*counts {
 	h := r.hosts
 	r.hosts = map[string]*counts{}
 	return h
-}
-
-// statusWriter remembers the status code of a response. Unwrap lets
-// http.ResponseController reach the connection underneath.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
 }

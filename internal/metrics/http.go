@@ -29,36 +29,39 @@ func (m *Metrics) API(next http.Handler) http.Handler {
 	})
 }
 
-// Routes is the router as the instrumentation sees it; *router.Router
-// satisfies it.
-type Routes interface {
-	http.Handler
-	// Has reports whether host is routed to an app.
-	Has(host string) bool
+// RequestStarted counts an app request in flight; with RequestEnded it
+// makes Metrics a router.Observer.
+func (m *Metrics) RequestStarted() { m.routerInFlight.Inc() }
+
+// RequestEnded counts an app request by org, app and status class, and
+// observes its duration by org and app. Requests for hosts no app is
+// routed at count with empty org and app, so that made-up Host headers add
+// no series.
+func (m *Metrics) RequestEnded(host string, routed bool, status int, d time.Duration) {
+	m.routerInFlight.Dec()
+	var org, app string
+	if routed {
+		org, app = appOf(host)
+	}
+	m.routerRequests.WithLabelValues(org, app, statusClass(status)).Inc()
+	m.routerDuration.WithLabelValues(org, app).Observe(d.Seconds())
 }
 
-// Router instruments app traffic through rt: requests by org, app and
-// status class, their duration by org and app, and the requests in flight.
-// Requests for hosts rt does not route count with empty org and app, so
-// that made-up Host headers add no series.
-func (m *Metrics) Router(rt Routes) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var org, app string
-		if rt.Has(r.Host) {
-			org, app = appOf(r.Host)
-		}
-		start := time.Now()
-		rec := &recorder{ResponseWriter: w}
-		m.routerInFlight.Inc()
-		// Deferred: the reverse proxy aborts a response whose upstream
-		// fails midway with a panic (http.ErrAbortHandler).
-		defer func() {
-			m.routerInFlight.Dec()
-			m.routerRequests.WithLabelValues(org, app, strconv.Itoa(rec.status()/100)+"xx").Inc()
-			m.routerDuration.WithLabelValues(org, app).Observe(time.Since(start).Seconds())
-		}()
-		rt.ServeHTTP(rec, r)
-	})
+// statusClass returns "2xx" for 200 and so on, without allocating.
+func statusClass(status int) string {
+	switch status / 100 {
+	case 1:
+		return "1xx"
+	case 2:
+		return "2xx"
+	case 3:
+		return "3xx"
+	case 4:
+		return "4xx"
+	case 5:
+		return "5xx"
+	}
+	return strconv.Itoa(status/100) + "xx"
 }
 
 // appOf returns the org and app an app's host names:

@@ -113,9 +113,9 @@ func TestMetrics_Router(t *testing.T) {
 		io.WriteString(w, "hello")
 	}))
 	t.Cleanup(upstream.Close)
-	rt := router.New(slog.New(slog.DiscardHandler))
+	rt := router.New(slog.New(slog.DiscardHandler), m)
 	rt.Set("alice-my-app.apps.test", []string{upstream.Listener.Addr().String()})
-	h := m.Router(rt)
+	h := rt
 
 	if resp := get(t, h, "GET", "alice-my-app.apps.test:8443", "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d through the router, want 200", resp.StatusCode)
@@ -156,9 +156,9 @@ func TestMetrics_RouterInFlight(t *testing.T) {
 		<-release
 	}))
 	t.Cleanup(upstream.Close)
-	rt := router.New(slog.New(slog.DiscardHandler))
+	rt := router.New(slog.New(slog.DiscardHandler), m)
 	rt.Set("alice-app.test", []string{upstream.Listener.Addr().String()})
-	h := m.Router(rt)
+	h := rt
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

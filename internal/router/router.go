@@ -6,12 +6,15 @@
 // the executor just died and the supervisor has not withdrawn it yet) is
 // tried on the app's next executor; a request with a body is never sent
 // twice. Executors are spoken to in HTTP/1.1 over pooled keep-alive
-// connections; bodies stream both ways unbuffered (server-sent events and
-// other responses without a length are flushed as they come), upgrades
-// (WebSocket) pass through, and X-Forwarded-For, -Host and -Proto are set
-// afresh, replacing any the client sent. It
-// imports only the standard library; composition roots wire it and deploy
-// updates it through a small interface of its own.
+// connections: replayable requests (GET and the like, without a body)
+// directly from the handler's goroutine, the rest through
+// httputil.ReverseProxy. Bodies stream both ways unbuffered (server-sent
+// events and other responses without a length are flushed as they come),
+// upgrades (WebSocket) pass through, and X-Forwarded-For, -Host and -Proto
+// are set afresh, replacing any the client sent. Observers (metrics,
+// history) learn of every request from the router itself. It imports only
+// the standard library; composition roots wire it and deploy updates it
+// through a small interface of its own.
 package router
 
 import (
@@ -36,25 +39,40 @@ import (
 // safe for concurrent use.
 type Router struct {
 	logger    *slog.Logger
+	observers []Observer
 	transport http.RoundTripper
 	errorLog  *log.Logger
 	buffers   bufferPool
 	mu        sync.Mutex                      // serializes writers of table
 	table     atomic.Pointer[map[string]*app] // never modified once stored
-	inflight  sync.Map                        // upstream → *atomic.Int64 of requests being proxied
+	backends  sync.Map                        // "ip:port" → *backend
 }
 
 // app is the routing entry of one host. Set replaces entries rather than
 // modifying them; only the round-robin counter moves.
 type app struct {
-	upstreams []string
+	upstreams []*backend
 	proxies   []*httputil.ReverseProxy // one per upstream
 	next      atomic.Uint64
 }
 
-// New returns a Router with no routes.
-func New(logger *slog.Logger) *Router {
-	r := &Router{logger: logger, transport: newTransport(), errorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+// Observer learns of every request the router serves, e.g. to count it. It
+// runs on every request, so it must be cheap and safe for concurrent use.
+type Observer interface {
+	// RequestStarted is called as a request arrives.
+	RequestStarted()
+	// RequestEnded is called once the request is answered (or its
+	// response aborted): host as the client sent it, whether an app is
+	// routed there, the status sent (the app's, or the router's own 404,
+	// 408 or 502) and how long it took.
+	RequestEnded(host string, routed bool, status int, d time.Duration)
+}
+
+// New returns a Router with no routes that tells observers of every
+// request. One place observes, so that each counter (metrics, history)
+// does not wrap the response writer and look the host up again.
+func New(logger *slog.Logger, observers ...Observer) *Router {
+	r := &Router{logger: logger, observers: observers, transport: newTransport(), errorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	r.table.Store(&map[string]*app{})
 	return r
 }
@@ -98,9 +116,10 @@ func (r *Router) Set(host string, upstreams []string) {
 	host = canonicalHost(host)
 	var a *app
 	if len(upstreams) > 0 {
-		a = &app{upstreams: upstreams, proxies: make([]*httputil.ReverseProxy, len(upstreams))}
-		for i, u := range upstreams {
-			a.proxies[i] = r.proxy(u)
+		a = &app{upstreams: make([]*backend, len(upstreams)), proxies: make([]*httputil.ReverseProxy, len(upstreams))}
+		for i, addr := range upstreams {
+			a.upstreams[i] = r.backend(addr)
+			a.proxies[i] = r.proxy(addr)
 		}
 	}
 	r.mu.Lock()
@@ -124,15 +143,52 @@ func (r *Router) Has(host string) bool {
 // unknown, 502 when no upstream answers. A request without a body whose
 // upstream refuses the connection goes to the next upstream, each tried at
 // most once: nothing of it reached the app, so it cannot run twice.
+//
+// Replayable requests (GET, HEAD, OPTIONS, TRACE without a body or upgrade:
+// nearly all of an app's traffic) take a direct path: the request is
+// written to a pooled connection and the response read back in the
+// handler's goroutine. The rest (bodies, upgrades) go through
+// httputil.ReverseProxy, whose transport writes a body while it reads the
+// response and which hands upgraded connections over.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	for _, o := range r.observers {
+		o.RequestStarted()
+	}
 	host := canonicalHost(req.Host)
 	a := (*r.table.Load())[host]
+	var status int
+	// Deferred: a response that fails midway is aborted with a panic
+	// (http.ErrAbortHandler).
+	defer func() {
+		for _, o := range r.observers {
+			o.RequestEnded(req.Host, a != nil, status, time.Since(start))
+		}
+	}()
 	if a == nil {
-		http.Error(w, "no application at "+host, http.StatusNotFound)
+		status = http.StatusNotFound
+		http.Error(w, "no application at "+host, status)
 		return
 	}
-	n := uint64(len(a.proxies))
+	n := uint64(len(a.upstreams))
 	first := a.next.Add(1) - 1
+	if replayable(req) {
+		for k := range n {
+			u := a.upstreams[(first+k)%n]
+			err := r.forward(w, req, u, &status)
+			if err == nil {
+				return
+			}
+			if k < n-1 && isDialError(err) {
+				r.logger.DebugContext(req.Context(), "upstream refused the connection: trying the next one", "host", host, "upstream", u.addr, "err", err)
+				continue
+			}
+			status = r.proxyError(w, req, u.addr, err)
+			return
+		}
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { status = sw.status() }()
 	var at *attempt
 	if n > 1 && (req.Body == nil || req.Body == http.NoBody) {
 		at = &attempt{}
@@ -144,7 +200,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			at.retry = k < n-1
 			at.failed = false
 		}
-		r.serve(w, req, a, i)
+		r.serve(sw, req, a, i)
 		if at == nil || !at.failed {
 			return
 		}
@@ -153,10 +209,44 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // serve proxies req to upstream i of a, counting it in flight meanwhile.
 func (r *Router) serve(w http.ResponseWriter, req *http.Request, a *app, i uint64) {
-	c := r.counter(a.upstreams[i])
-	c.Add(1)
-	defer c.Add(-1)
+	u := a.upstreams[i]
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
 	a.proxies[i].ServeHTTP(w, req)
+}
+
+// statusWriter remembers the status code of a response. Unwrap lets
+// http.ResponseController reach the connection underneath, to flush
+// streamed responses and to hijack upgraded ones.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	// 1xx responses other than 101 precede the final one.
+	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// status is the response's status code: 200 when nothing was written, as
+// net/http then sends.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 // attempt is how ServeHTTP and a proxy's error handler agree on a retry:
@@ -168,19 +258,18 @@ type attempt struct {
 
 type attemptKey struct{}
 
-func (r *Router) counter(upstream string) *atomic.Int64 {
-	// Load first: every proxied request calls this, and LoadOrStore would
-	// allocate a counter each time.
-	if c, ok := r.inflight.Load(upstream); ok {
-		return c.(*atomic.Int64)
+// backend returns the backend at addr, created on first use.
+func (r *Router) backend(addr string) *backend {
+	if u, ok := r.backends.Load(addr); ok {
+		return u.(*backend)
 	}
-	c, _ := r.inflight.LoadOrStore(upstream, new(atomic.Int64))
-	return c.(*atomic.Int64)
+	u, _ := r.backends.LoadOrStore(addr, &backend{addr: addr})
+	return u.(*backend)
 }
 
 // InFlight returns how many requests are being proxied to upstream now. A
 // deploy waits for it to reach zero before it stops a replaced executor.
-func (r *Router) InFlight(upstream string) int64 { return r.counter(upstream).Load() }
+func (r *Router) InFlight(upstream string) int64 { return r.backend(upstream).inflight.Load() }
 
 // proxy returns the reverse proxy to upstream.
 func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
@@ -202,19 +291,26 @@ func (r *Router) proxy(upstream string) *httputil.ReverseProxy {
 				at.failed = true
 				return
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) && !isDialError(err) {
-				// The client's body stalled past the front door's read
-				// deadline: the client's fault, not the app's.
-				r.logger.DebugContext(req.Context(), "request body timed out", "host", canonicalHost(req.Host), "err", err)
-				http.Error(w, "request body timed out", http.StatusRequestTimeout)
-				return
-			}
-			if !errors.Is(err, context.Canceled) {
-				r.logger.WarnContext(req.Context(), "proxy to upstream", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
-			}
-			http.Error(w, fmt.Sprintf("application at %s is not reachable", canonicalHost(req.Host)), http.StatusBadGateway)
+			r.proxyError(w, req, upstream, err)
 		},
 	}
+}
+
+// proxyError answers a request that upstream failed before any of its
+// response was written, and returns the status it sent.
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, upstream string, err error) int {
+	if errors.Is(err, os.ErrDeadlineExceeded) && !isDialError(err) {
+		// The client's body stalled past the front door's read
+		// deadline: the client's fault, not the app's.
+		r.logger.DebugContext(req.Context(), "request body timed out", "host", canonicalHost(req.Host), "err", err)
+		http.Error(w, "request body timed out", http.StatusRequestTimeout)
+		return http.StatusRequestTimeout
+	}
+	if !errors.Is(err, context.Canceled) {
+		r.logger.WarnContext(req.Context(), "proxy to upstream", "host", canonicalHost(req.Host), "upstream", upstream, "err", err)
+	}
+	http.Error(w, fmt.Sprintf("application at %s is not reachable", canonicalHost(req.Host)), http.StatusBadGateway)
+	return http.StatusBadGateway
 }
 
 // bufferPool lends the proxies the 32 KiB buffers they copy response

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -381,5 +382,110 @@ func TestRouter_StreamsRequestBody(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if string(b) != "part1part2" {
 		t.Errorf("got %d %q, want %q", resp.StatusCode, b, "part1part2")
+	}
+}
+
+// TestRouter_StaleConnectionRetried: an executor that closes a keep-alive
+// connection while it is idle (without saying so) does not fail the next
+// GET, which goes again on a new connection.
+func TestRouter_StaleConnectionRetried(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close() // after one response, however keep-alive it looked
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	r := newRouter(t)
+	r.Set("app.test", []string{ln.Addr().String()})
+	for i := range 3 {
+		if code, body := do(t, r, "app.test", "/"); code != http.StatusOK || body != "ok" {
+			t.Fatalf("GET %d: got %d %q, want 200 ok", i, code, body)
+		}
+	}
+}
+
+// TestRouter_ClientGoneClosesUpstream: a client that leaves while its
+// executor is still working closes the connection to the executor, which
+// sees its request canceled (a long poll ends there, not when it answers).
+func TestRouter_ClientGoneClosesUpstream(t *testing.T) {
+	t.Parallel()
+	entered, canceled := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-r.Context().Done():
+			close(canceled)
+		case <-time.After(time.Minute):
+		}
+	}))
+	t.Cleanup(up.Close)
+	r := newRouter(t)
+	r.Set("app.test", []string{up.Listener.Addr().String()})
+	ctx, cancel := context.WithCancel(t.Context())
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://app.test/result", nil)
+	done := make(chan int)
+	go func() {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		done <- w.Code
+	}()
+	<-entered
+	cancel()
+	select {
+	case <-canceled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the executor's request was not canceled when the client left")
+	}
+	if code := <-done; code != http.StatusBadGateway {
+		t.Errorf("got %d, want 502 for a request whose client left", code)
+	}
+}
+
+// TestRouter_HopByHopHeaders: hop-by-hop headers, and those the
+// Connection header names, stop at the router both ways.
+func TestRouter_HopByHopHeaders(t *testing.T) {
+	t.Parallel()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var seen []string
+		for _, k := range []string{"Keep-Alive", "X-Private", "Proxy-Authorization", "X-Kept"} {
+			if r.Header.Get(k) != "" {
+				seen = append(seen, k)
+			}
+		}
+		w.Header().Set("Connection", "X-Secret")
+		w.Header().Set("X-Secret", "1")
+		w.Header().Set("X-Public", "1")
+		fmt.Fprint(w, strings.Join(seen, ","))
+	}))
+	t.Cleanup(up.Close)
+	r := newRouter(t)
+	r.Set("app.test", []string{up.Listener.Addr().String()})
+	req := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+	req.Header.Set("Connection", "X-Private")
+	req.Header.Set("X-Private", "1")
+	req.Header.Set("Keep-Alive", "timeout=5")
+	req.Header.Set("Proxy-Authorization", "Basic eDp5")
+	req.Header.Set("X-Kept", "1")
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req)
+	if got := w.Body.String(); got != "X-Kept" {
+		t.Errorf("executor saw %q, want only X-Kept", got)
+	}
+	if w.Header().Get("X-Secret") != "" || w.Header().Get("X-Public") != "1" {
+		t.Errorf("response headers %v: want X-Public and no X-Secret", w.Header())
 	}
 }

@@ -1,0 +1,318 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// backend is one executor: its requests in flight and its idle keep-alive
+// connections. The Router keeps one per address for as long as it lives, so
+// that a route switch neither forgets requests in flight nor drops pooled
+// connections to executors that stay.
+type backend struct {
+	addr     string
+	inflight atomic.Int64
+	mu       sync.Mutex
+	idle     []*conn // least recently used first
+}
+
+// maxIdlePerUpstream bounds the idle connections kept to one executor.
+const maxIdlePerUpstream = 1024
+
+// conn is a keep-alive HTTP/1.1 connection to an upstream.
+type conn struct {
+	u     *backend
+	nc    net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	timer *time.Timer // closes the connection once idle for upstreamIdleTimeout
+	idle  bool        // in u.idle; guarded by u.mu
+}
+
+var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+
+// get returns an idle connection to u, or dials a new one.
+func (u *backend) get(ctx context.Context) (c *conn, reused bool, err error) {
+	u.mu.Lock()
+	if n := len(u.idle); n > 0 {
+		c = u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		c.idle = false
+		c.timer.Stop()
+	}
+	u.mu.Unlock()
+	if c != nil {
+		return c, true, nil
+	}
+	c, err = u.dial(ctx)
+	return c, false, err
+}
+
+func (u *backend) dial(ctx context.Context) (*conn, error) {
+	nc, err := dialer.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{u: u, nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.timer = time.AfterFunc(upstreamIdleTimeout, c.expire)
+	c.timer.Stop()
+	return c, nil
+}
+
+// put returns c to the idle pool, to be closed if unused for
+// upstreamIdleTimeout.
+func (c *conn) put() {
+	u := c.u
+	u.mu.Lock()
+	if len(u.idle) >= maxIdlePerUpstream {
+		u.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	c.idle = true
+	u.idle = append(u.idle, c)
+	c.timer.Reset(upstreamIdleTimeout)
+	u.mu.Unlock()
+}
+
+// expire closes c if it is still idle.
+func (c *conn) expire() {
+	u := c.u
+	u.mu.Lock()
+	if !c.idle {
+		u.mu.Unlock()
+		return
+	}
+	c.idle = false
+	if i := slices.Index(u.idle, c); i >= 0 {
+		u.idle = slices.Delete(u.idle, i, i+1)
+	}
+	u.mu.Unlock()
+	c.nc.Close()
+}
+
+// replayable reports whether req may take the direct path: a request
+// without a body or upgrade, whose method is safe to send again (the
+// transport's own rule for replaying a request on a fresh connection).
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	if _, ok := req.Header["Upgrade"]; ok {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// errBeforeResponse marks a failure on a reused connection before any byte
+// of the response arrived: the executor had closed it while idle.
+var errBeforeResponse = errors.New("connection closed before the response")
+
+// forward sends req, replayable, to u and copies the response to w. An
+// error means nothing was written to w: the caller may try another upstream
+// or answer itself. A failure once the response has begun aborts it
+// (http.ErrAbortHandler), as httputil.ReverseProxy does. It sets *status
+// to the response's status once it is known.
+func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, status *int) error {
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+	ctx := req.Context()
+	for retried := false; ; retried = true {
+		var c *conn
+		var reused bool
+		var err error
+		if retried {
+			c, err = u.dial(ctx)
+		} else {
+			c, reused, err = u.get(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		// A client that goes away stops the wait and the copy: reads from
+		// the executor fail at once, and the connection is not reused.
+		stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
+		resp, err := c.roundTrip(req)
+		if err != nil {
+			stop()
+			c.nc.Close()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if reused && errors.Is(err, errBeforeResponse) {
+				// Like http.Transport: a replayable request that met a
+				// connection the executor closed while idle goes once
+				// more, on a new one.
+				continue
+			}
+			return err
+		}
+		*status = resp.StatusCode
+		err = r.copyResponse(w, resp)
+		if !stop() || err != nil || resp.Close {
+			c.nc.Close()
+		} else {
+			c.put()
+		}
+		if err != nil && req.Context().Value(http.ServerContextKey) != nil {
+			// The status line is out: only a broken connection tells the
+			// client the response is incomplete. The server recovers.
+			panic(http.ErrAbortHandler)
+		}
+		return nil
+	}
+}
+
+// roundTrip writes req to c and reads the response's header, skipping
+// informational (1xx) responses.
+func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
+	if err := writeRequest(c.bw, req); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBeforeResponse, err)
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBeforeResponse, err)
+	}
+	for {
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 {
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("101 Switching Protocols to a request without Upgrade")
+		}
+	}
+}
+
+// hopByHop reports whether the header k (canonical) is a hop-by-hop header
+// (RFC 9110, 7.6.1), which a proxy does not forward.
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// namedIn reports whether the Connection header values conn name k.
+func namedIn(conn []string, k string) bool {
+	for _, v := range conn {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeRequest writes req to bw as an HTTP/1.1 request for an executor:
+// hop-by-hop headers and the client's X-Forwarded-* and Forwarded dropped,
+// X-Forwarded-For, -Host and -Proto set afresh, Host kept.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	conn := req.Header["Connection"]
+	for k, vv := range req.Header {
+		switch {
+		case hopByHop(k), k == "X-Forwarded-For", k == "X-Forwarded-Host", k == "X-Forwarded-Proto", k == "Forwarded":
+			continue
+		case len(conn) > 0 && namedIn(conn, k):
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if ip, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
+		bw.WriteString("X-Forwarded-For: ")
+		bw.WriteString(ip)
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("X-Forwarded-Host: ")
+	bw.WriteString(req.Host)
+	if req.TLS != nil {
+		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n\r\n")
+	} else {
+		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	}
+	return bw.Flush()
+}
+
+// copyResponse writes resp to w: its headers without the hop-by-hop ones,
+// then its body, flushed as it comes when its length is unknown (a stream,
+// e.g. server-sent events), then its trailers. An error means the body
+// could not be copied whole.
+func (r *Router) copyResponse(w http.ResponseWriter, resp *http.Response) error {
+	defer resp.Body.Close()
+	h := w.Header()
+	conn := resp.Header["Connection"]
+	for k, vv := range resp.Header {
+		if hopByHop(k) || len(conn) > 0 && namedIn(conn, k) {
+			continue
+		}
+		h[k] = vv
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength < 0 || strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
+	var flush func() error
+	if stream {
+		flush = http.NewResponseController(w).Flush
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	buf := r.buffers.Get()
+	defer r.buffers.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush != nil {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	return nil
+}
