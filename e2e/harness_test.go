@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/image/imagetest"
 )
 
@@ -126,6 +127,25 @@ var prefixSeq struct {
 	n int
 }
 
+// removeDataDir removes a stopped server's data dir and its apps' setup
+// layers in the shared image cache, unmounting their disks first: a
+// server leaves them mounted for its next start (docs/disk.md), and a
+// mount would hold its loop device and its image's space after the files
+// are gone.
+func removeDataDir(t *testing.T, dataDir string) {
+	t.Helper()
+	disks := image.NewDisks(image.DiskConfig{})
+	apps, _ := os.ReadDir(filepath.Join(dataDir, "apps"))
+	for _, a := range apps {
+		if err := disks.RemoveAll(context.Background(), filepath.Join(imagetest.Dir(), "layers", a.Name())); err != nil {
+			t.Errorf("remove the setup layers of app %s: %v", a.Name(), err)
+		}
+	}
+	if err := disks.RemoveAll(context.Background(), dataDir); err != nil {
+		t.Errorf("remove %s: %v", dataDir, err)
+	}
+}
+
 // startHangar starts `hangar serve` on a fresh data dir and a free port, with
 // extra flags appended, and stops it (SIGTERM) at the end of the test.
 func startHangar(t *testing.T, extra ...string) *Hangar {
@@ -167,7 +187,7 @@ func startHangar(t *testing.T, extra ...string) *Hangar {
 		if t.Failed() {
 			t.Logf("hangar output:\n%s", h.out.String())
 		}
-		os.RemoveAll(dataDir)
+		removeDataDir(t, dataDir)
 	})
 	h.Start(t)
 	h.CA = filepath.Join(dataDir, "ca.pem")

@@ -183,8 +183,10 @@ func (s *Server) openStores(ctx context.Context, p *parts) error {
 func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	var err error
-	p.disks = appDisks(ctx, cfg.Config, log)
 	if p.drv = cfg.Driver; p.drv == nil {
+		// Disks go with the server's own driver: an injected one (tests)
+		// keeps plain folders.
+		p.disks = appDisks(ctx, cfg.Config, log)
 		if p.drv, err = newDriver(cfg.Config, p.disks, log); err != nil {
 			return err
 		}
