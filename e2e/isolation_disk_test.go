@@ -12,8 +12,9 @@ import (
 
 // TestIsolation_Disk checks the disk bounds of issue #10 (docs/disk.md):
 // an executor that writes past its 2 GiB beyond the installed app gets
-// ENOSPC, a build that writes past the installed size fails while it runs
-// with an error saying so and the previous version keeps serving, and a
+// ENOSPC, a build that writes past the installed size, to its folder or
+// (setup) to its image layer, fails while it runs with an error saying so
+// and the previous version keeps serving, and a
 // deleted app leaves nothing behind: its disks and their mounts and loop
 // devices, its setup layer, its caches and its uid range. Each attempt
 // logs a line.
@@ -68,7 +69,20 @@ func TestIsolation_Disk(t *testing.T) {
 		if code == 0 || !strings.Contains(out, "filled the app's disk") || !strings.Contains(out, "at most 400 MiB") {
 			t.Fatalf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> exit %d, want a failure naming the limit:\n%s", code, lastLines(out, 20))
 		}
-		t.Logf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.Index(out, "filled"):]))
+		t.Logf("attempt: a build writing 450 MiB over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.LastIndex(out, "filled"):]))
+		// Setup writing 450 MiB outside the app folder: its image layer
+		// has the same bound.
+		layer := fixture(t, "greeter", map[string]func(string) string{
+			"dbos-config.yaml": func(s string) string {
+				return strings.Replace(s, "runtimeConfig:\n", "runtimeConfig:\n  setup:\n    - fallocate -l 450M /opt/big.bin\n", 1)
+			},
+		})
+		must(layer, "login", "--with-refresh-token", refresh)
+		out, code = h.ours(t, layer, "app", "deploy")
+		if code == 0 || !strings.Contains(out, "filled the app's image layer") || !strings.Contains(out, "at most 400 MiB") {
+			t.Fatalf("attempt: setup writing 450 MiB to its image over --app-installed-mib 400 -> exit %d, want a failure naming the limit:\n%s", code, lastLines(out, 20))
+		}
+		t.Logf("attempt: setup writing 450 MiB to its image over --app-installed-mib 400 -> denied while it ran: %s", firstLine(out[strings.LastIndex(out, "filled"):]))
 		if st := must(dir, "app", "status"); !strings.Contains(st, "AVAILABLE") {
 			t.Errorf("after the failed build, app status:\n%s", st)
 		}
@@ -89,6 +103,7 @@ func TestIsolation_Disk(t *testing.T) {
 				filepath.Join(h.DataDir, "apps", id),
 				filepath.Join(imagetest.Dir(), "layers", id),
 				filepath.Join(h.DataDir, "cache", "npm", "*", "apps", id),
+				filepath.Join(h.DataDir, "cache", "npm", "*", "apps", ".disks", id+"*"),
 			} {
 				m, _ := filepath.Glob(pattern)
 				found = append(found, m...)
@@ -96,20 +111,22 @@ func TestIsolation_Disk(t *testing.T) {
 			if b, _ := os.ReadFile(filepath.Join(imagetest.Dir(), "uidranges.json")); strings.Contains(string(b), `"`+id+`"`) {
 				found = append(found, "uid range of "+id)
 			}
-			if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), filepath.Join(h.DataDir, "apps", id)) {
-				found = append(found, "mounts below "+filepath.Join(h.DataDir, "apps", id))
-			}
-			loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-			for _, l := range loops {
-				if b, _ := os.ReadFile(l); strings.Contains(string(b), filepath.Join(h.DataDir, "apps", id)) {
-					found = append(found, "loop device "+l)
+			for _, tree := range []string{filepath.Join(h.DataDir, "apps", id), filepath.Join(imagetest.Dir(), "layers", id), "/apps/.disks/" + id} {
+				if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tree) {
+					found = append(found, "mounts below "+tree)
+				}
+				loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+				for _, l := range loops {
+					if b, _ := os.ReadFile(l); strings.Contains(string(b), tree) {
+						found = append(found, "loop device "+l+" of "+tree)
+					}
 				}
 			}
 			return found
 		}
 		before := left()
-		if len(before) < 5 {
-			t.Fatalf("before delete, the app has only %v; want its folder, layer, cache, uid range, mounts and loop devices", before)
+		if len(before) < 10 {
+			t.Fatalf("before delete, the app has only %v; want its folder, layer, cache, uid range, and their mounts and loop devices", before)
 		}
 		must(dir, "app", "delete")
 		// Loop devices clear themselves just after their unmount.

@@ -13,6 +13,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v runc >/dev/null || need+=(runc)       # the sandbox executor driver
 command -v nft >/dev/null || need+=(nftables)    # executors' packet filter
 command -v debootstrap >/dev/null || need+=(debootstrap) # the base image of builds and executors
+PATH=$PATH:/sbin:/usr/sbin command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs) # the apps' disks (docs/disk.md)
+PATH=$PATH:/sbin:/usr/sbin command -v losetup >/dev/null || need+=(mount)       # losetup, mount -o loop
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3 python3-venv)

@@ -67,6 +67,20 @@ type Options struct {
 	// MaxInstalledBytes caps the size of the app folder once its
 	// dependencies are installed. Default 2 GiB (SPEC §3).
 	MaxInstalledBytes int64
+	// CacheDisks, when set, keeps each app's npm and Go caches in a
+	// sandbox on a disk of its own, bounded like the installed app; a full
+	// one starts over at the next build (image.Disks). Default nil: plain
+	// folders.
+	CacheDisks CacheDisks
+}
+
+// CacheDisks keeps cache folders on disks (image.Disks).
+type CacheDisks interface {
+	// Ensure makes dir a mounted disk, a new one when it is not one yet
+	// or when it is full.
+	Ensure(ctx context.Context, dir string) error
+	// Remove removes dir and its disk.
+	Remove(ctx context.Context, dir string) error
 }
 
 // Builder runs the configuration and migration steps of a deploy. Create it
@@ -139,11 +153,22 @@ type Job struct {
 	DB *DB
 
 	mounts []runtime.Mount // given to each command (the install's caches)
+	layer  string          // the setup layer, when Dir is not the app folder
 }
 
 // image is the image the job's commands run on.
 func (j Job) image() runtime.Image {
+	if j.layer != "" {
+		return runtime.Image{AppID: j.App, Layer: j.layer}
+	}
 	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Dir, j.Config)}
+}
+
+// in returns j run in folder dir (a clean install's), on j's image.
+func (j Job) in(dir string) Job {
+	j.layer = j.image().Layer
+	j.Dir = dir
+	return j
 }
 
 func (j Job) log() io.Writer {
@@ -192,16 +217,21 @@ func (b *Builder) mount(dir, name string, writable bool) (string, runtime.Mount)
 	return target, runtime.Mount{Source: dir, Target: target, Writable: writable}
 }
 
-// appCache returns the part of a shared, writable cache directory that
-// j's commands may write. In a sandbox, that is a directory of the app's
-// own: another app's build may run at the same time, and Hangar hands a
-// writable mount to the step's uid range first, which must never race
-// with another tenant's writes.
-func (b *Builder) appCache(dir string, j Job) string {
+// appCache returns, created, the part of a shared, writable cache
+// directory that j's commands may write. In a sandbox, that is a
+// directory of the app's own: another app's build may run at the same
+// time, and Hangar hands a writable mount to the step's uid range first,
+// which must never race with another tenant's writes. With CacheDisks, it
+// is a disk, bounded.
+func (b *Builder) appCache(ctx context.Context, dir string, j Job) (string, error) {
 	if b.layers == nil || j.App == "" {
-		return dir
+		return dir, os.MkdirAll(dir, 0o755)
 	}
-	return filepath.Join(dir, "apps", j.App)
+	host := filepath.Join(dir, "apps", j.App)
+	if b.opts.CacheDisks != nil {
+		return host, b.opts.CacheDisks.Ensure(ctx, host)
+	}
+	return host, os.MkdirAll(host, 0o755)
 }
 
 // env returns the base environment followed by extra; later entries win.
@@ -224,7 +254,7 @@ func formatBytes(n int64) string {
 
 // RemoveApp removes the caches that app's builds wrote (npm's, Go's): a
 // deleted app leaves nothing behind.
-func (b *Builder) RemoveApp(app string) error {
+func (b *Builder) RemoveApp(ctx context.Context, app string) error {
 	if !validOrgID(app) {
 		return nil
 	}
@@ -242,8 +272,12 @@ func (b *Builder) RemoveApp(app string) error {
 		}
 		dirs = append(dirs, m...)
 	}
+	remove := func(_ context.Context, dir string) error { return removeTree(dir) }
+	if b.opts.CacheDisks != nil {
+		remove = b.opts.CacheDisks.Remove
+	}
 	for _, d := range dirs {
-		if err := removeTree(d); err != nil {
+		if err := remove(ctx, d); err != nil {
 			return fmt.Errorf("remove cache %s: %w", d, err)
 		}
 	}

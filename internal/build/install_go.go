@@ -19,8 +19,8 @@ func (b *Builder) installGo(ctx context.Context, j Job) error {
 	var extra []string
 	if orgDir := b.orgCache("go", j); orgDir != "" {
 		// Go's caches are per org, and per app within it in a sandbox.
-		host := b.appCache(orgDir, j)
-		if err := os.MkdirAll(host, 0o755); err != nil {
+		host, err := b.appCache(ctx, orgDir, j)
+		if err != nil {
 			return err
 		}
 		goDir, m := b.mount(host, "go", true)

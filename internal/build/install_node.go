@@ -40,7 +40,7 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 		return s
 	}
 
-	env, err := b.npmEnv(&j)
+	env, err := b.npmEnv(ctx, &j)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (b *Builder) installNode(ctx context.Context, j Job) error {
 
 // npmEnv returns the environment of npm commands and adds the npm cache's
 // mount to j.
-func (b *Builder) npmEnv(j *Job) ([]string, error) {
+func (b *Builder) npmEnv(ctx context.Context, j *Job) ([]string, error) {
 	if b.opts.NPMCacheDir == "" {
 		return b.env(), nil
 	}
@@ -90,8 +90,8 @@ func (b *Builder) npmEnv(j *Job) ([]string, error) {
 	if validOrgID(j.OrgID) {
 		base = filepath.Join(base, j.OrgID)
 	}
-	host := b.appCache(base, *j)
-	if err := os.MkdirAll(host, 0o755); err != nil {
+	host, err := b.appCache(ctx, base, *j)
+	if err != nil {
 		return nil, err
 	}
 	dir, m := b.mount(host, "npm", true)
@@ -119,7 +119,7 @@ func (b *Builder) Prune(ctx context.Context, j Job) error {
 		logf(j, "no devDependencies: nothing to prune")
 		return nil
 	}
-	env, err := b.npmEnv(&j)
+	env, err := b.npmEnv(ctx, &j)
 	if err != nil {
 		return err
 	}
@@ -230,8 +230,7 @@ func (b *Builder) fillNodeModules(ctx context.Context, j Job, env []string, cach
 		b.cacheFailed(ctx, j, "prepare the clean install", err)
 		return false, nil
 	}
-	clean := j
-	clean.Dir = tree
+	clean := j.in(tree)
 	if err := b.run(ctx, clean, "configuration", "npm ci --ignore-scripts", env, b.opts.CommandTimeout); err != nil {
 		_ = removeTree(staged)
 		return false, err

@@ -117,8 +117,7 @@ func (b *Builder) fillWheels(ctx context.Context, j Job, env []string, cache, ke
 		b.cacheFailed(ctx, j, "prepare the clean install", err)
 		return false, nil
 	}
-	clean := j
-	clean.Dir = tree
+	clean := j.in(tree)
 	for _, c := range []string{"python3 -m venv .venv", ".venv/bin/pip wheel --wheel-dir wheels -r requirements.txt"} {
 		if err := b.run(ctx, clean, "configuration", c, env, b.opts.CommandTimeout); err != nil {
 			_ = removeTree(staged)

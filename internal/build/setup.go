@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -31,6 +32,11 @@ func (b *Builder) Setup(ctx context.Context, j Job) error {
 		}
 		return nil
 	}
+	// The key is fixed now, before setup and the build change the files
+	// it covers.
+	if err := os.WriteFile(j.Dir+layerKeySuffix, []byte(setupKey(j.Dir, j.Config)), 0o600); err != nil {
+		return fmt.Errorf("setup layer: %w", err)
+	}
 	img := j.image()
 	ready, err := b.layers.LayerReady(ctx, img)
 	if err != nil {
@@ -53,16 +59,32 @@ func (b *Builder) Setup(ctx context.Context, j Job) error {
 }
 
 // SetupLayer names the image layer that the setup commands of cfg write
-// in app folder dir: a digest of the commands and of the app's files they
-// name (./install.sh, sh scripts/setup.sh, -r packages.txt), so that
-// changing such a file builds the layer again; "" without any command.
-// A file counts when a word of a command, split at blanks and shell
-// punctuation, is the relative path of a regular file in dir; symbolic
-// links leaving dir are not followed.
+// for app folder dir; "" without any command. It is the key Setup fixed
+// when it started (kept beside dir, where no tenant code reaches), so that
+// what setup and the build then write does not change it.
 func SetupLayer(dir string, cfg Config) string {
 	if len(cfg.Runtime.Setup) == 0 {
 		return ""
 	}
+	if b, err := os.ReadFile(dir + layerKeySuffix); err == nil && layerKeyPattern.Match(b) {
+		return string(b)
+	}
+	return setupKey(dir, cfg) // built before keys were kept
+}
+
+// layerKeySuffix names the file beside an app folder that keeps its setup
+// layer's key.
+const layerKeySuffix = ".layer"
+
+var layerKeyPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// setupKey is a digest of the setup commands of cfg and of the app's files
+// in dir they name (./install.sh, sh scripts/setup.sh, -r packages.txt),
+// so that changing such a file builds the layer again. A file counts when
+// a word of a command, split at blanks and shell punctuation, is the
+// relative path of a regular file in dir; symbolic links leaving dir are
+// not followed.
+func setupKey(dir string, cfg Config) string {
 	h := sha256.New()
 	for _, c := range cfg.Runtime.Setup {
 		fmt.Fprintf(h, "%d:%s\n", len(c), c)

@@ -102,7 +102,7 @@ func TestBuilder_SetupLayer(t *testing.T) {
 	t.Parallel()
 	r := &layerRunner{ready: map[runtime.Image]bool{}}
 	b := NewBuilder(testOptions(), r)
-	j := Job{Dir: "/app", App: "app1"}
+	j := Job{Dir: t.TempDir(), App: "app1"}
 	j.Config.Runtime.Setup = []string{"apt install traceroute"}
 	layer := SetupLayer(j.Dir, j.Config)
 	for range 2 {
@@ -117,7 +117,7 @@ func TestBuilder_SetupLayer(t *testing.T) {
 		t.Errorf("layer calls (-want +got):\n%s", diff)
 	}
 	j.Config.Runtime.Setup = []string{"apt install traceroute", "apt install curl"}
-	if SetupLayer(j.Dir, j.Config) == layer {
+	if setupKey(j.Dir, j.Config) == layer {
 		t.Errorf("other setup commands, same layer %s", layer)
 	}
 }
@@ -150,7 +150,16 @@ func TestBuilder_SetupLayerFiles(t *testing.T) {
 		if err := b.Setup(t.Context(), j); err != nil {
 			t.Fatal(err)
 		}
-		return SetupLayer(dir, j.Config)
+		key := SetupLayer(dir, j.Config)
+		// What setup and the build write later, even to a file it names,
+		// does not move the version to another layer.
+		if err := os.WriteFile(filepath.Join(dir, "install.sh"), []byte("rewritten by the build"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if again := SetupLayer(dir, j.Config); again != key {
+			t.Errorf("after the build rewrote install.sh, the version's layer is %s, was %s", again, key)
+		}
+		return key
 	}
 	files := map[string]string{"install.sh": "echo v1", "scripts/more.sh": "echo more", "pkgs.txt": "curl", "app.mjs": "v1"}
 	first := deploy(files)

@@ -60,7 +60,7 @@ func (s *Service) removeAppFiles(ctx context.Context, appID string) error {
 	} else if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	if err := s.builder.RemoveApp(appID); err != nil {
+	if err := s.builder.RemoveApp(ctx, appID); err != nil {
 		return err
 	}
 	if r, ok := s.fleet.(appReleaser); ok {

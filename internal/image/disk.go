@@ -51,6 +51,13 @@ func NewDisks(cfg DiskConfig) *Disks {
 // InstalledBytes returns the room a disk has before Open.
 func (d *Disks) InstalledBytes() int64 { return d.cfg.InstalledBytes }
 
+// Full reports whether dir's disk has (almost) no room left: a command
+// that failed writing there most likely failed for it.
+func (d *Disks) Full(dir string) bool {
+	free, err := freeBytes(dir)
+	return err == nil && free < 1<<20
+}
+
 // imageSize is the size of a disk's (sparse) image: what it must hold,
 // plus room for ext4's own metadata (about 4 % at these sizes).
 func (d *Disks) imageSize() int64 {

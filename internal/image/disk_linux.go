@@ -33,10 +33,15 @@ func pathsOf(dir string) diskPaths {
 // starts over).
 func (d *Disks) Create(ctx context.Context, dir string) error {
 	p := pathsOf(dir)
-	if err := d.remove(p); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p.mnt), 0o700); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p.mnt), 0o700); err != nil {
+	unlock, err := lockFile(ctx, p.mnt+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := d.remove(p); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(p.image, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -70,6 +75,23 @@ func (d *Disks) Create(ctx context.Context, dir string) error {
 	return bind(p.data, p.dir)
 }
 
+// Ensure makes dir a mounted disk: the one it is, mounted again if
+// needed, or a new one when it is not a disk yet or its disk is full (a
+// cache that starts over).
+func (d *Disks) Ensure(ctx context.Context, dir string) error {
+	p := pathsOf(dir)
+	if _, err := os.Stat(p.image); err == nil {
+		if err := d.restore(ctx, p); err != nil {
+			return err
+		}
+		if !d.Full(p.dir) {
+			return nil
+		}
+		d.cfg.Logger.InfoContext(ctx, "disk full: starting it over", "dir", dir)
+	}
+	return d.Create(ctx, dir)
+}
+
 // Open leaves WritableBytes free on dir's disk beyond what it holds now.
 // It does so once: later calls (a restarted executor) change nothing.
 func (d *Disks) Open(_ context.Context, dir string) error {
@@ -91,6 +113,20 @@ func (d *Disks) Open(_ context.Context, dir string) error {
 	return os.WriteFile(p.opened, nil, 0o600)
 }
 
+// Remove removes the disk whose folder is dir (or dir, a plain folder).
+func (d *Disks) Remove(ctx context.Context, dir string) error {
+	p := pathsOf(dir)
+	unlock, err := lockFile(ctx, p.mnt+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := d.remove(p); err != nil {
+		return err
+	}
+	return os.Remove(p.mnt + ".lock")
+}
+
 // RemoveAll removes dir and everything below it, first unmounting the
 // disks there (their loop devices go with their last mount).
 func (d *Disks) RemoveAll(_ context.Context, dir string) error {
@@ -103,7 +139,8 @@ func (d *Disks) RemoveAll(_ context.Context, dir string) error {
 // Restore mounts again, after a reboot or a crash, the disks of the
 // directories that glob pattern matches (for example
 // <data-dir>/apps/*/versions/*), and detaches loop devices left attached
-// to their images without a mount.
+// to their images without a mount. With every disk mounted it costs a
+// read of the mount table.
 func (d *Disks) Restore(ctx context.Context, pattern string) error {
 	imageGlob := filepath.Join(filepath.Dir(pattern), ".disks", filepath.Base(pattern)+".img")
 	images, err := filepath.Glob(imageGlob)
@@ -115,28 +152,69 @@ func (d *Disks) Restore(ctx context.Context, pattern string) error {
 		return err
 	}
 	var errs []error
+	stale := map[string][]string{} // image → loop devices attached to it, unmounted
 	for dev, file := range loopBackings() {
 		if ok, _ := filepath.Match(imageGlob, file); ok && !loops[dev] {
-			d.cfg.Logger.InfoContext(ctx, "detaching a stale loop device", "device", dev, "image", file)
-			errs = append(errs, d.run(ctx, "losetup", "-d", dev))
+			stale[file] = append(stale[file], dev)
+		}
+	}
+	for file, devs := range stale {
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, d.detach(ctx, file, devs))
 		}
 	}
 	for _, img := range images {
 		p := pathsOf(filepath.Join(filepath.Dir(filepath.Dir(img)), strings.TrimSuffix(filepath.Base(img), ".img")))
-		if !mounted[p.mnt] {
-			d.cfg.Logger.InfoContext(ctx, "mounting disk", "dir", p.dir)
-			if err := d.mount(ctx, p); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+		if mounted[p.mnt] && mounted[p.dir] && len(stale[img]) == 0 {
+			continue
 		}
-		if !mounted[p.dir] {
-			if err := os.MkdirAll(p.dir, 0o755); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			errs = append(errs, bind(p.data, p.dir))
+		errs = append(errs, d.restore(ctx, p))
+	}
+	return errors.Join(errs...)
+}
+
+// restore mounts p's disk and binds its data where they are missing, under
+// the disk's lock: another process may be creating it.
+func (d *Disks) restore(ctx context.Context, p diskPaths) error {
+	unlock, err := lockFile(ctx, p.mnt+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(p.image); err != nil {
+		return nil // removed meanwhile
+	}
+	mounted, loops, err := mounts()
+	if err != nil {
+		return err
+	}
+	var devs []string
+	for dev, file := range loopBackings() {
+		if file == p.image && !loops[dev] {
+			devs = append(devs, dev)
 		}
+	}
+	if err := d.detach(ctx, p.image, devs); err != nil {
+		return err
+	}
+	if !mounted[p.mnt] {
+		d.cfg.Logger.InfoContext(ctx, "mounting disk", "dir", p.dir)
+		if err := d.mount(ctx, p); err != nil {
+			return err
+		}
+	}
+	if mounted[p.dir] {
+		return nil
+	}
+	return bind(p.data, p.dir)
+}
+
+// detach detaches loop devices devs, attached to image without a mount.
+func (d *Disks) detach(ctx context.Context, image string, devs []string) error {
+	var errs []error
+	for _, dev := range devs {
+		d.cfg.Logger.InfoContext(ctx, "detaching a stale loop device", "device", dev, "image", image)
+		errs = append(errs, d.run(ctx, "losetup", "-d", dev))
 	}
 	return errors.Join(errs...)
 }

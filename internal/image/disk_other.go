@@ -18,3 +18,11 @@ func (d *Disks) RemoveAll(context.Context, string) error { return errors.ErrUnsu
 
 // Restore is unsupported off Linux.
 func (d *Disks) Restore(context.Context, string) error { return errors.ErrUnsupported }
+
+func freeBytes(string) (int64, error) { return 0, errors.ErrUnsupported }
+
+// Ensure is unsupported off Linux.
+func (d *Disks) Ensure(context.Context, string) error { return errors.ErrUnsupported }
+
+// Remove is unsupported off Linux.
+func (d *Disks) Remove(context.Context, string) error { return errors.ErrUnsupported }

@@ -95,8 +95,9 @@ type Driver interface {
 	Cleanup(ctx context.Context) error
 }
 
-// newDriver returns the configured executor driver.
-func newDriver(cfg config.Config, log *slog.Logger) (Driver, error) {
+// newDriver returns the configured executor driver, whose setup layers go
+// on disks (nil: plain folders).
+func newDriver(cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver, error) {
 	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
@@ -112,6 +113,7 @@ func newDriver(cfg config.Config, log *slog.Logger) (Driver, error) {
 		// database instances, the archives and the other apps.
 		HiddenPaths:   []string{cfg.DataDir},
 		Images:        images,
+		Disks:         disks,
 		GoRoot:        goRoot(),
 		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
@@ -172,11 +174,12 @@ func goRoot() string {
 	return strings.TrimSpace(string(out))
 }
 
-// appDisks returns the disks of the apps' version folders (docs/disk.md),
-// mounting again those of an earlier run; nil (plain folders) with the
-// development driver.
-func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.Logger) deploy.Disks {
-	if !sandboxed {
+// appDisks returns the disks of the apps' version folders, setup layers
+// and build caches (docs/disk.md), mounting again the version folders' of
+// an earlier run (layers and caches are mounted on first use); nil (plain
+// folders) with the development driver.
+func appDisks(ctx context.Context, cfg config.Config, log *slog.Logger) *image.Disks {
+	if cfg.Driver == "netns" {
 		return nil
 	}
 	disks := image.NewDisks(image.DiskConfig{
@@ -189,5 +192,22 @@ func appDisks(ctx context.Context, cfg config.Config, sandboxed bool, log *slog.
 		log.Error("mount the apps' disks", "err", err)
 	}
 	log.Info("apps' disks mounted", "took", time.Since(begin))
+	return disks
+}
+
+// versionDisks is disks as deploy takes them, for a sandboxed build
+// only: never an interface holding a nil pointer.
+func versionDisks(disks *image.Disks, sandboxed bool) deploy.Disks {
+	if disks == nil || !sandboxed {
+		return nil
+	}
+	return disks
+}
+
+// cacheDisks is disks as the builder takes them.
+func cacheDisks(disks *image.Disks, sandboxed bool) build.CacheDisks {
+	if disks == nil || !sandboxed {
+		return nil
+	}
 	return disks
 }

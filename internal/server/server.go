@@ -33,6 +33,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/history"
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
 	"github.com/hangar-oss/hangar/internal/router"
@@ -90,6 +91,7 @@ type parts struct {
 	box       *secretbox.Box
 	tokens    *auth.Issuer
 	drv       Driver
+	disks     *image.Disks // nil with the development driver
 	instances *dbinstance.Manager
 	sys       *sysdb.DB
 	rt        *router.Router
@@ -181,8 +183,9 @@ func (s *Server) openStores(ctx context.Context, p *parts) error {
 func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	var err error
+	p.disks = appDisks(ctx, cfg.Config, log)
 	if p.drv = cfg.Driver; p.drv == nil {
-		if p.drv, err = newDriver(cfg.Config, log); err != nil {
+		if p.drv, err = newDriver(cfg.Config, p.disks, log); err != nil {
 			return err
 		}
 	}
@@ -241,8 +244,9 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
+			CacheDisks: cacheDisks(p.disks, buildRunner(p.drv) != nil),
 		},
-		Disks:       appDisks(ctx, cfg.Config, buildRunner(p.drv) != nil, log),
+		Disks:       versionDisks(p.disks, buildRunner(p.drv) != nil),
 		BuildRunner: buildRunner(p.drv),
 		Logger:      log,
 		Observer:    obs,

@@ -72,6 +72,10 @@ func (d *Driver) RunStep(ctx context.Context, rs runtime.Step) (int, error) {
 		s.Env = append(s.Env, rs.EnvFor(netw.Gateway)...)
 	}
 	code, err := d.runStep(ctx, s)
+	if err == nil && code != 0 && s.Layer != "" && d.cfg.Disks != nil && d.cfg.Disks.Full(s.Layer) {
+		return code, hangar.Errorf(hangar.KindTooLarge, "command %q filled the app's image layer: setup may write at most %s outside the app folder; install less in setup",
+			rs.Args[len(rs.Args)-1], formatMiB(d.cfg.Disks.InstalledBytes()))
+	}
 	if errors.Is(err, ErrStepTimeout) {
 		return code, hangar.Errorf(hangar.KindInvalid, "command %q timed out after %s and was killed", rs.Args[len(rs.Args)-1], rs.Timeout)
 	}
@@ -133,9 +137,15 @@ func (d *Driver) layerDir(img runtime.Image) string {
 
 // LayerReady reports whether img's layer was committed. See
 // runtime.StepRunner.
-func (d *Driver) LayerReady(_ context.Context, img runtime.Image) (bool, error) {
+func (d *Driver) LayerReady(ctx context.Context, img runtime.Image) (bool, error) {
 	if d.cfg.Images == nil || img.Layer == "" {
 		return false, nil
+	}
+	if d.cfg.Disks != nil {
+		// After a reboot, the layer's disk is mounted on first use.
+		if err := d.cfg.Disks.Restore(ctx, d.layerDir(img)); err != nil {
+			return false, fmt.Errorf("mount setup layer %s of app %s: %w", img.Layer, img.AppID, err)
+		}
 	}
 	_, err := os.Stat(filepath.Join(d.layerDir(img), "committed"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -144,12 +154,16 @@ func (d *Driver) LayerReady(_ context.Context, img runtime.Image) (bool, error) 
 	return err == nil, err
 }
 
-// ResetLayer empties img's layer. See runtime.StepRunner.
-func (d *Driver) ResetLayer(_ context.Context, img runtime.Image) error {
+// ResetLayer empties img's layer: a new disk of the installed app's size
+// with Disks. See runtime.StepRunner.
+func (d *Driver) ResetLayer(ctx context.Context, img runtime.Image) error {
 	if d.cfg.Images == nil || !appIDPattern.MatchString(img.AppID) || !appIDPattern.MatchString(img.Layer) {
 		return hangar.Errorf(hangar.KindInvalid, "bad image %+v", img)
 	}
 	// No step mounts it now: the caller runs one setup per app at a time.
+	if d.cfg.Disks != nil {
+		return d.cfg.Disks.Create(ctx, d.layerDir(img))
+	}
 	return os.RemoveAll(d.layerDir(img))
 }
 
@@ -192,11 +206,16 @@ func (d *Driver) appRange(ctx context.Context, app string) (uint32, error) {
 // ReleaseApp removes app's setup layers and frees its uid range for
 // another app. Hangar calls it once the app is stopped and its folder and
 // caches, the other files its range owned, are gone.
-func (d *Driver) ReleaseApp(_ context.Context, app string) error {
+func (d *Driver) ReleaseApp(ctx context.Context, app string) error {
 	if d.cfg.Images == nil || !appIDPattern.MatchString(app) {
 		return nil
 	}
-	if err := os.RemoveAll(filepath.Join(d.cfg.Images.Dir(), "layers", app)); err != nil {
+	layers := filepath.Join(d.cfg.Images.Dir(), "layers", app)
+	if d.cfg.Disks != nil {
+		if err := d.cfg.Disks.RemoveAll(ctx, layers); err != nil {
+			return err
+		}
+	} else if err := os.RemoveAll(layers); err != nil {
 		return err
 	}
 	return d.updateRanges(func(ranges map[string]int) (bool, error) {
@@ -270,3 +289,6 @@ func (d *Driver) writeImageBundle(ctx context.Context, bundle string, e *executo
 	p.Rootfs, p.Dir, p.DirSource, p.Binds = rootfs, runtime.AppDir, filepath.Clean(spec.Dir), s.Binds
 	return writeSpec(bundle, ociSpec(p))
 }
+
+// formatMiB renders a byte count for users in MiB.
+func formatMiB(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }

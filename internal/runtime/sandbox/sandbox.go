@@ -102,6 +102,10 @@ type Config struct {
 	// Spec names an Image on that image (docs/images.md). Default nil:
 	// executors run on the host's root filesystem and RunStep fails.
 	Images *image.Cache
+	// Disks, when set, puts each setup layer on a disk of its own, so
+	// that what setup writes outside the app folder is bounded too
+	// (docs/disk.md). Default nil: layers are plain directories.
+	Disks *image.Disks
 	// GoRoot is the Go toolchain bound at /usr/local/go in images.
 	// Default "": none.
 	GoRoot string

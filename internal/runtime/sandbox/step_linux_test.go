@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/image/imagetest"
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
@@ -191,13 +193,26 @@ func processesNamed(t *testing.T, name string) []int {
 
 func TestDriver_RunStepSetupLayer(t *testing.T) {
 	t.Parallel()
+	t.Run("Plain", func(t *testing.T) { t.Parallel(); testSetupLayer(t, nil, "hi-") })
+	// The layer on a disk of its own (docs/disk.md).
+	t.Run("Disk", func(t *testing.T) {
+		t.Parallel()
+		testSetupLayer(t, image.NewDisks(image.DiskConfig{InstalledBytes: 256 << 20, WritableBytes: 64 << 20}), "hd-")
+	})
+}
+
+func testSetupLayer(t *testing.T, disks *image.Disks, prefix string) {
 	images := imagetest.Cache(t)
-	d := newTestDriver(t, func(c *Config) { c.Images = images })
-	img := runtime.Image{AppID: "hi-" + strconv.Itoa(os.Getpid()), Layer: "traceroute"}
+	d := newTestDriver(t, func(c *Config) { c.Images, c.Disks = images, disks })
+	img := runtime.Image{AppID: prefix + strconv.Itoa(os.Getpid()), Layer: "traceroute"}
 	if err := d.ResetLayer(t.Context(), img); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(d.layerDir(img))) })
+	t.Cleanup(func() {
+		if err := d.ReleaseApp(context.Background(), img.AppID); err != nil {
+			t.Error(err)
+		}
+	})
 	run := func(id string, write bool, script string) (string, int) {
 		var out bytes.Buffer
 		code, err := d.RunStep(t.Context(), runtime.Step{
