@@ -74,7 +74,11 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&cfg.OrgMaxExecutors, "org-max-executors", cfg.OrgMaxExecutors, "sum of the minimum executors of an organization's applications; 0 = 40, -1 = no limit (env HANGAR_ORG_MAX_EXECUTORS)")
 	f.DurationVar(&cfg.MetricsRetention, "metrics-retention", cfg.MetricsRetention, "how long the apps' monitoring history (console dashboards) is kept; 0 = 14 days (env HANGAR_METRICS_RETENTION)")
 	f.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "resolution of the monitoring history; 0 = 1m (env HANGAR_METRICS_INTERVAL)")
-	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
+	f.StringVar(&cfg.Driver, "driver", cfg.Driver, "executor driver: sandbox (runc), kubernetes (Pods) or netns (unsandboxed, for development only) (env HANGAR_DRIVER)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig of the cluster of --driver=kubernetes; default: the in-cluster config (env HANGAR_KUBECONFIG)")
+	f.StringVar(&cfg.K8sNamespace, "k8s-namespace", cfg.K8sNamespace, "namespace of the executors' Pods (env HANGAR_K8S_NAMESPACE)")
+	f.StringVar(&cfg.RuntimeClass, "runtime-class", cfg.RuntimeClass, "RuntimeClass of the executors' Pods (gVisor, Kata); default the cluster's (env HANGAR_RUNTIME_CLASS)")
+	f.StringVar(&cfg.Registry, "registry", cfg.Registry, "registry app images are pushed to and pulled from with --driver=kubernetes: host[:port][/path], http:// for plain HTTP (env HANGAR_REGISTRY)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "get certificates from an ACME CA (Let's Encrypt unless --acme-ca), with this account contact (env HANGAR_ACME_EMAIL)")
@@ -139,7 +143,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	drv, err := newDriver(cfg, log)
+	drv, err := newDriver(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -359,7 +363,7 @@ type driver interface {
 }
 
 // newDriver returns the configured executor driver.
-func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
+func newDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (driver, error) {
 	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
@@ -369,7 +373,7 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sandbox.New(sandbox.Config{
+	sb, err := sandbox.New(sandbox.Config{
 		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
@@ -378,6 +382,10 @@ func newDriver(cfg config.Config, log *slog.Logger) (driver, error) {
 		GoRoot:        goRoot(),
 		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
+	if err != nil || cfg.Driver != "kubernetes" {
+		return sb, err
+	}
+	return newKubeDriver(ctx, cfg, sb, images, log)
 }
 
 // dbSandbox returns the sandbox of managed database instances, or nil

@@ -207,7 +207,7 @@ func (s *Service) startExecutor(ctx context.Context, a hangar.App, inst hangar.D
 		env = append(env, k+"="+secrets[k])
 	}
 	started, err := s.driver.Start(ctx, runtime.Spec{
-		ID: ex.id, App: a.Name, Version: version, Dir: dir,
+		ID: ex.id, Org: a.Org, App: a.Name, Version: version, Dir: dir,
 		Command:   []string{"/bin/sh", "-c", startScript(cfg.Runtime.Start)},
 		Env:       env,
 		Port:      a.Language.Port(),

@@ -334,21 +334,6 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	return x, nil
 }
 
-// initScript is the executor's PID 1, a shell that runs the app as its
-// child. The kernel drops signals to a namespace's init that has no
-// handler for them, so an app run as PID 1 would ignore SIGTERM (and
-// `kill $$` in it would do nothing); this init forwards the usual signals,
-// reaps orphans (the shell's wait collects any child) and exits with the
-// app's status, 128+n when signal n killed it.
-const initScript = `"$@" &
-child=$!
-for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done
-while :; do
-	wait $child
-	status=$?
-	kill -0 $child 2>/dev/null || exit $status
-done`
-
 // writeBundle creates the bundle directory: the read-only bind of / that
 // becomes the container's root, and config.json.
 func (d *Driver) writeBundle(ctx context.Context, bundle string, e *executor, spec runtime.Spec) error {
@@ -390,7 +375,7 @@ func (d *Driver) writeBundle(ctx context.Context, bundle string, e *executor, sp
 func (d *Driver) specParams(bundle string, e *executor, spec runtime.Spec) specParams {
 	return specParams{
 		ID:          spec.ID,
-		Command:     append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
+		Command:     append([]string{"/bin/sh", "-c", runtime.InitScript, "init"}, spec.Command...),
 		Env:         spec.Env,
 		UID:         e.uid,
 		GID:         d.cfg.GID,
