@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,6 +78,9 @@ type PublisherConfig struct {
 // already has.
 type Publisher struct {
 	cfg PublisherConfig
+
+	mu    sync.Mutex
+	keyed map[string]v1.Layer // by Layer.Key: their digests are computed once
 }
 
 // NewPublisher returns a Publisher. It returns KindInvalid for a bad cfg.
@@ -91,7 +95,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if _, err := name.NewRepository(cfg.Registry+"/x", opts...); err != nil || cfg.CacheDir == "" || cfg.Layers == nil {
 		return nil, hangar.Errorf(hangar.KindInvalid, "image publisher: registry %q (%v), cache dir and layers are required", cfg.Registry, err)
 	}
-	return &Publisher{cfg: cfg}, nil
+	return &Publisher{cfg: cfg, keyed: make(map[string]v1.Layer)}, nil
 }
 
 // Ref pushes the image of spec and returns its reference by digest. See
@@ -165,6 +169,11 @@ func (p *Publisher) layer(l Layer, tmp string) (v1.Layer, error) {
 		}
 		return tarball.LayerFromFile(f.Name())
 	}
+	p.mu.Lock() // also makes one push at a time write a keyed tar
+	defer p.mu.Unlock()
+	if layer, ok := p.keyed[l.Key]; ok {
+		return layer, nil
+	}
 	file := filepath.Join(p.cfg.CacheDir, "layer-"+l.Key+".tar.gz")
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 		f, err := os.CreateTemp(p.cfg.CacheDir, "layer-*.tmp")
@@ -183,7 +192,12 @@ func (p *Publisher) layer(l Layer, tmp string) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	return tarball.LayerFromFile(file)
+	layer, err := tarball.LayerFromFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p.keyed[l.Key] = layer
+	return layer, nil
 }
 
 // writeLayer writes l to w as a gzipped tar, the same bytes for the same

@@ -46,12 +46,11 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("", 3000), H).serve_forever()
 `
 
-// TestPublisher_Redeploy pushes an app version's image to a real registry,
-// runs an executor from it, and checks that pushing an unchanged version
-// again uploads no blob, and a changed app folder only its own layer and
-// the image config.
+// TestPublisher_Redeploy pushes an app version's image to a real registry
+// and checks that pushing an unchanged version again uploads no blob, and
+// a changed app folder only its own layer and the image config; on a
+// cluster, it then runs an executor from the image.
 func TestPublisher_Redeploy(t *testing.T) {
-	cfg, ns := cluster(t)
 	reg := registry(t)
 	base := testBase(t)
 	up := &uploads{}
@@ -84,6 +83,10 @@ func TestPublisher_Redeploy(t *testing.T) {
 		return ref
 	}
 	first := push("v1", -1)
+	if files, _ := filepath.Glob(filepath.Join(p.cfg.CacheDir, "layer-base-*")); len(files) == 1 {
+		fi, _ := os.Stat(files[0])
+		t.Logf("base layer: %d MiB compressed", fi.Size()>>20)
+	}
 	if up.n.Load() < 3 {
 		t.Errorf("first push: got %d blobs uploaded, want base, app folder and config", up.n.Load())
 	}
@@ -95,6 +98,7 @@ func TestPublisher_Redeploy(t *testing.T) {
 	}
 	push("v3", 2) // the app folder's layer and the config
 
+	cfg, ns := cluster(t)
 	d := newDriver(t, cfg, Config{Namespace: ns, Images: p})
 	if _, err := d.Prepare(t.Context(), spec.ID); err != nil {
 		t.Fatal(err)

@@ -67,14 +67,14 @@ func cluster(t *testing.T) (*rest.Config, string) {
 }
 
 // registry starts Debian's docker-registry (CNCF distribution) on a free
-// loopback port until the test ends, declares it to the node's containerd
-// as plain HTTP, and returns its address.
+// loopback port until the test ends and returns its address. With
+// HANGAR_TEST_CONTAINERD_HOSTS set, it declares it to the node's
+// containerd as plain HTTP, so that Pods can pull from it.
 func registry(t *testing.T) string {
 	t.Helper()
-	hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS")
 	bin, err := exec.LookPath("docker-registry")
-	if hosts == "" || err != nil {
-		t.Skipf("needs HANGAR_TEST_CONTAINERD_HOSTS and docker-registry (scripts/setup.sh --k8s): %v", err)
+	if err != nil {
+		t.Skipf("needs docker-registry (scripts/setup.sh --k8s): %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,15 +93,6 @@ func registry(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	hostDir := filepath.Join(hosts, addr)
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
-	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(hostDir) })
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
 			resp.Body.Close()
@@ -111,6 +102,17 @@ func registry(t *testing.T) string {
 			t.Fatalf("registry at %s does not answer", addr)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS"); hosts != "" {
+		hostDir := filepath.Join(hosts, addr)
+		if err := os.MkdirAll(hostDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
+		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(hostDir) })
 	}
 	return addr
 }
