@@ -43,7 +43,7 @@ func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (in
 	if ctx.Err() != nil {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		kill := `for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$0" ] && break; sleep 0.1; done; pid=$(cat "$0") && kill -KILL -- "-$pid"; rm -f "$0"`
+		kill := `for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$0" ] && break; sleep 0.1; done; pid=$(cat "$0") && kill -9 "-$pid"; rm -f "$0"`
 		if _, kerr := d.exec(kctx, e.Name, []string{"/bin/sh", "-c", kill, pidFile}, nil, nil, nil); kerr != nil {
 			d.logger.WarnContext(ctx, "kill a cancelled exec", "executor", id, "err", kerr)
 		}

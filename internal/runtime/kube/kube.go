@@ -146,8 +146,8 @@ type executor struct {
 
 // New returns a driver that runs Pods through the API server cfg reaches
 // (rest.InClusterConfig or clientcmd give one), with its informer synced.
-// It returns KindUnavailable when the API server cannot be reached or the
-// namespace does not exist, and KindInvalid for a bad kc.
+// It returns KindUnavailable when the API server cannot be reached or
+// refuses to list the namespace's Pods, and KindInvalid for a bad kc.
 func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logger) (*Driver, error) {
 	kc.setDefaults()
 	if !prefixRE(kc.Prefix) {
@@ -160,8 +160,8 @@ func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logg
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindInvalid, "kubernetes driver: %v", err)
 	}
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, kc.Namespace, metav1.GetOptions{}); err != nil {
-		return nil, hangar.Errorf(hangar.KindUnavailable, "kubernetes driver: namespace %s: %v", kc.Namespace, err)
+	if _, err := cs.CoreV1().Pods(kc.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		return nil, hangar.Errorf(hangar.KindUnavailable, "kubernetes driver: list pods in namespace %s: %v", kc.Namespace, err)
 	}
 	d := &Driver{
 		cfg: kc, cs: cs, rest: restCfg, logger: logger.With("component", "kube"),
@@ -283,6 +283,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	defer cancel()
 	ip, err := w.waitRunning(tctx)
 	if err != nil {
+		close(w.logDone) // no log to read: Stop need not wait for one
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
 	}
 	if spec.Stdout != nil {
