@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/console"
+	"github.com/hangar-oss/hangar/internal/secretbox"
 )
 
 // authzFixture is what the authorization suite works with: org A ("ava",
@@ -411,7 +413,7 @@ func TestAuthorization(t *testing.T) {
 
 	t.Run("DatabaseIsolation", func(t *testing.T) {
 		conn := metadataConn(t, f.h)
-		a, b := appDBCreds(t, conn, "ava", "greeter"), appDBCreds(t, conn, "ben", "benapp")
+		a, b := appDBCreds(t, f.h, conn, "ava", "greeter"), appDBCreds(t, f.h, conn, "ben", "benapp")
 		// Each role reaches its own databases: the credentials are right.
 		for _, c := range []dbCreds{a, b} {
 			for _, db := range []string{c.db, c.db + "_dbos_sys"} {
@@ -583,7 +585,7 @@ func (f *authzFixture) snapshot(t *testing.T) authzSnapshot {
 		must(table, err)
 	}
 
-	a := appDBCreds(t, conn, "ava", "greeter")
+	a := appDBCreds(t, f.h, conn, "ava", "greeter")
 	sysURL := url.URL{Scheme: "postgres", User: url.UserPassword(a.admin, a.adminPassword), Host: fmt.Sprintf("127.0.0.1:%d", a.port),
 		Path: "/" + a.db + "_dbos_sys", RawQuery: "sslmode=disable"}
 	sys, err := pgx.Connect(ctx, sysURL.String())
@@ -758,23 +760,48 @@ type dbCreds struct {
 	admin, adminPassword    string
 }
 
-func appDBCreds(t *testing.T, conn *pgx.Conn, org, app string) dbCreds {
+func appDBCreds(t *testing.T, h *Hangar, conn *pgx.Conn, org, app string) dbCreds {
 	t.Helper()
 	c := dbCreds{org: org}
+	var id string
 	err := conn.QueryRow(context.Background(), `
-		SELECT a.app_db_name, a.db_role, a.db_password, d.port, d.admin_user, d.admin_password
+		SELECT a.id, a.app_db_name, a.db_role, a.db_password, d.port, d.admin_user, d.admin_password
 		  FROM apps a JOIN db_instances d ON d.id = a.db_instance_id
-		 WHERE a.org = $1 AND a.name = $2`, org, app).Scan(&c.db, &c.role, &c.password, &c.port, &c.admin, &c.adminPassword)
+		 WHERE a.org = $1 AND a.name = $2`, org, app).Scan(&id, &c.db, &c.role, &c.password, &c.port, &c.admin, &c.adminPassword)
 	if err != nil {
 		t.Fatalf("database credentials of %s/%s: %v", org, app, err)
 	}
-	// Instance passwords are sealed at rest: the fixture provisioned
-	// each org's instance with this one.
+	// Passwords are sealed at rest: the fixture provisioned each org's
+	// instance with this one, and the app role's opens with the key.
 	if !strings.HasPrefix(c.adminPassword, "sealed:") {
 		t.Fatalf("instance password of %s is stored in plain text", org)
 	}
 	c.adminPassword = org + "-s3cret-pass"
+	c.password = unsealPassword(t, h, "apps.db_password", id, c.password)
 	return c
+}
+
+// unsealPassword opens a password the store sealed in column col of row
+// id, with the server's secrets key.
+func unsealPassword(t *testing.T, h *Hangar, col, id, stored string) string {
+	t.Helper()
+	b64, ok := strings.CutPrefix(stored, "sealed:")
+	if !ok {
+		t.Fatalf("%s of %s is stored in plain text", col, id)
+	}
+	box, err := secretbox.Open(filepath.Join(h.DataDir, "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := box.OpenSealed(sealed, []byte(col+"\x00"+id))
+	if err != nil {
+		t.Fatalf("open %s of %s: %v", col, id, err)
+	}
+	return string(pw)
 }
 
 // connectPG connects to database db of the local server on port as user.

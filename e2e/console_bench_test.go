@@ -60,7 +60,7 @@ func TestBenchConsole(t *testing.T) {
 
 	start := time.Now()
 	meta := metadataConn(t, h)
-	creds := appDBCreds(t, meta, "bench", "greeter")
+	creds := appDBCreds(t, h, meta, "bench", "greeter")
 	if _, err := meta.Exec(ctx, `
 		INSERT INTO app_metrics (app_id, minute, req_2xx, req_3xx, req_4xx, req_5xx, p50_ms, p99_ms, executors, restarts, ooms,
 			wf_started, wf_completed, wf_failed, queue_depth)

@@ -14,30 +14,16 @@
 # everything is on loopback and torn down at the end.
 # Usage: bench/dbinstance/run.sh [rows, default 350000 (~100 MB)]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh"
 rows=${1:-350000}
-work=$(mktemp -d /tmp/hangar-bench-db-XXXXXX)
-chmod 755 "$work"
-data="$work/data"
-mkdir -m 755 "$data"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_init hangar-bench-db-XXXXXX
 psql=$(ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -1)
 [ -x "$psql" ] || psql=$(command -v psql)
 
-(cd "$root" && go build -o "$work/bin/" ./cmd/hangar)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" --domain "localhost:$port" \
-  --network-prefix benchdb --subnet 10.224.0.0/16 >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 900); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
-grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+bench_build ./cmd/hangar
+BENCH_SERVE_WAIT=900 bench_serve --network-prefix benchdb --subnet 10.224.0.0/16
 
-refresh=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+refresh=$(bench_user bench)
 base="https://localhost:$port/v1alpha1"
 api() { # api METHOD PATH [JSON]
   curl -fsS --cacert "$data/ca.pem" -X "$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \

@@ -4,33 +4,20 @@
 # AVAILABLE), split by pipeline step from the deploy log, for a first deploy
 # and for a redeploy with unchanged dependencies. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
+# HANGAR_BENCH_PREFIX and HANGAR_BENCH_SUBNET (default bench, 10.223.0.0/16)
+# keep runs on one host apart.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh"
 cli="@dbos-inc/dbos-cloud@2.10.24"
-work=$(mktemp -d /tmp/hangar-bench-XXXXXX)
-chmod 755 "$work"
-data="$work/data"
-mkdir -m 755 "$data"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-(cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bench_init hangar-bench-XXXXXX
+bench_build ./cmd/hangar ./cmd/dbos-cloud
 # The images (Debian base, Node.js) are built once per cache: the tests'
 # shared cache by default. The first deploy prints whether it built them.
 images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
-HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-  --domain "localhost:$port" --network-prefix bench --subnet 10.223.0.0/16 --image-cache "$images" >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
-grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "${HANGAR_BENCH_PREFIX:-bench}" --subnet "${HANGAR_BENCH_SUBNET:-10.223.0.0/16}" --image-cache "$images"
 
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
-token=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+token=$(bench_user bench)
 app="$work/greeter"
 mkdir "$app"
 (cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Executor benchmark: spawn-to-ready latency of a tiny Node HTTP app in the
 # sandbox driver (runc) against a bare child process (the netns driver, same
-# network setup), as a ratio in one run, and the host memory Hangar keeps per
+# network setup) of the same Node.js binary, as a ratio in one run, on the
+# host's root and on the app's image, and the host memory Hangar keeps per
 # sandboxed executor outside the app (the `runc run` process that waits for
 # it). Needs root, runc, nftables and /usr/bin/node; everything is torn down
 # at the end. Usage: bench/executor/run.sh [iterations, default 10]
@@ -12,7 +13,7 @@ go test -run '^$' -bench 'BenchmarkExecutor_SpawnToReady' -benchtime "${1:-10}x"
   awk '/^BenchmarkExecutor_SpawnToReady/ {
     for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
     printf "spawn to ready: sandbox %.1f ms, bare child %.1f ms, ratio %.2f\n", v["ms-sandbox/op"], v["ms-bare/op"], v["ratio"]
-    printf "spawn to ready on the image: %.1f ms, ratio to bare %.2f\n", v["ms-image/op"], v["ratio-image"]
+    printf "spawn to ready on the image: %.1f ms, bare child on the same Node.js %.1f ms, ratio %.2f\n", v["ms-image/op"], v["ms-bare-image-node/op"], v["ratio-image"]
     printf "host memory per sandboxed executor outside the app: %.1f MiB (runc run)\n", v["MiB-host-overhead/executor"]
     found = 1
   }

@@ -8,31 +8,15 @@
 # and VmHWM, its peak since it started). Runs as root; everything is on
 # loopback and torn down at the end.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh"
 size_mib=${1:-480}
-work=$(mktemp -d /tmp/hangar-bench-upload-XXXXXX)
-chmod 755 "$work"
-data="$work/data"
-mkdir -m 755 "$data"
-serve_pid=""
-sampler_pid=""
-cleanup() {
-  if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
-  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-(cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud && go build -o "$work/bin/peakrss" bench/upload/peakrss.go)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-  --domain "localhost:$port" --driver netns --network-prefix bup --subnet 10.224.0.0/16 >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
-grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+bench_init hangar-bench-upload-XXXXXX
+bench_build ./cmd/hangar ./cmd/dbos-cloud
+(cd "$root" && go build -o "$work/bin/peakrss" bench/upload/peakrss.go)
+HANGAR_PG_SETTINGS=fsync=off bench_serve --driver netns --network-prefix bup --subnet 10.224.0.0/16
 
 export DBOS_DOMAIN="localhost:$port" SSL_CERT_FILE="$data/ca.pem" TMPDIR="$work"
-token=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+token=$(bench_user bench)
 
 # The app: a tiny HTTP server plus incompressible ballast, 10 MiB a file.
 app="$work/bigapp"
@@ -71,6 +55,7 @@ rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
   done
 ) &
 sampler_pid=$!
+bench_pids+=("$sampler_pid")
 
 t0=$(date +%s%N)
 set +e

@@ -9,7 +9,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/config"
 )
 
-// run is the composition root: it parses args and runs one command.
+// run parses args and runs one command; internal/server wires the server.
 func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	cfg := config.Defaults(getenv)
 	root := &cobra.Command{

@@ -1,45 +1,13 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-oss/hangar/internal/accounts"
-	"github.com/hangar-oss/hangar/internal/api"
-	"github.com/hangar-oss/hangar/internal/auth"
-	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
-	"github.com/hangar-oss/hangar/internal/console"
-	"github.com/hangar-oss/hangar/internal/dbinstance"
-	"github.com/hangar-oss/hangar/internal/deploy"
-	"github.com/hangar-oss/hangar/internal/frontdoor"
-	"github.com/hangar-oss/hangar/internal/history"
-	"github.com/hangar-oss/hangar/internal/image"
-	"github.com/hangar-oss/hangar/internal/logs"
-	"github.com/hangar-oss/hangar/internal/metrics"
-	"github.com/hangar-oss/hangar/internal/router"
-	"github.com/hangar-oss/hangar/internal/runtime"
-	"github.com/hangar-oss/hangar/internal/runtime/netns"
-	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
-	"github.com/hangar-oss/hangar/internal/secretbox"
-	"github.com/hangar-oss/hangar/internal/store"
-	"github.com/hangar-oss/hangar/internal/tlsca"
+	"github.com/hangar-oss/hangar/internal/server"
 )
 
 func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
@@ -51,7 +19,12 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return serve(cmd.Context(), *cfg, stdout, stderr)
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			srv, err := server.New(cmd.Context(), server.Config{Config: *cfg, Logger: log, Stdout: stdout})
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
@@ -90,6 +63,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	f.StringVar(&cfg.DBListen, "db-listen", cfg.DBListen, "host address managed database instances' TLS ports listen on; empty = every address (env HANGAR_DB_LISTEN)")
 	f.StringVar(&cfg.DBPorts, "db-ports", cfg.DBPorts, "port range of managed database instances, first-last (one port each), or 0 for any free port; empty = 15432-16431 (env HANGAR_DB_PORTS)")
+	f.IntVar(&cfg.DBMaxConnsPerIP, "db-max-conns-per-ip", cfg.DBMaxConnsPerIP, "cap on connections from one client IP to the database ports, all together; 0 = 64, negative = no cap (env HANGAR_DB_MAX_CONNS_PER_IP)")
 	f.StringVar(&cfg.DBHost, "db-host", cfg.DBHost, "host name or IP address users connect to database instances at, shown by db url and named by their certificate; empty = the host of --domain (env HANGAR_DB_HOST)")
 	f.IntVar(&cfg.DBMemoryMiB, "db-memory-mib", cfg.DBMemoryMiB, "memory limit of each managed database instance, MiB; 0 = 1024 (env HANGAR_DB_MEMORY_MIB)")
 	f.Float64Var(&cfg.DBCPUs, "db-cpus", cfg.DBCPUs, "CPU limit of each managed database instance; 0 = 1 (env HANGAR_DB_CPUS)")
@@ -99,352 +73,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&cfg.EgressResolvers, "egress-resolver", cfg.EgressResolvers, "DNS servers (ip or ip:port) that executors' resolvers forward to; default the nameservers of /etc/resolv.conf (env HANGAR_EGRESS_RESOLVERS)")
 	f.StringVar(&cfg.ImageCache, "image-cache", cfg.ImageCache, "directory of the images builds and executors run on: Debian base, Node.js, setup layers; default <data-dir>/images (env HANGAR_IMAGE_CACHE)")
 	f.DurationVar(&cfg.BuildStepTimeout, "build-step-timeout", cfg.BuildStepTimeout, "wall-clock limit of each setup, install and build command; 0 = 30m (env HANGAR_BUILD_STEP_TIMEOUT)")
+	f.IntVar(&cfg.AppInstalledMiB, "app-installed-mib", cfg.AppInstalledMiB, "what a build may write to a version's folder while it runs; 0 = 2048 (env HANGAR_APP_INSTALLED_MIB)")
+	f.IntVar(&cfg.AppDiskMiB, "app-disk-mib", cfg.AppDiskMiB, "what a version's executors may write beyond its installed app; 0 = 2048 (env HANGAR_APP_DISK_MIB)")
 	f.IntVar(&cfg.BuildMemoryMiB, "build-memory-mib", cfg.BuildMemoryMiB, "memory limit of each sandboxed build command; 0 = 2048 (env HANGAR_BUILD_MEMORY_MIB)")
 	return cmd
-}
-
-// serve runs the server until ctx is done, then shuts everything down:
-// HTTP first, then executors, database instances and the metadata cluster.
-func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) (err error) {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	mdb, started, err := openMetadata(ctx, cfg, true, log)
-	if err != nil {
-		return err
-	}
-	// Shutdown work must run even though ctx is done by then.
-	bg := context.WithoutCancel(ctx)
-	if started {
-		defer func() {
-			if serr := mdb.cluster.Stop(bg); serr != nil {
-				err = errors.Join(err, fmt.Errorf("stop metadata PostgreSQL: %w", serr))
-			}
-		}()
-	}
-	// App secrets and database passwords are sealed with a key kept
-	// outside the metadata database, created (0600) on first start.
-	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, mdb.url, store.WithSealer(box))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	tokens, err := auth.Open(ctx, st, auth.Config{Logger: log})
-	if err != nil {
-		return err
-	}
-	keysCtx, stopKeys := context.WithCancel(bg)
-	keysDone := make(chan struct{})
-	go func() { defer close(keysDone); tokens.Run(keysCtx) }()
-	defer func() { stopKeys(); <-keysDone }()
-	ca, err := tlsca.LoadOrCreate(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	drv, err := newDriver(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	if err := drv.Cleanup(ctx); err != nil {
-		return fmt.Errorf("clean up executors of an earlier run: %w", err)
-	}
-	instances := dbinstance.New(dbinstance.Config{
-		Dir: filepath.Join(cfg.DataDir, "instances"), Settings: cfg.PGSettings,
-		Sandbox: dbSandbox(cfg, ca, log),
-		Logger:  log.With("component", "dbinstance"),
-	})
-	rt := router.New(log.With("component", "router"))
-	// Counting is cheap, so it always runs; --metrics-listen only decides
-	// whether the metrics are served.
-	met := metrics.New(log.With("component", "metrics"))
-	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
-		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
-		Logger: log.With("component", "logs"),
-	})
-	if err != nil {
-		return err
-	}
-	logCtx, stopLogs := context.WithCancel(bg)
-	logsDone := make(chan struct{})
-	go func() { defer close(logsDone); logStore.Run(logCtx) }()
-	defer func() { stopLogs(); <-logsDone }()
-	hist, err := history.Open(ctx, st.Pool())
-	if err != nil {
-		return err
-	}
-	requests, events := history.NewRecorder(), history.NewEvents()
-	// Not ctx: a signal must not cancel running workflows durably; Shutdown
-	// stops DBOS, and a restarted server resumes them.
-	svc, err := deploy.New(bg, deploy.Config{
-		DataDir: cfg.DataDir, Domain: cfg.Domain, DBHost: cfg.DBHost,
-		SystemDatabaseURL: sysDBURL(mdb),
-		HealthTimeout:     cfg.HealthTimeout,
-		StepDelay:         cfg.StepDelay,
-		OrgLimits:         cfg.OrgLimits(),
-		Build: build.Options{
-			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
-			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
-			CommandTimeout: cfg.BuildStepTimeout,
-		},
-		BuildRunner: buildRunner(drv),
-		Images:      buildRunner(drv) != nil,
-		Logger:      log,
-		Secrets:     accounts.NewOpener(st, box),
-		Observer:    events.Tee(met),
-	}, st, instances, drv, rt, logStore)
-	if err != nil {
-		return err
-	}
-	defer svc.Shutdown(bg)
-	if err := svc.Launch(ctx); err != nil {
-		return err
-	}
-
-	met.Watch(svc)
-	sampler := history.NewSampler(history.Config{
-		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
-	}, hist, svc, requests, events)
-	sampleCtx, stopSampling := context.WithCancel(bg)
-	samplerDone := make(chan struct{})
-	go func() { defer close(samplerDone); sampler.Run(sampleCtx) }()
-	defer func() { stopSampling(); <-samplerDone }()
-
-	accts := accounts.New(accounts.Config{Logger: log}, st, box, svc)
-	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, PasswordHashes: cfg.PasswordHashes, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
-	}, svc, st, tokens, accts, logStore, log)
-	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
-	if err != nil {
-		return err
-	}
-	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	// Only the API host and registered apps get a certificate. Serving
-	// apps are in the router's table; others cost a query.
-	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
-		if rt.Has(label + "." + cfg.Domain) {
-			return true, nil
-		}
-		return st.AppHostExists(ctx, label)
-	})
-	certs, err := newCertSource(cfg, ca, policy, ln.Addr().String(), log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer certs.close()
-	door := frontdoor.Config{
-		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
-		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
-	}
-	srv := frontdoor.NewServer(door, handler, &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: certs.getCertificate,
-		NextProtos:     certs.nextProtos,
-	}, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
-	ln = frontdoor.LimitPerIP(ln, door)
-	errc := make(chan error, 3)
-	servers := []*http.Server{srv}
-	if cfg.ACMEHTTPListen != "" {
-		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("ACME HTTP listener: %w", err)
-		}
-		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
-		go func() { errc <- hsrv.Serve(hln) }()
-		servers = append(servers, hsrv)
-	}
-	if cfg.MetricsListen != "" {
-		// Plain HTTP on an address of its own, never on the API host: the
-		// metrics name orgs, apps and executors.
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		msrv := &http.Server{Handler: met.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
-		go func() { errc <- msrv.Serve(mln) }()
-		servers = append(servers, msrv)
-		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", mln.Addr())
-	}
-	fmt.Fprintf(stdout, "Hangar is serving https://%s/ on %s\n", cfg.Domain, ln.Addr())
-	if certs.localCA {
-		fmt.Fprintf(stdout, "CA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n", ca.CertPath(), cfg.Domain, ca.CertPath())
-	} else {
-		fmt.Fprintf(stdout, "Point the DBOS Cloud CLI at it: DBOS_DOMAIN=%s\n", cfg.Domain)
-	}
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		log.Info("shutting down")
-	}
-	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
-	defer cancel()
-	for _, s := range servers {
-		err = errors.Join(err, s.Shutdown(sctx))
-	}
-	return err
-}
-
-// certSource is where the HTTPS port's certificates come from.
-type certSource struct {
-	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	nextProtos     []string    // nil: http.Server's own
-	acme           *tlsca.ACME // nil unless ACME
-	localCA        bool        // clients must trust the local CA
-	close          func()
-}
-
-// newCertSource returns the configured source: an operator's files, an
-// ACME CA answering challenges on tlsAddr, or the local CA.
-func newCertSource(cfg config.Config, ca *tlsca.CA, policy tlsca.HostPolicy, tlsAddr string, log *slog.Logger) (certSource, error) {
-	switch {
-	case cfg.TLSCert != "":
-		f, err := tlsca.OpenFile(cfg.TLSCert, cfg.TLSKey, log.With("component", "tls"))
-		if err != nil {
-			return certSource{}, err
-		}
-		return certSource{getCertificate: f.GetCertificate(policy), close: func() {}}, nil
-	case cfg.ACME():
-		acfg := tlsca.ACMEConfig{
-			Dir: filepath.Join(cfg.DataDir, "acme"), CA: cfg.ACMECA, Email: cfg.ACMEEmail,
-			TLSAddr: tlsAddr, HTTPAddr: cfg.ACMEHTTPListen, DefaultHost: hostOnly(cfg.Domain),
-			Logger: log.With("component", "acme"),
-		}
-		if cfg.ACMECARoots != "" {
-			pem, err := os.ReadFile(cfg.ACMECARoots)
-			if err != nil {
-				return certSource{}, fmt.Errorf("read --acme-ca-roots: %w", err)
-			}
-			acfg.RootCAs = x509.NewCertPool()
-			if !acfg.RootCAs.AppendCertsFromPEM(pem) {
-				return certSource{}, fmt.Errorf("--acme-ca-roots %s holds no PEM certificate", cfg.ACMECARoots)
-			}
-		}
-		a, err := tlsca.NewACME(acfg, policy)
-		if err != nil {
-			return certSource{}, err
-		}
-		return certSource{getCertificate: a.GetCertificate, nextProtos: a.NextProtos(), acme: a, close: a.Close}, nil
-	}
-	return certSource{getCertificate: ca.GetCertificate(policy), localCA: true, close: func() {}}, nil
-}
-
-// toHTTPS redirects plain-HTTP requests to HTTPS on the domain's port.
-func toHTTPS(domain string) http.Handler {
-	port := ""
-	if _, p, err := net.SplitHostPort(domain); err == nil && p != "443" {
-		port = ":" + p
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "https://"+hostOnly(r.Host)+port+r.URL.RequestURI(), http.StatusPermanentRedirect)
-	})
-}
-
-// hostOnly drops a port.
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return hostport
-}
-
-// driver is an executor driver that can clean up after an earlier run.
-type driver interface {
-	runtime.Driver
-	Cleanup(ctx context.Context) error
-}
-
-// newDriver returns the configured executor driver.
-func newDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (driver, error) {
-	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
-	if cfg.Driver == "netns" {
-		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
-		return netns.New(netns.Config{Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress}, log.With("component", "netns"))
-	}
-	images, err := image.New(image.Config{Dir: cfg.ImageCache, Logger: log.With("component", "image")})
-	if err != nil {
-		return nil, err
-	}
-	sb, err := sandbox.New(sandbox.Config{
-		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
-		// Executors must not see Hangar's state: the metadata cluster, the
-		// database instances, the archives and the other apps.
-		HiddenPaths:   []string{cfg.DataDir},
-		Images:        images,
-		GoRoot:        goRoot(),
-		StepMemoryMiB: cfg.BuildMemoryMiB,
-	}, log.With("component", "sandbox"))
-	if err != nil || cfg.Driver != "kubernetes" {
-		return sb, err
-	}
-	return newKubeDriver(ctx, cfg, sb, images, log)
-}
-
-// dbSandbox returns the sandbox of managed database instances, or nil
-// (instances run as postgres on loopback) when Hangar is not root.
-func dbSandbox(cfg config.Config, ca *tlsca.CA, log *slog.Logger) *dbinstance.Sandbox {
-	if os.Geteuid() != 0 {
-		log.Warn("not running as root: database instances are NOT sandboxed and not reachable from other hosts")
-		return nil
-	}
-	first, count, _ := cfg.DBPortRange() // checked by Validate
-	return &dbinstance.Sandbox{
-		Prefix:      cfg.NetworkPrefix + "-db",
-		MemoryBytes: int64(cfg.DBMemoryMiB) << 20, CPUs: cfg.DBCPUs, Pids: int64(cfg.DBPids),
-		Listen:    cfg.DBListen,
-		FirstPort: first, PortCount: count,
-		Certificate: func() ([]byte, []byte, error) {
-			leaf, err := ca.Issue(cfg.DBHost)
-			if err != nil {
-				return nil, nil, err
-			}
-			key, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
-			if err != nil {
-				return nil, nil, err
-			}
-			var chain []byte
-			for _, der := range append(leaf.Certificate, ca.Certificate().Raw) {
-				chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-			}
-			return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), nil
-		},
-	}
-}
-
-// buildRunner returns the runner of build commands: the sandbox's steps,
-// or nil (commands on the host) with the development driver.
-func buildRunner(drv driver) build.Runner {
-	if steps, ok := drv.(runtime.StepRunner); ok {
-		return build.StepRunner{Steps: steps}
-	}
-	return nil
-}
-
-// goRoot returns the Go toolchain images get at /usr/local/go: the one
-// the go command in PATH reports, or none.
-func goRoot() string {
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// sysDBURL is the DBOS system database of Hangar's own workflows: beside the
-// metadata database, named after it.
-func sysDBURL(m metadataDB) string {
-	u, err := url.Parse(m.url)
-	if err != nil {
-		return m.url
-	}
-	u.Path = u.Path + "_dbos_sys"
-	return u.String()
 }

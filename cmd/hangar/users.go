@@ -12,14 +12,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/config"
-	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/server"
 	"github.com/hangar-oss/hangar/internal/store"
 )
 
@@ -31,14 +30,14 @@ func withStore(ctx context.Context, cfg config.Config, f func(st *store.DB) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mdb, started, err := openMetadata(ctx, cfg, false, log)
+	mdb, started, err := server.OpenMetadata(ctx, cfg, false, log)
 	if err != nil {
 		return err
 	}
 	if started {
-		defer mdb.cluster.Stop(context.WithoutCancel(ctx)) //nolint:errcheck
+		defer mdb.Stop(context.WithoutCancel(ctx)) //nolint:errcheck
 	}
-	st, err := store.Open(ctx, mdb.url)
+	st, err := store.Open(ctx, mdb.URL)
 	if err != nil {
 		return err
 	}
@@ -46,10 +45,12 @@ func withStore(ctx context.Context, cfg config.Config, f func(st *store.DB) erro
 	return f(st)
 }
 
-// addRefreshToken creates a refresh token for the account id and returns it.
-func addRefreshToken(ctx context.Context, st *store.DB, id string) (string, error) {
-	tok := auth.NewRefreshToken()
-	return tok, st.AddRefreshToken(ctx, uuid.NewString(), id, tok)
+// withOperator runs f with the operator's user commands on the metadata
+// store (withStore).
+func withOperator(ctx context.Context, cfg config.Config, f func(o *accounts.Operator) error) error {
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		return f(accounts.NewOperator(accounts.OperatorConfig{}, st))
+	})
 }
 
 func newUsersCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
@@ -74,44 +75,26 @@ func newUsersAddCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			name := args[0]
-			if err := accounts.ValidateName(name); err != nil {
+			// Checked before the password is read and the store opened.
+			n := accounts.NewUser{Name: args[0], Email: email, Org: org}
+			if err := n.Validate(); err != nil {
 				return err
 			}
-			var hash string
 			if passwordStdin {
 				var err error
-				if hash, err = readPasswordHash(cmd, stdout); err != nil {
+				if n.Password, err = readPassword(cmd, stdout); err != nil {
+					return err
+				}
+				if err := n.Validate(); err != nil {
 					return err
 				}
 			}
-			if org != "" {
-				if err := accounts.ValidateName(org); err != nil {
-					return err
-				}
-			}
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				u := hangar.User{ID: uuid.NewString(), Name: name, Email: email, Org: org}
-				var err error
-				if org == "" {
-					u.Org = name
-					err = st.CreateUserWithOrg(ctx, u)
-				} else {
-					err = st.CreateUser(ctx, u)
-				}
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				u, tok, err := o.AddUser(ctx, n)
 				if err != nil {
 					return err
 				}
-				if hash != "" {
-					if err := st.SetPasswordHash(ctx, name, hash); err != nil {
-						return err
-					}
-				}
-				tok, err := addRefreshToken(ctx, st, u.ID)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(stdout, "Created user %s in organization %s.\nLog in with: dbos-cloud login --with-refresh-token %s\n", name, u.Org, tok)
+				fmt.Fprintf(stdout, "Created user %s in organization %s.\nLog in with: dbos-cloud login --with-refresh-token %s\n", u.Name, u.Org, tok)
 				return nil
 			})
 		},
@@ -136,15 +119,19 @@ func newUsersPasswdCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var hash string
+			var pw string
 			if !clear {
 				var err error
-				if hash, err = readPasswordHash(cmd, stdout); err != nil {
+				if pw, err = readPassword(cmd, stdout); err != nil {
+					return err
+				}
+				// Checked before the store is opened.
+				if err := auth.ValidatePassword(pw); err != nil {
 					return err
 				}
 			}
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				if err := st.SetPasswordHash(ctx, args[0], hash); err != nil {
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				if err := o.SetPassword(ctx, args[0], pw); err != nil {
 					return err
 				}
 				if clear {
@@ -160,9 +147,9 @@ func newUsersPasswdCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
-// readPasswordHash reads a password as one line of cmd's stdin, without
-// echo on a terminal, and hashes it.
-func readPasswordHash(cmd *cobra.Command, stdout io.Writer) (string, error) {
+// readPassword reads a password as one line of cmd's stdin, without echo
+// on a terminal.
+func readPassword(cmd *cobra.Command, stdout io.Writer) (string, error) {
 	in := cmd.InOrStdin()
 	var line string
 	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -183,7 +170,7 @@ func readPasswordHash(cmd *cobra.Command, stdout io.Writer) (string, error) {
 	if line == "" {
 		return "", errors.New("no password on stdin: pipe one line, e.g. echo \"$PW\" | hangar users passwd <name>")
 	}
-	return auth.HashPassword(line)
+	return line, nil
 }
 
 func newUsersSignupCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
@@ -197,12 +184,8 @@ func newUsersSignupCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				id := uuid.NewString()
-				if err := st.CreateSignup(ctx, id); err != nil {
-					return err
-				}
-				tok, err := addRefreshToken(ctx, st, id)
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				id, tok, err := o.AddSignup(ctx)
 				if err != nil {
 					return err
 				}
@@ -221,8 +204,8 @@ func newUsersListCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				accs, err := st.Accounts(ctx)
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				accs, err := o.Accounts(ctx)
 				if err != nil {
 					return err
 				}
@@ -262,12 +245,8 @@ func newUsersTokenCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				u, err := st.UserByName(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				tok, err := addRefreshToken(ctx, st, u.ID)
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				u, tok, err := o.NewToken(ctx, args[0])
 				if err != nil {
 					return err
 				}
@@ -290,8 +269,8 @@ func newUsersDisableCmd(cfg *config.Config, stdout io.Writer, disable bool) *cob
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
-		return withStore(ctx, *cfg, func(st *store.DB) error {
-			if err := st.SetUserDisabled(ctx, args[0], disable, time.Now()); err != nil {
+		return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+			if err := o.SetDisabled(ctx, args[0], disable); err != nil {
 				return err
 			}
 			if disable {
@@ -315,8 +294,8 @@ func newUsersDeleteCmd(cfg *config.Config, stdout io.Writer) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withStore(ctx, *cfg, func(st *store.DB) error {
-				if err := st.DeleteUser(ctx, args[0]); err != nil {
+			return withOperator(ctx, *cfg, func(o *accounts.Operator) error {
+				if err := o.DeleteUser(ctx, args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "Deleted user %s.\n", args[0])

@@ -1,9 +1,15 @@
-// Package accounts orchestrates Hangar's users, organizations and app
-// secrets: registration of sign-up accounts, org invites, joins, renames and
-// removals with the org admin's rights, and secrets sealed before they are
-// stored and opened only to start executors. It declares the small
-// interfaces its store and sealing box satisfy and imports only
-// internal/hangar; the API and cmd/hangar use it.
+// Package accounts owns Hangar's users, organizations and app secrets:
+// registration of sign-up accounts, org invites, joins, renames and
+// removals with the org admin's rights (Service); secrets sealed before
+// they are stored and opened only to start executors (Opener); the
+// password sign-in policy and its limit on guessing (SignIn); and the
+// operator's user commands, hangar users … (Operator).
+//
+// It declares the small interfaces its store and sealing box satisfy and
+// imports only internal/hangar and internal/auth (passwords, refresh
+// tokens, the limiter). Only the composition roots (cmd/hangar,
+// internal/server) import it; the transport (api) and the orchestration
+// that opens secrets use it through interfaces of their own.
 package accounts
 
 import (

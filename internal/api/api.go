@@ -2,7 +2,9 @@
 // speaks (shared/API.md), plus the token endpoint. Handlers decode, make one
 // service call and encode; one adapter turns errors into the CLI's error
 // body. It is a transport: it may import the orchestration and leaf packages
-// and apiclient (the wire types).
+// and apiclient (the wire types), and each handler group declares the small
+// interface it calls (Logins, Passwords, Accounts, Workflows, …). Only the
+// composition roots import it.
 package api
 
 import (
@@ -19,10 +21,11 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/logs"
-	"github.com/hangar-oss/hangar/internal/store"
 )
 
 // Config configures the API.
@@ -31,10 +34,6 @@ type Config struct {
 	Domain string
 	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
 	MaxArchiveBytes int64
-	// PasswordHashes bounds the password hashes computed at once (each
-	// takes 19 MiB); sign-ins past it wait up to 2 s, then get 429.
-	// Default 2 × the number of CPUs.
-	PasswordHashes int
 	// MaxBodyBytes bounds request bodies on every route but the deploy
 	// uploads, which MaxArchiveBytes bounds. Default 1 MiB.
 	MaxBodyBytes int64
@@ -48,45 +47,107 @@ type Config struct {
 	History HistoryReader
 }
 
+// Executors is what the API reads of apps' executors and runs on them;
+// *fleet.Fleet satisfies it.
+type Executors interface {
+	// Executors returns the app's live executors with their resource use.
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
+	// Health says how the app's executors fare.
+	Health(appID string) fleet.Health
+	// Events returns the app's recent executor events.
+	Events(appID string) []fleet.Event
+	// ExecutorCommand runs a command on one of an app's executors.
+	// KindNotFound, KindConflict.
+	ExecutorCommand(ctx context.Context, c fleet.Command) (fleet.CommandResult, error)
+}
+
+// Databases runs the database instance operations; *databases.Service
+// satisfies it. Each returns KindNotFound, KindInvalid, KindConflict or
+// KindUnavailable with a message for the user.
+type Databases interface {
+	ProvisionDB(ctx context.Context, org string, req databases.ProvisionRequest) (hangar.DBInstance, error)
+	RestoreDB(ctx context.Context, org, name string, req databases.RestoreRequest) (hangar.DBInstance, error)
+	LinkDB(ctx context.Context, org string, req databases.LinkRequest) (hangar.DBInstance, error)
+	UnlinkDB(ctx context.Context, org, name string) error
+	DestroyDB(ctx context.Context, org, name string) error
+	ResetDBPassword(ctx context.Context, org, name, password string) error
+	// DBInstance returns org's instance named name. KindNotFound.
+	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
+	// DBInstances lists org's instances.
+	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
+}
+
+// Deps are the services the API's handlers call. Each handler group
+// depends on an interface it declares, holding only what it calls.
+type Deps struct {
+	// Apps serves apps, versions, deploys, executors, events and
+	// database instances.
+	Apps *deploy.Service
+	// Logs serves apps' logs.
+	Logs *logs.Store
+	// Tokens signs and verifies access tokens.
+	Tokens Tokens
+	// Users looks up the user of an access token.
+	Users Users
+	// Accounts serves users, organizations and secrets (accounts.go).
+	Accounts Accounts
+	// Logins serves the device login and the refresh-token exchange
+	// (device.go, users.go).
+	Logins Logins
+	// Passwords serves password sign-ins (password.go, console.go).
+	Passwords Passwords
+	// Workflows serves apps' workflows (workflows.go).
+	Workflows Workflows
+	// Executors serves apps' executors, their events and commands.
+	Executors Executors
+	// Databases serves database instances.
+	Databases Databases
+}
+
+// Tokens signs and verifies access tokens; *auth.Issuer satisfies it.
+type Tokens interface {
+	// Issue returns an access token for u and its expiry.
+	Issue(u hangar.User) (string, time.Time, error)
+	// Verify returns the subject (an account ID) of a valid access token.
+	// KindUnauthorized.
+	Verify(token string) (string, error)
+}
+
+// Users looks up users; *store.DB satisfies it.
+type Users interface {
+	// UserByID returns a registered user. KindNotFound, KindUnauthorized
+	// for a disabled one.
+	UserByID(ctx context.Context, id string) (hangar.User, error)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
-	cfg    Config
-	svc    *deploy.Service
-	store  *store.DB
-	tokens *auth.Issuer
-	accts  Accounts
-	logs   *logs.Store
-	log    *slog.Logger
-	now    func() time.Time
-	// hasher computes password hashes under a concurrency limit.
-	hasher passwordHasher
-	// signins counts wrong passwords, to refuse guessing, and decisions
-	// the device codes approved or denied per client (password.go).
-	signins, decisions *windowLimiter
-}
-
-// passwordHasher is what the API needs of an auth.Hasher.
-type passwordHasher interface {
-	Verify(ctx context.Context, encoded, pw string) (bool, error)
-	Hash(ctx context.Context, pw string) (string, error)
-}
-
-// newLimiters returns the sign-in and device-decision limiters.
-func newLimiters() (signins, decisions *windowLimiter) {
-	return &windowLimiter{max: maxFailures, window: failureWindow}, &windowLimiter{max: maxDecisions, window: decisionWindow}
+	cfg       Config
+	svc       *deploy.Service
+	tokens    Tokens
+	users     Users
+	accts     Accounts
+	logins    Logins
+	passwords Passwords
+	workflows Workflows
+	exs       Executors
+	dbs       Databases
+	logs      *logs.Store
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, svc *deploy.Service, st *store.DB, tokens *auth.Issuer, accts Accounts, logStore *logs.Store, log *slog.Logger) http.Handler {
+func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
 	if cfg.MaxArchiveBytes == 0 {
 		cfg.MaxArchiveBytes = 500 << 20
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: svc, store: st, tokens: tokens, accts: accts, logs: logStore, log: log.With("component", "api"), now: time.Now,
-		hasher: auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})}
-	s.signins, s.decisions = newLimiters()
+	s := &Server{cfg: cfg, svc: deps.Apps, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
+		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
+		log: log.With("component", "api"), now: time.Now}
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {
 		h = cfg.Middleware(h)
@@ -117,7 +178,7 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 		if err != nil {
 			return err
 		}
-		u, err := s.store.UserByID(r.Context(), uid)
+		u, err := s.users.UserByID(r.Context(), uid)
 		if err != nil {
 			return err
 		}

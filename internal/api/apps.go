@@ -15,7 +15,7 @@ func (s *Server) toApplication(a hangar.App) apiclient.Application {
 	return apiclient.Application{
 		Name: a.Name, ID: a.ID, PostgresInstanceName: a.DBInstance, ApplicationDatabaseName: a.AppDBName,
 		Status: string(a.Status), Version: a.Version, AppURL: s.appURL(a), ExecutorsMemoryMib: a.MemoryMiB,
-		AppHealth: toHealth(s.svc.Health(a.ID)),
+		AppHealth: toHealth(s.exs.Health(a.ID)),
 	}
 }
 

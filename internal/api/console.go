@@ -18,8 +18,8 @@ func (s *Server) passwordSignIn(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	u, err := s.checkPassword(r.Context(), normalizeUserName(req.Username), req.Password, clientAddr(r))
-	setRetryAfter(w, err, s.now())
+	u, err := s.passwords.CheckPassword(r.Context(), normalizeUserName(req.Username), req.Password, clientAddr(r))
+	setRetryAfter(w, err)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
@@ -24,7 +24,7 @@ func (s *Server) provisionDB(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if _, err := s.svc.ProvisionDB(r.Context(), org, deploy.ProvisionRequest{
+	if _, err := s.dbs.ProvisionDB(r.Context(), org, databases.ProvisionRequest{
 		Name: req.Name, AdminName: req.AdminName, AdminPassword: req.AdminPassword,
 	}); err != nil {
 		return err
@@ -38,7 +38,7 @@ func (s *Server) listDBs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dbs, err := s.svc.DBInstances(r.Context(), org)
+	dbs, err := s.dbs.DBInstances(r.Context(), org)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (s *Server) dbInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.svc.DBInstance(r.Context(), org, r.PathValue("db"))
+	d, err := s.dbs.DBInstance(r.Context(), org, r.PathValue("db"))
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (s *Server) destroyDB(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.svc.DestroyDB(r.Context(), org, r.PathValue("db")); err != nil {
+	if err := s.dbs.DestroyDB(r.Context(), org, r.PathValue("db")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -82,7 +82,7 @@ func (s *Server) resetDBPassword(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if err := s.svc.ResetDBPassword(r.Context(), org, r.PathValue("db"), req.Password); err != nil {
+	if err := s.dbs.ResetDBPassword(r.Context(), org, r.PathValue("db"), req.Password); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -98,7 +98,7 @@ func (s *Server) restoreDB(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if _, err := s.svc.RestoreDB(r.Context(), org, r.PathValue("db"), deploy.RestoreRequest{
+	if _, err := s.dbs.RestoreDB(r.Context(), org, r.PathValue("db"), databases.RestoreRequest{
 		Name: req.RestoreName, Time: req.RestoreTimestamp,
 	}); err != nil {
 		return err
@@ -116,7 +116,7 @@ func (s *Server) linkDB(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if _, err := s.svc.LinkDB(r.Context(), org, deploy.LinkRequest{
+	if _, err := s.dbs.LinkDB(r.Context(), org, databases.LinkRequest{
 		Name: req.Name, HostName: req.HostName, Port: req.Port, Password: req.Password,
 		AdminName: req.DBOSAdminName, SupabaseRef: req.SupabaseReference,
 	}); err != nil {
@@ -131,7 +131,7 @@ func (s *Server) unlinkDB(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.svc.UnlinkDB(r.Context(), org, r.PathValue("db")); err != nil {
+	if err := s.dbs.UnlinkDB(r.Context(), org, r.PathValue("db")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

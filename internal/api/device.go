@@ -2,8 +2,8 @@ package api
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/subtle"
+	"context"
+	"embed"
 	"encoding/json"
 	"html/template"
 	"io"
@@ -13,28 +13,40 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
-	"github.com/hangar-oss/hangar/internal/store"
 )
 
-// The device login flow (RFC 8628): `dbos-cloud login` asks for a device
-// code, shows the user code and the approval page's URL, and polls the token
-// endpoint while the user signs in on the page (GET/POST /device) and
-// approves or denies the code.
-const (
-	// deviceCodeTTL is how long a device code lives.
-	deviceCodeTTL = 15 * time.Minute
-	// deviceInterval is the polling interval devices are told.
-	deviceInterval = 5 * time.Second
-	// userCodeAlphabet has no vowels (no words) and no look-alike letters,
-	// as RFC 8628 §6.1 suggests: 20^8 codes.
-	userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
-	userCodeLen      = 8
-)
+// Logins runs the device login flow (RFC 8628) and the refresh-token
+// exchange; *auth.Logins satisfies it. The handlers here and in users.go
+// only translate HTTP to its calls.
+type Logins interface {
+	// Start starts a device login: a device code with a normalized user
+	// code.
+	Start(ctx context.Context) (hangar.DeviceCode, error)
+	// Redeem answers one poll of a device: its code's state and, once
+	// approved, the grant.
+	Redeem(ctx context.Context, deviceCode string) (hangar.DeviceState, auth.Grant, error)
+	// Decide approves or denies a user code for u from the address client.
+	// Errors: KindInvalid, KindTooMany (an auth.RetryError), KindNotFound.
+	Decide(ctx context.Context, u hangar.User, userCode, client string, approve bool) error
+	// SignInWithRefreshToken returns a refresh token's user.
+	// KindUnauthorized.
+	SignInWithRefreshToken(ctx context.Context, token string) (hangar.User, error)
+	// Exchange exchanges a refresh token for an access token and its
+	// expiry. KindUnauthorized.
+	Exchange(ctx context.Context, refreshToken string) (string, time.Time, error)
+	// NewSession returns the token of a sign-in on the approval page.
+	NewSession(u hangar.User) (string, error)
+	// Session returns the account a session token signs in.
+	// KindUnauthorized, or another kind when the lookup failed.
+	Session(ctx context.Context, token string) (hangar.User, error)
+}
+
+// loginsAPI serves the login routes: the device flow and its approval
+// page, the token endpoints and users' own passwords.
+type loginsAPI struct{ *Server }
 
 // Cookies of the approval page. The __Host- prefix makes browsers refuse
 // them unless Secure, host-only and for Path=/: an app served on a subdomain
@@ -43,35 +55,22 @@ const (
 const (
 	csrfCookie    = "__Host-hangar-csrf"
 	sessionCookie = "__Host-hangar-device"
-	// sessionTTL is how long a sign-in on the page lasts.
-	sessionTTL = 15 * time.Minute
 )
 
 // deviceCode starts a device login: POST /oauth/device/code (RFC 8628
 // §3.1-3.2). client_id and scope are accepted and ignored: every approved
 // device gets an access token and a refresh token.
-func (s *Server) deviceCode(w http.ResponseWriter, r *http.Request) error {
-	now := s.now()
-	dc := store.DeviceCode{
-		DeviceCode: "hgd_" + auth.NewSecret(32), Interval: deviceInterval,
-		CreatedAt: now, ExpiresAt: now.Add(deviceCodeTTL),
-	}
-	var err error
-	for range 5 { // a clash of user codes is rare; draw again
-		dc.UserCode = newUserCode()
-		if err = s.store.CreateDeviceCode(r.Context(), dc); hangar.KindOf(err) != hangar.KindConflict {
-			break
-		}
-	}
+func (s *loginsAPI) deviceCode(w http.ResponseWriter, r *http.Request) error {
+	dc, err := s.logins.Start(r.Context())
 	if err != nil {
 		return err
 	}
-	shown := formatUserCode(dc.UserCode)
+	shown := auth.FormatUserCode(dc.UserCode)
 	page := "https://" + s.cfg.Domain + "/device"
 	return writeJSON(w, http.StatusOK, apiclient.DeviceCodeResponse{
 		DeviceCode: dc.DeviceCode, UserCode: shown,
 		VerificationURI: page, VerificationURIComplete: page + "?user_code=" + url.QueryEscape(shown),
-		ExpiresIn: int(deviceCodeTTL / time.Second), Interval: int(deviceInterval / time.Second),
+		ExpiresIn: int(dc.ExpiresAt.Sub(dc.CreatedAt) / time.Second), Interval: int(dc.Interval / time.Second),
 	})
 }
 
@@ -79,7 +78,7 @@ func (s *Server) deviceCode(w http.ResponseWriter, r *http.Request) error {
 // anything else (refresh_token) to the Auth0-shaped token handler. It serves
 // POST /oauth/token, where RFC 8628 clients post device grants, as the
 // official CLI does to Auth0.
-func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return hangar.Errorf(hangar.KindInvalid, "invalid request body: %v", err)
@@ -93,7 +92,7 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deviceToken is POST /oauth/device/token: the device grant only.
-func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) deviceToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return writeOAuthError(w, apiclient.OAuthInvalidRequest, "the request body is too large or unreadable")
@@ -123,35 +122,30 @@ func deviceTokenRequest(contentType string, body []byte) (apiclient.DeviceTokenR
 
 // redeemDevice answers one poll of a device: an OAuth error until the code
 // is approved, then, once, an access token and a new refresh token.
-func (s *Server) redeemDevice(w http.ResponseWriter, r *http.Request, req apiclient.DeviceTokenRequest) error {
+func (s *loginsAPI) redeemDevice(w http.ResponseWriter, r *http.Request, req apiclient.DeviceTokenRequest) error {
 	if req.DeviceCode == "" {
 		return writeOAuthError(w, apiclient.OAuthInvalidRequest, "device_code is missing")
 	}
-	refresh := auth.NewRefreshToken()
-	state, u, err := s.store.RedeemDeviceCode(r.Context(), req.DeviceCode, s.now(), uuid.NewString(), refresh)
+	state, g, err := s.logins.Redeem(r.Context(), req.DeviceCode)
 	if err != nil {
 		return err
 	}
 	switch state {
-	case store.DevicePending:
+	case hangar.DevicePending:
 		return writeOAuthError(w, apiclient.OAuthAuthorizationPending, "the code is not approved yet")
-	case store.DeviceSlowDown:
+	case hangar.DeviceSlowDown:
 		return writeOAuthError(w, apiclient.OAuthSlowDown, "polling too fast: wait 5 seconds more between requests")
-	case store.DeviceExpired:
+	case hangar.DeviceExpired:
 		return writeOAuthError(w, apiclient.OAuthExpiredToken, "the code expired: start the login again")
-	case store.DeviceDenied:
+	case hangar.DeviceDenied:
 		return writeOAuthError(w, apiclient.OAuthAccessDenied, "the login was denied on the approval page")
-	case store.DeviceApproved:
+	case hangar.DeviceApproved:
 	default:
 		return writeOAuthError(w, apiclient.OAuthInvalidGrant, "unknown or already used device code")
 	}
-	tok, exp, err := s.tokens.Issue(u)
-	if err != nil {
-		return err
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, apiclient.DeviceTokenResponse{
-		AccessToken: tok, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(exp.Sub(s.now()).Seconds()),
+		AccessToken: g.AccessToken, RefreshToken: g.RefreshToken, TokenType: "Bearer", ExpiresIn: int(g.ExpiresIn.Seconds()),
 	})
 }
 
@@ -159,46 +153,6 @@ func (s *Server) redeemDevice(w http.ResponseWriter, r *http.Request, req apicli
 func writeOAuthError(w http.ResponseWriter, code, description string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusBadRequest, apiclient.OAuthError{Code: code, Description: description})
-}
-
-// newUserCode draws a user code: userCodeLen letters of userCodeAlphabet.
-func newUserCode() string {
-	b := make([]byte, userCodeLen)
-	for i := range b {
-		// Uniform over the alphabet: bytes past its last whole multiple
-		// are drawn again.
-		for {
-			var c [1]byte
-			rand.Read(c[:]) //nolint:errcheck // crypto/rand never fails
-			if int(c[0]) < 256/len(userCodeAlphabet)*len(userCodeAlphabet) {
-				b[i] = userCodeAlphabet[int(c[0])%len(userCodeAlphabet)]
-				break
-			}
-		}
-	}
-	return string(b)
-}
-
-// formatUserCode shows a code as ABCD-EFGH.
-func formatUserCode(c string) string {
-	if len(c) != userCodeLen {
-		return c
-	}
-	return c[:4] + "-" + c[4:]
-}
-
-// normalizeUserCode accepts what a person types: any case, dashes and
-// spaces.
-func normalizeUserCode(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z':
-			return r - 'a' + 'A'
-		case r >= 'A' && r <= 'Z':
-			return r
-		}
-		return -1
-	}, s)
 }
 
 // devicePageData is what the approval page shows.
@@ -214,77 +168,34 @@ type devicePageData struct {
 	Error, Done string
 }
 
-var devicePage = template.Must(template.New("device").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Hangar · log in a device</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
-input{font:inherit;padding:.3rem;width:100%;box-sizing:border-box}
-input.code{font-family:monospace;font-size:1.4rem;letter-spacing:.2rem;text-transform:uppercase}
-button{font:inherit;padding:.4rem 1rem;margin-right:.5rem}
-.error{color:#a00}.done{color:#070}.muted{color:#666;font-size:.9rem}details{margin-top:1.5rem}
-</style></head><body>
-<h1>Log in a device to Hangar</h1>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
-{{if .Done}}<p class="done" role="status">{{.Done}}</p>
-{{else if .Account}}
-<p>Signed in as <b>{{.Account}}</b>.</p>
-<form method="post" action="/device">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<p><label>Code shown by <code>dbos-cloud login</code><br>
-<input class="code" name="user_code" value="{{.UserCode}}" autocomplete="off" autofocus required></label></p>
-<p class="muted">Approve only a login you started yourself, whose terminal shows this same code.
-The device will act as {{.Account}}.</p>
-<button name="action" value="approve">Approve</button><button name="action" value="deny">Deny</button>
-</form>
-<form method="post" action="/device"><input type="hidden" name="csrf" value="{{.CSRF}}">
-<p class="muted">Not you? <button name="action" value="signout">Sign out</button></p></form>
-{{else}}
-<form method="post" action="/device">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<input type="hidden" name="user_code" value="{{.UserCode}}">
-<p><label>User name<br>
-<input name="username" value="{{.Name}}" autocomplete="username" autocapitalize="none" spellcheck="false" autofocus required></label></p>
-<p><label>Password<br>
-<input type="password" name="password" autocomplete="current-password" required></label></p>
-<button name="action" value="signin">Sign in</button>
-</form>
-<details><summary class="muted">No password? Sign in with a refresh token</summary>
-<form method="post" action="/device">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<input type="hidden" name="user_code" value="{{.UserCode}}">
-<p><label>Your refresh token<br>
-<input type="password" name="refresh_token" autocomplete="off" required></label></p>
-<p class="muted">The token <code>hangar users add</code> printed for you, or the refreshToken of a logged-in
-<code>.dbos/credentials</code>. Set a password with <code>dbos-cloud user password</code>.</p>
-<button name="action" value="signin">Sign in</button>
-</form>
-</details>
-{{end}}
-</body></html>
-`))
+//go:embed templates/device.html
+var templates embed.FS
+
+var devicePage = template.Must(template.ParseFS(templates, "templates/device.html"))
 
 // devicePageGet shows the approval page: the sign-in form, or, signed in,
 // the code to approve (from ?user_code=).
-func (s *Server) devicePageGet(w http.ResponseWriter, r *http.Request) error {
-	d := devicePageData{CSRF: s.csrfToken(w, r), UserCode: formatUserCode(normalizeUserCode(r.URL.Query().Get("user_code")))}
+func (s *loginsAPI) devicePageGet(w http.ResponseWriter, r *http.Request) error {
+	d := devicePageData{CSRF: s.csrfToken(w, r), UserCode: shownUserCode(r.URL.Query().Get("user_code"))}
 	if u, ok := s.deviceSession(r); ok {
 		d.Account = accountName(u)
 	}
 	return renderDevicePage(w, http.StatusOK, d)
 }
 
+// shownUserCode is a user code as typed, as the page shows it.
+func shownUserCode(typed string) string { return auth.FormatUserCode(auth.NormalizeUserCode(typed)) }
+
 // devicePagePost handles the page's forms: sign in, approve, deny, sign out.
 // Each must carry the CSRF token of the page's cookie, and come from the
 // page's own origin when the browser says where it comes from.
-func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		return renderDevicePage(w, http.StatusBadRequest, devicePageData{CSRF: s.csrfToken(w, r), Error: "The form could not be read: reload the page and try again."})
 	}
-	d := devicePageData{UserCode: formatUserCode(normalizeUserCode(r.PostForm.Get("user_code")))}
-	if !s.validCSRF(r) {
+	d := devicePageData{UserCode: shownUserCode(r.PostForm.Get("user_code"))}
+	if !validCSRF(r) {
 		d.CSRF = s.newCSRF(w)
 		d.Error = "This form expired or was not sent from this page: reload it and try again."
 		return renderDevicePage(w, http.StatusForbidden, d)
@@ -292,81 +203,79 @@ func (s *Server) devicePagePost(w http.ResponseWriter, r *http.Request) error {
 	d.CSRF = r.PostForm.Get("csrf")
 	switch action := r.PostForm.Get("action"); action {
 	case "signin":
-		u, err := s.signIn(r)
-		if k := hangar.KindOf(err); k == hangar.KindUnauthorized || k == hangar.KindTooMany {
-			d.Name = normalizeUserName(r.PostForm.Get("username"))
-			d.Error = capitalize(hangar.MessageOf(err)) + "."
-			setRetryAfter(w, err, s.now())
-			return renderDevicePage(w, statusOf(k), d)
-		}
-		if err != nil {
-			return err
-		}
-		tok, _, err := s.tokens.Issue(u)
-		if err != nil {
-			return err
-		}
-		setCookie(w, sessionCookie, tok, sessionTTL)
-		target := "/device"
-		if d.UserCode != "" {
-			target += "?user_code=" + url.QueryEscape(d.UserCode)
-		}
-		http.Redirect(w, r, target, http.StatusSeeOther)
-		return nil
+		return s.devicePageSignIn(w, r, d)
 	case "signout":
 		setCookie(w, sessionCookie, "", -1)
 		http.Redirect(w, r, "/device", http.StatusSeeOther)
 		return nil
 	case "approve", "deny":
-		u, ok := s.deviceSession(r)
-		if !ok {
-			d.Error = "Sign in first: your sign-in expired or you signed out."
-			return renderDevicePage(w, http.StatusUnauthorized, d)
-		}
-		d.Account = accountName(u)
-		code := normalizeUserCode(d.UserCode)
-		if len(code) != userCodeLen {
-			d.Error = "Enter the 8-letter code dbos-cloud login shows, like BCDF-GHJK."
-			return renderDevicePage(w, http.StatusBadRequest, d)
-		}
-		now := s.now()
-		if until, ok := s.decisions.take(clientAddr(r), now); !ok {
-			err := retryError{err: hangar.Errorf(hangar.KindTooMany, "too many codes tried from your address: try again in %d seconds", int((until.Sub(now)+time.Second-1)/time.Second)), until: until}
-			setRetryAfter(w, err, now)
-			d.Error = capitalize(hangar.MessageOf(err)) + "."
-			return renderDevicePage(w, http.StatusTooManyRequests, d)
-		}
-		err := s.store.DecideDeviceCode(r.Context(), code, u.ID, action == "approve", now)
-		if hangar.KindOf(err) == hangar.KindNotFound {
-			d.Error = hangar.MessageOf(err) + "."
-			return renderDevicePage(w, http.StatusBadRequest, d)
-		}
-		if err != nil {
-			return err
-		}
-		if action == "approve" {
-			d.Done = "Approved: dbos-cloud login on your device finishes within a few seconds. You can close this page."
-		} else {
-			d.Done = "Denied: the login on that device fails."
-		}
-		return renderDevicePage(w, http.StatusOK, d)
+		return s.devicePageDecide(w, r, d, action == "approve")
 	default:
 		d.Error = "Unknown action " + action + "."
 		return renderDevicePage(w, http.StatusBadRequest, d)
 	}
 }
 
-// signIn checks the sign-in form: a refresh token when one is given, else a
-// user name and password. Errors: KindUnauthorized, KindTooMany.
-func (s *Server) signIn(r *http.Request) (hangar.User, error) {
+// devicePageSignIn signs in with the form's refresh token when one is
+// given, else with its user name and password, and back to the page.
+func (s *loginsAPI) devicePageSignIn(w http.ResponseWriter, r *http.Request, d devicePageData) error {
+	var u hangar.User
+	var err error
 	if tok := strings.TrimSpace(r.PostForm.Get("refresh_token")); tok != "" {
-		u, err := s.store.UseRefreshToken(r.Context(), tok, s.now(), auth.RefreshMaxAge, auth.RefreshMaxIdle)
-		if hangar.KindOf(err) == hangar.KindUnauthorized {
-			return u, hangar.Errorf(hangar.KindUnauthorized, "that refresh token is invalid, expired or revoked")
-		}
-		return u, err
+		u, err = s.logins.SignInWithRefreshToken(r.Context(), tok)
+	} else {
+		u, err = s.passwords.CheckPassword(r.Context(), normalizeUserName(r.PostForm.Get("username")), r.PostForm.Get("password"), clientAddr(r))
 	}
-	return s.checkPassword(r.Context(), normalizeUserName(r.PostForm.Get("username")), r.PostForm.Get("password"), clientAddr(r))
+	if k := hangar.KindOf(err); k == hangar.KindUnauthorized || k == hangar.KindTooMany {
+		d.Name = normalizeUserName(r.PostForm.Get("username"))
+		d.Error = capitalize(hangar.MessageOf(err)) + "."
+		setRetryAfter(w, err)
+		return renderDevicePage(w, statusOf(k), d)
+	}
+	if err != nil {
+		return err
+	}
+	tok, err := s.logins.NewSession(u)
+	if err != nil {
+		return err
+	}
+	setCookie(w, sessionCookie, tok, auth.SessionTTL)
+	target := "/device"
+	if d.UserCode != "" {
+		target += "?user_code=" + url.QueryEscape(d.UserCode)
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+// devicePageDecide approves or denies the form's code for the signed-in
+// account.
+func (s *loginsAPI) devicePageDecide(w http.ResponseWriter, r *http.Request, d devicePageData, approve bool) error {
+	u, ok := s.deviceSession(r)
+	if !ok {
+		d.Error = "Sign in first: your sign-in expired or you signed out."
+		return renderDevicePage(w, http.StatusUnauthorized, d)
+	}
+	d.Account = accountName(u)
+	err := s.logins.Decide(r.Context(), u, d.UserCode, clientAddr(r), approve)
+	switch k := hangar.KindOf(err); {
+	case err == nil:
+	case k == hangar.KindTooMany:
+		setRetryAfter(w, err)
+		d.Error = capitalize(hangar.MessageOf(err)) + "."
+		return renderDevicePage(w, http.StatusTooManyRequests, d)
+	case k == hangar.KindInvalid || k == hangar.KindNotFound:
+		d.Error = hangar.MessageOf(err) + "."
+		return renderDevicePage(w, http.StatusBadRequest, d)
+	default:
+		return err
+	}
+	if approve {
+		d.Done = "Approved: dbos-cloud login on your device finishes within a few seconds. You can close this page."
+	} else {
+		d.Done = "Denied: the login on that device fails."
+	}
+	return renderDevicePage(w, http.StatusOK, d)
 }
 
 // capitalize starts a message with a capital letter, as a sentence on the
@@ -378,19 +287,14 @@ func capitalize(msg string) string {
 	return strings.ToUpper(msg[:1]) + msg[1:]
 }
 
-// deviceSession returns the account signed in on the approval page: the
-// subject of the access token in its session cookie, if that account still
-// exists and is enabled.
-func (s *Server) deviceSession(r *http.Request) (hangar.User, bool) {
+// deviceSession returns the account signed in on the approval page by its
+// session cookie.
+func (s *loginsAPI) deviceSession(r *http.Request) (hangar.User, bool) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
 		return hangar.User{}, false
 	}
-	id, err := s.tokens.Verify(c.Value)
-	if err != nil {
-		return hangar.User{}, false
-	}
-	u, err := s.store.AccountByID(r.Context(), id)
+	u, err := s.logins.Session(r.Context(), c.Value)
 	if err != nil {
 		if hangar.KindOf(err) != hangar.KindUnauthorized {
 			s.log.WarnContext(r.Context(), "look up device page account", "request_id", requestID(r.Context()), "err", err)
@@ -410,30 +314,26 @@ func accountName(u hangar.User) string {
 }
 
 // csrfToken returns the page's CSRF token, from its cookie or new.
-func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 {
+func (s *loginsAPI) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(csrfCookie); err == nil && auth.ReuseCSRF(c.Value) {
 		return c.Value
 	}
 	return s.newCSRF(w)
 }
 
-func (s *Server) newCSRF(w http.ResponseWriter) string {
-	tok := auth.NewSecret(32)
+func (s *loginsAPI) newCSRF(w http.ResponseWriter) string {
+	tok := auth.NewCSRFToken()
 	setCookie(w, csrfCookie, tok, 24*time.Hour)
 	return tok
 }
 
-// validCSRF checks a form post: the csrf field equals the CSRF cookie, and
-// the Origin header, when the browser sent one, is the page's own.
-func (s *Server) validCSRF(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
-		return false
-	}
+// validCSRF checks a form post (auth.ValidCSRF).
+func validCSRF(r *http.Request) bool {
 	c, err := r.Cookie(csrfCookie)
-	if err != nil || len(c.Value) < 32 {
+	if err != nil {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("csrf"))) == 1
+	return auth.ValidCSRF(c.Value, r.PostForm.Get("csrf"), r.Header.Get("Origin"), r.Host)
 }
 
 // setCookie sets a __Host- cookie: Secure, HttpOnly, SameSite=Strict,

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -60,13 +61,13 @@ type deviceFixture struct {
 
 // countingHasher counts the password checks of the real hasher it wraps.
 type countingHasher struct {
-	passwordHasher
+	accounts.Hasher
 	checks atomic.Int64
 }
 
 func (h *countingHasher) Verify(ctx context.Context, encoded, pw string) (bool, error) {
 	h.checks.Add(1)
-	return h.passwordHasher.Verify(ctx, encoded, pw)
+	return h.Hasher.Verify(ctx, encoded, pw)
 }
 
 const aliceToken = "hgr_alice-refresh-token"
@@ -90,17 +91,18 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{store: st, tokens: tokens, log: slog.New(slog.DiscardHandler), now: c.Now,
-		hasher: &countingHasher{passwordHasher: auth.NewHasher(auth.HasherConfig{})}}
-	s.signins, s.decisions = newLimiters()
+	hasher := &countingHasher{Hasher: auth.NewHasher(auth.HasherConfig{})}
+	s := &Server{tokens: tokens, users: st, log: slog.New(slog.DiscardHandler), now: c.Now,
+		logins:    auth.NewLogins(auth.LoginsConfig{Now: c.Now}, st, tokens),
+		passwords: accounts.NewSignIn(accounts.SignInConfig{Now: c.Now}, st, hasher)}
 	mux := http.NewServeMux()
 	s.cliRoutes(mux)
 	s.accountRoutes(mux, nil) // for PUT /hangar/v1/user/password, which needs no Accounts
-	mux.Handle("POST /oauth/token", s.handle(s.oauthToken))
+	mux.Handle("POST /oauth/token", s.handle((&loginsAPI{s}).oauthToken))
 	srv := httptest.NewTLSServer(s.withRequestID(mux))
 	t.Cleanup(srv.Close)
 	s.cfg.Domain = strings.TrimPrefix(srv.URL, "https://")
-	return &deviceFixture{srv: srv, st: st, tokens: tokens, clock: c, hasher: s.hasher.(*countingHasher)}
+	return &deviceFixture{srv: srv, st: st, tokens: tokens, clock: c, hasher: hasher}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow

@@ -14,7 +14,7 @@ func (s *Server) appEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	evs := s.svc.Events(a.ID)
+	evs := s.exs.Events(a.ID)
 	out := make([]apiclient.ExecutorEvent, 0, len(evs))
 	for _, ev := range evs {
 		out = append(out, toExecutorEvent(ev))

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 )
 
 // appExecutors lists the app's live executors, oldest first, with their
@@ -17,7 +17,7 @@ func (s *Server) appExecutors(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	exs := s.svc.Executors(r.Context(), a.ID)
+	exs := s.exs.Executors(r.Context(), a.ID)
 	out := make([]apiclient.ExecutorStats, 0, len(exs))
 	for _, ex := range exs {
 		es := apiclient.ExecutorStats{
@@ -41,7 +41,7 @@ func (s *Server) appExecutors(w http.ResponseWriter, r *http.Request) error {
 }
 
 // toHealth converts the health of an app's executors.
-func toHealth(h deploy.Health) *apiclient.AppHealth {
+func toHealth(h fleet.Health) *apiclient.AppHealth {
 	out := &apiclient.AppHealth{Executors: h.Executors, CrashLoop: h.CrashLoop}
 	if h.LastProblem != nil {
 		ev := toExecutorEvent(*h.LastProblem)
@@ -51,7 +51,7 @@ func toHealth(h deploy.Health) *apiclient.AppHealth {
 }
 
 // toExecutorEvent converts an executor event.
-func toExecutorEvent(ev deploy.Event) apiclient.ExecutorEvent {
+func toExecutorEvent(ev fleet.Event) apiclient.ExecutorEvent {
 	return apiclient.ExecutorEvent{
 		Time: ev.Time.UTC().Format(time.RFC3339Nano), Kind: string(ev.Kind), Executor: ev.Executor,
 		Version: ev.Version, MemoryLimitMiB: ev.MemoryLimitMiB, Message: ev.Message,

@@ -23,7 +23,7 @@ func TestNewHandler_Middleware(t *testing.T) {
 	}
 	// Neither request reaches a dependency: one lacks a token, the other
 	// names no route.
-	h := NewHandler(Config{Domain: "localhost", Middleware: mw}, nil, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	h := NewHandler(Config{Domain: "localhost", Middleware: mw}, Deps{}, slog.New(slog.DiscardHandler))
 	for _, path := range []string{"/v1alpha1/alice/applications/greeter", "/no/such/route"} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))

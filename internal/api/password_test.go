@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -117,17 +118,17 @@ func TestDevice_PasswordLimiter(t *testing.T) {
 	b := f.browser(t)
 
 	// A success forgets earlier failures.
-	for range maxFailures - 1 {
+	for range accounts.MaxFailures - 1 {
 		if status, _ := f.signInPassword(t, b, "alice", "guess", ""); status != http.StatusUnauthorized {
 			t.Fatalf("wrong password: got %d, want 401", status)
 		}
 	}
 	if status, body := f.signInPassword(t, b, "alice", alicePassword, ""); status != http.StatusSeeOther {
-		t.Fatalf("right password after %d failures: got %d, want 303\n%s", maxFailures-1, status, body)
+		t.Fatalf("right password after %d failures: got %d, want 303\n%s", accounts.MaxFailures-1, status, body)
 	}
 
 	start := f.clock.Now()
-	for i := range maxFailures {
+	for i := range accounts.MaxFailures {
 		if status, _ := f.signInPassword(t, b, "ALICE", "guess", ""); status != http.StatusUnauthorized {
 			t.Fatalf("wrong password %d: got %d, want 401", i+1, status)
 		}
@@ -144,9 +145,9 @@ func TestDevice_PasswordLimiter(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		page := string(raw)
-		want := fmt.Sprintf("Too many wrong passwords: try again in 10 minutes (at %s UTC).", start.Add(failureWindow).UTC().Format(time.TimeOnly))
+		want := fmt.Sprintf("Too many wrong passwords: try again in 10 minutes (at %s UTC).", start.Add(accounts.FailureWindow).UTC().Format(time.TimeOnly))
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "600" || !strings.Contains(page, want) {
-			t.Errorf("password %q after %d failures: got %d (Retry-After %q), want 429, Retry-After 600, saying %q\n%s", pw, maxFailures, resp.StatusCode, resp.Header.Get("Retry-After"), want, page)
+			t.Errorf("password %q after %d failures: got %d (Retry-After %q), want 429, Retry-After 600, saying %q\n%s", pw, accounts.MaxFailures, resp.StatusCode, resp.Header.Get("Retry-After"), want, page)
 		}
 	}
 	// Other names are not refused.
@@ -159,50 +160,9 @@ func TestDevice_PasswordLimiter(t *testing.T) {
 	}
 }
 
-func TestWindowLimiter(t *testing.T) {
-	t.Parallel()
-	l := &windowLimiter{max: maxFailures, window: failureWindow}
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	for i := range maxFailures {
-		if _, ok := l.take("a", now.Add(time.Duration(i)*time.Minute)); !ok {
-			t.Fatalf("take %d refused, want %d allowed", i+1, maxFailures)
-		}
-	}
-	until, ok := l.take("a", now.Add(5*time.Minute))
-	if ok || !until.Equal(now.Add(failureWindow)) {
-		t.Errorf("take past max = %t until %v, want refused until %v", ok, until, now.Add(failureWindow))
-	}
-	if _, ok := l.take("b", now); !ok {
-		t.Error("another key is refused")
-	}
-	// An event given back may be taken again.
-	l.giveBack("b")
-	for range maxFailures {
-		if _, ok := l.take("b", now); !ok {
-			t.Fatal("a given-back event still counts")
-		}
-	}
-	// The window's end, and a reset, start again.
-	if _, ok := l.take("a", now.Add(failureWindow)); !ok {
-		t.Error("refused when the window ended")
-	}
-	l.reset("b")
-	if _, ok := l.take("b", now); !ok {
-		t.Error("refused after a reset")
-	}
-	// Keys whose window ended are pruned.
-	l.take("c", now.Add(3*failureWindow))
-	l.mu.Lock()
-	n := len(l.counts)
-	l.mu.Unlock()
-	if n != 1 {
-		t.Errorf("%d keys kept, want 1 (the others' windows ended)", n)
-	}
-}
-
 // TestDevice_ConcurrentWrongPasswords sends 30 wrong passwords for one user
 // at once: each failure is counted before its hash is checked, so no more
-// than maxFailures are checked and the rest are refused.
+// than accounts.MaxFailures are checked and the rest are refused.
 func TestDevice_ConcurrentWrongPasswords(t *testing.T) {
 	t.Parallel()
 	f := newDeviceFixture(t)
@@ -228,11 +188,11 @@ func TestDevice_ConcurrentWrongPasswords(t *testing.T) {
 	for _, s := range statuses {
 		counts[s]++
 	}
-	if got := f.hasher.checks.Load(); got > maxFailures {
-		t.Errorf("%d passwords checked, want at most %d", got, maxFailures)
+	if got := f.hasher.checks.Load(); got > accounts.MaxFailures {
+		t.Errorf("%d passwords checked, want at most %d", got, accounts.MaxFailures)
 	}
-	if counts[http.StatusUnauthorized] > maxFailures || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != len(statuses) {
-		t.Errorf("statuses %v, want at most %d of 401 and the rest 429", counts, maxFailures)
+	if counts[http.StatusUnauthorized] > accounts.MaxFailures || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != len(statuses) {
+		t.Errorf("statuses %v, want at most %d of 401 and the rest 429", counts, accounts.MaxFailures)
 	}
 }
 
@@ -313,7 +273,7 @@ func TestDevice_DecisionsLimited(t *testing.T) {
 		t.Fatalf("sign in: got %d\n%s", status, body)
 	}
 	// Codes guessed in bulk: unknown ones, then the limit.
-	for i := range maxDecisions {
+	for i := range auth.MaxDecisions {
 		if status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"deny"}, "user_code": {fmt.Sprintf("BCDF%04d", i)[:4] + "GHJK"}}); status != http.StatusBadRequest {
 			t.Fatalf("guess %d: got %d, want 400 (unknown code)\n%s", i+1, status, body)
 		}
@@ -323,7 +283,7 @@ func TestDevice_DecisionsLimited(t *testing.T) {
 	if status != http.StatusTooManyRequests || !strings.Contains(body, "Too many codes tried from your address: try again in 60 seconds.") {
 		t.Errorf("decision past the limit: got %d, want 429 saying when to retry\n%s", status, body)
 	}
-	f.clock.Advance(decisionWindow)
+	f.clock.Advance(auth.DecisionWindow)
 	if status, body := f.post(t, b, url.Values{"csrf": {csrf}, "action": {"approve"}, "user_code": {dc.UserCode}}); status != http.StatusOK || !strings.Contains(body, "Approved") {
 		t.Errorf("decision after the window: got %d, want 200 Approved\n%s", status, body)
 	}
@@ -375,7 +335,7 @@ func TestSetPassword(t *testing.T) {
 		t.Error("after the change: the new password does not verify, or the old one still does")
 	}
 	// Guessing the current password is limited like signing in.
-	for range maxFailures {
+	for range accounts.MaxFailures {
 		wantErr("guess", c.SetPassword(ctx, apiclient.SetPasswordRequest{Password: "a third password", CurrentPassword: "guess"}), 403, "wrong")
 	}
 	wantErr("too many guesses", c.SetPassword(ctx, apiclient.SetPasswordRequest{Password: "a third password", CurrentPassword: "a new long password"}), 429, "too many wrong passwords")

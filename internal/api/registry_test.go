@@ -45,7 +45,7 @@ func TestRegistry_BodyLimit(t *testing.T) {
 // TestNewHandler_BodyLimit: a JSON body over Config.MaxBodyBytes gets 413.
 func TestNewHandler_BodyLimit(t *testing.T) {
 	t.Parallel()
-	h := NewHandler(Config{Domain: "localhost", MaxBodyBytes: 1 << 10}, nil, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	h := NewHandler(Config{Domain: "localhost", MaxBodyBytes: 1 << 10}, Deps{}, slog.New(slog.DiscardHandler))
 	body := `{"token":"` + strings.Repeat("a", 2<<10) + `"}`
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/oauth/revoke", strings.NewReader(body)))

@@ -9,7 +9,7 @@ func (s *Server) accountRoutes(mux registrar, acc Accounts) {
 	mux.Handle("POST /oauth/revoke", s.handle(a.revoke))
 	mux.Handle("GET /v1alpha1/user/profile", s.authed(a.profile))
 	mux.Handle("PUT /v1alpha1/user", s.handle(a.register))
-	mux.Handle("PUT /hangar/v1/user/password", s.authed(s.setPassword))
+	mux.Handle("PUT /hangar/v1/user/password", s.authed((&loginsAPI{s}).setPassword))
 
 	mux.Handle("GET /v1alpha1/{org}/secret", s.authed(a.invite))
 	mux.Handle("POST /v1alpha1/{org}/join", s.authed(a.join))

@@ -4,10 +4,11 @@ package api
 // API: the device login flow (RFC 8628) with its approval page, and the
 // streaming deploy of a raw zip.
 func (s *Server) cliRoutes(mux registrar) {
-	mux.Handle("POST /oauth/device/code", s.handle(s.deviceCode))
-	mux.Handle("POST /oauth/device/token", s.handle(s.deviceToken))
-	mux.Handle("GET /device", s.handle(s.devicePageGet))
-	mux.Handle("POST /device", s.handle(s.devicePagePost))
+	l := &loginsAPI{s}
+	mux.Handle("POST /oauth/device/code", s.handle(l.deviceCode))
+	mux.Handle("POST /oauth/device/token", s.handle(l.deviceToken))
+	mux.Handle("GET /device", s.handle(l.devicePageGet))
+	mux.Handle("POST /device", s.handle(l.devicePagePost))
 
 	mux.Handle("POST /hangar/v1/{org}/applications/{app}/deploy", uploadRoute{s.authed(s.deployZip)})
 }

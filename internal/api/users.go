@@ -5,12 +5,11 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
-	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
 // token exchanges a refresh token for an access token (Auth0-shaped).
-func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+func (s *loginsAPI) token(w http.ResponseWriter, r *http.Request) error {
 	var req apiclient.TokenRequest
 	if err := decode(r, &req); err != nil {
 		return err
@@ -18,11 +17,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if req.GrantType != "refresh_token" || req.RefreshToken == "" {
 		return hangar.Errorf(hangar.KindInvalid, `unsupported grant: send grant_type "refresh_token" with a refresh_token`)
 	}
-	u, err := s.store.UseRefreshToken(r.Context(), req.RefreshToken, s.now(), auth.RefreshMaxAge, auth.RefreshMaxIdle)
-	if err != nil {
-		return err
-	}
-	tok, exp, err := s.tokens.Issue(u)
+	tok, exp, err := s.logins.Exchange(r.Context(), req.RefreshToken)
 	if err != nil {
 		return err
 	}

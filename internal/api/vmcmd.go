@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
@@ -26,7 +26,7 @@ func (s *Server) executorCommand(w http.ResponseWriter, r *http.Request) error {
 	case len(req.Command) > apiclient.MaxCommandBytes:
 		return hangar.Errorf(hangar.KindInvalid, "command of %d bytes is over the limit of %d", len(req.Command), apiclient.MaxCommandBytes)
 	}
-	res, err := s.svc.ExecutorCommand(r.Context(), deploy.Command{
+	res, err := s.exs.ExecutorCommand(r.Context(), fleet.Command{
 		Org: org, App: r.PathValue("app"), Executor: r.PathValue("executor"),
 		Command: req.Command, User: principal(r).User.Name,
 	})

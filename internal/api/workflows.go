@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,9 +11,35 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
+// Workflows manages the DBOS workflows of an app, as the DBOS admin server
+// did; *deploy.Service satisfies it. Every method names the org and the
+// app, and returns KindNotFound for an unknown app or workflow and
+// KindUnavailable while the app's database instance is not available.
+type Workflows interface {
+	// Workflows lists the workflows f selects.
+	Workflows(ctx context.Context, org, app string, f hangar.WorkflowFilter) ([]hangar.Workflow, error)
+	// Workflow returns one workflow with its input and output.
+	Workflow(ctx context.Context, org, app, id string) (hangar.Workflow, error)
+	// WorkflowSteps returns the steps a workflow recorded.
+	WorkflowSteps(ctx context.Context, org, app, id string) ([]hangar.WorkflowStep, error)
+	// CancelWorkflow cancels a workflow that has not ended.
+	CancelWorkflow(ctx context.Context, org, app, id string) error
+	// ResumeWorkflow resumes a workflow from its last recorded step.
+	ResumeWorkflow(ctx context.Context, org, app, id string) error
+	// RestartWorkflow starts a workflow again from the beginning under a
+	// new ID, which it returns.
+	RestartWorkflow(ctx context.Context, org, app, id string) (string, error)
+	// ForkWorkflow starts a copy of a workflow from startStep under a new
+	// ID, which it returns. KindInvalid for a negative startStep.
+	ForkWorkflow(ctx context.Context, org, app, id string, startStep int) (string, error)
+}
+
+// workflowsAPI serves the workflow routes.
+type workflowsAPI struct{ *Server }
+
 // listWorkflows lists the app's workflows; queues lists those in a queue
 // that wait or run, unless the request asks for other statuses.
-func (s *Server) listWorkflows(queues bool) handlerFunc {
+func (s *workflowsAPI) listWorkflows(queues bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		org, err := orgOf(r)
 		if err != nil {
@@ -29,7 +56,7 @@ func (s *Server) listWorkflows(queues bool) handlerFunc {
 			return err
 		}
 		f.QueuesOnly = queues
-		ws, err := s.svc.Workflows(r.Context(), org, r.PathValue("app"), f)
+		ws, err := s.workflows.Workflows(r.Context(), org, r.PathValue("app"), f)
 		if err != nil {
 			return err
 		}
@@ -41,24 +68,24 @@ func (s *Server) listWorkflows(queues bool) handlerFunc {
 	}
 }
 
-func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) getWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
 	}
-	wf, err := s.svc.Workflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
+	wf, err := s.workflows.Workflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, toWorkflowStatus(wf))
 }
 
-func (s *Server) workflowSteps(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) workflowSteps(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
 	}
-	steps, err := s.svc.WorkflowSteps(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
+	steps, err := s.workflows.WorkflowSteps(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -72,36 +99,36 @@ func (s *Server) workflowSteps(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) cancelWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) cancelWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
 	}
-	if err := s.svc.CancelWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id")); err != nil {
+	if err := s.workflows.CancelWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (s *Server) resumeWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) resumeWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
 	}
-	if err := s.svc.ResumeWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id")); err != nil {
+	if err := s.workflows.ResumeWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (s *Server) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
 	}
-	id, err := s.svc.RestartWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
+	id, err := s.workflows.RestartWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -110,7 +137,7 @@ func (s *Server) restartWorkflow(w http.ResponseWriter, r *http.Request) error {
 
 // forkWorkflow starts a copy of a workflow that runs from a step on; the
 // official CLI has no such command, the console's workflow page does.
-func (s *Server) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
+func (s *workflowsAPI) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
 	org, err := orgOf(r)
 	if err != nil {
 		return err
@@ -119,7 +146,7 @@ func (s *Server) forkWorkflow(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	id, err := s.svc.ForkWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"), req.StartStep)
+	id, err := s.workflows.ForkWorkflow(r.Context(), org, r.PathValue("app"), r.PathValue("id"), req.StartStep)
 	if err != nil {
 		return err
 	}

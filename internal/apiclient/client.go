@@ -13,6 +13,7 @@ import (
 )
 
 // Client calls a Hangar server.
+// size: one method per route of the API: the typed client.
 type Client struct {
 	// BaseURL is the server's base URL, e.g. https://localhost:8443.
 	BaseURL string

@@ -1,9 +1,16 @@
-// Package auth issues and verifies Hangar's credentials: signed JWT access
-// tokens (the token the official CLI stores in .dbos/credentials) and opaque
-// refresh tokens. Access tokens are signed with the newest key of a key set
-// kept in the metadata database; older keys keep verifying the tokens they
-// signed until those expire, so rotating the key logs nobody out. It is a
-// leaf: it imports only internal/hangar.
+// Package auth owns Hangar's credentials and the flows that hand them out:
+// signed JWT access tokens (the token the official CLI stores in
+// .dbos/credentials) and opaque refresh tokens; password hashing under a
+// concurrency limit; the device login flow (RFC 8628: user codes, polls,
+// decisions, the approval page's sessions and CSRF tokens) and the
+// refresh-token exchange (Logins); and the per-key Limiter that refuses
+// guessing. Access tokens are signed with the newest key of a key set kept
+// in the metadata database; older keys keep verifying the tokens they
+// signed until those expire, so rotating the key logs nobody out.
+//
+// It is a leaf: it imports only internal/hangar, and declares the small
+// interfaces its store satisfies. accounts, the transport (api) and the
+// composition roots import it.
 package auth
 
 import (

@@ -12,8 +12,6 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -145,20 +143,7 @@ type Job struct {
 
 // image is the image the job's commands run on.
 func (j Job) image() runtime.Image {
-	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Config)}
-}
-
-// SetupLayer names the image layer that the setup commands of cfg write:
-// a digest of the commands, "" without any.
-func SetupLayer(cfg Config) string {
-	if len(cfg.Runtime.Setup) == 0 {
-		return ""
-	}
-	h := sha256.New()
-	for _, c := range cfg.Runtime.Setup {
-		fmt.Fprintf(h, "%d:%s\n", len(c), c)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	return runtime.Image{AppID: j.App, Layer: SetupLayer(j.Dir, j.Config)}
 }
 
 func (j Job) log() io.Writer {
@@ -183,6 +168,11 @@ func (b *Builder) runCmd(ctx context.Context, j Job, step string, c Cmd) error {
 	err := b.runner.Run(ctx, c)
 	if err == nil {
 		return nil
+	}
+	if diskFull(j.Dir) {
+		return hangar.Errorf(hangar.KindTooLarge,
+			"%s: command %q filled the app's disk: an app may install at most %s (its files, dependencies and build output); make the archive or its dependencies smaller, e.g. leave build artifacts and unused packages out",
+			step, c.Shell, formatBytes(b.opts.MaxInstalledBytes))
 	}
 	var e *hangar.Error
 	if errors.As(err, &e) {
@@ -230,4 +220,32 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%d %s", n/unit, units[i])
 	}
 	return fmt.Sprintf("%.1f %s", float64(n)/float64(unit), units[i])
+}
+
+// RemoveApp removes the caches that app's builds wrote (npm's, Go's): a
+// deleted app leaves nothing behind.
+func (b *Builder) RemoveApp(app string) error {
+	if !validOrgID(app) {
+		return nil
+	}
+	var patterns, dirs []string
+	if b.opts.NPMCacheDir != "" {
+		patterns = append(patterns, filepath.Join(b.opts.NPMCacheDir, "apps", app), filepath.Join(b.opts.NPMCacheDir, "*", "apps", app))
+	}
+	if b.opts.CacheDir != "" {
+		patterns = append(patterns, filepath.Join(b.opts.CacheDir, "go", "*", "apps", app))
+	}
+	for _, pattern := range patterns {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, m...)
+	}
+	for _, d := range dirs {
+		if err := removeTree(d); err != nil {
+			return fmt.Errorf("remove cache %s: %w", d, err)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package build
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -102,7 +104,7 @@ func TestBuilder_SetupLayer(t *testing.T) {
 	b := NewBuilder(testOptions(), r)
 	j := Job{Dir: "/app", App: "app1"}
 	j.Config.Runtime.Setup = []string{"apt install traceroute"}
-	layer := SetupLayer(j.Config)
+	layer := SetupLayer(j.Dir, j.Config)
 	for range 2 {
 		if err := b.Setup(t.Context(), j); err != nil {
 			t.Fatal(err)
@@ -115,7 +117,63 @@ func TestBuilder_SetupLayer(t *testing.T) {
 		t.Errorf("layer calls (-want +got):\n%s", diff)
 	}
 	j.Config.Runtime.Setup = []string{"apt install traceroute", "apt install curl"}
-	if SetupLayer(j.Config) == layer {
+	if SetupLayer(j.Dir, j.Config) == layer {
 		t.Errorf("other setup commands, same layer %s", layer)
+	}
+}
+
+// TestBuilder_SetupLayerFiles: the layer's key covers the app's files that
+// setup commands name, so a redeploy that changes ./install.sh runs setup
+// again, while one that changes nothing else (or only other files) reuses
+// the layer.
+func TestBuilder_SetupLayerFiles(t *testing.T) {
+	t.Parallel()
+	r := &layerRunner{ready: map[runtime.Image]bool{}}
+	b := NewBuilder(testOptions(), r)
+	outside := filepath.Join(t.TempDir(), "outside.sh")
+	deploy := func(files map[string]string) string {
+		t.Helper()
+		dir := t.TempDir() // each deploy unpacks into a folder of its own
+		for name, content := range files {
+			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(outside, filepath.Join(dir, "link.sh")); err != nil {
+			t.Fatal(err)
+		}
+		j := Job{Dir: dir, App: "app1"}
+		j.Config.Runtime.Setup = []string{"./install.sh --quiet", "sh scripts/more.sh && apt-get install -y $(cat pkgs.txt)", "sh link.sh; sh /etc/x.sh ../up.sh"}
+		if err := b.Setup(t.Context(), j); err != nil {
+			t.Fatal(err)
+		}
+		return SetupLayer(dir, j.Config)
+	}
+	files := map[string]string{"install.sh": "echo v1", "scripts/more.sh": "echo more", "pkgs.txt": "curl", "app.mjs": "v1"}
+	first := deploy(files)
+	runs := func() int { return len(r.cmds) }
+	if runs() != 3 {
+		t.Fatalf("first deploy ran %d setup commands, want 3", runs())
+	}
+	if again := deploy(files); again != first || runs() != 3 {
+		t.Errorf("unchanged redeploy: layer %s (was %s), %d commands run; want the same layer, reused", again, first, runs())
+	}
+	files["app.mjs"] = "v2" // not named by setup
+	if again := deploy(files); again != first || runs() != 3 {
+		t.Errorf("redeploy changing an unnamed file: layer %s (was %s), %d commands; want the layer reused", again, first, runs())
+	}
+	os.WriteFile(outside, []byte("not the app's"), 0o644) // behind a link out of the tree
+	if again := deploy(files); again != first || runs() != 3 {
+		t.Errorf("a file outside the tree changed: layer %s (was %s); want it ignored", again, first)
+	}
+	for _, name := range []string{"install.sh", "scripts/more.sh", "pkgs.txt"} {
+		before := runs()
+		files[name] += " changed"
+		if again := deploy(files); again == first || runs() != before+3 {
+			t.Errorf("redeploy changing %s: layer %s (was %s), %d commands run; want a new layer, built", name, again, first, runs()-before)
+		}
 	}
 }

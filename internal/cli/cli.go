@@ -2,7 +2,8 @@
 // official DBOS Cloud CLI 2.10.24 (same commands, aliases, flags, defaults,
 // credentials file and output) that speaks to a Hangar server. Every command
 // writes to injected writers and reads its environment through an injected
-// getenv. It imports only internal/apiclient.
+// getenv. It imports only internal/apiclient; only cmd/dbos-cloud imports
+// it.
 package cli
 
 import (
@@ -27,6 +28,7 @@ const version = "2.10.24-hangar"
 
 // env is what every command gets: the process's IO, environment and working
 // directory, and the clock it waits on.
+// size: one method per command: commands are env's methods, each in its own file.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer

@@ -50,6 +50,7 @@ func (e *env) tempDir() string {
 // archive over the limit before uploading, uploads with progress on stderr,
 // then, while the server runs the deploy, prints its step lines. A server
 // without the endpoint gets the official base64 body instead.
+// size: one upload with its progress, step lines and fallback, sharing the archive file and the result channel.
 func (e *env) streamDeploy(ctx context.Context, s *session, app, root string, files []string, config []byte) (apiclient.DeployResponse, error) {
 	limit, err := e.maxArchive()
 	if err != nil {

@@ -1,7 +1,10 @@
 // Package config holds the server's configuration: defaults, environment
 // (HANGAR_*) and flags, validated once by the composition root. It is a leaf:
-// it imports only internal/hangar.
+// it imports only internal/hangar. Only the composition roots import it;
+// each package gets its own small Config from them.
 package config
+
+// size: one documented field per flag, its default and its check; candidates to split: the TLS and database settings.
 
 import (
 	"errors"
@@ -133,6 +136,12 @@ type Config struct {
 	// BuildMemoryMiB caps the memory of each sandboxed build command.
 	// Default 2048.
 	BuildMemoryMiB int
+	// AppInstalledMiB bounds what a build may write to a version's folder
+	// while it runs (the installed app; docs/disk.md). Default 2048.
+	AppInstalledMiB int
+	// AppDiskMiB is the room the executors of a version get beyond its
+	// installed app, enforced by the kernel (ENOSPC). Default 2048.
+	AppDiskMiB int
 	// NPMCacheDir is npm's cache shared by builds. Default DataDir/cache/npm.
 	NPMCacheDir string
 	// PipIndexURL and PipFindLinks configure Python installs. Default: pip's.
@@ -167,6 +176,11 @@ type Config struct {
 	// DBPorts is the range new instances' ports come from, "first-last",
 	// or "0" for any free port (tests). Default "15432-16431".
 	DBPorts string
+	// DBMaxConnsPerIP caps the connections one client IP address has open
+	// to the instances' ports, all together; more are closed on accept.
+	// Loopback (Hangar, the executors' relays) is not counted. Default 64;
+	// negative means no cap.
+	DBMaxConnsPerIP int
 	// DBHost is the host name (or IP address) users connect to instances
 	// at: `db url` and `db status` show it, and the instances' TLS
 	// certificate names it. Default: the host of Domain.
@@ -183,6 +197,7 @@ type Getenv func(string) string
 
 // Defaults returns the configuration with environment overrides applied:
 // flags, applied by the caller afterwards, override both.
+// size: one line per field: the table of defaults.
 func Defaults(getenv Getenv) Config {
 	c := Config{
 		DataDir:         getenv("HANGAR_DATA_DIR"),
@@ -219,10 +234,13 @@ func Defaults(getenv Getenv) Config {
 		ShutdownTimeout:   durationEnv(getenv, "HANGAR_SHUTDOWN_TIMEOUT", 30*time.Second),
 		DBListen:          getenv("HANGAR_DB_LISTEN"),
 		DBPorts:           getenv("HANGAR_DB_PORTS"),
+		DBMaxConnsPerIP:   intEnv(getenv, "HANGAR_DB_MAX_CONNS_PER_IP", 0),
 		DBHost:            getenv("HANGAR_DB_HOST"),
 		DBMemoryMiB:       intEnv(getenv, "HANGAR_DB_MEMORY_MIB", 0),
 		DBPids:            intEnv(getenv, "HANGAR_DB_PIDS", 0),
 		ImageCache:        getenv("HANGAR_IMAGE_CACHE"),
+		AppInstalledMiB:   intEnv(getenv, "HANGAR_APP_INSTALLED_MIB", 0),
+		AppDiskMiB:        intEnv(getenv, "HANGAR_APP_DISK_MIB", 0),
 	}
 	if d, err := time.ParseDuration(getenv("HANGAR_BUILD_STEP_TIMEOUT")); err == nil {
 		c.BuildStepTimeout = d
@@ -341,6 +359,7 @@ func or(v, def string) string {
 func (c *Config) ACME() bool { return c.ACMEEmail != "" || c.ACMECA != "" }
 
 // Validate checks the configuration and makes DataDir absolute.
+// size: one check per field, in the order of Config.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
@@ -426,6 +445,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DBMemoryMiB < 0 || c.DBMemoryMiB > 0 && c.DBMemoryMiB < 64 || c.DBCPUs < 0 || c.DBPids < 0 || c.DBPids > 0 && c.DBPids < 32 {
 		errs = append(errs, fmt.Errorf("database instance limits: want --db-memory-mib ≥ 64, --db-cpus > 0, --db-pids ≥ 32 (0: the default)"))
+	}
+	if c.AppInstalledMiB < 0 || c.AppDiskMiB < 0 {
+		errs = append(errs, fmt.Errorf("app disk limits: want --app-installed-mib and --app-disk-mib ≥ 0 (0: the default)"))
 	}
 	if c.DBHost == "" {
 		c.DBHost = c.Domain

@@ -8,7 +8,10 @@
 // login role that can connect to those two and nothing else.
 //
 // It is a leaf: it imports only internal/hangar (and pgcluster, its own
-// adapter for running clusters).
+// adapter for running clusters). It lends connections to the instances'
+// databases (WithConn) but owns no DBOS SQL: that is internal/sysdb's.
+// Only the composition roots import it; the orchestration uses it through
+// interfaces of its own.
 package dbinstance
 
 import (
@@ -19,16 +22,16 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/frontdoor"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster"
+	"github.com/hangar-oss/hangar/internal/relay"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -78,6 +81,8 @@ type Manager struct {
 
 	uidMu sync.Mutex // serializes allocating sandboxes' uids
 
+	perIP *frontdoor.PerIP // caps each client's connections to the public ports
+
 	pools sysPools // connections to the instances' system databases
 }
 
@@ -86,7 +91,7 @@ type instance struct {
 	// mu serializes starting, stopping, destroying and restoring it.
 	mu   sync.Mutex
 	c    *pgcluster.Cluster // nil until first used
-	ep   *endpoint          // a sandboxed instance's port; nil until first used
+	ep   *relay.Server      // a sandboxed instance's port; nil until first used
 	gone bool               // destroyed: do nothing more
 	// backupMu allows one base backup at a time.
 	backupMu sync.Mutex
@@ -115,7 +120,11 @@ func New(cfg Config) *Manager {
 		sb.defaults()
 		cfg.Sandbox = &sb
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
+	m := &Manager{cfg: cfg, log: log.With("component", "dbinstance"), insts: map[string]*instance{}}
+	if cfg.Sandbox != nil {
+		m.perIP = frontdoor.NewPerIP(cfg.Sandbox.MaxConnsPerIP)
+	}
+	return m
 }
 
 // Provision creates (on first call) and starts a managed cluster for inst,
@@ -215,7 +224,7 @@ func (m *Manager) StopAll(ctx context.Context) error {
 			}
 		}
 		if e.ep != nil {
-			e.ep.close()
+			e.ep.Close()
 			e.ep = nil
 		}
 		e.mu.Unlock()
@@ -275,7 +284,7 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
 	}
 	if e.ep != nil {
-		e.ep.close()
+		e.ep.Close()
 		e.ep = nil
 	}
 	if err := errors.Join(os.RemoveAll(dir), os.RemoveAll(m.bundleDir(inst))); err != nil {
@@ -416,7 +425,7 @@ func (m *Manager) clusterOf(ctx context.Context, e *instance, inst hangar.DBInst
 // held and e.c set.
 func (e *instance) port() int {
 	if e.ep != nil {
-		return e.ep.port()
+		return e.ep.Addr().(*net.TCPAddr).Port
 	}
 	return e.c.Port()
 }
@@ -472,32 +481,4 @@ func validateID(id string) error {
 		return fmt.Errorf("invalid database instance ID %q", id)
 	}
 	return nil
-}
-
-// AdminURL returns the instance's superuser URL for database db: at
-// inst.Host for a linked instance (TLS when the server offers it), on
-// loopback for a managed one.
-func AdminURL(inst hangar.DBInstance, db string) string {
-	// Managed instances listen on loopback; Host is what users are told.
-	host, sslmode := inst.Host, "prefer"
-	if host == "" || !inst.IsLinked {
-		host, sslmode = "127.0.0.1", "disable"
-	}
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(inst.AdminUser, inst.AdminPassword),
-		Host:     net.JoinHostPort(host, strconv.Itoa(inst.Port)),
-		Path:     "/" + db,
-		RawQuery: "sslmode=" + sslmode,
-	}
-	return u.String()
-}
-
-// withConn runs f on a connection to connURL.
-func withConn(ctx context.Context, connURL string, f func(*pgx.Conn) error) error {
-	conn, err := pgx.Connect(ctx, connURL)
-	if err != nil {
-		return err
-	}
-	return errors.Join(f(conn), conn.Close(ctx))
 }

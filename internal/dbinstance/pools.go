@@ -2,8 +2,12 @@ package dbinstance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -146,12 +150,44 @@ func (p *sysPools) count() int {
 	return len(p.pools)
 }
 
-// withPooled runs f on a connection of the pool of database db of inst.
-func (m *Manager) withPooled(ctx context.Context, inst hangar.DBInstance, db string, f func(*pgx.Conn) error) error {
+// WithConn runs f on a superuser connection, from the pool of database db
+// of inst, and returns f's error or the connection's. The pools are the
+// Manager's: sysdb reads and writes system databases through them, and
+// they close when their instance stops, is destroyed, gets a new password
+// or drops the database.
+func (m *Manager) WithConn(ctx context.Context, inst hangar.DBInstance, db string, f func(*pgx.Conn) error) error {
 	c, err := m.pools.acquire(ctx, inst.ID, db, AdminURL(inst, db))
 	if err != nil {
 		return err
 	}
 	defer c.Release()
 	return f(c.Conn())
+}
+
+// AdminURL returns the instance's superuser URL for database db: at
+// inst.Host for a linked instance (TLS when the server offers it), on
+// loopback for a managed one.
+func AdminURL(inst hangar.DBInstance, db string) string {
+	// Managed instances listen on loopback; Host is what users are told.
+	host, sslmode := inst.Host, "prefer"
+	if host == "" || !inst.IsLinked {
+		host, sslmode = "127.0.0.1", "disable"
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(inst.AdminUser, inst.AdminPassword),
+		Host:     net.JoinHostPort(host, strconv.Itoa(inst.Port)),
+		Path:     "/" + db,
+		RawQuery: "sslmode=" + sslmode,
+	}
+	return u.String()
+}
+
+// withConn runs f on a connection to connURL.
+func withConn(ctx context.Context, connURL string, f func(*pgx.Conn) error) error {
+	conn, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f(conn), conn.Close(ctx))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/sysdb"
 )
 
 // TestManager_SysDBPool: reads of a system database share a few pooled
@@ -49,7 +50,7 @@ func TestManager_SysDBPool(t *testing.T) {
 	}
 	read := func(t *testing.T, inst hangar.DBInstance, db string) error {
 		t.Helper()
-		_, err := m.ListWorkflows(ctx, inst, db, hangar.WorkflowFilter{})
+		_, err := sysdb.New(m).ListWorkflows(ctx, inst, db, hangar.WorkflowFilter{})
 		return err
 	}
 
@@ -116,4 +117,16 @@ func TestManager_SysDBPool(t *testing.T) {
 			t.Errorf("%d pools open after the instance was destroyed, want 0", n)
 		}
 	})
+}
+
+// poll waits until cond holds, failing the test after a minute.
+func poll(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -8,16 +8,17 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster"
+	"github.com/hangar-oss/hangar/internal/relay"
 )
 
 // Sandbox runs each managed instance in a sandbox of its own
@@ -48,6 +49,11 @@ type Sandbox struct {
 	// from. Default 15432 and 1000; FirstPort -1 takes any free port
 	// (tests).
 	FirstPort, PortCount int
+	// MaxConnsPerIP caps the connections open from one client IP address
+	// to the instances' ports, all of them together; a connection over
+	// the cap is closed on accept. Loopback (Hangar, the executors'
+	// relays) is not counted. Default 64; negative means no cap.
+	MaxConnsPerIP int
 	// Certificate returns the PEM certificate (with its chain) and key the
 	// instances serve TLS with; it is called on every start. Default nil:
 	// no TLS, and so no connection from other hosts at all.
@@ -71,6 +77,9 @@ func (s *Sandbox) defaults() {
 	}
 	if s.PortCount == 0 {
 		s.PortCount = 1000
+	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = 64
 	}
 }
 
@@ -204,8 +213,16 @@ func (m *Manager) sandboxed(inst hangar.DBInstance, uid uint32) *pgcluster.Sandb
 }
 
 // listenPort opens inst's port: port when non-zero, else the first free
-// one of the range.
+// one of the range. Its listeners share the per-client cap.
 func (m *Manager) listenPort(port int) ([]net.Listener, error) {
+	lns, err := m.openPort(port)
+	for i, ln := range lns {
+		lns[i] = m.perIP.Limit(ln, netip.Addr.IsLoopback)
+	}
+	return lns, err
+}
+
+func (m *Manager) openPort(port int) ([]net.Listener, error) {
 	sb := m.cfg.Sandbox
 	if port != 0 {
 		return listenBoth(sb.Listen, port)
@@ -245,100 +262,34 @@ func listenBoth(host string, port int) ([]net.Listener, error) {
 // comes from this host (Hangar, the executors' relays) and goes to the
 // server's Unix socket, unless it asks for TLS; any other goes to the
 // server's TCP listener inside its sandbox, which accepts TLS only.
-type endpoint struct {
-	lns    []net.Listener
-	socket string
-	dial   func(context.Context) (net.Conn, error)
-	log    *slog.Logger
-
-	ctx    context.Context // canceled by close: the endpoint's own lifetime
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // nil once closed
-}
-
-func startEndpoint(lns []net.Listener, socket string, dial func(context.Context) (net.Conn, error), log *slog.Logger) *endpoint {
-	ctx, cancel := context.WithCancel(context.Background())
-	ep := &endpoint{lns: lns, socket: socket, dial: dial, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
-	for _, ln := range lns {
-		ep.wg.Go(func() { ep.serve(ln) })
-	}
-	return ep
-}
-
-// port returns the port the endpoint listens on.
-func (ep *endpoint) port() int { return ep.lns[0].Addr().(*net.TCPAddr).Port }
-
-func (ep *endpoint) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if errors.Is(err, net.ErrClosed) {
-			return
+func startEndpoint(lns []net.Listener, socket string, dial func(context.Context) (net.Conn, error), log *slog.Logger) *relay.Server {
+	return relay.Start(lns, func(ctx context.Context, in net.Conn) (net.Conn, error) {
+		var out net.Conn
+		var err error
+		first, local := isLocal(in)
+		if local {
+			var d net.Dialer
+			out, err = d.DialContext(ctx, "unix", socket)
+		} else {
+			out, err = dial(ctx)
 		}
-		if err != nil {
-			ep.log.Warn("accept database connection", "listen", ln.Addr().String(), "err", err)
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ep.ctx.Done():
-				return
-			}
-			continue
-		}
-		if !ep.track(c) {
-			return
-		}
-		ep.wg.Go(func() { ep.relay(c) })
-	}
-}
-
-func (ep *endpoint) relay(in net.Conn) {
-	defer ep.untrack(in)
-	ctx, cancel := context.WithTimeout(ep.ctx, 10*time.Second)
-	defer cancel()
-	var out net.Conn
-	var err error
-	if first, local := ep.local(in); local {
-		var d net.Dialer
-		out, err = d.DialContext(ctx, "unix", ep.socket)
-		if err == nil {
+		if err == nil && len(first) > 0 {
 			_, err = out.Write(first)
 		}
-	} else {
-		out, err = ep.dial(ctx)
-		if err == nil && first != nil {
-			_, err = out.Write(first)
-		}
-	}
-	if out != nil {
-		if !ep.track(out) {
-			return
-		}
-		defer ep.untrack(out)
-	}
-	if err != nil {
-		return // the server is down or starting: the client sees a closed connection
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.Copy(out, in)
-		closeWrite(out)
-	}()
-	io.Copy(in, out)
-	closeWrite(in)
-	<-done
+		// The server is down or starting: the client sees a closed
+		// connection.
+		return out, err
+	}, log)
 }
 
 // sslRequest is the message a PostgreSQL client opens a TLS session with.
 var sslRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
 
-// local reports whether in goes to the Unix socket: it comes over
+// isLocal reports whether in goes to the Unix socket: it comes over
 // loopback, from this host, and does not open with an SSLRequest (which
 // goes to the TLS listener, so that verify-full works on this host too).
 // first is what it read of in to tell.
-func (ep *endpoint) local(in net.Conn) (first []byte, local bool) {
+func isLocal(in net.Conn) (first []byte, local bool) {
 	if a, ok := in.LocalAddr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
 		return nil, false
 	}
@@ -348,45 +299,4 @@ func (ep *endpoint) local(in net.Conn) (first []byte, local bool) {
 	in.SetReadDeadline(time.Time{})
 	first = first[:n]
 	return first, string(first) != string(sslRequest)
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	} else {
-		c.Close()
-	}
-}
-
-func (ep *endpoint) track(c net.Conn) bool {
-	ep.mu.Lock()
-	defer ep.mu.Unlock()
-	if ep.conns == nil {
-		c.Close()
-		return false
-	}
-	ep.conns[c] = struct{}{}
-	return true
-}
-
-func (ep *endpoint) untrack(c net.Conn) {
-	c.Close()
-	ep.mu.Lock()
-	defer ep.mu.Unlock()
-	delete(ep.conns, c)
-}
-
-// close stops listening, ends the connections and waits for the relays.
-func (ep *endpoint) close() {
-	ep.cancel()
-	for _, ln := range ep.lns {
-		ln.Close()
-	}
-	ep.mu.Lock()
-	for c := range ep.conns {
-		c.Close()
-	}
-	ep.conns = nil
-	ep.mu.Unlock()
-	ep.wg.Wait()
 }

@@ -40,7 +40,7 @@ func (s *Service) RegisterApp(ctx context.Context, org string, req RegisterReque
 		return hangar.App{}, hangar.Errorf(hangar.KindUnavailable, "database %s is %s, not available: wait for it, or provision another", inst.Name, inst.Status)
 	}
 	a := hangar.App{
-		ID: uuid.NewString(), Org: org, Name: req.Name, DBInstance: inst.Name,
+		ID: uuid.NewString(), Org: org, Name: req.Name, InstanceID: inst.ID, DBInstance: inst.Name,
 		AppDBName: hangar.DefaultAppDBName(req.Name), Language: lang,
 		Status: hangar.StatusRegistered, MemoryMiB: req.MemoryMiB, MinVMs: 1, MaxVMs: 1,
 		DBPassword: newPassword(),
@@ -53,7 +53,7 @@ func (s *Service) RegisterApp(ctx context.Context, org string, req RegisterReque
 		return hangar.App{}, err
 	}
 	for _, o := range apps {
-		if o.DBInstance == a.DBInstance && o.AppDBName == a.AppDBName && o.Name != a.Name {
+		if o.InstanceID == a.InstanceID && o.AppDBName == a.AppDBName && o.Name != a.Name {
 			return hangar.App{}, hangar.Errorf(hangar.KindConflict, "application %s already uses database %s on %s: choose another app name", o.Name, a.AppDBName, inst.Name)
 		}
 	}

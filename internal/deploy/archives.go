@@ -23,6 +23,13 @@ import (
 // storing an archive and recording its version, in which the archive is
 // referenced by nothing yet.
 
+// ArchiveLister says which archives to keep; *store.DB satisfies it.
+type ArchiveLister interface {
+	// KeptArchives returns the digests of the archives of versions that
+	// did not fail.
+	KeptArchives(ctx context.Context) (map[string]bool, error)
+}
+
 // storeArchive moves a received archive into the store and records its
 // version with create, both under archiveMu.
 func (s *Service) storeArchive(received, digest string, create func() error) error {
@@ -42,7 +49,7 @@ func (s *Service) storeArchive(received, digest string, create func() error) err
 func (s *Service) collectArchives(ctx context.Context) {
 	s.archiveMu.Lock()
 	defer s.archiveMu.Unlock()
-	kept, err := s.store.KeptArchives(ctx)
+	kept, err := s.kept.KeptArchives(ctx)
 	if err != nil {
 		s.log.ErrorContext(ctx, "collect archives", "err", err)
 		return

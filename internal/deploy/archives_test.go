@@ -14,10 +14,11 @@ import (
 
 // archiveStore knows which archives versions that did not fail use.
 type archiveStore struct {
-	Store
 	mu   sync.Mutex
 	kept map[string]bool
 }
+
+var _ ArchiveLister = (*archiveStore)(nil)
 
 func (a *archiveStore) KeptArchives(context.Context) (map[string]bool, error) {
 	a.mu.Lock()
@@ -47,7 +48,7 @@ func TestService_CollectArchives(t *testing.T) {
 		}
 	}
 	st := &archiveStore{kept: map[string]bool{"shared": true}}
-	s := &Service{cfg: Config{DataDir: dir}, store: st, log: slog.New(slog.DiscardHandler)}
+	s := &Service{cfg: Config{DataDir: dir}, kept: st, log: slog.New(slog.DiscardHandler)}
 	write := func(name string) string {
 		t.Helper()
 		if err := os.WriteFile(name, []byte("PK"), 0o600); err != nil {

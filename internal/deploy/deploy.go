@@ -198,7 +198,7 @@ func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause erro
 			return "", err
 		}
 		status := hangar.StatusFailed
-		if s.serving(in.AppID) {
+		if s.fleet.Serving(in.AppID) {
 			status = hangar.StatusAvailable
 		}
 		if err := s.store.SetAppStatus(ctx, in.AppID, status); err != nil {

@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/oklog/ulid/v2"
@@ -120,7 +119,7 @@ func (s *Service) deleteStop(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	s.stopApp(ctx, a)
+	s.fleet.StopApp(ctx, a)
 	return nil
 }
 
@@ -134,7 +133,7 @@ func (s *Service) deleteDatabases(ctx context.Context, in deleteInput) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return err
 	}
@@ -154,7 +153,7 @@ func (s *Service) deleteRecords(ctx context.Context, in deleteInput) error {
 	if err := s.logs.DeleteApp(ctx, a.ID); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.appDir(a.ID)); err != nil {
+	if err := s.removeAppFiles(ctx, a.ID); err != nil {
 		return err
 	}
 	if err := s.store.DeleteApp(ctx, a.ID); err != nil {

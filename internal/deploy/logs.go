@@ -8,8 +8,7 @@ import (
 
 // Log sources.
 const (
-	sourceDeploy   = "deploy"
-	sourceExecutor = "executor"
+	sourceDeploy = "deploy"
 )
 
 // LogSink stores app logs: deploy-step output and executor output.

@@ -13,9 +13,6 @@ type Observer interface {
 	// StepEnded is called when a deploy step (StepUpload, …) ends, failed
 	// or not, after d.
 	StepEnded(step string, d time.Duration)
-	// ExecutorEvent is called for each event of the executors of the app
-	// appID, as it is recorded for Events.
-	ExecutorEvent(appID string, kind EventKind)
 }
 
 // nopObserver is the Observer of a Service configured without one.
@@ -23,7 +20,6 @@ type nopObserver struct{}
 
 func (nopObserver) DeployEnded(bool)                {}
 func (nopObserver) StepEnded(string, time.Duration) {}
-func (nopObserver) ExecutorEvent(string, EventKind) {}
 
 // observer returns the configured Observer, or one that ignores everything.
 func (s *Service) observer() Observer {

@@ -1,9 +1,12 @@
-// Package deploy orchestrates Hangar: app registration, database instance
-// provisioning and the deploy pipeline, run as DBOS durable workflows on the
-// metadata database so that a server killed mid-deploy resumes where it
-// stopped. It declares the small interfaces its leaves (store, dbinstance,
-// runtime drivers, router) satisfy, and may import internal/hangar,
-// internal/runtime and internal/build.
+// Package deploy runs the app pipeline: registration, updates, deletion
+// and the deploy workflow (upload → configuration → migration →
+// deployment), as DBOS durable workflows on the metadata database so that
+// a server killed mid-deploy resumes where it stopped. The executors of a
+// built version run in the fleet (internal/fleet), which deploy reaches
+// through its Fleet interface and describes through Specs. It declares the
+// small interfaces its leaves satisfy, and may import internal/hangar,
+// internal/runtime and internal/build; api and the composition roots
+// import it.
 package deploy
 
 import (
@@ -22,26 +25,21 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/hangar"
-	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
-	DBStore
+	ArchiveLister
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
 	CreateApp(ctx context.Context, a hangar.App, instanceID string, lim hangar.OrgLimits) error
 	CheckOrgExecutors(ctx context.Context, org string, lim hangar.OrgLimits) error
-	OrgID(ctx context.Context, org string) (string, error)
 	SetAppStatus(ctx context.Context, appID string, status hangar.AppStatus) error
 	SetAppServing(ctx context.Context, appID, version string) error
 
 	DBInstance(ctx context.Context, org, name string) (hangar.DBInstance, error)
 	DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error)
-	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
-	CreateDBInstance(ctx context.Context, d hangar.DBInstance, lim hangar.OrgLimits) error
-	SetDBInstanceState(ctx context.Context, id string, status hangar.DBStatus, host string, port int) error
 
 	UpdateApp(ctx context.Context, appID string, memoryMiB, minVMs, maxVMs int, lim hangar.OrgLimits) error
 	SetAppDBInstance(ctx context.Context, appID, instanceID string) error
@@ -57,24 +55,13 @@ type Store interface {
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
 	FinishVersion(ctx context.Context, id string, status hangar.VersionStatus, errText string) error
-	KeptArchives(ctx context.Context) (map[string]bool, error)
 }
 
 // Instances runs managed database instances and the apps' databases on them.
 type Instances interface {
-	DBManager
-	Workflows
-	Provision(ctx context.Context, inst hangar.DBInstance) (int, error)
-	Start(ctx context.Context, inst hangar.DBInstance) error
-	StopAll(ctx context.Context) error
 	EnsureAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role, password string) error
 	DropAppDatabases(ctx context.Context, inst hangar.DBInstance, appDB, role string) error
 	SchemaFingerprint(ctx context.Context, inst hangar.DBInstance, db string) (string, error)
-	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
-	EnqueuedWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)
-	PendingExecutors(ctx context.Context, inst hangar.DBInstance, sysDB, prefix string) (map[string][]string, error)
-	QueuedVersions(ctx context.Context, inst hangar.DBInstance, sysDB string) ([]string, error)
-	RecoverWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, executorIDs []string, appVersion string) (int, error)
 }
 
 // Secrets opens an app's secrets for its executors' environment;
@@ -83,10 +70,20 @@ type Secrets interface {
 	Secrets(ctx context.Context, appID string) (map[string]string, error)
 }
 
-// Router routes app hostnames to executors.
-type Router interface {
-	Set(host string, upstreams []string)
-	InFlight(upstream string) int64
+// Fleet runs the apps' executors; *fleet.Fleet satisfies it.
+type Fleet interface {
+	// Serve starts the executors of version for a, with its database on
+	// inst, routes the app to them once they all answer and retires the
+	// previous ones. KindUnavailable with the executors' output as detail
+	// when they do not become healthy; the previous version keeps serving.
+	Serve(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error
+	// Resume serves version for a after Hangar restarted, and keeps
+	// trying with back-off when it does not start.
+	Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error
+	// Serving reports whether executors serve the app.
+	Serving(appID string) bool
+	// StopApp withdraws the app's route and stops all its executors.
+	StopApp(ctx context.Context, a hangar.App)
 }
 
 // Config configures the orchestrator.
@@ -94,49 +91,6 @@ type Config struct {
 	// DataDir holds archives (DataDir/archives) and app trees
 	// (DataDir/apps/<app ID>). Required.
 	DataDir string
-	// Domain is the public domain apps are served under. Required.
-	Domain string
-	// DBHost is the host users reach managed database instances at.
-	// Default: the host of Domain.
-	DBHost string
-	// SystemDatabaseURL is the DBOS system database of Hangar's own
-	// workflows. Required.
-	SystemDatabaseURL string
-	// ExecutorID names this Hangar process in DBOS. Default "hangar".
-	ExecutorID string
-	// HealthTimeout bounds how long a new executor may take to answer HTTP.
-	// Default 2 minutes.
-	HealthTimeout time.Duration
-	// StopGrace is how long an executor gets between SIGTERM and kill.
-	// Default 10 s.
-	StopGrace time.Duration
-	// DrainTimeout bounds how long a replaced executor is kept for its
-	// requests in flight and its version's PENDING/ENQUEUED workflows; the
-	// work left then goes to one drainer executor of that version. Default
-	// 10 minutes.
-	DrainTimeout time.Duration
-	// HealthInterval is how often the supervisor checks that a serving
-	// executor answers HTTP, and HealthFailures how many checks in a row
-	// may fail before it is replaced. Defaults 5 s and 3.
-	HealthInterval time.Duration
-	HealthFailures int
-	// RestartBackoff is the delay before replacing an executor that died;
-	// it doubles with each failure in a row up to MaxRestartBackoff, and
-	// starts over once an executor served for BackoffReset. Defaults 1 s,
-	// 5 minutes and 10 minutes.
-	RestartBackoff, MaxRestartBackoff, BackoffReset time.Duration
-	// ScaleInterval is how often the supervisor samples each app's load to
-	// scale it, and sweeps for the workflows of gone executors. Default
-	// 10 s.
-	ScaleInterval time.Duration
-	// ScaleQueueDepth is how many ENQUEUED workflows per executor make the
-	// supervisor add one (scaling.go). Default 10.
-	ScaleQueueDepth int
-	// Now returns the current time. Default time.Now.
-	Now func() time.Time
-	// drainPoll is how often a retiring executor is checked; tests shorten
-	// it. Default 250 ms.
-	drainPoll time.Duration
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
 	StepDelay map[string]time.Duration
@@ -145,10 +99,10 @@ type Config struct {
 	// BuildRunner runs the build's commands. Default build.ExecRunner:
 	// on the host, for the unsandboxed development driver only.
 	BuildRunner build.Runner
-	// Images says that executors run on images (the sandbox driver with
-	// an image cache), where the app sees its folder at runtime.AppDir.
-	// Default false: at its path on the host.
-	Images bool
+	// Disks gives each version's folder a size the kernel enforces while
+	// it builds and while it runs (image.Disks, docs/disk.md). Default
+	// nil: plain directories.
+	Disks Disks
 	// Limits bounds uploaded archives.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and
@@ -157,13 +111,8 @@ type Config struct {
 	OrgLimits hangar.OrgLimits
 	// Logger receives the orchestrator's logs. Default slog.Default().
 	Logger *slog.Logger
-	// Secrets supplies each app's secrets, read whenever an executor starts
-	// and set as its environment variables: a change reaches a running app
-	// at its next deploy (or in an executor the supervisor starts later).
-	// Default none.
-	Secrets Secrets
-	// Observer is told of deploy outcomes, step durations and executor
-	// events, for metrics. Default none.
+	// Observer is told of deploy outcomes and step durations, for
+	// metrics. Default none.
 	Observer Observer
 }
 
@@ -172,98 +121,48 @@ type Service struct {
 	cfg       Config
 	store     Store
 	instances Instances
-	driver    runtime.Driver
-	router    Router
+	fleet     Fleet
 	logs      LogSink
 	builder   *build.Builder
 	log       *slog.Logger
 	dbos      dbos.Context
 
+	kept      ArchiveLister
 	archiveMu sync.Mutex // archives.go
-
-	mu      sync.Mutex
-	fleet   fleet // the executors and their supervision state (supervisor.go)
-	closing bool  // Shutdown began: spawn starts nothing
-
-	// life is the lifetime of the supervisor's goroutines, which wg
-	// counts; Shutdown ends it.
-	life     context.Context
-	stopLife context.CancelFunc
-	wg       sync.WaitGroup
-
-	// stopDBSupervisor ends superviseDBs, which then closes dbSupervisorDone.
-	stopDBSupervisor context.CancelFunc
-	dbSupervisorDone chan struct{}
 }
 
-// workflowVersion is the DBOS application version of Hangar's workflows:
+// WorkflowVersion is the DBOS application version of Hangar's workflows:
 // bump it when a workflow's steps change incompatibly.
-const workflowVersion = "hangar-1"
+const WorkflowVersion = "hangar-1"
 
-// New returns a Service; it registers its workflows but runs nothing yet.
-func New(ctx context.Context, cfg Config, st Store, inst Instances, drv runtime.Driver, rt Router, logs LogSink) (*Service, error) {
-	if cfg.DataDir == "" || cfg.Domain == "" || cfg.SystemDatabaseURL == "" {
-		return nil, errors.New("deploy: DataDir, Domain and SystemDatabaseURL are required")
-	}
-	if cfg.ExecutorID == "" {
-		cfg.ExecutorID = "hangar"
-	}
-	if cfg.HealthTimeout == 0 {
-		cfg.HealthTimeout = 2 * time.Minute
-	}
-	if cfg.StopGrace == 0 {
-		cfg.StopGrace = 10 * time.Second
-	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 10 * time.Minute
+// New returns a Service whose workflows are registered on dctx, which must
+// not be launched yet; it runs nothing yet.
+func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("deploy: DataDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cfg.setSupervisorDefaults()
 	for _, d := range []string{"archives", "apps", "tmp", "cache"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
-	dctx, err := dbos.NewContext(ctx, dbos.Config{
-		AppName:            "hangar",
-		DatabaseURL:        cfg.SystemDatabaseURL,
-		ApplicationVersion: workflowVersion,
-		ExecutorID:         cfg.ExecutorID,
-		Logger:             cfg.Logger.With("component", "dbos"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start DBOS: %w", err)
-	}
 	s := &Service{
-		cfg: cfg, store: st, instances: inst, driver: drv, router: rt, logs: logs,
+		cfg: cfg, store: st, kept: st, instances: inst, fleet: fl, logs: logs,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}
-	s.initSupervisor(ctx)
 	dbos.RegisterWorkflow(dctx, s.deployWorkflow, dbos.WithWorkflowName("deploy"))
-	s.registerDBWorkflows(dctx)
 	dbos.RegisterWorkflow(dctx, s.deleteWorkflow, dbos.WithWorkflowName("delete-app"))
 	return s, nil
 }
 
-// Launch starts the managed database instances and the executors of every
-// available app, then launches DBOS, which resumes interrupted workflows.
+// Launch starts the executors of every available app (their database
+// instances run by then), then launches DBOS, which resumes interrupted
+// workflows.
 func (s *Service) Launch(ctx context.Context) error {
-	insts, err := s.store.DBInstances(ctx, "")
-	if err != nil {
-		return err
-	}
-	for _, in := range insts {
-		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
-			continue
-		}
-		if err := s.instances.Start(ctx, in); err != nil {
-			s.log.ErrorContext(ctx, "start database instance", "instance", in.Name, "err", err)
-			_ = s.store.SetDBInstanceState(ctx, in.ID, hangar.DBUnavailable, in.Host, in.Port)
-		}
-	}
 	apps, err := s.store.Apps(ctx, "")
 	if err != nil {
 		return err
@@ -274,20 +173,12 @@ func (s *Service) Launch(ctx context.Context) error {
 			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
 		}
 	}
-	s.startSupervisor()
 	// Before DBOS resumes deploys and before the API serves uploads.
 	s.clearTemp(ctx)
 	s.collectArchives(ctx)
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
-	supCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopDBSupervisor = cancel
-	s.dbSupervisorDone = make(chan struct{})
-	go func() {
-		defer close(s.dbSupervisorDone)
-		s.superviseDBs(supCtx)
-	}()
 	return s.releaseInterrupted(ctx)
 }
 
@@ -313,7 +204,7 @@ func (s *Service) releaseInterrupted(ctx context.Context) error {
 				return err
 			}
 			status := hangar.StatusFailed
-			if s.serving(appID) {
+			if s.fleet.Serving(appID) {
 				status = hangar.StatusAvailable
 			}
 			if err := s.store.SetAppStatus(ctx, appID, status); err != nil {
@@ -337,11 +228,11 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.store.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return err
 	}
-	if err := s.resume(ctx, a, inst, v.ID, v.AppVersion); err != nil {
+	if err := s.fleet.Resume(ctx, a, inst, v.ID, v.AppVersion); err != nil {
 		return err
 	}
 	if a.Status == hangar.StatusUnavailable {
@@ -350,26 +241,24 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 	return nil
 }
 
-// Shutdown stops DBOS, every executor and every managed database instance.
-func (s *Service) Shutdown(ctx context.Context) {
+// Shutdown stops DBOS: the workflows under way stop at their next step
+// and resume when Hangar starts again.
+func (s *Service) Shutdown() {
 	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
-	s.stopExecutors(ctx)
-	if s.stopDBSupervisor != nil {
-		// The supervisor must not restart what StopAll stops.
-		s.stopDBSupervisor()
-		<-s.dbSupervisorDone
-	}
-	if err := s.instances.StopAll(ctx); err != nil {
-		s.log.ErrorContext(ctx, "stop database instances", "err", err)
-	}
 }
 
 // appDir is the tree of one app: its versions and logs.
-func (s *Service) appDir(appID string) string { return filepath.Join(s.cfg.DataDir, "apps", appID) }
+func appDir(dataDir, appID string) string { return filepath.Join(dataDir, "apps", appID) }
 
 // versionDir is where a version's archive is unpacked and built.
+func versionDir(dataDir, appID, version string) string {
+	return filepath.Join(appDir(dataDir, appID), "versions", version)
+}
+
+func (s *Service) appDir(appID string) string { return appDir(s.cfg.DataDir, appID) }
+
 func (s *Service) versionDir(appID, version string) string {
-	return filepath.Join(s.appDir(appID), "versions", version)
+	return versionDir(s.cfg.DataDir, appID, version)
 }
 
 // TempDir is where uploads are received before they are stored.

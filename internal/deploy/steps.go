@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -21,10 +19,7 @@ import (
 // an empty folder, so a resumed step never sees a half-written tree.
 func (s *Service) upload(ctx context.Context, in deployInput, log io.Writer) error {
 	dir := s.versionDir(in.AppID, in.Version)
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := s.newVersionDir(ctx, dir); err != nil {
 		return err
 	}
 	st, err := build.Unpack(ctx, s.archivePath(in.Digest), dir, s.cfg.Limits)
@@ -46,11 +41,7 @@ func (s *Service) job(ctx context.Context, in deployInput, log io.Writer) (build
 	if err != nil {
 		return build.Job{}, a, err
 	}
-	orgID, err := s.store.OrgID(ctx, a.Org)
-	if err != nil {
-		return build.Job{}, a, err
-	}
-	return build.Job{Dir: dir, Config: cfg, OrgID: orgID, Log: log, App: a.ID}, a, nil
+	return build.Job{Dir: dir, Config: cfg, OrgID: a.OrgID, Log: log, App: a.ID}, a, nil
 }
 
 // configure runs the app's setup commands and installs its dependencies.
@@ -78,7 +69,10 @@ func (s *Service) configure(ctx context.Context, in deployInput, log io.Writer) 
 	if err := s.builder.Setup(ctx, j); err != nil {
 		return err
 	}
-	return s.builder.InstallDeps(ctx, j)
+	if err := s.builder.InstallDeps(ctx, j); err != nil {
+		return err
+	}
+	return s.openVersionDir(ctx, j.Dir)
 }
 
 // instanceFor returns the database instance a deploy puts the app on.
@@ -86,7 +80,7 @@ func (s *Service) instanceFor(ctx context.Context, in deployInput, a hangar.App)
 	if in.TargetInstanceID != "" {
 		return s.store.DBInstanceByID(ctx, in.TargetInstanceID)
 	}
-	return s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	return s.store.DBInstanceByID(ctx, a.InstanceID)
 }
 
 // migrate creates the app's databases if needed and runs its migrations with
@@ -174,14 +168,14 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 		return err
 	}
 	logf(log, "starting %d executor(s) of version %s (DBOS__APPVERSION %s)", max(1, a.MinVMs), in.Version, in.AppVersion)
-	if err := s.serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
+	if err := s.fleet.Serve(ctx, a, inst, in.Version, in.AppVersion); err != nil {
 		var he *hangar.Error
 		if errors.As(err, &he) && he.Detail != "" {
 			logf(log, "executor output:\n%s", strings.TrimRight(he.Detail, "\n"))
 		}
 		return err
 	}
-	if in.TargetInstanceID != "" && inst.Name != a.DBInstance {
+	if in.TargetInstanceID != "" && inst.ID != a.InstanceID {
 		if err := s.store.SetAppDBInstance(ctx, a.ID, inst.ID); err != nil {
 			return fmt.Errorf("move %s to %s: %w", a.Name, inst.Name, err)
 		}

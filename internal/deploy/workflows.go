@@ -6,10 +6,10 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// Workflows manages the DBOS workflows of an app's system database sysDB,
-// as the DBOS admin server did (current SDKs have none); Instances embeds
-// it. *dbinstance.Manager satisfies it.
-type Workflows interface {
+// SysDB manages the DBOS workflows of an app's system database sysDB, as
+// the DBOS admin server did (current SDKs have none); *sysdb.DB satisfies
+// it.
+type SysDB interface {
 	// ListWorkflows returns the workflows f selects.
 	ListWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB string, f hangar.WorkflowFilter) ([]hangar.Workflow, error)
 	// GetWorkflow returns one workflow with its input and output.
@@ -28,15 +28,45 @@ type Workflows interface {
 	ForkWorkflow(ctx context.Context, inst hangar.DBInstance, sysDB, id string, startStep int) (hangar.Workflow, error)
 }
 
+// AppLookup finds an app and its database instance; *store.DB satisfies
+// it.
+type AppLookup interface {
+	// App returns org's app named name. KindNotFound.
+	App(ctx context.Context, org, name string) (hangar.App, error)
+	// DBInstanceByID returns the instance with id. KindNotFound.
+	DBInstanceByID(ctx context.Context, id string) (hangar.DBInstance, error)
+}
+
+// VersionRunner runs the executors of app versions; *fleet.Fleet
+// satisfies it.
+type VersionRunner interface {
+	// EnsureVersionRuns starts an executor of appVersion without route,
+	// unless one runs, to run its workflows.
+	EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersion string)
+}
+
+// WorkflowAdmin lists and manages the workflows of apps: their own DBOS
+// workflows, in their system databases.
+type WorkflowAdmin struct {
+	apps  AppLookup
+	sys   SysDB
+	fleet VersionRunner
+}
+
+// NewWorkflowAdmin returns a WorkflowAdmin.
+func NewWorkflowAdmin(apps AppLookup, sys SysDB, fl VersionRunner) *WorkflowAdmin {
+	return &WorkflowAdmin{apps: apps, sys: sys, fleet: fl}
+}
+
 // appSysDB returns org's app name with the database instance of its system
 // database. KindNotFound; KindUnavailable while the instance is not
 // available.
-func (s *Service) appSysDB(ctx context.Context, org, name string) (hangar.App, hangar.DBInstance, error) {
-	a, err := s.store.App(ctx, org, name)
+func (s *WorkflowAdmin) appSysDB(ctx context.Context, org, name string) (hangar.App, hangar.DBInstance, error) {
+	a, err := s.apps.App(ctx, org, name)
 	if err != nil {
 		return a, hangar.DBInstance{}, err
 	}
-	inst, err := s.store.DBInstance(ctx, a.Org, a.DBInstance)
+	inst, err := s.apps.DBInstanceByID(ctx, a.InstanceID)
 	if err != nil {
 		return a, inst, err
 	}
@@ -48,53 +78,53 @@ func (s *Service) appSysDB(ctx context.Context, org, name string) (hangar.App, h
 
 // Workflows lists the workflows of org's app name that f selects.
 // KindNotFound, KindUnavailable.
-func (s *Service) Workflows(ctx context.Context, org, name string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
+func (s *WorkflowAdmin) Workflows(ctx context.Context, org, name string, f hangar.WorkflowFilter) ([]hangar.Workflow, error) {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return nil, err
 	}
-	return s.instances.ListWorkflows(ctx, inst, a.SysDBName(), f)
+	return s.sys.ListWorkflows(ctx, inst, a.SysDBName(), f)
 }
 
 // Workflow returns workflow id of org's app name with its input and
 // output. KindNotFound, KindUnavailable.
-func (s *Service) Workflow(ctx context.Context, org, name, id string) (hangar.Workflow, error) {
+func (s *WorkflowAdmin) Workflow(ctx context.Context, org, name, id string) (hangar.Workflow, error) {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return hangar.Workflow{}, err
 	}
-	return s.instances.GetWorkflow(ctx, inst, a.SysDBName(), id)
+	return s.sys.GetWorkflow(ctx, inst, a.SysDBName(), id)
 }
 
 // WorkflowSteps returns the steps workflow id of org's app name recorded.
 // KindNotFound, KindUnavailable.
-func (s *Service) WorkflowSteps(ctx context.Context, org, name, id string) ([]hangar.WorkflowStep, error) {
+func (s *WorkflowAdmin) WorkflowSteps(ctx context.Context, org, name, id string) ([]hangar.WorkflowStep, error) {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return nil, err
 	}
-	return s.instances.WorkflowSteps(ctx, inst, a.SysDBName(), id)
+	return s.sys.WorkflowSteps(ctx, inst, a.SysDBName(), id)
 }
 
 // CancelWorkflow cancels workflow id of org's app name: its executor stops
 // it before its next step, and nothing recovers it. KindNotFound,
 // KindUnavailable.
-func (s *Service) CancelWorkflow(ctx context.Context, org, name, id string) error {
+func (s *WorkflowAdmin) CancelWorkflow(ctx context.Context, org, name, id string) error {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return err
 	}
-	return s.instances.CancelWorkflow(ctx, inst, a.SysDBName(), id)
+	return s.sys.CancelWorkflow(ctx, inst, a.SysDBName(), id)
 }
 
 // ResumeWorkflow resumes workflow id of org's app name from its last
 // recorded step, keeping its ID. KindNotFound, KindUnavailable.
-func (s *Service) ResumeWorkflow(ctx context.Context, org, name, id string) error {
+func (s *WorkflowAdmin) ResumeWorkflow(ctx context.Context, org, name, id string) error {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return err
 	}
-	w, err := s.instances.ResumeWorkflow(ctx, inst, a.SysDBName(), id)
+	w, err := s.sys.ResumeWorkflow(ctx, inst, a.SysDBName(), id)
 	if err != nil {
 		return err
 	}
@@ -105,7 +135,7 @@ func (s *Service) ResumeWorkflow(ctx context.Context, org, name, id string) erro
 // RestartWorkflow starts workflow id of org's app name again from the
 // beginning, with its inputs, under a new ID, which it returns.
 // KindNotFound, KindUnavailable.
-func (s *Service) RestartWorkflow(ctx context.Context, org, name, id string) (string, error) {
+func (s *WorkflowAdmin) RestartWorkflow(ctx context.Context, org, name, id string) (string, error) {
 	return s.ForkWorkflow(ctx, org, name, id, 0)
 }
 
@@ -113,12 +143,12 @@ func (s *Service) RestartWorkflow(ctx context.Context, org, name, id string) (st
 // ID, which it returns: the copy keeps the steps the original recorded
 // below startStep and runs from startStep on. KindNotFound,
 // KindUnavailable; KindInvalid for a negative startStep.
-func (s *Service) ForkWorkflow(ctx context.Context, org, name, id string, startStep int) (string, error) {
+func (s *WorkflowAdmin) ForkWorkflow(ctx context.Context, org, name, id string, startStep int) (string, error) {
 	a, inst, err := s.appSysDB(ctx, org, name)
 	if err != nil {
 		return "", err
 	}
-	w, err := s.instances.ForkWorkflow(ctx, inst, a.SysDBName(), id, startStep)
+	w, err := s.sys.ForkWorkflow(ctx, inst, a.SysDBName(), id, startStep)
 	if err != nil {
 		return "", err
 	}
@@ -128,8 +158,8 @@ func (s *Service) ForkWorkflow(ctx context.Context, org, name, id string, startS
 
 // runsVersionOf makes sure an executor of w's application version runs to
 // dequeue it: only those do, and the version may no longer serve.
-func (s *Service) runsVersionOf(a hangar.App, inst hangar.DBInstance, w hangar.Workflow) {
+func (s *WorkflowAdmin) runsVersionOf(a hangar.App, inst hangar.DBInstance, w hangar.Workflow) {
 	if w.Status == hangar.WorkflowEnqueued && w.ApplicationVersion != "" {
-		s.ensureVersionRuns(a.ID, inst, w.ApplicationVersion)
+		s.fleet.EnsureVersionRuns(a.ID, inst, w.ApplicationVersion)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // version at once.
 func TestService_Workflows(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, 1, false)
+	h := newHarness(t)
 	ctx := t.Context()
 	h.app.DBInstance = "db"
 	h.st.apps[h.app.ID] = h.app
@@ -25,7 +25,7 @@ func TestService_Workflows(t *testing.T) {
 			"cur": {ID: "cur", Name: "greet", Status: hangar.WorkflowSuccess, ApplicationVersion: "av2"},
 		}
 	})
-	h.serve(t, "v2")
+	h.fl.serving[h.app.ID] = "av2"
 
 	t.Run("OtherOrg", func(t *testing.T) {
 		if _, err := h.s.Workflows(ctx, "other", "app", hangar.WorkflowFilter{}); hangar.KindOf(err) != hangar.KindNotFound {
@@ -54,8 +54,8 @@ func TestService_Workflows(t *testing.T) {
 		if err != nil || id != "cur-fork" {
 			t.Fatalf("RestartWorkflow(cur) = %q, %v; want cur-fork", id, err)
 		}
-		if n := h.drv.startedCount(); n != 1 {
-			t.Errorf("%d executors started, want 1: v2 serves and runs its restarted workflow", n)
+		if got := h.fl.ensuredVersions(); len(got) != 0 {
+			t.Errorf("versions started for workflows: %q, want none: v2 serves and runs its restarted workflow", got)
 		}
 	})
 
@@ -72,9 +72,9 @@ func TestService_Workflows(t *testing.T) {
 		if err := h.s.ResumeWorkflow(ctx, "org", "app", "old"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "a drainer of v1 runs", func() bool { return len(h.drv.running()["v1"]) == 1 })
-		h.inst.set(func(f *fakeInstances) { f.active["av1"] = 0 })
-		eventually(t, "the drainer is retired", func() bool { return len(h.drv.running()["v1"]) == 0 })
+		if got, want := h.fl.ensuredVersions(), []string{"app1/av1"}; !cmp.Equal(got, want) {
+			t.Errorf("versions started for workflows: %q, want %q: a drainer of v1", got, want)
+		}
 	})
 
 	t.Run("Calls", func(t *testing.T) {

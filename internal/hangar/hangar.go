@@ -65,10 +65,14 @@ type User struct {
 
 // App is a registered application of an organization.
 type App struct {
-	ID         string
-	Org        string
-	Name       string
-	DBInstance string // name of the database instance the app's databases live on
+	ID    string
+	OrgID string // the org's stable ID; Org is its name, which a rename changes
+	Org   string
+	Name  string
+	// InstanceID is the ID of the database instance the app's databases
+	// live on; DBInstance is its name, for display.
+	InstanceID string
+	DBInstance string
 	AppDBName  string // the app database; the system database is AppDBName + "_dbos_sys"
 	Language   Language
 	Status     AppStatus

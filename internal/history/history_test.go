@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
 	"github.com/hangar-oss/hangar/internal/runtime"
@@ -60,11 +60,11 @@ type fakeSource struct{ app hangar.App }
 func (f fakeSource) Apps(context.Context, string) ([]hangar.App, error) {
 	return []hangar.App{f.app}, nil
 }
-func (f fakeSource) Executors(context.Context, string) []deploy.ExecutorStatus {
-	return []deploy.ExecutorStatus{{ID: "ex1", State: deploy.ExecutorServing, CPUUse: 0.25,
+func (f fakeSource) Executors(context.Context, string) []fleet.ExecutorStatus {
+	return []fleet.ExecutorStatus{{ID: "ex1", State: fleet.ExecutorServing, CPUUse: 0.25,
 		Stats: &runtime.Stats{MemoryBytes: 100 << 20, MemoryLimitBytes: 512 << 20}}}
 }
-func (f fakeSource) Health(string) deploy.Health { return deploy.Health{Executors: 1} }
+func (f fakeSource) Health(string) fleet.Health { return fleet.Health{Executors: 1} }
 func (f fakeSource) Workflows(_ context.Context, _, _ string, wf hangar.WorkflowFilter) ([]hangar.Workflow, error) {
 	switch {
 	case wf.QueuesOnly:
@@ -102,9 +102,9 @@ func TestSampler(t *testing.T) {
 	req.Host = "made-up.example.com" // not routed: not counted
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	obs := ev.Tee(nopObserver{})
-	obs.ExecutorEvent("app1", deploy.EventOOM)
-	obs.ExecutorEvent("app1", deploy.EventExited)
-	obs.ExecutorEvent("app1", deploy.EventScaledUp)
+	obs.ExecutorEvent("app1", fleet.EventOOM)
+	obs.ExecutorEvent("app1", fleet.EventExited)
+	obs.ExecutorEvent("app1", fleet.EventScaledUp)
 
 	now := time.Date(2026, 1, 2, 3, 4, 30, 0, time.UTC)
 	s := NewSampler(Config{Domain: "example.com"}, st, fakeSource{app}, rec, ev)
@@ -166,6 +166,6 @@ func TestSampler(t *testing.T) {
 
 type nopObserver struct{}
 
-func (nopObserver) DeployEnded(bool)                       {}
-func (nopObserver) StepEnded(string, time.Duration)        {}
-func (nopObserver) ExecutorEvent(string, deploy.EventKind) {}
+func (nopObserver) DeployEnded(bool)                      {}
+func (nopObserver) StepEnded(string, time.Duration)       {}
+func (nopObserver) ExecutorEvent(string, fleet.EventKind) {}

@@ -6,24 +6,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// Source is what the Sampler reads each interval; *deploy.Service
-// satisfies it.
+// Source is what the Sampler reads each interval: the fleet's executors,
+// the store's apps and the deploy service's workflows, which the
+// composition root combines.
 type Source interface {
 	// Apps lists every org's apps when org is "".
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
 	// Executors returns the app's live executors with their resource use.
-	Executors(ctx context.Context, appID string) []deploy.ExecutorStatus
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
 	// Health says how many executors serve the app.
-	Health(appID string) deploy.Health
+	Health(appID string) fleet.Health
 	// Workflows lists the app's workflows from its system database.
 	Workflows(ctx context.Context, org, name string, f hangar.WorkflowFilter) ([]hangar.Workflow, error)
 }
-
-var _ Source = (*deploy.Service)(nil)
 
 // Config configures the Sampler.
 type Config struct {

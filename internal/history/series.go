@@ -44,6 +44,7 @@ type ExecutorSeries struct {
 const MaxExecutors = 8
 
 // Series reads the app's history in [from, to) in buckets of step.
+// size: one query, then one pass filling the columns of the series.
 func (s *Store) Series(ctx context.Context, appID string, from, to time.Time, step time.Duration) (Series, error) {
 	from = from.Truncate(step)
 	n := int((to.Sub(from) + step - 1) / step)

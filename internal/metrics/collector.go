@@ -8,24 +8,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// Source is what the collector reads at each scrape; *deploy.Service
-// satisfies it.
+// Source is what the collector reads at each scrape: the fleet's
+// executors and the store's apps and instances, which the composition
+// root combines.
 type Source interface {
 	// Apps lists every org's apps when org is "".
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
 	// Executors returns the app's live executors with their resource use.
-	Executors(ctx context.Context, appID string) []deploy.ExecutorStatus
+	Executors(ctx context.Context, appID string) []fleet.ExecutorStatus
 	// Health says how many executors serve the app.
-	Health(appID string) deploy.Health
+	Health(appID string) fleet.Health
 	// DBInstances lists every org's database instances when org is "".
 	DBInstances(ctx context.Context, org string) ([]hangar.DBInstance, error)
 }
-
-var _ Source = (*deploy.Service)(nil)
 
 // scrapeTimeout bounds the reads of one scrape; Prometheus' own default
 // scrape timeout is 10 s.
@@ -103,7 +102,7 @@ func (c *collector) collectApps(ctx context.Context, ch chan<- prometheus.Metric
 // collectExecutor sends the metrics of one executor. Those the driver does
 // not account (no Stats), or reports as unknown (0 for a limit or a peak),
 // are left out.
-func collectExecutor(ch chan<- prometheus.Metric, a hangar.App, ex deploy.ExecutorStatus) {
+func collectExecutor(ch chan<- prometheus.Metric, a hangar.App, ex fleet.ExecutorStatus) {
 	labels := []string{a.Org, a.Name, ex.ID, ex.Version}
 	ch <- prometheus.MustNewConstMetric(descExecutorState, prometheus.GaugeValue, 1, append(labels, string(ex.State))...)
 	st := ex.Stats
@@ -144,14 +143,14 @@ func (c *collector) collectDBInstances(ctx context.Context, ch chan<- prometheus
 
 // appEvents returns a copy of the executor event counts of apps, and
 // forgets those of apps that are gone.
-func (m *Metrics) appEvents(apps []hangar.App) map[string]map[deploy.EventKind]uint64 {
+func (m *Metrics) appEvents(apps []hangar.App) map[string]map[fleet.EventKind]uint64 {
 	exists := make(map[string]bool, len(apps))
 	for _, a := range apps {
 		exists[a.ID] = true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]map[deploy.EventKind]uint64, len(m.events))
+	out := make(map[string]map[fleet.EventKind]uint64, len(m.events))
 	for id, byKind := range m.events {
 		if !exists[id] {
 			delete(m.events, id)

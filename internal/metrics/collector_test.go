@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
@@ -21,7 +21,7 @@ import (
 type fakeSource struct {
 	apps      []hangar.App
 	appsErr   error
-	executors map[string][]deploy.ExecutorStatus
+	executors map[string][]fleet.ExecutorStatus
 	serving   map[string]int
 	dbs       []hangar.DBInstance
 }
@@ -33,12 +33,12 @@ func (f *fakeSource) Apps(_ context.Context, org string) ([]hangar.App, error) {
 	return f.apps, f.appsErr
 }
 
-func (f *fakeSource) Executors(_ context.Context, appID string) []deploy.ExecutorStatus {
+func (f *fakeSource) Executors(_ context.Context, appID string) []fleet.ExecutorStatus {
 	return f.executors[appID]
 }
 
-func (f *fakeSource) Health(appID string) deploy.Health {
-	return deploy.Health{Executors: f.serving[appID]}
+func (f *fakeSource) Health(appID string) fleet.Health {
+	return fleet.Health{Executors: f.serving[appID]}
 }
 
 func (f *fakeSource) DBInstances(_ context.Context, org string) ([]hangar.DBInstance, error) {
@@ -54,14 +54,14 @@ func newSource() *fakeSource {
 			{ID: "a1", Org: "alice", Name: "greeter", Status: hangar.StatusAvailable},
 			{ID: "a2", Org: "bob", Name: "my-app", Status: hangar.StatusRegistered},
 		},
-		executors: map[string][]deploy.ExecutorStatus{"a1": {
-			{ID: "ex-1", Version: "v1", State: deploy.ExecutorRetiring, MemoryLimitMiB: 512, CPUUse: math.NaN(), Stats: &runtime.Stats{
+		executors: map[string][]fleet.ExecutorStatus{"a1": {
+			{ID: "ex-1", Version: "v1", State: fleet.ExecutorRetiring, MemoryLimitMiB: 512, CPUUse: math.NaN(), Stats: &runtime.Stats{
 				MemoryBytes: 100 << 20, MemoryLimitBytes: 512 << 20, MemoryPeakBytes: 200 << 20, Pids: 12,
 				CPU: 1500 * time.Millisecond, ThrottledPeriods: 3, Throttled: 250 * time.Millisecond, OOMKills: 1,
 			}},
 			// The driver does not account this one (netns), nor a limit
 			// or peak for the one above on every kernel.
-			{ID: "ex-2", Version: "v2", State: deploy.ExecutorServing, MemoryLimitMiB: 512, CPUUse: math.NaN()},
+			{ID: "ex-2", Version: "v2", State: fleet.ExecutorServing, MemoryLimitMiB: 512, CPUUse: math.NaN()},
 		}},
 		serving: map[string]int{"a1": 1},
 		dbs: []hangar.DBInstance{
@@ -75,10 +75,10 @@ func TestCollector(t *testing.T) {
 	m := New(slog.New(slog.DiscardHandler))
 	src := newSource()
 	m.Watch(src)
-	m.ExecutorEvent("a1", deploy.EventOOM)
-	m.ExecutorEvent("a1", deploy.EventStarted)
-	m.ExecutorEvent("a1", deploy.EventStarted)
-	m.ExecutorEvent("gone", deploy.EventExited) // an app deleted since
+	m.ExecutorEvent("a1", fleet.EventOOM)
+	m.ExecutorEvent("a1", fleet.EventStarted)
+	m.ExecutorEvent("a1", fleet.EventStarted)
+	m.ExecutorEvent("gone", fleet.EventExited) // an app deleted since
 
 	want := `
 # HELP hangar_app_executors Executors serving an app.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
 )
 
 const namespace = "hangar"
@@ -44,10 +45,13 @@ type Metrics struct {
 	// events counts executor events by app ID and kind; the collector
 	// labels them with the app's org and name at scrape time, and drops
 	// those of apps that no longer exist.
-	events map[string]map[deploy.EventKind]uint64
+	events map[string]map[fleet.EventKind]uint64
 }
 
-var _ deploy.Observer = (*Metrics)(nil)
+var (
+	_ deploy.Observer = (*Metrics)(nil)
+	_ fleet.Observer  = (*Metrics)(nil)
+)
 
 // New returns Metrics on a registry of their own (not Prometheus' global
 // one), with the Go runtime's and the process's collectors.
@@ -87,7 +91,7 @@ func New(log *slog.Logger) *Metrics {
 			Help:    "Duration of deploy steps (upload, configuration, migration, deployment), failed or not.",
 			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
 		}, []string{"step"}),
-		events: map[string]map[deploy.EventKind]uint64{},
+		events: map[string]map[fleet.EventKind]uint64{},
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -131,12 +135,12 @@ func (m *Metrics) StepEnded(step string, d time.Duration) {
 }
 
 // ExecutorEvent counts an event of an app's executors.
-func (m *Metrics) ExecutorEvent(appID string, kind deploy.EventKind) {
+func (m *Metrics) ExecutorEvent(appID string, kind fleet.EventKind) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	byKind := m.events[appID]
 	if byKind == nil {
-		byKind = map[deploy.EventKind]uint64{}
+		byKind = map[fleet.EventKind]uint64{}
 		m.events[appID] = byKind
 	}
 	byKind[kind]++

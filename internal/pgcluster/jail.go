@@ -16,6 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hangar-oss/hangar/internal/relay"
 	"github.com/hangar-oss/hangar/internal/seccomp"
 )
 
@@ -356,5 +357,5 @@ func (c *Cluster) Dial(ctx context.Context) (net.Conn, error) {
 	if pid == 0 {
 		return nil, errors.New("pgcluster: server not running")
 	}
-	return dialInNetns(ctx, pid, "127.0.0.1:"+strconv.Itoa(sandboxPort))
+	return relay.DialIn(ctx, pid, "127.0.0.1:"+strconv.Itoa(sandboxPort))
 }

@@ -8,8 +8,11 @@
 // a point in time.
 //
 // It is a leaf: it imports only internal/hangar. dbinstance builds managed
-// database instances on it, and pgcluster/pgtest gives tests a server.
+// database instances on it, and pgcluster/pgtest gives tests a server;
+// only those and the composition roots (the metadata cluster) import it.
 package pgcluster
+
+// size: the cluster's lifecycle (init, start, adopt, stop) under Cluster.mu; candidates to split: configuration files.
 
 import (
 	"context"
@@ -117,6 +120,7 @@ const maxSocketPath = 107
 var settingNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.]*$`)
 
 // New validates cfg and resolves its defaults.
+// size: one check or default per Config field.
 func New(cfg Config) (*Cluster, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("pgcluster: DataDir is required")

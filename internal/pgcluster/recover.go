@@ -33,6 +33,7 @@ func trustLine(superuser string) string {
 // The archive must hold a commit after target (SwitchWAL makes sure of it),
 // or recovery fails rather than stop short. Recover is idempotent: it
 // starts again from the backup unless an earlier call completed.
+// size: the recovery procedure in order, each step needing the one before.
 func (c *Cluster) Recover(ctx context.Context, base, archiveDir string, target time.Time) error {
 	marker := filepath.Join(c.cfg.DataDir, recoveredMarker)
 	if _, err := os.Stat(marker); err == nil {

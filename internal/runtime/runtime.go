@@ -63,22 +63,6 @@ type Driver interface {
 	Exec(ctx context.Context, id string, spec ExecSpec) (exitCode int, err error)
 }
 
-// InitScript is what drivers run as an executor's PID 1, as
-// {"/bin/sh", "-c", InitScript, "init", command...}: a shell that runs the
-// app as its child. The kernel drops signals to a namespace's init that has no
-// handler for them, so an app run as PID 1 would ignore SIGTERM (and
-// `kill $$` in it would do nothing); this init forwards the usual signals,
-// reaps orphans (the shell's wait collects any child) and exits with the
-// app's status, 128+n when signal n killed it.
-const InitScript = `"$@" &
-child=$!
-for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done
-while :; do
-	wait $child
-	status=$?
-	kill -0 $child 2>/dev/null || exit $status
-done`
-
 // ExecSpec is a process Exec runs in a running executor.
 type ExecSpec struct {
 	// Args is the argv; Args[0] is looked up in the executor's PATH.

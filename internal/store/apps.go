@@ -10,15 +10,20 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-const appCols = "a.id, a.org, a.name, d.name, a.app_db_name, a.language, a.status, a.version, a.memory_mib, a.min_vms, a.max_vms, a.db_role, a.db_password, a.created_at"
-const appFrom = " FROM apps a JOIN db_instances d ON d.id = a.db_instance_id "
+const appCols = "a.id, o.id, a.org, a.name, d.id, d.name, a.app_db_name, a.language, a.status, a.version, a.memory_mib, a.min_vms, a.max_vms, a.db_role, a.db_password, a.created_at"
+const appFrom = " FROM apps a JOIN db_instances d ON d.id = a.db_instance_id JOIN orgs o ON o.name = a.org "
 
-func scanApp(row pgx.Row) (hangar.App, error) {
+// scanApp reads an app, opening its role's password.
+func (db *DB) scanApp(row pgx.Row) (hangar.App, error) {
 	var a hangar.App
-	var lang, status string
-	err := row.Scan(&a.ID, &a.Org, &a.Name, &a.DBInstance, &a.AppDBName, &lang, &status, &a.Version,
-		&a.MemoryMiB, &a.MinVMs, &a.MaxVMs, &a.DBRole, &a.DBPassword, &a.CreatedAt)
+	var lang, status, password string
+	err := row.Scan(&a.ID, &a.OrgID, &a.Org, &a.Name, &a.InstanceID, &a.DBInstance, &a.AppDBName, &lang, &status, &a.Version,
+		&a.MemoryMiB, &a.MinVMs, &a.MaxVMs, &a.DBRole, &password, &a.CreatedAt)
+	if err != nil {
+		return a, err
+	}
 	a.Language, a.Status = hangar.Language(lang), hangar.AppStatus(status)
+	a.DBPassword, err = db.openPassword(colAppDBPassword, a.ID, password)
 	return a, err
 }
 
@@ -40,7 +45,7 @@ func (db *DB) CreateApp(ctx context.Context, a hangar.App, instanceID string, li
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO apps (id, org, name, db_instance_id, app_db_name, language, status, memory_mib, min_vms, max_vms, db_role, db_password)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-			a.ID, a.Org, a.Name, instanceID, a.AppDBName, string(a.Language), string(a.Status), a.MemoryMiB, a.MinVMs, a.MaxVMs, a.DBRole, a.DBPassword)
+			a.ID, a.Org, a.Name, instanceID, a.AppDBName, string(a.Language), string(a.Status), a.MemoryMiB, a.MinVMs, a.MaxVMs, a.DBRole, db.sealPassword(colAppDBPassword, a.ID, a.DBPassword))
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -51,13 +56,13 @@ func (db *DB) CreateApp(ctx context.Context, a hangar.App, instanceID string, li
 
 // App returns the org's app named name.
 func (db *DB) App(ctx context.Context, org, name string) (hangar.App, error) {
-	a, err := scanApp(db.pool.QueryRow(ctx, "SELECT "+appCols+appFrom+"WHERE a.org=$1 AND a.name=$2", org, name))
+	a, err := db.scanApp(db.pool.QueryRow(ctx, "SELECT "+appCols+appFrom+"WHERE a.org=$1 AND a.name=$2", org, name))
 	return a, notFoundIf(err, hangar.AppNotFound(name))
 }
 
 // AppByID returns the app with id.
 func (db *DB) AppByID(ctx context.Context, id string) (hangar.App, error) {
-	a, err := scanApp(db.pool.QueryRow(ctx, "SELECT "+appCols+appFrom+"WHERE a.id=$1", id))
+	a, err := db.scanApp(db.pool.QueryRow(ctx, "SELECT "+appCols+appFrom+"WHERE a.id=$1", id))
 	return a, notFoundIf(err, hangar.AppNotFound(id))
 }
 
@@ -67,7 +72,7 @@ func (db *DB) Apps(ctx context.Context, org string) ([]hangar.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hangar.App, error) { return scanApp(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hangar.App, error) { return db.scanApp(r) })
 }
 
 // SetAppStatus records an app's status.

@@ -67,6 +67,13 @@ func TestDB_SealedPasswords(t *testing.T) {
 	if err := clear.CreateDBInstance(ctx, old, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
+	app := func(id, password string) hangar.App {
+		return hangar.App{ID: id, Org: "acme", Name: id, DBInstance: "olddb", AppDBName: id, Language: hangar.LanguageNode,
+			Status: hangar.StatusRegistered, MemoryMiB: 512, MinVMs: 1, MaxVMs: 1, DBRole: id + "_role", DBPassword: password}
+	}
+	if err := clear.CreateApp(ctx, app("oldapp", "clear-app-pw"), "old", hangar.OrgLimits{}); err != nil {
+		t.Fatal(err)
+	}
 	clear.Close()
 
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
@@ -96,6 +103,34 @@ func TestDB_SealedPasswords(t *testing.T) {
 		if d, err := db.DBInstanceByID(ctx, id); err != nil || d.AdminPassword != pw {
 			t.Errorf("DBInstanceByID(%s) password = %q, %v; want %q", id, d.AdminPassword, err, pw)
 		}
+	}
+	// Apps' role passwords: one recorded in clear before, one new.
+	if err := db.CreateApp(ctx, app("newapp", "new-app-pw"), "old", hangar.OrgLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	rawApp := func(id string) string {
+		var s string
+		if err := db.pool.QueryRow(ctx, "SELECT db_password FROM apps WHERE id=$1", id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for id, pw := range map[string]string{"oldapp": "clear-app-pw", "newapp": "new-app-pw"} {
+		if r := rawApp(id); !strings.HasPrefix(r, sealedPrefix) || strings.Contains(r, pw) {
+			t.Errorf("stored role password of app %s = %q, want sealed", id, r)
+		}
+		if a, err := db.AppByID(ctx, id); err != nil || a.DBPassword != pw {
+			t.Errorf("AppByID(%s) role password = %q, %v; want %q", id, a.DBPassword, err, pw)
+		}
+	}
+	if apps, err := db.Apps(ctx, "acme"); err != nil || len(apps) != 2 || apps[0].DBPassword != "new-app-pw" {
+		t.Errorf("Apps() = %+v, %v; want both, opened", apps, err)
+	}
+	if _, err := db.pool.Exec(ctx, "UPDATE apps SET db_password=$1 WHERE id='newapp'", rawApp("oldapp")); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := db.AppByID(ctx, "newapp"); err == nil {
+		t.Errorf("a role password copied from another app opened: %q", a.DBPassword)
 	}
 	if err := db.SetDBInstancePassword(ctx, "old", "new-pw", func(hangar.DBInstance) error { return nil }); err != nil {
 		t.Fatal(err)

@@ -10,45 +10,8 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// DeviceState is where a device authorization (RFC 8628) stands when its
-// device polls for a token.
-type DeviceState int
-
-// Device authorization states, as RedeemDeviceCode reports them.
-const (
-	// DevicePending: nobody approved or denied the code yet.
-	DevicePending DeviceState = iota
-	// DeviceSlowDown: the device polled before its interval was up; the
-	// interval grew by 5 seconds (RFC 8628 §3.5).
-	DeviceSlowDown
-	// DeviceExpired: the code expired before it was approved.
-	DeviceExpired
-	// DeviceDenied: the user denied the code, or the approving user has
-	// been disabled since.
-	DeviceDenied
-	// DeviceApproved: approved, and now redeemed: the refresh token passed
-	// to RedeemDeviceCode was stored for the approving user.
-	DeviceApproved
-	// DeviceInvalid: no such code, or one redeemed already.
-	DeviceInvalid
-)
-
 // slowDownStep is what each slow_down adds to a code's polling interval.
 const slowDownStep = 5 * time.Second
-
-// DeviceCode is a new device authorization.
-type DeviceCode struct {
-	// DeviceCode is the secret the device polls with; only its hash is
-	// stored.
-	DeviceCode string
-	// UserCode is what the user confirms on the approval page, normalized
-	// (upper case, no dash).
-	UserCode string
-	// Interval is the polling interval the device was told.
-	Interval time.Duration
-	// CreatedAt and ExpiresAt bound the code's life.
-	CreatedAt, ExpiresAt time.Time
-}
 
 // DeviceRequest is a pending device authorization as the approval page
 // shows it.
@@ -60,7 +23,7 @@ type DeviceRequest struct {
 // CreateDeviceCode stores a new device authorization, first deleting the
 // expired ones. Errors: KindConflict when dc.UserCode is taken by a live
 // code (the caller draws another).
-func (db *DB) CreateDeviceCode(ctx context.Context, dc DeviceCode) error {
+func (db *DB) CreateDeviceCode(ctx context.Context, dc hangar.DeviceCode) error {
 	if _, err := db.pool.Exec(ctx, "DELETE FROM device_codes WHERE expires_at <= $1", dc.CreatedAt); err != nil {
 		return err
 	}
@@ -114,8 +77,8 @@ func (db *DB) DecideDeviceCode(ctx context.Context, userCode, userID string, app
 // transaction, refreshToken (with ID refreshID) is stored for the approving
 // account, which is returned; a code is redeemed at most once. A sign-up
 // account that has not registered yet comes back with its ID only.
-func (db *DB) RedeemDeviceCode(ctx context.Context, deviceCode string, now time.Time, refreshID, refreshToken string) (DeviceState, hangar.User, error) {
-	state := DeviceInvalid
+func (db *DB) RedeemDeviceCode(ctx context.Context, deviceCode string, now time.Time, refreshID, refreshToken string) (hangar.DeviceState, hangar.User, error) {
+	state := hangar.DeviceInvalid
 	var u hangar.User
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var (
@@ -136,7 +99,7 @@ func (db *DB) RedeemDeviceCode(ctx context.Context, deviceCode string, now time.
 			return err
 		}
 		if !now.Before(expires) {
-			state = DeviceExpired
+			state = hangar.DeviceExpired
 			return nil
 		}
 		early := polled != nil && now.Sub(*polled) < time.Duration(interval)*time.Second
@@ -148,19 +111,19 @@ func (db *DB) RedeemDeviceCode(ctx context.Context, deviceCode string, now time.
 		}
 		switch {
 		case early:
-			state = DeviceSlowDown
+			state = hangar.DeviceSlowDown
 			return nil
 		case decision == nil:
-			state = DevicePending
+			state = hangar.DevicePending
 			return nil
 		case *decision == "denied" || userID == nil:
-			state = DeviceDenied
+			state = hangar.DeviceDenied
 			return nil
 		}
 		var disabled *time.Time
 		u, disabled, err = scanUser(tx.QueryRow(ctx, "SELECT "+userCols+" FROM users WHERE id=$1", *userID))
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && disabled != nil) {
-			state = DeviceDenied
+			state = hangar.DeviceDenied
 			return nil
 		}
 		if err != nil {
@@ -173,13 +136,13 @@ func (db *DB) RedeemDeviceCode(ctx context.Context, deviceCode string, now time.
 			refreshID, u.ID, hashToken(refreshToken), now); err != nil {
 			return err
 		}
-		state = DeviceApproved
+		state = hangar.DeviceApproved
 		return nil
 	})
 	if err != nil {
-		return DeviceInvalid, hangar.User{}, err
+		return hangar.DeviceInvalid, hangar.User{}, err
 	}
-	if state != DeviceApproved {
+	if state != hangar.DeviceApproved {
 		u = hangar.User{}
 	}
 	return state, u, nil

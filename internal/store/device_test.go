@@ -15,9 +15,9 @@ func TestDB_DeviceCodes(t *testing.T) {
 	mustOK(t, db.CreateUserWithOrg(ctx, hangar.User{ID: "u1", Name: "alice", Org: "alice"}))
 	newCode := func(device, user string) {
 		t.Helper()
-		mustOK(t, db.CreateDeviceCode(ctx, DeviceCode{DeviceCode: device, UserCode: user, Interval: 5 * time.Second, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}))
+		mustOK(t, db.CreateDeviceCode(ctx, hangar.DeviceCode{DeviceCode: device, UserCode: user, Interval: 5 * time.Second, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}))
 	}
-	redeem := func(device string, at time.Time, want DeviceState) hangar.User {
+	redeem := func(device string, at time.Time, want hangar.DeviceState) hangar.User {
 		t.Helper()
 		st, u, err := db.RedeemDeviceCode(ctx, device, at, "rt-"+device+at.String(), "hgr_"+device+at.String())
 		if err != nil || st != want {
@@ -26,20 +26,20 @@ func TestDB_DeviceCodes(t *testing.T) {
 		return u
 	}
 	newCode("d1", "BCDFGHJK")
-	wantKind(t, "same user code", db.CreateDeviceCode(ctx, DeviceCode{DeviceCode: "d2", UserCode: "BCDFGHJK", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}), hangar.KindConflict, "in use")
+	wantKind(t, "same user code", db.CreateDeviceCode(ctx, hangar.DeviceCode{DeviceCode: "d2", UserCode: "BCDFGHJK", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}), hangar.KindConflict, "in use")
 	if r, err := db.PendingDeviceCode(ctx, "BCDFGHJK", now); err != nil || !r.ExpiresAt.Equal(now.Add(15*time.Minute)) {
 		t.Errorf("PendingDeviceCode = %+v, %v", r, err)
 	}
-	redeem("nope", now, DeviceInvalid)
-	redeem("d1", now, DevicePending)
-	redeem("d1", now.Add(4*time.Second), DeviceSlowDown) // interval now 10 s
-	redeem("d1", now.Add(15*time.Second), DevicePending)
+	redeem("nope", now, hangar.DeviceInvalid)
+	redeem("d1", now, hangar.DevicePending)
+	redeem("d1", now.Add(4*time.Second), hangar.DeviceSlowDown) // interval now 10 s
+	redeem("d1", now.Add(15*time.Second), hangar.DevicePending)
 	mustOK(t, db.DecideDeviceCode(ctx, "BCDFGHJK", "u1", true, now.Add(20*time.Second)))
 	wantKind(t, "decided twice", db.DecideDeviceCode(ctx, "BCDFGHJK", "u1", false, now.Add(21*time.Second)), hangar.KindNotFound, "unknown, expired or already used")
-	if u := redeem("d1", now.Add(30*time.Second), DeviceApproved); u.ID != "u1" || u.Name != "alice" {
+	if u := redeem("d1", now.Add(30*time.Second), hangar.DeviceApproved); u.ID != "u1" || u.Name != "alice" {
 		t.Errorf("redeemed for %+v, want alice", u)
 	}
-	redeem("d1", now.Add(60*time.Second), DeviceInvalid) // once only
+	redeem("d1", now.Add(60*time.Second), hangar.DeviceInvalid) // once only
 	// The refresh token stored with the approval works.
 	if u, err := db.UseRefreshToken(ctx, "hgr_d1"+now.Add(30*time.Second).String(), now.Add(time.Minute), time.Hour, time.Hour); err != nil || u.ID != "u1" {
 		t.Errorf("UseRefreshToken = %+v, %v; want u1", u, err)
@@ -49,7 +49,7 @@ func TestDB_DeviceCodes(t *testing.T) {
 	newCode("d3", "CDFGHJKL")
 	mustOK(t, db.DecideDeviceCode(ctx, "CDFGHJKL", "u1", true, now))
 	mustOK(t, db.SetUserDisabled(ctx, "alice", true, now))
-	redeem("d3", now.Add(time.Second), DeviceDenied)
+	redeem("d3", now.Add(time.Second), hangar.DeviceDenied)
 	if _, err := db.AccountByID(ctx, "u1"); hangar.KindOf(err) != hangar.KindUnauthorized {
 		t.Errorf("AccountByID of a disabled user: %v, want unauthorized", err)
 	}
@@ -61,6 +61,6 @@ func TestDB_DeviceCodes(t *testing.T) {
 		t.Errorf("PendingDeviceCode after expiry: %v", err)
 	}
 	newCode("d4", "DFGHJKLM")
-	redeem("d4", later, DeviceExpired)
-	mustOK(t, db.CreateDeviceCode(ctx, DeviceCode{DeviceCode: "d5", UserCode: "DFGHJKLM", CreatedAt: later, ExpiresAt: later.Add(time.Minute)}))
+	redeem("d4", later, hangar.DeviceExpired)
+	mustOK(t, db.CreateDeviceCode(ctx, hangar.DeviceCode{DeviceCode: "d5", UserCode: "DFGHJKLM", CreatedAt: later, ExpiresAt: later.Add(time.Minute)}))
 }

@@ -21,7 +21,7 @@ type Sealer interface {
 type Option func(*DB)
 
 // WithSealer makes the store keep database passwords (instances' admin
-// passwords, managed and linked) sealed by s, and seal those recorded in
+// passwords, managed and linked, and apps' role passwords) sealed by s, and seal those recorded in
 // clear by earlier versions when it opens.
 func WithSealer(s Sealer) Option { return func(db *DB) { db.sealer = s } }
 
@@ -66,27 +66,37 @@ func (db *DB) openPassword(col, id, stored string) (string, error) {
 func passwordAD(col, id string) []byte { return []byte(col + "\x00" + id) }
 
 // sealClearPasswords seals the passwords earlier versions recorded in
-// clear: the migration that needs the key, run by Open after the schema's.
+// clear (instances' admin passwords, apps' role passwords): the migration
+// that needs the key, run by Open after the schema's.
 func (db *DB) sealClearPasswords(ctx context.Context) error {
 	if db.sealer == nil {
 		return nil
 	}
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT id, admin_password FROM db_instances WHERE admin_password NOT LIKE 'sealed:%' FOR UPDATE")
-		if err != nil {
-			return err
-		}
-		clear, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ ID, Password string }])
-		if err != nil {
-			return err
-		}
-		for _, r := range clear {
-			if _, err := tx.Exec(ctx, "UPDATE db_instances SET admin_password=$2 WHERE id=$1", r.ID, db.sealPassword(colAdminPassword, r.ID, r.Password)); err != nil {
+		for _, c := range []struct{ table, column, col string }{
+			{"db_instances", "admin_password", colAdminPassword},
+			{"apps", "db_password", colAppDBPassword},
+		} {
+			rows, err := tx.Query(ctx, "SELECT id, "+c.column+" FROM "+c.table+" WHERE "+c.column+" NOT LIKE 'sealed:%' FOR UPDATE")
+			if err != nil {
 				return err
+			}
+			clear, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ ID, Password string }])
+			if err != nil {
+				return err
+			}
+			for _, r := range clear {
+				if _, err := tx.Exec(ctx, "UPDATE "+c.table+" SET "+c.column+"=$2 WHERE id=$1", r.ID, db.sealPassword(c.col, r.ID, r.Password)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 }
 
-const colAdminPassword = "db_instances.admin_password"
+// The columns of sealed passwords, as their associated data names them.
+const (
+	colAdminPassword = "db_instances.admin_password"
+	colAppDBPassword = "apps.db_password"
+)

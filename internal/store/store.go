@@ -1,7 +1,9 @@
 // Package store keeps Hangar's metadata in PostgreSQL: users and their
 // tokens, organizations, database instances, apps and versions. The schema
 // comes from embedded, versioned migrations applied by Open. It is a leaf: it
-// imports only internal/hangar.
+// imports only internal/hangar. Only the composition roots import it; the
+// packages that read and write metadata declare the small interfaces it
+// satisfies.
 package store
 
 import (
@@ -15,6 +17,7 @@ import (
 )
 
 // DB is the metadata store.
+// size: one method per query, one file per aggregate; each consumer sees the few it needs through an interface of its own.
 type DB struct {
 	pool   *pgxpool.Pool
 	sealer Sealer // nil: passwords in clear

@@ -41,6 +41,11 @@ func seed(t *testing.T, db *DB) hangar.App {
 	if err := db.CreateApp(ctx, a, inst.ID, hangar.OrgLimits{}); err != nil {
 		t.Fatal(err)
 	}
+	orgID, err := db.OrgID(ctx, a.Org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.OrgID, a.InstanceID = orgID, inst.ID
 	return a
 }
 

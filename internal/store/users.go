@@ -155,22 +155,9 @@ func (db *DB) UserByName(ctx context.Context, name string) (hangar.User, error) 
 	return u, notFoundIf(err, hangar.Errorf(hangar.KindNotFound, "user %s not found", name))
 }
 
-// Account is a user as the operator sees it.
-type Account struct {
-	hangar.User
-	// Admin reports whether the user is its org's admin.
-	Admin bool
-	// Disabled reports whether the operator disabled the user.
-	Disabled bool
-	// Pending marks a sign-up account that has not registered yet (no name).
-	Pending bool
-	// LastSeen is when one of its refresh tokens was last used (or created).
-	LastSeen time.Time
-}
-
 // Accounts lists every account: registered users by name, then sign-up
 // accounts by creation time.
-func (db *DB) Accounts(ctx context.Context) ([]Account, error) {
+func (db *DB) Accounts(ctx context.Context) ([]hangar.Account, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT u.id, COALESCE(u.name, ''), u.email, COALESCE(u.org, ''), u.created_at, u.disabled_at,
 		       u.name IS NULL, COALESCE(o.admin_id = u.id, false),
@@ -180,8 +167,8 @@ func (db *DB) Accounts(ctx context.Context) ([]Account, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) {
-		var a Account
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hangar.Account, error) {
+		var a hangar.Account
 		var disabled, seen *time.Time
 		err := r.Scan(&a.ID, &a.Name, &a.Email, &a.Org, &a.CreatedAt, &disabled, &a.Pending, &a.Admin, &seen)
 		a.Disabled = disabled != nil
@@ -262,19 +249,10 @@ func (db *DB) SetPasswordHash(ctx context.Context, name, hash string) error {
 	return nil
 }
 
-// Login is what a password sign-in needs to know of a user.
-type Login struct {
-	hangar.User
-	// PasswordHash is the user's password hash; empty when it has none.
-	PasswordHash string
-	// Disabled reports whether the operator disabled the user.
-	Disabled bool
-}
-
 // LoginByName returns the user named name with its password hash, disabled
 // or not. Errors: KindNotFound for an unknown user.
-func (db *DB) LoginByName(ctx context.Context, name string) (Login, error) {
-	var l Login
+func (db *DB) LoginByName(ctx context.Context, name string) (hangar.Login, error) {
+	var l hangar.Login
 	var disabled *time.Time
 	err := db.pool.QueryRow(ctx, "SELECT "+userCols+", COALESCE(password_hash, '') FROM users WHERE name=$1", name).
 		Scan(&l.ID, &l.Name, &l.Email, &l.Org, &l.CreatedAt, &disabled, &l.PasswordHash)

@@ -136,7 +136,7 @@ func TestDB_PasswordHash(t *testing.T) {
 	ctx := t.Context()
 	mustOK(t, db.CreateUserWithOrg(ctx, hangar.User{ID: "u1", Name: "alice", Org: "alice", Email: "a@example.com"}))
 	mustOK(t, db.CreateSignup(ctx, "s1"))
-	login := func(want Login) {
+	login := func(want hangar.Login) {
 		t.Helper()
 		l, err := db.LoginByName(ctx, "alice")
 		if err != nil {
@@ -148,18 +148,18 @@ func TestDB_PasswordHash(t *testing.T) {
 		}
 	}
 	alice := hangar.User{ID: "u1", Name: "alice", Org: "alice", Email: "a@example.com"}
-	login(Login{User: alice}) // no password yet
+	login(hangar.Login{User: alice}) // no password yet
 
 	mustOK(t, db.SetPasswordHash(ctx, "alice", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
-	login(Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"})
+	login(hangar.Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"})
 
 	// A disabled user still comes back, marked: the caller decides.
 	mustOK(t, db.SetUserDisabled(ctx, "alice", true, time.Now()))
-	login(Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", Disabled: true})
+	login(hangar.Login{User: alice, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", Disabled: true})
 	mustOK(t, db.SetUserDisabled(ctx, "alice", false, time.Now()))
 
 	mustOK(t, db.SetPasswordHash(ctx, "alice", "")) // removes it
-	login(Login{User: alice})
+	login(hangar.Login{User: alice})
 
 	_, err := db.LoginByName(ctx, "nobody")
 	wantKind(t, "unknown LoginByName", err, hangar.KindNotFound, "user nobody not found")

@@ -1,5 +1,6 @@
 // Package imagetest gives tests the image cache they all share, so that
 // debootstrap runs once per machine (and per CI run), not once per test.
+// Only tests import it.
 package imagetest
 
 import (

@@ -232,51 +232,7 @@ func writeLayer(w io.Writer, l Layer) error {
 		if nm == "." || nm == "" {
 			return nil // the root itself
 		}
-		fi, err := de.Info()
-		if err != nil {
-			return err
-		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode()&fs.ModeCharDevice != 0 && st != nil && st.Rdev == 0 {
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(path.Dir(nm), ".wh."+path.Base(nm)), Mode: 0o600, Format: tar.FormatPAX})
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = nm
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = time.Unix(0, 0), time.Time{}, time.Time{}
-		hdr.Uname, hdr.Gname = "", ""
-		hdr.Uid, hdr.Gid = shift(hdr.Uid, l.UIDBase), shift(hdr.Gid, l.UIDBase)
-		hdr.Format = tar.FormatPAX
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			if v, err := unix.Lgetxattr(p, "trusted.overlay.opaque", make([]byte, 1)); err == nil && v == 1 {
-				return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: nm + "/.wh..wh..opq", Mode: 0o600, Format: tar.FormatPAX})
-			}
-			return nil
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
+		return writeEntry(tw, p, nm, de, l.UIDBase)
 	})
 	if err != nil {
 		return err
@@ -285,6 +241,55 @@ func writeLayer(w io.Writer, l Layer) error {
 		return err
 	}
 	return zw.Close()
+}
+
+// writeEntry writes the file at p as entry nm of tw.
+func writeEntry(tw *tar.Writer, p, nm string, de fs.DirEntry, uidBase uint32) error {
+	fi, err := de.Info()
+	if err != nil {
+		return err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode()&fs.ModeCharDevice != 0 && st != nil && st.Rdev == 0 {
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(path.Dir(nm), ".wh."+path.Base(nm)), Mode: 0o600, Format: tar.FormatPAX})
+	}
+	link := ""
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if link, err = os.Readlink(p); err != nil {
+			return err
+		}
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return err
+	}
+	hdr.Name = nm
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = time.Unix(0, 0), time.Time{}, time.Time{}
+	hdr.Uname, hdr.Gname = "", ""
+	hdr.Uid, hdr.Gid = shift(hdr.Uid, uidBase), shift(hdr.Gid, uidBase)
+	hdr.Format = tar.FormatPAX
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if v, err := unix.Lgetxattr(p, "trusted.overlay.opaque", make([]byte, 1)); err == nil && v == 1 {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: nm + "/.wh..wh..opq", Mode: 0o600, Format: tar.FormatPAX})
+		}
+		return nil
+	}
+	if !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(tw, f)
+	return err
 }
 
 // shift maps id out of the range at base, when it lies in it.

@@ -15,6 +15,20 @@ import (
 // containerName is the name of the app's container in every Pod.
 const containerName = "app"
 
+// initScript is the Pod's PID 1, a shell that runs the app as its child,
+// as in the sandbox driver: the kernel drops signals to a namespace's init
+// that has no handler for them, so an app run as PID 1 would ignore
+// SIGTERM; this init forwards the usual signals, reaps orphans and exits
+// with the app's status, 128+n when signal n killed it.
+const initScript = `"$@" </dev/null &
+child=$!
+for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done
+while :; do
+	wait $child
+	status=$?
+	kill -0 $child 2>/dev/null || exit $status
+done`
+
 // hostRootDirs are the node's directories a Pod on HostRootImage sees,
 // read-only, as the sandbox driver's executors see the host's root.
 var hostRootDirs = []string{"/usr", "/bin", "/lib", "/lib64", "/sbin"}
@@ -35,7 +49,7 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 		Name:            containerName,
 		Image:           ref,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         append([]string{"/bin/sh", "-c", runtime.InitScript, "init"}, spec.Command...),
+		Command:         append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
 		WorkingDir:      dir,
 		Env:             envVars(spec.Env),
 		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP}},
@@ -60,15 +74,7 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 	vols := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
 		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}}}
 	if hostRoot {
-		dirType := corev1.HostPathDirectory
-		for i, p := range append(append([]string{}, hostRootDirs...), spec.Dir) {
-			if _, err := os.Stat(p); err != nil {
-				continue
-			}
-			v := "host" + string(rune('a'+i))
-			vols = append(vols, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p, Type: &dirType}}})
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v, MountPath: p, ReadOnly: p != spec.Dir})
-		}
+		vols = append(vols, hostPaths(&c, spec.Dir)...)
 	}
 	var rc *string
 	if d.cfg.RuntimeClass != "" {
@@ -106,6 +112,22 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 			Volumes:    vols,
 		},
 	}
+}
+
+// hostPaths returns the hostPath volumes of a Pod on HostRootImage, the
+// node's hostRootDirs read-only and dir read-write, and mounts them in c.
+func hostPaths(c *corev1.Container, dir string) []corev1.Volume {
+	var vols []corev1.Volume
+	dirType := corev1.HostPathDirectory
+	for i, p := range append(append([]string{}, hostRootDirs...), dir) {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		v := "host" + string(rune('a'+i))
+		vols = append(vols, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p, Type: &dirType}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v, MountPath: p, ReadOnly: p != dir})
+	}
+	return vols
 }
 
 // envVars turns "NAME=value" entries into the container's environment.

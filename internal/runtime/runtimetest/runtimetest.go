@@ -3,6 +3,8 @@
 // helpers (SyncBuffer, WaitHTTP, EchoServer). Only tests import it.
 package runtimetest
 
+// size: the conformance suite: one case per behaviour of runtime.Driver, run in order on one driver.
+
 import (
 	"bytes"
 	"context"

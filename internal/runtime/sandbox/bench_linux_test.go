@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,17 +18,14 @@ import (
 // helloJS is the benchmark's app: the smallest Node HTTP server.
 const helloJS = `require("http").createServer((q, s) => s.end("ok")).listen(3000)`
 
-// spawnToReady prepares and starts the app in executor id of d, and returns
-// the time until it answers HTTP, and the executor.
-func spawnToReady(b *testing.B, d runtime.Driver, id string, img runtime.Image) (time.Duration, *runtime.Executor) {
+// spawnToReady prepares and starts the app with the Node.js binary node in
+// executor id of d, and returns the time until it answers HTTP, and the
+// executor.
+func spawnToReady(b *testing.B, d runtime.Driver, id string, img runtime.Image, node string) (time.Duration, *runtime.Executor) {
 	b.Helper()
 	begin := time.Now()
 	if _, err := d.Prepare(b.Context(), id); err != nil {
 		b.Fatal(err)
-	}
-	node := "/usr/bin/node"
-	if img.AppID != "" {
-		node = "/opt/hangar/node/bin/node"
 	}
 	x, err := d.Start(b.Context(), runtime.Spec{ID: id, Dir: b.TempDir(), Command: []string{node, "-e", helloJS}, Port: 3000, Image: img})
 	if err != nil {
@@ -56,8 +54,11 @@ func rssKiB(pid int) int {
 // Prepare to the first HTTP answer of the same Node app in the sandbox and
 // as a bare child process (the netns driver: same network setup, no
 // container), and measures what Hangar keeps on the host per sandboxed
-// executor besides the app: the runc process that waits for it.
-// bench/executor/run.sh runs it.
+// executor besides the app: the runc process that waits for it. Each
+// sandboxed start is compared with a bare start of the same Node.js
+// binary: the host's /usr/bin/node for the sandbox on the host's root, the
+// image cache's for the sandbox on an image (their start-up costs differ
+// several times over). bench/executor/run.sh runs it.
 func BenchmarkExecutor_SpawnToReady(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
 		b.Skip("needs /usr/bin/node")
@@ -77,39 +78,39 @@ func BenchmarkExecutor_SpawnToReady(b *testing.B) {
 	if _, err := images.Base(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := images.Node(b.Context()); err != nil {
+	nodeDir, err := images.Node(b.Context())
+	if err != nil {
 		b.Fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "base image and Node.js ready in %s (built once per image cache)\n", time.Since(begin).Round(time.Millisecond))
 	onImage := newTestDriver(b, func(c *Config) { c.Images = images })
 	img := runtime.Image{AppID: "hi-bench"}
-	var sandboxed, imaged, plain time.Duration
+	var sandboxed, imaged, plain, plainImageNode time.Duration
 	var overheadKiB int
+	// run starts and stops one executor of d and adds its time to sum.
+	run := func(d runtime.Driver, img runtime.Image, node string, sum *time.Duration) {
+		t, _ := spawnToReady(b, d, "bench", img, node)
+		*sum += t
+		if d == sb {
+			e, _ := sb.execs.Lookup("bench")
+			overheadKiB += rssKiB(e.cmd.Process.Pid)
+		}
+		if err := d.Stop(b.Context(), "bench", time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for b.Loop() {
-		t, _ := spawnToReady(b, onImage, "bench", img)
-		imaged += t
-		if err := onImage.Stop(b.Context(), "bench", time.Second); err != nil {
-			b.Fatal(err)
-		}
-		t, x := spawnToReady(b, sb, "bench", runtime.Image{})
-		sandboxed += t
-		e, _ := sb.execs.Lookup("bench")
-		overheadKiB += rssKiB(e.cmd.Process.Pid)
-		_ = x
-		if err := sb.Stop(b.Context(), "bench", time.Second); err != nil {
-			b.Fatal(err)
-		}
-		t, _ = spawnToReady(b, bare, "bench", runtime.Image{})
-		plain += t
-		if err := bare.Stop(b.Context(), "bench", time.Second); err != nil {
-			b.Fatal(err)
-		}
+		run(onImage, img, "/opt/hangar/node/bin/node", &imaged)
+		run(bare, runtime.Image{}, filepath.Join(nodeDir, "bin", "node"), &plainImageNode)
+		run(sb, runtime.Image{}, "/usr/bin/node", &sandboxed)
+		run(bare, runtime.Image{}, "/usr/bin/node", &plain)
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(sandboxed.Microseconds())/n/1000, "ms-sandbox/op")
 	b.ReportMetric(float64(plain.Microseconds())/n/1000, "ms-bare/op")
 	b.ReportMetric(float64(sandboxed)/float64(plain), "ratio")
 	b.ReportMetric(float64(imaged.Microseconds())/n/1000, "ms-image/op")
-	b.ReportMetric(float64(imaged)/float64(plain), "ratio-image")
+	b.ReportMetric(float64(plainImageNode.Microseconds())/n/1000, "ms-bare-image-node/op")
+	b.ReportMetric(float64(imaged)/float64(plainImageNode), "ratio-image")
 	b.ReportMetric(float64(overheadKiB)/n/1024, "MiB-host-overhead/executor")
 }

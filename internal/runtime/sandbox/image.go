@@ -178,53 +178,87 @@ func (d *Driver) CommitLayer(_ context.Context, img runtime.Image) error {
 }
 
 // appRange returns the first uid of app's range, allocating one the first
-// time. Allocations live in the image cache (uidranges.json, under a
-// flock), shared by every Hangar on the host, since the layers they own
-// are there too.
+// time: the lowest free. Allocations live in the image cache
+// (uidranges.json, under a flock), shared by every Hangar on the host,
+// since the layers they own are there too.
 func (d *Driver) appRange(ctx context.Context, app string) (uint32, error) {
+	var n int
+	err := d.updateRanges(func(ranges map[string]int) (bool, error) {
+		var ok bool
+		if n, ok = ranges[app]; ok {
+			return false, nil
+		}
+		used := make(map[int]bool, len(ranges))
+		for _, r := range ranges {
+			used[r] = true
+		}
+		for n = 0; used[n]; n++ {
+		}
+		if uint64(firstRangeUID)+uint64(n+1)*RangeSize > 1<<32-1 {
+			return false, hangar.Errorf(hangar.KindUnavailable, "no uid range left for app %s", app)
+		}
+		ranges[app] = n
+		d.logger.InfoContext(ctx, "allocated uid range", "app", app, "first_uid", firstRangeUID+n*RangeSize)
+		return true, nil
+	})
+	return uint32(firstRangeUID + n*RangeSize), err
+}
+
+// ReleaseApp removes app's setup layers and frees its uid range for
+// another app. Hangar calls it once the app is stopped and its folder and
+// caches, the other files its range owned, are gone.
+func (d *Driver) ReleaseApp(_ context.Context, app string) error {
+	if d.cfg.Images == nil || !appIDPattern.MatchString(app) {
+		return nil
+	}
+	if err := os.RemoveAll(filepath.Join(d.cfg.Images.Dir(), "layers", app)); err != nil {
+		return err
+	}
+	return d.updateRanges(func(ranges map[string]int) (bool, error) {
+		_, ok := ranges[app]
+		delete(ranges, app)
+		return ok, nil
+	})
+}
+
+// updateRanges applies change to the uid range table under its lock, and
+// writes the table back if change says it changed it.
+func (d *Driver) updateRanges(change func(ranges map[string]int) (changed bool, err error)) error {
 	dir := d.cfg.Images.Dir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, err
+		return err
 	}
 	path := filepath.Join(dir, "uidranges.json")
 	// A lock file of its own: the file is replaced on every change.
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return 0, fmt.Errorf("lock %s: %w", path, err)
+		return fmt.Errorf("lock %s: %w", path, err)
 	}
 	ranges := map[string]int{}
-	if b, err := os.ReadFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return 0, err
-	} else if len(b) > 0 {
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(b) > 0 {
 		if err := json.Unmarshal(b, &ranges); err != nil {
-			return 0, fmt.Errorf("read %s: %w", path, err)
+			return fmt.Errorf("read %s: %w", path, err)
 		}
 	}
-	n, ok := ranges[app]
-	if !ok {
-		n = len(ranges)
-		if uint64(firstRangeUID)+uint64(n+1)*RangeSize > 1<<32-1 {
-			return 0, hangar.Errorf(hangar.KindUnavailable, "no uid range left for app %s", app)
-		}
-		ranges[app] = n
-		b, err := json.Marshal(ranges)
-		if err != nil {
-			return 0, err
-		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o600); err != nil {
-			return 0, err
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return 0, err
-		}
-		d.logger.InfoContext(ctx, "allocated uid range", "app", app, "first_uid", firstRangeUID+n*RangeSize)
+	if changed, err := change(ranges); err != nil || !changed {
+		return err
 	}
-	return uint32(firstRangeUID + n*RangeSize), nil
+	if b, err = json.Marshal(ranges); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // writeImageBundle is writeBundle for an executor on its app's image: the

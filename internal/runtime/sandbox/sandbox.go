@@ -11,11 +11,14 @@
 // composition roots (cmd/hangar, hangartest) and bench/executor import it.
 package sandbox
 
+// size: the runc driver's OCI spec and its lifecycle share the Driver's bookkeeping; candidates to split: the spec.
+
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -290,37 +293,52 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		spec.MemoryMiB = hangar.DefaultMemoryMiB
 	}
 
-	// The resolver and relays listen before the app starts: it may
-	// connect at once.
-	forwards, err := d.net.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
-	if err != nil {
-		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	// The resolver and relays must listen before the app starts, as it
+	// may connect at once, but runc's set-up of the container, the larger
+	// part of a start, does not need them: Forward runs meanwhile, and the
+	// container's init holds the app back until its gate opens (see
+	// initScript).
+	type forwarded struct {
+		f   *vnet.Forwards
+		err error
 	}
-	e.Forwards = forwards // Stop closes them, also when Start fails below
+	fwd := make(chan forwarded, 1)
+	go func() {
+		f, err := d.net.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
+		fwd <- forwarded{f, err}
+	}()
+	// Stop closes the relays, also when Start fails below.
+	awaitForwards := func() error {
+		r := <-fwd
+		e.Forwards = r.f
+		return r.err
+	}
 
 	bundle := filepath.Join(d.bundles, e.Name)
 	e.bundle = bundle
 	if err := d.writeBundle(ctx, bundle, e, spec); err != nil {
-		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
 	}
+	gate, open, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
+	}
+	defer open.Close() // unopened: the init exits and runc with it
 
-	// Not CommandContext: the process outlives the request that starts it.
-	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
-		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), e.Name)
-	// runc passes its stdout and stderr on to the app.
-	if spec.Stdout != nil {
-		cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stdout
-	}
-	cmd.WaitDelay = waitDelay
-	// Its own process group: a terminal's ^C must reach Hangar only, which
-	// then stops executors in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start executor %s: run runc: %w", spec.ID, err)
+	cmd := d.runcRun(bundle, e.Name, gate, spec.Stdout)
+	err = cmd.Start()
+	gate.Close() // the child has its copy
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: run runc: %w", spec.ID, errors.Join(err, awaitForwards()))
 	}
 	e.cmd, e.Done, e.StartedAt = cmd, make(chan struct{}), begin
 	go d.reap(e, cmd, spec.MemoryMiB, logger)
 
+	if err := awaitForwards(); err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	}
+	// A write that fails finds the init gone: waitPIDFile says why.
+	_, _ = open.Write([]byte("go\n"))
 	pid, err := waitPIDFile(ctx, filepath.Join(bundle, "pid"), e.Done)
 	if err != nil {
 		// Stop kills what started and releases the rest.
@@ -330,9 +348,46 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	e.Addr = net.JoinHostPort(e.Network.Address, strconv.Itoa(spec.Port))
 	x := &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: e.Network.Gateway, PID: pid}
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", pid, "uid", e.uid,
-		"memory_mib", spec.MemoryMiB, "forwards", forwards.Len(), "took", time.Since(begin))
+		"memory_mib", spec.MemoryMiB, "forwards", e.Forwards.Len(), "took", time.Since(begin))
 	return x, nil
 }
+
+// runcRun returns the `runc run` of the container name in bundle. runc
+// passes its standard streams on to the init: the gate, and the app's
+// output.
+func (d *Driver) runcRun(bundle, name string, gate *os.File, stdout io.Writer) *exec.Cmd {
+	// Not CommandContext: the process outlives the request that starts it.
+	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
+		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), name)
+	cmd.Stdin = gate
+	if stdout != nil {
+		cmd.Stdout, cmd.Stderr = stdout, stdout
+	}
+	cmd.WaitDelay = waitDelay
+	// Its own process group: a terminal's ^C must reach Hangar only, which
+	// then stops executors in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+// initScript is the executor's PID 1, a shell that runs the app as its
+// child. The kernel drops signals to a namespace's init that has no
+// handler for them, so an app run as PID 1 would ignore SIGTERM (and
+// `kill $$` in it would do nothing); this init forwards the usual signals,
+// reaps orphans (the shell's wait collects any child) and exits with the
+// app's status, 128+n when signal n killed it. It first waits for a line
+// on its standard input, the gate Start opens once the executor's relays
+// listen, and exits if the gate closes unopened; the app's own standard
+// input is /dev/null.
+const initScript = `read -r gate || exit 1
+"$@" </dev/null &
+child=$!
+for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done
+while :; do
+	wait $child
+	status=$?
+	kill -0 $child 2>/dev/null || exit $status
+done`
 
 // writeBundle creates the bundle directory: the read-only bind of / that
 // becomes the container's root, and config.json.
@@ -375,7 +430,7 @@ func (d *Driver) writeBundle(ctx context.Context, bundle string, e *executor, sp
 func (d *Driver) specParams(bundle string, e *executor, spec runtime.Spec) specParams {
 	return specParams{
 		ID:          spec.ID,
-		Command:     append([]string{"/bin/sh", "-c", runtime.InitScript, "init"}, spec.Command...),
+		Command:     append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
 		Env:         spec.Env,
 		UID:         e.uid,
 		GID:         d.cfg.GID,

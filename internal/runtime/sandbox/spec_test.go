@@ -2,11 +2,9 @@ package sandbox
 
 import (
 	"encoding/json"
+	"github.com/hangar-oss/hangar/internal/golden"
 	"strings"
 	"testing"
-
-	"github.com/hangar-oss/hangar/internal/golden"
-	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
 func TestOCISpec_Golden(t *testing.T) {
@@ -15,7 +13,7 @@ func TestOCISpec_Golden(t *testing.T) {
 		ID:          "app-v1-0",
 		Rootfs:      "/run/hangar/sandbox/hg/bundles/hg-app-v1-0/rootfs",
 		Dir:         "/var/lib/hangar/apps/app/versions/v1",
-		Command:     []string{"/bin/sh", "-c", runtime.InitScript, "init", "/bin/sh", "-c", "npm start"},
+		Command:     []string{"/bin/sh", "-c", initScript, "init", "/bin/sh", "-c", "npm start"},
 		Env:         []string{"PORT=3000"},
 		UID:         200001,
 		GID:         200000,

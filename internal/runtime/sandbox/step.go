@@ -86,6 +86,7 @@ var stepIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 // namespace dies with it) and then runc kills the cgroup. It returns
 // ErrStepTimeout when s.Timeout passed and ctx.Err() when ctx ended first;
 // a step that cannot be started is an internal error.
+// size: the step container's spec and its run, in order.
 func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	if !stepIDPattern.MatchString(s.ID) || len(s.Args) == 0 || s.Dir == "" || s.Root == "" {
 		return -1, hangar.Errorf(hangar.KindInvalid, "step %q: bad spec", s.ID)

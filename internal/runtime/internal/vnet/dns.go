@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/relay"
 )
 
 const (
@@ -34,7 +36,7 @@ const (
 // messages as they are: the executor may ask anything the host may.
 type resolver struct {
 	pc        net.PacketConn
-	tcp       *forwarder
+	tcp       *relay.Server
 	upstreams []string
 	logger    *slog.Logger
 	ctx       context.Context // canceled by close; the resolver's own lifetime
@@ -58,7 +60,7 @@ func startResolver(ctx context.Context, dev, gateway string, upstreams []string,
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &resolver{
-		pc: pc, tcp: startForwarder(ln, upstreams[0], logger), upstreams: upstreams, logger: logger,
+		pc: pc, tcp: relay.Start([]net.Listener{ln}, relay.To(upstreams[0], logger), logger), upstreams: upstreams, logger: logger,
 		ctx: rctx, cancel: cancel, slots: make(chan struct{}, maxQueries),
 	}
 	r.wg.Add(1)
@@ -145,7 +147,7 @@ func (r *resolver) askOne(upstream string, q, buf []byte) []byte {
 func (r *resolver) close() {
 	r.cancel()
 	r.pc.Close()
-	r.tcp.close()
+	r.tcp.Close()
 	r.wg.Wait()
 }
 

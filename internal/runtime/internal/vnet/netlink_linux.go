@@ -7,13 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	goruntime "runtime"
 	"slices"
 	"strconv"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/hangar-oss/hangar/internal/relay"
 )
 
 // This file builds and removes executor networks through netlink, and
@@ -58,34 +59,17 @@ func createNS(ns string) error {
 	}
 	// Creating a namespace switches the calling thread into it; a thread
 	// of its own keeps that from every other goroutine.
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		host, err := netns.Get()
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer host.Close()
+	return relay.InThread(func() error {
 		h, err := netns.NewNamed(ns)
-		if err == nil {
-			h.Close()
-			// Links made from now on, the executor's end of its veth
-			// pair, have no IPv6: the executor gets none, so nothing
-			// reaches the host or beyond over it. Loopback keeps ::1.
-			err = ipv6Off("default")
+		if err != nil {
+			return err
 		}
-		if serr := netns.Set(host); serr != nil {
-			// The thread stays locked, so it ends with this goroutine
-			// rather than run others in the executor's namespace.
-			errc <- errors.Join(err, fmt.Errorf("return to the host namespace: %w", serr))
-			return
-		}
-		goruntime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+		h.Close()
+		// Links made from now on, the executor's end of its veth pair,
+		// have no IPv6: the executor gets none, so nothing reaches the
+		// host or beyond over it. Loopback keeps ::1.
+		return ipv6Off("default")
+	})
 }
 
 // shareNSDir makes nsDir a mount point with shared propagation.

@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/relay"
 	"github.com/hangar-oss/hangar/internal/runtime"
 )
 
@@ -273,7 +274,7 @@ func (p *Pool) Leftovers(context.Context) ([]string, error) {
 // and its TCP relays.
 type Forwards struct {
 	dns *resolver
-	fs  []*forwarder
+	fs  []*relay.Server
 }
 
 // Forward starts the services on the gateway of the executor whose
@@ -296,7 +297,7 @@ func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runti
 			f.Close()
 			return nil, fmt.Errorf("forward %s: %w", addr, err)
 		}
-		f.fs = append(f.fs, startForwarder(ln, fw.Target, logger))
+		f.fs = append(f.fs, relay.Start([]net.Listener{ln}, relay.To(fw.Target, logger), logger))
 		ports[i] = fw.ListenPort
 	}
 	if err := p.nft(ctx, firewallRules(ns, gateway, ports, p.policy)); err != nil {
@@ -325,7 +326,7 @@ func (f *Forwards) Close() {
 		f.dns = nil
 	}
 	for _, fw := range f.fs {
-		fw.close()
+		fw.Close()
 	}
 	f.fs = nil
 }

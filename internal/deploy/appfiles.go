@@ -1,0 +1,70 @@
+package deploy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+)
+
+// This file keeps an app's files: its version folders, on disks of their
+// own when Config.Disks is set, and what the runtime and the builder keep
+// for it elsewhere, released when the app is deleted.
+
+// Disks gives directories a size the kernel enforces (image.Disks).
+type Disks interface {
+	// Create makes dir an empty folder that holds at most the installed
+	// app's size, replacing whatever dir was.
+	Create(ctx context.Context, dir string) error
+	// Open leaves the executors' room free in dir beyond what it holds
+	// now; only the first call on a folder does anything.
+	Open(ctx context.Context, dir string) error
+	// RemoveAll removes dir and every disk below it.
+	RemoveAll(ctx context.Context, dir string) error
+}
+
+// appReleaser is a fleet whose runtime driver keeps files for an app
+// outside its folder (the sandbox: setup layers, a uid range).
+type appReleaser interface {
+	ReleaseApp(ctx context.Context, appID string) error
+}
+
+// newVersionDir makes dir an empty folder for a version's build.
+func (s *Service) newVersionDir(ctx context.Context, dir string) error {
+	if s.cfg.Disks != nil {
+		return s.cfg.Disks.Create(ctx, dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Dir(dir), 0o755)
+}
+
+// openVersionDir ends the build's bound on dir: from now on it holds what
+// was installed plus the executors' room.
+func (s *Service) openVersionDir(ctx context.Context, dir string) error {
+	if s.cfg.Disks == nil {
+		return nil
+	}
+	return s.cfg.Disks.Open(ctx, dir)
+}
+
+// removeAppFiles removes everything the app has on disk: its folder (and
+// the disks in it), its dependency caches, and what the runtime keeps for
+// it (setup layers, uid range).
+func (s *Service) removeAppFiles(ctx context.Context, appID string) error {
+	dir := s.appDir(appID)
+	if s.cfg.Disks != nil {
+		if err := s.cfg.Disks.RemoveAll(ctx, dir); err != nil {
+			return err
+		}
+	} else if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := s.builder.RemoveApp(appID); err != nil {
+		return err
+	}
+	if r, ok := s.fleet.(appReleaser); ok {
+		return r.ReleaseApp(ctx, appID)
+	}
+	return nil
+}

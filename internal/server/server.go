@@ -1,0 +1,386 @@
+// Package server is Hangar's composition root: New builds every component
+// of `hangar serve` from one configuration (metadata database, stores,
+// executor driver, database instances, the deploy service, API, console,
+// router, certificates and the HTTPS port), and Run serves until its
+// context ends, then stops them all in order. It is the only package that
+// wires: only cmd/* and internal/hangartest import it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/hangar-oss/hangar/internal/accounts"
+	"github.com/hangar-oss/hangar/internal/api"
+	"github.com/hangar-oss/hangar/internal/auth"
+	"github.com/hangar-oss/hangar/internal/build"
+	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/console"
+	"github.com/hangar-oss/hangar/internal/databases"
+	"github.com/hangar-oss/hangar/internal/dbinstance"
+	"github.com/hangar-oss/hangar/internal/deploy"
+	"github.com/hangar-oss/hangar/internal/fleet"
+	"github.com/hangar-oss/hangar/internal/frontdoor"
+	"github.com/hangar-oss/hangar/internal/history"
+	"github.com/hangar-oss/hangar/internal/logs"
+	"github.com/hangar-oss/hangar/internal/metrics"
+	"github.com/hangar-oss/hangar/internal/router"
+	"github.com/hangar-oss/hangar/internal/secretbox"
+	"github.com/hangar-oss/hangar/internal/store"
+	"github.com/hangar-oss/hangar/internal/sysdb"
+	"github.com/hangar-oss/hangar/internal/tlsca"
+)
+
+// Config is the server's configuration: `hangar serve`'s, validated by the
+// caller, plus what an in-process server (hangartest) replaces.
+type Config struct {
+	config.Config
+	// Logger receives the server's logs. Default text on os.Stderr at
+	// level info.
+	Logger *slog.Logger
+	// Stdout receives the banner: the URL served, the CA to trust.
+	// Default io.Discard.
+	Stdout io.Writer
+	// Listener, when set, is the HTTPS port, instead of one New opens on
+	// Config.Listen: a caller that listens on :0 first knows the port it
+	// must put in Config.Domain. Run closes it. Default nil.
+	Listener net.Listener
+	// Driver, when set, runs executors instead of the driver Config.Driver
+	// names (a fake, in tests). Default nil.
+	Driver Driver
+	// UnsandboxedDatabases runs managed database instances on loopback,
+	// without their runc sandbox, even as root, as they always run when
+	// Hangar is not root. Default false: sandboxed as root.
+	UnsandboxedDatabases bool
+}
+
+// Server is a whole Hangar server. Create it with New, then call Run once.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ca      *tlsca.CA
+	local   bool // clients must trust the local CA
+	ln      net.Listener
+	servers []served
+	// closers release what New built, in reverse order.
+	closers []func(context.Context) error
+}
+
+// served is an HTTP server and how it serves.
+type served struct {
+	srv   *http.Server
+	serve func() error
+}
+
+// New builds a server: it starts (or adopts) the metadata database, the
+// managed database instances and the executors of every serving app, and
+// DBOS, which resumes interrupted workflows; it opens the listeners but
+// serves nothing until Run. The deploy workflows outlive ctx (a signal must
+// not cancel them durably: Run's shutdown stops DBOS, and a restarted
+// server resumes them).
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	log := cfg.Logger
+	s := &Server{cfg: cfg, log: log}
+	// Shutdown work must run even though ctx is done by then.
+	bg := context.WithoutCancel(ctx)
+	defer func() {
+		if err != nil {
+			if cfg.Listener != nil {
+				cfg.Listener.Close()
+			}
+			err = errors.Join(err, s.close(bg))
+		}
+	}()
+	mdb, started, err := OpenMetadata(ctx, cfg.Config, true, log)
+	if err != nil {
+		return nil, err
+	}
+	if started {
+		s.onClose(func(ctx context.Context) error {
+			if err := mdb.Stop(ctx); err != nil {
+				return fmt.Errorf("stop metadata PostgreSQL: %w", err)
+			}
+			return nil
+		})
+	}
+	// App secrets and database passwords are sealed with a key kept
+	// outside the metadata database, created (0600) on first start.
+	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, mdb.URL, store.WithSealer(box))
+	if err != nil {
+		return nil, err
+	}
+	s.onClose(func(context.Context) error { st.Close(); return nil })
+	tokens, err := auth.Open(ctx, st, auth.Config{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.goRun(bg, tokens.Run)
+	if s.ca, err = tlsca.LoadOrCreate(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	drv := cfg.Driver
+	if drv == nil {
+		if drv, err = newDriver(ctx, cfg.Config, log); err != nil {
+			return nil, err
+		}
+	}
+	if err := drv.Cleanup(ctx); err != nil {
+		return nil, fmt.Errorf("clean up executors of an earlier run: %w", err)
+	}
+	instances := dbinstance.New(dbinstance.Config{
+		Dir: filepath.Join(cfg.DataDir, "instances"), Settings: cfg.PGSettings,
+		Sandbox: s.dbSandbox(),
+		Logger:  log.With("component", "dbinstance"),
+	})
+	rt := router.New(log.With("component", "router"))
+	// Counting is cheap, so it always runs; --metrics-listen only decides
+	// whether the metrics are served.
+	met := metrics.New(log.With("component", "metrics"))
+	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
+		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
+		Logger: log.With("component", "logs"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.goRun(bg, logStore.Run)
+	hist, err := history.Open(ctx, st.Pool())
+	if err != nil {
+		return nil, err
+	}
+	requests, events := history.NewRecorder(), history.NewEvents()
+	obs := events.Tee(met)
+	sys := sysdb.New(instances)
+	fl := fleet.New(fleet.Config{
+		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
+	}, st, sys, drv, rt, logStore, deploy.NewSpecs(deploy.SpecsConfig{
+		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(drv) != nil,
+		Secrets: accounts.NewOpener(st, box),
+	}))
+	// Not ctx: a signal must not cancel running workflows durably; Close
+	// stops DBOS, and a restarted server resumes them.
+	dctx, err := dbos.NewContext(bg, dbos.Config{
+		AppName: "hangar", DatabaseURL: sysDBURL(mdb), ApplicationVersion: deploy.WorkflowVersion,
+		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start DBOS: %w", err)
+	}
+	svc, err := deploy.New(deploy.Config{
+		DataDir:   cfg.DataDir,
+		StepDelay: cfg.StepDelay,
+		OrgLimits: cfg.OrgLimits(),
+		Build: build.Options{
+			NPMCacheDir: cfg.NPMCacheDir, PipIndexURL: cfg.PipIndexURL, PipFindLinks: cfg.PipFindLinks,
+			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
+			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
+		},
+		Disks:       appDisks(ctx, cfg.Config, buildRunner(drv) != nil, log),
+		BuildRunner: buildRunner(drv),
+		Logger:      log,
+		Observer:    obs,
+	}, dctx, st, instances, fl, logStore)
+	if err != nil {
+		return nil, err
+	}
+	dbs, err := databases.New(databases.Config{
+		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(mdb), OrgLimits: cfg.OrgLimits(), Logger: log,
+	}, dctx, st, instances)
+	if err != nil {
+		return nil, err
+	}
+	// Closed in reverse: DBOS first, then the executors, then the
+	// database instances they use.
+	if err := dbs.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.onClose(func(ctx context.Context) error { dbs.Close(ctx); return nil })
+	s.onClose(func(ctx context.Context) error { fl.Close(ctx); return nil })
+	s.onClose(func(context.Context) error { svc.Shutdown(); return nil })
+	if err := svc.Launch(ctx); err != nil {
+		return nil, err
+	}
+	fl.Start()
+
+	wfs := deploy.NewWorkflowAdmin(st, sys, fl)
+	met.Watch(struct {
+		*fleet.Fleet
+		*store.DB
+	}{fl, st})
+	sampler := history.NewSampler(history.Config{
+		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
+	}, hist, struct {
+		*fleet.Fleet
+		*store.DB
+		*deploy.WorkflowAdmin
+	}{fl, st, wfs}, requests, events)
+	s.goRun(bg, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
+
+	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
+	apiHandler := api.NewHandler(api.Config{
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+	}, api.Deps{
+		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: wfs,
+		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Executors: fl, Databases: dbs,
+	}, log)
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
+	// Only the API host and registered apps get a certificate. Serving
+	// apps are in the router's table; others cost a query.
+	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
+		if rt.Has(label + "." + cfg.Domain) {
+			return true, nil
+		}
+		return st.AppHostExists(ctx, label)
+	})
+	return s, s.listen(handler, policy, met.Handler())
+}
+
+// listen opens the HTTPS port and, when configured, the ACME challenge
+// and metrics ports.
+func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHandler http.Handler) error {
+	cfg := s.cfg
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return err
+		}
+	}
+	s.ln = ln
+	s.onClose(func(context.Context) error { ln.Close(); return nil })
+	certs, err := newCertSource(cfg.Config, s.ca, policy, ln.Addr().String(), s.log)
+	if err != nil {
+		return err
+	}
+	s.local = certs.localCA
+	s.onClose(func(context.Context) error { certs.close(); return nil })
+	door := frontdoor.Config{
+		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
+	}
+	srv := frontdoor.NewServer(door, handler, &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+		NextProtos:     certs.nextProtos,
+	}, slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
+	limited := frontdoor.LimitPerIP(ln, door)
+	s.servers = append(s.servers, served{srv, func() error { return srv.ServeTLS(limited, "", "") }})
+	if cfg.ACMEHTTPListen != "" {
+		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
+		if err != nil {
+			return fmt.Errorf("ACME HTTP listener: %w", err)
+		}
+		s.onClose(func(context.Context) error { hln.Close(); return nil })
+		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		s.servers = append(s.servers, served{hsrv, func() error { return hsrv.Serve(hln) }})
+	}
+	if cfg.MetricsListen != "" {
+		// Plain HTTP on an address of its own, never on the API host: the
+		// metrics name orgs, apps and executors.
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		s.onClose(func(context.Context) error { mln.Close(); return nil })
+		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		s.servers = append(s.servers, served{msrv, func() error { return msrv.Serve(mln) }})
+		fmt.Fprintf(cfg.Stdout, "Metrics: http://%s/metrics\n", mln.Addr())
+	}
+	return nil
+}
+
+// Addr is the address of the HTTPS port.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// CACertPath is the PEM file of the local CA that clients trust.
+func (s *Server) CACertPath() string { return s.ca.CertPath() }
+
+// Run serves until ctx is done or a listener fails, then shuts everything
+// down: HTTP first (requests in flight get Config.ShutdownTimeout), then
+// executors, database instances and the metadata cluster.
+func (s *Server) Run(ctx context.Context) (err error) {
+	bg := context.WithoutCancel(ctx)
+	defer func() { err = errors.Join(err, s.close(bg)) }()
+	cfg := s.cfg
+	fmt.Fprintf(cfg.Stdout, "Hangar is serving https://%s/ on %s\n", cfg.Domain, s.ln.Addr())
+	if s.local {
+		fmt.Fprintf(cfg.Stdout, "CA certificate: %s\nPoint the DBOS Cloud CLI at it: DBOS_DOMAIN=%s NODE_EXTRA_CA_CERTS=%s\n", s.ca.CertPath(), cfg.Domain, s.ca.CertPath())
+	} else {
+		fmt.Fprintf(cfg.Stdout, "Point the DBOS Cloud CLI at it: DBOS_DOMAIN=%s\n", cfg.Domain)
+	}
+	errc := make(chan error, len(s.servers))
+	for _, sv := range s.servers {
+		go func() { errc <- sv.serve() }()
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
+	defer cancel()
+	for _, sv := range s.servers {
+		err = errors.Join(err, sv.srv.Shutdown(sctx))
+	}
+	return err
+}
+
+// onClose registers f to run when the server closes, before what was
+// registered earlier.
+func (s *Server) onClose(f func(context.Context) error) { s.closers = append(s.closers, f) }
+
+// goRun runs f until the server closes, which waits for it to return.
+func (s *Server) goRun(ctx context.Context, f func(context.Context)) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	s.onClose(func(context.Context) error { cancel(); <-done; return nil })
+}
+
+// close releases everything New built, last built first.
+func (s *Server) close(ctx context.Context) error {
+	var err error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, s.closers[i](ctx))
+	}
+	s.closers = nil
+	return err
+}
+
+// sysDBURL is the DBOS system database of Hangar's own workflows: beside the
+// metadata database, named after it.
+func sysDBURL(m Metadata) string {
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return m.URL
+	}
+	u.Path = u.Path + "_dbos_sys"
+	return u.String()
+}
