@@ -3,8 +3,8 @@
 // the Pod's log, commands run in it through the pods/exec subresource and
 // its resource use read from the kubelet's summary API. Executors run on
 // their app version's image, which Publisher exports as an OCI image and
-// pushes to the operator's registry (docs/kubernetes.md). Only composition
-// roots (cmd/hangar, hangartest) import it.
+// pushes to the operator's registry (docs/kubernetes.md). Only the composition
+// root (internal/server) imports it.
 package kube
 
 import (
