@@ -66,9 +66,6 @@ type Config struct {
 	// labels them, so that instances sharing a namespace stay apart. 1 to
 	// 16 characters of a-z and 0-9. Default "hg".
 	Prefix string
-	// Gateway is the address executors reach Hangar at; reported as the
-	// executors' Network.Gateway. Default "": none.
-	Gateway string
 	// UID and GID are the user and group executors run as (never root).
 	// Default 200001 and 200000, as the sandbox driver's first executor.
 	UID, GID int64
@@ -167,7 +164,7 @@ func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logg
 		cfg: kc, cs: cs, rest: restCfg, logger: logger.With("component", "kube"),
 		stop: make(chan struct{}), watched: make(map[string]*podWatch),
 	}
-	d.execs = table.New(podNames{d}, logger, table.Hooks[*executor]{})
+	d.execs = table.New(podNames{kc.Prefix}, logger, table.Hooks[*executor]{})
 	sel := labels.Set{LabelPrefix: kc.Prefix, LabelManagedBy: "hangar"}.String()
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(kc.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
@@ -211,13 +208,13 @@ func prefixRE(p string) bool {
 }
 
 // podNames is the table's Net: a Pod needs no network prepared ahead, the
-// cluster's CNI gives it one.
-type podNames struct{ d *Driver }
+// cluster's CNI gives it one, and it has no gateway (no forwards).
+type podNames struct{ prefix string }
 
-func (n podNames) Name(id string) string { return n.d.cfg.Prefix + "-" + id }
+func (n podNames) Name(id string) string { return n.prefix + "-" + id }
 
-func (n podNames) Setup(context.Context, string) (runtime.Network, error) {
-	return runtime.Network{Gateway: n.d.cfg.Gateway}, nil
+func (podNames) Setup(context.Context, string) (runtime.Network, error) {
+	return runtime.Network{}, nil
 }
 
 func (podNames) Teardown(context.Context, string) error { return nil }
@@ -281,7 +278,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 
 	tctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	ip, err := w.waitRunning(tctx)
+	ip, hostIP, err := w.waitRunning(tctx)
 	if err != nil {
 		close(w.logDone) // no log to read: Stop need not wait for one
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
@@ -292,12 +289,13 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		close(w.logDone)
 	}
 	// The Pod's PID namespace is its own and the node's PIDs are not in
-	// the API: the app's PID is its init's, 1.
+	// the API: the app's PID is its init's, 1. Its gateway, the host as it
+	// sees it, is its node.
 	e.PID = 1
 	e.Addr = net.JoinHostPort(ip, strconv.Itoa(spec.Port))
 	logger.InfoContext(ctx, "executor started", "pod", e.Name, "addr", e.Addr, "image", ref,
 		"memory_mib", spec.MemoryMiB, "took", time.Since(begin))
-	return &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: d.cfg.Gateway, PID: e.PID}, nil
+	return &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: hostIP, PID: e.PID}, nil
 }
 
 // Wait blocks until the executor's container exits. See runtime.Driver.

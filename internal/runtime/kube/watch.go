@@ -28,6 +28,7 @@ type podWatch struct {
 	uid     types.UID
 	node    string
 	ip      string
+	hostIP  string        // the node's address: the host, as the Pod sees it
 	running chan struct{} // the container runs, or ran
 	failed  error         // the Pod cannot start; closes running
 	exited  *runtime.Status
@@ -87,19 +88,19 @@ func (w *podWatch) nodeName() string {
 }
 
 // waitRunning waits until the container runs (or already exited) and
-// returns the Pod's IP address.
-func (w *podWatch) waitRunning(ctx context.Context) (string, error) {
+// returns the Pod's IP address and its node's.
+func (w *podWatch) waitRunning(ctx context.Context) (ip, hostIP string, err error) {
 	select {
 	case <-w.running:
 	case <-ctx.Done():
-		return "", fmt.Errorf("wait for the pod to run: %w", ctx.Err())
+		return "", "", fmt.Errorf("wait for the pod to run: %w", ctx.Err())
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failed != nil {
-		return "", w.failed
+		return "", "", w.failed
 	}
-	return w.ip, nil
+	return w.ip, w.hostIP, nil
 }
 
 // observe is the informer's handler: it hands each event of a Pod to its
@@ -128,7 +129,7 @@ func (w *podWatch) observe(pod *corev1.Pod, deleted bool) {
 	} else if w.uid != pod.UID {
 		return // an earlier Pod of the same name
 	}
-	w.node, w.ip = pod.Spec.NodeName, pod.Status.PodIP
+	w.node, w.ip, w.hostIP = pod.Spec.NodeName, pod.Status.PodIP, pod.Status.HostIP
 	var cs *corev1.ContainerStatus
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == containerName {
