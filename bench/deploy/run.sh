@@ -14,7 +14,8 @@ bench_build ./cmd/hangar ./cmd/dbos-cloud
 # The images (Debian base, Node.js) are built once per cache: the tests'
 # shared cache by default. The first deploy prints whether it built them.
 images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
-HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "${HANGAR_BENCH_PREFIX:-bench}" --subnet "${HANGAR_BENCH_SUBNET:-10.223.0.0/16}" --image-cache "$images"
+HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "${HANGAR_BENCH_PREFIX:-bench}" --subnet "${HANGAR_BENCH_SUBNET:-10.223.0.0/16}" \
+  --image-cache "$images"
 
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
 token=$(bench_user bench)

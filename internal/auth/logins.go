@@ -123,6 +123,7 @@ func (l *Logins) Redeem(ctx context.Context, deviceCode string) (hangar.DeviceSt
 func (l *Logins) Decide(ctx context.Context, u hangar.User, userCode, client string, approve bool) error {
 	code := NormalizeUserCode(userCode)
 	if len(code) != UserCodeLen {
+		// A sentence as the page shows it.
 		return hangar.Errorf(hangar.KindInvalid, "Enter the 8-letter code dbos-cloud login shows, like BCDF-GHJK")
 	}
 	now := l.now()
@@ -154,7 +155,7 @@ func (l *Logins) Exchange(ctx context.Context, refreshToken string) (string, tim
 }
 
 // NewSession returns the token of a sign-in of u on the approval page,
-// which lasts SessionTTL.
+// which the page keeps for SessionTTL.
 func (l *Logins) NewSession(u hangar.User) (string, error) {
 	tok, _, err := l.tokens.Issue(u)
 	return tok, err

@@ -37,6 +37,7 @@ var allowed = []struct {
 	{pkg: "internal/hangar", deps: nil},
 	{pkg: "internal/apiclient", deps: nil},
 	{pkg: "internal/store", deps: []string{"internal/hangar"}, importers: roots},
+	// hangartest runs its fake driver.
 	{pkg: "internal/runtime/runtimetest", deps: []string{"internal/hangar", "internal/runtime"}, importers: []string{"internal/hangartest"}},
 	{pkg: "internal/runtime/", deps: []string{"internal/hangar", "internal/runtime", "internal/runtime/internal/vnet", "internal/runtime/internal/table", "internal/image", "internal/seccomp", "internal/relay"}},
 	{pkg: "internal/runtime", deps: []string{"internal/hangar"}, exact: true},

@@ -13,13 +13,7 @@ import (
 // the composition roots import it", "api and cmd/hangar use it", "any
 // package may import it", "Only tests import pgtest", "nothing imports
 // it".
-var importersSentence = regexp.MustCompile(`(?i)\b(imports?|uses?|wires?)\s+(it|pgtest)\b|\bimported\s+by\b|may\s+import\s+it\b`)
-
-// pendingDocs are packages whose doc is being rewritten by a split under
-// way (issue #12); each goes once its doc names its importers.
-var pendingDocs = map[string]string{
-	"internal/deploy": "the fleet split rewrites deploy's doc",
-}
+var importersSentence = regexp.MustCompile(`(?i)\b(imports?|uses?|wires?)\s+(it|\w+test)\b|\bimported\s+by\b|may\s+import\s+it\b`)
 
 // TestPackageDocs: every package has a doc comment, and every package
 // others can import says in it who may import it (its import rule above
@@ -44,7 +38,7 @@ func TestPackageDocs(t *testing.T) {
 		switch {
 		case doc.Len() == 0:
 			t.Errorf("package %s has no doc comment: say what it owns and who may import it", p.ImportPath)
-		case p.Name == "main" || pendingDocs[p.ImportPath] != "":
+		case p.Name == "main":
 		case !importersSentence.MatchString(doc.String()):
 			t.Errorf("the doc of package %s does not say who may import it (like \"Only the composition roots import it.\")", p.ImportPath)
 		}

@@ -32,7 +32,7 @@ type Store interface {
 }
 
 // Workflows reads and recovers the workflows of an app's DBOS system
-// database sysDB on inst; *dbinstance.Manager satisfies it.
+// database sysDB on inst; *sysdb.DB satisfies it.
 type Workflows interface {
 	// ActiveWorkflows counts the PENDING and ENQUEUED workflows of appVersion.
 	ActiveWorkflows(ctx context.Context, inst hangar.DBInstance, sysDB, appVersion string) (int, error)

@@ -16,7 +16,7 @@ import (
 //   - An executor that exits, or stops answering its health check, leaves
 //     the route at once, is stopped, and its PENDING workflows are
 //     re-enqueued in the app's system database for the executors of its
-//     version (dbinstance.RecoverWorkflows); a replacement starts after a
+//     version (sysdb.DB.RecoverWorkflows); a replacement starts after a
 //     back-off that doubles while the app crash-loops. Each event is a line
 //     in the app's logs and an Event; the app reads UNAVAILABLE while no
 //     executor serves it.

@@ -15,12 +15,16 @@ import (
 	"time"
 )
 
-// sysProcAttr makes a command run as as (nil: the current user).
+// sysProcAttr makes a command run as as (nil: the current user), in a
+// process group of its own: a signal to Hangar's group (a terminal's ^C,
+// timeout(1)) must reach Hangar only, which then stops the cluster in
+// order, instead of interrupting pg_ctl halfway.
 func sysProcAttr(as *runUser) *syscall.SysProcAttr {
-	if as == nil {
-		return nil
+	a := &syscall.SysProcAttr{Setpgid: true}
+	if as != nil {
+		a.Credential = &syscall.Credential{Uid: as.uid, Gid: as.gid, Groups: as.groups}
 	}
-	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: as.uid, Gid: as.gid, Groups: as.groups}}
+	return a
 }
 
 // reachable checks that as may traverse dir and each of its ancestors, so

@@ -83,6 +83,27 @@ type served struct {
 	serve func() error
 }
 
+// parts are what New's steps build and hand on to the next.
+type parts struct {
+	metadata  Metadata
+	st        *store.DB
+	box       *secretbox.Box
+	tokens    *auth.Issuer
+	drv       Driver
+	instances *dbinstance.Manager
+	sys       *sysdb.DB
+	rt        *router.Router
+	met       *metrics.Metrics
+	logs      *logs.Store
+	hist      *history.Store
+	requests  *history.Recorder
+	events    *history.Events
+	fl        *fleet.Fleet
+	svc       *deploy.Service
+	dbs       *databases.Service
+	wfs       *deploy.WorkflowAdmin
+}
+
 // New builds a server: it starts (or adopts) the metadata database, the
 // managed database instances and the executors of every serving app, and
 // DBOS, which resumes interrupted workflows; it opens the listeners but
@@ -96,22 +117,40 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
-	log := cfg.Logger
-	s := &Server{cfg: cfg, log: log}
-	// Shutdown work must run even though ctx is done by then.
-	bg := context.WithoutCancel(ctx)
+	s := &Server{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {
 			if cfg.Listener != nil {
 				cfg.Listener.Close()
 			}
-			err = errors.Join(err, s.close(bg))
+			// Shutdown work must run even though ctx is done by then.
+			err = errors.Join(err, s.close(context.WithoutCancel(ctx)))
 		}
 	}()
-	mdb, started, err := OpenMetadata(ctx, cfg.Config, true, log)
+	var p parts
+	for _, step := range []func(context.Context, *parts) error{
+		s.openStores, s.openRuntime, s.startServices, s.startSampler,
+	} {
+		if err := step(ctx, &p); err != nil {
+			return nil, err
+		}
+	}
+	handler, err := s.handler(&p)
 	if err != nil {
 		return nil, err
 	}
+	return s, s.listen(handler, s.hostPolicy(&p), p.met.Handler())
+}
+
+// openStores opens the metadata database, the sealing key, the store, the
+// token keys and the local CA.
+func (s *Server) openStores(ctx context.Context, p *parts) error {
+	cfg, log := s.cfg, s.log
+	mdb, started, err := OpenMetadata(ctx, cfg.Config, true, log)
+	if err != nil {
+		return err
+	}
+	p.metadata = mdb
 	if started {
 		s.onClose(func(ctx context.Context) error {
 			if err := mdb.Stop(ctx); err != nil {
@@ -122,72 +161,79 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	// App secrets and database passwords are sealed with a key kept
 	// outside the metadata database, created (0600) on first start.
-	box, err := secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key"))
-	if err != nil {
-		return nil, err
+	if p.box, err = secretbox.Open(filepath.Join(cfg.DataDir, "secrets.key")); err != nil {
+		return err
 	}
-	st, err := store.Open(ctx, mdb.URL, store.WithSealer(box))
-	if err != nil {
-		return nil, err
+	if p.st, err = store.Open(ctx, mdb.URL, store.WithSealer(p.box)); err != nil {
+		return err
 	}
-	s.onClose(func(context.Context) error { st.Close(); return nil })
-	tokens, err := auth.Open(ctx, st, auth.Config{Logger: log})
-	if err != nil {
-		return nil, err
+	s.onClose(func(context.Context) error { p.st.Close(); return nil })
+	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log}); err != nil {
+		return err
 	}
-	s.goRun(bg, tokens.Run)
-	if s.ca, err = tlsca.LoadOrCreate(cfg.DataDir); err != nil {
-		return nil, err
-	}
-	drv := cfg.Driver
-	if drv == nil {
-		if drv, err = newDriver(ctx, cfg.Config, log); err != nil {
-			return nil, err
+	s.goRun(ctx, p.tokens.Run)
+	s.ca, err = tlsca.LoadOrCreate(cfg.DataDir)
+	return err
+}
+
+// openRuntime builds the executor driver (cleaning up after an earlier
+// run), the database instances, the router, and what counts and logs.
+func (s *Server) openRuntime(ctx context.Context, p *parts) error {
+	cfg, log := s.cfg, s.log
+	var err error
+	if p.drv = cfg.Driver; p.drv == nil {
+		if p.drv, err = newDriver(ctx, cfg.Config, log); err != nil {
+			return err
 		}
 	}
-	if err := drv.Cleanup(ctx); err != nil {
-		return nil, fmt.Errorf("clean up executors of an earlier run: %w", err)
+	if err := p.drv.Cleanup(ctx); err != nil {
+		return fmt.Errorf("clean up executors of an earlier run: %w", err)
 	}
-	instances := dbinstance.New(dbinstance.Config{
+	p.instances = dbinstance.New(dbinstance.Config{
 		Dir: filepath.Join(cfg.DataDir, "instances"), Settings: cfg.PGSettings,
 		Sandbox: s.dbSandbox(),
 		Logger:  log.With("component", "dbinstance"),
 	})
-	rt := router.New(log.With("component", "router"))
+	p.sys = sysdb.New(p.instances)
+	p.rt = router.New(log.With("component", "router"))
 	// Counting is cheap, so it always runs; --metrics-listen only decides
 	// whether the metrics are served.
-	met := metrics.New(log.With("component", "metrics"))
-	logStore, err := logs.Open(ctx, st.Pool(), logs.Config{
+	p.met = metrics.New(log.With("component", "metrics"))
+	p.logs, err = logs.Open(ctx, p.st.Pool(), logs.Config{
 		MaxAge: cfg.LogMaxAge, MaxLinesPerApp: cfg.LogMaxLines, MaxBytesPerApp: cfg.LogMaxBytes,
 		Logger: log.With("component", "logs"),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.goRun(bg, logStore.Run)
-	hist, err := history.Open(ctx, st.Pool())
-	if err != nil {
-		return nil, err
-	}
-	requests, events := history.NewRecorder(), history.NewEvents()
-	obs := events.Tee(met)
-	sys := sysdb.New(instances)
-	fl := fleet.New(fleet.Config{
+	s.goRun(ctx, p.logs.Run)
+	p.requests, p.events = history.NewRecorder(), history.NewEvents()
+	p.hist, err = history.Open(ctx, p.st.Pool())
+	return err
+}
+
+// startServices creates the DBOS context, once, and the fleet, deploy
+// and database services on it, and launches them: instances and the
+// executors of serving apps start, and DBOS resumes interrupted workflows.
+func (s *Server) startServices(ctx context.Context, p *parts) error {
+	cfg, log := s.cfg, s.log
+	obs := p.events.Tee(p.met)
+	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, st, sys, drv, rt, logStore, deploy.NewSpecs(deploy.SpecsConfig{
-		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(drv) != nil,
-		Secrets: accounts.NewOpener(st, box),
+	}, p.st, p.sys, p.drv, p.rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
+		Secrets: accounts.NewOpener(p.st, p.box),
 	}))
 	// Not ctx: a signal must not cancel running workflows durably; Close
 	// stops DBOS, and a restarted server resumes them.
-	dctx, err := dbos.NewContext(bg, dbos.Config{
-		AppName: "hangar", DatabaseURL: sysDBURL(mdb), ApplicationVersion: deploy.WorkflowVersion,
+	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
+		AppName: "hangar", DatabaseURL: sysDBURL(p.metadata), ApplicationVersion: deploy.WorkflowVersion,
 		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start DBOS: %w", err)
+		return fmt.Errorf("start DBOS: %w", err)
 	}
-	svc, err := deploy.New(deploy.Config{
+	p.svc, err = deploy.New(deploy.Config{
 		DataDir:   cfg.DataDir,
 		StepDelay: cfg.StepDelay,
 		OrgLimits: cfg.OrgLimits(),
@@ -196,70 +242,85 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "deps"), Logger: log.With("component", "build"),
 			CommandTimeout: cfg.BuildStepTimeout, MaxInstalledBytes: int64(cfg.AppInstalledMiB) << 20,
 		},
-		Disks:       appDisks(ctx, cfg.Config, buildRunner(drv) != nil, log),
-		BuildRunner: buildRunner(drv),
+		Disks:       appDisks(ctx, cfg.Config, buildRunner(p.drv) != nil, log),
+		BuildRunner: buildRunner(p.drv),
 		Logger:      log,
 		Observer:    obs,
-	}, dctx, st, instances, fl, logStore)
+	}, dctx, p.st, p.instances, p.fl, p.logs)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	dbs, err := databases.New(databases.Config{
-		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(mdb), OrgLimits: cfg.OrgLimits(), Logger: log,
-	}, dctx, st, instances)
+	p.dbs, err = databases.New(databases.Config{
+		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(p.metadata), OrgLimits: cfg.OrgLimits(), Logger: log,
+	}, dctx, p.st, p.instances)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// Closed in reverse: DBOS first, then the executors, then the
 	// database instances they use.
-	if err := dbs.Start(ctx); err != nil {
-		return nil, err
+	if err := p.dbs.Start(ctx); err != nil {
+		return err
 	}
-	s.onClose(func(ctx context.Context) error { dbs.Close(ctx); return nil })
-	s.onClose(func(ctx context.Context) error { fl.Close(ctx); return nil })
-	s.onClose(func(context.Context) error { svc.Shutdown(); return nil })
-	if err := svc.Launch(ctx); err != nil {
-		return nil, err
+	s.onClose(func(ctx context.Context) error { p.dbs.Close(ctx); return nil })
+	s.onClose(func(ctx context.Context) error { p.fl.Close(ctx); return nil })
+	s.onClose(func(context.Context) error { p.svc.Shutdown(); return nil })
+	if err := p.svc.Launch(ctx); err != nil {
+		return err
 	}
-	fl.Start()
+	p.fl.Start()
+	p.wfs = deploy.NewWorkflowAdmin(p.st, p.sys, p.fl)
+	return nil
+}
 
-	wfs := deploy.NewWorkflowAdmin(st, sys, fl)
-	met.Watch(struct {
+// startSampler feeds the Prometheus metrics and the apps' monitoring
+// history.
+func (s *Server) startSampler(ctx context.Context, p *parts) error {
+	cfg := s.cfg
+	p.met.Watch(struct {
 		*fleet.Fleet
 		*store.DB
-	}{fl, st})
+	}{p.fl, p.st})
 	sampler := history.NewSampler(history.Config{
-		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: log,
-	}, hist, struct {
+		Domain: cfg.Domain, Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, Logger: s.log,
+	}, p.hist, struct {
 		*fleet.Fleet
 		*store.DB
 		*deploy.WorkflowAdmin
-	}{fl, st, wfs}, requests, events)
-	s.goRun(bg, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
+	}{p.fl, p.st, p.wfs}, p.requests, p.events)
+	s.goRun(ctx, func(ctx context.Context) { sampler.Run(ctx) }) // it logs its own errors
+	return nil
+}
 
-	accts := accounts.New(accounts.Config{Logger: log}, st, box, fl)
+// handler is the HTTPS port's handler: the API and console on the
+// domain, the router on every other host.
+func (s *Server) handler(p *parts) (http.Handler, error) {
+	cfg, log := s.cfg, s.log
+	accts := accounts.New(accounts.Config{Logger: log}, p.st, p.box, p.fl)
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: met.API, History: hist,
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: svc, Logs: logStore, Tokens: tokens, Users: st, Accounts: accts, Workflows: wfs,
-		Logins:    auth.NewLogins(auth.LoginsConfig{}, st, tokens),
-		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
-		Executors: fl, Databases: dbs,
+		Apps: p.svc, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Executors: p.fl, Databases: p.dbs,
 	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	handler := api.HostSwitch(cfg.Domain, con, met.Router(requests.Wrap(rt)))
-	// Only the API host and registered apps get a certificate. Serving
-	// apps are in the router's table; others cost a query.
-	policy := tlsca.AppHosts(cfg.Domain, func(ctx context.Context, label string) (bool, error) {
-		if rt.Has(label + "." + cfg.Domain) {
+	return api.HostSwitch(cfg.Domain, con, p.met.Router(p.requests.Wrap(p.rt))), nil
+}
+
+// hostPolicy gives a certificate to the API host and registered apps
+// only. Serving apps are in the router's table; others cost a query.
+func (s *Server) hostPolicy(p *parts) tlsca.HostPolicy {
+	domain := s.cfg.Domain
+	return tlsca.AppHosts(domain, func(ctx context.Context, label string) (bool, error) {
+		if p.rt.Has(label + "." + domain) {
 			return true, nil
 		}
-		return st.AppHostExists(ctx, label)
+		return p.st.AppHostExists(ctx, label)
 	})
-	return s, s.listen(handler, policy, met.Handler())
 }
 
 // listen opens the HTTPS port and, when configured, the ACME challenge
@@ -356,9 +417,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 // registered earlier.
 func (s *Server) onClose(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
-// goRun runs f until the server closes, which waits for it to return.
+// goRun runs f until the server closes (not when ctx ends: shutdown
+// needs it), which waits for it to return.
 func (s *Server) goRun(ctx context.Context, f func(context.Context)) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); f(ctx) }()
 	s.onClose(func(context.Context) error { cancel(); <-done; return nil })

@@ -1,6 +1,7 @@
 // Package runtimetest is the conformance suite every runtime.Driver passes:
 // driver packages call Run from their tests, which may also use its
-// helpers (SyncBuffer, WaitHTTP, EchoServer). Only tests import it.
+// helpers (SyncBuffer, WaitHTTP, EchoServer). Only tests, and
+// internal/hangartest for its Fake driver, import it.
 package runtimetest
 
 // size: the conformance suite: one case per behaviour of runtime.Driver, run in order on one driver.
