@@ -185,7 +185,7 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 	var err error
 	p.disks = appDisks(ctx, cfg.Config, log)
 	if p.drv = cfg.Driver; p.drv == nil {
-		if p.drv, err = newDriver(cfg.Config, p.disks, log); err != nil {
+		if p.drv, err = newDriver(ctx, cfg.Config, p.disks, log); err != nil {
 			return err
 		}
 	}
