@@ -3,7 +3,7 @@
 # One command to run every test: make test
 GO ?= go
 
-.PHONY: run build test bench setup setup-test
+.PHONY: run build test bench setup setup-test k8s-test
 
 setup:
 	./scripts/setup.sh
@@ -26,6 +26,12 @@ test: setup-test
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m $$($(GO) list ./... | grep -Ev '$(NORACE)')
 	$(GO) test -count=1 -timeout 45m $$($(GO) list ./... | grep -E '$(NORACE)')
+
+# The kubernetes driver's tests on a real one-node cluster, built from the Go
+# module proxy once and cached in /var/cache/hangar-k8s (scripts/k8s-test.sh).
+# Not part of make test: a cold build takes 8-15 minutes.
+k8s-test:
+	./scripts/k8s-test.sh
 
 bench: setup build
 	./bench/deploy/run.sh

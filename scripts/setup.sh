@@ -4,7 +4,8 @@
 # iproute2, runc and nftables (sandboxed executors and their networks),
 # Node.js and npm (the official CLI in tests; apps get Node.js from their
 # image), and with --test what only the tests need: Chromium (the console's
-# browser test). Idempotent: installs only what is missing.
+# browser test), and with --k8s what make k8s-test needs (etcd, containerd,
+# the CNI plugins, the CNCF registry). Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -20,6 +21,15 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null || need+=(chromium)  # the console's browser test (e2e/console_test.go)
+fi
+if [ "${1:-}" = "--k8s" ]; then
+  # make k8s-test: a one-node Kubernetes (scripts/k8s) and a registry
+  command -v etcd >/dev/null || need+=(etcd-server)
+  command -v containerd >/dev/null || need+=(containerd)
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+  command -v docker-registry >/dev/null || need+=(docker-registry)
+  command -v bc >/dev/null || need+=(bc)
+  command -v openssl >/dev/null || need+=(openssl)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,6 +4,8 @@
 // each package gets its own small Config from them.
 package config
 
+// size: one documented field per flag, its default and its check; candidates to split: the TLS and database settings.
+
 import (
 	"errors"
 	"fmt"
@@ -84,10 +86,25 @@ type Config struct {
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
 	// Driver runs executors: "sandbox" (runc: own uid, read-only root,
-	// namespaces, cgroup limits) or "netns" (an unsandboxed development
-	// driver: a plain process in its own network namespace). Default
-	// "sandbox".
+	// namespaces, cgroup limits), "kubernetes" (Pods on a cluster, see
+	// Kubeconfig) or "netns" (an unsandboxed development driver: a plain
+	// process in its own network namespace). Default "sandbox".
 	Driver string
+	// Kubeconfig is the kubeconfig file of the cluster the kubernetes
+	// driver runs executors on. Default "": the in-cluster config (Hangar
+	// runs in a Pod).
+	Kubeconfig string
+	// K8sNamespace is the namespace of the executors' Pods. Default
+	// "hangar".
+	K8sNamespace string
+	// RuntimeClass is the RuntimeClass of the executors' Pods (gVisor,
+	// Kata). Default "": the cluster's default runtime.
+	RuntimeClass string
+	// Registry is where the kubernetes driver pushes each app version's
+	// image and the cluster pulls it from: "host[:port][/path]", or
+	// "http://host[:port][/path]" for a plain-HTTP registry. Default "":
+	// required with --driver=kubernetes.
+	Registry string
 	// NetworkPrefix names executors' network namespaces; distinct Hangar
 	// processes on one host need distinct prefixes. Default "hg".
 	NetworkPrefix string
@@ -195,6 +212,10 @@ func Defaults(getenv Getenv) Config {
 		ACMEHTTPListen:  getenv("HANGAR_ACME_HTTP_LISTEN"),
 		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
 		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
+		Kubeconfig:      getenv("HANGAR_KUBECONFIG"),
+		K8sNamespace:    or(getenv("HANGAR_K8S_NAMESPACE"), "hangar"),
+		RuntimeClass:    getenv("HANGAR_RUNTIME_CLASS"),
+		Registry:        getenv("HANGAR_REGISTRY"),
 		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
 		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
 		HealthTimeout:   2 * time.Minute,
@@ -375,8 +396,14 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("--acme-http-listen needs ACME (--acme-email or --acme-ca)"))
 		}
 	}
-	if c.Driver != "sandbox" && c.Driver != "netns" {
-		errs = append(errs, fmt.Errorf("--driver %q: want sandbox or netns", c.Driver))
+	switch c.Driver {
+	case "sandbox", "netns":
+	case "kubernetes":
+		if c.Registry == "" {
+			errs = append(errs, errors.New("--driver=kubernetes needs --registry: the registry the cluster pulls app images from"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--driver %q: want sandbox, kubernetes or netns", c.Driver))
 	}
 	for _, f := range []struct {
 		flag string

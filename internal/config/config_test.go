@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 	c := Defaults(func(k string) string { return env[k] })
 	want := Config{
 		DataDir: "/srv/hangar", Listen: "127.0.0.1:8443", MetricsListen: "127.0.0.1:9464", Domain: "apps.example.com",
-		Driver: "sandbox", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
+		Driver: "sandbox", K8sNamespace: "hangar", NetworkPrefix: "hg", Subnet: "10.213.0.0/16", HealthTimeout: 30 * time.Second,
 		PGSettings:  map[string]string{"fsync": "off", "max_connections": "300"},
 		EgressAllow: []string{"10.1.0.0/16", "192.168.7.0/24"}, EgressDeny: []string{"203.0.113.0/24"},
 

@@ -87,7 +87,7 @@ func (sp *Specs) Spec(ctx context.Context, a hangar.App, inst hangar.DBInstance,
 		env = append(env, k+"="+secrets[k])
 	}
 	return runtime.Spec{
-		ID: id, App: a.Name, Version: version, Dir: dir,
+		ID: id, Org: a.Org, App: a.Name, Version: version, Dir: dir,
 		Command:   []string{"/bin/sh", "-c", startScript(cfg.Runtime.Start)},
 		Env:       env,
 		Port:      a.Language.Port(),

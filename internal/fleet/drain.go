@@ -120,7 +120,7 @@ func (f *Fleet) drainer(ctx context.Context, d *drain, inst hangar.DBInstance) (
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	version, err := f.versionOf(ctx, a.ID, appVersion)
+	version, err := versionOf(ctx, f.store, f.specs, a.ID, appVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +143,8 @@ func (f *Fleet) drainer(ctx context.Context, d *drain, inst hangar.DBInstance) (
 
 // versionOf returns the newest version of the app that runs as appVersion
 // and whose files are still there.
-func (f *Fleet) versionOf(ctx context.Context, appID, appVersion string) (string, error) {
-	vs, err := f.store.Versions(ctx, appID)
+func versionOf(ctx context.Context, st Store, specs Specs, appID, appVersion string) (string, error) {
+	vs, err := st.Versions(ctx, appID)
 	if err != nil {
 		return "", err
 	}
@@ -152,7 +152,7 @@ func (f *Fleet) versionOf(ctx context.Context, appID, appVersion string) (string
 		if v.AppVersion != appVersion || v.Status == hangar.VersionFailed || v.Status == hangar.VersionDeploying {
 			continue
 		}
-		if f.specs.Stored(appID, v.ID) {
+		if specs.Stored(appID, v.ID) {
 			return v.ID, nil
 		}
 	}

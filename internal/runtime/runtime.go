@@ -136,8 +136,9 @@ type Spec struct {
 	// ID is the executor ID, also passed to the app as DBOS__VMID: 1 to 63
 	// characters of a-z, 0-9 and -, starting with a letter or digit.
 	ID string
-	// App and Version label the executor in logs.
-	App, Version string
+	// Org, App and Version label the executor in logs (and, on drivers
+	// that make objects of it, those objects).
+	Org, App, Version string
 	// Dir is the absolute path of the working directory (the app folder).
 	Dir string
 	// Command is the argv to run; Hangar passes {"/bin/sh", "-c", "<start

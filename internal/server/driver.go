@@ -97,7 +97,7 @@ type Driver interface {
 
 // newDriver returns the configured executor driver, whose setup layers go
 // on disks (nil: plain folders).
-func newDriver(cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver, error) {
+func newDriver(ctx context.Context, cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver, error) {
 	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
@@ -107,7 +107,7 @@ func newDriver(cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver,
 	if err != nil {
 		return nil, err
 	}
-	return sandbox.New(sandbox.Config{
+	sb, err := sandbox.New(sandbox.Config{
 		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
@@ -117,6 +117,10 @@ func newDriver(cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver,
 		GoRoot:        goRoot(),
 		StepMemoryMiB: cfg.BuildMemoryMiB,
 	}, log.With("component", "sandbox"))
+	if err != nil || cfg.Driver != "kubernetes" {
+		return sb, err
+	}
+	return newKubeDriver(ctx, cfg, sb, images, log)
 }
 
 // dbSandbox returns the sandbox of managed database instances, or nil

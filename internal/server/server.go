@@ -187,7 +187,7 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 		// Disks go with the server's own driver: an injected one (tests)
 		// keeps plain folders.
 		p.disks = appDisks(ctx, cfg.Config, log)
-		if p.drv, err = newDriver(cfg.Config, p.disks, log); err != nil {
+		if p.drv, err = newDriver(ctx, cfg.Config, p.disks, log); err != nil {
 			return err
 		}
 	}

@@ -128,6 +128,21 @@ func (d *Driver) resolve(ctx context.Context, img runtime.Image, write bool) (st
 	return s, nil
 }
 
+// ImageLayers returns the directories of img's image, for drivers that ship
+// it to another host (kube): the base, the setup layer's upper directory
+// ("" for none) with the first uid of the app's range its files are stored
+// under, and the toolchains bound into it.
+func (d *Driver) ImageLayers(ctx context.Context, img runtime.Image) (base, upper string, uidBase uint32, binds []runtime.Mount, err error) {
+	s, err := d.resolve(ctx, img, false)
+	if err != nil {
+		return "", "", 0, nil, err
+	}
+	if len(s.Lowers) > 0 {
+		upper = s.Lowers[0]
+	}
+	return s.Root, upper, s.UIDBase, s.Binds, nil
+}
+
 // layerDir is where img's setup layer lives: below the image cache, per
 // app and per base, since a layer only makes sense on the base it was
 // written on.

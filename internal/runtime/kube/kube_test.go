@@ -1,0 +1,240 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
+)
+
+// The tests below run against a real cluster: `make k8s-test` brings up a
+// one-node cluster (scripts/k8s) and sets
+//   - HANGAR_TEST_KUBECONFIG, its admin kubeconfig;
+//   - HANGAR_TEST_CONTAINERD_HOSTS, the containerd hosts directory
+//     (config_path) where a test registry is declared to the node.
+// Without them they skip.
+
+// cluster returns the test cluster's client config and a fresh namespace,
+// deleted when the test ends.
+func cluster(t *testing.T) (*rest.Config, string) {
+	t.Helper()
+	kc := os.Getenv("HANGAR_TEST_KUBECONFIG")
+	if kc == "" {
+		t.Skip("HANGAR_TEST_KUBECONFIG is not set: run make k8s-test")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ns, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "hk-test-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	// A fresh namespace gets its default service account a moment later.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := cs.CoreV1().ServiceAccounts(ns.Name).Get(t.Context(), "default", metav1.GetOptions{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("namespace has no default service account after 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cfg, ns.Name
+}
+
+// registry starts Debian's docker-registry (CNCF distribution) on a free
+// loopback port until the test ends and returns its address. With
+// HANGAR_TEST_CONTAINERD_HOSTS set, it declares it to the node's
+// containerd as plain HTTP, so that Pods can pull from it.
+func registry(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Skipf("needs docker-registry (scripts/setup.sh --k8s): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := fmt.Sprintf("version: 0.1\nlog: {level: info}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry at %s does not answer", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS"); hosts != "" {
+		hostDir := filepath.Join(hosts, addr)
+		if err := os.MkdirAll(hostDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
+		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(hostDir) })
+	}
+	return addr
+}
+
+// uploads counts the blobs a Publisher uploads: each upload session starts
+// with a POST to .../blobs/uploads/.
+type uploads struct {
+	n atomic.Int64
+}
+
+func (u *uploads) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.URL.Query().Get("mount") == "" {
+		u.n.Add(1)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+type noLayers struct{}
+
+func (noLayers) Layers(context.Context, runtime.Image) ([]Layer, error) { return nil, nil }
+
+// hostRootImage pushes the image Config.HostRootImage names in tests: one
+// empty layer, no environment.
+func hostRootImage(t *testing.T, reg string) string {
+	t.Helper()
+	p, err := NewPublisher(PublisherConfig{Registry: reg, Insecure: true, CacheDir: t.TempDir(), Layers: noLayers{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := p.Push(t.Context(), "hostroot", "v1", []Layer{{Dir: t.TempDir(), At: "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func newDriver(t *testing.T, cfg *rest.Config, c Config) *Driver {
+	t.Helper()
+	d, err := New(t.Context(), c, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+func TestDriver_Conformance(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, registry(t))
+	var n atomic.Int64
+	runtimetest.Run(t, func(t *testing.T) runtime.Driver {
+		return newDriver(t, cfg, Config{Namespace: ns, Prefix: fmt.Sprintf("c%d", n.Add(1)), HostRootImage: ref})
+	})
+}
+
+// TestDriver_OOM checks that a container killed for its memory is
+// reported as the sandbox driver reports it, with its limit.
+func TestDriver_OOM(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, registry(t))
+	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref})
+	id := "oom"
+	if _, err := d.Prepare(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background(), id, time.Second) })
+	spec := runtime.Spec{
+		ID: id, App: "oom", Version: "v1", Dir: t.TempDir(), Port: 3000, MemoryMiB: 64,
+		Command: []string{"/usr/bin/python3", "-c", "b = []\nwhile True: b.append(bytearray(1 << 20))"},
+	}
+	if _, err := d.Start(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Wait(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.OOMKilled || st.ExitCode != 137 || st.Err == nil || !strings.Contains(st.Err.Error(), "memory limit of 64 MiB") {
+		t.Errorf("got %+v, want OOMKilled, exit code 137 and the 64 MiB limit named", st)
+	}
+}
+
+// TestDriver_Pod checks the Pod an executor runs in: its labels and the
+// isolation it asks of the kubelet.
+func TestDriver_Pod(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, registry(t))
+	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "pod"})
+	if _, err := d.Prepare(t.Context(), "lab"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background(), "lab", time.Second) })
+	spec := runtime.Spec{ID: "lab", Org: "acme", App: "shop", Version: "01JX", Dir: t.TempDir(), Port: 3000, MemoryMiB: 256,
+		Command: []string{"/bin/sleep", "60"}}
+	if _, err := d.Start(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Pods(ns).Get(t.Context(), "pod-lab", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{LabelOrg: "acme", LabelApp: "shop", LabelVersion: "01JX", LabelExecutor: "lab"} {
+		if pod.Labels[k] != v {
+			t.Errorf("label %s: got %q, want %q", k, pod.Labels[k], v)
+		}
+	}
+	c := pod.Spec.Containers[0]
+	sc := c.SecurityContext
+	if !*pod.Spec.SecurityContext.RunAsNonRoot || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem || sc.Capabilities.Drop[0] != "ALL" ||
+		pod.Spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("got security contexts %+v and %+v, want non-root, no escalation, read-only root, no capabilities, RuntimeDefault seccomp", pod.Spec.SecurityContext, sc)
+	}
+	if got := c.Resources.Limits.Memory().Value(); got != 256<<20 {
+		t.Errorf("memory limit: got %d, want 256 MiB", got)
+	}
+	// The root is read-only to the app; /tmp is its own, and bounded.
+	var out runtimetest.SyncBuffer
+	code, err := d.Exec(t.Context(), "lab", runtime.ExecSpec{Args: []string{"/bin/sh", "-c", "touch /x; echo $?; id -u; touch /tmp/y && echo tmp ok"}, Stdout: &out, Stderr: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("exec: %d, %v", code, err)
+	}
+	if got := out.String(); !strings.Contains(got, "1\n200001\ntmp ok") {
+		t.Errorf("got %q, want the root read-only, uid 200001 and /tmp writable", got)
+	}
+}

@@ -1,0 +1,124 @@
+package kube
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/hangar-oss/hangar/internal/runtime"
+)
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		term    corev1.ContainerStateTerminated
+		code    int
+		oom     bool
+		wantErr string
+	}{
+		{"Exit", corev1.ContainerStateTerminated{ExitCode: 7, Reason: "Error"}, 7, false, ""},
+		{"SIGTERM", corev1.ContainerStateTerminated{ExitCode: 143, Reason: "Error"}, 143, false, "killed by signal terminated"},
+		{"OOM", corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}, 137, true,
+			"killed by signal killed\nout of memory: killed for exceeding the memory limit of 512 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := status(&tc.term, 512)
+			gotErr := ""
+			if st.Err != nil {
+				gotErr = st.Err.Error()
+			}
+			if st.ExitCode != tc.code || st.OOMKilled != tc.oom || gotErr != tc.wantErr {
+				t.Errorf("got %d, %v, %q; want %d, %v, %q", st.ExitCode, st.OOMKilled, gotErr, tc.code, tc.oom, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestPodSpec(t *testing.T) {
+	t.Parallel()
+	d := &Driver{cfg: Config{RuntimeClass: "gvisor"}}
+	d.cfg.setDefaults()
+	spec := runtime.Spec{ID: "x1", Org: "acme", App: "my app", Version: "01J", Port: 3000, MemoryMiB: 512,
+		Command: []string{"/bin/sh", "-c", "npm start"}, Env: []string{"A=1", "B=x=y"}}
+	pod := d.podSpec("hg-x1", "reg/app@sha256:00", runtime.AppDir, false, spec)
+	c := pod.Spec.Containers[0]
+	if diff := cmp.Diff(map[string]string{
+		LabelManagedBy: "hangar", LabelPrefix: "hg", LabelExecutor: "x1", LabelOrg: "acme", LabelApp: "my_app", LabelVersion: "01J",
+	}, pod.Labels); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "x=y"}}, c.Env); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	if *pod.Spec.RuntimeClassName != "gvisor" || *pod.Spec.AutomountServiceAccountToken || *pod.Spec.EnableServiceLinks {
+		t.Errorf("got runtime class %q, token %v, service links %v; want gvisor and neither", *pod.Spec.RuntimeClassName,
+			*pod.Spec.AutomountServiceAccountToken, *pod.Spec.EnableServiceLinks)
+	}
+	if c.ReadinessProbe.TCPSocket.Port.IntValue() != 3000 || c.WorkingDir != runtime.AppDir {
+		t.Errorf("got probe %+v and dir %s, want port 3000 and %s", c.ReadinessProbe, c.WorkingDir, runtime.AppDir)
+	}
+	if got := c.Resources.Limits.Memory().Value(); got != 512<<20 || c.Resources.Limits.Cpu().MilliValue() != 1000 {
+		t.Errorf("got limits %v, want 512 MiB and 1 CPU", c.Resources.Limits)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].EmptyDir.SizeLimit.Value() != 64<<20 {
+		t.Errorf("got volumes %+v, want only a 64 MiB /tmp", pod.Spec.Volumes)
+	}
+}
+
+// TestWriteLayer checks that a layer is the same bytes for the same tree,
+// whatever the files' times, and that owners in the app's range are
+// shifted to the image's.
+func TestWriteLayer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	if err := writeLayer(&a, Layer{Dir: dir, At: "/opt/x"}); err != nil {
+		t.Fatal(err)
+	}
+	now := os.Getpid()
+	os.Chtimes(filepath.Join(dir, "sub", "f"), time.Unix(1e9, 0).AddDate(0, 0, now%300), time.Unix(1e9, 0))
+	if err := writeLayer(&b, Layer{Dir: dir, At: "/opt/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("the same tree with other times gave another layer")
+	}
+	zr, err := gzip.NewReader(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	if diff := cmp.Diff([]string{"opt/", "opt/x/", "opt/x/sub/", "opt/x/sub/f"}, names); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
+	}
+	if got := shift(1<<20+1000, 1<<20); got != 1000 {
+		t.Errorf("shift: got %d, want 1000", got)
+	}
+}
