@@ -349,15 +349,27 @@ const networkChanged = `!!document.body && document.body.innerText.includes("ERR
 func (b *chrome) visit(t *testing.T, url, sel string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		b.do(t, chromedp.Navigate(url))
-		b.poll(t, fmt.Sprintf(`!!document.querySelector(%q) || %s`, sel, networkChanged))
-		if !result(t, b, chromedp.Evaluate[bool](networkChanged)) {
-			return
+		// The abort shows as the navigation's error or as Chromium's
+		// error page, depending on when the network changed.
+		if err := b.navigate(url); err == nil {
+			b.poll(t, fmt.Sprintf(`!!document.querySelector(%q) || %s`, sel, networkChanged))
+			if !result(t, b, chromedp.Evaluate[bool](networkChanged)) {
+				return
+			}
+		} else if !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			t.Fatalf("browser: %v", err)
 		}
 		if attempt == 5 {
 			t.Fatalf("loading %s: aborted by network changes %d times", url, attempt)
 		}
 	}
+}
+
+// navigate loads url.
+func (b *chrome) navigate(url string) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Minute)
+	defer cancel()
+	return chromedp.Do(ctx, chromedp.Navigate(url))
 }
 
 // submit loads url, runs actions (which fill and send a form) and waits

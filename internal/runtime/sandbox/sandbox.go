@@ -663,9 +663,9 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 			if err := d.net.Teardown(ctx, e.Name); err != nil {
 				errs = append(errs, err)
 			}
-			// The parent group goes only when no other executor uses it;
-			// Cleanup and the last Stop take it away.
-			if err := d.cgroups.removeGroups(d.cgroupPath(id), d.cgroupParent(), "/hangar"); err != nil {
+			// Only its own group: removing the parent here would race with
+			// a runc creating another executor's group below it.
+			if err := d.cgroups.removeGroups(d.cgroupPath(id)); err != nil {
 				errs = append(errs, err)
 			}
 			return errors.Join(errs...)
@@ -774,7 +774,10 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 		}
 		n++
 	}
-	if err := d.cgroups.removeGroups(d.cgroupParent(), "/hangar"); err != nil {
+	// The driver's parent group goes here, when none of its executors
+	// runs; "/hangar", which every Hangar process on the host shares,
+	// stays.
+	if err := d.cgroups.removeGroups(d.cgroupParent()); err != nil {
 		errs = append(errs, err)
 	}
 	if n > 0 {

@@ -44,6 +44,11 @@ func newTestDriverPrefix(t testing.TB, prefix string, modify ...func(*Config)) *
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
+		// The parent group stays while the driver lives (Cleanup removes
+		// it); it goes only if no executor's own group is left in it.
+		if err := d.cgroups.removeGroups(d.cgroupParent()); err != nil {
+			t.Error(err)
+		}
 		if left := leftovers(t, d); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}

@@ -114,7 +114,7 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 		if err := d.deleteContainer(cctx, name); err != nil {
 			d.logger.Error("delete step container", "step", s.ID, "err", err)
 		}
-		if err := d.cgroups.removeGroups(d.cgroupPath("s-"+s.ID), d.cgroupParent(), "/hangar"); err != nil {
+		if err := d.cgroups.removeGroups(d.cgroupPath("s-" + s.ID)); err != nil {
 			d.logger.Error("remove step cgroup", "step", s.ID, "err", err)
 		}
 		if err := removeStepBundle(bundle); err != nil {
