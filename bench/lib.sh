@@ -24,7 +24,25 @@ bench_cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  rm -rf "$work"
+  bench_remove "$work"
+}
+
+# bench_remove WORK: removes a stopped server's work dir and its apps' setup
+# layers in the image cache ($images, when set). The server leaves its apps'
+# disks mounted for its next start (docs/disk.md): they are unmounted and
+# their loop devices detached first.
+bench_remove() {
+  local w=$1 dirs=("$1") a d m dev
+  for a in "$w"/data/apps/*/; do
+    [ -n "${images:-}" ] && [ -d "$a" ] && dirs+=("$images/layers/$(basename "$a")")
+  done
+  for d in "${dirs[@]}"; do
+    findmnt -rn -o TARGET | awk -v p="$d/" 'index($0, p) == 1' | sort -r |
+      while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    losetup -l -n -O NAME,BACK-FILE | awk -v p="$d/" 'index($2, p) == 1 { print $1 }' |
+      while read -r dev; do losetup -d "$dev"; done
+  done
+  rm -rf "${dirs[@]}"
 }
 
 # bench_init TEMPLATE: a work dir from mktemp's TEMPLATE, and the exit trap.

@@ -18,6 +18,8 @@
 # another Hangar on the host.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/bench/lib.sh"
+images=${HANGAR_IMAGE_CACHE:-}
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
 subnet=${BENCH_SUBNET:-10.225.0.0/16}
@@ -39,7 +41,7 @@ nginx_pid=""
 cleanup() {
   if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
   if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  bench_remove "$work"
 }
 trap cleanup EXIT
 
