@@ -6,6 +6,6 @@ set -euo pipefail
 K=${K:-/var/tmp/hangar-k8s}; here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$K"
 for d in scripts containerd kubelet-conf cni images; do rm -rf "$K/$d"; cp -r "$here/$d" "$K/$d"; done
-grep -rl "@K@" "$K/containerd" "$K/kubelet-conf" "$K/cni" "$K/manifests" 2>/dev/null | xargs -r sed -i "s|@K@|$K|g"
+grep -rl "@K@" "$K/containerd" "$K/kubelet-conf" "$K/cni" 2>/dev/null | xargs -r sed -i "s|@K@|$K|g"
 chmod +x "$K"/scripts/*.sh
 echo "kit laid out in $K; next: K=$K bash $K/scripts/ci-all.sh"
