@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -33,6 +34,7 @@ const maxIdlePerUpstream = 1024
 type conn struct {
 	u     *backend
 	nc    net.Conn
+	lim   *budgetReader // under br: bounds what a response's header may take
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	timer *time.Timer // closes the connection once idle for upstreamIdleTimeout
@@ -64,7 +66,8 @@ func (u *backend) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{u: u, nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	lim := &budgetReader{r: nc, left: math.MaxInt64}
+	c := &conn{u: u, nc: nc, lim: lim, br: bufio.NewReaderSize(lim, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
 	c.timer = time.AfterFunc(upstreamIdleTimeout, c.expire)
 	c.timer.Stop()
 	return c, nil
@@ -184,10 +187,14 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := writeRequest(c.bw, req); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBeforeResponse, err)
 	}
+	// The executor is the tenant's code: its header may take only so much
+	// of Hangar's memory, as http.Transport bounds it on the other path.
+	c.lim.left = maxResponseHeaderBytes
+	defer func() { c.lim.left = math.MaxInt64 }()
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBeforeResponse, err)
 	}
-	for {
+	for range max1xxResponses + 1 {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
 			return nil, err
@@ -199,6 +206,37 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errors.New("101 Switching Protocols to a request without Upgrade")
 		}
 	}
+	return nil, fmt.Errorf("more than %d informational (1xx) responses", max1xxResponses)
+}
+
+// maxResponseHeaderBytes bounds what a response's header, with its
+// informational responses, may take: http.Transport's default. Beyond it
+// the request fails with 502.
+const maxResponseHeaderBytes = 10 << 20
+
+// max1xxResponses bounds the informational responses before the final
+// one, as http.Transport does.
+const max1xxResponses = 5
+
+// errResponseHeaderTooLarge is the read error past maxResponseHeaderBytes.
+var errResponseHeaderTooLarge = fmt.Errorf("the response's header is larger than %d bytes", maxResponseHeaderBytes)
+
+// budgetReader reads from r at most left bytes, then fails.
+type budgetReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // hopByHop reports whether the header k (canonical) is a hop-by-hop header

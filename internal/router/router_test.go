@@ -489,3 +489,76 @@ func TestRouter_HopByHopHeaders(t *testing.T) {
 		t.Errorf("response headers %v: want X-Public and no X-Secret", w.Header())
 	}
 }
+
+// rawUpstream serves each connection with answer, after reading its
+// request.
+func rawUpstream(t *testing.T, answer func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					answer(c)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRouter_ResponseHeaderBounded is the attack of an executor on the
+// router's memory: a response header that never ends, and informational
+// responses that never end. Each request fails with 502, and the router
+// stops reading the header past its bound instead of buffering all of it.
+func TestRouter_ResponseHeaderBounded(t *testing.T) {
+	t.Parallel()
+	const sent = 64 << 20
+	written := make(chan int64, 1)
+	header := rawUpstream(t, func(c net.Conn) {
+		line := []byte("X-Flood: " + strings.Repeat("a", 64<<10) + "\r\n")
+		n, _ := c.Write([]byte("HTTP/1.1 200 OK\r\n"))
+		total := int64(n)
+		for total < sent {
+			n, err := c.Write(line)
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		written <- total
+	})
+	r := newRouter(t)
+	r.Set("flood.test", []string{header})
+	if code, _ := do(t, r, "flood.test", "/"); code != http.StatusBadGateway {
+		t.Errorf("endless header: got %d, want 502", code)
+	}
+	// The router closed the connection past its bound: the executor's
+	// writes failed long before it sent everything.
+	if n := <-written; n >= sent {
+		t.Errorf("the executor wrote a %d-byte header unhindered; want the connection closed past %d", n, maxResponseHeaderBytes)
+	}
+	t.Logf("attempt: an executor sends an endless response header -> 502, connection closed past %d bytes", maxResponseHeaderBytes)
+
+	informational := rawUpstream(t, func(c net.Conn) {
+		for range 100 {
+			if _, err := c.Write([]byte("HTTP/1.1 102 Processing\r\n\r\n")); err != nil {
+				return
+			}
+		}
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	r.Set("early.test", []string{informational})
+	if code, _ := do(t, r, "early.test", "/"); code != http.StatusBadGateway {
+		t.Errorf("100 informational responses: got %d, want 502 after %d", code, max1xxResponses)
+	}
+}
