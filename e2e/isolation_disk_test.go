@@ -89,6 +89,30 @@ func TestIsolation_Disk(t *testing.T) {
 		if out := must(dir, "app", "cmd", "--", "echo still-serving"); !strings.Contains(out, "still-serving") {
 			t.Errorf("the previous version's executor after the failed build: %q", out)
 		}
+		// A failed version keeps no disk: failing deploys cannot pile
+		// them up on the host.
+		vs, err := h.Client(t, refresh).AppVersions(t.Context(), "dora", "greeter")
+		apps, _ := os.ReadDir(filepath.Join(h.DataDir, "apps"))
+		if err != nil || len(apps) != 1 {
+			t.Fatalf("versions %v, apps %v", err, apps)
+		}
+		versions := filepath.Join(h.DataDir, "apps", apps[0].Name(), "versions")
+		failed := 0
+		for _, v := range vs {
+			if v.Status != "FAILED" {
+				continue
+			}
+			failed++
+			for _, p := range []string{filepath.Join(versions, v.Version), filepath.Join(versions, ".disks", v.Version+".img")} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("failed version %s left %s behind", v.Version, p)
+				}
+			}
+		}
+		if failed < 2 {
+			t.Errorf("%d failed versions, want the 2 above: %+v", failed, vs)
+		}
+		t.Logf("attempt: %d failed deploys -> no disk left behind", failed)
 	})
 
 	t.Run("Delete", func(t *testing.T) {

@@ -18,6 +18,8 @@ type Disks interface {
 	// Open leaves the executors' room free in dir beyond what it holds
 	// now; only the first call on a folder does anything.
 	Open(ctx context.Context, dir string) error
+	// Remove removes the disk of dir, made by Create, and dir.
+	Remove(ctx context.Context, dir string) error
 	// RemoveAll removes dir and every disk below it.
 	RemoveAll(ctx context.Context, dir string) error
 }
@@ -37,6 +39,14 @@ func (s *Service) newVersionDir(ctx context.Context, dir string) error {
 		return err
 	}
 	return os.MkdirAll(filepath.Dir(dir), 0o755)
+}
+
+// removeVersionDir removes a version's folder and its disk.
+func (s *Service) removeVersionDir(ctx context.Context, dir string) error {
+	if s.cfg.Disks != nil {
+		return s.cfg.Disks.Remove(ctx, dir)
+	}
+	return os.RemoveAll(dir)
 }
 
 // openVersionDir ends the build's bound on dir: from now on it holds what

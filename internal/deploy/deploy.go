@@ -197,6 +197,12 @@ func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause erro
 		if err := s.store.FinishVersion(ctx, in.Version, hangar.VersionFailed, reason); err != nil {
 			return "", err
 		}
+		// A failed version never runs: its folder (a disk of up to the
+		// installed limit) goes now, not with the app, so that failing
+		// deploys cannot pile up disks on the host.
+		if err := s.removeVersionDir(ctx, s.versionDir(in.AppID, in.Version)); err != nil {
+			s.log.ErrorContext(ctx, "remove a failed version's folder", "app", in.AppID, "version", in.Version, "err", err)
+		}
 		status := hangar.StatusFailed
 		if s.fleet.Serving(in.AppID) {
 			status = hangar.StatusAvailable
