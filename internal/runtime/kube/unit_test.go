@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
 func TestStatus(t *testing.T) {
@@ -49,7 +53,7 @@ func TestPodSpec(t *testing.T) {
 	d := &Driver{cfg: Config{RuntimeClass: "gvisor"}}
 	d.cfg.setDefaults()
 	spec := runtime.Spec{ID: "x1", Org: "acme", App: "my app", Version: "01J", Port: 3000, MemoryMiB: 512,
-		Command: []string{"/bin/sh", "-c", "npm start"}, Env: []string{"A=1", "B=x=y"}}
+		Command: []string{"/bin/sh", "-c", "npm start $$"}, Env: []string{"A=1", "B=x=y$(A)"}}
 	pod := d.podSpec("hg-x1", "reg/app@sha256:00", runtime.AppDir, false, spec)
 	c := pod.Spec.Containers[0]
 	if diff := cmp.Diff(map[string]string{
@@ -57,8 +61,17 @@ func TestPodSpec(t *testing.T) {
 	}, pod.Labels); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "x=y"}}, c.Env); diff != "" {
+	// The kubelet expands $(NAME) and $$: each $ is doubled, so the app
+	// gets its Spec's strings; the runtime's PATH is unset, as the Spec
+	// sets none.
+	if diff := cmp.Diff([]corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "x=y$$(A)"}}, c.Env); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	if got := c.Command[len(c.Command)-1]; got != "npm start $$$$" {
+		t.Errorf("got command %q, want every $ doubled", got)
+	}
+	if !strings.HasPrefix(c.Command[2], "unset PATH KUBERNETES_SERVICE_HOST ") {
+		t.Errorf("got init script %q, want it to unset the runtime's PATH and the API server's address", c.Command[2])
 	}
 	if *pod.Spec.RuntimeClassName != "gvisor" || *pod.Spec.AutomountServiceAccountToken || *pod.Spec.EnableServiceLinks {
 		t.Errorf("got runtime class %q, token %v, service links %v; want gvisor and neither", *pod.Spec.RuntimeClassName,
@@ -121,4 +134,48 @@ func TestWriteLayer(t *testing.T) {
 	if got := shift(1<<20+1000, 1<<20); got != 1000 {
 		t.Errorf("shift: got %d, want 1000", got)
 	}
+}
+
+// TestForwards checks that a relay hands a connection to the forward of
+// the address it comes from, and closes others unanswered.
+func TestForwards(t *testing.T) {
+	t.Parallel()
+	target := runtimetest.EchoServer(t, "127.0.0.1:0")
+	f, err := openForwards("127.0.0.1", []runtime.Forward{{ListenPort: freePort(t), Target: target}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	f.register("127.0.0.1")
+	var addr string
+	for r := range f.targets {
+		addr = r.ln.Addr().String()
+	}
+	dial := func(from string) string {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.DialContext(t.Context(), "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "ping")
+		c.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := dial("127.0.0.1"); got != "pong:ping" {
+		t.Errorf("from the registered address: got %q, want pong:ping", got)
+	}
+	if got := dial("127.0.0.2"); got != "" {
+		t.Errorf("from another address: got %q, want the connection closed unanswered", got)
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
