@@ -223,9 +223,13 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 func (s *Server) startServices(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	obs := p.events.Tee(p.met)
+	rt, err := fleetRouter(p.drv, p.rt)
+	if err != nil {
+		return err
+	}
 	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, p.st, p.sys, p.drv, p.rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+	}, p.st, p.sys, p.drv, rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
 		Secrets: accounts.NewOpener(p.st, p.box),
 	}))

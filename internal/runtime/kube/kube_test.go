@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,4 +258,79 @@ func TestDriver_Pod(t *testing.T) {
 	if got := out.String(); !strings.Contains(got, "1\n200001\ntmp ok") {
 		t.Errorf("got %q, want the root read-only, uid 200001 and /tmp writable", got)
 	}
+}
+
+// routes records the routes Endpoints sets.
+type routes struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (r *routes) Set(host string, ups []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[host] = ups
+}
+
+func (r *routes) InFlight(string) int64 { return 0 }
+
+func (r *routes) get(host string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[host]
+}
+
+// TestEndpoints checks that the router gets the executors the fleet
+// routes a host to, less the Pods that are not ready and those being
+// deleted, as the Pod informer sees them.
+func TestEndpoints(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, registry(t))
+	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "ep"})
+	rt := &routes{m: map[string][]string{}}
+	ep, err := d.Endpoints(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The app ignores SIGTERM, so that its Pod stays a while once deleted.
+	serve := []string{"/bin/sh", "-c", "trap '' TERM; exec /usr/bin/python3 -m http.server 3000"}
+	addrs := map[string]string{}
+	for id, cmd := range map[string][]string{"a": serve, "b": {"/bin/sleep", "600"}, "c": serve} {
+		if _, err := d.Prepare(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Stop(context.Background(), id, 0) })
+		x, err := d.Start(t.Context(), runtime.Spec{ID: id, App: "ep", Version: "v1", Dir: t.TempDir(), Port: 3000, Command: cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[id] = x.Addr
+	}
+	until := func(what string, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			got := slices.Sorted(slices.Values(rt.get("h")))
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: router has %v, want %v", what, got, want)
+			}
+		}
+	}
+	ep.Set("h", []string{addrs["a"], addrs["b"], addrs["c"]})
+	until("b never listens", addrs["a"], addrs["c"])
+
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	grace := int64(60)
+	if err := cs.CoreV1().Pods(ns).Delete(t.Context(), "ep-a", metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+		t.Fatal(err)
+	}
+	until("a is being deleted", addrs["c"])
+	if p, err := cs.CoreV1().Pods(ns).Get(t.Context(), "ep-a", metav1.GetOptions{}); err != nil || p.DeletionTimestamp == nil {
+		t.Errorf("a's Pod: got %v, want it still there, terminating", err)
+	}
+	ep.Set("h", nil)
+	until("the route removed")
 }
