@@ -71,6 +71,7 @@ func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver
 	d, err := kube.New(ctx, kube.Config{
 		Namespace: cfg.K8sNamespace, RuntimeClass: cfg.RuntimeClass, Prefix: cfg.NetworkPrefix, Images: pub,
 		ForwardAddr: cfg.K8sForwardAddr,
+		Egress:      &runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny},
 	}, rc, log)
 	if err != nil {
 		return nil, err

@@ -85,6 +85,11 @@ type Config struct {
 	// IP, when Hangar runs in the cluster); none when that is loopback,
 	// and then Specs with forwards are refused.
 	ForwardAddr string
+	// Egress, when set, is the egress the executors' Pods get, as a
+	// NetworkPolicy New creates (or updates) in Namespace: only a CNI that
+	// enforces NetworkPolicy applies it (docs/kubernetes.md). Default
+	// nil: no policy.
+	Egress *runtime.Egress
 	// HostRootImage, when set, runs Specs that name no image on this image
 	// with the node's /usr, /bin, /lib, /lib64 and /sbin read-only and the
 	// Spec's Dir read-write through hostPath volumes: the sandbox driver's
@@ -186,6 +191,11 @@ func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logg
 		DeleteFunc: func(obj any) { d.observe(obj, true) },
 	}); err != nil {
 		return nil, err
+	}
+	if kc.Egress != nil {
+		if err := d.applyEgressPolicy(ctx, *kc.Egress); err != nil {
+			return nil, err
+		}
 	}
 	d.wg.Go(func() { d.informer.Run(d.stop) })
 	if !cache.WaitForCacheSync(ctx.Done(), d.informer.HasSynced) {

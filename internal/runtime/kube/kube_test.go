@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -333,4 +334,30 @@ func TestEndpoints(t *testing.T) {
 	}
 	ep.Set("h", nil)
 	until("the route removed")
+}
+
+// TestDriver_EgressPolicy checks that the driver creates its egress
+// NetworkPolicy, which the API server validates, and updates it when the
+// policy changes. (The test cluster's bridge CNI does not enforce it.)
+func TestDriver_EgressPolicy(t *testing.T) {
+	cfg, ns := cluster(t)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	for _, eg := range []runtime.Egress{
+		{},
+		{Allow: []string{"10.1.0.0/16"}, Deny: []string{"203.0.113.0/24", "10.1.2.0/24"}},
+	} {
+		d := newDriver(t, cfg, Config{Namespace: ns, Prefix: "np", ForwardAddr: "192.0.2.2", Egress: &eg})
+		d.Close()
+		got, err := cs.NetworkingV1().NetworkPolicies(ns).Get(t.Context(), "np-egress", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := egressPolicy(ns, "np", "192.0.2.2", eg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+			t.Errorf("egress %+v: policy spec (-want +got):\n%s", eg, diff)
+		}
+	}
 }

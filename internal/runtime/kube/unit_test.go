@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
@@ -178,4 +180,59 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestEgressPolicy checks how the one-host egress policy becomes
+// NetworkPolicy rules, which only allow: each allowed range with the
+// denied ranges inside it as exceptions.
+func TestEgressPolicy(t *testing.T) {
+	t.Parallel()
+	rule := func(cidr string, except ...string) networkingv1.NetworkPolicyEgressRule {
+		return networkingv1.NetworkPolicyEgressRule{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: cidr, Except: except}}}}
+	}
+	cidrs := func(np *networkingv1.NetworkPolicy) []networkingv1.NetworkPolicyEgressRule {
+		var out []networkingv1.NetworkPolicyEgressRule
+		for _, r := range np.Spec.Egress {
+			if r.To[0].IPBlock != nil && r.Ports == nil {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		eg   runtime.Egress
+		want []networkingv1.NetworkPolicyEgressRule
+	}{
+		{"Default", runtime.Egress{}, []networkingv1.NetworkPolicyEgressRule{
+			rule("0.0.0.0/0", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")}},
+		{"AllowAndDeny", runtime.Egress{Allow: []string{"10.1.0.0/16", "192.168.5.0/24"}, Deny: []string{"203.0.113.0/24", "10.1.2.0/24", "192.168.0.0/16"}},
+			[]networkingv1.NetworkPolicyEgressRule{
+				rule("0.0.0.0/0", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "203.0.113.0/24"),
+				rule("10.1.0.0/16", "10.1.2.0/24"), // 192.168.5.0/24 is denied whole
+			}},
+		{"Off", runtime.Egress{Allow: []string{"10.1.0.0/16"}, Deny: []string{"0.0.0.0/0"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			np, err := egressPolicy("ns", "hg", "10.215.0.1", tc.eg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, cidrs(np)); diff != "" {
+				t.Errorf("address rules (-want +got):\n%s", diff)
+			}
+			// DNS and the forwards are always allowed, and only egress
+			// is restricted, for the prefix's Pods.
+			if n := len(np.Spec.Egress) - len(tc.want); n != 2 || np.Spec.Egress[len(np.Spec.Egress)-1].To[0].IPBlock.CIDR != "10.215.0.1/32" {
+				t.Errorf("got rules %+v, want DNS and the forward address after the address rules", np.Spec.Egress)
+			}
+			if diff := cmp.Diff(map[string]string{LabelManagedBy: "hangar", LabelPrefix: "hg"}, np.Spec.PodSelector.MatchLabels); diff != "" ||
+				!slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}) {
+				t.Errorf("selector (-want +got):\n%s; policy types %v", diff, np.Spec.PolicyTypes)
+			}
+		})
+	}
+	if _, err := egressPolicy("ns", "hg", "", runtime.Egress{Deny: []string{"fd00::/8"}}); err == nil {
+		t.Error("an IPv6 prefix: got no error")
+	}
 }
