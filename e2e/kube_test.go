@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hangar-oss/hangar/internal/apiclient"
 )
 
 // The kubernetes driver end to end runs on the one-node cluster of `make
@@ -146,20 +151,79 @@ func TestKubernetes_Deploy(t *testing.T) {
 	})
 
 	t.Run("Executors", func(t *testing.T) {
+		c := h.Client(t, refresh)
 		// The kubelet samples every few seconds: wait for a reading.
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
-			out, code := h.ours(t, dir, "app", "executors")
-			if code == 0 && strings.Contains(out, "SERVING") && strings.Contains(out, "/ 512 MiB") && !strings.Contains(out, " - ") {
-				t.Logf("app executors:\n%s", out)
+			var exs []apiclient.ExecutorStats
+			if err := c.Do(t.Context(), http.MethodGet, "/hangar/v1/alice/applications/greeter/executors", nil, &exs); err != nil {
+				t.Fatal(err)
+			}
+			if len(exs) == 1 && exs[0].Usage != nil {
+				if u := exs[0].Usage; exs[0].State != "SERVING" || u.MemoryLimitBytes != 512<<20 || u.MemoryBytes == 0 || u.CPUSeconds <= 0 {
+					t.Errorf("executor %+v, usage %+v: want SERVING with memory and CPU time used under a 512 MiB limit", exs[0], *u)
+				}
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("app executors: exit %d, want the Pod SERVING with its memory of 512 MiB and CPU:\n%s", code, out)
+				t.Fatalf("executors %+v: no usage after 60s", exs)
+			}
+		}
+		out, code := h.ours(t, dir, "app", "executors")
+		if code != 0 || !strings.Contains(out, "SERVING") || !strings.Contains(out, "/ 512 MiB") || strings.Contains(out, "- / 512 MiB") {
+			t.Errorf("app executors: exit %d, want the Pod SERVING with its memory of 512 MiB:\n%s", code, out)
+		}
+		t.Logf("app executors:\n%s", out)
+	})
+
+	t.Run("RedeployUnderLoad", func(t *testing.T) {
+		var ok, failed atomic.Int64
+		var firstErr atomic.Value
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := hc.Get(url + "greet/load")
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusOK {
+							ok.Add(1)
+							continue
+						}
+						err = errors.New(resp.Status)
+					}
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			})
+		}
+		out, code := h.official(t, dir, "app", "deploy")
+		close(stop)
+		wg.Wait()
+		if code != 0 {
+			t.Fatalf("redeploy: exit %d\n%s", code, out)
+		}
+		t.Logf("requests during the redeploy: %d ok, %d failed", ok.Load(), failed.Load())
+		if failed.Load() != 0 || ok.Load() == 0 {
+			t.Errorf("%d requests failed during the redeploy (first: %v), %d ok", failed.Load(), firstErr.Load(), ok.Load())
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+			if now := pods(); len(now) == 1 && now[0].Name != before[0].Name {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the redeploy, Pods %v, want only the new version's", podNames(pods()))
 			}
 		}
 	})
 
 	t.Run("PodDeletedIsReplaced", func(t *testing.T) {
+		before := pods()
 		if err := cs.CoreV1().Pods(ns).Delete(t.Context(), before[0].Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
@@ -258,6 +259,19 @@ func TestDriver_Pod(t *testing.T) {
 	}
 	if got := out.String(); !strings.Contains(got, "1\n200001\ntmp ok") {
 		t.Errorf("got %q, want the root read-only, uid 200001 and /tmp writable", got)
+	}
+	// Its resource use, from the kubelet's summary once it sampled it.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		st, err := d.Stats(t.Context(), "lab")
+		if err == nil {
+			if st.MemoryBytes == 0 || st.MemoryLimitBytes != 256<<20 || st.Pids < 1 {
+				t.Errorf("got stats %+v, want memory in use, the 256 MiB limit and processes", st)
+			}
+			break
+		}
+		if hangar.KindOf(err) != hangar.KindUnavailable || time.Now().After(deadline) {
+			t.Fatalf("Stats: %v", err)
+		}
 	}
 }
 
