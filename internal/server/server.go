@@ -36,6 +36,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
+	"github.com/hangar-oss/hangar/internal/replica"
 	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
@@ -76,6 +77,8 @@ type Server struct {
 	servers []served
 	// closers release what New built, in reverse order.
 	closers []func(context.Context) error
+	// fatal ends Run: a replica another one took over as dead.
+	fatal chan error
 }
 
 // served is an HTTP server and how it serves.
@@ -104,6 +107,8 @@ type parts struct {
 	svc       *deploy.Service
 	dbs       *databases.Service
 	wfs       *deploy.WorkflowAdmin
+	reg       *replica.Registry // nil without --replica-id
+	routes    *replica.Routes   // nil without --replica-id
 }
 
 // New builds a server: it starts (or adopts) the metadata database, the
@@ -119,7 +124,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			if cfg.Listener != nil {
@@ -131,7 +136,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	var p parts
 	for _, step := range []func(context.Context, *parts) error{
-		s.openStores, s.openRuntime, s.startServices, s.startSampler,
+		s.openStores, s.joinReplicas, s.openRuntime, s.startServices, s.startSampler,
 	} {
 		if err := step(ctx, &p); err != nil {
 			return nil, err
@@ -225,7 +230,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	obs := p.events.Tee(p.met)
 	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, p.st, p.sys, p.drv, p.rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+	}, p.st, p.sys, p.drv, s.fleetRouter(p), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
 		Secrets: accounts.NewOpener(p.st, p.box),
 	}))
@@ -233,7 +238,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	// stops DBOS, and a restarted server resumes them.
 	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
 		AppName: "hangar", DatabaseURL: sysDBURL(p.metadata), ApplicationVersion: deploy.WorkflowVersion,
-		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
+		ExecutorID: executorID(cfg), Logger: log.With("component", "dbos"),
 	})
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
@@ -252,6 +257,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		BuildRunner: buildRunner(p.drv),
 		Logger:      log,
 		Observer:    obs,
+		Elsewhere:   s.elsewhere(p),
 	}, dctx, p.st, p.instances, p.fl, p.logs)
 	if err != nil {
 		return err
@@ -274,6 +280,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		return err
 	}
 	p.fl.Start()
+	s.runReplicas(ctx, p)
 	p.wfs = deploy.NewWorkflowAdmin(p.st, p.sys, p.fl)
 	return nil
 }
@@ -408,6 +415,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	select {
 	case err = <-errc:
+	case err = <-s.fatal:
 	case <-ctx.Done():
 		s.log.Info("shutting down")
 	}
