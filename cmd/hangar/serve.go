@@ -60,6 +60,8 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.ACMECARoots, "acme-ca-roots", cfg.ACMECARoots, "PEM roots to verify a private ACME CA's HTTPS with (env HANGAR_ACME_CA_ROOTS)")
 	f.StringVar(&cfg.ACMEHTTPListen, "acme-http-listen", cfg.ACMEHTTPListen, "plain-HTTP address (e.g. :80) for ACME HTTP-01 challenges, redirecting the rest to HTTPS; empty = TLS-ALPN-01 only (env HANGAR_ACME_HTTP_LISTEN)")
 	f.IntVar(&cfg.PasswordHashes, "password-hashes", cfg.PasswordHashes, "password hashes (19 MiB each) computed at once; more sign-ins wait up to 2 s, then get 429; 0 = 2 × CPUs (env HANGAR_PASSWORD_HASHES)")
+	f.StringVar(&cfg.ReplicaID, "replica-id", cfg.ReplicaID, "run as one of several replicas over --database-url and a shared --data-dir, each with its own --network-prefix: this replica's ID, kept across restarts; empty = a single process (env HANGAR_REPLICA_ID)")
+	f.DurationVar(&cfg.ReplicaTimeout, "replica-timeout", cfg.ReplicaTimeout, "how long a replica's heartbeat may be silent before another replica takes over its apps and workflows (env HANGAR_REPLICA_TIMEOUT)")
 	f.StringVar(&cfg.NetworkPrefix, "network-prefix", cfg.NetworkPrefix, "name prefix of executor network namespaces (env HANGAR_NETWORK_PREFIX)")
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 pool for executor networks (env HANGAR_SUBNET)")
 	f.StringVar(&cfg.DBListen, "db-listen", cfg.DBListen, "host address managed database instances' TLS ports listen on; empty = every address (env HANGAR_DB_LISTEN)")

@@ -36,9 +36,9 @@ func (k kubeDriver) Cleanup(ctx context.Context) error {
 	return errors.Join(k.Driver.Cleanup(ctx), k.steps.Cleanup(ctx))
 }
 
-// fleetRouter is the router the fleet routes executors on: with the
+// localRouter is this process's router as the fleet sees it: with the
 // kubernetes driver, the Pod informer's readiness filters them first.
-func fleetRouter(drv Driver, rt *router.Router) (fleet.Router, error) {
+func localRouter(drv Driver, rt *router.Router) (fleet.Router, error) {
 	if k, ok := drv.(kubeDriver); ok {
 		return k.Endpoints(rt)
 	}
