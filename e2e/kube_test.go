@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,55 +18,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/runtime/kube/kubetest"
 )
 
 // The kubernetes driver end to end runs on the one-node cluster of `make
 // k8s-test` (HANGAR_TEST_KUBECONFIG, HANGAR_TEST_CONTAINERD_HOSTS); it
 // skips without it.
-
-// testRegistry starts Debian's docker-registry on a free loopback port
-// until the test ends, declares it to the node's containerd as plain HTTP
-// and returns its address.
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		t.Skipf("needs docker-registry (scripts/setup.sh --k8s): %v", err)
-	}
-	addr := "127.0.0.1:" + freePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry at %s does not answer", addr)
-		}
-	}
-	if hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS"); hosts != "" {
-		hostDir := filepath.Join(hosts, addr)
-		toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
-		if err := os.MkdirAll(hostDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(hostDir) })
-	}
-	return addr
-}
 
 // TestKubernetes_Deploy deploys the TypeScript fixture with the official
 // CLI to a Hangar whose executors are Pods on the one-node cluster, images
@@ -103,7 +57,7 @@ func TestKubernetes_Deploy(t *testing.T) {
 			node = a.Address
 		}
 	}
-	reg := testRegistry(t)
+	reg := kubetest.Registry(t)
 
 	h := startHangar(t, "--driver", "kubernetes", "--kubeconfig", kc, "--k8s-namespace", ns,
 		"--registry", "http://"+reg, "--k8s-forward-addr", node)
