@@ -311,7 +311,7 @@ func (s *Server) handler(p *parts) (http.Handler, error) {
 	apiHandler := api.NewHandler(api.Config{
 		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: p.svc, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Apps: p.svc, Reads: p.st, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
 		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
 		Executors: p.fl, Databases: p.dbs,
