@@ -120,6 +120,10 @@ type Config struct {
 	// Observer is told of deploy outcomes and step durations, for
 	// metrics. Default none.
 	Observer Observer
+	// Elsewhere reports whether another replica runs a's executors, so
+	// that Launch leaves them to it (docs/replicas.md). Default nil: this
+	// process runs every app's.
+	Elsewhere func(ctx context.Context, a hangar.App) bool
 }
 
 // Service is the orchestrator. Create it with New, then Launch it.
@@ -167,18 +171,15 @@ func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs
 // instances run by then), then launches DBOS, which resumes interrupted
 // workflows.
 func (s *Service) Launch(ctx context.Context) error {
-	apps, err := s.store.Apps(ctx, "")
+	err := s.ResumeApps(ctx, func(a hangar.App) bool {
+		return s.cfg.Elsewhere == nil || !s.cfg.Elsewhere(ctx, a)
+	})
 	if err != nil {
 		return err
 	}
-	for _, a := range apps {
-		if err := s.restart(ctx, a); err != nil {
-			s.log.ErrorContext(ctx, "restart app", "app", a.Name, "version", a.Version, "err", err)
-			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
-		}
-	}
-	// What a crash left: uploads, the archive of a deploy that failed
-	// before its upload was released.
+	// What a crash left, before DBOS resumes deploys and before the API
+	// serves uploads: uploads, the archive of a deploy that failed before
+	// its upload was released.
 	if err := s.archives.GC(ctx); err != nil {
 		s.log.ErrorContext(ctx, "collect archives", "err", err)
 	}
@@ -186,6 +187,45 @@ func (s *Service) Launch(ctx context.Context) error {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
 	return s.releaseInterrupted(ctx)
+}
+
+// ResumeApps starts the executors of the available apps that keep
+// selects: at launch, or those of a dead replica this one takes over.
+// An app that does not start is marked unavailable.
+func (s *Service) ResumeApps(ctx context.Context, keep func(hangar.App) bool) error {
+	apps, err := s.store.Apps(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		if !keep(a) {
+			continue
+		}
+		if err := s.restart(ctx, a); err != nil {
+			s.log.ErrorContext(ctx, "restart app", "app", a.Name, "version", a.Version, "err", err)
+			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
+		}
+	}
+	return nil
+}
+
+// RecoverWorkflows has this process run the PENDING workflows of DBOS
+// executor executorID, a dead replica (docs/replicas.md): each resumes
+// from its last recorded step. Deploys, deletes and database workflows
+// share the DBOS context, so all of them are recovered. It returns how
+// many were.
+func (s *Service) RecoverWorkflows(ctx context.Context, executorID string) (int, error) {
+	r, ok := s.dbos.(interface {
+		RecoverPendingWorkflows(executorIDs []string) ([]dbos.WorkflowHandle[any], error)
+	})
+	if !ok {
+		return 0, errors.New("recover workflows: this DBOS context cannot recover another executor's workflows")
+	}
+	hs, err := r.RecoverPendingWorkflows([]string{executorID})
+	if err != nil {
+		return 0, fmt.Errorf("recover the workflows of executor %s: %w", executorID, err)
+	}
+	return len(hs), nil
 }
 
 // releaseInterrupted releases apps whose operation has no workflow to finish

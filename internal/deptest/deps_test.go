@@ -48,6 +48,7 @@ var allowed = []struct {
 	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}, importers: roots},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp", "internal/relay"}},
 	{pkg: "internal/relay", deps: nil},
+	{pkg: "internal/replica", deps: []string{"internal/pgcluster/pgtest"}, importers: roots},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}, importers: append([]string{"internal/accounts", "internal/api"}, roots...)},
 	{pkg: "internal/config", deps: []string{"internal/hangar"}, importers: roots},

@@ -37,6 +37,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
+	"github.com/hangar-oss/hangar/internal/replica"
 	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
@@ -77,6 +78,8 @@ type Server struct {
 	servers []served
 	// closers release what New built, in reverse order.
 	closers []func(context.Context) error
+	// fatal ends Run: a replica another one took over as dead.
+	fatal chan error
 }
 
 // served is an HTTP server and how it serves.
@@ -106,6 +109,8 @@ type parts struct {
 	archives  *archive.Store
 	dbs       *databases.Service
 	wfs       *deploy.WorkflowAdmin
+	reg       *replica.Registry // nil without --replica-id
+	routes    *replica.Routes   // nil without --replica-id
 }
 
 // New builds a server: it starts (or adopts) the metadata database, the
@@ -121,7 +126,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			if cfg.Listener != nil {
@@ -133,7 +138,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	var p parts
 	for _, step := range []func(context.Context, *parts) error{
-		s.openStores, s.openRuntime, s.startServices, s.startSampler,
+		s.openStores, s.joinReplicas, s.openRuntime, s.startServices, s.startSampler,
 	} {
 		if err := step(ctx, &p); err != nil {
 			return nil, err
@@ -225,9 +230,13 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 func (s *Server) startServices(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	obs := p.events.Tee(p.met)
+	rt, err := localRouter(p.drv, p.rt)
+	if err != nil {
+		return err
+	}
 	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, p.st, p.sys, p.drv, p.rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+	}, p.st, p.sys, p.drv, s.fleetRouter(p, rt), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
 		Secrets: accounts.NewOpener(p.st, p.box),
 	}))
@@ -235,7 +244,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	// stops DBOS, and a restarted server resumes them.
 	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
 		AppName: "hangar", DatabaseURL: sysDBURL(p.metadata), ApplicationVersion: deploy.WorkflowVersion,
-		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
+		ExecutorID: executorID(cfg), Logger: log.With("component", "dbos"),
 	})
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
@@ -258,6 +267,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		BuildRunner: buildRunner(p.drv),
 		Logger:      log,
 		Observer:    obs,
+		Elsewhere:   s.elsewhere(p),
 	}, dctx, p.st, p.instances, p.fl, p.logs, p.archives)
 	if err != nil {
 		return err
@@ -280,6 +290,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		return err
 	}
 	p.fl.Start()
+	s.runReplicas(ctx, p)
 	p.wfs = deploy.NewWorkflowAdmin(p.st, p.sys, p.fl)
 	return nil
 }
@@ -414,6 +425,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	select {
 	case err = <-errc:
+	case err = <-s.fatal:
 	case <-ctx.Done():
 		s.log.Info("shutting down")
 	}
