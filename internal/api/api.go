@@ -42,6 +42,8 @@ type Config struct {
 	// it wraps returns: the composition root instruments the API with it.
 	// Default none.
 	Middleware func(http.Handler) http.Handler
+	// Now is the API's clock. Default time.Now.
+	Now func() time.Time
 	// History, when set, serves apps' metrics history (GET
 	// …/applications/{app}/metrics). Default none: that route answers 503.
 	History HistoryReader
@@ -184,7 +186,10 @@ func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
 	}
 	s := &Server{cfg: cfg, svc: deps.Apps, reads: deps.Reads, archives: deps.Archives, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
 		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
-		log: log.With("component", "api"), now: time.Now}
+		log: log.With("component", "api"), now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {
 		h = cfg.Middleware(h)
