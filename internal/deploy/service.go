@@ -48,7 +48,6 @@ type Store interface {
 
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
-	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error

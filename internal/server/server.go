@@ -66,6 +66,12 @@ type Config struct {
 	// without their runc sandbox, even as root, as they always run when
 	// Hangar is not root. Default false: sandboxed as root.
 	UnsandboxedDatabases bool
+	// Now, when set, is the clock of access tokens, device logins,
+	// password sign-ins and the API (tests). Default time.Now.
+	Now func() time.Time
+	// Hasher, when set, checks passwords instead of the hasher that
+	// Config.PasswordHashes bounds (tests count its checks). Default nil.
+	Hasher accounts.Hasher
 }
 
 // Server is a whole Hangar server. Create it with New, then call Run once.
@@ -177,7 +183,7 @@ func (s *Server) openStores(ctx context.Context, p *parts) error {
 		return err
 	}
 	s.onClose(func(context.Context) error { p.st.Close(); return nil })
-	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log}); err != nil {
+	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log, Now: s.cfg.Now}); err != nil {
 		return err
 	}
 	s.goRun(ctx, p.tokens.Run)
@@ -319,12 +325,16 @@ func (s *Server) startSampler(ctx context.Context, p *parts) error {
 func (s *Server) handler(p *parts) (http.Handler, error) {
 	cfg, log := s.cfg, s.log
 	accts := accounts.New(accounts.Config{Logger: log}, p.st, p.box, p.fl)
+	hasher := s.cfg.Hasher
+	if hasher == nil {
+		hasher = auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})
+	}
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Now: s.cfg.Now, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: p.svc, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
-		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
-		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Apps: p.svc, Reads: p.st, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Logins:    auth.NewLogins(auth.LoginsConfig{Now: s.cfg.Now}, p.st, p.tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{Now: s.cfg.Now}, p.st, hasher),
 		Executors: p.fl, Databases: p.dbs,
 	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
