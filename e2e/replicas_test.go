@@ -95,6 +95,19 @@ func TestReplicas(t *testing.T) {
 		}
 		waitFor(t, "nothing of a's left running", 30*time.Second, func() bool { return len(a.leftovers()) == 0 })
 	})
+
+	t.Run("DeployMovesApp", func(t *testing.T) {
+		// a comes back as a new replica; a deploy through it moves the
+		// app there, and b stops its executors.
+		a.Start(t)
+		editFile(t, dir, "app.mjs", `"greeter v2"`, `"greeter v3"`)
+		if out, code := a.official(t, dir, "app", "deploy"); code != 0 {
+			t.Fatalf("deploy through a: %d\n%s", code, out)
+		}
+		waitServes(t, hb, appURL, "greeter v3")
+		waitServes(t, a.HTTPClient(t), appURL, "greeter v3")
+		waitFor(t, "b's executors stopped", time.Minute, func() bool { return len(b.leftovers()) == 0 })
+	})
 }
 
 // waitServes polls url through c until it answers 200 with want.
