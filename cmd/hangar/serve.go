@@ -51,6 +51,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig of the cluster of --driver=kubernetes; default: the in-cluster config (env HANGAR_KUBECONFIG)")
 	f.StringVar(&cfg.K8sNamespace, "k8s-namespace", cfg.K8sNamespace, "namespace of the executors' Pods (env HANGAR_K8S_NAMESPACE)")
 	f.StringVar(&cfg.RuntimeClass, "runtime-class", cfg.RuntimeClass, "RuntimeClass of the executors' Pods (gVisor, Kata); default the cluster's (env HANGAR_RUNTIME_CLASS)")
+	f.StringVar(&cfg.K8sForwardAddr, "k8s-forward-addr", cfg.K8sForwardAddr, "IP address of Hangar the executors' Pods reach their database forwards at; default Hangar's address towards the API server (env HANGAR_K8S_FORWARD_ADDR)")
 	f.StringVar(&cfg.Registry, "registry", cfg.Registry, "registry app images are pushed to and pulled from with --driver=kubernetes: host[:port][/path], http:// for plain HTTP (env HANGAR_REGISTRY)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (e.g. *.<domain> and <domain>, then its chain) served instead of the local CA's; reloaded when it changes (env HANGAR_TLS_CERT)")
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert (env HANGAR_TLS_KEY)")

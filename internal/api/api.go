@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
@@ -32,10 +34,8 @@ import (
 type Config struct {
 	// Domain is the public domain (host[:port]) apps are served under.
 	Domain string
-	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
-	MaxArchiveBytes int64
 	// MaxBodyBytes bounds request bodies on every route but the deploy
-	// uploads, which MaxArchiveBytes bounds. Default 1 MiB.
+	// uploads, which the archive store's limits bound. Default 1 MiB.
 	MaxBodyBytes int64
 	// Middleware, when set, wraps the routes (inside the request ID
 	// handler), so that r.Pattern holds the matched route when the handler
@@ -83,6 +83,8 @@ type Deps struct {
 	// Apps serves apps, versions, deploys, executors, events and
 	// database instances.
 	Apps *deploy.Service
+	// Archives receives deploy archives (apps.go, upload_raw.go).
+	Archives Archives
 	// Logs serves apps' logs.
 	Logs *logs.Store
 	// Tokens signs and verifies access tokens.
@@ -102,6 +104,21 @@ type Deps struct {
 	Executors Executors
 	// Databases serves database instances.
 	Databases Databases
+}
+
+// Archives receives deploy archives into the content-addressed store;
+// *archive.Store satisfies it. A received archive is held until released,
+// so that it outlives the deploy that records its version.
+type Archives interface {
+	// Limits returns the bounds of an archive.
+	Limits() archive.Limits
+	// Receive stores the archive read from r, of declared size (-1:
+	// unknown), and returns its digest, held. KindTooLarge, KindInvalid.
+	Receive(ctx context.Context, r io.Reader, size int64) (string, error)
+	// Create starts receiving an archive written piecewise.
+	Create() (*archive.Writer, error)
+	// Release drops a hold; an archive no version keeps is deleted.
+	Release(ctx context.Context, digest string)
 }
 
 // Tokens signs and verifies access tokens; *auth.Issuer satisfies it.
@@ -124,6 +141,7 @@ type Users interface {
 type Server struct {
 	cfg       Config
 	svc       *deploy.Service
+	archives  Archives
 	tokens    Tokens
 	users     Users
 	accts     Accounts
@@ -139,13 +157,10 @@ type Server struct {
 
 // NewHandler returns the API handler.
 func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
-	if cfg.MaxArchiveBytes == 0 {
-		cfg.MaxArchiveBytes = 500 << 20
-	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: deps.Apps, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
+	s := &Server{cfg: cfg, svc: deps.Apps, archives: deps.Archives, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
 		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
 		log: log.With("component", "api"), now: time.Now}
 	var h http.Handler = s.routes()

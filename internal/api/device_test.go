@@ -12,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
@@ -370,6 +370,11 @@ func TestDevice_RefreshGrantStillWorks(t *testing.T) {
 	}
 }
 
+// noArchives keeps no archive.
+type noArchives struct{}
+
+func (noArchives) KeptArchives(context.Context) (map[string]bool, error) { return nil, nil }
+
 func TestReceiveZip(t *testing.T) {
 	t.Parallel()
 	const limit = 1000
@@ -395,8 +400,11 @@ func TestReceiveZip(t *testing.T) {
 			r := httptest.NewRequest("POST", "/hangar/v1/o/applications/a/deploy", tc.body)
 			r.ContentLength = tc.length
 			r.Header.Set("Content-Type", tc.contentType)
-			dir := t.TempDir()
-			f, digest, err := receiveZip(r, dir, limit)
+			archives, err := archive.New(archive.Config{Dir: t.TempDir(), Limits: archive.Limits{MaxBytes: limit}}, noArchives{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest, err := receiveZip(r, archives)
 			if tc.kind != "" {
 				if hangar.KindOf(err) != tc.kind || !strings.Contains(hangar.MessageOf(err), tc.msg) {
 					t.Errorf("got %v, want %s error with %q", err, tc.kind, tc.msg)
@@ -406,7 +414,12 @@ func TestReceiveZip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _ := os.ReadFile(f)
+			f, err := archives.Open(digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, _ := io.ReadAll(f)
 			if !bytes.Equal(got, body) || digest != hex.EncodeToString(sum[:]) {
 				t.Errorf("got %d bytes, digest %s; want the body and %x", len(got), digest, sum)
 			}

@@ -115,6 +115,11 @@ type Config struct {
 	// "http://host[:port][/path]" for a plain-HTTP registry. Default "":
 	// required with --driver=kubernetes.
 	Registry string
+	// K8sForwardAddr is the IP address of Hangar that executors' Pods
+	// reach it at without address translation: their database forwards
+	// listen there. Default "": Hangar's address on its route to the API
+	// server (its Pod IP, in a cluster).
+	K8sForwardAddr string
 	// NetworkPrefix names executors' network namespaces; distinct Hangar
 	// processes on one host need distinct prefixes. Default "hg".
 	NetworkPrefix string
@@ -228,6 +233,7 @@ func Defaults(getenv Getenv) Config {
 		K8sNamespace:    or(getenv("HANGAR_K8S_NAMESPACE"), "hangar"),
 		RuntimeClass:    getenv("HANGAR_RUNTIME_CLASS"),
 		Registry:        getenv("HANGAR_REGISTRY"),
+		K8sForwardAddr:  getenv("HANGAR_K8S_FORWARD_ADDR"),
 		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
 		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
 		HealthTimeout:   2 * time.Minute,

@@ -160,6 +160,8 @@ func (s *Service) deleteRecords(ctx context.Context, in deleteInput) error {
 		return err
 	}
 	// A crash before this leaves the archives to the pass at Launch.
-	s.collectArchives(ctx)
+	if err := s.archives.GC(ctx); err != nil {
+		s.log.ErrorContext(ctx, "collect archives", "app", a.ID, "err", err)
+	}
 	return nil
 }

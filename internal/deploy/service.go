@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -29,7 +28,6 @@ import (
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
-	ArchiveLister
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
@@ -70,6 +68,16 @@ type Secrets interface {
 	Secrets(ctx context.Context, appID string) (map[string]string, error)
 }
 
+// Archives holds the deploy archives, by digest; *archive.Store
+// satisfies it.
+type Archives interface {
+	// Open opens a stored archive. KindNotFound.
+	Open(digest string) (*os.File, error)
+	// GC deletes the archives no version keeps and no upload holds, and
+	// what crashed uploads left.
+	GC(ctx context.Context) error
+}
+
 // Fleet runs the apps' executors; *fleet.Fleet satisfies it.
 type Fleet interface {
 	// Serve starts the executors of version for a, with its database on
@@ -88,8 +96,7 @@ type Fleet interface {
 
 // Config configures the orchestrator.
 type Config struct {
-	// DataDir holds archives (DataDir/archives) and app trees
-	// (DataDir/apps/<app ID>). Required.
+	// DataDir holds the app trees (DataDir/apps/<app ID>). Required.
 	DataDir string
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
@@ -103,7 +110,7 @@ type Config struct {
 	// it builds and while it runs (image.Disks, docs/disk.md). Default
 	// nil: plain directories.
 	Disks Disks
-	// Limits bounds uploaded archives.
+	// Limits bounds what an archive unpacks to.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and
 	// minimum executors. Default: no limits (the composition root sets
@@ -130,9 +137,7 @@ type Service struct {
 	builder   *build.Builder
 	log       *slog.Logger
 	dbos      dbos.Context
-
-	kept      ArchiveLister
-	archiveMu sync.Mutex // archives.go
+	archives  Archives
 }
 
 // WorkflowVersion is the DBOS application version of Hangar's workflows:
@@ -141,20 +146,20 @@ const WorkflowVersion = "hangar-1"
 
 // New returns a Service whose workflows are registered on dctx, which must
 // not be launched yet; it runs nothing yet.
-func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
+func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink, archives Archives) (*Service, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("deploy: DataDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{"archives", "apps", "tmp", "cache"} {
+	for _, d := range []string{"apps", "cache"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
 	s := &Service{
-		cfg: cfg, store: st, kept: st, instances: inst, fleet: fl, logs: logs,
+		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs, archives: archives,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}
@@ -173,9 +178,12 @@ func (s *Service) Launch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Before DBOS resumes deploys and before the API serves uploads.
-	s.clearTemp(ctx)
-	s.collectArchives(ctx)
+	// What a crash left, before DBOS resumes deploys and before the API
+	// serves uploads: uploads, the archive of a deploy that failed before
+	// its upload was released.
+	if err := s.archives.GC(ctx); err != nil {
+		s.log.ErrorContext(ctx, "collect archives", "err", err)
+	}
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
@@ -299,9 +307,3 @@ func (s *Service) appDir(appID string) string { return appDir(s.cfg.DataDir, app
 func (s *Service) versionDir(appID, version string) string {
 	return versionDir(s.cfg.DataDir, appID, version)
 }
-
-// TempDir is where uploads are received before they are stored.
-func (s *Service) TempDir() string { return filepath.Join(s.cfg.DataDir, "tmp") }
-
-// Limits returns the upload limits.
-func (s *Service) Limits() build.Limits { return s.cfg.Limits }

@@ -44,11 +44,11 @@ func (s *Server) joinReplicas(ctx context.Context, p *parts) error {
 
 // fleetRouter is the router the fleet sets routes on: the local one, or
 // with replicas the routes every replica shares.
-func (s *Server) fleetRouter(p *parts) fleet.Router {
+func (s *Server) fleetRouter(p *parts, local fleet.Router) fleet.Router {
 	if p.reg == nil {
-		return p.rt
+		return local
 	}
-	p.routes = replica.NewRoutes(p.st.Pool(), p.rt, replica.RoutesConfig{
+	p.routes = replica.NewRoutes(p.st.Pool(), local, replica.RoutesConfig{
 		Replica: s.cfg.ReplicaID, Logger: s.log,
 		// p.fl exists by the time Routes runs.
 		Lost: func(ctx context.Context, host string) { p.fl.Handover(ctx, host) },

@@ -23,6 +23,7 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/api"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
@@ -105,6 +106,7 @@ type parts struct {
 	events    *history.Events
 	fl        *fleet.Fleet
 	svc       *deploy.Service
+	archives  *archive.Store
 	dbs       *databases.Service
 	wfs       *deploy.WorkflowAdmin
 	reg       *replica.Registry // nil without --replica-id
@@ -228,9 +230,13 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 func (s *Server) startServices(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	obs := p.events.Tee(p.met)
+	rt, err := localRouter(p.drv, p.rt)
+	if err != nil {
+		return err
+	}
 	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, p.st, p.sys, p.drv, s.fleetRouter(p), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+	}, p.st, p.sys, p.drv, s.fleetRouter(p, rt), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
 		Secrets: accounts.NewOpener(p.st, p.box),
 	}))
@@ -242,6 +248,10 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	})
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
+	}
+	p.archives, err = archive.New(archive.Config{Dir: filepath.Join(cfg.DataDir, "archives"), Logger: log}, p.st)
+	if err != nil {
+		return err
 	}
 	p.svc, err = deploy.New(deploy.Config{
 		DataDir:   cfg.DataDir,
@@ -258,7 +268,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		Logger:      log,
 		Observer:    obs,
 		Elsewhere:   s.elsewhere(p),
-	}, dctx, p.st, p.instances, p.fl, p.logs)
+	}, dctx, p.st, p.instances, p.fl, p.logs, p.archives)
 	if err != nil {
 		return err
 	}
@@ -312,7 +322,7 @@ func (s *Server) handler(p *parts) (http.Handler, error) {
 	apiHandler := api.NewHandler(api.Config{
 		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: p.svc, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Apps: p.svc, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
 		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
 		Executors: p.fl, Databases: p.dbs,
