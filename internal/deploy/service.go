@@ -157,6 +157,8 @@ func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs
 			return nil, err
 		}
 	}
+	// A version's disk bounds its build (docs/disk.md).
+	cfg.Build.DiskBounded = cfg.Disks != nil
 	s := &Service{
 		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs, archives: archives,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
