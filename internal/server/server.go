@@ -90,7 +90,7 @@ type Server struct {
 
 // served is an HTTP server and how it serves.
 type served struct {
-	srv   *http.Server
+	srv   interface{ Shutdown(context.Context) error }
 	serve func() error
 }
 
@@ -154,7 +154,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return s, s.listen(handler, s.hostPolicy(&p), p.met.Handler())
+	return s, s.listen(handler, p.rt, s.hostPolicy(&p), p.met.Handler())
 }
 
 // openStores opens the metadata database, the sealing key, the store, the
@@ -356,9 +356,9 @@ func (s *Server) hostPolicy(p *parts) tlsca.HostPolicy {
 	})
 }
 
-// listen opens the HTTPS port and, when configured, the ACME challenge
-// and metrics ports.
-func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHandler http.Handler) error {
+// listen opens the HTTPS port, whose HTTP/1.1 requests for apps proxy
+// serves, and, when configured, the ACME challenge and metrics ports.
+func (s *Server) listen(handler http.Handler, proxy frontdoor.Proxy, policy tlsca.HostPolicy, metricsHandler http.Handler) error {
 	cfg := s.cfg
 	ln := cfg.Listener
 	if ln == nil {
@@ -379,20 +379,21 @@ func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHa
 		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
 	}
-	srv := frontdoor.NewServer(door, handler, &tls.Config{
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	srv := frontdoor.NewServer(door, handler, proxy, &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.getCertificate,
 		NextProtos:     certs.nextProtos,
-	}, slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
+	}, errorLog)
 	limited := frontdoor.LimitPerIP(ln, door)
-	s.servers = append(s.servers, served{srv, func() error { return srv.ServeTLS(limited, "", "") }})
+	s.servers = append(s.servers, served{srv, func() error { return srv.Serve(limited) }})
 	if cfg.ACMEHTTPListen != "" {
 		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
 		if err != nil {
 			return fmt.Errorf("ACME HTTP listener: %w", err)
 		}
 		s.onClose(func(context.Context) error { hln.Close(); return nil })
-		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errorLog}
 		s.servers = append(s.servers, served{hsrv, func() error { return hsrv.Serve(hln) }})
 	}
 	if cfg.MetricsListen != "" {
@@ -403,7 +404,7 @@ func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHa
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		s.onClose(func(context.Context) error { mln.Close(); return nil })
-		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: errorLog}
 		s.servers = append(s.servers, served{msrv, func() error { return msrv.Serve(mln) }})
 		fmt.Fprintf(cfg.Stdout, "Metrics: http://%s/metrics\n", mln.Addr())
 	}
