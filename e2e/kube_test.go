@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,10 @@ func TestKubernetes_Deploy(t *testing.T) {
 	reg := kubetest.Registry(t)
 
 	h := startHangar(t, "--driver", "kubernetes", "--kubeconfig", kc, "--k8s-namespace", ns,
-		"--registry", "http://"+reg, "--k8s-forward-addr", node)
+		"--registry", "http://"+reg, "--k8s-forward-addr", node,
+		// The name the instances' certificate names, which Pods resolve to
+		// the forward address (h.Domain's localhost they cannot).
+		"--db-host", "db.hangar.test")
 	refresh := h.AddUser(t, "exec") // the org waitAppLog reads
 	hc := h.HTTPClient(t)
 	c := h.Client(t, refresh)
@@ -74,6 +78,9 @@ func TestKubernetes_Deploy(t *testing.T) {
   console.log("migrate: tables greetings and slow_steps are ready");`, 1)
 		},
 	})
+	if err := os.WriteFile(filepath.Join(dir, "tlscheck.cjs"), []byte(tlsCheck), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, code := h.ours(t, dir, "login", "--with-refresh-token", refresh); code != 0 {
 		t.Fatalf("dbos-cloud login: exit %d\n%s", code, out)
 	}
@@ -106,6 +113,20 @@ func TestKubernetes_Deploy(t *testing.T) {
 	if len(before) != 1 || before[0].Status.PodIP == "" {
 		t.Fatalf("got Pods %v, want the one executor's", before)
 	}
+
+	// The app's database URL is verify-full to the name the instance's
+	// certificate names, through the forward: every backend of the app's
+	// role (its pool, the SDK's system database) is TLS, and the same
+	// connection with a wrong host name or CA is refused.
+	t.Run("DatabaseTLS", func(t *testing.T) {
+		out, code := h.ours(t, dir, "app", "cmd", "--", "node tlscheck.cjs")
+		if code != 0 || !strings.Contains(out, "url: db.hangar.test ?sslmode=verify-full&sslrootcert=/etc/hangar/ca.crt") ||
+			!strings.Contains(out, "ssl: [true") || strings.Contains(out, "false") ||
+			!strings.Contains(out, "wrong host: refused") || !strings.Contains(out, "wrong CA: refused") {
+			t.Errorf("app cmd node tlscheck.cjs: exit %d, want verify-full, every backend TLS, wrong host and CA refused:\n%s", code, out)
+		}
+		t.Logf("%s", out)
+	})
 
 	t.Run("Cmd", func(t *testing.T) {
 		out, code := h.ours(t, dir, "app", "cmd", "--", "id -u; hostname")
@@ -246,3 +267,50 @@ func podNames(ps []corev1.Pod) []string {
 	}
 	return out
 }
+
+// tlsCheck is run in the executor's Pod by app cmd (TestKubernetes_Deploy):
+// it connects with the app's own DBOS_DATABASE_URL and lists whether each
+// backend of the app's role is TLS (pg_stat_ssl), then tries the same URL
+// with the forward's IP address instead of the certificate's name, and
+// with another CA (Node's bundled roots).
+const tlsCheck = `const pg = require("pg");
+const dns = require("dns").promises;
+const fs = require("fs");
+const tls = require("tls");
+
+async function ssl(url) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = current_user");
+    return rows.map((r) => r.ssl);
+  } finally {
+    await c.end();
+  }
+}
+
+async function refused(url) {
+  try {
+    await ssl(url);
+    return "connected";
+  } catch (e) {
+    return "refused (" + e.message + ")";
+  }
+}
+
+(async () => {
+  const url = new URL(process.env.DBOS_DATABASE_URL);
+  console.log("url: " + url.hostname + " " + url.search);
+  console.log("ssl: " + JSON.stringify(await ssl(url.href)));
+  const byIP = new URL(url.href);
+  byIP.hostname = (await dns.lookup(url.hostname)).address;
+  console.log("wrong host: " + (await refused(byIP.href)));
+  fs.writeFileSync("/tmp/other-ca.pem", tls.rootCertificates.join("\n"));
+  const otherCA = new URL(url.href);
+  otherCA.searchParams.set("sslrootcert", "/tmp/other-ca.pem");
+  console.log("wrong CA: " + (await refused(otherCA.href)));
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
+`

@@ -63,11 +63,26 @@ func TestCloudModeWorks(t *testing.T) {
 func TestDBEnv(t *testing.T) {
 	t.Parallel()
 	a := hangar.App{AppDBName: "greeter", DBRole: "greeter_role", DBPassword: "p@ss/word"}
-	env := strings.Join(dbEnv(a, "10.0.0.1", 5432), "\n")
+	env := strings.Join(dbEnv(a, "10.0.0.1", 5432, ""), "\n")
 	for _, want := range []string{
 		"DBOS_DATABASE_URL=postgresql://greeter_role:p%40ss%2Fword@10.0.0.1:5432/greeter?sslmode=disable",
 		"DBOS_SYSTEM_DATABASE_URL=postgresql://greeter_role:p%40ss%2Fword@10.0.0.1:5432/greeter_dbos_sys?sslmode=disable",
 		"PGHOST=10.0.0.1", "PGPORT=5432", "PGUSER=greeter_role", "PGPASSWORD=p@ss/word", "PGDATABASE=greeter",
+	} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env lacks %q:\n%s", want, env)
+		}
+	}
+	if strings.Contains(env, "PGSSL") {
+		t.Errorf("env without TLS names PGSSL* variables:\n%s", env)
+	}
+
+	// Over TLS: the host the certificate names, verified against the CA.
+	env = strings.Join(dbEnv(a, "db.example.com", 5432, "/etc/hangar/ca.crt"), "\n")
+	for _, want := range []string{
+		"DBOS_DATABASE_URL=postgresql://greeter_role:p%40ss%2Fword@db.example.com:5432/greeter?sslmode=verify-full&sslrootcert=/etc/hangar/ca.crt",
+		"DBOS_SYSTEM_DATABASE_URL=postgresql://greeter_role:p%40ss%2Fword@db.example.com:5432/greeter_dbos_sys?sslmode=verify-full&sslrootcert=/etc/hangar/ca.crt",
+		"PGHOST=db.example.com", "PGSSLMODE=verify-full", "PGSSLROOTCERT=/etc/hangar/ca.crt",
 	} {
 		if !strings.Contains(env, want) {
 			t.Errorf("env lacks %q:\n%s", want, env)

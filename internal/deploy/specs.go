@@ -31,6 +31,22 @@ type SpecsConfig struct {
 	// at its next deploy (or in an executor the supervisor starts later).
 	// Default none.
 	Secrets Secrets
+	// DBTLS, when set, has executors reach managed instances over TLS,
+	// verified. Default nil: at their gateway, without TLS (the relay to
+	// the instance never leaves the host).
+	DBTLS *DBTLS
+}
+
+// DBTLS is how executors reach managed instances over TLS: at Host (which
+// their driver resolves to their gateway, where the database forward
+// relays the PostgreSQL protocol as it is to the instance's TLS listener)
+// with sslmode=verify-full against the CA at RootCert. The kubernetes
+// driver, whose forwards cross the network, uses it (docs/kubernetes.md).
+type DBTLS struct {
+	// Host is the name the instances' certificate names (--db-host).
+	Host string
+	// RootCert is the path of the CA certificate inside the executor.
+	RootCert string
 }
 
 // Specs describes the executors of the versions the pipeline built: their
@@ -72,7 +88,13 @@ func (sp *Specs) Spec(ctx context.Context, a hangar.App, inst hangar.DBInstance,
 		"DBOS_APP_HOSTNAME=https://"+a.Hostname(sp.cfg.Domain)+"/",
 		"NODE_ENV=production",
 	)
-	env = append(env, dbEnv(a, netw.Gateway, dbProxyPort)...)
+	// Linked instances keep the gateway: their certificate, if any, names
+	// their own host.
+	dbHost, rootCert := netw.Gateway, ""
+	if t := sp.cfg.DBTLS; t != nil && !inst.IsLinked {
+		dbHost, rootCert = t.Host, t.RootCert
+	}
+	env = append(env, dbEnv(a, dbHost, dbProxyPort, rootCert)...)
 	if cloudModeWorks(dir, a.Language) {
 		env = append(env, "DBOS__CLOUD=true")
 	}

@@ -124,7 +124,7 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 		}
 		return s.store.SetVersionSchema(ctx, in.Version, cur)
 	}
-	j.DB = &build.DB{Target: DBForwardTarget(inst), Env: func(host string, port int) []string { return dbEnv(a, host, port) }}
+	j.DB = &build.DB{Target: DBForwardTarget(inst), Env: func(host string, port int) []string { return dbEnv(a, host, port, "") }}
 	if err := s.builder.Migrate(ctx, j); err != nil {
 		return err
 	}
@@ -142,15 +142,24 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 }
 
 // dbEnv is the database part of the executor contract (API.md §2) for an app
-// whose instance is reached at host:port.
-func dbEnv(a hangar.App, host string, port int) []string {
+// whose instance is reached at host:port: without TLS, or, when rootCert
+// (a path) is set, over TLS verifying host's certificate against that CA.
+func dbEnv(a hangar.App, host string, port int, rootCert string) []string {
+	query := "sslmode=disable"
+	if rootCert != "" {
+		query = "sslmode=verify-full&sslrootcert=" + rootCert
+	}
 	u := func(db string) string {
 		return (&url.URL{
 			Scheme: "postgresql", User: url.UserPassword(a.DBRole, a.DBPassword),
-			Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/" + db, RawQuery: "sslmode=disable",
+			Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/" + db, RawQuery: query,
 		}).String()
 	}
-	return []string{
+	var tls []string
+	if rootCert != "" {
+		tls = []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + rootCert}
+	}
+	return append([]string{
 		"DBOS_DATABASE_URL=" + u(a.AppDBName),
 		"DBOS_SYSTEM_DATABASE_URL=" + u(a.SysDBName()),
 		"PGHOST=" + host,
@@ -158,7 +167,7 @@ func dbEnv(a hangar.App, host string, port int) []string {
 		"PGUSER=" + a.DBRole,
 		"PGPASSWORD=" + a.DBPassword,
 		"PGDATABASE=" + a.AppDBName,
-	}
+	}, tls...)
 }
 
 // deployment starts the new version's executor, waits until it serves,

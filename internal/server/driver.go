@@ -21,6 +21,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/kube"
 	"github.com/hangar-oss/hangar/internal/runtime/netns"
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
 	"github.com/hangar-oss/hangar/internal/tlsca"
@@ -96,8 +97,9 @@ type Driver interface {
 }
 
 // newDriver returns the configured executor driver, whose setup layers go
-// on disks (nil: plain folders).
-func newDriver(ctx context.Context, cfg config.Config, disks *image.Disks, log *slog.Logger) (Driver, error) {
+// on disks (nil: plain folders); dbCA is the PEM certificate of the CA of
+// the database instances' certificates, for the kubernetes driver's Pods.
+func newDriver(ctx context.Context, cfg config.Config, disks *image.Disks, dbCA []byte, log *slog.Logger) (Driver, error) {
 	egress := runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny, Resolvers: cfg.EgressResolvers}
 	if cfg.Driver == "netns" {
 		log.Warn("executors are NOT sandboxed (--driver=netns): use it for development only")
@@ -120,7 +122,40 @@ func newDriver(ctx context.Context, cfg config.Config, disks *image.Disks, log *
 	if err != nil || cfg.Driver != "kubernetes" {
 		return sb, err
 	}
-	return newKubeDriver(ctx, cfg, sb, images, log)
+	return newKubeDriver(ctx, cfg, sb, images, dbCA, log)
+}
+
+// dbTLS returns how executors reach managed instances over TLS, or nil
+// (see dbTLSHost).
+func (s *Server) dbTLS() *deploy.DBTLS {
+	if h := dbTLSHost(s.cfg.Config, s.dbCA() != nil); h != "" {
+		return &deploy.DBTLS{Host: h, RootCert: kube.CAFile}
+	}
+	return nil
+}
+
+// dbTLSHost returns the host name executors' Pods reach managed instances
+// at over TLS, verified (deploy.DBTLS), or "" when they cannot: only the
+// kubernetes driver's forwards cross the network; only sandboxed instances
+// have a TLS listener and a certificate (sandboxed); and a Pod resolves
+// only a DNS name through its hostAliases (not an IP address, nor
+// localhost, which its /etc/hosts already maps to itself).
+func dbTLSHost(cfg config.Config, sandboxed bool) string {
+	h := cfg.DBHost
+	if cfg.Driver != "kubernetes" || !sandboxed ||
+		h == "" || net.ParseIP(h) != nil || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return ""
+	}
+	return h
+}
+
+// dbCA returns the PEM certificate of the CA that signs the managed
+// instances' certificates, or nil when they have none (not sandboxed).
+func (s *Server) dbCA() []byte {
+	if s.cfg.UnsandboxedDatabases || os.Geteuid() != 0 {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ca.Certificate().Raw})
 }
 
 // dbSandbox returns the sandbox of managed database instances, or nil

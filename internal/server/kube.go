@@ -45,7 +45,7 @@ func localRouter(drv Driver, rt *router.Router) (fleet.Router, error) {
 	return rt, nil
 }
 
-func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver, images *image.Cache, log *slog.Logger) (Driver, error) {
+func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver, images *image.Cache, dbCA []byte, log *slog.Logger) (Driver, error) {
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig != "" {
@@ -68,11 +68,15 @@ func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver
 	if err != nil {
 		return nil, err
 	}
-	d, err := kube.New(ctx, kube.Config{
+	kc := kube.Config{
 		Namespace: cfg.K8sNamespace, RuntimeClass: cfg.RuntimeClass, Prefix: cfg.NetworkPrefix, Images: pub,
 		ForwardAddr: cfg.K8sForwardAddr,
 		Egress:      &runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny},
-	}, rc, log)
+	}
+	if kc.ForwardHost = dbTLSHost(cfg, dbCA != nil); kc.ForwardHost != "" {
+		kc.ForwardCA = dbCA
+	}
+	d, err := kube.New(ctx, kc, rc, log)
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
 	}
 	cfg := s.cfg.Config
 	cfg.NetworkPrefix = prefix
-	drv, err := newDriver(ctx, cfg, nil, s.log.With("component", "takeover"))
+	drv, err := newDriver(ctx, cfg, nil, nil, s.log.With("component", "takeover"))
 	if err != nil {
 		return err
 	}

@@ -200,7 +200,7 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 		// Disks go with the server's own driver: an injected one (tests)
 		// keeps plain folders.
 		p.disks = appDisks(ctx, cfg.Config, log)
-		if p.drv, err = newDriver(ctx, cfg.Config, p.disks, log); err != nil {
+		if p.drv, err = newDriver(ctx, cfg.Config, p.disks, s.dbCA(), log); err != nil {
 			return err
 		}
 	}
@@ -244,7 +244,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
 	}, p.st, p.sys, p.drv, s.fleetRouter(p, rt), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
-		Secrets: accounts.NewOpener(p.st, p.box),
+		Secrets: accounts.NewOpener(p.st, p.box), DBTLS: s.dbTLS(),
 	}))
 	// Not ctx: a signal must not cancel running workflows durably; Close
 	// stops DBOS, and a restarted server resumes them.

@@ -54,6 +54,13 @@ const (
 	LabelVersion   = "hangar.dev/version"
 )
 
+// CAFile is where a Pod finds Config.ForwardCA, a downwardAPI volume of
+// the Pod's AnnotationCA.
+const CAFile = "/etc/hangar/ca.crt"
+
+// AnnotationCA holds Config.ForwardCA on the Pods that mount it.
+const AnnotationCA = "hangar.dev/ca"
+
 // Config configures the driver. The zero value is usable, except that
 // Images or HostRootImage must be set for Start to have something to run.
 type Config struct {
@@ -85,6 +92,15 @@ type Config struct {
 	// IP, when Hangar runs in the cluster); none when that is loopback,
 	// and then Specs with forwards are refused.
 	ForwardAddr string
+	// ForwardHost, when set, is a DNS name the Pods of Specs with forwards
+	// resolve to ForwardAddr (a hostAliases entry): the name the
+	// certificate of the forwards' TLS servers (the managed database
+	// instances) names, so that apps verify it. Default "": none.
+	ForwardHost string
+	// ForwardCA, when set, is the PEM certificate of the CA those
+	// certificates chain to (Hangar's CA, never a key): the Pods of Specs
+	// with forwards find it, read-only, at CAFile. Default nil: none.
+	ForwardCA []byte
 	// Egress, when set, is the egress the executors' Pods get, as a
 	// NetworkPolicy New creates (or updates) in Namespace: only a CNI that
 	// enforces NetworkPolicy applies it (docs/kubernetes.md). Default

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"os"
+	"path"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,17 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 	if hostRoot {
 		vols = append(vols, hostPaths(&c, spec.Dir)...)
 	}
+	var aliases []corev1.HostAlias
+	var annotations map[string]string
+	if len(spec.Forwards) > 0 {
+		if d.cfg.ForwardHost != "" {
+			aliases = []corev1.HostAlias{{IP: d.cfg.ForwardAddr, Hostnames: []string{d.cfg.ForwardHost}}}
+		}
+		if len(d.cfg.ForwardCA) > 0 {
+			annotations = map[string]string{AnnotationCA: string(d.cfg.ForwardCA)}
+			vols = append(vols, caVolume(&c))
+		}
+	}
 	var rc *string
 	if d.cfg.RuntimeClass != "" {
 		rc = &d.cfg.RuntimeClass
@@ -84,8 +96,9 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 	grace := int64(30)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      name,
-			Namespace: d.cfg.Namespace,
+			Name:        name,
+			Namespace:   d.cfg.Namespace,
+			Annotations: annotations,
 			Labels: map[string]string{
 				LabelManagedBy: "hangar",
 				LabelPrefix:    d.cfg.Prefix,
@@ -108,10 +121,23 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 				FSGroup:        &gid,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			Containers: []corev1.Container{c},
-			Volumes:    vols,
+			Containers:  []corev1.Container{c},
+			Volumes:     vols,
+			HostAliases: aliases,
 		},
 	}
+}
+
+// caVolume returns the volume of the CA at CAFile, a read-only downwardAPI
+// volume of the Pod's AnnotationCA, and mounts it in c.
+func caVolume(c *corev1.Container) corev1.Volume {
+	mode := int32(0o444)
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ca", MountPath: path.Dir(CAFile), ReadOnly: true})
+	return corev1.Volume{Name: "ca", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		DefaultMode: &mode,
+		Items: []corev1.DownwardAPIVolumeFile{{Path: path.Base(CAFile),
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + AnnotationCA + "']"}}},
+	}}}
 }
 
 // hostPaths returns the hostPath volumes of a Pod on HostRootImage, the

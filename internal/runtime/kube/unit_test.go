@@ -90,6 +90,42 @@ func TestPodSpec(t *testing.T) {
 	}
 }
 
+// TestPodSpec_ForwardTLS checks that a Pod with forwards resolves the
+// forwards' host name to the forward address and finds the CA, read-only,
+// at CAFile; a Pod without forwards gets neither.
+func TestPodSpec_ForwardTLS(t *testing.T) {
+	t.Parallel()
+	ca := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	d := &Driver{cfg: Config{ForwardAddr: "10.0.0.7", ForwardHost: "db.example.com", ForwardCA: []byte(ca)}}
+	d.cfg.setDefaults()
+	spec := runtime.Spec{ID: "x1", Port: 3000, MemoryMiB: 512, Command: []string{"true"},
+		Forwards: []runtime.Forward{{ListenPort: 5432, Target: "127.0.0.1:15432"}}}
+	pod := d.podSpec("hg-x1", "reg/app@sha256:00", runtime.AppDir, false, spec)
+	if diff := cmp.Diff([]corev1.HostAlias{{IP: "10.0.0.7", Hostnames: []string{"db.example.com"}}}, pod.Spec.HostAliases); diff != "" {
+		t.Errorf("host aliases (-want +got):\n%s", diff)
+	}
+	if pod.Annotations[AnnotationCA] != ca {
+		t.Errorf("got annotation %q, want the CA", pod.Annotations[AnnotationCA])
+	}
+	var mount *corev1.VolumeMount
+	for i, m := range pod.Spec.Containers[0].VolumeMounts {
+		if m.Name == "ca" {
+			mount = &pod.Spec.Containers[0].VolumeMounts[i]
+		}
+	}
+	vol := pod.Spec.Volumes[len(pod.Spec.Volumes)-1]
+	if mount == nil || !mount.ReadOnly || mount.MountPath+"/"+vol.DownwardAPI.Items[0].Path != CAFile ||
+		vol.DownwardAPI.Items[0].FieldRef.FieldPath != "metadata.annotations['"+AnnotationCA+"']" {
+		t.Errorf("got mount %+v of volume %+v, want the annotation read-only at %s", mount, vol, CAFile)
+	}
+
+	spec.Forwards = nil
+	pod = d.podSpec("hg-x2", "reg/app@sha256:00", runtime.AppDir, false, spec)
+	if pod.Spec.HostAliases != nil || pod.Annotations != nil || len(pod.Spec.Volumes) != 1 {
+		t.Errorf("a Pod without forwards got aliases %v, annotations %v, volumes %v", pod.Spec.HostAliases, pod.Annotations, pod.Spec.Volumes)
+	}
+}
+
 // TestWriteLayer checks that a layer is the same bytes for the same tree,
 // whatever the files' times, and that owners in the app's range are
 // shifted to the image's.
