@@ -249,7 +249,8 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
 	}
-	p.archives, err = archive.New(archive.Config{Dir: filepath.Join(cfg.DataDir, "archives"), Logger: log}, p.st)
+	archives := filepath.Join(cfg.DataDir, "archives")
+	p.archives, err = archive.New(archive.Config{Dir: archives, Logger: log}, s.archiveKeeper(p, archives))
 	if err != nil {
 		return err
 	}
