@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/archive"
+	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/replica"
@@ -17,6 +18,15 @@ import (
 // executorID is this process's DBOS executor ID: its replica ID, or
 // "hangar" when it runs alone.
 func executorID(cfg Config) string { return cmp.Or(cfg.ReplicaID, "hangar") }
+
+// settle is how long an operation may go without a workflow before it is
+// released: at once for one process, a heartbeat timeout with replicas.
+func settle(cfg config.Config) time.Duration {
+	if cfg.ReplicaID == "" {
+		return 0
+	}
+	return cfg.ReplicaTimeout
+}
 
 // joinReplicas, when this process is one of several replicas
 // (docs/replicas.md), records it alive before it starts anything under
@@ -35,13 +45,19 @@ func (s *Server) joinReplicas(ctx context.Context, p *parts) error {
 		return err
 	}
 	p.reg = reg
-	// Closed after the executors stopped: the next replica to beat takes
-	// this one's apps over at once.
+	// Closed after the executors stopped and the last beat: the next
+	// replica to look takes this one's apps over at once.
 	s.onClose(func(ctx context.Context) error {
 		if err := reg.Leave(ctx); err != nil {
 			return fmt.Errorf("leave the replicas: %w", err)
 		}
 		return nil
+	})
+	// From now on: starting the apps may take longer than the timeout.
+	s.goRun(ctx, func(ctx context.Context) {
+		if err := reg.Beat(ctx); err != nil {
+			s.fatal <- err
+		}
 	})
 	return nil
 }
@@ -76,18 +92,14 @@ func (s *Server) elsewhere(p *parts) func(context.Context, hangar.App) bool {
 	}
 }
 
-// runReplicas shares routes and beats until the server closes; a replica
-// claimed by another as dead stops the server.
+// runReplicas shares routes and takes dead replicas over until the
+// server closes; it starts once this replica's services run.
 func (s *Server) runReplicas(ctx context.Context, p *parts) {
 	if p.reg == nil {
 		return
 	}
 	s.goRun(ctx, p.routes.Run)
-	s.goRun(ctx, func(ctx context.Context) {
-		if err := p.reg.Run(ctx); err != nil {
-			s.fatal <- err
-		}
-	})
+	s.goRun(ctx, p.reg.Watch)
 }
 
 // takeOver removes the executors of a dead replica, resumes here the apps
@@ -108,6 +120,10 @@ func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) e
 	}
 	n, err := p.svc.RecoverWorkflows(ctx, dead.ID)
 	if err != nil {
+		return err
+	}
+	// One it died before starting would hold its app forever.
+	if err := p.svc.ReleaseInterrupted(ctx); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "resumed a dead replica's apps and workflows", "replica", dead.ID, "workflows", n)

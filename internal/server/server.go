@@ -269,6 +269,9 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		Logger:      log,
 		Observer:    obs,
 		Elsewhere:   s.elsewhere(p),
+		// With replicas, another one may be about to start the workflow
+		// of an operation it took.
+		OperationSettle: settle(cfg.Config),
 	}, dctx, p.st, p.instances, p.fl, p.logs, p.archives)
 	if err != nil {
 		return err
