@@ -135,9 +135,6 @@ func createTables(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
-// ID is this replica's ID.
-func (r *Registry) ID() string { return r.cfg.ID }
-
 func (r *Registry) interval() time.Duration { return r.cfg.Timeout / 5 }
 
 // Beat renews the heartbeat every Timeout/5 until ctx is done (nil) or
@@ -238,15 +235,6 @@ RETURNING id, prefix`, r.cfg.ID, r.cfg.Timeout.Seconds()).Scan(&d.ID, &d.Prefix)
 		return d, false, nil
 	}
 	return d, err == nil, err
-}
-
-// Alive reports whether replica id has beaten within the timeout and is
-// not being taken over.
-func (r *Registry) Alive(ctx context.Context, id string) (bool, error) {
-	var ok bool
-	err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM replicas WHERE id = $1 AND taken_by IS NULL AND heartbeat >= now() - $2::float8 * interval '1 second')`,
-		id, r.cfg.Timeout.Seconds()).Scan(&ok)
-	return ok, err
 }
 
 // Leave expires this replica's heartbeat, so that a live replica takes
