@@ -42,6 +42,8 @@ type Config struct {
 	// it wraps returns: the composition root instruments the API with it.
 	// Default none.
 	Middleware func(http.Handler) http.Handler
+	// Now is the API's clock. Default time.Now.
+	Now func() time.Time
 	// History, when set, serves apps' metrics history (GET
 	// …/applications/{app}/metrics). Default none: that route answers 503.
 	History HistoryReader
@@ -80,9 +82,10 @@ type Databases interface {
 // Deps are the services the API's handlers call. Each handler group
 // depends on an interface it declares, holding only what it calls.
 type Deps struct {
-	// Apps serves apps, versions, deploys, executors, events and
-	// database instances.
-	Apps *deploy.Service
+	// Apps registers, deploys, updates and deletes apps (apps.go).
+	Apps Apps
+	// Reads reads apps and their versions.
+	Reads Reads
 	// Archives receives deploy archives (apps.go, upload_raw.go).
 	Archives Archives
 	// Logs serves apps' logs.
@@ -104,6 +107,26 @@ type Deps struct {
 	Executors Executors
 	// Databases serves database instances.
 	Databases Databases
+}
+
+// Apps runs the app pipeline; *deploy.Service satisfies it. Each returns
+// KindNotFound, KindInvalid or KindConflict with a message for the user.
+type Apps interface {
+	RegisterApp(ctx context.Context, org string, req deploy.RegisterRequest) (hangar.App, error)
+	// Deploy returns the new version once it serves.
+	Deploy(ctx context.Context, org, appName string, req deploy.DeployRequest) (hangar.Version, error)
+	UpdateApp(ctx context.Context, org, name string, req deploy.UpdateRequest) (hangar.App, error)
+	DeleteApp(ctx context.Context, org, name string, dropDB bool) error
+}
+
+// Reads reads apps and versions; *store.DB satisfies it.
+type Reads interface {
+	// App returns org's app named name. KindNotFound.
+	App(ctx context.Context, org, name string) (hangar.App, error)
+	// Apps lists org's apps.
+	Apps(ctx context.Context, org string) ([]hangar.App, error)
+	// Versions lists the app's versions, newest first.
+	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 }
 
 // Archives receives deploy archives into the content-addressed store;
@@ -140,7 +163,8 @@ type Users interface {
 // Server holds the API's dependencies.
 type Server struct {
 	cfg       Config
-	svc       *deploy.Service
+	svc       Apps
+	reads     Reads
 	archives  Archives
 	tokens    Tokens
 	users     Users
@@ -160,9 +184,12 @@ func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: deps.Apps, archives: deps.Archives, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
+	s := &Server{cfg: cfg, svc: deps.Apps, reads: deps.Reads, archives: deps.Archives, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
 		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
-		log: log.With("component", "api"), now: time.Now}
+		log: log.With("component", "api"), now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {
 		h = cfg.Middleware(h)
@@ -220,7 +247,7 @@ func (s *Server) appOf(r *http.Request) (hangar.App, error) {
 	if err != nil {
 		return hangar.App{}, err
 	}
-	return s.svc.App(r.Context(), org, r.PathValue("app"))
+	return s.reads.App(r.Context(), org, r.PathValue("app"))
 }
 
 // statusOf maps an error kind to its HTTP status: the one place that does.

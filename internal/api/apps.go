@@ -42,7 +42,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	apps, err := s.svc.Apps(r.Context(), org)
+	apps, err := s.reads.Apps(r.Context(), org)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (s *Server) receiveDeploy(w http.ResponseWriter, r *http.Request, changeDB 
 		return err
 	}
 	name := r.PathValue("app")
-	if _, err := s.svc.App(r.Context(), org, name); err != nil {
+	if _, err := s.reads.App(r.Context(), org, name); err != nil {
 		return err
 	}
 	aw, err := s.archives.Create()
@@ -154,12 +154,12 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}
-	name := r.PathValue("app")
-	vs, err := s.svc.Versions(r.Context(), org, name)
+	name := a.Name
+	vs, err := s.reads.Versions(r.Context(), a.ID)
 	if err != nil {
 		return err
 	}

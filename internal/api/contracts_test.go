@@ -13,6 +13,8 @@ import (
 // The implementations of the interfaces the handlers declare. They live in
 // packages that may not import api (deptest), so the assertions are here.
 var (
+	_ Apps      = (*deploy.Service)(nil)
+	_ Reads     = (*store.DB)(nil)
 	_ Archives  = (*archive.Store)(nil)
 	_ Tokens    = (*auth.Issuer)(nil)
 	_ Users     = (*store.DB)(nil)

@@ -24,7 +24,7 @@ func (s *Server) deployZip(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("app")
-	if _, err := s.svc.App(r.Context(), org, name); err != nil {
+	if _, err := s.reads.App(r.Context(), org, name); err != nil {
 		return err
 	}
 	dr := deploy.DeployRequest{PreviousVersion: r.URL.Query().Get("previous_version"), By: principal(r).User.Name}

@@ -5,13 +5,12 @@
 // which archives to keep (Keeper); Store.GC deletes every other one, and
 // the uploads a crash left.
 //
-// A Store is rooted at one directory and holds no state there but the
-// files, so several servers may share it (a directory on shared storage):
-// an upload under way holds a lock on its temporary file that GC respects,
-// in this process as in another. What a Store holds in memory is which
-// received archives are not recorded yet (Receive → Release); a server
-// that shares the directory does not see those, so until GC learns of
-// them from a shared source, only one server may run GC on a directory.
+// A Store is rooted at one directory and keeps its state there, so several
+// servers (replicas) may share it on shared storage: an upload under way
+// holds a lock (flock) on its temporary file, and a received archive not
+// recorded yet (Receive → Release) one on a hold file, Dir/holds/<digest>-*.
+// GC, in this process or another, keeps what a live lock holds, and
+// removes the files of locks a crash released.
 //
 // It is a leaf: it imports internal/hangar only. The API (which receives
 // uploads) and the composition roots import it; deploy reaches it through
@@ -47,7 +46,7 @@ type Limits struct {
 // Config configures a Store.
 type Config struct {
 	// Dir holds the archives (Dir/<sha256>.zip) and the uploads under way
-	// (Dir/tmp). Required.
+	// (Dir/tmp), and the holds (Dir/holds). Required.
 	Dir string
 	// Limits bounds the archives received.
 	Limits Limits
@@ -70,10 +69,10 @@ type Store struct {
 	log  *slog.Logger
 
 	// mu orders GC and Release with each other and with the commit of a
-	// received archive; held counts, per digest, the archives received
-	// and not released yet, which GC keeps whatever keep says.
-	mu   sync.Mutex
-	held map[string]int
+	// received archive, in this process; holds are this process's locked
+	// hold files, per digest.
+	mu    sync.Mutex
+	holds map[string][]*os.File
 }
 
 // New returns a Store rooted at cfg.Dir, creating it if needed.
@@ -87,10 +86,12 @@ func New(cfg Config, keep Keeper) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "tmp"), 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{"tmp", "holds"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
+			return nil, err
+		}
 	}
-	return &Store{dir: cfg.Dir, lim: cfg.Limits, keep: keep, log: cfg.Logger.With("component", "archive"), held: map[string]int{}}, nil
+	return &Store{dir: cfg.Dir, lim: cfg.Limits, keep: keep, log: cfg.Logger.With("component", "archive"), holds: map[string][]*os.File{}}, nil
 }
 
 // Limits returns the store's limits, defaults applied.
@@ -176,11 +177,24 @@ func (w *Writer) Commit(ctx context.Context) (string, error) {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The hold exists before the archive does, for GC's sake.
+	hold, err := os.CreateTemp(filepath.Join(s.dir, "holds"), digest+"-*")
+	if err == nil {
+		if err = lock(hold); err != nil {
+			hold.Close()
+			os.Remove(hold.Name())
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("hold archive: %w", err)
+	}
 	// An identical archive already stored is replaced by the same bytes.
 	if err := os.Rename(w.f.Name(), s.path(digest)); err != nil {
+		os.Remove(hold.Name())
+		hold.Close()
 		return "", fmt.Errorf("store archive: %w", err)
 	}
-	s.held[digest]++
+	s.holds[digest] = append(s.holds[digest], hold)
 	w.done = true
 	w.f.Close() // releases the lock; the temporary name is gone
 	return digest, nil
@@ -217,12 +231,19 @@ func (s *Store) Open(digest string) (*os.File, error) {
 func (s *Store) Release(ctx context.Context, digest string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held[digest]--; s.held[digest] > 0 {
+	hs := s.holds[digest]
+	if len(hs) == 0 {
 		return
 	}
-	delete(s.held, digest)
-	kept, err := s.keep.KeptArchives(ctx)
-	if err == nil && !kept[digest] {
+	hold := hs[len(hs)-1]
+	if s.holds[digest] = hs[:len(hs)-1]; len(hs) == 1 {
+		delete(s.holds, digest)
+	}
+	err := removeIfExists(hold.Name())
+	hold.Close()
+	held, herr := s.held()
+	kept, kerr := s.keep.KeptArchives(ctx)
+	if err = errors.Join(err, herr, kerr); err == nil && !held[digest] && !kept[digest] {
 		err = removeIfExists(s.path(digest))
 	}
 	if err != nil {
@@ -235,18 +256,25 @@ func (s *Store) Release(ctx context.Context, digest string) {
 func (s *Store) GC(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept, err := s.keep.KeptArchives(ctx)
+	// In this order: an archive listed was renamed after its hold was
+	// taken, so it is held now, or was released after its version was
+	// recorded, which keep then returns.
+	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("collect archives: %w", err)
 	}
-	entries, err := os.ReadDir(s.dir)
+	held, err := s.held()
+	if err != nil {
+		return err
+	}
+	kept, err := s.keep.KeptArchives(ctx)
 	if err != nil {
 		return fmt.Errorf("collect archives: %w", err)
 	}
 	var errs []error
 	for _, e := range entries {
 		digest, ok := strings.CutSuffix(e.Name(), ".zip")
-		if !ok || kept[digest] || s.held[digest] > 0 {
+		if !ok || kept[digest] || held[digest] {
 			continue
 		}
 		errs = append(errs, removeIfExists(filepath.Join(s.dir, e.Name())))
@@ -256,26 +284,50 @@ func (s *Store) GC(ctx context.Context) error {
 		return errors.Join(append(errs, fmt.Errorf("collect uploads: %w", err))...)
 	}
 	for _, e := range tmp {
-		errs = append(errs, removeAbandoned(filepath.Join(s.dir, "tmp", e.Name())))
+		_, err := removeAbandoned(filepath.Join(s.dir, "tmp", e.Name()))
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// removeAbandoned removes the temporary file of an upload unless the
-// upload still runs, which its lock shows.
-func removeAbandoned(name string) error {
+// held returns the digests that a live process holds, in Dir/holds, and
+// removes the holds of processes that died.
+func (s *Store) held() (map[string]bool, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "holds"))
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", err)
+	}
+	held := map[string]bool{}
+	for _, e := range entries {
+		digest, _, _ := strings.Cut(e.Name(), "-")
+		if held[digest] {
+			continue
+		}
+		live, err := removeAbandoned(filepath.Join(s.dir, "holds", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		held[digest] = live
+	}
+	return held, nil
+}
+
+// removeAbandoned removes the temporary file of an upload, or a hold,
+// unless the process that locked it still runs; it reports whether one
+// does.
+func removeAbandoned(name string) (bool, error) {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // committed or closed meanwhile
+		return false, nil // committed, closed or released meanwhile
 	}
 	if err != nil {
-		return fmt.Errorf("collect uploads: %w", err)
+		return false, fmt.Errorf("collect uploads: %w", err)
 	}
 	defer f.Close()
 	if !tryLock(f) {
-		return nil
+		return true, nil
 	}
-	return removeIfExists(name)
+	return false, removeIfExists(name)
 }
 
 func removeIfExists(name string) error {

@@ -58,7 +58,7 @@ func digestOf(s string) string {
 func files(t *testing.T, s *Store) []string {
 	t.Helper()
 	var got []string
-	for _, pat := range []string{"*.zip", "tmp/*"} {
+	for _, pat := range []string{"*.zip", "tmp/*", "holds/*"} {
 		names, _ := filepath.Glob(filepath.Join(s.dir, pat))
 		for _, n := range names {
 			rel, _ := filepath.Rel(s.dir, n)
@@ -167,7 +167,7 @@ func TestStore_Release(t *testing.T) {
 
 // TestStore_GC keeps the archives of versions that did not fail and those
 // held, deletes the rest (a failed deploy's, one whose version was never
-// recorded) and the temporary files of uploads a crash left, but not those
+// recorded) and the temporary files and holds a crash left, but not those
 // of uploads under way; and it never deletes an archive whose version is
 // being recorded.
 func TestStore_GC(t *testing.T) {
@@ -181,9 +181,11 @@ func TestStore_GC(t *testing.T) {
 		}
 	}
 	k.keep(shared)
-	// An upload a crash left, and one under way.
-	if err := os.WriteFile(filepath.Join(s.dir, "tmp", "upload-1"), []byte("PK"), 0o600); err != nil {
-		t.Fatal(err)
+	// An upload and a hold a crash left, and an upload under way.
+	for _, name := range []string{"tmp/upload-1", "holds/" + orphan + "-1"} {
+		if err := os.WriteFile(filepath.Join(s.dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	running, err := s.Create()
 	if err != nil {

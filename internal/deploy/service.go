@@ -48,7 +48,6 @@ type Store interface {
 
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
-	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
@@ -163,6 +162,8 @@ func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs
 			return nil, err
 		}
 	}
+	// A version's disk bounds its build (docs/disk.md).
+	cfg.Build.DiskBounded = cfg.Disks != nil
 	s := &Service{
 		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs, archives: archives,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),

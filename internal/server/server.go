@@ -66,6 +66,12 @@ type Config struct {
 	// without their runc sandbox, even as root, as they always run when
 	// Hangar is not root. Default false: sandboxed as root.
 	UnsandboxedDatabases bool
+	// Now, when set, is the clock of access tokens, device logins,
+	// password sign-ins and the API (tests). Default time.Now.
+	Now func() time.Time
+	// Hasher, when set, checks passwords instead of the hasher that
+	// Config.PasswordHashes bounds (tests count its checks). Default nil.
+	Hasher accounts.Hasher
 }
 
 // Server is a whole Hangar server. Create it with New, then call Run once.
@@ -84,7 +90,7 @@ type Server struct {
 
 // served is an HTTP server and how it serves.
 type served struct {
-	srv   *http.Server
+	srv   interface{ Shutdown(context.Context) error }
 	serve func() error
 }
 
@@ -148,7 +154,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return s, s.listen(handler, s.hostPolicy(&p), p.met.Handler())
+	return s, s.listen(handler, p.rt, s.hostPolicy(&p), p.met.Handler())
 }
 
 // openStores opens the metadata database, the sealing key, the store, the
@@ -177,7 +183,7 @@ func (s *Server) openStores(ctx context.Context, p *parts) error {
 		return err
 	}
 	s.onClose(func(context.Context) error { p.st.Close(); return nil })
-	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log}); err != nil {
+	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log, Now: s.cfg.Now}); err != nil {
 		return err
 	}
 	s.goRun(ctx, p.tokens.Run)
@@ -323,12 +329,16 @@ func (s *Server) startSampler(ctx context.Context, p *parts) error {
 func (s *Server) handler(p *parts) (http.Handler, error) {
 	cfg, log := s.cfg, s.log
 	accts := accounts.New(accounts.Config{Logger: log}, p.st, p.box, p.fl)
+	hasher := s.cfg.Hasher
+	if hasher == nil {
+		hasher = auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})
+	}
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Now: s.cfg.Now, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: p.svc, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
-		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
-		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Apps: p.svc, Reads: p.st, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Logins:    auth.NewLogins(auth.LoginsConfig{Now: s.cfg.Now}, p.st, p.tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{Now: s.cfg.Now}, p.st, hasher),
 		Executors: p.fl, Databases: p.dbs,
 	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
@@ -350,9 +360,9 @@ func (s *Server) hostPolicy(p *parts) tlsca.HostPolicy {
 	})
 }
 
-// listen opens the HTTPS port and, when configured, the ACME challenge
-// and metrics ports.
-func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHandler http.Handler) error {
+// listen opens the HTTPS port, whose HTTP/1.1 requests for apps proxy
+// serves, and, when configured, the ACME challenge and metrics ports.
+func (s *Server) listen(handler http.Handler, proxy frontdoor.Proxy, policy tlsca.HostPolicy, metricsHandler http.Handler) error {
 	cfg := s.cfg
 	ln := cfg.Listener
 	if ln == nil {
@@ -373,20 +383,21 @@ func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHa
 		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
 	}
-	srv := frontdoor.NewServer(door, handler, &tls.Config{
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	srv := frontdoor.NewServer(door, handler, proxy, &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.getCertificate,
 		NextProtos:     certs.nextProtos,
-	}, slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
+	}, errorLog)
 	limited := frontdoor.LimitPerIP(ln, door)
-	s.servers = append(s.servers, served{srv, func() error { return srv.ServeTLS(limited, "", "") }})
+	s.servers = append(s.servers, served{srv, func() error { return srv.Serve(limited) }})
 	if cfg.ACMEHTTPListen != "" {
 		hln, err := net.Listen("tcp", cfg.ACMEHTTPListen)
 		if err != nil {
 			return fmt.Errorf("ACME HTTP listener: %w", err)
 		}
 		s.onClose(func(context.Context) error { hln.Close(); return nil })
-		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		hsrv := &http.Server{Handler: certs.acme.HTTPHandler(toHTTPS(cfg.Domain)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errorLog}
 		s.servers = append(s.servers, served{hsrv, func() error { return hsrv.Serve(hln) }})
 	}
 	if cfg.MetricsListen != "" {
@@ -397,7 +408,7 @@ func (s *Server) listen(handler http.Handler, policy tlsca.HostPolicy, metricsHa
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		s.onClose(func(context.Context) error { mln.Close(); return nil })
-		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
+		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: errorLog}
 		s.servers = append(s.servers, served{msrv, func() error { return msrv.Serve(mln) }})
 		fmt.Fprintf(cfg.Stdout, "Metrics: http://%s/metrics\n", mln.Addr())
 	}

@@ -315,8 +315,8 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		close(w.logDone)
 	}
 	// The Pod's PID namespace is its own and the node's PIDs are not in
-	// the API: the app's PID is its init's, 1. Its gateway, the host as it
-	// sees it, is its node.
+	// the API: the app's PID is its init's, 1. Its gateway is where its
+	// forwards listen, or else its node.
 	e.PID = 1
 	e.Addr = net.JoinHostPort(ip, strconv.Itoa(spec.Port))
 	if d.cfg.ForwardAddr != "" {
