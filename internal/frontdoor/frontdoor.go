@@ -8,9 +8,7 @@
 package frontdoor
 
 import (
-	"crypto/tls"
 	"io"
-	"log"
 	"net/http"
 	"time"
 )
@@ -64,22 +62,6 @@ func (c Config) withDefaults() Config {
 		c.MaxConnsPerIP = defaultMaxConnsPerIP
 	}
 	return c
-}
-
-// NewServer returns the server of h, to be started with
-// ServeTLS(LimitPerIP(ln, cfg), "", "") so that it speaks HTTP/2 and
-// HTTP/1.1 over TLS with tlsConfig. errorLog receives the server's own
-// errors (TLS handshakes, panics); nil means the log package's default.
-func NewServer(cfg Config, h http.Handler, tlsConfig *tls.Config, errorLog *log.Logger) *http.Server {
-	cfg = cfg.withDefaults()
-	return &http.Server{
-		Handler:           bodyDeadline(h, cfg.BodyReadTimeout),
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          errorLog,
-	}
 }
 
 // bodyDeadline gives each read of a request body timeout to return: a body

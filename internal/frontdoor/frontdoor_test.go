@@ -25,23 +25,25 @@ import (
 
 // front is a front door serving on 127.0.0.1:0 as `hangar serve` does.
 type front struct {
-	srv   *http.Server
+	srv   *frontdoor.Server
 	addr  string
 	roots *x509.CertPool
 }
 
 // start serves h behind the front door with cfg, on TLS with a certificate
-// for 127.0.0.1 and *.apps.test.
+// for 127.0.0.1 and *.apps.test; h is also the front door's proxy when it
+// is one (the router).
 func start(t testing.TB, cfg frontdoor.Config, h http.Handler) *front {
 	t.Helper()
 	cert, roots := selfSigned(t)
-	srv := frontdoor.NewServer(cfg, h, &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	p, _ := h.(frontdoor.Proxy)
+	srv := frontdoor.NewServer(cfg, h, p, &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); srv.ServeTLS(frontdoor.LimitPerIP(ln, cfg), "", "") }()
+	go func() { defer close(done); srv.Serve(frontdoor.LimitPerIP(ln, cfg)) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	return &front{srv: srv, addr: ln.Addr().String(), roots: roots}
 }

@@ -39,6 +39,12 @@ type conn struct {
 	bw    *bufio.Writer
 	timer *time.Timer // closes the connection once idle for upstreamIdleTimeout
 	idle  bool        // in u.idle; guarded by u.mu
+
+	// The raw path's buffers (http1.go), reused from one response to the
+	// next: the head for the client, the executor's header lines, a line
+	// longer than br's buffer, and digits.
+	out, raw, long []byte
+	scratch        [16]byte
 }
 
 var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}

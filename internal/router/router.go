@@ -51,6 +51,7 @@ type Router struct {
 // app is the routing entry of one host. Set replaces entries rather than
 // modifying them; only the round-robin counter moves.
 type app struct {
+	host      string // canonical, as in the table
 	upstreams []*backend
 	proxies   []*httputil.ReverseProxy // one per upstream
 	next      atomic.Uint64
@@ -116,7 +117,7 @@ func (r *Router) Set(host string, upstreams []string) {
 	host = canonicalHost(host)
 	var a *app
 	if len(upstreams) > 0 {
-		a = &app{upstreams: make([]*backend, len(upstreams)), proxies: make([]*httputil.ReverseProxy, len(upstreams))}
+		a = &app{host: host, upstreams: make([]*backend, len(upstreams)), proxies: make([]*httputil.ReverseProxy, len(upstreams))}
 		for i, addr := range upstreams {
 			a.upstreams[i] = r.backend(addr)
 			a.proxies[i] = r.proxy(addr)

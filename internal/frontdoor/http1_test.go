@@ -1,0 +1,179 @@
+package frontdoor_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/frontdoor"
+)
+
+// The front door's own HTTP/1.1 loop, in front of the router.
+
+// echo answers with what the executor saw of the request.
+var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	fmt.Fprintf(w, "%s %s host=%s xff=%s xfp=%s body=%q", r.Method, r.URL, r.Host,
+		r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), b)
+})
+
+// roundTrip writes raw to c and reads one response.
+func roundTrip(t *testing.T, c io.Writer, br *bufio.Reader, raw string) (*http.Response, string) {
+	t.Helper()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	method, _, _ := strings.Cut(raw, " ")
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// TestFrontDoor_HTTP1Handover: on one keep-alive connection, requests the
+// loop serves and requests it gives to net/http (a body, an unknown host, a
+// malformed head) each get their answer, and the connection goes on; on
+// both, the executor sees https and the client's address.
+func TestFrontDoor_HTTP1Handover(t *testing.T) {
+	t.Parallel()
+	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", echo)
+	c := f.dial(t)
+	br := bufio.NewReader(c)
+	for _, tc := range []struct {
+		raw, want string
+		code      int
+	}{
+		{"GET /a HTTP/1.1\r\nHost: app.apps.test\r\nX-Forwarded-Proto: http\r\n\r\n", `GET /a host=app.apps.test xff=127.0.0.1 xfp=https body=""`, 200},
+		{"HEAD /a HTTP/1.1\r\nHost: APP.apps.test:443\r\n\r\n", "", 200},
+		{"GET /b HTTP/1.1\r\nHost: nowhere.apps.test\r\n\r\n", "no application at nowhere.apps.test\n", 404},
+		{"POST /c HTTP/1.1\r\nHost: app.apps.test\r\nContent-Length: 5\r\n\r\nhello", `POST /c host=app.apps.test xff=127.0.0.1 xfp=https body="hello"`, 200},
+		{"GET /d HTTP/1.1\r\nHost: app.apps.test\r\n\r\n", `GET /d host=app.apps.test xff=127.0.0.1 xfp=https body=""`, 200},
+	} {
+		resp, body := roundTrip(t, c, br, tc.raw)
+		if resp.StatusCode != tc.code || body != tc.want || resp.Close {
+			t.Errorf("%q: got %d %q (close %t), want %d %q on a kept connection", tc.raw, resp.StatusCode, body, resp.Close, tc.code, tc.want)
+		}
+	}
+	c2 := f.dial(t)
+	resp, _ := roundTrip(t, c2, bufio.NewReader(c2), "GET /e HTTP/1.1\r\nHost: app.apps.test\r\nBad Header: 1\r\n\r\n")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed header: got %d, want 400 (net/http's answer)", resp.StatusCode)
+	}
+}
+
+// TestFrontDoor_HTTP1Close: "Connection: close" from the client is
+// honoured, and the loop's idle connections are closed after the idle
+// timeout.
+func TestFrontDoor_HTTP1Close(t *testing.T) {
+	t.Parallel()
+	f := throughRouter(t, frontdoor.Config{IdleTimeout: 300 * time.Millisecond}, "app.apps.test", echo)
+	for _, tc := range []struct {
+		name, raw string
+		close     bool
+	}{
+		{"Requested", "GET / HTTP/1.1\r\nHost: app.apps.test\r\nConnection: close\r\n\r\n", true},
+		{"Idle", "GET / HTTP/1.1\r\nHost: app.apps.test\r\n\r\n", false},
+	} {
+		c := f.dial(t)
+		br := bufio.NewReader(c)
+		resp, _ := roundTrip(t, c, br, tc.raw)
+		if resp.StatusCode != http.StatusOK || resp.Close != tc.close {
+			t.Errorf("%s: got %d close %t, want 200 close %t", tc.name, resp.StatusCode, resp.Close, tc.close)
+		}
+		if n, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: reading on: got %v %v, want EOF (closed by the server)", tc.name, n, err)
+		}
+	}
+}
+
+// TestFrontDoor_HTTP1ClientGone: a client that leaves while its executor
+// works on a GET (a long poll) cancels the executor's request.
+func TestFrontDoor_HTTP1ClientGone(t *testing.T) {
+	t.Parallel()
+	entered, canceled := make(chan struct{}), make(chan struct{})
+	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-r.Context().Done():
+			close(canceled)
+		case <-time.After(time.Minute):
+		}
+	}))
+	c := f.dial(t)
+	fmt.Fprint(c, "GET /poll HTTP/1.1\r\nHost: app.apps.test\r\n\r\n")
+	<-entered
+	c.Close()
+	select {
+	case <-canceled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the executor's request was not canceled when the client left")
+	}
+}
+
+// TestFrontDoor_HTTP1ShutdownDrains: Shutdown closes the loop's idle
+// connections at once and lets a request in flight finish.
+func TestFrontDoor_HTTP1ShutdownDrains(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		fmt.Fprint(w, "finished")
+	}))
+	idle := f.dial(t)
+	idleBR := bufio.NewReader(idle)
+	roundTrip(t, idle, idleBR, "GET / HTTP/1.1\r\nHost: app.apps.test\r\n\r\n")
+	busy := f.dial(t)
+	fmt.Fprint(busy, "GET /slow HTTP/1.1\r\nHost: app.apps.test\r\n\r\n")
+	<-entered
+	shut := make(chan error, 1)
+	go func() { shut <- f.srv.Shutdown(context.Background()) }()
+	if n, err := idleBR.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection during shutdown: got %v %v, want EOF", n, err)
+	}
+	close(release)
+	busyBR := bufio.NewReader(busy)
+	resp, err := http.ReadResponse(busyBR, nil)
+	if err != nil {
+		t.Fatalf("request in flight: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "finished" {
+		t.Errorf("request in flight: got %q, want %q", b, "finished")
+	}
+	if n, err := busyBR.ReadByte(); err != io.EOF {
+		t.Errorf("after the request in flight: got %v %v, want EOF", n, err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestFrontDoor_HTTP1HeaderCap: a head too large for the loop goes to
+// net/http, which caps it.
+func TestFrontDoor_HTTP1HeaderCap(t *testing.T) {
+	t.Parallel()
+	f := throughRouter(t, frontdoor.Config{MaxHeaderBytes: 4 << 10}, "app.apps.test", echo)
+	for _, tc := range []struct {
+		size, want int
+	}{{1 << 10, http.StatusOK}, {6 << 10, http.StatusOK}, {16 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		c := f.dial(t)
+		resp, _ := roundTrip(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: app.apps.test\r\nX-Big: "+strings.Repeat("a", tc.size)+"\r\n\r\n")
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d-byte header: got %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}
