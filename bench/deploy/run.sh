@@ -34,7 +34,7 @@ mkdir "$app"
 (cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)
 cd "$app"
 "$work/bin/dbos-cloud" login --with-refresh-token "$token" >/dev/null
-npm install --prefix "$work/cli" --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
+npm install --prefix "$work/cli" --prefer-offline --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
 cli="$work/cli/node_modules/.bin/dbos-cloud"
 "$cli" db provision benchdb -U dbos_admin -W bench-password >/dev/null
 
