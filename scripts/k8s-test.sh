@@ -3,7 +3,8 @@
 # Builds Kubernetes from the Go module proxy once (cached outside the clone in
 # $HANGAR_K8S_CACHE/<version>, default /var/cache/hangar-k8s: later runs are
 # warm), lays out the kit (scripts/k8s, NOTES.md there) in a work dir, brings
-# the cluster up with its network guard, runs ./internal/runtime/kube, and
+# the cluster up with its network guard, runs ./internal/runtime/kube and
+# the e2e deploy on the cluster (TestKubernetes_*), and
 # tears everything down: processes, bridge, netns, nftables tables, cgroups,
 # mounts, cluster state, and the sysctls the kubelet and the CNI bridge
 # change (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops,
@@ -39,6 +40,11 @@ bash "$K/scripts/up.sh" > "$K/up.log" 2>&1 || { tail -30 "$K/up.log"; exit 1; }
 lap "cluster up"
 
 cd "$here"
-HANGAR_TEST_KUBECONFIG=$K/admin.kubeconfig HANGAR_TEST_CONTAINERD_HOSTS=$K/containerd/certs.d \
-  go test -count=1 -timeout 20m ${K8S_TEST_ARGS:--v} ./internal/runtime/kube/
-lap "tests done"
+export HANGAR_TEST_KUBECONFIG=$K/admin.kubeconfig HANGAR_TEST_CONTAINERD_HOSTS=$K/containerd/certs.d
+go test -count=1 -timeout 20m ${K8S_TEST_ARGS:--v} ./internal/runtime/kube/
+lap "driver tests done"
+# The deploy end to end: the official CLI, the greeter on Pods (K8S_E2E=0 skips it).
+if [ "${K8S_E2E:-1}" = 1 ]; then
+  go test -count=1 -timeout 20m ${K8S_TEST_ARGS:--v} -run 'TestKubernetes_' ./e2e/
+  lap "e2e done"
+fi

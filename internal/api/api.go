@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
@@ -32,16 +34,16 @@ import (
 type Config struct {
 	// Domain is the public domain (host[:port]) apps are served under.
 	Domain string
-	// MaxArchiveBytes bounds decoded upload archives. Default 500 MiB.
-	MaxArchiveBytes int64
 	// MaxBodyBytes bounds request bodies on every route but the deploy
-	// uploads, which MaxArchiveBytes bounds. Default 1 MiB.
+	// uploads, which the archive store's limits bound. Default 1 MiB.
 	MaxBodyBytes int64
 	// Middleware, when set, wraps the routes (inside the request ID
 	// handler), so that r.Pattern holds the matched route when the handler
 	// it wraps returns: the composition root instruments the API with it.
 	// Default none.
 	Middleware func(http.Handler) http.Handler
+	// Now is the API's clock. Default time.Now.
+	Now func() time.Time
 	// History, when set, serves apps' metrics history (GET
 	// …/applications/{app}/metrics). Default none: that route answers 503.
 	History HistoryReader
@@ -80,9 +82,12 @@ type Databases interface {
 // Deps are the services the API's handlers call. Each handler group
 // depends on an interface it declares, holding only what it calls.
 type Deps struct {
-	// Apps serves apps, versions, deploys, executors, events and
-	// database instances.
-	Apps *deploy.Service
+	// Apps registers, deploys, updates and deletes apps (apps.go).
+	Apps Apps
+	// Reads reads apps and their versions.
+	Reads Reads
+	// Archives receives deploy archives (apps.go, upload_raw.go).
+	Archives Archives
 	// Logs serves apps' logs.
 	Logs *logs.Store
 	// Tokens signs and verifies access tokens.
@@ -104,6 +109,41 @@ type Deps struct {
 	Databases Databases
 }
 
+// Apps runs the app pipeline; *deploy.Service satisfies it. Each returns
+// KindNotFound, KindInvalid or KindConflict with a message for the user.
+type Apps interface {
+	RegisterApp(ctx context.Context, org string, req deploy.RegisterRequest) (hangar.App, error)
+	// Deploy returns the new version once it serves.
+	Deploy(ctx context.Context, org, appName string, req deploy.DeployRequest) (hangar.Version, error)
+	UpdateApp(ctx context.Context, org, name string, req deploy.UpdateRequest) (hangar.App, error)
+	DeleteApp(ctx context.Context, org, name string, dropDB bool) error
+}
+
+// Reads reads apps and versions; *store.DB satisfies it.
+type Reads interface {
+	// App returns org's app named name. KindNotFound.
+	App(ctx context.Context, org, name string) (hangar.App, error)
+	// Apps lists org's apps.
+	Apps(ctx context.Context, org string) ([]hangar.App, error)
+	// Versions lists the app's versions, newest first.
+	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
+}
+
+// Archives receives deploy archives into the content-addressed store;
+// *archive.Store satisfies it. A received archive is held until released,
+// so that it outlives the deploy that records its version.
+type Archives interface {
+	// Limits returns the bounds of an archive.
+	Limits() archive.Limits
+	// Receive stores the archive read from r, of declared size (-1:
+	// unknown), and returns its digest, held. KindTooLarge, KindInvalid.
+	Receive(ctx context.Context, r io.Reader, size int64) (string, error)
+	// Create starts receiving an archive written piecewise.
+	Create() (*archive.Writer, error)
+	// Release drops a hold; an archive no version keeps is deleted.
+	Release(ctx context.Context, digest string)
+}
+
 // Tokens signs and verifies access tokens; *auth.Issuer satisfies it.
 type Tokens interface {
 	// Issue returns an access token for u and its expiry.
@@ -123,7 +163,9 @@ type Users interface {
 // Server holds the API's dependencies.
 type Server struct {
 	cfg       Config
-	svc       *deploy.Service
+	svc       Apps
+	reads     Reads
+	archives  Archives
 	tokens    Tokens
 	users     Users
 	accts     Accounts
@@ -139,15 +181,15 @@ type Server struct {
 
 // NewHandler returns the API handler.
 func NewHandler(cfg Config, deps Deps, log *slog.Logger) http.Handler {
-	if cfg.MaxArchiveBytes == 0 {
-		cfg.MaxArchiveBytes = 500 << 20
-	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{cfg: cfg, svc: deps.Apps, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
+	s := &Server{cfg: cfg, svc: deps.Apps, reads: deps.Reads, archives: deps.Archives, tokens: deps.Tokens, users: deps.Users, accts: deps.Accounts,
 		logins: deps.Logins, passwords: deps.Passwords, workflows: deps.Workflows, exs: deps.Executors, dbs: deps.Databases, logs: deps.Logs,
-		log: log.With("component", "api"), now: time.Now}
+		log: log.With("component", "api"), now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	var h http.Handler = s.routes()
 	if cfg.Middleware != nil {
 		h = cfg.Middleware(h)
@@ -205,7 +247,7 @@ func (s *Server) appOf(r *http.Request) (hangar.App, error) {
 	if err != nil {
 		return hangar.App{}, err
 	}
-	return s.svc.App(r.Context(), org, r.PathValue("app"))
+	return s.reads.App(r.Context(), org, r.PathValue("app"))
 }
 
 // statusOf maps an error kind to its HTTP status: the one place that does.

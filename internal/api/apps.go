@@ -1,8 +1,8 @@
 package api
 
 import (
+	"context"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
@@ -42,7 +42,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	apps, err := s.svc.Apps(r.Context(), org)
+	apps, err := s.reads.Apps(r.Context(), org)
 	if err != nil {
 		return err
 	}
@@ -74,19 +74,16 @@ func (s *Server) receiveDeploy(w http.ResponseWriter, r *http.Request, changeDB 
 		return err
 	}
 	name := r.PathValue("app")
-	if _, err := s.svc.App(r.Context(), org, name); err != nil {
+	if _, err := s.reads.App(r.Context(), org, name); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.svc.TempDir(), "upload-*.zip")
+	aw, err := s.archives.Create()
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	maxBody := s.cfg.MaxArchiveBytes/3*4 + 1<<20
-	req, err := upload.Decode(http.MaxBytesReader(w, r.Body, maxBody), f, s.cfg.MaxArchiveBytes)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	defer aw.Close()
+	maxArchive := s.archives.Limits().MaxBytes
+	req, err := upload.Decode(http.MaxBytesReader(w, r.Body, maxArchive/3*4+1<<20), aw, maxArchive)
 	if err != nil {
 		return err
 	}
@@ -101,7 +98,10 @@ func (s *Server) receiveDeploy(w http.ResponseWriter, r *http.Request, changeDB 
 	}
 	dr := deploy.DeployRequest{PreviousVersion: req.PreviousVersion, TargetDB: target, By: principal(r).User.Name}
 	if req.HasArchive {
-		dr.Archive, dr.Digest = f.Name(), req.ArchiveSHA256
+		if dr.Digest, err = aw.Commit(r.Context()); err != nil {
+			return err
+		}
+		defer s.archives.Release(context.WithoutCancel(r.Context()), dr.Digest)
 	}
 	v, err := s.svc.Deploy(r.Context(), org, name, dr)
 	if err != nil {
@@ -154,12 +154,12 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) error {
-	org, err := orgOf(r)
+	a, err := s.appOf(r)
 	if err != nil {
 		return err
 	}
-	name := r.PathValue("app")
-	vs, err := s.svc.Versions(r.Context(), org, name)
+	name := a.Name
+	vs, err := s.reads.Versions(r.Context(), a.ID)
 	if err != nil {
 		return err
 	}

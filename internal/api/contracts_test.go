@@ -2,6 +2,7 @@ package api
 
 import (
 	"github.com/hangar-oss/hangar/internal/accounts"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/databases"
 	"github.com/hangar-oss/hangar/internal/deploy"
@@ -12,6 +13,9 @@ import (
 // The implementations of the interfaces the handlers declare. They live in
 // packages that may not import api (deptest), so the assertions are here.
 var (
+	_ Apps      = (*deploy.Service)(nil)
+	_ Reads     = (*store.DB)(nil)
+	_ Archives  = (*archive.Store)(nil)
 	_ Tokens    = (*auth.Issuer)(nil)
 	_ Users     = (*store.DB)(nil)
 	_ Accounts  = (*accounts.Service)(nil)

@@ -1,18 +1,12 @@
-package api
+package api_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -24,11 +18,9 @@ import (
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/hangar"
-	"github.com/hangar-oss/hangar/internal/pgcluster/pgtest"
+	"github.com/hangar-oss/hangar/internal/hangartest"
 	"github.com/hangar-oss/hangar/internal/store"
 )
-
-func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // clock is a settable time for a test server.
 type clock struct {
@@ -48,13 +40,12 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// deviceFixture is an API serving the device flow and the password route
-// over TLS from a real store, with user alice (refresh token aliceToken)
-// and a settable clock.
+// deviceFixture is a whole server (hangartest) with user alice (ID u-alice,
+// refresh token aliceToken), a settable clock and a counting hasher.
 type deviceFixture struct {
-	srv    *httptest.Server
+	srv    *hangartest.Server
 	st     *store.DB
-	tokens *auth.Issuer
+	tokens *auth.Issuer // verifies the server's tokens
 	clock  *clock
 	hasher *countingHasher
 }
@@ -75,34 +66,26 @@ const aliceToken = "hgr_alice-refresh-token"
 func newDeviceFixture(t *testing.T) *deviceFixture {
 	t.Helper()
 	ctx := t.Context()
-	st, err := store.Open(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	c := &clock{t: time.Now()}
+	hasher := &countingHasher{Hasher: auth.NewHasher(auth.HasherConfig{})}
+	srv := hangartest.New(t, hangartest.Options{Now: c.Now, Hasher: hasher})
+	st := srv.Store(t)
 	if err := st.CreateUserWithOrg(ctx, hangar.User{ID: "u-alice", Name: "alice", Org: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.AddRefreshToken(ctx, "t-alice", "u-alice", aliceToken); err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: time.Now()}
-	tokens, err := auth.New(bytes.Repeat([]byte("k"), 32), auth.Config{Now: c.Now})
+	tokens, err := auth.Open(ctx, st, auth.Config{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher := &countingHasher{Hasher: auth.NewHasher(auth.HasherConfig{})}
-	s := &Server{tokens: tokens, users: st, log: slog.New(slog.DiscardHandler), now: c.Now,
-		logins:    auth.NewLogins(auth.LoginsConfig{Now: c.Now}, st, tokens),
-		passwords: accounts.NewSignIn(accounts.SignInConfig{Now: c.Now}, st, hasher)}
-	mux := http.NewServeMux()
-	s.cliRoutes(mux)
-	s.accountRoutes(mux, nil) // for PUT /hangar/v1/user/password, which needs no Accounts
-	mux.Handle("POST /oauth/token", s.handle((&loginsAPI{s}).oauthToken))
-	srv := httptest.NewTLSServer(s.withRequestID(mux))
-	t.Cleanup(srv.Close)
-	s.cfg.Domain = strings.TrimPrefix(srv.URL, "https://")
 	return &deviceFixture{srv: srv, st: st, tokens: tokens, clock: c, hasher: hasher}
+}
+
+// client is an HTTP client of the server of its own.
+func (f *deviceFixture) client() *http.Client {
+	return &http.Client{Transport: f.srv.HTTP.Transport, Timeout: f.srv.HTTP.Timeout}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -113,7 +96,7 @@ func (f *deviceFixture) browser(t *testing.T) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := f.srv.Client()
+	c := f.client()
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c
@@ -121,7 +104,7 @@ func (f *deviceFixture) browser(t *testing.T) *http.Client {
 
 func (f *deviceFixture) startLogin(t *testing.T) apiclient.DeviceCodeResponse {
 	t.Helper()
-	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.srv.Client()}
+	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.client()}
 	dc, err := c.DeviceCode(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +116,7 @@ func (f *deviceFixture) startLogin(t *testing.T) apiclient.DeviceCodeResponse {
 // code ("" on success) and the tokens.
 func (f *deviceFixture) poll(t *testing.T, path, deviceCode string) (string, apiclient.DeviceTokenResponse) {
 	t.Helper()
-	resp, err := f.srv.Client().PostForm(f.srv.URL+path, url.Values{"grant_type": {apiclient.GrantTypeDeviceCode}, "device_code": {deviceCode}})
+	resp, err := f.client().PostForm(f.srv.URL+path, url.Values{"grant_type": {apiclient.GrantTypeDeviceCode}, "device_code": {deviceCode}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,56 +343,12 @@ func TestDevice_CSRF(t *testing.T) {
 func TestDevice_RefreshGrantStillWorks(t *testing.T) {
 	t.Parallel()
 	f := newDeviceFixture(t)
-	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.srv.Client()}
+	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.client()}
 	tok, err := c.Exchange(t.Context(), aliceToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sub, err := f.tokens.Verify(tok.AccessToken); err != nil || sub != "u-alice" {
 		t.Errorf("subject = %q, %v; want u-alice", sub, err)
-	}
-}
-
-func TestReceiveZip(t *testing.T) {
-	t.Parallel()
-	const limit = 1000
-	body := bytes.Repeat([]byte("z"), 600)
-	sum := sha256.Sum256(body)
-	for name, tc := range map[string]struct {
-		body        io.Reader
-		length      int64
-		contentType string
-		kind        hangar.Kind
-		msg         string
-	}{
-		"OK":           {body: bytes.NewReader(body), length: 600, contentType: "application/zip"},
-		"Chunked":      {body: io.MultiReader(bytes.NewReader(body)), length: -1, contentType: "application/zip"},
-		"TooLarge":     {body: bytes.NewReader(make([]byte, 1001)), length: 1001, contentType: "application/zip", kind: hangar.KindTooLarge, msg: "the archive is 1001 bytes, over the limit of 1000 bytes"},
-		"ChunkedLarge": {body: io.MultiReader(bytes.NewReader(make([]byte, 5000))), length: -1, contentType: "application/zip", kind: hangar.KindTooLarge, msg: "more than 1000 bytes arrived"},
-		"Truncated":    {body: bytes.NewReader(body[:100]), length: 600, contentType: "application/zip", kind: hangar.KindInvalid, msg: "truncated: 100 of 600"},
-		"NotZip":       {body: bytes.NewReader(body), length: 600, contentType: "application/json", kind: hangar.KindInvalid, msg: "Content-Type: application/zip"},
-		"Empty":        {body: http.NoBody, length: 0, contentType: "application/zip", kind: hangar.KindInvalid, msg: "empty"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			r := httptest.NewRequest("POST", "/hangar/v1/o/applications/a/deploy", tc.body)
-			r.ContentLength = tc.length
-			r.Header.Set("Content-Type", tc.contentType)
-			dir := t.TempDir()
-			f, digest, err := receiveZip(r, dir, limit)
-			if tc.kind != "" {
-				if hangar.KindOf(err) != tc.kind || !strings.Contains(hangar.MessageOf(err), tc.msg) {
-					t.Errorf("got %v, want %s error with %q", err, tc.kind, tc.msg)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := os.ReadFile(f)
-			if !bytes.Equal(got, body) || digest != hex.EncodeToString(sum[:]) {
-				t.Errorf("got %d bytes, digest %s; want the body and %x", len(got), digest, sum)
-			}
-		})
 	}
 }

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"errors"
@@ -296,7 +296,7 @@ func TestSetPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.srv.Client(), Token: tok}
+	c := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.client(), Token: tok}
 	ctx := t.Context()
 	wantErr := func(what string, err error, status int, msg string) {
 		t.Helper()
@@ -340,6 +340,6 @@ func TestSetPassword(t *testing.T) {
 	}
 	wantErr("too many guesses", c.SetPassword(ctx, apiclient.SetPasswordRequest{Password: "a third password", CurrentPassword: "a new long password"}), 429, "too many wrong passwords")
 
-	anon := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.srv.Client()}
+	anon := &apiclient.Client{BaseURL: f.srv.URL, HTTP: f.client()}
 	wantErr("not logged in", anon.SetPassword(ctx, apiclient.SetPasswordRequest{Password: "a third password"}), 401, "log in")
 }

@@ -37,7 +37,7 @@ func (r *registry) Handle(pattern string, h http.Handler) {
 }
 
 // uploadRoute marks the handler of a route that receives a deploy archive: it
-// bounds the body itself, by Config.MaxArchiveBytes, and the registry
+// bounds the body itself, by the archive store's limits, and the registry
 // leaves it alone.
 type uploadRoute struct{ http.Handler }
 

@@ -67,6 +67,12 @@ type Options struct {
 	// MaxInstalledBytes caps the size of the app folder once its
 	// dependencies are installed. Default 2 GiB (SPEC §3).
 	MaxInstalledBytes int64
+	// DiskBounded says that each app folder is a filesystem of its own
+	// with MaxInstalledBytes of room while it is built (docs/disk.md): the
+	// kernel holds the build to the limit as it writes, so InstallDeps
+	// does not walk the folder afterwards to measure it. Default false:
+	// it does.
+	DiskBounded bool
 	// CacheDisks, when set, keeps each app's npm and Go caches in a
 	// sandbox on a disk of its own, bounded like the installed app; a full
 	// one starts over at the next build (image.Disks). Default nil: plain

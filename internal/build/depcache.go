@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -177,7 +179,7 @@ func treeDigest(dir string) (string, error) {
 	h := sha256.New()
 	err := walkTree(dir, h, func(string, fs.FileMode) error { return nil },
 		func(string, string) error { return nil },
-		func(_, src string, _ fs.FileMode) error {
+		func(_, src string, _ fs.FileMode, _ int64) error {
 			f, err := os.Open(src)
 			if err != nil {
 				return err
@@ -196,7 +198,7 @@ func treeDigest(dir string) (string, error) {
 // file writes the content. So equal trees give h equal bytes, and any
 // change to a name, mode, link or byte changes them.
 func walkTree(src string, h io.Writer, dir func(rel string, perm fs.FileMode) error,
-	link func(rel, target string) error, file func(rel, path string, perm fs.FileMode) error) error {
+	link func(rel, target string) error, file func(rel, path string, perm fs.FileMode, size int64) error) error {
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -223,7 +225,7 @@ func walkTree(src string, h io.Writer, dir func(rel string, perm fs.FileMode) er
 			return link(rel, target)
 		case d.Type().IsRegular():
 			fmt.Fprintf(h, "%q f %o %d\n", rel, perm, fi.Size())
-			return file(rel, path, perm)
+			return file(rel, path, perm, fi.Size())
 		default:
 			return fmt.Errorf("copy %s: unsupported file type %s", rel, d.Type())
 		}
@@ -236,6 +238,12 @@ func walkTree(src string, h io.Writer, dir func(rel string, perm fs.FileMode) er
 // not hard links: the app's build scripts and executors write into
 // node_modules, and a shared inode would carry those writes back into the
 // cache. With h non-nil, it writes to h what it copies, as treeDigest does.
+//
+// The walk reads and hashes in order; creating and writing the files,
+// which costs the kernel more than reading them (node_modules is mostly
+// small files), is left to copyWorkers goroutines for files up to
+// smallFile bytes. A folder is made before any file below it is handed
+// over, so a worker always finds its file's folder.
 func copyTree(dst, src string, h hash.Hash) error {
 	type dirMode struct {
 		path string
@@ -245,6 +253,28 @@ func copyTree(dst, src string, h hash.Hash) error {
 	var w io.Writer = io.Discard
 	if h != nil {
 		w = h
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		werr  error // the workers' first error
+		files = make(chan smallCopy, 64)
+	)
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return werr
+	}
+	for range copyWorkers {
+		wg.Go(func() {
+			for f := range files {
+				if err := writeNew(f.dst, f.data, f.perm); err != nil {
+					mu.Lock()
+					werr = cmp.Or(werr, err)
+					mu.Unlock()
+				}
+			}
+		})
 	}
 	err := walkTree(src, w,
 		func(rel string, perm fs.FileMode) error {
@@ -258,11 +288,25 @@ func copyTree(dst, src string, h hash.Hash) error {
 			return nil
 		},
 		func(rel, link string) error { return os.Symlink(link, filepath.Join(dst, rel)) },
-		func(rel, path string, perm fs.FileMode) error {
-			return copyFile(filepath.Join(dst, rel), path, perm, h)
+		func(rel, path string, perm fs.FileMode, size int64) error {
+			if err := failed(); err != nil {
+				return err
+			}
+			if size > smallFile {
+				return copyFile(filepath.Join(dst, rel), path, perm, h)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			w.Write(data)
+			files <- smallCopy{filepath.Join(dst, rel), data, perm}
+			return nil
 		},
 	)
-	if err != nil {
+	close(files)
+	wg.Wait()
+	if err = cmp.Or(err, werr); err != nil {
 		return err
 	}
 	for i := len(restore) - 1; i >= 0; i-- {
@@ -271,6 +315,21 @@ func copyTree(dst, src string, h hash.Hash) error {
 		}
 	}
 	return nil
+}
+
+const (
+	// copyWorkers is how many goroutines of copyTree write files.
+	copyWorkers = 4
+	// smallFile is the size up to which copyTree reads a file whole and
+	// hands its writing to a worker; larger ones it copies itself.
+	smallFile = 256 << 10
+)
+
+// smallCopy is a file copyTree read, for a worker to write.
+type smallCopy struct {
+	dst  string
+	data []byte
+	perm fs.FileMode
 }
 
 // copyFile copies the regular file src to the new file dst, writing its
@@ -295,6 +354,25 @@ func copyFile(dst, src string, perm fs.FileMode, h hash.Hash) error {
 		out.Close()
 		return err
 	}
+	return closeNew(out, dst, perm)
+}
+
+// writeNew writes data to the new file dst with permission bits perm.
+func writeNew(dst string, data []byte, perm fs.FileMode) error {
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Write(data); err != nil {
+		out.Close()
+		return err
+	}
+	return closeNew(out, dst, perm)
+}
+
+// closeNew closes the file out created at dst writable by its owner, and
+// gives it perm when perm does not let the owner write.
+func closeNew(out *os.File, dst string, perm fs.FileMode) error {
 	if err := out.Close(); err != nil {
 		return err
 	}

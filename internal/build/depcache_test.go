@@ -2,6 +2,8 @@ package build
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"github.com/hangar-oss/hangar/internal/golden"
 	"io/fs"
@@ -85,6 +87,10 @@ func TestCopyTree(t *testing.T) {
 	if err := os.Symlink("/nonexistent", filepath.Join(src, "dangling")); err != nil {
 		t.Fatal(err)
 	}
+	// Larger than what copyTree hands to its workers: it copies it itself.
+	if err := os.WriteFile(filepath.Join(src, "a", "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), smallFile/8), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(filepath.Join(src, "ro", "file.txt"), 0o444); err != nil {
 		t.Fatal(err)
 	}
@@ -94,12 +100,21 @@ func TestCopyTree(t *testing.T) {
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(src, "ro"), 0o755) })
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := copyTree(dst, src, nil); err != nil {
+	h := sha256.New()
+	if err := copyTree(dst, src, h); err != nil {
 		t.Fatalf("copyTree: %v", err)
 	}
 	t.Cleanup(func() { _ = removeTree(dst) })
 	if diff := cmp.Diff(tree(t, src), tree(t, dst)); diff != "" {
 		t.Errorf("copy differs (-src +dst):\n%s", diff)
+	}
+	// What the copy hashed is what a digest of the tree reads.
+	want, err := treeDigest(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Errorf("copy's digest %s, want the tree's %s", got, want)
 	}
 
 	// A copy, not links: writing to it leaves the source alone.

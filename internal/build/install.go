@@ -11,9 +11,10 @@ import (
 )
 
 // InstallDeps installs the app's dependencies the way its language expects
-// (SPEC §3), then measures the app folder: over Options.MaxInstalledBytes is
-// a KindTooLarge error naming the measured size. A failing command is a
-// KindInvalid error naming it and its exit code.
+// (SPEC §3), then, unless Options.DiskBounded, measures the app folder:
+// over Options.MaxInstalledBytes is a KindTooLarge error naming the
+// measured size. A failing command is a KindInvalid error naming it and
+// its exit code.
 //
 //   - node: "npm ci" when package-lock.json or npm-shrinkwrap.json exists,
 //     else "npm install"; "npm run build" when package.json has a build
@@ -39,7 +40,7 @@ func (b *Builder) InstallDeps(ctx context.Context, j Job) error {
 	default:
 		err = b.installNode(ctx, j)
 	}
-	if err != nil {
+	if err != nil || b.opts.DiskBounded {
 		return err
 	}
 	size, err := dirSize(j.Dir)

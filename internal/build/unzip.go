@@ -76,12 +76,17 @@ const (
 // to 0777, always owner read-write); directories get 0755. On failure dest
 // is left as it was found.
 func Unpack(ctx context.Context, zipPath, dest string, lim Limits) (Stats, error) {
-	lim = lim.withDefaults()
 	f, err := os.Open(zipPath)
 	if err != nil {
 		return Stats{}, fmt.Errorf("open archive: %w", err)
 	}
 	defer f.Close()
+	return UnpackFile(ctx, f, dest, lim)
+}
+
+// UnpackFile is Unpack of an open archive (archive.Store.Open).
+func UnpackFile(ctx context.Context, f *os.File, dest string, lim Limits) (Stats, error) {
+	lim = lim.withDefaults()
 	fi, err := f.Stat()
 	if err != nil {
 		return Stats{}, fmt.Errorf("open archive: %w", err)

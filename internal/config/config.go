@@ -85,6 +85,16 @@ type Config struct {
 	// DatabaseURL is the metadata database. Default "": Hangar runs its own
 	// PostgreSQL cluster in DataDir/postgres.
 	DatabaseURL string
+	// ReplicaID makes this process one of several replicas sharing
+	// DatabaseURL (required) and DataDir (on shared storage), each with
+	// its own NetworkPrefix: its ID, unique among them and kept across
+	// restarts, is its DBOS executor ID (docs/replicas.md). Default "":
+	// one process, DBOS executor ID "hangar".
+	ReplicaID string
+	// ReplicaTimeout is how long a replica's heartbeat may be silent
+	// before another replica takes it over; heartbeats go every fifth of
+	// it. Default 10s.
+	ReplicaTimeout time.Duration
 	// Driver runs executors: "sandbox" (runc: own uid, read-only root,
 	// namespaces, cgroup limits), "kubernetes" (Pods on a cluster, see
 	// Kubeconfig) or "netns" (an unsandboxed development driver: a plain
@@ -105,6 +115,11 @@ type Config struct {
 	// "http://host[:port][/path]" for a plain-HTTP registry. Default "":
 	// required with --driver=kubernetes.
 	Registry string
+	// K8sForwardAddr is the IP address of Hangar that executors' Pods
+	// reach it at without address translation: their database forwards
+	// listen there. Default "": Hangar's address on its route to the API
+	// server (its Pod IP, in a cluster).
+	K8sForwardAddr string
 	// NetworkPrefix names executors' network namespaces; distinct Hangar
 	// processes on one host need distinct prefixes. Default "hg".
 	NetworkPrefix string
@@ -211,11 +226,14 @@ func Defaults(getenv Getenv) Config {
 		ACMECARoots:     getenv("HANGAR_ACME_CA_ROOTS"),
 		ACMEHTTPListen:  getenv("HANGAR_ACME_HTTP_LISTEN"),
 		DatabaseURL:     getenv("HANGAR_DATABASE_URL"),
+		ReplicaID:       getenv("HANGAR_REPLICA_ID"),
+		ReplicaTimeout:  durationEnv(getenv, "HANGAR_REPLICA_TIMEOUT", 10*time.Second),
 		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
 		Kubeconfig:      getenv("HANGAR_KUBECONFIG"),
 		K8sNamespace:    or(getenv("HANGAR_K8S_NAMESPACE"), "hangar"),
 		RuntimeClass:    getenv("HANGAR_RUNTIME_CLASS"),
 		Registry:        getenv("HANGAR_REGISTRY"),
+		K8sForwardAddr:  getenv("HANGAR_K8S_FORWARD_ADDR"),
 		NetworkPrefix:   or(getenv("HANGAR_NETWORK_PREFIX"), "hg"),
 		Subnet:          or(getenv("HANGAR_SUBNET"), "10.213.0.0/16"),
 		HealthTimeout:   2 * time.Minute,
@@ -439,6 +457,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HealthTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("health timeout must be positive"))
+	}
+	if c.ReplicaID != "" && c.DatabaseURL == "" {
+		errs = append(errs, errors.New("--replica-id needs --database-url: replicas share one metadata database"))
+	}
+	if c.ReplicaTimeout < time.Second {
+		errs = append(errs, errors.New("--replica-timeout must be at least 1s"))
 	}
 	if _, _, err := c.DBPortRange(); err != nil {
 		errs = append(errs, err)

@@ -29,6 +29,7 @@ func TestDefaults(t *testing.T) {
 
 		IdleTimeout: 75 * time.Second, ReadHeaderTimeout: 30 * time.Second, BodyReadTimeout: 30 * time.Second,
 		MaxHeaderBytes: 64 << 10, MaxConnsPerIP: -1, MaxBodyBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
+		ReplicaTimeout: 10 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Defaults mismatch (-want +got):\n%s", diff)
@@ -63,6 +64,9 @@ func TestValidate(t *testing.T) {
 		"BadACMECA":        {func(c *Config) { c.ACMECA = "http://ca.example/dir" }, true},
 		"ZeroIdle":         {func(c *Config) { c.IdleTimeout = 0 }, true},
 		"ZeroBodyCap":      {func(c *Config) { c.MaxBodyBytes = 0 }, true},
+		"Replica":          {func(c *Config) { c.ReplicaID, c.DatabaseURL = "a", "postgres://db/hangar" }, false},
+		"ReplicaNoDB":      {func(c *Config) { c.ReplicaID = "a" }, true},
+		"ReplicaTimeout":   {func(c *Config) { c.ReplicaTimeout = time.Millisecond }, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Defaults(func(string) string { return "" })

@@ -65,13 +65,3 @@ func (s *Service) RegisterApp(ctx context.Context, org string, req RegisterReque
 	}
 	return a, nil
 }
-
-// App returns org's app named name.
-func (s *Service) App(ctx context.Context, org, name string) (hangar.App, error) {
-	return s.store.App(ctx, org, name)
-}
-
-// Apps lists org's apps; every org's when org is "".
-func (s *Service) Apps(ctx context.Context, org string) ([]hangar.App, error) {
-	return s.store.Apps(ctx, org)
-}

@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/logs"
@@ -12,6 +13,8 @@ import (
 // leaves that may not import it (deptest).
 var (
 	_ deploy.Store     = (*store.DB)(nil)
+	_ deploy.Archives  = (*archive.Store)(nil)
+	_ archive.Keeper   = (*store.DB)(nil)
 	_ deploy.Instances = (*dbinstance.Manager)(nil)
 	_ deploy.LogSink   = (*logs.Store)(nil)
 	_ deploy.AppLookup = (*store.DB)(nil)

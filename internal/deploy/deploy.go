@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -28,10 +26,9 @@ const (
 
 // DeployRequest is one deploy of an app.
 type DeployRequest struct {
-	// Archive is a received zip file; Deploy moves it into the archive store.
-	// Empty with PreviousVersion.
-	Archive string
-	// Digest is the archive's sha256, hex.
+	// Digest is the received archive's (hex SHA-256), which the caller
+	// holds in the archive store until Deploy returns. Empty with
+	// PreviousVersion.
 	Digest string
 	// PreviousVersion redeploys that stored version instead of an archive.
 	PreviousVersion string
@@ -71,9 +68,11 @@ func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployReq
 		if err != nil {
 			return hangar.Version{}, err
 		}
-		if _, err := os.Stat(s.archivePath(prev.ArchiveDigest)); prev.ArchiveDigest == "" || err != nil {
+		f, err := s.archives.Open(prev.ArchiveDigest)
+		if err != nil {
 			return hangar.Version{}, hangar.Errorf(hangar.KindInvalid, "version %s cannot be redeployed: its archive is not stored", prev.ID)
 		}
+		f.Close()
 		in.Digest, in.AppVersion, in.RestoredFrom = prev.ArchiveDigest, prev.AppVersion, prev.ID
 	} else {
 		in.Digest, in.AppVersion = req.Digest, in.Version
@@ -94,13 +93,12 @@ func (s *Service) Deploy(ctx context.Context, org, appName string, req DeployReq
 	if err := s.store.BeginOperation(ctx, a.ID, in.Op); err != nil {
 		return hangar.Version{}, err
 	}
-	// Whatever the outcome, the archive is kept only if its version is.
-	defer s.collectArchives(context.WithoutCancel(ctx))
 	v := hangar.Version{
 		ID: in.Version, AppID: a.ID, ArchiveDigest: in.Digest, Status: hangar.VersionDeploying,
 		DeployedBy: req.By, AppVersion: in.AppVersion, RestoredFrom: in.RestoredFrom,
 	}
-	err = s.storeArchive(req.Archive, req.Digest, func() error { return s.store.CreateVersion(ctx, v) })
+	// The caller's hold keeps the archive until the version records it.
+	err = s.store.CreateVersion(ctx, v)
 	if err == nil {
 		err = s.store.SetAppStatus(ctx, a.ID, hangar.StatusDeploying)
 	}
@@ -224,10 +222,6 @@ func userMessage(err error) string {
 		return m
 	}
 	return "internal error (see the server log)"
-}
-
-func (s *Service) archivePath(digest string) string {
-	return filepath.Join(s.cfg.DataDir, "archives", digest+".zip")
 }
 
 // newPassword returns a random password for an app's database role.

@@ -53,15 +53,6 @@ func (s *Service) UpdateApp(ctx context.Context, org, name string, req UpdateReq
 	return a, s.store.UpdateApp(ctx, a.ID, a.MemoryMiB, a.MinVMs, a.MaxVMs, s.cfg.OrgLimits)
 }
 
-// Versions lists the app's versions, newest first.
-func (s *Service) Versions(ctx context.Context, org, name string) ([]hangar.Version, error) {
-	a, err := s.store.App(ctx, org, name)
-	if err != nil {
-		return nil, err
-	}
-	return s.store.Versions(ctx, a.ID)
-}
-
 type deleteInput struct {
 	Op     string
 	AppID  string
@@ -160,6 +151,8 @@ func (s *Service) deleteRecords(ctx context.Context, in deleteInput) error {
 		return err
 	}
 	// A crash before this leaves the archives to the pass at Launch.
-	s.collectArchives(ctx)
+	if err := s.archives.GC(ctx); err != nil {
+		s.log.ErrorContext(ctx, "collect archives", "app", a.ID, "err", err)
+	}
 	return nil
 }

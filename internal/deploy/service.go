@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -29,7 +28,6 @@ import (
 
 // Store is the metadata the orchestrator reads and writes.
 type Store interface {
-	ArchiveLister
 	App(ctx context.Context, org, name string) (hangar.App, error)
 	AppByID(ctx context.Context, id string) (hangar.App, error)
 	Apps(ctx context.Context, org string) ([]hangar.App, error)
@@ -50,7 +48,6 @@ type Store interface {
 
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
-	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
@@ -68,6 +65,16 @@ type Instances interface {
 // accounts.Opener satisfies it.
 type Secrets interface {
 	Secrets(ctx context.Context, appID string) (map[string]string, error)
+}
+
+// Archives holds the deploy archives, by digest; *archive.Store
+// satisfies it.
+type Archives interface {
+	// Open opens a stored archive. KindNotFound.
+	Open(digest string) (*os.File, error)
+	// GC deletes the archives no version keeps and no upload holds, and
+	// what crashed uploads left.
+	GC(ctx context.Context) error
 }
 
 // Fleet runs the apps' executors; *fleet.Fleet satisfies it.
@@ -88,8 +95,7 @@ type Fleet interface {
 
 // Config configures the orchestrator.
 type Config struct {
-	// DataDir holds archives (DataDir/archives) and app trees
-	// (DataDir/apps/<app ID>). Required.
+	// DataDir holds the app trees (DataDir/apps/<app ID>). Required.
 	DataDir string
 	// StepDelay pauses the named deploy steps after they start: fault
 	// injection for crash tests (HANGAR_FAULT_STEP_DELAY). Default none.
@@ -103,7 +109,7 @@ type Config struct {
 	// it builds and while it runs (image.Disks, docs/disk.md). Default
 	// nil: plain directories.
 	Disks Disks
-	// Limits bounds uploaded archives.
+	// Limits bounds what an archive unpacks to.
 	Limits build.Limits
 	// OrgLimits bounds each org's apps, managed database instances and
 	// minimum executors. Default: no limits (the composition root sets
@@ -114,6 +120,10 @@ type Config struct {
 	// Observer is told of deploy outcomes and step durations, for
 	// metrics. Default none.
 	Observer Observer
+	// Elsewhere reports whether another replica runs a's executors, so
+	// that Launch leaves them to it (docs/replicas.md). Default nil: this
+	// process runs every app's.
+	Elsewhere func(ctx context.Context, a hangar.App) bool
 }
 
 // Service is the orchestrator. Create it with New, then Launch it.
@@ -126,9 +136,7 @@ type Service struct {
 	builder   *build.Builder
 	log       *slog.Logger
 	dbos      dbos.Context
-
-	kept      ArchiveLister
-	archiveMu sync.Mutex // archives.go
+	archives  Archives
 }
 
 // WorkflowVersion is the DBOS application version of Hangar's workflows:
@@ -137,20 +145,22 @@ const WorkflowVersion = "hangar-1"
 
 // New returns a Service whose workflows are registered on dctx, which must
 // not be launched yet; it runs nothing yet.
-func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink) (*Service, error) {
+func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs LogSink, archives Archives) (*Service, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("deploy: DataDir is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{"archives", "apps", "tmp", "cache"} {
+	for _, d := range []string{"apps", "cache"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
+	// A version's disk bounds its build (docs/disk.md).
+	cfg.Build.DiskBounded = cfg.Disks != nil
 	s := &Service{
-		cfg: cfg, store: st, kept: st, instances: inst, fleet: fl, logs: logs,
+		cfg: cfg, store: st, instances: inst, fleet: fl, logs: logs, archives: archives,
 		builder: build.NewBuilder(cfg.Build, cmp.Or[build.Runner](cfg.BuildRunner, build.ExecRunner{})),
 		log:     cfg.Logger.With("component", "deploy"), dbos: dctx,
 	}
@@ -163,23 +173,61 @@ func New(cfg Config, dctx dbos.Context, st Store, inst Instances, fl Fleet, logs
 // instances run by then), then launches DBOS, which resumes interrupted
 // workflows.
 func (s *Service) Launch(ctx context.Context) error {
+	err := s.ResumeApps(ctx, func(a hangar.App) bool {
+		return s.cfg.Elsewhere == nil || !s.cfg.Elsewhere(ctx, a)
+	})
+	if err != nil {
+		return err
+	}
+	// What a crash left, before DBOS resumes deploys and before the API
+	// serves uploads: uploads, the archive of a deploy that failed before
+	// its upload was released.
+	if err := s.archives.GC(ctx); err != nil {
+		s.log.ErrorContext(ctx, "collect archives", "err", err)
+	}
+	if err := dbos.Launch(s.dbos); err != nil {
+		return fmt.Errorf("launch DBOS: %w", err)
+	}
+	return s.releaseInterrupted(ctx)
+}
+
+// ResumeApps starts the executors of the available apps that keep
+// selects: at launch, or those of a dead replica this one takes over.
+// An app that does not start is marked unavailable.
+func (s *Service) ResumeApps(ctx context.Context, keep func(hangar.App) bool) error {
 	apps, err := s.store.Apps(ctx, "")
 	if err != nil {
 		return err
 	}
 	for _, a := range apps {
+		if !keep(a) {
+			continue
+		}
 		if err := s.restart(ctx, a); err != nil {
 			s.log.ErrorContext(ctx, "restart app", "app", a.Name, "version", a.Version, "err", err)
 			_ = s.store.SetAppStatus(ctx, a.ID, hangar.StatusUnavailable)
 		}
 	}
-	// Before DBOS resumes deploys and before the API serves uploads.
-	s.clearTemp(ctx)
-	s.collectArchives(ctx)
-	if err := dbos.Launch(s.dbos); err != nil {
-		return fmt.Errorf("launch DBOS: %w", err)
+	return nil
+}
+
+// RecoverWorkflows has this process run the PENDING workflows of DBOS
+// executor executorID, a dead replica (docs/replicas.md): each resumes
+// from its last recorded step. Deploys, deletes and database workflows
+// share the DBOS context, so all of them are recovered. It returns how
+// many were.
+func (s *Service) RecoverWorkflows(ctx context.Context, executorID string) (int, error) {
+	r, ok := s.dbos.(interface {
+		RecoverPendingWorkflows(executorIDs []string) ([]dbos.WorkflowHandle[any], error)
+	})
+	if !ok {
+		return 0, errors.New("recover workflows: this DBOS context cannot recover another executor's workflows")
 	}
-	return s.releaseInterrupted(ctx)
+	hs, err := r.RecoverPendingWorkflows([]string{executorID})
+	if err != nil {
+		return 0, fmt.Errorf("recover the workflows of executor %s: %w", executorID, err)
+	}
+	return len(hs), nil
 }
 
 // releaseInterrupted releases apps whose operation has no workflow to finish
@@ -260,9 +308,3 @@ func (s *Service) appDir(appID string) string { return appDir(s.cfg.DataDir, app
 func (s *Service) versionDir(appID, version string) string {
 	return versionDir(s.cfg.DataDir, appID, version)
 }
-
-// TempDir is where uploads are received before they are stored.
-func (s *Service) TempDir() string { return filepath.Join(s.cfg.DataDir, "tmp") }
-
-// Limits returns the upload limits.
-func (s *Service) Limits() build.Limits { return s.cfg.Limits }

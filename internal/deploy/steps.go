@@ -22,7 +22,12 @@ func (s *Service) upload(ctx context.Context, in deployInput, log io.Writer) err
 	if err := s.newVersionDir(ctx, dir); err != nil {
 		return err
 	}
-	st, err := build.Unpack(ctx, s.archivePath(in.Digest), dir, s.cfg.Limits)
+	f, err := s.archives.Open(in.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := build.UnpackFile(ctx, f, dir, s.cfg.Limits)
 	if err != nil {
 		return err
 	}

@@ -48,11 +48,15 @@ var allowed = []struct {
 	{pkg: "internal/sysdb", deps: []string{"internal/hangar"}, importers: roots},
 	{pkg: "internal/pgcluster", deps: []string{"internal/hangar", "internal/pgcluster", "internal/seccomp", "internal/relay"}},
 	{pkg: "internal/relay", deps: nil},
+	{pkg: "internal/replica", deps: []string{"internal/pgcluster/pgtest"}, importers: roots},
 	{pkg: "internal/seccomp", deps: nil},
 	{pkg: "internal/auth", deps: []string{"internal/hangar"}, importers: append([]string{"internal/accounts", "internal/api"}, roots...)},
 	{pkg: "internal/config", deps: []string{"internal/hangar"}, importers: roots},
 	{pkg: "internal/tlsca", deps: []string{"internal/hangar"}, importers: roots},
 	{pkg: "internal/upload", deps: []string{"internal/hangar"}, importers: []string{"internal/api"}},
+	// The API receives archives into it; deploy opens them through an
+	// interface of its own.
+	{pkg: "internal/archive", deps: []string{"internal/hangar"}, importers: append([]string{"internal/api"}, roots...)},
 	{pkg: "internal/golden", deps: nil, importers: testsOnly},
 	{pkg: "internal/logs", deps: []string{"internal/hangar", "internal/pgcluster/pgtest"}},
 	{pkg: "internal/build", deps: []string{"internal/hangar", "internal/runtime"}},
@@ -67,7 +71,7 @@ var allowed = []struct {
 	{pkg: "internal/console", deps: []string{"internal/apiclient"}, importers: roots},
 	{pkg: "internal/metrics", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}, importers: roots},
 	// Only the composition roots wire the transport.
-	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/auth", "internal/deploy", "internal/fleet", "internal/databases", "internal/upload", "internal/logs", "internal/history"}, importers: roots},
+	{pkg: "internal/api", deps: []string{"internal/hangar", "internal/apiclient", "internal/archive", "internal/auth", "internal/deploy", "internal/fleet", "internal/databases", "internal/upload", "internal/logs", "internal/history"}, importers: roots},
 	{pkg: "internal/server", importers: []string{"cmd/", "internal/hangartest"}},
 	{pkg: "internal/hangartest", importers: testsOnly},
 	{pkg: "internal/history", deps: []string{"internal/hangar", "internal/deploy", "internal/fleet"}, importers: append([]string{"internal/api"}, roots...)},

@@ -362,6 +362,28 @@ func (f *Fleet) StopApp(ctx context.Context, a hangar.App) {
 	f.stopAll(ctx, exs)
 }
 
+// Handover stops the executors that serve host here, because another
+// replica serves it now (docs/replicas.md). Unlike StopApp, it leaves the
+// route to that replica, and a later deploy here serves the app again.
+func (f *Fleet) Handover(ctx context.Context, host string) {
+	f.mu.Lock()
+	var exs []*executor
+	for id, p := range f.pools {
+		if p.host != host {
+			continue
+		}
+		p.close()
+		delete(f.pools, id)
+		for _, ex := range f.live {
+			if ex.app == id {
+				exs = append(exs, ex)
+			}
+		}
+	}
+	f.mu.Unlock()
+	f.stopAll(ctx, exs)
+}
+
 // stopAll stops executors in parallel.
 func (f *Fleet) stopAll(ctx context.Context, exs []*executor) {
 	var wg sync.WaitGroup

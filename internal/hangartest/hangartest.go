@@ -50,6 +50,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/apiclient"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/config"
@@ -67,6 +68,12 @@ type Options struct {
 	// Config, when set, edits the server's configuration before it
 	// starts. Default none.
 	Config func(*config.Config)
+	// Now, when set, is the clock of tokens, logins and sign-ins
+	// (server.Config.Now). Default time.Now.
+	Now func() time.Time
+	// Hasher, when set, checks passwords (server.Config.Hasher). Default
+	// the server's own.
+	Hasher accounts.Hasher
 }
 
 // Server is a running in-process Hangar.
@@ -118,7 +125,7 @@ func New(tb testing.TB, opts Options) *Server {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(tb.Context()))
 	srv, err := server.New(ctx, server.Config{
-		Config: cfg, Listener: ln, Driver: drv, UnsandboxedDatabases: true,
+		Config: cfg, Listener: ln, Driver: drv, UnsandboxedDatabases: true, Now: opts.Now, Hasher: opts.Hasher,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
@@ -200,11 +207,7 @@ func (s *Server) Client(token string) *apiclient.Client {
 func (s *Server) AddUser(tb testing.TB, name string) (*apiclient.Client, string) {
 	tb.Helper()
 	ctx := tb.Context()
-	st, err := store.Open(ctx, s.dbURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer st.Close()
+	st := s.Store(tb)
 	u := hangar.User{ID: uuid.NewString(), Name: name, Org: name}
 	if err := st.CreateUserWithOrg(ctx, u); err != nil {
 		tb.Fatalf("hangartest: add user %s: %v", name, err)
@@ -218,6 +221,18 @@ func (s *Server) AddUser(tb testing.TB, name string) (*apiclient.Client, string)
 		tb.Fatalf("hangartest: log in as %s: %v", name, err)
 	}
 	return s.Client(tok.AccessToken), refresh
+}
+
+// Store opens the server's metadata store, closed when the test ends, for
+// what only the operator does (hangar users …).
+func (s *Server) Store(tb testing.TB) *store.DB {
+	tb.Helper()
+	st, err := store.Open(tb.Context(), s.dbURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.Close)
+	return st
 }
 
 // ProvisionDB provisions org's database instance name through c and

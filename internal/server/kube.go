@@ -15,7 +15,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/image"
+	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/kube"
 	"github.com/hangar-oss/hangar/internal/runtime/sandbox"
@@ -32,6 +34,15 @@ type kubeDriver struct {
 // Cleanup removes what an earlier run left: Pods, and build steps.
 func (k kubeDriver) Cleanup(ctx context.Context) error {
 	return errors.Join(k.Driver.Cleanup(ctx), k.steps.Cleanup(ctx))
+}
+
+// localRouter is this process's router as the fleet sees it: with the
+// kubernetes driver, the Pod informer's readiness filters them first.
+func localRouter(drv Driver, rt *router.Router) (fleet.Router, error) {
+	if k, ok := drv.(kubeDriver); ok {
+		return k.Endpoints(rt)
+	}
+	return rt, nil
 }
 
 func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver, images *image.Cache, log *slog.Logger) (Driver, error) {
@@ -59,6 +70,8 @@ func newKubeDriver(ctx context.Context, cfg config.Config, steps *sandbox.Driver
 	}
 	d, err := kube.New(ctx, kube.Config{
 		Namespace: cfg.K8sNamespace, RuntimeClass: cfg.RuntimeClass, Prefix: cfg.NetworkPrefix, Images: pub,
+		ForwardAddr: cfg.K8sForwardAddr,
+		Egress:      &runtime.Egress{Allow: cfg.EgressAllow, Deny: cfg.EgressDeny},
 	}, rc, log)
 	if err != nil {
 		return nil, err

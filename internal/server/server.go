@@ -23,6 +23,7 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/hangar-oss/hangar/internal/accounts"
 	"github.com/hangar-oss/hangar/internal/api"
+	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/auth"
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/config"
@@ -36,6 +37,7 @@ import (
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/logs"
 	"github.com/hangar-oss/hangar/internal/metrics"
+	"github.com/hangar-oss/hangar/internal/replica"
 	"github.com/hangar-oss/hangar/internal/router"
 	"github.com/hangar-oss/hangar/internal/secretbox"
 	"github.com/hangar-oss/hangar/internal/store"
@@ -64,6 +66,12 @@ type Config struct {
 	// without their runc sandbox, even as root, as they always run when
 	// Hangar is not root. Default false: sandboxed as root.
 	UnsandboxedDatabases bool
+	// Now, when set, is the clock of access tokens, device logins,
+	// password sign-ins and the API (tests). Default time.Now.
+	Now func() time.Time
+	// Hasher, when set, checks passwords instead of the hasher that
+	// Config.PasswordHashes bounds (tests count its checks). Default nil.
+	Hasher accounts.Hasher
 }
 
 // Server is a whole Hangar server. Create it with New, then call Run once.
@@ -76,6 +84,8 @@ type Server struct {
 	servers []served
 	// closers release what New built, in reverse order.
 	closers []func(context.Context) error
+	// fatal ends Run: a replica another one took over as dead.
+	fatal chan error
 }
 
 // served is an HTTP server and how it serves.
@@ -102,8 +112,11 @@ type parts struct {
 	events    *history.Events
 	fl        *fleet.Fleet
 	svc       *deploy.Service
+	archives  *archive.Store
 	dbs       *databases.Service
 	wfs       *deploy.WorkflowAdmin
+	reg       *replica.Registry // nil without --replica-id
+	routes    *replica.Routes   // nil without --replica-id
 }
 
 // New builds a server: it starts (or adopts) the metadata database, the
@@ -119,7 +132,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			if cfg.Listener != nil {
@@ -131,7 +144,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	var p parts
 	for _, step := range []func(context.Context, *parts) error{
-		s.openStores, s.openRuntime, s.startServices, s.startSampler,
+		s.openStores, s.joinReplicas, s.openRuntime, s.startServices, s.startSampler,
 	} {
 		if err := step(ctx, &p); err != nil {
 			return nil, err
@@ -170,7 +183,7 @@ func (s *Server) openStores(ctx context.Context, p *parts) error {
 		return err
 	}
 	s.onClose(func(context.Context) error { p.st.Close(); return nil })
-	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log}); err != nil {
+	if p.tokens, err = auth.Open(ctx, p.st, auth.Config{Logger: log, Now: s.cfg.Now}); err != nil {
 		return err
 	}
 	s.goRun(ctx, p.tokens.Run)
@@ -223,9 +236,13 @@ func (s *Server) openRuntime(ctx context.Context, p *parts) error {
 func (s *Server) startServices(ctx context.Context, p *parts) error {
 	cfg, log := s.cfg, s.log
 	obs := p.events.Tee(p.met)
+	rt, err := localRouter(p.drv, p.rt)
+	if err != nil {
+		return err
+	}
 	p.fl = fleet.New(fleet.Config{
 		Domain: cfg.Domain, HealthTimeout: cfg.HealthTimeout, Logger: log, Observer: obs,
-	}, p.st, p.sys, p.drv, p.rt, p.logs, deploy.NewSpecs(deploy.SpecsConfig{
+	}, p.st, p.sys, p.drv, s.fleetRouter(p, rt), p.logs, deploy.NewSpecs(deploy.SpecsConfig{
 		DataDir: cfg.DataDir, Domain: cfg.Domain, Images: buildRunner(p.drv) != nil,
 		Secrets: accounts.NewOpener(p.st, p.box),
 	}))
@@ -233,10 +250,14 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	// stops DBOS, and a restarted server resumes them.
 	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
 		AppName: "hangar", DatabaseURL: sysDBURL(p.metadata), ApplicationVersion: deploy.WorkflowVersion,
-		ExecutorID: "hangar", Logger: log.With("component", "dbos"),
+		ExecutorID: executorID(cfg), Logger: log.With("component", "dbos"),
 	})
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
+	}
+	p.archives, err = archive.New(archive.Config{Dir: filepath.Join(cfg.DataDir, "archives"), Logger: log}, p.st)
+	if err != nil {
+		return err
 	}
 	p.svc, err = deploy.New(deploy.Config{
 		DataDir:   cfg.DataDir,
@@ -252,7 +273,8 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		BuildRunner: buildRunner(p.drv),
 		Logger:      log,
 		Observer:    obs,
-	}, dctx, p.st, p.instances, p.fl, p.logs)
+		Elsewhere:   s.elsewhere(p),
+	}, dctx, p.st, p.instances, p.fl, p.logs, p.archives)
 	if err != nil {
 		return err
 	}
@@ -274,6 +296,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		return err
 	}
 	p.fl.Start()
+	s.runReplicas(ctx, p)
 	p.wfs = deploy.NewWorkflowAdmin(p.st, p.sys, p.fl)
 	return nil
 }
@@ -302,12 +325,16 @@ func (s *Server) startSampler(ctx context.Context, p *parts) error {
 func (s *Server) handler(p *parts) (http.Handler, error) {
 	cfg, log := s.cfg, s.log
 	accts := accounts.New(accounts.Config{Logger: log}, p.st, p.box, p.fl)
+	hasher := s.cfg.Hasher
+	if hasher == nil {
+		hasher = auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})
+	}
 	apiHandler := api.NewHandler(api.Config{
-		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Middleware: p.met.API, History: p.hist,
+		Domain: cfg.Domain, MaxBodyBytes: cfg.MaxBodyBytes, Now: s.cfg.Now, Middleware: p.met.API, History: p.hist,
 	}, api.Deps{
-		Apps: p.svc, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
-		Logins:    auth.NewLogins(auth.LoginsConfig{}, p.st, p.tokens),
-		Passwords: accounts.NewSignIn(accounts.SignInConfig{}, p.st, auth.NewHasher(auth.HasherConfig{MaxConcurrent: cfg.PasswordHashes})),
+		Apps: p.svc, Reads: p.st, Archives: p.archives, Logs: p.logs, Tokens: p.tokens, Users: p.st, Accounts: accts, Workflows: p.wfs,
+		Logins:    auth.NewLogins(auth.LoginsConfig{Now: s.cfg.Now}, p.st, p.tokens),
+		Passwords: accounts.NewSignIn(accounts.SignInConfig{Now: s.cfg.Now}, p.st, hasher),
 		Executors: p.fl, Databases: p.dbs,
 	}, log)
 	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
@@ -409,6 +436,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	select {
 	case err = <-errc:
+	case err = <-s.fatal:
 	case <-ctx.Done():
 		s.log.Info("shutting down")
 	}

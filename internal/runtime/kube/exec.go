@@ -38,7 +38,7 @@ func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (in
 		return -1, err
 	}
 	pidFile := "/tmp/.hangar-exec-" + rand.Text()[:16]
-	args := append([]string{"/bin/sh", "-c", execWrapper, pidFile}, spec.Args...)
+	args := append([]string{"/bin/sh", "-c", e.unset + execWrapper, pidFile}, spec.Args...)
 	code, err := d.exec(ctx, e.Name, args, spec.Stdin, spec.Stdout, spec.Stderr)
 	if ctx.Err() != nil {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

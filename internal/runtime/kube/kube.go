@@ -78,6 +78,18 @@ type Config struct {
 	// Images makes the image of the app version a Spec names and returns
 	// its reference; nil: Specs that name an image are refused.
 	Images Images
+	// ForwardAddr is the IP address of Hangar that executors' Pods reach
+	// it at, without address translation: each Spec's forwards listen
+	// there at their ListenPort, and it is every executor's Gateway.
+	// Default: Hangar's address on its route to the API server (its Pod
+	// IP, when Hangar runs in the cluster); none when that is loopback,
+	// and then Specs with forwards are refused.
+	ForwardAddr string
+	// Egress, when set, is the egress the executors' Pods get, as a
+	// NetworkPolicy New creates (or updates) in Namespace: only a CNI that
+	// enforces NetworkPolicy applies it (docs/kubernetes.md). Default
+	// nil: no policy.
+	Egress *runtime.Egress
 	// HostRootImage, when set, runs Specs that name no image on this image
 	// with the node's /usr, /bin, /lib, /lib64 and /sbin read-only and the
 	// Spec's Dir read-write through hostPath volumes: the sandbox driver's
@@ -135,7 +147,8 @@ type Driver struct {
 // its Pod's name.
 type executor struct {
 	table.Entry
-	w *podWatch // set by start
+	w     *podWatch // set by start
+	unset string    // the unsetAdded line of its Spec, for Exec
 
 	statsMu sync.Mutex
 	last    *runtime.Stats // the last reading, for Stats after the exit
@@ -160,11 +173,14 @@ func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logg
 	if _, err := cs.CoreV1().Pods(kc.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable, "kubernetes driver: list pods in namespace %s: %v", kc.Namespace, err)
 	}
+	if kc.ForwardAddr == "" {
+		kc.ForwardAddr = forwardAddr(ctx, restCfg.Host)
+	}
 	d := &Driver{
 		cfg: kc, cs: cs, rest: restCfg, logger: logger.With("component", "kube"),
 		stop: make(chan struct{}), watched: make(map[string]*podWatch),
 	}
-	d.execs = table.New(podNames{kc.Prefix}, logger, table.Hooks[*executor]{})
+	d.execs = table.New(podNames{kc.Prefix, kc.ForwardAddr}, logger, table.Hooks[*executor]{})
 	sel := labels.Set{LabelPrefix: kc.Prefix, LabelManagedBy: "hangar"}.String()
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(kc.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
@@ -175,6 +191,11 @@ func New(ctx context.Context, kc Config, restCfg *rest.Config, logger *slog.Logg
 		DeleteFunc: func(obj any) { d.observe(obj, true) },
 	}); err != nil {
 		return nil, err
+	}
+	if kc.Egress != nil {
+		if err := d.applyEgressPolicy(ctx, *kc.Egress); err != nil {
+			return nil, err
+		}
 	}
 	d.wg.Go(func() { d.informer.Run(d.stop) })
 	if !cache.WaitForCacheSync(ctx.Done(), d.informer.HasSynced) {
@@ -208,13 +229,13 @@ func prefixRE(p string) bool {
 }
 
 // podNames is the table's Net: a Pod needs no network prepared ahead, the
-// cluster's CNI gives it one, and it has no gateway (no forwards).
-type podNames struct{ prefix string }
+// cluster's CNI gives it one; its gateway is where its forwards listen.
+type podNames struct{ prefix, gateway string }
 
 func (n podNames) Name(id string) string { return n.prefix + "-" + id }
 
-func (podNames) Setup(context.Context, string) (runtime.Network, error) {
-	return runtime.Network{}, nil
+func (n podNames) Setup(context.Context, string) (runtime.Network, error) {
+	return runtime.Network{Gateway: n.gateway}, nil
 }
 
 func (podNames) Teardown(context.Context, string) error { return nil }
@@ -235,9 +256,9 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	if e.w != nil {
 		return nil, hangar.Errorf(hangar.KindConflict, "executor %s is already started", spec.ID)
 	}
-	if len(spec.Forwards) > 0 {
+	if len(spec.Forwards) > 0 && d.cfg.ForwardAddr == "" {
 		return nil, hangar.Errorf(hangar.KindInvalid,
-			"executor %s: the kubernetes driver has no forwards yet; apps reach their databases over the network", spec.ID)
+			"executor %s: forwards need the address Pods reach Hangar at (--k8s-forward-addr)", spec.ID)
 	}
 	if spec.MemoryMiB == 0 {
 		spec.MemoryMiB = hangar.DefaultMemoryMiB
@@ -264,16 +285,21 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	}
 	pod := d.podSpec(e.Name, ref, dir, hostRoot, spec)
 
-	w := d.watch(e, spec)
+	fw, err := openForwards(d.cfg.ForwardAddr, spec.Forwards, d.logger)
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, err)
+	}
+	w := d.watch(e, spec, fw)
 	if _, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		d.unwatch(e.Name)
+		w.closeForwards()
 		kind := hangar.KindUnavailable
 		if apierrors.IsAlreadyExists(err) {
 			kind = hangar.KindConflict
 		}
 		return nil, hangar.Errorf(kind, "start executor %s: create pod: %v", spec.ID, err)
 	}
-	e.w = w
+	e.w, e.unset = w, unsetAdded(spec.Env)
 	e.Done, e.StartedAt = w.arm(&e.Entry), begin
 
 	tctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -289,10 +315,13 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		close(w.logDone)
 	}
 	// The Pod's PID namespace is its own and the node's PIDs are not in
-	// the API: the app's PID is its init's, 1. Its gateway, the host as it
-	// sees it, is its node.
+	// the API: the app's PID is its init's, 1. Its gateway is where its
+	// forwards listen, or else its node.
 	e.PID = 1
 	e.Addr = net.JoinHostPort(ip, strconv.Itoa(spec.Port))
+	if d.cfg.ForwardAddr != "" {
+		hostIP = d.cfg.ForwardAddr
+	}
 	logger.InfoContext(ctx, "executor started", "pod", e.Name, "addr", e.Addr, "image", ref,
 		"memory_mib", spec.MemoryMiB, "took", time.Since(begin))
 	return &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: hostIP, PID: e.PID}, nil
@@ -315,7 +344,13 @@ func (d *Driver) Inspect(_ context.Context, id string) (runtime.Info, error) {
 func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
 	return d.execs.Stop(ctx, id,
 		func(e *executor) error { return d.terminate(ctx, e, grace) },
-		func(e *executor) error { d.unwatch(e.Name); return nil })
+		func(e *executor) error {
+			d.unwatch(e.Name)
+			if e.w != nil {
+				e.w.closeForwards()
+			}
+			return nil
+		})
 }
 
 func (d *Driver) terminate(ctx context.Context, e *executor, grace time.Duration) error {

@@ -10,17 +10,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
@@ -149,6 +153,24 @@ func hostRootImage(t *testing.T, reg string) string {
 	return ref
 }
 
+// nodeAddr returns the internal address of the cluster's node: on the
+// one-node test cluster, this host, which the Pods reach without address
+// translation, as the forwards need.
+func nodeAddr(t *testing.T, cfg *rest.Config) string {
+	t.Helper()
+	nodes, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("list nodes: %v (%d)", err, len(nodes.Items))
+	}
+	for _, a := range nodes.Items[0].Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	t.Fatal("the node has no internal IP")
+	return ""
+}
+
 func newDriver(t *testing.T, cfg *rest.Config, c Config) *Driver {
 	t.Helper()
 	d, err := New(t.Context(), c, cfg, slog.New(slog.DiscardHandler))
@@ -162,9 +184,10 @@ func newDriver(t *testing.T, cfg *rest.Config, c Config) *Driver {
 func TestDriver_Conformance(t *testing.T) {
 	cfg, ns := cluster(t)
 	ref := hostRootImage(t, registry(t))
+	node := nodeAddr(t, cfg)
 	var n atomic.Int64
 	runtimetest.Run(t, func(t *testing.T) runtime.Driver {
-		return newDriver(t, cfg, Config{Namespace: ns, Prefix: fmt.Sprintf("c%d", n.Add(1)), HostRootImage: ref})
+		return newDriver(t, cfg, Config{Namespace: ns, Prefix: fmt.Sprintf("c%d", n.Add(1)), HostRootImage: ref, ForwardAddr: node})
 	})
 }
 
@@ -230,11 +253,125 @@ func TestDriver_Pod(t *testing.T) {
 	}
 	// The root is read-only to the app; /tmp is its own, and bounded.
 	var out runtimetest.SyncBuffer
-	code, err := d.Exec(t.Context(), "lab", runtime.ExecSpec{Args: []string{"/bin/sh", "-c", "touch /x; echo $?; id -u; touch /tmp/y && echo tmp ok"}, Stdout: &out, Stderr: &out})
+	code, err := d.Exec(t.Context(), "lab", runtime.ExecSpec{Args: []string{"/bin/sh", "-c", "touch /x 2>/dev/null; echo $?; id -u; touch /tmp/y && echo tmp ok"}, Stdout: &out, Stderr: &out})
 	if err != nil || code != 0 {
 		t.Fatalf("exec: %d, %v", code, err)
 	}
 	if got := out.String(); !strings.Contains(got, "1\n200001\ntmp ok") {
 		t.Errorf("got %q, want the root read-only, uid 200001 and /tmp writable", got)
+	}
+	// Its resource use, from the kubelet's summary once it sampled it.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		st, err := d.Stats(t.Context(), "lab")
+		if err == nil {
+			if st.MemoryBytes == 0 || st.MemoryLimitBytes != 256<<20 || st.Pids < 1 {
+				t.Errorf("got stats %+v, want memory in use, the 256 MiB limit and processes", st)
+			}
+			break
+		}
+		if hangar.KindOf(err) != hangar.KindUnavailable || time.Now().After(deadline) {
+			t.Fatalf("Stats: %v", err)
+		}
+	}
+}
+
+// routes records the routes Endpoints sets.
+type routes struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (r *routes) Set(host string, ups []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[host] = ups
+}
+
+func (r *routes) InFlight(string) int64 { return 0 }
+
+func (r *routes) get(host string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[host]
+}
+
+// TestEndpoints checks that the router gets the executors the fleet
+// routes a host to, less the Pods that are not ready and those being
+// deleted, as the Pod informer sees them.
+func TestEndpoints(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, registry(t))
+	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "ep"})
+	rt := &routes{m: map[string][]string{}}
+	ep, err := d.Endpoints(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The app ignores SIGTERM, so that its Pod stays a while once deleted.
+	serve := []string{"/bin/sh", "-c", "trap '' TERM; exec /usr/bin/python3 -m http.server 3000"}
+	addrs := map[string]string{}
+	for id, cmd := range map[string][]string{"a": serve, "b": {"/bin/sleep", "600"}, "c": serve} {
+		if _, err := d.Prepare(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Stop(context.Background(), id, 0) })
+		x, err := d.Start(t.Context(), runtime.Spec{ID: id, App: "ep", Version: "v1", Dir: t.TempDir(), Port: 3000, Command: cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[id] = x.Addr
+	}
+	until := func(what string, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			got := slices.Sorted(slices.Values(rt.get("h")))
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: router has %v, want %v", what, got, want)
+			}
+		}
+	}
+	ep.Set("h", []string{addrs["a"], addrs["b"], addrs["c"]})
+	until("b never listens", addrs["a"], addrs["c"])
+
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	grace := int64(60)
+	if err := cs.CoreV1().Pods(ns).Delete(t.Context(), "ep-a", metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+		t.Fatal(err)
+	}
+	until("a is being deleted", addrs["c"])
+	if p, err := cs.CoreV1().Pods(ns).Get(t.Context(), "ep-a", metav1.GetOptions{}); err != nil || p.DeletionTimestamp == nil {
+		t.Errorf("a's Pod: got %v, want it still there, terminating", err)
+	}
+	ep.Set("h", nil)
+	until("the route removed")
+}
+
+// TestDriver_EgressPolicy checks that the driver creates its egress
+// NetworkPolicy, which the API server validates, and updates it when the
+// policy changes. (The test cluster's bridge CNI does not enforce it.)
+func TestDriver_EgressPolicy(t *testing.T) {
+	cfg, ns := cluster(t)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	for _, eg := range []runtime.Egress{
+		{},
+		{Allow: []string{"10.1.0.0/16"}, Deny: []string{"203.0.113.0/24", "10.1.2.0/24"}},
+	} {
+		d := newDriver(t, cfg, Config{Namespace: ns, Prefix: "np", ForwardAddr: "192.0.2.2", Egress: &eg})
+		d.Close()
+		got, err := cs.NetworkingV1().NetworkPolicies(ns).Get(t.Context(), "np-egress", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := egressPolicy(ns, "np", "192.0.2.2", eg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.Spec, got.Spec); diff != "" {
+			t.Errorf("egress %+v: policy spec (-want +got):\n%s", eg, diff)
+		}
 	}
 }

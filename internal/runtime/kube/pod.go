@@ -49,7 +49,7 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 		Name:            containerName,
 		Image:           ref,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         append([]string{"/bin/sh", "-c", initScript, "init"}, spec.Command...),
+		Command:         escape(append([]string{"/bin/sh", "-c", unsetAdded(spec.Env) + initScript, "init"}, spec.Command...)),
 		WorkingDir:      dir,
 		Env:             envVars(spec.Env),
 		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP}},
@@ -130,14 +130,54 @@ func hostPaths(c *corev1.Container, dir string) []corev1.Volume {
 	return vols
 }
 
-// envVars turns "NAME=value" entries into the container's environment.
+// envVars turns "NAME=value" entries into the container's environment,
+// escaped (see escape).
 func envVars(env []string) []corev1.EnvVar {
 	out := make([]corev1.EnvVar, 0, len(env))
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
-		out = append(out, corev1.EnvVar{Name: k, Value: v})
+		out = append(out, corev1.EnvVar{Name: k, Value: strings.ReplaceAll(v, "$", "$$")})
 	}
 	return out
+}
+
+// escape protects args from the kubelet, which expands $(NAME) in a
+// container's command and env values and turns $$ into $: each $ becomes
+// $$, so that the app gets the strings of its Spec.
+func escape(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = strings.ReplaceAll(a, "$", "$$")
+	}
+	return out
+}
+
+// addedEnv are the variables a container gets that its Spec does not set:
+// the container runtime's default PATH, and the API server's address,
+// which the kubelet adds even without service links.
+var addedEnv = []string{"PATH", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PORT_HTTPS",
+	"KUBERNETES_PORT", "KUBERNETES_PORT_443_TCP", "KUBERNETES_PORT_443_TCP_PROTO", "KUBERNETES_PORT_443_TCP_PORT",
+	"KUBERNETES_PORT_443_TCP_ADDR"}
+
+// unsetAdded returns the shell line that removes from the init's
+// environment the addedEnv variables env does not set, so that the app's
+// environment is its Spec's, as on the sandbox driver.
+func unsetAdded(env []string) string {
+	set := make(map[string]bool, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	var drop []string
+	for _, k := range addedEnv {
+		if !set[k] {
+			drop = append(drop, k)
+		}
+	}
+	if len(drop) == 0 {
+		return ""
+	}
+	return "unset " + strings.Join(drop, " ") + "\n"
 }
 
 // shareDir makes the app folder dir writable to the executors' group, as

@@ -76,7 +76,11 @@ func (d *Driver) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 				MemoryLimitBytes: uint64(e.w.memoryMiB) << 20,
 				CPU:              time.Duration(*c.CPU.UsageCoreNanoSeconds),
 			}
-			if p.ProcessStats != nil && p.ProcessStats.ProcessCount != nil {
+			// Nodes that do not count a Pod's processes (the test
+			// cluster's, on cgroup v1) report none: the running Pod
+			// has its init at least.
+			st.Pids = 1
+			if p.ProcessStats != nil && p.ProcessStats.ProcessCount != nil && *p.ProcessStats.ProcessCount > 0 {
 				st.Pids = *p.ProcessStats.ProcessCount
 			}
 			e.statsMu.Lock()

@@ -35,13 +35,15 @@ type podWatch struct {
 	entry   *table.Entry  // set by arm: Exit may be called
 	gone    chan struct{} // the Pod was deleted
 	logDone chan struct{} // the log reader is done (or there is none)
+	fw      *forwards     // registered once the Pod's IP is seen
 }
 
 // watch registers the Pod of e before it is created, so that no event of
 // it is missed.
-func (d *Driver) watch(e *executor, spec runtime.Spec) *podWatch {
+func (d *Driver) watch(e *executor, spec runtime.Spec, fw *forwards) *podWatch {
 	w := &podWatch{
 		memoryMiB: spec.MemoryMiB,
+		fw:        fw,
 		running:   make(chan struct{}),
 		gone:      make(chan struct{}),
 		logDone:   make(chan struct{}),
@@ -50,6 +52,13 @@ func (d *Driver) watch(e *executor, spec runtime.Spec) *podWatch {
 	d.watched[e.Name] = w
 	d.mu.Unlock()
 	return w
+}
+
+// closeForwards releases the Pod's forwards.
+func (w *podWatch) closeForwards() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fw.close()
 }
 
 func (d *Driver) unwatch(name string) {
@@ -130,6 +139,9 @@ func (w *podWatch) observe(pod *corev1.Pod, deleted bool) {
 		return // an earlier Pod of the same name
 	}
 	w.node, w.ip, w.hostIP = pod.Spec.NodeName, pod.Status.PodIP, pod.Status.HostIP
+	if !deleted {
+		w.fw.register(w.ip)
+	}
 	var cs *corev1.ContainerStatus
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == containerName {

@@ -353,7 +353,12 @@ func (s *suite) testForwardIsPrivate(t *testing.T) {
 	WaitHTTP(t, owner.Addr)
 	WaitHTTP(t, other.Addr)
 	mustGet(t, owner.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusOK)
-	mustGet(t, other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432"), http.StatusBadGateway)
+	// The other executor does not reach the owner's target: its dial
+	// fails (502) or, where executors share the forward's address and
+	// the driver tells them apart by their own, is closed unanswered.
+	if code, body, err := get(other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432")); err != nil || strings.Contains(body, "pong") {
+		t.Errorf("another executor dialling the owner's forward: got %d %q, %v; want it not to reach the target", code, body, err)
+	}
 }
 
 func (s *suite) testExitCode(t *testing.T) {

@@ -111,8 +111,14 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := d.deleteContainer(cctx, name); err != nil {
-			d.logger.Error("delete step container", "step", s.ID, "err", err)
+		// A runc run that ended by itself deleted its container (no
+		// --keep), state and cgroups with it: another runc process would
+		// only cost the deploy its start. One that was killed, or
+		// failed, may have left them.
+		if _, err := os.Stat(filepath.Join(d.runcRoot, name)); !errors.Is(err, fs.ErrNotExist) {
+			if err := d.deleteContainer(cctx, name); err != nil {
+				d.logger.Error("delete step container", "step", s.ID, "err", err)
+			}
 		}
 		if err := d.cgroups.removeGroups(d.cgroupPath("s-" + s.ID)); err != nil {
 			d.logger.Error("remove step cgroup", "step", s.ID, "err", err)

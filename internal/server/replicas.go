@@ -1,0 +1,132 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+
+	"github.com/hangar-oss/hangar/internal/fleet"
+	"github.com/hangar-oss/hangar/internal/hangar"
+	"github.com/hangar-oss/hangar/internal/replica"
+)
+
+// executorID is this process's DBOS executor ID: its replica ID, or
+// "hangar" when it runs alone.
+func executorID(cfg Config) string { return cmp.Or(cfg.ReplicaID, "hangar") }
+
+// joinReplicas, when this process is one of several replicas
+// (docs/replicas.md), records it alive before it starts anything under
+// its network prefix: while another replica still removes what this
+// one's last run left, it waits.
+func (s *Server) joinReplicas(ctx context.Context, p *parts) error {
+	if s.cfg.ReplicaID == "" {
+		return nil
+	}
+	reg, err := replica.Join(ctx, p.st.Pool(), replica.Config{
+		ID: s.cfg.ReplicaID, Prefix: s.cfg.NetworkPrefix, Timeout: s.cfg.ReplicaTimeout,
+		TakeOver: func(ctx context.Context, dead replica.Replica) error { return s.takeOver(ctx, p, dead) },
+		Logger:   s.log,
+	})
+	if err != nil {
+		return err
+	}
+	p.reg = reg
+	// Closed after the executors stopped: the next replica to beat takes
+	// this one's apps over at once.
+	s.onClose(func(ctx context.Context) error {
+		if err := reg.Leave(ctx); err != nil {
+			return fmt.Errorf("leave the replicas: %w", err)
+		}
+		return nil
+	})
+	return nil
+}
+
+// fleetRouter is the router the fleet sets routes on: the local one, or
+// with replicas the routes every replica shares.
+func (s *Server) fleetRouter(p *parts, local fleet.Router) fleet.Router {
+	if p.reg == nil {
+		return local
+	}
+	p.routes = replica.NewRoutes(p.st.Pool(), local, replica.RoutesConfig{
+		Replica: s.cfg.ReplicaID, Logger: s.log,
+		// p.fl exists by the time Routes runs.
+		Lost: func(ctx context.Context, host string) { p.fl.Handover(ctx, host) },
+	})
+	return p.routes
+}
+
+// elsewhere reports whether another replica owns a's route, and so runs
+// its executors (a dead one's are resumed when it is taken over).
+func (s *Server) elsewhere(p *parts) func(context.Context, hangar.App) bool {
+	if p.reg == nil {
+		return nil
+	}
+	return func(ctx context.Context, a hangar.App) bool {
+		owner, err := p.routes.Owner(ctx, a.Hostname(s.cfg.Domain))
+		if err != nil {
+			s.log.ErrorContext(ctx, "look up the replica serving an app; serving it here", "app", a.Name, "err", err)
+			return false
+		}
+		return owner != "" && owner != s.cfg.ReplicaID
+	}
+}
+
+// runReplicas shares routes and beats until the server closes; a replica
+// claimed by another as dead stops the server.
+func (s *Server) runReplicas(ctx context.Context, p *parts) {
+	if p.reg == nil {
+		return
+	}
+	s.goRun(ctx, p.routes.Run)
+	s.goRun(ctx, func(ctx context.Context) {
+		if err := p.reg.Run(ctx); err != nil {
+			s.fatal <- err
+		}
+	})
+}
+
+// takeOver removes the executors of a dead replica, resumes here the apps
+// it served and recovers its DBOS workflows (docs/replicas.md).
+func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) error {
+	if err := s.removeExecutors(ctx, dead.Prefix); err != nil {
+		return fmt.Errorf("remove the executors of replica %s: %w", dead.ID, err)
+	}
+	err := p.svc.ResumeApps(ctx, func(a hangar.App) bool {
+		owner, err := p.routes.Owner(ctx, a.Hostname(s.cfg.Domain))
+		return err == nil && owner == dead.ID
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.routes.Drop(ctx, dead.ID); err != nil {
+		return fmt.Errorf("drop the routes of replica %s: %w", dead.ID, err)
+	}
+	n, err := p.svc.RecoverWorkflows(ctx, dead.ID)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "resumed a dead replica's apps and workflows", "replica", dead.ID, "workflows", n)
+	return nil
+}
+
+// removeExecutors removes every executor, build step and network a dead
+// replica on this host left under its network prefix.
+func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
+	switch {
+	case s.cfg.Driver != nil:
+		return nil // an injected driver (tests) runs in the process that died
+	case s.cfg.Config.Driver == "kubernetes":
+		s.log.WarnContext(ctx, "the Pods of a dead replica are not removed yet: its apps are resumed beside them", "prefix", prefix)
+		return nil
+	case prefix == s.cfg.NetworkPrefix:
+		return fmt.Errorf("a dead replica has this replica's network prefix %q: give each its own", prefix)
+	}
+	cfg := s.cfg.Config
+	cfg.NetworkPrefix = prefix
+	drv, err := newDriver(ctx, cfg, nil, s.log.With("component", "takeover"))
+	if err != nil {
+		return err
+	}
+	return drv.Cleanup(ctx)
+}
