@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,62 +19,20 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/runtime/kube/kubetest"
 )
 
 // The kubernetes driver end to end runs on the one-node cluster of `make
 // k8s-test` (HANGAR_TEST_KUBECONFIG, HANGAR_TEST_CONTAINERD_HOSTS); it
 // skips without it.
 
-// testRegistry starts Debian's docker-registry on a free loopback port
-// until the test ends, declares it to the node's containerd as plain HTTP
-// and returns its address.
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		t.Skipf("needs docker-registry (scripts/setup.sh --k8s): %v", err)
-	}
-	addr := "127.0.0.1:" + freePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry at %s does not answer", addr)
-		}
-	}
-	if hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS"); hosts != "" {
-		hostDir := filepath.Join(hosts, addr)
-		toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
-		if err := os.MkdirAll(hostDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(hostDir) })
-	}
-	return addr
-}
-
 // TestKubernetes_Deploy deploys the TypeScript fixture with the official
 // CLI to a Hangar whose executors are Pods on the one-node cluster, images
 // pushed to a real registry: it serves over HTTPS through the router and
 // reaches its database through the forward; a Pod deleted from outside is
-// replaced; `app cmd` runs in the Pod; `app executors` shows its memory
-// and CPU.
+// replaced and its pending workflow finishes on the replacement; OOM is
+// reported with its limit; `app cmd` runs in the Pod; `app executors`
+// shows its memory and CPU; a redeploy under load fails no request.
 func TestKubernetes_Deploy(t *testing.T) {
 	kc := os.Getenv("HANGAR_TEST_KUBECONFIG")
 	if kc == "" {
@@ -103,13 +59,21 @@ func TestKubernetes_Deploy(t *testing.T) {
 			node = a.Address
 		}
 	}
-	reg := testRegistry(t)
+	reg := kubetest.Registry(t)
 
 	h := startHangar(t, "--driver", "kubernetes", "--kubeconfig", kc, "--k8s-namespace", ns,
 		"--registry", "http://"+reg, "--k8s-forward-addr", node)
-	refresh := h.AddUser(t, "alice")
+	refresh := h.AddUser(t, "exec") // the org waitAppLog reads
 	hc := h.HTTPClient(t)
-	dir := fixture(t, "greeter", nil)
+	c := h.Client(t, refresh)
+	dir := fixture(t, "greeter", map[string]func(string) string{
+		"app.mjs": func(s string) string { return strings.Replace(s, "\nDBOS.setConfig(", executorRoutes, 1) },
+		"migrate.mjs": func(s string) string {
+			return strings.Replace(s, `console.log("migrate: table greetings is ready");`,
+				`await client.query("CREATE TABLE IF NOT EXISTS slow_steps (tag text NOT NULL, step int NOT NULL, executor text NOT NULL, at timestamptz DEFAULT now())");
+  console.log("migrate: tables greetings and slow_steps are ready");`, 1)
+		},
+	})
 	if out, code := h.ours(t, dir, "login", "--with-refresh-token", refresh); code != 0 {
 		t.Fatalf("dbos-cloud login: exit %d\n%s", code, out)
 	}
@@ -122,7 +86,7 @@ func TestKubernetes_Deploy(t *testing.T) {
 		t.Fatalf("official app deploy: exit %d\n%s", code, out)
 	}
 	t.Logf("deploy took %v", time.Since(begin))
-	url := "https://alice-greeter." + h.Domain + "/"
+	url := "https://exec-greeter." + h.Domain + "/"
 	greet := func(name string) {
 		t.Helper()
 		if status, body := get(t, hc, url+"greet/"+name); status != http.StatusOK || !strings.Contains(body, "Hello, "+name+"!") {
@@ -151,11 +115,10 @@ func TestKubernetes_Deploy(t *testing.T) {
 	})
 
 	t.Run("Executors", func(t *testing.T) {
-		c := h.Client(t, refresh)
 		// The kubelet samples every few seconds: wait for a reading.
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
 			var exs []apiclient.ExecutorStats
-			if err := c.Do(t.Context(), http.MethodGet, "/hangar/v1/alice/applications/greeter/executors", nil, &exs); err != nil {
+			if err := c.Do(t.Context(), http.MethodGet, "/hangar/v1/exec/applications/greeter/executors", nil, &exs); err != nil {
 				t.Fatal(err)
 			}
 			if len(exs) == 1 && exs[0].Usage != nil {
@@ -222,28 +185,57 @@ func TestKubernetes_Deploy(t *testing.T) {
 		}
 	})
 
-	t.Run("PodDeletedIsReplaced", func(t *testing.T) {
+	t.Run("PodDeletedMidWorkflow", func(t *testing.T) {
+		port := instancePort(t, c, "exec", "appdb")
+		sys := connect(t, "postgres://dbos_admin:s3cret-pass@127.0.0.1:"+port+"/greeter_dbos_sys?sslmode=disable")
+		var started struct{ WorkflowID, Executor string }
+		if status, body := get(t, hc, url+"slow/k1"); status != http.StatusOK || json.Unmarshal([]byte(body), &started) != nil {
+			t.Fatalf("GET /slow/k1 = %d %s", status, body)
+		}
+		waitAppLog(t, c, "slow k1: step 2 started on "+started.Executor)
 		before := pods()
+		if len(before) != 1 || before[0].Labels["hangar.dev/executor"] != started.Executor {
+			t.Fatalf("Pods %v, want the one of executor %s", podNames(before), started.Executor)
+		}
 		if err := cs.CoreV1().Pods(ns).Delete(t.Context(), before[0].Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-			var ready bool
-			for _, p := range pods() {
-				if p.Name != before[0].Name && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-					ready = true
-				}
+		deleted := time.Now()
+		var status, executor string
+		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if err := sys.QueryRow(t.Context(), "SELECT status, executor_id FROM dbos.workflow_status WHERE workflow_uuid = $1",
+				started.WorkflowID).Scan(&status, &executor); err != nil {
+				t.Fatal(err)
 			}
-			if ready {
-				if status, _ := get(t, hc, url+"greet/alice"); status == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no replacement serving 3 minutes after the Pod was deleted; Pods: %v", podNames(pods()))
+			if status == "SUCCESS" || status == "ERROR" || time.Now().After(deadline) {
+				break
 			}
 		}
+		t.Logf("workflow %s: %s on %s, %v after its Pod was deleted", started.WorkflowID, status, executor, time.Since(deleted).Round(time.Millisecond))
+		if status != "SUCCESS" || executor == started.Executor {
+			t.Fatalf("workflow is %s on %s, want SUCCESS on the replacement of %s; Pods: %v", status, executor, started.Executor, podNames(pods()))
+		}
 		greet("carol")
+	})
+
+	t.Run("OOM", func(t *testing.T) {
+		before := pods()
+		dead := before[0].Labels["hangar.dev/executor"]
+		if resp, err := hc.Get(url + "hog"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Fatal("GET /hog answered 200: the Pod's memory limit was not enforced")
+			}
+		}
+		waitAppLog(t, c, "executor "+dead+" was killed: out of memory (limit 512 MiB)")
+		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+			if status, _ := get(t, hc, url+"greet/dave"); status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no replacement serving 3 minutes after the OOM kill; Pods: %v", podNames(pods()))
+			}
+		}
 	})
 }
 

@@ -108,6 +108,25 @@ func TestReplicas(t *testing.T) {
 		waitServes(t, a.HTTPClient(t), appURL, "greeter v3")
 		waitFor(t, "b's executors stopped", time.Minute, func() bool { return len(b.leftovers()) == 0 })
 	})
+
+	t.Run("DeleteThroughOther", func(t *testing.T) {
+		// a runs the app; deleting it through b stops a's executors.
+		if len(a.leftovers()) == 0 {
+			t.Fatal("a runs no executor before the delete")
+		}
+		if err := cb.DeleteApp(ctx, "crash", "greeter", apiclient.DeleteAppRequest{}); err != nil {
+			t.Fatalf("delete through b: %v", err)
+		}
+		waitFor(t, "a's executors stopped", time.Minute, func() bool { return len(a.leftovers()) == 0 })
+		for name, c := range map[string]*http.Client{"a": a.HTTPClient(t), "b": hb} {
+			if resp, err := c.Get(appURL); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Errorf("%s still serves the deleted app", name)
+				}
+			}
+		}
+	})
 }
 
 // waitServes polls url through c until it answers 200 with want.

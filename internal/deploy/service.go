@@ -48,6 +48,7 @@ type Store interface {
 
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
+	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
@@ -91,6 +92,9 @@ type Fleet interface {
 	Serving(appID string) bool
 	// StopApp withdraws the app's route and stops all its executors.
 	StopApp(ctx context.Context, a hangar.App)
+	// VersionRuns reports whether an executor of version (its ID) runs or
+	// serves.
+	VersionRuns(appID, version string) bool
 }
 
 // Config configures the orchestrator.
@@ -124,6 +128,11 @@ type Config struct {
 	// that Launch leaves them to it (docs/replicas.md). Default nil: this
 	// process runs every app's.
 	Elsewhere func(ctx context.Context, a hangar.App) bool
+	// OperationSettle is how long an app's operation must go without a
+	// workflow before it is released as interrupted: with replicas,
+	// another one may be about to start that workflow. Default 0: at
+	// once, as one process has no other.
+	OperationSettle time.Duration
 }
 
 // Service is the orchestrator. Create it with New, then Launch it.
@@ -188,7 +197,7 @@ func (s *Service) Launch(ctx context.Context) error {
 	if err := dbos.Launch(s.dbos); err != nil {
 		return fmt.Errorf("launch DBOS: %w", err)
 	}
-	return s.releaseInterrupted(ctx)
+	return s.ReleaseInterrupted(ctx)
 }
 
 // ResumeApps starts the executors of the available apps that keep
@@ -230,22 +239,53 @@ func (s *Service) RecoverWorkflows(ctx context.Context, executorID string) (int,
 	return len(hs), nil
 }
 
-// releaseInterrupted releases apps whose operation has no workflow to finish
-// it: a server killed between taking the app and starting the workflow, or
-// during a metadata update. DBOS resumes every operation that has one.
-func (s *Service) releaseInterrupted(ctx context.Context) error {
-	ops, err := s.store.Operations(ctx)
+// ReleaseInterrupted releases apps whose operation has no workflow to
+// finish it, after Config.OperationSettle: a server killed between taking
+// the app and starting the workflow, or during a metadata update. DBOS
+// resumes every operation that has one.
+func (s *Service) ReleaseInterrupted(ctx context.Context) error {
+	ops, err := s.unstarted(ctx)
+	if err != nil || len(ops) == 0 || s.cfg.OperationSettle <= 0 {
+		return errors.Join(err, s.release(ctx, ops))
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.cfg.OperationSettle):
+	}
+	again, err := s.unstarted(ctx)
 	if err != nil {
 		return err
 	}
 	for appID, op := range ops {
+		if again[appID] != op {
+			delete(ops, appID)
+		}
+	}
+	return s.release(ctx, ops)
+}
+
+// unstarted returns, by app, the operations that have no workflow.
+func (s *Service) unstarted(ctx context.Context) (map[string]string, error) {
+	ops, err := s.store.Operations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for appID, op := range ops {
 		wfs, err := dbos.ListWorkflows(s.dbos, dbos.WithFilterWorkflowIDs(op))
 		if err != nil {
-			return fmt.Errorf("look up operation %s: %w", op, err)
+			return nil, fmt.Errorf("look up operation %s: %w", op, err)
 		}
 		if len(wfs) > 0 {
-			continue
+			delete(ops, appID)
 		}
+	}
+	return ops, nil
+}
+
+// release ends the operations ops (by app) that never started.
+func (s *Service) release(ctx context.Context, ops map[string]string) error {
+	for appID, op := range ops {
 		s.log.WarnContext(ctx, "releasing an operation interrupted before it started", "app", appID, "operation", op)
 		if version, ok := strings.CutPrefix(op, "deploy-"); ok {
 			if err := s.store.FinishVersion(ctx, version, hangar.VersionFailed, "deploy interrupted: the server stopped before the deploy started; deploy again"); err != nil {

@@ -135,31 +135,48 @@ func createTables(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
-// ID is this replica's ID.
-func (r *Registry) ID() string { return r.cfg.ID }
-
 func (r *Registry) interval() time.Duration { return r.cfg.Timeout / 5 }
 
-// Run beats every Timeout/5 and takes over the dead replicas it claims,
-// until ctx is done (nil) or this replica was claimed by another
-// (ErrEvicted). A failed beat is retried: only a claim evicts.
-func (r *Registry) Run(ctx context.Context) error {
+// Beat renews the heartbeat every Timeout/5 until ctx is done (nil) or
+// this replica was claimed by another (ErrEvicted). Start it as soon as
+// Join returns: a replica that starts its apps before its first beat
+// would look dead. A failed beat is retried: only a claim evicts.
+func (r *Registry) Beat(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	evicted := false
+	r.every(ctx, func() {
+		if err := r.beat(ctx); errors.Is(err, ErrEvicted) {
+			evicted = true
+			cancel()
+		} else if err != nil && ctx.Err() == nil {
+			r.log.WarnContext(ctx, "heartbeat", "err", err)
+		}
+	})
+	if evicted {
+		return ErrEvicted
+	}
+	return nil
+}
+
+// Watch looks for dead replicas every Timeout/5 and takes over those it
+// claims, until ctx is done. A takeover may last longer than the timeout
+// (it starts apps): it runs apart from Beat, which it never holds back.
+func (r *Registry) Watch(ctx context.Context) {
+	r.every(ctx, func() { r.takeOverDead(ctx) })
+}
+
+// every calls f every Timeout/5 until ctx is done.
+func (r *Registry) every(ctx context.Context, f func()) {
 	t := time.NewTicker(r.interval())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
+			f()
 		}
-		if err := r.beat(ctx); err != nil {
-			if errors.Is(err, ErrEvicted) {
-				return err
-			}
-			r.log.WarnContext(ctx, "heartbeat", "err", err)
-			continue
-		}
-		r.takeOverDead(ctx)
 	}
 }
 
@@ -218,15 +235,6 @@ RETURNING id, prefix`, r.cfg.ID, r.cfg.Timeout.Seconds()).Scan(&d.ID, &d.Prefix)
 		return d, false, nil
 	}
 	return d, err == nil, err
-}
-
-// Alive reports whether replica id has beaten within the timeout and is
-// not being taken over.
-func (r *Registry) Alive(ctx context.Context, id string) (bool, error) {
-	var ok bool
-	err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM replicas WHERE id = $1 AND taken_by IS NULL AND heartbeat >= now() - $2::float8 * interval '1 second')`,
-		id, r.cfg.Timeout.Seconds()).Scan(&ok)
-	return ok, err
 }
 
 // Leave expires this replica's heartbeat, so that a live replica takes

@@ -61,16 +61,19 @@ func TestRegistry_TakeOver(t *testing.T) {
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- r.Run(rctx) }()
+		go func() { done <- r.Beat(rctx) }()
+		watched := make(chan struct{})
+		go func() { defer close(watched); r.Watch(rctx) }()
 		t.Cleanup(func() {
 			cancel()
+			<-watched
 			if err := <-done; err != nil {
 				t.Errorf("replica %s: %v", id, err)
 			}
 		})
 	}
-	if alive, err := a.Alive(ctx, "a"); err != nil || !alive {
-		t.Fatalf("a alive after joining: %v, %v", alive, err)
+	if err := a.beat(ctx); err != nil {
+		t.Fatalf("a's beat after joining: %v", err)
 	}
 	// a never beats: it is dead once its heartbeat is a second old.
 	waitFor(t, "a taken over", func() bool {
@@ -178,4 +181,29 @@ func TestRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "b drops a's y", func() bool { return lb.get("y.example") == nil })
+}
+
+// TestRegistry_Evicted: a replica that another one claimed (it stalled
+// past the timeout) stops: Run returns ErrEvicted.
+func TestRegistry_Evicted(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t)
+	x, err := Join(ctx, pool, Config{ID: "x", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- x.Beat(ctx) }()
+	if _, err := pool.Exec(ctx, `UPDATE replicas SET taken_by = 'y' WHERE id = 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrEvicted) {
+			t.Errorf("Beat: %v, want ErrEvicted", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Beat did not return after the replica was claimed")
+	}
 }

@@ -4,7 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"strings"
+	"time"
 
+	"github.com/hangar-oss/hangar/internal/archive"
+	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/replica"
@@ -13,6 +18,15 @@ import (
 // executorID is this process's DBOS executor ID: its replica ID, or
 // "hangar" when it runs alone.
 func executorID(cfg Config) string { return cmp.Or(cfg.ReplicaID, "hangar") }
+
+// settle is how long an operation may go without a workflow before it is
+// released: at once for one process, a heartbeat timeout with replicas.
+func settle(cfg config.Config) time.Duration {
+	if cfg.ReplicaID == "" {
+		return 0
+	}
+	return cfg.ReplicaTimeout
+}
 
 // joinReplicas, when this process is one of several replicas
 // (docs/replicas.md), records it alive before it starts anything under
@@ -31,13 +45,19 @@ func (s *Server) joinReplicas(ctx context.Context, p *parts) error {
 		return err
 	}
 	p.reg = reg
-	// Closed after the executors stopped: the next replica to beat takes
-	// this one's apps over at once.
+	// Closed after the executors stopped and the last beat: the next
+	// replica to look takes this one's apps over at once.
 	s.onClose(func(ctx context.Context) error {
 		if err := reg.Leave(ctx); err != nil {
 			return fmt.Errorf("leave the replicas: %w", err)
 		}
 		return nil
+	})
+	// From now on: starting the apps may take longer than the timeout.
+	s.goRun(ctx, func(ctx context.Context) {
+		if err := reg.Beat(ctx); err != nil {
+			s.fatal <- err
+		}
 	})
 	return nil
 }
@@ -72,18 +92,14 @@ func (s *Server) elsewhere(p *parts) func(context.Context, hangar.App) bool {
 	}
 }
 
-// runReplicas shares routes and beats until the server closes; a replica
-// claimed by another as dead stops the server.
+// runReplicas shares routes and takes dead replicas over until the
+// server closes; it starts once this replica's services run.
 func (s *Server) runReplicas(ctx context.Context, p *parts) {
 	if p.reg == nil {
 		return
 	}
 	s.goRun(ctx, p.routes.Run)
-	s.goRun(ctx, func(ctx context.Context) {
-		if err := p.reg.Run(ctx); err != nil {
-			s.fatal <- err
-		}
-	})
+	s.goRun(ctx, p.reg.Watch)
 }
 
 // takeOver removes the executors of a dead replica, resumes here the apps
@@ -104,6 +120,10 @@ func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) e
 	}
 	n, err := p.svc.RecoverWorkflows(ctx, dead.ID)
 	if err != nil {
+		return err
+	}
+	// One it died before starting would hold its app forever.
+	if err := p.svc.ReleaseInterrupted(ctx); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "resumed a dead replica's apps and workflows", "replica", dead.ID, "workflows", n)
@@ -129,4 +149,44 @@ func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
 		return err
 	}
 	return drv.Cleanup(ctx)
+}
+
+// archiveGrace is how long an archive committed to the shared directory
+// is kept without a version recording it.
+const archiveGrace = 10 * time.Minute
+
+// archiveKeeper says which archives GC keeps: with replicas, also those
+// committed within archiveGrace, since another replica may have received
+// one and not recorded its version yet, which only it knows.
+func (s *Server) archiveKeeper(p *parts, dir string) archive.Keeper {
+	if s.cfg.ReplicaID == "" {
+		return p.st
+	}
+	return sharedKeeper{Keeper: p.st, dir: dir}
+}
+
+type sharedKeeper struct {
+	archive.Keeper
+	dir string
+}
+
+func (k sharedKeeper) KeptArchives(ctx context.Context) (map[string]bool, error) {
+	kept, err := k.Keeper.KeptArchives(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if kept == nil {
+		kept = map[string]bool{}
+	}
+	entries, err := os.ReadDir(k.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list archives: %w", err)
+	}
+	for _, e := range entries {
+		digest, ok := strings.CutSuffix(e.Name(), ".zip")
+		if info, err := e.Info(); ok && err == nil && time.Since(info.ModTime()) < archiveGrace {
+			kept[digest] = true
+		}
+	}
+	return kept, nil
 }

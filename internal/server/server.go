@@ -255,7 +255,8 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
 	}
-	p.archives, err = archive.New(archive.Config{Dir: filepath.Join(cfg.DataDir, "archives"), Logger: log}, p.st)
+	archives := filepath.Join(cfg.DataDir, "archives")
+	p.archives, err = archive.New(archive.Config{Dir: archives, Logger: log}, s.archiveKeeper(p, archives))
 	if err != nil {
 		return err
 	}
@@ -274,6 +275,9 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		Logger:      log,
 		Observer:    obs,
 		Elsewhere:   s.elsewhere(p),
+		// With replicas, another one may be about to start the workflow
+		// of an operation it took.
+		OperationSettle: settle(cfg.Config),
 	}, dctx, p.st, p.instances, p.fl, p.logs, p.archives)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/kube/kubetest"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
@@ -51,7 +52,7 @@ http.server.HTTPServer(("", 3000), H).serve_forever()
 // a changed app folder only its own layer and the image config; on a
 // cluster, it then runs an executor from the image.
 func TestPublisher_Redeploy(t *testing.T) {
-	reg := registry(t)
+	reg := kubetest.Registry(t)
 	base := testBase(t)
 	up := &uploads{}
 	p, err := NewPublisher(PublisherConfig{Registry: reg, Insecure: true, CacheDir: t.TempDir(), Layers: base, Transport: up})

@@ -3,13 +3,9 @@ package kube
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +22,7 @@ import (
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/kube/kubetest"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
@@ -68,57 +65,6 @@ func cluster(t *testing.T) (*rest.Config, string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return cfg, ns.Name
-}
-
-// registry starts Debian's docker-registry (CNCF distribution) on a free
-// loopback port until the test ends and returns its address. With
-// HANGAR_TEST_CONTAINERD_HOSTS set, it declares it to the node's
-// containerd as plain HTTP, so that Pods can pull from it.
-func registry(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		t.Skipf("needs docker-registry (scripts/setup.sh --k8s): %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	conf := fmt.Sprintf("version: 0.1\nlog: {level: info}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry at %s does not answer", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if hosts := os.Getenv("HANGAR_TEST_CONTAINERD_HOSTS"); hosts != "" {
-		hostDir := filepath.Join(hosts, addr)
-		if err := os.MkdirAll(hostDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
-		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(hostDir) })
-	}
-	return addr
 }
 
 // uploads counts the blobs a Publisher uploads: each upload session starts
@@ -183,7 +129,7 @@ func newDriver(t *testing.T, cfg *rest.Config, c Config) *Driver {
 
 func TestDriver_Conformance(t *testing.T) {
 	cfg, ns := cluster(t)
-	ref := hostRootImage(t, registry(t))
+	ref := hostRootImage(t, kubetest.Registry(t))
 	node := nodeAddr(t, cfg)
 	var n atomic.Int64
 	runtimetest.Run(t, func(t *testing.T) runtime.Driver {
@@ -195,7 +141,7 @@ func TestDriver_Conformance(t *testing.T) {
 // reported as the sandbox driver reports it, with its limit.
 func TestDriver_OOM(t *testing.T) {
 	cfg, ns := cluster(t)
-	ref := hostRootImage(t, registry(t))
+	ref := hostRootImage(t, kubetest.Registry(t))
 	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref})
 	id := "oom"
 	if _, err := d.Prepare(t.Context(), id); err != nil {
@@ -222,7 +168,7 @@ func TestDriver_OOM(t *testing.T) {
 // isolation it asks of the kubelet.
 func TestDriver_Pod(t *testing.T) {
 	cfg, ns := cluster(t)
-	ref := hostRootImage(t, registry(t))
+	ref := hostRootImage(t, kubetest.Registry(t))
 	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "pod"})
 	if _, err := d.Prepare(t.Context(), "lab"); err != nil {
 		t.Fatal(err)
@@ -300,7 +246,7 @@ func (r *routes) get(host string) []string {
 // deleted, as the Pod informer sees them.
 func TestEndpoints(t *testing.T) {
 	cfg, ns := cluster(t)
-	ref := hostRootImage(t, registry(t))
+	ref := hostRootImage(t, kubetest.Registry(t))
 	d := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "ep"})
 	rt := &routes{m: map[string][]string{}}
 	ep, err := d.Endpoints(rt)

@@ -119,8 +119,8 @@ func TestManifests(t *testing.T) {
 		{"", "get", "nodes", "", "", false},
 	} {
 		r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-			User:   "system:serviceaccount:hangar-system:hangar",
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:hangar-system", "system:authenticated"},
+			User:               "system:serviceaccount:hangar-system:hangar",
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:hangar-system", "system:authenticated"},
 			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: tc.ns, Verb: tc.verb, Group: tc.group, Resource: tc.resource, Subresource: tc.sub},
 		}}, metav1.CreateOptions{})
 		if err != nil {
