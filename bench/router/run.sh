@@ -157,7 +157,7 @@ run() {
       read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$serve_pid")
       printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
         "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
-        "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "$d_err$n_err$h_err"
+        "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "${d_err:+ direct:$d_err}${n_err:+ nginx:$n_err}${h_err:+ hangar:$h_err}"
       echo "$n_rps $h_rps $(ratio "$h_p99" "$n_p99") $(ratio "$h_cpu" "$n_cpu")" >>"$work/rounds"
     done
     # Rounds swing with the machine's other load: sum the requests, take

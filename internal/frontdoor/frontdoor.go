@@ -3,8 +3,9 @@
 // timeouts and limits that keep a client from holding it open or
 // exhausting it: an idle keep-alive timeout, a header timeout and size cap,
 // a per-read deadline on request bodies, and a cap on connections per
-// client IP. It imports only the standard library; the composition root
-// wires it.
+// client IP. Apps' plain HTTP/1.1 requests are read by its own loop and
+// handed to a Proxy (the router) without net/http (server.go, http1.go).
+// It imports only the standard library; the composition root wires it.
 package frontdoor
 
 import (

@@ -6,15 +6,17 @@
 // the executor just died and the supervisor has not withdrawn it yet) is
 // tried on the app's next executor; a request with a body is never sent
 // twice. Executors are spoken to in HTTP/1.1 over pooled keep-alive
-// connections: replayable requests (GET and the like, without a body)
-// directly from the handler's goroutine, the rest through
-// httputil.ReverseProxy. Bodies stream both ways unbuffered (server-sent
-// events and other responses without a length are flushed as they come),
-// upgrades (WebSocket) pass through, and X-Forwarded-For, -Host and -Proto
-// are set afresh, replacing any the client sent. Observers (metrics,
-// history) learn of every request from the router itself. It imports only
-// the standard library; composition roots wire it and deploy updates it
-// through a small interface of its own.
+// connections: requests the front door parsed itself (ProxyHTTP1, in
+// http1.go: apps' plain HTTP/1.1 GETs) relayed without net/http's request
+// and response types, other replayable requests (GET and the like without
+// a body, e.g. over HTTP/2) directly from the handler's goroutine, the
+// rest through httputil.ReverseProxy. Bodies stream both ways unbuffered
+// (server-sent events and other responses without a length are flushed as
+// they come), upgrades (WebSocket) pass through, and X-Forwarded-For, -Host
+// and -Proto are set afresh, replacing any the client sent. Observers
+// (metrics, history) learn of every request from the router itself. It
+// imports only the standard library; composition roots wire it and deploy
+// updates it through a small interface of its own.
 package router
 
 import (
