@@ -24,7 +24,7 @@ HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "${HANGAR_BENCH_PREFIX
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
 # The CLI starts, at every run, a detached node process that asks the npm
 # registry for a newer CLI (update-notifier with a 0 interval). It does not
-# delay the CLI, but costs about 0.6 s of CPU while the deploy runs: on a
+# delay the CLI, but costs 0.6-1.2 s of CPU while the deploy runs: on a
 # user's machine that is not the server's CPU, here it would be one of the
 # server's two. It is off, as it is in CI.
 export NO_UPDATE_NOTIFIER=1
@@ -34,7 +34,7 @@ mkdir "$app"
 (cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)
 cd "$app"
 "$work/bin/dbos-cloud" login --with-refresh-token "$token" >/dev/null
-npm install --prefix "$work/cli" --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
+npm install --prefix "$work/cli" --prefer-offline --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
 cli="$work/cli/node_modules/.bin/dbos-cloud"
 "$cli" db provision benchdb -U dbos_admin -W bench-password >/dev/null
 

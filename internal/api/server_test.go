@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
 	"github.com/hangar-oss/hangar/internal/apiclient"
+	"github.com/hangar-oss/hangar/internal/deploy"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/hangartest"
 	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
@@ -64,6 +68,7 @@ func TestServer(t *testing.T) {
 	db1 := s.ProvisionDB(t, alice, "alice", "db1")
 	t.Run("Apps", func(t *testing.T) { t.Parallel(); testApps(t, s, alice) })
 	t.Run("Versions", func(t *testing.T) { t.Parallel(); testVersions(t, s, alice) })
+	t.Run("RetiredVersions", func(t *testing.T) { t.Parallel(); testRetiredVersions(t, s, alice) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, s, alice) })
 	t.Run("Workflows", func(t *testing.T) { t.Parallel(); testWorkflows(t, s, alice, db1) })
 	t.Run("Orgs", func(t *testing.T) { t.Parallel(); testOrgs(t, s) })
@@ -182,6 +187,47 @@ func testVersions(t *testing.T, s *hangartest.Server, alice *apiclient.Client) {
 	}
 	if _, err := alice.Deploy(ctx, "alice", "versioned", false, apiclient.DeployRequest{PreviousVersion: "nope"}); !isStatus(err, http.StatusNotFound) {
 		t.Errorf("Deploy(previous nope) = %v, want 404", err)
+	}
+}
+
+// testRetiredVersions deploys more versions than an app keeps folders (and
+// with the sandbox driver, disks) of: only deploy.KeptVersions remain, and
+// a version whose folder went is redeployed from its archive.
+func testRetiredVersions(t *testing.T, s *hangartest.Server, alice *apiclient.Client) {
+	ctx := t.Context()
+	v1 := register(t, s, alice, "many").ApplicationVersion
+	for range deploy.KeptVersions + 1 {
+		if _, err := s.Deploy(t, alice, "alice", "many", hangartest.App("many")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app, err := alice.App(ctx, "alice", "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders := func() []string {
+		t.Helper()
+		names, err := filepath.Glob(filepath.Join(s.DataDir, "apps", app.ID, "versions", "[^.]*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := folders(); len(got) != deploy.KeptVersions {
+		t.Errorf("version folders after %d deploys: %d, want %d: retired versions pile up", deploy.KeptVersions+2, len(got), deploy.KeptVersions)
+	}
+	if _, err := os.Stat(filepath.Join(s.DataDir, "apps", app.ID, "versions", v1)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the oldest version's folder: %v, want it removed", err)
+	}
+	v, err := alice.Deploy(ctx, "alice", "many", false, apiclient.DeployRequest{PreviousVersion: v1})
+	if err != nil {
+		t.Fatalf("Deploy(previous %s, its folder removed) = %v", v1, err)
+	}
+	if code, body := s.Get(t, "alice-many."+s.Domain, "/"); code != http.StatusOK {
+		t.Errorf("GET after redeploying %s = %d %q, want 200", v1, code, body)
+	}
+	if got := folders(); len(got) != deploy.KeptVersions || !slices.ContainsFunc(got, func(n string) bool { return filepath.Base(n) == v.ApplicationVersion }) {
+		t.Errorf("version folders after the redeploy: %v, want %d with %s", got, deploy.KeptVersions, v.ApplicationVersion)
 	}
 }
 

@@ -174,6 +174,20 @@ func (w *Writer) Commit(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("store archive: %w", err)
 	}
 	digest := hex.EncodeToString(w.h.Sum(nil))
+	if err := w.store(digest); err != nil {
+		return "", err
+	}
+	// The version about to record the digest must find the archive after
+	// a power loss too.
+	if err := syncDir(w.s.dir); err != nil {
+		w.s.Release(ctx, digest)
+		return "", fmt.Errorf("store archive: %w", err)
+	}
+	return digest, nil
+}
+
+// store renames the archive to its digest, held.
+func (w *Writer) store(digest string) error {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,18 +200,18 @@ func (w *Writer) Commit(ctx context.Context) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("hold archive: %w", err)
+		return fmt.Errorf("hold archive: %w", err)
 	}
 	// An identical archive already stored is replaced by the same bytes.
 	if err := os.Rename(w.f.Name(), s.path(digest)); err != nil {
 		os.Remove(hold.Name())
 		hold.Close()
-		return "", fmt.Errorf("store archive: %w", err)
+		return fmt.Errorf("store archive: %w", err)
 	}
 	s.holds[digest] = append(s.holds[digest], hold)
 	w.done = true
 	w.f.Close() // releases the lock; the temporary name is gone
-	return digest, nil
+	return nil
 }
 
 // Close discards the archive unless it was committed.
@@ -328,6 +342,15 @@ func removeAbandoned(name string) (bool, error) {
 		return true, nil
 	}
 	return false, removeIfExists(name)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func removeIfExists(name string) error {

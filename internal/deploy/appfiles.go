@@ -2,8 +2,12 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
 // This file keeps an app's files: its version folders, on disks of their
@@ -77,4 +81,49 @@ func (s *Service) removeAppFiles(ctx context.Context, appID string) error {
 		return r.ReleaseApp(ctx, appID)
 	}
 	return nil
+}
+
+// KeptVersions is how many versions of an app keep their folder (with the
+// sandbox driver a disk and a loop device each, mounted again at every
+// start): the serving one and the newest retired ones, which drainers and
+// workflows forked to their app version start from. An older version runs
+// again only through a --previous-version redeploy, which builds a new
+// version from its archive.
+const KeptVersions = 3
+
+// pruneVersions removes the folders of the app's retired versions beyond
+// the newest KeptVersions that no executor runs; a later deploy retries
+// what it could not do, so it only logs.
+func (s *Service) pruneVersions(ctx context.Context, appID string) {
+	vs, err := s.store.Versions(ctx, appID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "list versions to prune", "app", appID, "err", err)
+		return
+	}
+	for _, v := range prunable(vs, KeptVersions) {
+		dir := s.versionDir(appID, v)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) || s.fleet.VersionRuns(appID, v) {
+			continue
+		}
+		if err := s.removeVersionDir(ctx, dir); err != nil {
+			s.log.ErrorContext(ctx, "remove a retired version's folder", "app", appID, "version", v, "err", err)
+		}
+	}
+}
+
+// prunable returns the retired versions of vs (newest first) beyond the
+// newest keep that did not fail; failed versions have no folder, and
+// deploying ones are being built.
+func prunable(vs []hangar.Version, keep int) []string {
+	var out []string
+	n := 0
+	for _, v := range vs {
+		if v.Status == hangar.VersionFailed || v.Status == hangar.VersionDeploying {
+			continue
+		}
+		if n++; n > keep && v.Status == hangar.VersionRetired {
+			out = append(out, v.ID)
+		}
+	}
+	return out
 }

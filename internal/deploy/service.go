@@ -48,6 +48,7 @@ type Store interface {
 
 	CreateVersion(ctx context.Context, v hangar.Version) error
 	Version(ctx context.Context, appID, id string) (hangar.Version, error)
+	Versions(ctx context.Context, appID string) ([]hangar.Version, error)
 	RecordStep(ctx context.Context, id string, st hangar.StepRecord) error
 	SetVersionConfig(ctx context.Context, id string, config []byte) error
 	SetVersionSchema(ctx context.Context, id, fingerprint string) error
@@ -91,6 +92,9 @@ type Fleet interface {
 	Serving(appID string) bool
 	// StopApp withdraws the app's route and stops all its executors.
 	StopApp(ctx context.Context, a hangar.App)
+	// VersionRuns reports whether an executor of version (its ID) runs or
+	// serves.
+	VersionRuns(appID, version string) bool
 }
 
 // Config configures the orchestrator.

@@ -21,13 +21,30 @@ type drain struct {
 }
 
 // versionRunsLocked reports whether an executor of appVersion runs for the
-// app, or its pool will start one; f.mu is held.
-func (f *Fleet) versionRunsLocked(appID, appVersion string) bool {
+// app, or its pool will start one; f.mu is held. A function, not a method:
+// the Fleet keeps under 40 methods.
+func versionRunsLocked(f *Fleet, appID, appVersion string) bool {
 	if p := f.pools[appID]; p != nil && !p.closed && p.appVersion == appVersion {
 		return true
 	}
 	for _, ex := range f.live {
 		if ex.app == appID && ex.appVersion == appVersion && !closed(ex.stopped) && !closed(ex.exited) {
+			return true
+		}
+	}
+	return false
+}
+
+// VersionRuns reports whether the app's pool serves version (its ID) or
+// an executor of it has not stopped, draining included.
+func (f *Fleet) VersionRuns(appID, version string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.pools[appID]; p != nil && !p.closed && p.version == version {
+		return true
+	}
+	for _, ex := range f.live {
+		if ex.app == appID && ex.version == version && !closed(ex.stopped) && !closed(ex.exited) {
 			return true
 		}
 	}
@@ -47,7 +64,7 @@ func (f *Fleet) EnsureVersionRuns(appID string, inst hangar.DBInstance, appVersi
 		f.drains[key] = d
 	}
 	d.inst = inst
-	if f.deleted[appID] || d.starting || f.versionRunsLocked(appID, appVersion) {
+	if f.deleted[appID] || d.starting || versionRunsLocked(f, appID, appVersion) {
 		f.mu.Unlock()
 		return
 	}

@@ -2,261 +2,22 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
-
-// fakeDriver runs executors as in-process HTTP servers that answer with
-// their ID. Tests make them exit, crash at start, hang or burn CPU.
-type fakeDriver struct {
-	mu      sync.Mutex
-	exs     map[string]*fakeExec
-	started []runtime.Spec
-	crash   *runtime.Status // new executors exit so right after they start
-	cpu     float64         // vCPUs each executor uses
-	stats   error           // what Stats returns instead of stats
-}
-
-var _ runtime.Driver = (*fakeDriver)(nil)
-
-type fakeExec struct {
-	spec   runtime.Spec
-	srv    *httptest.Server
-	addr   string
-	hung   atomic.Bool
-	done   chan struct{}
-	status runtime.Status
-	once   sync.Once
-
-	// CPU accounting, under fakeDriver.mu.
-	cpu    time.Duration
-	cpuAt  time.Time
-	cpuUse float64
-}
-
-func newFakeDriver() *fakeDriver { return &fakeDriver{exs: map[string]*fakeExec{}} }
-
-func (d *fakeDriver) Prepare(_ context.Context, id string) (runtime.Network, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.exs[id] != nil {
-		return runtime.Network{}, hangar.Errorf(hangar.KindConflict, "executor %s is already prepared", id)
-	}
-	d.exs[id] = &fakeExec{done: make(chan struct{})}
-	return runtime.Network{Gateway: "127.0.0.1", Address: "127.0.0.1"}, nil
-}
-
-func (d *fakeDriver) Start(_ context.Context, spec runtime.Spec) (*runtime.Executor, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e := d.exs[spec.ID]
-	if e == nil {
-		return nil, hangar.Errorf(hangar.KindNotFound, "executor %s is not prepared", spec.ID)
-	}
-	e.spec, e.cpuAt, e.cpuUse = spec, time.Now(), d.cpu
-	d.started = append(d.started, spec)
-	if d.crash != nil {
-		e.addr = closedAddr()
-		st := *d.crash
-		go func() {
-			time.Sleep(5 * time.Millisecond)
-			e.exit(st)
-		}()
-	} else {
-		e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if e.hung.Load() {
-				select {
-				case <-r.Context().Done():
-				case <-e.done:
-				}
-				return
-			}
-			io.WriteString(w, spec.ID)
-		}))
-		e.addr = e.srv.Listener.Addr().String()
-	}
-	return &runtime.Executor{ID: spec.ID, Addr: e.addr, Gateway: "127.0.0.1", PID: 1}, nil
-}
-
-// exit ends the executor's process with st.
-func (e *fakeExec) exit(st runtime.Status) {
-	e.once.Do(func() {
-		e.status = st
-		close(e.done)
-		if e.srv != nil {
-			e.srv.CloseClientConnections()
-			e.srv.Close()
-		}
-	})
-}
-
-func (d *fakeDriver) Stop(_ context.Context, id string, _ time.Duration) error {
-	d.mu.Lock()
-	e := d.exs[id]
-	delete(d.exs, id)
-	d.mu.Unlock()
-	if e != nil {
-		e.exit(runtime.Status{ExitCode: 143})
-	}
-	return nil
-}
-
-func (d *fakeDriver) Wait(ctx context.Context, id string) (runtime.Status, error) {
-	d.mu.Lock()
-	e := d.exs[id]
-	d.mu.Unlock()
-	if e == nil {
-		return runtime.Status{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	select {
-	case <-e.done:
-		return e.status, nil
-	case <-ctx.Done():
-		return runtime.Status{}, ctx.Err()
-	}
-}
-
-func (d *fakeDriver) Inspect(_ context.Context, id string) (runtime.Info, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e := d.exs[id]
-	if e == nil {
-		return runtime.Info{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	return runtime.Info{ID: id, State: runtime.StateRunning, Addr: e.addr}, nil
-}
-
-func (d *fakeDriver) Stats(_ context.Context, id string) (runtime.Stats, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stats != nil {
-		return runtime.Stats{}, d.stats
-	}
-	e := d.exs[id]
-	if e == nil {
-		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	}
-	now := time.Now()
-	e.cpu += time.Duration(e.cpuUse * float64(now.Sub(e.cpuAt)))
-	e.cpuAt = now
-	return runtime.Stats{CPU: e.cpu, MemoryLimitBytes: uint64(e.spec.MemoryMiB) << 20}, nil
-}
-
-// Exec runs spec.Args on the host, in the executor's folder with its
-// environment.
-func (d *fakeDriver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (int, error) {
-	if err := spec.Validate(); err != nil {
-		return -1, err
-	}
-	d.mu.Lock()
-	e := d.exs[id]
-	d.mu.Unlock()
-	switch {
-	case e == nil:
-		return -1, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
-	case e.spec.ID == "" || closed(e.done):
-		return -1, hangar.Errorf(hangar.KindConflict, "executor %s is not running", id)
-	}
-	cmd := exec.CommandContext(ctx, spec.Args[0], spec.Args[1:]...)
-	cmd.Dir, cmd.Env = e.spec.Dir, e.spec.Env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
-	// Killed with what it started, as drivers do.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return -1, ctx.Err()
-	}
-	if _, ok := errors.AsType[*exec.ExitError](err); err != nil && !ok {
-		return -1, err
-	}
-	return cmd.ProcessState.ExitCode(), nil
-}
-
-// setCPU makes every executor, running and future, use vcpus.
-func (d *fakeDriver) setCPU(vcpus float64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	for _, e := range d.exs {
-		e.cpu += time.Duration(e.cpuUse * float64(now.Sub(e.cpuAt)))
-		e.cpuAt, e.cpuUse = now, vcpus
-	}
-	d.cpu = vcpus
-}
-
-func (d *fakeDriver) setCrash(st *runtime.Status) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.crash = st
-}
-
-func (d *fakeDriver) setStatsErr(err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stats = err
-}
-
-// exec returns the running executor id.
-func (d *fakeDriver) exec(t testing.TB, id string) *fakeExec {
-	t.Helper()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e := d.exs[id]
-	if e == nil {
-		t.Fatalf("executor %s is not running", id)
-	}
-	return e
-}
-
-// running lists the executors not stopped, by version.
-func (d *fakeDriver) running() map[string][]string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := map[string][]string{}
-	for id, e := range d.exs {
-		out[e.spec.Version] = append(out[e.spec.Version], id)
-	}
-	return out
-}
-
-func (d *fakeDriver) startedCount() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.started)
-}
-
-// closedAddr returns an address nothing listens on.
-func closedAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // fakeStore holds apps and versions in memory.
 type fakeStore struct {
@@ -456,7 +217,7 @@ func (l *fakeLogs) String() string {
 // harness is a Fleet on fakes, with one app.
 type harness struct {
 	s    *Fleet
-	drv  *fakeDriver
+	drv  *runtimetest.Fake
 	st   *fakeStore
 	inst *fakeInstances
 	rt   *fakeRouter
@@ -482,7 +243,7 @@ func newHarness(t *testing.T, minVMs, maxVMs int, loop bool) *harness {
 	app := hangar.App{ID: "app1", Org: "org", Name: "app", InstanceID: "i1", AppDBName: "app", Language: hangar.LanguageNode,
 		Status: hangar.StatusAvailable, MemoryMiB: 512, MinVMs: minVMs, MaxVMs: maxVMs}
 	h := &harness{
-		drv: newFakeDriver(),
+		drv: runtimetest.NewFake(),
 		st: &fakeStore{apps: map[string]hangar.App{app.ID: app}, versions: map[string][]hangar.Version{app.ID: {
 			{ID: "v2", AppID: app.ID, AppVersion: "av2", Status: hangar.VersionActive},
 			{ID: "v1", AppID: app.ID, AppVersion: "av1", Status: hangar.VersionRetired},
@@ -493,6 +254,7 @@ func newHarness(t *testing.T, minVMs, maxVMs int, loop bool) *harness {
 		app:  app,
 		db:   hangar.DBInstance{ID: "i1", Name: "db", Port: 5432},
 	}
+	cfg.Now = h.drv.Now // the fake's CPU time follows the samples
 	h.s = New(cfg, h.st, h.inst, h.drv, h.rt, h.logs, fakeSpecs{dataDir: t.TempDir()})
 	for _, v := range []string{"v1", "v2"} {
 		dir := h.s.versionDir(app.ID, v)
@@ -508,7 +270,7 @@ func newHarness(t *testing.T, minVMs, maxVMs int, loop bool) *harness {
 	}
 	t.Cleanup(func() {
 		h.s.Close(context.Background())
-		if left := h.drv.running(); len(left) > 0 {
+		if left := h.drv.ByVersion(); len(left) > 0 {
 			t.Errorf("executors left running after Shutdown: %v", left)
 		}
 	})
@@ -552,5 +314,21 @@ func eventually(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// exit ends executor id's process with st.
+func (h *harness) exit(t testing.TB, id string, st runtime.Status) {
+	t.Helper()
+	if err := h.drv.Exit(id, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hang makes executor id's requests hang.
+func (h *harness) hang(t testing.TB, id string) {
+	t.Helper()
+	if err := h.drv.Hang(id); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,7 +36,7 @@ func TestService_ObserverEvents(t *testing.T) {
 	obs := &eventLog{}
 	h.s.cfg.Observer = obs
 	ids := h.serve(t, "v1")
-	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 137, OOMKilled: true})
+	h.exit(t, ids[0], runtime.Status{ExitCode: 137, OOMKilled: true})
 	eventually(t, "the observer is told of the OOM kill and the replacement", func() bool {
 		return obs.has("app1 OOM") && obs.has("app1 STARTED")
 	})

@@ -66,7 +66,7 @@ func TestDecide(t *testing.T) {
 func TestSupervisor_ScalesOnCPU(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 3, false)
-	h.drv.setCPU(1)
+	h.drv.SetCPU(1)
 	h.serve(t, "v1")
 	h.s.Start()
 	eventually(t, "3 executors serve", func() bool { return len(h.routed(t)) == 3 })
@@ -75,9 +75,9 @@ func TestSupervisor_ScalesOnCPU(t *testing.T) {
 	if logs := h.logs.String(); !strings.Contains(logs, "hangar: scaling up to 2 executors: CPU use averaged ") {
 		t.Errorf("app logs lack the scale-up:\n%s", logs)
 	}
-	h.drv.setCPU(0.05)
+	h.drv.SetCPU(0.05)
 	eventually(t, "1 executor serves", func() bool { return len(h.routed(t)) == 1 })
-	eventually(t, "retired executors stop", func() bool { return len(h.drv.running()["v1"]) == 1 })
+	eventually(t, "retired executors stop", func() bool { return len(h.drv.ByVersion()["v1"]) == 1 })
 	if logs := h.logs.String(); !strings.Contains(logs, "scaling down to 2 executors: CPU use stayed under 40%") {
 		t.Errorf("app logs lack the scale-down:\n%s", logs)
 	}
@@ -88,9 +88,9 @@ func TestSupervisor_ScalesOnCPU(t *testing.T) {
 func TestSupervisor_FailedScaleUp(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 2, false)
-	h.drv.setCPU(1)
+	h.drv.SetCPU(1)
 	ids := h.serve(t, "v1")
-	h.drv.setCrash(&runtime.Status{ExitCode: 1})
+	h.drv.SetCrash(&runtime.Status{ExitCode: 1})
 	// Samples taken microseconds apart average the fake's CPU time over
 	// too short a span to be exact: sample until a scale-up is decided.
 	eventually(t, "a scale-up is decided", func() bool {
@@ -116,8 +116,8 @@ func TestSupervisor_FailedScaleUp(t *testing.T) {
 func TestSupervisor_ScalesOnQueueWithoutStats(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 3, false)
-	h.drv.setStatsErr(hangar.Errorf(hangar.KindUnavailable, "no accounting"))
-	h.drv.setCPU(1) // unseen
+	h.drv.SetStatsErr(hangar.Errorf(hangar.KindUnavailable, "no accounting"))
+	h.drv.SetCPU(1) // unseen
 	h.inst.set(func(f *fakeInstances) { f.enqueued = 15 })
 	h.serve(t, "v1")
 	h.s.Start()

@@ -50,7 +50,7 @@ func TestService_Executors(t *testing.T) {
 		if diff := cmp.Diff([]string{v1[0] + " RETIRING", v2[0] + " SERVING"}, states(h.s.Executors(t.Context(), h.app.ID))); diff != "" {
 			t.Errorf("executors after v2 serves (-want +got):\n%s", diff)
 		}
-		h.drv.exec(t, v1[0]).exit(runtime.Status{ExitCode: 137})
+		h.exit(t, v1[0], runtime.Status{ExitCode: 137})
 		var got []string
 		eventually(t, "a drainer of v1 is listed", func() bool {
 			got = states(h.s.Executors(t.Context(), h.app.ID))
@@ -66,7 +66,7 @@ func TestService_Executors(t *testing.T) {
 	t.Run("CPUUseFromScaling", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, 1, 1, true)
-		h.drv.setCPU(0.5)
+		h.drv.SetCPU(0.5)
 		h.serve(t, "v1")
 		var ex ExecutorStatus
 		eventually(t, "the CPU use is sampled", func() bool {
@@ -81,7 +81,7 @@ func TestService_Executors(t *testing.T) {
 	t.Run("StatsUnavailable", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, 1, 1, false)
-		h.drv.setStatsErr(hangar.Errorf(hangar.KindUnavailable, "no accounting"))
+		h.drv.SetStatsErr(hangar.Errorf(hangar.KindUnavailable, "no accounting"))
 		h.serve(t, "v1")
 		exs := h.s.Executors(t.Context(), h.app.ID)
 		if len(exs) != 1 || exs[0].Stats != nil || exs[0].State != ExecutorServing {
@@ -100,7 +100,7 @@ func TestService_Health(t *testing.T) {
 		if got := h.s.Health(h.app.ID); got.Executors != 1 || got.CrashLoop != "" || got.LastProblem != nil {
 			t.Fatalf("health = %+v, want 1 executor and no problem", got)
 		}
-		h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 137, OOMKilled: true})
+		h.exit(t, ids[0], runtime.Status{ExitCode: 137, OOMKilled: true})
 		eventually(t, "a replacement serves", func() bool {
 			r := h.routed(t)
 			return len(r) == 1 && r[0] != ids[0] && r[0] != ""
@@ -119,8 +119,8 @@ func TestService_Health(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, 1, 1, false)
 		ids := h.serve(t, "v1")
-		h.drv.setCrash(&runtime.Status{ExitCode: 1})
-		h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
+		h.drv.SetCrash(&runtime.Status{ExitCode: 1})
+		h.exit(t, ids[0], runtime.Status{ExitCode: 1})
 		var got Health
 		eventually(t, "the crash loop shows", func() bool {
 			got = h.s.Health(h.app.ID)
@@ -132,7 +132,7 @@ func TestService_Health(t *testing.T) {
 		if p := got.LastProblem; p == nil || (p.Kind != EventStartFailed && p.Kind != EventExited) {
 			t.Errorf("last problem = %+v, want the failed start", p)
 		}
-		h.drv.setCrash(nil)
+		h.drv.SetCrash(nil)
 		eventually(t, "the crash loop ends", func() bool {
 			got = h.s.Health(h.app.ID)
 			return got.CrashLoop == "" && got.Executors == 1

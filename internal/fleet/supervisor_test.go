@@ -35,7 +35,7 @@ func TestSupervisor_ServesMinVMs(t *testing.T) {
 			t.Fatalf("routed %q after the switch, want 3 new executors", v2)
 		}
 		// Same rule as before: nothing of v1 runs once drained.
-		eventually(t, "v1 is retired", func() bool { return len(h.drv.running()["v1"]) == 0 })
+		eventually(t, "v1 is retired", func() bool { return len(h.drv.ByVersion()["v1"]) == 0 })
 	})
 }
 
@@ -43,7 +43,7 @@ func TestSupervisor_ServeFailureKeepsPreviousPool(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 2, 2, false)
 	v1 := h.serve(t, "v1")
-	h.drv.setCrash(&runtime.Status{ExitCode: 3})
+	h.drv.SetCrash(&runtime.Status{ExitCode: 3})
 	err := h.s.Serve(t.Context(), h.app, h.db, "v2", "av2")
 	if hangar.KindOf(err) != hangar.KindUnavailable || !strings.Contains(err.Error(), "exited with code 3") {
 		t.Fatalf("serve() of a crashing version = %v, want KindUnavailable naming exit code 3", err)
@@ -51,12 +51,12 @@ func TestSupervisor_ServeFailureKeepsPreviousPool(t *testing.T) {
 	if got := h.routed(t); !cmp.Equal(got, v1) {
 		t.Errorf("routed %q, want v1's %q", got, v1)
 	}
-	if left := h.drv.running()["v2"]; len(left) > 0 {
+	if left := h.drv.ByVersion()["v2"]; len(left) > 0 {
 		t.Errorf("v2 executors left running: %v", left)
 	}
 	// The first executor of a version starts alone (its SDK migrates the
 	// system database): when it fails, no other starts.
-	if n := h.drv.startedCount(); n != 3 {
+	if n := len(h.drv.Started()); n != 3 {
 		t.Errorf("%d executors started, want 3: v1's two, then v2's first only", n)
 	}
 }
@@ -78,7 +78,7 @@ func TestSupervisor_ReplacesDeadExecutor(t *testing.T) {
 			h := newHarness(t, 2, 2, false)
 			ids := h.serve(t, "v1")
 			dead := ids[0]
-			h.drv.exec(t, dead).exit(tc.status)
+			h.exit(t, dead, tc.status)
 			eventually(t, "a replacement serves", func() bool {
 				got := h.routed(t)
 				return len(got) == 2 && !slices.Contains(got, dead) && !slices.Contains(got, "")
@@ -99,8 +99,8 @@ func TestSupervisor_ReplacesDeadExecutor(t *testing.T) {
 			if tc.kind == EventOOM && evs[0].MemoryLimitMiB != 512 {
 				t.Errorf("OOM event limit = %d MiB, want 512", evs[0].MemoryLimitMiB)
 			}
-			if _, still := h.drv.running()["v1"]; len(h.drv.running()["v1"]) != 2 || !still {
-				t.Errorf("running %v, want the dead executor released and 2 running", h.drv.running())
+			if _, still := h.drv.ByVersion()["v1"]; len(h.drv.ByVersion()["v1"]) != 2 || !still {
+				t.Errorf("running %v, want the dead executor released and 2 running", h.drv.ByVersion())
 			}
 			if st := h.st.status(h.app.ID); st != hangar.StatusAvailable {
 				t.Errorf("app status %s, want AVAILABLE: an executor kept serving", st)
@@ -113,8 +113,8 @@ func TestSupervisor_CrashLoop(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 1, false)
 	ids := h.serve(t, "v1")
-	h.drv.setCrash(&runtime.Status{ExitCode: 1})
-	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
+	h.drv.SetCrash(&runtime.Status{ExitCode: 1})
+	h.exit(t, ids[0], runtime.Status{ExitCode: 1})
 
 	eventually(t, "the app reads UNAVAILABLE", func() bool { return h.st.status(h.app.ID) == hangar.StatusUnavailable })
 	if got := h.rt.get(testHost); len(got) != 0 {
@@ -134,10 +134,10 @@ func TestSupervisor_CrashLoop(t *testing.T) {
 		}
 	}
 
-	h.drv.setCrash(nil)
+	h.drv.SetCrash(nil)
 	eventually(t, "a replacement serves", func() bool { return len(h.routed(t)) == 1 })
 	eventually(t, "the app reads AVAILABLE", func() bool { return h.st.status(h.app.ID) == hangar.StatusAvailable })
-	if n := len(h.drv.running()["v1"]); n != 1 {
+	if n := len(h.drv.ByVersion()["v1"]); n != 1 {
 		t.Errorf("%d executors run, want 1: failed starts must be released", n)
 	}
 }
@@ -147,7 +147,7 @@ func TestSupervisor_ReplacesUnhealthyExecutor(t *testing.T) {
 	h := newHarness(t, 1, 1, false)
 	h.s.cfg.HealthInterval = 20 * time.Millisecond
 	ids := h.serve(t, "v1")
-	h.drv.exec(t, ids[0]).hung.Store(true)
+	h.hang(t, ids[0])
 	eventually(t, "a replacement serves", func() bool {
 		got := h.routed(t)
 		return len(got) == 1 && got[0] != "" && got[0] != ids[0]
@@ -156,7 +156,7 @@ func TestSupervisor_ReplacesUnhealthyExecutor(t *testing.T) {
 	if logs := h.logs.String(); !strings.Contains(logs, want) {
 		t.Errorf("app logs lack %q:\n%s", want, logs)
 	}
-	if slices.Contains(h.drv.running()["v1"], ids[0]) {
+	if slices.Contains(h.drv.ByVersion()["v1"], ids[0]) {
 		t.Error("the hung executor still runs")
 	}
 }
@@ -171,13 +171,13 @@ func TestSupervisor_Drainer(t *testing.T) {
 	h.inst.set(func(f *fakeInstances) { f.active["av1"] = 2 })
 	v1 := h.serve(t, "v1")
 	v2 := h.serve(t, "v2")
-	if got := h.drv.running()["v1"]; !cmp.Equal(got, v1) {
+	if got := h.drv.ByVersion()["v1"]; !cmp.Equal(got, v1) {
 		t.Fatalf("v1 executors running %q, want %q kept while its workflows run", got, v1)
 	}
-	h.drv.exec(t, v1[0]).exit(runtime.Status{ExitCode: 137})
+	h.exit(t, v1[0], runtime.Status{ExitCode: 137})
 	var drainer string
 	eventually(t, "a drainer of v1 runs", func() bool {
-		got := h.drv.running()["v1"]
+		got := h.drv.ByVersion()["v1"]
 		if len(got) == 1 && got[0] != v1[0] {
 			drainer = got[0]
 		}
@@ -193,7 +193,7 @@ func TestSupervisor_Drainer(t *testing.T) {
 		return strings.Contains(h.logs.String(), "executor "+drainer+" of version v1 started to finish the 2 unfinished workflows")
 	})
 	h.inst.set(func(f *fakeInstances) { f.active["av1"] = 0 })
-	eventually(t, "the drainer is retired", func() bool { return len(h.drv.running()["v1"]) == 0 })
+	eventually(t, "the drainer is retired", func() bool { return len(h.drv.ByVersion()["v1"]) == 0 })
 }
 
 func TestSupervisor_Sweep(t *testing.T) {
@@ -214,7 +214,7 @@ func TestSupervisor_Sweep(t *testing.T) {
 		t.Errorf("recoveries = %q, want %q: only executors that are gone", got, want)
 	}
 	// No stored version runs as av0: nothing to start a drainer with.
-	if n := h.drv.startedCount(); n != 1 {
+	if n := len(h.drv.Started()); n != 1 {
 		t.Errorf("%d executors started, want 1", n)
 	}
 }
@@ -231,12 +231,12 @@ func TestSupervisor_SweepQueued(t *testing.T) {
 		f.active["av1"] = 3
 	})
 	h.s.sweep(h.pool(t))
-	eventually(t, "a drainer of v1 runs", func() bool { return len(h.drv.running()["v1"]) == 1 })
-	if n := h.drv.startedCount(); n != 2 {
+	eventually(t, "a drainer of v1 runs", func() bool { return len(h.drv.ByVersion()["v1"]) == 1 })
+	if n := len(h.drv.Started()); n != 2 {
 		t.Errorf("%d executors started, want 2: one of v2, one drainer of v1", n)
 	}
 	h.inst.set(func(f *fakeInstances) { f.queued, f.active["av1"] = nil, 0 })
-	eventually(t, "the drainer is retired", func() bool { return len(h.drv.running()["v1"]) == 0 })
+	eventually(t, "the drainer is retired", func() bool { return len(h.drv.ByVersion()["v1"]) == 0 })
 }
 
 func TestSupervisor_StopApp(t *testing.T) {
@@ -244,14 +244,14 @@ func TestSupervisor_StopApp(t *testing.T) {
 	h := newHarness(t, 2, 2, false)
 	h.s.cfg.RestartBackoff = 50 * time.Millisecond
 	ids := h.serve(t, "v1")
-	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
-	eventually(t, "the dead executor is released", func() bool { return len(h.drv.running()["v1"]) == 1 })
+	h.exit(t, ids[0], runtime.Status{ExitCode: 1})
+	eventually(t, "the dead executor is released", func() bool { return len(h.drv.ByVersion()["v1"]) == 1 })
 	h.s.StopApp(t.Context(), h.app)
 	if got := h.rt.get(testHost); len(got) != 0 {
 		t.Errorf("route %q after stopApp, want none", got)
 	}
 	time.Sleep(100 * time.Millisecond) // past the replacement's back-off
-	if got := h.drv.running(); len(got) != 0 {
+	if got := h.drv.ByVersion(); len(got) != 0 {
 		t.Errorf("running %v after stopApp, want nothing", got)
 	}
 	if h.s.Serving(h.app.ID) {
@@ -275,7 +275,7 @@ func TestSupervisor_ShutdownStopsEverything(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stopExecutors did not return within 10s")
 	}
-	if got := h.drv.running(); len(got) != 0 {
+	if got := h.drv.ByVersion(); len(got) != 0 {
 		t.Errorf("running %v after Shutdown, want nothing", got)
 	}
 	if h.s.spawn(func() {}) {
@@ -304,14 +304,12 @@ func TestFleet_OrgRenamed(t *testing.T) {
 	if got := h.rt.get("neworg-app.test"); len(got) != 1 {
 		t.Fatalf("new host routes to %q, want the executor", got)
 	}
-	h.drv.exec(t, ids[0]).exit(runtime.Status{ExitCode: 1})
+	h.exit(t, ids[0], runtime.Status{ExitCode: 1})
 	eventually(t, "a replacement serves at the new host", func() bool {
 		got := h.rt.get("neworg-app.test")
-		return len(got) == 1 && len(h.drv.running()["v1"]) == 1 && h.drv.startedCount() == 2
+		return len(got) == 1 && len(h.drv.ByVersion()["v1"]) == 1 && len(h.drv.Started()) == 2
 	})
-	h.drv.mu.Lock()
-	env := h.drv.started[1].Env
-	h.drv.mu.Unlock()
+	env := h.drv.Started()[1].Env
 	if !slices.Contains(env, "DBOS_APP_HOSTNAME=https://neworg-app.test/") {
 		t.Errorf("replacement's environment %q lacks the new hostname", env)
 	}

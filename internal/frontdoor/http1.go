@@ -51,6 +51,8 @@ type http1Conn struct {
 	host   []byte // the request's host, canonical
 	state  atomic.Int32
 
+	deadline time.Time // the read deadline set last
+
 	watch    *time.Timer   // starts watchClient
 	stopping atomic.Bool   // the request is over: watchClient stops
 	watched  chan struct{} // watchClient returned
@@ -98,7 +100,7 @@ func (c *http1Conn) serve() {
 		if c.s.closing.Load() {
 			return
 		}
-		c.tc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		c.idleDeadline()
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
@@ -124,6 +126,7 @@ func (c *http1Conn) serve() {
 			c.stopping.Store(true)
 			c.tc.SetReadDeadline(time.Unix(1, 0))
 			<-c.watched
+			c.deadline = time.Time{}
 		}
 		if err := c.bw.Flush(); err != nil || !keep || closing || c.ctx.Err() != nil {
 			return
@@ -132,6 +135,31 @@ func (c *http1Conn) serve() {
 			c.out = nil
 		}
 	}
+}
+
+// idleDeadline sets the read deadline for the wait for the next request:
+// IdleTimeout from now. A deadline set for the previous request and at
+// most idleSlack earlier stays: moving a runtime timer on each request is
+// a few percent of the loop's CPU, and an idle timeout a second short
+// changes nothing.
+func (c *http1Conn) idleDeadline() {
+	d := time.Now().Add(c.s.cfg.IdleTimeout)
+	if c.deadline.IsZero() || d.Sub(c.deadline) > min(idleSlack, c.s.cfg.IdleTimeout/8) {
+		c.setReadDeadline(d)
+	}
+}
+
+// idleSlack is how much shorter than IdleTimeout idleDeadline may leave
+// the wait for a request.
+const idleSlack = time.Second
+
+// setReadDeadline sets the connection's read deadline and remembers it.
+// Only the goroutine that serves the connection calls it: watchClient and
+// its stop set the deadline directly, and serve forgets the one it
+// remembers after them.
+func (c *http1Conn) setReadDeadline(t time.Time) {
+	c.deadline = t
+	c.tc.SetReadDeadline(t)
 }
 
 // watchClient reads the connection while a request runs, to learn that
@@ -166,7 +194,7 @@ func (c *http1Conn) readHead(limit int) ([]byte, error) {
 			return nil, nil
 		}
 		if !deadline {
-			c.tc.SetReadDeadline(time.Now().Add(c.s.cfg.ReadHeaderTimeout))
+			c.setReadDeadline(time.Now().Add(c.s.cfg.ReadHeaderTimeout))
 			deadline = true
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {

@@ -90,6 +90,8 @@ type Server struct {
 	HTTP *http.Client
 	// Driver is the executor driver: the Fake unless Options.Driver.
 	Driver server.Driver
+	// DataDir is the server's data dir.
+	DataDir string
 
 	dbURL string
 }
@@ -145,7 +147,7 @@ func New(tb testing.TB, opts Options) *Server {
 		dropSysDB(tb, dbURL)
 	})
 	s := &Server{
-		URL: "https://" + cfg.Domain, Domain: cfg.Domain, CACert: srv.CACertPath(), Driver: drv, dbURL: dbURL,
+		URL: "https://" + cfg.Domain, Domain: cfg.Domain, CACert: srv.CACertPath(), Driver: drv, DataDir: cfg.DataDir, dbURL: dbURL,
 	}
 	s.HTTP = httpClient(tb, s.CACert, srv.Addr().String())
 	return s
