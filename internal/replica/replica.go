@@ -98,6 +98,15 @@ func Join(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Registry, error
 	if err := createTables(ctx, pool); err != nil {
 		return nil, err
 	}
+	// Its executors are named after the prefix: a takeover of the other
+	// would remove this one's.
+	var other string
+	err := pool.QueryRow(ctx, `SELECT id FROM replicas WHERE prefix = $1 AND id <> $2 LIMIT 1`, cfg.Prefix, cfg.ID).Scan(&other)
+	if err == nil {
+		return nil, fmt.Errorf("replica %s already uses network prefix %q: give each replica its own", other, cfg.Prefix)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("join replicas: %w", err)
+	}
 	var b [16]byte
 	rand.Read(b[:])
 	r := &Registry{cfg: cfg, pool: pool, log: cfg.Logger.With("component", "replica"), token: hex.EncodeToString(b[:])}

@@ -75,6 +75,9 @@ func TestRegistry_TakeOver(t *testing.T) {
 	if err := a.beat(ctx); err != nil {
 		t.Fatalf("a's beat after joining: %v", err)
 	}
+	if _, err := Join(ctx, pool, Config{ID: "d", Prefix: "pa", Timeout: time.Second}); err == nil {
+		t.Error("d joined with a's network prefix")
+	}
 	// a never beats: it is dead once its heartbeat is a second old.
 	waitFor(t, "a taken over", func() bool {
 		mu.Lock()

@@ -4,11 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/hangar-oss/hangar/internal/archive"
 	"github.com/hangar-oss/hangar/internal/config"
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -149,44 +146,4 @@ func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
 		return err
 	}
 	return drv.Cleanup(ctx)
-}
-
-// archiveGrace is how long an archive committed to the shared directory
-// is kept without a version recording it.
-const archiveGrace = 10 * time.Minute
-
-// archiveKeeper says which archives GC keeps: with replicas, also those
-// committed within archiveGrace, since another replica may have received
-// one and not recorded its version yet, which only it knows.
-func (s *Server) archiveKeeper(p *parts, dir string) archive.Keeper {
-	if s.cfg.ReplicaID == "" {
-		return p.st
-	}
-	return sharedKeeper{Keeper: p.st, dir: dir}
-}
-
-type sharedKeeper struct {
-	archive.Keeper
-	dir string
-}
-
-func (k sharedKeeper) KeptArchives(ctx context.Context) (map[string]bool, error) {
-	kept, err := k.Keeper.KeptArchives(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if kept == nil {
-		kept = map[string]bool{}
-	}
-	entries, err := os.ReadDir(k.dir)
-	if err != nil {
-		return nil, fmt.Errorf("list archives: %w", err)
-	}
-	for _, e := range entries {
-		digest, ok := strings.CutSuffix(e.Name(), ".zip")
-		if info, err := e.Info(); ok && err == nil && time.Since(info.ModTime()) < archiveGrace {
-			kept[digest] = true
-		}
-	}
-	return kept, nil
 }

@@ -255,8 +255,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	if err != nil {
 		return fmt.Errorf("start DBOS: %w", err)
 	}
-	archives := filepath.Join(cfg.DataDir, "archives")
-	p.archives, err = archive.New(archive.Config{Dir: archives, Logger: log}, s.archiveKeeper(p, archives))
+	p.archives, err = archive.New(archive.Config{Dir: filepath.Join(cfg.DataDir, "archives"), Logger: log}, p.st)
 	if err != nil {
 		return err
 	}
