@@ -42,36 +42,8 @@ var hostRootDirs = []string{"/usr", "/bin", "/lib", "/lib64", "/sbin"}
 // driver's CPU limit, ready once the app's port accepts connections.
 func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec) *corev1.Pod {
 	no, yes := false, true
-	mem := resource.NewQuantity(int64(spec.MemoryMiB)<<20, resource.BinarySI)
-	cpu := resource.NewMilliQuantity(int64(d.cfg.CPUs*1000), resource.DecimalSI)
-	cpuReq := resource.NewMilliQuantity(max(int64(d.cfg.CPUs*100), 1), resource.DecimalSI)
+	c := d.container(ref, dir, spec)
 	tmp := resource.NewQuantity(int64(d.cfg.TmpMiB)<<20, resource.BinarySI)
-	c := corev1.Container{
-		Name:            containerName,
-		Image:           ref,
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         escape(append([]string{"/bin/sh", "-c", unsetAdded(spec.Env) + initScript, "init"}, spec.Command...)),
-		WorkingDir:      dir,
-		Env:             envVars(spec.Env),
-		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP}},
-		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(spec.Port))}},
-			PeriodSeconds: 1, FailureThreshold: 3,
-		},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpuReq},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
-		},
-		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: &no,
-			Privileged:               &no,
-			ReadOnlyRootFilesystem:   &yes,
-			RunAsNonRoot:             &yes,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		},
-		VolumeMounts:             []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
-		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-	}
 	vols := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
 		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}}}
 	if hostRoot {
@@ -125,6 +97,43 @@ func (d *Driver) podSpec(name, ref, dir string, hostRoot bool, spec runtime.Spec
 			Volumes:     vols,
 			HostAliases: aliases,
 		},
+	}
+}
+
+// container returns the executor's container: spec's command under the
+// init script on image ref in dir, unprivileged, on a read-only root,
+// within spec's memory and the driver's CPU limit, ready once the app's
+// port accepts connections.
+func (d *Driver) container(ref, dir string, spec runtime.Spec) corev1.Container {
+	no, yes := false, true
+	mem := resource.NewQuantity(int64(spec.MemoryMiB)<<20, resource.BinarySI)
+	cpu := resource.NewMilliQuantity(int64(d.cfg.CPUs*1000), resource.DecimalSI)
+	cpuReq := resource.NewMilliQuantity(max(int64(d.cfg.CPUs*100), 1), resource.DecimalSI)
+	return corev1.Container{
+		Name:            containerName,
+		Image:           ref,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         escape(append([]string{"/bin/sh", "-c", unsetAdded(spec.Env) + initScript, "init"}, spec.Command...)),
+		WorkingDir:      dir,
+		Env:             envVars(spec.Env),
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP}},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(spec.Port))}},
+			PeriodSeconds: 1, FailureThreshold: 3,
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpuReq},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu},
+		},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: &no,
+			Privileged:               &no,
+			ReadOnlyRootFilesystem:   &yes,
+			RunAsNonRoot:             &yes,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts:             []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 	}
 }
 
