@@ -122,9 +122,8 @@ func (c *http1Conn) serve() {
 		c.watch.Reset(watchDelay)
 		keep := c.s.proxy.ProxyHTTP1(c.ctx, c.host, c.out, isHead, closing, c.bw)
 		// The response goes out before the watch stops: stopping a watch
-		// that runs waits for its goroutine, a trip through the scheduler
-		// that under load takes as long as a request, and with the flush
-		// after it every request slower than watchDelay got slower still.
+		// that runs waits for its goroutine to be scheduled, milliseconds
+		// on a saturated host, and the client must not wait for that.
 		err = c.bw.Flush()
 		if !c.watch.Stop() {
 			// watchClient runs: stop its read, and wait for it.
