@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS routes (
 	replica text NOT NULL,
 	updated timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS instance_owners (
+	instance text PRIMARY KEY,
+	replica text NOT NULL
+);
 `
 
 // Join creates the tables if missing and records this replica as alive.
@@ -251,4 +255,65 @@ RETURNING id, prefix`, r.cfg.ID, r.cfg.Timeout.Seconds()).Scan(&d.ID, &d.Prefix)
 func (r *Registry) Leave(ctx context.Context) error {
 	_, err := r.pool.Exec(ctx, `UPDATE replicas SET heartbeat = '-infinity' WHERE id = $1 AND token = $2 AND taken_by IS NULL`, r.cfg.ID, r.token)
 	return err
+}
+
+// Claim reports whether this replica runs the managed database instance
+// id: it does when it owns it, or when nobody did (it does from now on).
+// Exactly one replica runs each instance, like an app's executors.
+func (r *Registry) Claim(ctx context.Context, id string) (bool, error) {
+	var owner string
+	err := r.pool.QueryRow(ctx, `
+WITH ins AS (INSERT INTO instance_owners (instance, replica) VALUES ($1, $2) ON CONFLICT (instance) DO NOTHING RETURNING replica)
+SELECT replica FROM ins UNION ALL SELECT replica FROM instance_owners WHERE instance = $1 LIMIT 1`, id, r.cfg.ID).Scan(&owner)
+	if err != nil {
+		return false, fmt.Errorf("claim database instance %s: %w", id, err)
+	}
+	return owner == r.cfg.ID, nil
+}
+
+// Take makes this replica the one that runs instance id: the replica
+// running its provisioning or restore.
+func (r *Registry) Take(ctx context.Context, id string) error {
+	_, err := r.pool.Exec(ctx, `
+INSERT INTO instance_owners (instance, replica) VALUES ($1, $2)
+ON CONFLICT (instance) DO UPDATE SET replica = excluded.replica`, id, r.cfg.ID)
+	if err != nil {
+		return fmt.Errorf("take database instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// Inherit makes this replica run the instances that dead ran, and
+// returns their IDs.
+func (r *Registry) Inherit(ctx context.Context, dead string) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `UPDATE instance_owners SET replica = $1 WHERE replica = $2 RETURNING instance`, r.cfg.ID, dead)
+	if err != nil {
+		return nil, fmt.Errorf("inherit the database instances of replica %s: %w", dead, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("inherit the database instances of replica %s: %w", dead, err)
+	}
+	return ids, nil
+}
+
+// Release forgets who runs instance id, once it is destroyed.
+func (r *Registry) Release(ctx context.Context, id string) error {
+	if _, err := r.pool.Exec(ctx, `DELETE FROM instance_owners WHERE instance = $1`, id); err != nil {
+		return fmt.Errorf("release database instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// Owned lists the instances this replica runs.
+func (r *Registry) Owned(ctx context.Context) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT instance FROM instance_owners WHERE replica = $1`, r.cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list owned database instances: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list owned database instances: %w", err)
+	}
+	return ids, nil
 }

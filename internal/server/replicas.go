@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/config"
+	"github.com/hangar-oss/hangar/internal/databases"
+	"github.com/hangar-oss/hangar/internal/dbinstance"
 	"github.com/hangar-oss/hangar/internal/fleet"
 	"github.com/hangar-oss/hangar/internal/hangar"
 	"github.com/hangar-oss/hangar/internal/replica"
@@ -89,6 +92,15 @@ func (s *Server) elsewhere(p *parts) func(context.Context, hangar.App) bool {
 	}
 }
 
+// instanceOwners says which replica runs each managed database instance:
+// nil (this process runs them all) without --replica-id.
+func instanceOwners(p *parts) databases.Owners {
+	if p.reg == nil {
+		return nil
+	}
+	return p.reg
+}
+
 // runReplicas shares routes and takes dead replicas over until the
 // server closes; it starts once this replica's services run.
 func (s *Server) runReplicas(ctx context.Context, p *parts) {
@@ -104,6 +116,10 @@ func (s *Server) runReplicas(ctx context.Context, p *parts) {
 func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) error {
 	if err := s.removeExecutors(ctx, dead.Prefix); err != nil {
 		return fmt.Errorf("remove the executors of replica %s: %w", dead.ID, err)
+	}
+	// Before the apps, which use them.
+	if err := s.takeInstances(ctx, p, dead); err != nil {
+		return err
 	}
 	err := p.svc.ResumeApps(ctx, func(a hangar.App) bool {
 		owner, err := p.routes.Owner(ctx, a.Hostname(s.cfg.Domain))
@@ -146,4 +162,38 @@ func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
 		return err
 	}
 	return drv.Cleanup(ctx)
+}
+
+// takeInstances makes this replica run the managed database instances
+// the dead one ran: it stops the servers that one left running (each
+// sandboxed one is a container named after its prefix), then starts here
+// those that were available. One being provisioned or restored is
+// started by its workflow, which RecoverWorkflows resumes here.
+func (s *Server) takeInstances(ctx context.Context, p *parts, dead replica.Replica) error {
+	ids, err := p.reg.Inherit(ctx, dead.ID)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	if sb := s.dbSandbox(); sb != nil && dead.Prefix != s.cfg.NetworkPrefix {
+		sb.Prefix = dead.Prefix + "-db"
+		left := dbinstance.New(dbinstance.Config{
+			Dir: filepath.Join(s.cfg.DataDir, "instances"), Sandbox: sb, Logger: s.log.With("component", "takeover"),
+		})
+		for _, id := range ids {
+			inst, err := p.st.DBInstanceByID(ctx, id)
+			if hangar.KindOf(err) == hangar.KindNotFound {
+				inst = hangar.DBInstance{ID: id} // destroyed meanwhile: its files may be left
+			} else if err != nil {
+				return err
+			}
+			if err := left.Stop(ctx, inst); err != nil {
+				return fmt.Errorf("stop database instance %s of replica %s: %w", id, dead.ID, err)
+			}
+		}
+		if err := left.StopAll(ctx); err != nil { // and its cgroup parent
+			return err
+		}
+	}
+	// Without a sandbox, a server left running is adopted as it is.
+	return p.dbs.StartInstances(ctx, ids)
 }

@@ -283,6 +283,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	}
 	p.dbs, err = databases.New(databases.Config{
 		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(p.metadata), OrgLimits: cfg.OrgLimits(), Logger: log,
+		Owners: instanceOwners(p), StepDelay: cfg.StepDelay,
 	}, dctx, p.st, p.instances)
 	if err != nil {
 		return err
