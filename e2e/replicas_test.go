@@ -109,6 +109,25 @@ func TestReplicas(t *testing.T) {
 		waitFor(t, "b's executors stopped", time.Minute, func() bool { return len(b.leftovers()) == 0 })
 	})
 
+	t.Run("ExecutorsOnAny", func(t *testing.T) {
+		// a runs the app; b answers for its executors by asking a.
+		var onA, onB []apiclient.ExecutorStats
+		path := "/hangar/v1/crash/applications/greeter/executors"
+		if err := ca.Do(ctx, http.MethodGet, path, nil, &onA); err != nil || len(onA) == 0 {
+			t.Fatalf("executors through a = %v, %v; want a's", onA, err)
+		}
+		if err := cb.Do(ctx, http.MethodGet, path, nil, &onB); err != nil || len(onB) != len(onA) || onB[0].ID != onA[0].ID {
+			t.Fatalf("executors through b = %+v, %v; want a's %+v", onB, err, onA)
+		}
+		if onB[0].Usage == nil {
+			t.Errorf("executors through b carry no stats: %+v", onB[0])
+		}
+		res, err := cb.ExecutorCommand(ctx, "crash", "greeter", onA[0].ID, "echo from-the-executor")
+		if err != nil || res.Stdout != "from-the-executor\n" || res.ExitCode != 0 {
+			t.Errorf("app cmd through b = %+v, %v", res, err)
+		}
+	})
+
 	t.Run("DeleteThroughOther", func(t *testing.T) {
 		// a runs the app; deleting it through b stops a's executors.
 		if len(a.leftovers()) == 0 {

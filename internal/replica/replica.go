@@ -41,6 +41,10 @@ type Config struct {
 	// Prefix is the network prefix of this replica's executors, recorded
 	// for whoever takes it over. Default "".
 	Prefix string
+	// Addr is the host:port of this replica's HTTPS port as the other
+	// replicas reach it, recorded for requests they forward here.
+	// Default "": none.
+	Addr string
 	// Timeout is how old a heartbeat must be for its replica to be dead;
 	// heartbeats go every Timeout/5. Default 10s.
 	Timeout time.Duration
@@ -73,6 +77,7 @@ CREATE TABLE IF NOT EXISTS replicas (
 	heartbeat timestamptz NOT NULL,
 	taken_by text
 );
+ALTER TABLE replicas ADD COLUMN IF NOT EXISTS addr text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS routes (
 	host text PRIMARY KEY,
 	upstreams text[] NOT NULL,
@@ -116,11 +121,11 @@ func Join(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Registry, error
 	r := &Registry{cfg: cfg, pool: pool, log: cfg.Logger.With("component", "replica"), token: hex.EncodeToString(b[:])}
 	for {
 		tag, err := pool.Exec(ctx, `
-INSERT INTO replicas (id, prefix, token, heartbeat) VALUES ($1, $2, $3, now())
-ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, token = excluded.token, heartbeat = now()
+INSERT INTO replicas (id, prefix, token, heartbeat, addr) VALUES ($1, $2, $3, now(), $5)
+ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, token = excluded.token, heartbeat = now(), addr = excluded.addr
 WHERE replicas.taken_by IS NULL OR NOT EXISTS (
 	SELECT 1 FROM replicas t WHERE t.id = replicas.taken_by AND t.heartbeat >= now() - $4::float8 * interval '1 second')`,
-			cfg.ID, cfg.Prefix, r.token, cfg.Timeout.Seconds())
+			cfg.ID, cfg.Prefix, r.token, cfg.Timeout.Seconds(), cfg.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("join replicas: %w", err)
 		}
@@ -316,4 +321,16 @@ func (r *Registry) Owned(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list owned database instances: %w", err)
 	}
 	return ids, nil
+}
+
+// Addr returns the HTTPS address that replica id recorded, or "" when it
+// is not alive.
+func (r *Registry) Addr(ctx context.Context, id string) (string, error) {
+	var addr string
+	err := r.pool.QueryRow(ctx, `SELECT addr FROM replicas WHERE id = $1 AND taken_by IS NULL AND heartbeat >= now() - $2::float8 * interval '1 second'`,
+		id, r.cfg.Timeout.Seconds()).Scan(&addr)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return addr, err
 }

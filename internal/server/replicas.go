@@ -3,7 +3,15 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -37,7 +45,7 @@ func (s *Server) joinReplicas(ctx context.Context, p *parts) error {
 		return nil
 	}
 	reg, err := replica.Join(ctx, p.st.Pool(), replica.Config{
-		ID: s.cfg.ReplicaID, Prefix: s.cfg.NetworkPrefix, Timeout: s.cfg.ReplicaTimeout,
+		ID: s.cfg.ReplicaID, Prefix: s.cfg.NetworkPrefix, Timeout: s.cfg.ReplicaTimeout, Addr: s.replicaAddr(),
 		TakeOver: func(ctx context.Context, dead replica.Replica) error { return s.takeOver(ctx, p, dead) },
 		Logger:   s.log,
 	})
@@ -196,4 +204,87 @@ func (s *Server) takeInstances(ctx context.Context, p *parts, dead replica.Repli
 	}
 	// Without a sandbox, a server left running is adopted as it is.
 	return p.dbs.StartInstances(ctx, ids)
+}
+
+// replicaAddr is the address the other replicas forward requests to: the
+// HTTPS port's, with this host's name when it listens on every address.
+func (s *Server) replicaAddr() string {
+	addr := s.cfg.Listen
+	if s.cfg.Listener != nil {
+		addr = s.cfg.Listener.Addr().String()
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return ""
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// forwardedBy marks a request one replica forwarded to another, which
+// answers it itself.
+const forwardedBy = "Hangar-Forwarded-By"
+
+// forwardExecutors sends the API requests about an app's executors (the
+// list with their stats, their events, `app cmd`), which only the replica
+// running them can answer, to that replica's HTTPS port, with the
+// caller's own credentials, which every replica checks alike: any replica
+// answers them (docs/replicas.md).
+func (s *Server) forwardExecutors(p *parts, api http.Handler) http.Handler {
+	if p.reg == nil {
+		return api
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AddCert(s.ca.Certificate())
+	domainHost := s.cfg.Domain
+	if h, _, err := net.SplitHostPort(domainHost); err == nil {
+		domainHost = h
+	}
+	type addrKey struct{}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(&url.URL{Scheme: "https", Host: r.In.Context().Value(addrKey{}).(string)})
+			r.Out.Host = r.In.Host
+			r.Out.Header.Set(forwardedBy, s.cfg.ReplicaID)
+		},
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: domainHost, RootCAs: roots, MinVersion: tls.VersionTLS12},
+			IdleConnTimeout: time.Minute,
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	forward := func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(forwardedBy) == "" {
+			ctx := r.Context()
+			owner, err := p.routes.Owner(ctx, r.PathValue("org")+"-"+r.PathValue("app")+"."+s.cfg.Domain)
+			if err == nil && owner != "" && owner != s.cfg.ReplicaID {
+				addr, err := p.reg.Addr(ctx, owner)
+				if err == nil && addr != "" {
+					proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, addrKey{}, addr)))
+					return
+				}
+			}
+			if err != nil {
+				s.log.WarnContext(ctx, "find the replica running an app's executors; answering here", "err", err)
+			}
+		}
+		api.ServeHTTP(w, r)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	for _, pattern := range []string{
+		"GET /hangar/v1/{org}/applications/{app}/executors",
+		"GET /hangar/v1/{org}/applications/{app}/events",
+		"POST /vmsadmin/{org}/applications/{app}/vms/{executor}/vmcmd",
+	} {
+		mux.HandleFunc(pattern, forward)
+	}
+	return mux
 }

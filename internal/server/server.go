@@ -341,7 +341,7 @@ func (s *Server) handler(p *parts) (http.Handler, error) {
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{Now: s.cfg.Now}, p.st, hasher),
 		Executors: p.fl, Databases: p.dbs,
 	}, log)
-	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: s.forwardExecutors(p, apiHandler), Logger: log})
 	if err != nil {
 		return nil, err
 	}
