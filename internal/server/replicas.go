@@ -122,7 +122,7 @@ func (s *Server) runReplicas(ctx context.Context, p *parts) {
 // takeOver removes the executors of a dead replica, resumes here the apps
 // it served and recovers its DBOS workflows (docs/replicas.md).
 func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) error {
-	if err := s.removeExecutors(ctx, dead.Prefix); err != nil {
+	if err := s.removeExecutors(ctx, p, dead.Prefix); err != nil {
 		return fmt.Errorf("remove the executors of replica %s: %w", dead.ID, err)
 	}
 	// Before the apps, which use them.
@@ -152,18 +152,24 @@ func (s *Server) takeOver(ctx context.Context, p *parts, dead replica.Replica) e
 }
 
 // removeExecutors removes every executor, build step and network a dead
-// replica on this host left under its network prefix.
-func (s *Server) removeExecutors(ctx context.Context, prefix string) error {
+// replica left under its network prefix: on this host, and with the
+// kubernetes driver its Pods.
+func (s *Server) removeExecutors(ctx context.Context, p *parts, prefix string) error {
 	switch {
 	case s.cfg.Driver != nil:
 		return nil // an injected driver (tests) runs in the process that died
-	case s.cfg.Config.Driver == "kubernetes":
-		s.log.WarnContext(ctx, "the Pods of a dead replica are not removed yet: its apps are resumed beside them", "prefix", prefix)
-		return nil
 	case prefix == s.cfg.NetworkPrefix:
 		return fmt.Errorf("a dead replica has this replica's network prefix %q: give each its own", prefix)
 	}
 	cfg := s.cfg.Config
+	if k, ok := p.drv.(kubeDriver); ok {
+		// Its Pods by their prefix label; its build steps ran in a
+		// sandbox on its own host, removed below when that is this one.
+		if err := k.RemovePrefix(ctx, prefix); err != nil {
+			return err
+		}
+		cfg.Driver = "sandbox"
+	}
 	cfg.NetworkPrefix = prefix
 	drv, err := newDriver(ctx, cfg, nil, nil, s.log.With("component", "takeover"))
 	if err != nil {
