@@ -263,6 +263,45 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		m.forget(inst.ID, e)
 		return nil
 	}
+	if err := m.stopCluster(ctx, e, inst); err != nil {
+		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+	}
+	if err := errors.Join(os.RemoveAll(dir), os.RemoveAll(m.bundleDir(inst))); err != nil {
+		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+	}
+	m.forget(inst.ID, e)
+	return nil
+}
+
+// Stop stops inst's server when it runs (sandboxed: in this Manager's
+// container of it), without starting anything, and forgets it. A replica
+// taking over a dead one stops the servers that one left running through
+// a Manager of its sandbox prefix (docs/replicas.md). Only inst.ID and
+// inst.Port are used.
+func (m *Manager) Stop(ctx context.Context, inst hangar.DBInstance) error {
+	if err := validateID(inst.ID); err != nil {
+		return err
+	}
+	e, unlock, err := m.lock(inst)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.pools.closeInstance(inst.ID)
+	if _, err := os.Stat(m.dir(inst)); errors.Is(err, os.ErrNotExist) {
+		m.forget(inst.ID, e)
+		return nil
+	}
+	if err := m.stopCluster(ctx, e, inst); err != nil {
+		return fmt.Errorf("stop database instance %s: %w", inst.ID, err)
+	}
+	m.forget(inst.ID, e)
+	return nil
+}
+
+// stopCluster stops inst's server, if it runs, and closes its port,
+// without opening one; e.mu is held and inst's directory exists.
+func (m *Manager) stopCluster(ctx context.Context, e *instance, inst hangar.DBInstance) error {
 	c := e.c
 	if c == nil {
 		// Stop needs neither the port nor the password: any valid ones do.
@@ -271,8 +310,8 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		var uid uint32
 		if m.cfg.Sandbox != nil {
 			var err error
-			if uid, err = ownerOf(dir); err != nil {
-				return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+			if uid, err = ownerOf(m.dir(inst)); err != nil {
+				return err
 			}
 		}
 		var err error
@@ -281,16 +320,12 @@ func (m *Manager) Destroy(ctx context.Context, inst hangar.DBInstance) error {
 		}
 	}
 	if err := c.Stop(ctx); err != nil {
-		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
+		return err
 	}
 	if e.ep != nil {
 		e.ep.Close()
 		e.ep = nil
 	}
-	if err := errors.Join(os.RemoveAll(dir), os.RemoveAll(m.bundleDir(inst))); err != nil {
-		return fmt.Errorf("destroy database instance %s: %w", inst.ID, err)
-	}
-	m.forget(inst.ID, e)
 	return nil
 }
 
