@@ -14,16 +14,17 @@
 # (default 3) of $DURATION (default 10s) each, the three ways interleaved.
 # Installs nginx and wrk with apt when missing. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
-# BENCH_SUBNET and BENCH_PREFIX keep executors' networks apart from
-# another Hangar on the host.
+# BENCH_SUBNET and BENCH_PREFIX (or HANGAR_BENCH_SUBNET and
+# HANGAR_BENCH_PREFIX, as the other benchmarks read them) keep executors'
+# networks apart from another Hangar on the host.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/lib.sh"
 images=${HANGAR_IMAGE_CACHE:-}
 rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
-subnet=${BENCH_SUBNET:-10.225.0.0/16}
-prefix=${BENCH_PREFIX:-brt}
+subnet=${BENCH_SUBNET:-${HANGAR_BENCH_SUBNET:-10.225.0.0/16}}
+prefix=${BENCH_PREFIX:-${HANGAR_BENCH_PREFIX:-brt}}
 
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)

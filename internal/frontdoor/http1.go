@@ -121,6 +121,10 @@ func (c *http1Conn) serve() {
 		c.stopping.Store(false)
 		c.watch.Reset(watchDelay)
 		keep := c.s.proxy.ProxyHTTP1(c.ctx, c.host, c.out, isHead, closing, c.bw)
+		// The response goes out before the watch stops: stopping a watch
+		// that runs waits for its goroutine to be scheduled, milliseconds
+		// on a saturated host, and the client must not wait for that.
+		err = c.bw.Flush()
 		if !c.watch.Stop() {
 			// watchClient runs: stop its read, and wait for it.
 			c.stopping.Store(true)
@@ -128,7 +132,7 @@ func (c *http1Conn) serve() {
 			<-c.watched
 			c.deadline = time.Time{}
 		}
-		if err := c.bw.Flush(); err != nil || !keep || closing || c.ctx.Err() != nil {
+		if err != nil || !keep || closing || c.ctx.Err() != nil {
 			return
 		}
 		if cap(c.out) > 64<<10 {

@@ -282,6 +282,9 @@ func (c *conn) frame(code int, http10, isHead, closing bool) (head, error) {
 	case isHead || code == 204 || code == 304:
 		h.framing = noBody
 	case chunked:
+		// With a Content-Length too, the executor and the router may
+		// disagree on where the body ends: the connection is not reused.
+		h.reusable = h.reusable && h.length < 0
 		h.framing, h.length = byChunks, -1
 	case h.length >= 0:
 		h.framing = byLength

@@ -275,6 +275,24 @@ func TestRouter_RawStaleConnectionRetried(t *testing.T) {
 	}
 }
 
+// TestRouter_RawAmbiguousFraming: a response with both Content-Length and
+// Transfer-Encoding is read as chunked, and the executor's connection is
+// not reused: what follows the body on it never answers another request.
+func TestRouter_RawAmbiguousFraming(t *testing.T) {
+	t.Parallel()
+	addr := rawUpstream(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+	})
+	r := newRouter(t)
+	r.Set("app.test", []string{addr})
+	for i := range 2 {
+		if resp, body, _ := proxyRaw(t, t.Context(), r, "app.test", rawGET("GET", "app.test", "/")); resp.StatusCode != http.StatusOK || body != "ok" {
+			t.Errorf("GET %d: got %d %q, want 200 ok", i, resp.StatusCode, body)
+		}
+	}
+}
+
 // TestRouter_RawClientGone: when the client leaves (its context ends),
 // the executor's connection is closed and the client's is not reused.
 func TestRouter_RawClientGone(t *testing.T) {
