@@ -109,6 +109,25 @@ func TestReplicas(t *testing.T) {
 		waitFor(t, "b's executors stopped", time.Minute, func() bool { return len(b.leftovers()) == 0 })
 	})
 
+	t.Run("ExecutorsOnAny", func(t *testing.T) {
+		// a runs the app; b answers for its executors by asking a.
+		var onA, onB []apiclient.ExecutorStats
+		path := "/hangar/v1/crash/applications/greeter/executors"
+		if err := ca.Do(ctx, http.MethodGet, path, nil, &onA); err != nil || len(onA) == 0 {
+			t.Fatalf("executors through a = %v, %v; want a's", onA, err)
+		}
+		if err := cb.Do(ctx, http.MethodGet, path, nil, &onB); err != nil || len(onB) != len(onA) || onB[0].ID != onA[0].ID {
+			t.Fatalf("executors through b = %+v, %v; want a's %+v", onB, err, onA)
+		}
+		if onB[0].Usage == nil {
+			t.Errorf("executors through b carry no stats: %+v", onB[0])
+		}
+		res, err := cb.ExecutorCommand(ctx, "crash", "greeter", onA[0].ID, "echo from-the-executor")
+		if err != nil || res.Stdout != "from-the-executor\n" || res.ExitCode != 0 {
+			t.Errorf("app cmd through b = %+v, %v", res, err)
+		}
+	})
+
 	t.Run("DeleteThroughOther", func(t *testing.T) {
 		// a runs the app; deleting it through b stops a's executors.
 		if len(a.leftovers()) == 0 {
@@ -127,6 +146,88 @@ func TestReplicas(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("KillDuringProvision", func(t *testing.T) {
+		// a restarts (keeping its row) to pause provisioning after its
+		// server started, and is killed there: b stops what a left of
+		// the instance, finishes the workflow, and runs the instance.
+		a.Kill(t)
+		a.Start(t, "HANGAR_FAULT_STEP_DELAY=available=120s")
+		mark := len(a.out.String())
+		if err := a.Client(t, refresh).ProvisionDB(ctx, "crash", apiclient.ProvisionDBRequest{Name: "provdb", AdminName: "prov_admin", AdminPassword: "prov-pass-1"}); err != nil {
+			t.Fatalf("provision through a: %v", err)
+		}
+		waitFor(t, "a pausing the provisioning", 3*time.Minute, func() bool {
+			return strings.Contains(a.out.String()[mark:], "fault injection: pausing step available")
+		})
+		if len(dbContainers(a.Prefix)) == 0 {
+			t.Fatal("a runs no database container when it is killed: nothing to take over")
+		}
+		a.Kill(t)
+		var db apiclient.UserDBInstance
+		waitFor(t, "the instance available through b", 3*time.Minute, func() bool {
+			var err error
+			db, err = cb.DB(ctx, "crash", "provdb")
+			return err == nil && db.Status == "available"
+		})
+		if left := dbContainers(a.Prefix); len(left) > 0 {
+			t.Errorf("a's database containers left after the takeover: %v", left)
+		}
+		if len(dbContainers(b.Prefix)) == 0 {
+			t.Error("b runs no database container for the instance it took over")
+		}
+		// Usable: an app on it, deployed through a new a, serves on both.
+		a.Start(t)
+		if _, err := cb.RegisterApp(ctx, "crash", apiclient.RegisterAppRequest{Name: "onprov", Database: "provdb", Language: "node"}); err != nil {
+			t.Fatalf("register the app on the instance b took over: %v", err)
+		}
+		pdir := fixture(t, "greeter", map[string]func(string) string{
+			"dbos-config.yaml": func(s string) string { return strings.Replace(s, "name: greeter", "name: onprov", 1) },
+		})
+		if out, code := a.ours(t, pdir, "login", "--with-refresh-token", refresh); code != 0 {
+			t.Fatalf("login: %d\n%s", code, out)
+		}
+		if out, code := a.official(t, pdir, "app", "deploy"); code != 0 {
+			t.Fatalf("deploy through a: %d\n%s", code, out)
+		}
+		url := "https://crash-onprov." + a.Domain + "/"
+		waitServes(t, hb, url, "greeter v1")
+		waitServes(t, a.HTTPClient(t), url, "greeter v1")
+	})
+
+	t.Run("DestroyThroughOther", func(t *testing.T) {
+		// b runs provdb; destroying it through a stops b's server first.
+		ca := a.Client(t, refresh)
+		if err := ca.DeleteApp(ctx, "crash", "onprov", apiclient.DeleteAppRequest{}); err != nil {
+			t.Fatalf("delete the app on provdb: %v", err)
+		}
+		waitFor(t, "the app deleted", time.Minute, func() bool {
+			_, err := ca.App(ctx, "crash", "onprov")
+			return err != nil
+		})
+		if err := ca.DestroyDB(ctx, "crash", "provdb"); err != nil {
+			t.Fatalf("destroy provdb through a: %v", err)
+		}
+		if left := dbContainers(b.Prefix); len(left) > 0 {
+			t.Errorf("b still runs provdb after its destroy returned: %v", left)
+		}
+		if dirs, _ := filepath.Glob(filepath.Join(a.DataDir, "instances", "*", "data")); len(dirs) > 0 {
+			t.Errorf("instance files left after the destroy: %v", dirs)
+		}
+	})
+}
+
+// dbContainers lists the runc containers of managed database instances
+// that the replica of prefix runs.
+func dbContainers(prefix string) []string {
+	var left []string
+	out, _ := exec.Command("runc", "--root", "/run/hangar-db", "list", "--quiet").Output()
+	for _, name := range strings.Fields(string(out)) {
+		if strings.HasPrefix(name, prefix+"-db-") {
+			left = append(left, name)
+		}
+	}
+	return left
 }
 
 // waitServes polls url through c until it answers 200 with want.

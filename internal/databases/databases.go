@@ -50,6 +50,8 @@ type Instances interface {
 	Start(ctx context.Context, inst hangar.DBInstance) error
 	// StopAll stops every managed instance.
 	StopAll(ctx context.Context) error
+	// Stop stops a managed instance if it runs, starting nothing.
+	Stop(ctx context.Context, inst hangar.DBInstance) error
 	// Check starts a provisioned managed instance that is not running and
 	// reports whether it had to.
 	Check(ctx context.Context, inst hangar.DBInstance) (restarted bool, err error)
@@ -72,6 +74,21 @@ type Instances interface {
 	Restore(ctx context.Context, src, dst hangar.DBInstance, target time.Time) (int, error)
 }
 
+// Owners records which replica runs each managed instance, when several
+// share the metadata database (docs/replicas.md); *replica.Registry
+// satisfies it.
+type Owners interface {
+	// Claim reports whether this process runs instance id: it does when
+	// it owns it or nobody did (it then does).
+	Claim(ctx context.Context, id string) (bool, error)
+	// Take makes this process the one that runs instance id.
+	Take(ctx context.Context, id string) error
+	// Release forgets who runs instance id.
+	Release(ctx context.Context, id string) error
+	// Owned lists the instances this process runs.
+	Owned(ctx context.Context) ([]string, error)
+}
+
 // Config configures the database instance operations.
 type Config struct {
 	// Domain is the public domain; its host is where users reach managed
@@ -86,6 +103,13 @@ type Config struct {
 	// OrgLimits bounds each org's managed database instances. Default: no
 	// limits.
 	OrgLimits hangar.OrgLimits
+	// Owners, when set, says which managed instances this process runs:
+	// it starts and supervises only those, and takes those it provisions
+	// or restores. Default nil: all of them (one process).
+	Owners Owners
+	// StepDelay pauses the named workflow steps ("available") before
+	// they run: fault injection for the replica tests only. Default none.
+	StepDelay map[string]time.Duration
 	// Logger receives the operations' logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -129,7 +153,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	for _, in := range insts {
-		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
+		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable || !s.runsHere(ctx, in) {
 			continue
 		}
 		if err := s.instances.Start(ctx, in); err != nil {
@@ -140,6 +164,48 @@ func (s *Service) Start(ctx context.Context) error {
 	supCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
 	s.wg.Go(func() { s.supervise(supCtx) })
+	return nil
+}
+
+// runsHere reports whether this process runs the managed instance in.
+func (s *Service) runsHere(ctx context.Context, in hangar.DBInstance) bool {
+	if s.cfg.Owners == nil {
+		return true
+	}
+	mine, err := s.cfg.Owners.Claim(ctx, in.ID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "look up the replica running a database instance", "instance", in.Name, "err", err)
+	}
+	return mine
+}
+
+// take makes this process the one that runs instance id.
+func (s *Service) take(ctx context.Context, id string) error {
+	if s.cfg.Owners == nil {
+		return nil
+	}
+	return s.cfg.Owners.Take(ctx, id)
+}
+
+// StartInstances starts the managed instances ids that were available or
+// unavailable: those this replica inherited from a dead one. The
+// supervisor keeps them running from then on.
+func (s *Service) StartInstances(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		in, err := s.store.DBInstanceByID(ctx, id)
+		if hangar.KindOf(err) == hangar.KindNotFound {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
+			continue
+		}
+		if err := s.instances.Start(ctx, in); err != nil {
+			s.log.ErrorContext(ctx, "start database instance", "instance", in.Name, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -192,6 +258,24 @@ func (s *Service) backupStep(ctx dbos.Context, instanceID string, port int) erro
 // setDBAvailable records a new managed instance available at port.
 func (s *Service) setDBAvailable(ctx dbos.Context, instanceID string, port int) (string, error) {
 	return dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
+		if d := s.cfg.StepDelay["available"]; d > 0 {
+			s.log.WarnContext(ctx, "fault injection: pausing step available", "instance", instanceID, "for", d)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		// A workflow resumed by the replica that took a dead one over
+		// starts the server here: the dead one's is stopped.
+		inst, err := s.store.DBInstanceByID(ctx, instanceID)
+		if err != nil {
+			return "", err
+		}
+		inst.Port = port
+		if err := s.instances.Start(ctx, inst); err != nil {
+			return "", err
+		}
 		return string(hangar.DBAvailable), s.store.SetDBInstanceState(ctx, instanceID, hangar.DBAvailable, s.dbHost(), port)
 	}, dbos.WithStepName("available"))
 }

@@ -3,6 +3,7 @@ package databases
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
@@ -67,10 +68,31 @@ type destroyInput struct {
 	Port int
 }
 
-// destroyWorkflow stops a managed instance and removes its files.
+// destroyWorkflow stops a managed instance and removes its files. With
+// replicas, the one that runs it stops it first (its supervisor sees the
+// record gone) and releases it: the files go once this one could claim it.
 func (s *Service) destroyWorkflow(ctx dbos.Context, in destroyInput) (string, error) {
 	return dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
-		dbm := s.instances
-		return "destroyed", dbm.Destroy(ctx, hangar.DBInstance{ID: in.ID, Port: in.Port})
+		for s.cfg.Owners != nil {
+			mine, err := s.cfg.Owners.Claim(ctx, in.ID)
+			if err != nil {
+				return "", err
+			}
+			if mine {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+		if err := s.instances.Destroy(ctx, hangar.DBInstance{ID: in.ID, Port: in.Port}); err != nil {
+			return "", err
+		}
+		if s.cfg.Owners != nil {
+			return "destroyed", s.cfg.Owners.Release(ctx, in.ID)
+		}
+		return "destroyed", nil
 	}, dbos.WithStepName("destroy"), dbos.WithStepMaxRetries(5))
 }

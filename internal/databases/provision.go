@@ -50,6 +50,9 @@ func (s *Service) provisionWorkflow(ctx dbos.Context, instanceID string) (string
 		if err != nil {
 			return 0, err
 		}
+		if err := s.take(ctx, inst.ID); err != nil {
+			return 0, err
+		}
 		port, err := s.instances.Provision(ctx, inst)
 		if err != nil && ctx.Err() != nil {
 			return 0, err // shutting down: the step runs again when the workflow resumes

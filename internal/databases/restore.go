@@ -93,6 +93,9 @@ func (s *Service) restoreWorkflow(ctx dbos.Context, in restoreInput) (string, er
 		src, err := s.store.DBInstanceByID(ctx, in.SourceID)
 		var port int
 		if err == nil {
+			err = s.take(ctx, dst.ID)
+		}
+		if err == nil {
 			port, err = dbm.Restore(ctx, src, dst, in.Time)
 		}
 		if err != nil && ctx.Err() != nil {

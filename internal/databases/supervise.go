@@ -2,6 +2,7 @@ package databases
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,7 +65,7 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 	}
 	seen := map[string]bool{}
 	for _, in := range insts {
-		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable {
+		if in.IsLinked || in.Status != hangar.DBAvailable && in.Status != hangar.DBUnavailable || !s.runsHere(ctx, in) {
 			continue
 		}
 		seen[in.ID] = true
@@ -100,6 +101,38 @@ func (sv *dbSupervisor) check(ctx context.Context, now time.Time) {
 	for id := range sv.health {
 		if !seen[id] {
 			delete(sv.health, id)
+		}
+	}
+	sv.stopDestroyed(ctx, insts)
+}
+
+// stopDestroyed stops the instances this replica runs whose record is
+// gone (another replica destroys them) and releases them, so that the
+// destroying replica removes their files.
+func (sv *dbSupervisor) stopDestroyed(ctx context.Context, insts []hangar.DBInstance) {
+	s := sv.s
+	if s.cfg.Owners == nil {
+		return
+	}
+	owned, err := s.cfg.Owners.Owned(ctx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "list the database instances this replica runs", "err", err)
+		return
+	}
+	for _, id := range owned {
+		if slices.ContainsFunc(insts, func(in hangar.DBInstance) bool { return in.ID == id }) {
+			continue
+		}
+		// Or created since insts was read.
+		if _, err := s.store.DBInstanceByID(ctx, id); hangar.KindOf(err) != hangar.KindNotFound {
+			continue
+		}
+		if err := sv.dbm.Stop(ctx, hangar.DBInstance{ID: id}); err != nil {
+			s.log.ErrorContext(ctx, "stop a destroyed database instance", "instance", id, "err", err)
+			continue
+		}
+		if err := s.cfg.Owners.Release(ctx, id); err != nil {
+			s.log.ErrorContext(ctx, "release a destroyed database instance", "instance", id, "err", err)
 		}
 	}
 }

@@ -149,6 +149,9 @@ func (s *Service) deployWorkflow(ctx dbos.Context, in deployInput) (string, erro
 	}, dbos.WithStepName("finish"))
 	if err == nil {
 		s.observer().DeployEnded(true)
+		// Once the app is released: pruning unmounts disks, and a step
+		// that outlasts its version's ACTIVE gets re-run by a restart.
+		s.pruneVersions(context.WithoutCancel(ctx), in.AppID)
 	}
 	return in.Version, err
 }

@@ -292,7 +292,7 @@ func (s *Service) release(ctx context.Context, ops map[string]string) error {
 				return err
 			}
 			status := hangar.StatusFailed
-			if s.fleet.Serving(appID) {
+			if s.servedAnywhere(ctx, appID) {
 				status = hangar.StatusAvailable
 			}
 			if err := s.store.SetAppStatus(ctx, appID, status); err != nil {
@@ -304,6 +304,19 @@ func (s *Service) release(ctx context.Context, ops map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// servedAnywhere reports whether this process or, with replicas, another
+// one serves the app.
+func (s *Service) servedAnywhere(ctx context.Context, appID string) bool {
+	if s.fleet.Serving(appID) {
+		return true
+	}
+	if s.cfg.Elsewhere == nil {
+		return false
+	}
+	a, err := s.store.AppByID(ctx, appID)
+	return err == nil && s.cfg.Elsewhere(ctx, a)
 }
 
 // restart starts the executor of the version that served a before Hangar

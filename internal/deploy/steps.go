@@ -200,6 +200,5 @@ func (s *Service) deployment(ctx context.Context, in deployInput, log io.Writer)
 	if err := s.store.SetAppServing(ctx, a.ID, in.Version); err != nil {
 		return fmt.Errorf("record %s serving: %w", in.Version, err)
 	}
-	s.pruneVersions(ctx, a.ID)
 	return nil
 }

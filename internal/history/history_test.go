@@ -83,8 +83,9 @@ func TestSampler(t *testing.T) {
 	st := openStore(t)
 	app := hangar.App{ID: "app1", Org: "o", Name: "a", Status: hangar.StatusAvailable}
 	rec, ev := NewRecorder(), NewEvents()
-	// As the router reports them.
-	rec.RequestEnded("o-a.example.com", true, http.StatusOK, time.Millisecond)
+	// As the router reports them: the Host header (net/http's path) or
+	// its route's key (the front door's HTTP/1.1 loop).
+	rec.RequestEnded("o-a.example.com:8443", true, http.StatusOK, time.Millisecond)
 	rec.RequestEnded("O-A.example.com", true, http.StatusOK, time.Millisecond)
 	rec.RequestEnded("o-a.example.com", true, http.StatusNotFound, time.Millisecond)
 	rec.RequestEnded("made-up.example.com", false, http.StatusNotFound, time.Millisecond) // not routed: not counted
@@ -94,7 +95,7 @@ func TestSampler(t *testing.T) {
 	obs.ExecutorEvent("app1", fleet.EventScaledUp)
 
 	now := time.Date(2026, 1, 2, 3, 4, 30, 0, time.UTC)
-	s := NewSampler(Config{Domain: "example.com"}, st, fakeSource{app}, rec, ev)
+	s := NewSampler(Config{Domain: "example.com:8443"}, st, fakeSource{app}, rec, ev)
 	if err := s.Sample(t.Context(), now.Add(-time.Minute), now); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package history
 
 import (
 	"math"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +71,19 @@ func (r *Recorder) RequestStarted() {}
 // adds nothing).
 func (r *Recorder) RequestEnded(host string, routed bool, status int, d time.Duration) {
 	if routed {
-		r.add(strings.ToLower(host), status, d)
+		r.add(hostKey(host), status, d)
 	}
+}
+
+// hostKey is host as the Recorder counts it: lowercase, without a port or
+// a trailing dot. The router reports the Host header on one path and its
+// route's key on the other.
+func hostKey(host string) string {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(host, ".")
 }
 
 func (r *Recorder) add(host string, status int, d time.Duration) {

@@ -3,7 +3,6 @@ package history
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/fleet"
@@ -109,7 +108,7 @@ func (s *Sampler) Sample(ctx context.Context, since, now time.Time) error {
 	var execs []ExecutorSample
 	for _, a := range apps {
 		row := AppSample{AppID: a.ID, Minute: stamp, Executors: s.src.Health(a.ID).Executors, NoWorkflows: true}
-		if c := reqs[strings.ToLower(a.Hostname(s.cfg.Domain))]; c != nil {
+		if c := reqs[hostKey(a.Hostname(s.cfg.Domain))]; c != nil {
 			row.Requests, row.P50, row.P99 = c.classes, c.quantile(0.5), c.quantile(0.99)
 		}
 		if e := events[a.ID]; e != nil {

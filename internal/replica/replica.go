@@ -41,6 +41,10 @@ type Config struct {
 	// Prefix is the network prefix of this replica's executors, recorded
 	// for whoever takes it over. Default "".
 	Prefix string
+	// Addr is the host:port of this replica's HTTPS port as the other
+	// replicas reach it, recorded for requests they forward here.
+	// Default "": none.
+	Addr string
 	// Timeout is how old a heartbeat must be for its replica to be dead;
 	// heartbeats go every Timeout/5. Default 10s.
 	Timeout time.Duration
@@ -73,11 +77,16 @@ CREATE TABLE IF NOT EXISTS replicas (
 	heartbeat timestamptz NOT NULL,
 	taken_by text
 );
+ALTER TABLE replicas ADD COLUMN IF NOT EXISTS addr text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS routes (
 	host text PRIMARY KEY,
 	upstreams text[] NOT NULL,
 	replica text NOT NULL,
 	updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS instance_owners (
+	instance text PRIMARY KEY,
+	replica text NOT NULL
 );
 `
 
@@ -112,11 +121,11 @@ func Join(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Registry, error
 	r := &Registry{cfg: cfg, pool: pool, log: cfg.Logger.With("component", "replica"), token: hex.EncodeToString(b[:])}
 	for {
 		tag, err := pool.Exec(ctx, `
-INSERT INTO replicas (id, prefix, token, heartbeat) VALUES ($1, $2, $3, now())
-ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, token = excluded.token, heartbeat = now()
+INSERT INTO replicas (id, prefix, token, heartbeat, addr) VALUES ($1, $2, $3, now(), $5)
+ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, token = excluded.token, heartbeat = now(), addr = excluded.addr
 WHERE replicas.taken_by IS NULL OR NOT EXISTS (
 	SELECT 1 FROM replicas t WHERE t.id = replicas.taken_by AND t.heartbeat >= now() - $4::float8 * interval '1 second')`,
-			cfg.ID, cfg.Prefix, r.token, cfg.Timeout.Seconds())
+			cfg.ID, cfg.Prefix, r.token, cfg.Timeout.Seconds(), cfg.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("join replicas: %w", err)
 		}
@@ -251,4 +260,77 @@ RETURNING id, prefix`, r.cfg.ID, r.cfg.Timeout.Seconds()).Scan(&d.ID, &d.Prefix)
 func (r *Registry) Leave(ctx context.Context) error {
 	_, err := r.pool.Exec(ctx, `UPDATE replicas SET heartbeat = '-infinity' WHERE id = $1 AND token = $2 AND taken_by IS NULL`, r.cfg.ID, r.token)
 	return err
+}
+
+// Claim reports whether this replica runs the managed database instance
+// id: it does when it owns it, or when nobody did (it does from now on).
+// Exactly one replica runs each instance, like an app's executors.
+func (r *Registry) Claim(ctx context.Context, id string) (bool, error) {
+	var owner string
+	err := r.pool.QueryRow(ctx, `
+WITH ins AS (INSERT INTO instance_owners (instance, replica) VALUES ($1, $2) ON CONFLICT (instance) DO NOTHING RETURNING replica)
+SELECT replica FROM ins UNION ALL SELECT replica FROM instance_owners WHERE instance = $1 LIMIT 1`, id, r.cfg.ID).Scan(&owner)
+	if err != nil {
+		return false, fmt.Errorf("claim database instance %s: %w", id, err)
+	}
+	return owner == r.cfg.ID, nil
+}
+
+// Take makes this replica the one that runs instance id: the replica
+// running its provisioning or restore.
+func (r *Registry) Take(ctx context.Context, id string) error {
+	_, err := r.pool.Exec(ctx, `
+INSERT INTO instance_owners (instance, replica) VALUES ($1, $2)
+ON CONFLICT (instance) DO UPDATE SET replica = excluded.replica`, id, r.cfg.ID)
+	if err != nil {
+		return fmt.Errorf("take database instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// Inherit makes this replica run the instances that dead ran, and
+// returns their IDs.
+func (r *Registry) Inherit(ctx context.Context, dead string) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `UPDATE instance_owners SET replica = $1 WHERE replica = $2 RETURNING instance`, r.cfg.ID, dead)
+	if err != nil {
+		return nil, fmt.Errorf("inherit the database instances of replica %s: %w", dead, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("inherit the database instances of replica %s: %w", dead, err)
+	}
+	return ids, nil
+}
+
+// Release forgets who runs instance id, once it is destroyed.
+func (r *Registry) Release(ctx context.Context, id string) error {
+	if _, err := r.pool.Exec(ctx, `DELETE FROM instance_owners WHERE instance = $1`, id); err != nil {
+		return fmt.Errorf("release database instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// Owned lists the instances this replica runs.
+func (r *Registry) Owned(ctx context.Context) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT instance FROM instance_owners WHERE replica = $1`, r.cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list owned database instances: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list owned database instances: %w", err)
+	}
+	return ids, nil
+}
+
+// Addr returns the HTTPS address that replica id recorded, or "" when it
+// is not alive.
+func (r *Registry) Addr(ctx context.Context, id string) (string, error) {
+	var addr string
+	err := r.pool.QueryRow(ctx, `SELECT addr FROM replicas WHERE id = $1 AND taken_by IS NULL AND heartbeat >= now() - $2::float8 * interval '1 second'`,
+		id, r.cfg.Timeout.Seconds()).Scan(&addr)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return addr, err
 }

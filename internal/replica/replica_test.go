@@ -210,3 +210,54 @@ func TestRegistry_Evicted(t *testing.T) {
 		t.Fatal("Beat did not return after the replica was claimed")
 	}
 }
+
+// TestRegistry_InstanceOwners: one replica runs each database instance;
+// the first to claim a free one gets it, Take moves it, and a dead
+// replica's instances go to the one that inherits them.
+func TestRegistry_InstanceOwners(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t)
+	a, err := Join(ctx, pool, Config{ID: "a", Prefix: "pa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Join(ctx, pool, Config{ID: "b", Prefix: "pb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(r *Registry, id string) bool {
+		t.Helper()
+		mine, err := r.Claim(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mine
+	}
+	if !claim(a, "i1") || claim(b, "i1") || !claim(a, "i1") {
+		t.Error("i1: want a's, claimed first by a")
+	}
+	if err := b.Take(ctx, "i2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Take(ctx, "i1"); err != nil {
+		t.Fatal(err)
+	}
+	if claim(a, "i1") || claim(a, "i2") {
+		t.Error("a still runs an instance b took")
+	}
+	got, err := a.Inherit(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"i1", "i2"}) {
+		t.Errorf("a inherited %v from b, want [i1 i2]", got)
+	}
+	if err := a.Release(ctx, "i1"); err != nil {
+		t.Fatal(err)
+	}
+	if !claim(b, "i1") {
+		t.Error("a released i1, b could not claim it")
+	}
+}

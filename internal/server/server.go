@@ -283,6 +283,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 	}
 	p.dbs, err = databases.New(databases.Config{
 		Domain: cfg.Domain, DBHost: cfg.DBHost, SystemDatabaseURL: sysDBURL(p.metadata), OrgLimits: cfg.OrgLimits(), Logger: log,
+		Owners: instanceOwners(p), StepDelay: cfg.StepDelay,
 	}, dctx, p.st, p.instances)
 	if err != nil {
 		return err
@@ -340,7 +341,7 @@ func (s *Server) handler(p *parts) (http.Handler, error) {
 		Passwords: accounts.NewSignIn(accounts.SignInConfig{Now: s.cfg.Now}, p.st, hasher),
 		Executors: p.fl, Databases: p.dbs,
 	}, log)
-	con, err := console.New(console.Config{Domain: cfg.Domain, API: apiHandler, Logger: log})
+	con, err := console.New(console.Config{Domain: cfg.Domain, API: s.forwardExecutors(p, apiHandler), Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -450,3 +450,36 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	}
 	return nil
 }
+
+// RemovePrefix deletes, in the driver's namespace, the Pods and the
+// egress NetworkPolicy of another Hangar process's prefix: what a dead
+// replica left, when a live one takes it over (docs/replicas.md). It
+// refuses the driver's own prefix.
+func (d *Driver) RemovePrefix(ctx context.Context, prefix string) error {
+	if prefix == d.cfg.Prefix {
+		return fmt.Errorf("remove executors of prefix %q: it is this driver's own", prefix)
+	}
+	pods, err := d.cs.CoreV1().Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.Set{LabelPrefix: prefix, LabelManagedBy: "hangar"}.String(),
+	})
+	if err != nil {
+		return fmt.Errorf("remove executors of prefix %q: list pods: %w", prefix, err)
+	}
+	var errs []error
+	for _, p := range pods.Items {
+		if err := d.cs.CoreV1().Pods(d.cfg.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	err = d.cs.NetworkingV1().NetworkPolicies(d.cfg.Namespace).Delete(ctx, egressPolicyName(prefix), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if len(pods.Items) > 0 {
+		d.logger.InfoContext(ctx, "removed the executors of another prefix", "prefix", prefix, "count", len(pods.Items))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove executors of prefix %q: %w", prefix, err)
+	}
+	return nil
+}

@@ -321,3 +321,36 @@ func TestDriver_EgressPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestDriver_RemovePrefix: a replica taking a dead one over removes the
+// Pods of the dead one's prefix and leaves its own.
+func TestDriver_RemovePrefix(t *testing.T) {
+	cfg, ns := cluster(t)
+	ref := hostRootImage(t, kubetest.Registry(t))
+	dead := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "dead"})
+	live := newDriver(t, cfg, Config{Namespace: ns, HostRootImage: ref, Prefix: "live"})
+	for _, d := range []*Driver{dead, live} {
+		if _, err := d.Prepare(t.Context(), "ex"); err != nil {
+			t.Fatal(err)
+		}
+		spec := runtime.Spec{ID: "ex", Org: "acme", App: "shop", Version: "01JX", Dir: t.TempDir(), Port: 3000, MemoryMiB: 256,
+			Command: []string{"/bin/sleep", "60"}}
+		if _, err := d.Start(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { live.Stop(context.Background(), "ex", time.Second) })
+	if err := live.RemovePrefix(t.Context(), "live"); err == nil {
+		t.Error("RemovePrefix removed the driver's own prefix")
+	}
+	if err := live.RemovePrefix(t.Context(), "dead"); err != nil {
+		t.Fatal(err)
+	}
+	pods := kubernetes.NewForConfigOrDie(cfg).CoreV1().Pods(ns)
+	if p, err := pods.Get(t.Context(), "dead-ex", metav1.GetOptions{}); err == nil && p.DeletionTimestamp == nil {
+		t.Error("dead-ex is still there, not being deleted")
+	}
+	if _, err := pods.Get(t.Context(), "live-ex", metav1.GetOptions{}); err != nil {
+		t.Errorf("live-ex: %v", err)
+	}
+}

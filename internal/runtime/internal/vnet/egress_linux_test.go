@@ -96,7 +96,14 @@ func TestEgress(t *testing.T) {
 	}
 	vnettest.Serve(t, hostLn)
 	port := fmt.Sprint(hostLn.Addr().(*net.TCPAddr).Port)
-	relayPort := 15432
+	// A free port on the gateway: a fixed one collides with any service
+	// on the host that listens on every address.
+	probe, err := net.Listen("tcp", net.JoinHostPort(n.Gateway, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayPort := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
 	fw, err := p.Forward(t.Context(), ns, n.Gateway, []runtime.Forward{{ListenPort: relayPort, Target: "127.0.0.1:" + port}}, slogDiscard)
 	if err != nil {
 		t.Fatal(err)
