@@ -137,6 +137,15 @@ func TestReplicas(t *testing.T) {
 			t.Fatalf("delete through b: %v", err)
 		}
 		waitFor(t, "a's executors stopped", time.Minute, func() bool { return len(a.leftovers()) == 0 })
+		// The delete finishes: the app's record and its files are gone,
+		// though a held them busy until its executors stopped.
+		waitFor(t, "the app deleted", time.Minute, func() bool {
+			apps, err := cb.Apps(ctx, "crash")
+			return err == nil && len(apps) == 0
+		})
+		if dirs, _ := os.ReadDir(filepath.Join(a.DataDir, "apps")); len(dirs) != 0 {
+			t.Errorf("the deleted app's files remain: %v", dirs)
+		}
 		for name, c := range map[string]*http.Client{"a": a.HTTPClient(t), "b": hb} {
 			if resp, err := c.Get(appURL); err == nil {
 				resp.Body.Close()

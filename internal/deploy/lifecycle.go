@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/oklog/ulid/v2"
@@ -94,9 +95,12 @@ func (s *Service) deleteWorkflow(ctx dbos.Context, in deleteInput) (string, erro
 		{"remove", s.deleteRecords},
 	}
 	for _, st := range steps {
+		// Each step is idempotent. Retried, because the app's files stay
+		// busy until its executors have stopped, which another replica
+		// may still be doing (docs/replicas.md).
 		if _, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
 			return "", st.run(ctx, in)
-		}, dbos.WithStepName(st.name)); err != nil {
+		}, dbos.WithStepName(st.name), dbos.WithStepMaxRetries(8), dbos.WithStepBaseInterval(250*time.Millisecond)); err != nil {
 			s.log.ErrorContext(ctx, "delete app", "app", in.AppID, "step", st.name, "err", err)
 			return "", err
 		}
