@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -229,6 +231,57 @@ func TestDeploy_OfficialCLI(t *testing.T) {
 			if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized {
 				t.Errorf("token %.10q: %v, want 401", tok, err)
 			}
+		}
+	})
+
+	// A redeploy starts the new executor while the migrations run, its
+	// database held until they are done: the app loads meanwhile but its
+	// first query sees what they made.
+	t.Run("ExecutorStartsDuringMigrations", func(t *testing.T) {
+		dir := fixture(t, "greeter", map[string]func(string) string{
+			"dbos-config.yaml": func(s string) string {
+				return strings.Replace(s, "- node migrate.mjs", "- node migrate.mjs\n    - node mark.mjs", 1)
+			},
+			"app.mjs": func(s string) string {
+				return strings.Replace(s, "DBOS.setConfig(", `const startedAt = Date.now();
+try {
+  const { rows } = await pool.query("SELECT (extract(epoch FROM at) * 1000)::bigint AS at FROM marks WHERE kind = 'migrated'");
+  console.log("early-start: started " + startedAt + " migrated " + (rows[0]?.at ?? "never"));
+} catch (err) {
+  console.log("early-start: started " + startedAt + " query failed: " + err.message);
+}
+DBOS.setConfig(`, 1)
+			},
+		})
+		mark := `import pg from "pg";
+await new Promise((r) => setTimeout(r, 2000));
+const client = new pg.Client({ connectionString: process.env.DBOS_DATABASE_URL });
+await client.connect();
+await client.query("CREATE TABLE IF NOT EXISTS marks (kind text PRIMARY KEY, at timestamptz NOT NULL)");
+await client.query("INSERT INTO marks VALUES ('migrated', clock_timestamp()) ON CONFLICT (kind) DO UPDATE SET at = clock_timestamp()");
+await client.end();
+`
+		if err := os.WriteFile(filepath.Join(dir, "mark.mjs"), []byte(mark), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := deploy(t, dir); code != 0 {
+			t.Fatalf("redeploy: exit %d\n%s", code, out)
+		}
+		out, code := h.ours(t, dir, "app", "logs")
+		if code != 0 {
+			t.Fatalf("app logs: exit %d\n%s", code, out)
+		}
+		m := regexp.MustCompile(`early-start: started (\d+) (.*)`).FindAllStringSubmatch(out, -1)
+		if len(m) != 1 {
+			t.Fatalf("want one early-start line in the logs, got %d:\n%s", len(m), out)
+		}
+		started, _ := strconv.ParseInt(m[0][1], 10, 64)
+		migrated, err := strconv.ParseInt(strings.TrimPrefix(m[0][2], "migrated "), 10, 64)
+		if err != nil {
+			t.Fatalf("the app's first query did not see the migrations' table: %q", m[0][0])
+		}
+		if started >= migrated {
+			t.Errorf("the app started at %d, after the migrations ended at %d: want it started during them", started, migrated)
 		}
 	})
 }

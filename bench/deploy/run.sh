@@ -15,6 +15,9 @@ set -euo pipefail
 version=2.10.24
 bench_init hangar-bench-XXXXXX
 bench_build ./cmd/hangar ./cmd/dbos-cloud
+# Installed before the environment points Node.js at Hangar's CA, which
+# the registry's certificate does not chain to.
+npm install --prefix "$work/cli" --prefer-offline --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
 # The images (Debian base, Node.js) are built once per cache: the tests'
 # shared cache by default. The first deploy prints whether it built them.
 images=${HANGAR_IMAGE_CACHE:-/var/cache/hangar-test-images}
@@ -34,7 +37,6 @@ mkdir "$app"
 (cd "$root/testdata/apps/greeter" && tar --exclude=node_modules -cf - .) | (cd "$app" && tar xf -)
 cd "$app"
 "$work/bin/dbos-cloud" login --with-refresh-token "$token" >/dev/null
-npm install --prefix "$work/cli" --prefer-offline --no-audit --no-fund --loglevel=error "@dbos-inc/dbos-cloud@$version" >/dev/null
 cli="$work/cli/node_modules/.bin/dbos-cloud"
 "$cli" db provision benchdb -U dbos_admin -W bench-password >/dev/null
 

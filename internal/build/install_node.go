@@ -105,25 +105,38 @@ func (b *Builder) npmEnv(ctx context.Context, j *Job) ([]string, error) {
 // Other languages have nothing to prune. A failing command is a
 // KindInvalid error naming it.
 func (b *Builder) Prune(ctx context.Context, j Job) error {
-	if j.Config.Language != hangar.LanguageNode && j.Config.Language != "" {
-		return nil
-	}
-	data, err := os.ReadFile(filepath.Join(j.Dir, "package.json"))
-	if err != nil {
-		return fmt.Errorf("read package.json: %w", err)
-	}
-	var pkg struct {
-		DevDependencies map[string]any `json:"devDependencies"`
-	}
-	if json.Unmarshal(data, &pkg) == nil && len(pkg.DevDependencies) == 0 {
-		logf(j, "no devDependencies: nothing to prune")
-		return nil
+	prunes, err := Prunes(j)
+	if err != nil || !prunes {
+		if err == nil && j.Config.Language == hangar.LanguageNode {
+			logf(j, "no devDependencies: nothing to prune")
+		}
+		return err
 	}
 	env, err := b.npmEnv(ctx, &j)
 	if err != nil {
 		return err
 	}
 	return b.run(ctx, j, "configuration", "npm prune --omit=dev", env, b.opts.CommandTimeout)
+}
+
+// Prunes reports whether Prune would change the job's app folder: a node
+// app whose package.json declares development dependencies (or cannot be
+// parsed, so that npm says what is wrong).
+func Prunes(j Job) (bool, error) {
+	if j.Config.Language != hangar.LanguageNode && j.Config.Language != "" {
+		return false, nil
+	}
+	data, err := os.ReadFile(filepath.Join(j.Dir, "package.json"))
+	if err != nil {
+		return false, fmt.Errorf("read package.json: %w", err)
+	}
+	var pkg struct {
+		DevDependencies map[string]any `json:"devDependencies"`
+	}
+	if json.Unmarshal(data, &pkg) == nil && len(pkg.DevDependencies) == 0 {
+		return false, nil
+	}
+	return true, nil
 }
 
 // cachedNodeModules installs node_modules from the org's cache, filling it

@@ -149,9 +149,12 @@ func (s *Service) deployWorkflow(ctx dbos.Context, in deployInput) (string, erro
 	}, dbos.WithStepName("finish"))
 	if err == nil {
 		s.observer().DeployEnded(true)
-		// Once the app is released: pruning unmounts disks, and a step
-		// that outlasts its version's ACTIVE gets re-run by a restart.
-		s.pruneVersions(context.WithoutCancel(ctx), in.AppID)
+		// Once the app is released, and after the deploy returned: pruning
+		// unmounts disks (a few hundred ms that the caller does not wait
+		// for), and a step that outlasts its version's ACTIVE gets re-run
+		// by a restart.
+		pctx := context.WithoutCancel(ctx)
+		s.prunes.Go(func() { s.pruneVersions(pctx, in.AppID) })
 	}
 	return in.Version, err
 }
@@ -192,6 +195,7 @@ func (s *Service) runStep(ctx context.Context, in deployInput, name string, run 
 // released.
 func (s *Service) fail(ctx dbos.Context, in deployInput, step string, cause error) error {
 	s.observer().DeployEnded(false)
+	s.fleet.DropEarly(context.WithoutCancel(ctx), in.AppID)
 	reason := fmt.Sprintf("deploy failed at step %s: %s", step, userMessage(cause))
 	_, err := dbos.RunAsStep(ctx, func(ctx context.Context) (string, error) {
 		s.log.ErrorContext(ctx, "deploy failed", "app", in.AppID, "version", in.Version, "step", step, "err", cause)

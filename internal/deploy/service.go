@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -85,6 +86,13 @@ type Fleet interface {
 	// previous ones. KindUnavailable with the executors' output as detail
 	// when they do not become healthy; the previous version keeps serving.
 	Serve(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error
+	// StartEarly starts, in the background, the first executor of version
+	// for a ahead of Serve, while migrations run, its database connections
+	// held until release is called; Serve of version then uses it.
+	// DropEarly stops it, never released, when the deploy does not get to
+	// Serve.
+	StartEarly(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) (release func())
+	DropEarly(ctx context.Context, appID string)
 	// Resume serves version for a after Hangar restarted, and keeps
 	// trying with back-off when it does not start.
 	Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error
@@ -146,6 +154,7 @@ type Service struct {
 	log       *slog.Logger
 	dbos      dbos.Context
 	archives  Archives
+	prunes    sync.WaitGroup // pruneVersions run after their deploy returned
 }
 
 // WorkflowVersion is the DBOS application version of Hangar's workflows:
@@ -346,6 +355,7 @@ func (s *Service) restart(ctx context.Context, a hangar.App) error {
 // and resume when Hangar starts again.
 func (s *Service) Shutdown() {
 	dbos.Shutdown(s.dbos, 10*time.Second) //nolint:errcheck // logged by DBOS
+	s.prunes.Wait()
 }
 
 // appDir is the tree of one app: its versions and logs.

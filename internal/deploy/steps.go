@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hangar-oss/hangar/internal/build"
 	"github.com/hangar-oss/hangar/internal/hangar"
@@ -101,6 +102,16 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 	if err != nil {
 		return err
 	}
+	var release func()
+	if in.RestoredFrom == "" {
+		release = s.startEarly(ctx, in, j, a, inst, log)
+		defer func() {
+			if release != nil { // not released: the migrations failed or took long
+				s.fleet.DropEarly(context.WithoutCancel(ctx), a.ID)
+			}
+		}()
+	}
+	began := time.Now()
 	if err := s.instances.EnsureAppDatabases(ctx, inst, a.AppDBName, a.DBRole, a.DBPassword); err != nil {
 		return err
 	}
@@ -133,12 +144,35 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 	if err := s.builder.Prune(ctx, j); err != nil {
 		return err
 	}
+	if release != nil && time.Since(began) <= earlyHoldLimit {
+		release()
+		release = nil // the deployment step serves with it
+	}
 	fp, err := s.instances.SchemaFingerprint(ctx, inst, a.AppDBName)
 	if err != nil {
 		return err
 	}
 	logf(log, "database schema after migrations: %s", fp)
 	return s.store.SetVersionSchema(ctx, in.Version, fp)
+}
+
+// earlyHoldLimit bounds the migrations an executor started early waits
+// for: past it, the app's held database connections near the 10 s most
+// clients wait for one (DBOS's default connect timeout), so the executor
+// is dropped and the deployment step starts another.
+const earlyHoldLimit = 5 * time.Second
+
+// startEarly starts the version's first executor before its migrations
+// run, its database connections held until they are done (Fleet.StartEarly),
+// and returns what releases them, or nil when it starts none: when the
+// migrations would leave the folder different from what they found (a
+// prune of development dependencies).
+func (s *Service) startEarly(ctx context.Context, in deployInput, j build.Job, a hangar.App, inst hangar.DBInstance, log io.Writer) func() {
+	if prunes, err := build.Prunes(j); err != nil || prunes {
+		return nil
+	}
+	logf(log, "starting the first executor meanwhile; it reaches the database once the migrations are done")
+	return s.fleet.StartEarly(ctx, a, inst, in.Version, in.AppVersion)
 }
 
 // dbEnv is the database part of the executor contract (API.md §2) for an app

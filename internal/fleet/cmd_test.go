@@ -28,7 +28,7 @@ func TestService_ExecutorCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := CommandResult{Stdout: "out\n" + h.s.versionDir("app1", "v1") + "\n", Stderr: "err\n", ExitCode: 3}
+		want := CommandResult{Stdout: "out\n" + versionDir(h.s, "app1", "v1") + "\n", Stderr: "err\n", ExitCode: 3}
 		if diff := cmp.Diff(want, res); diff != "" {
 			t.Errorf("result (-want +got):\n%s", diff)
 		}

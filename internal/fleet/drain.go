@@ -107,7 +107,7 @@ func (f *Fleet) startDrainer(d *drain, inst hangar.DBInstance) {
 	f.mu.Lock()
 	d.starting = false
 	if err != nil && hangar.KindOf(err) != hangar.KindNotFound {
-		d.notBefore = now.Add(f.nextRestart(&d.restarts, now, time.Time{}))
+		d.notBefore = now.Add(f.cfg.nextRestart(&d.restarts, now, time.Time{}))
 		d.retry = true
 	}
 	f.mu.Unlock()

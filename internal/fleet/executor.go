@@ -76,14 +76,23 @@ const executorPrefix = "ex-"
 // executors of the pool it replaces once they are drained. When one fails
 // to start, it stops them all and the previous pool keeps serving.
 func (f *Fleet) Serve(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) error {
-	p := f.newPool(a, inst, version, appVersion)
+	p := newPool(f.cfg.Domain, a, inst, version, appVersion)
 	exs := make([]*executor, p.min)
 	errs := make([]error, p.min)
 	start := func(i int) { exs[i], errs[i] = f.startExecutor(ctx, a, inst, version, appVersion) }
 	// The first executor starts alone: the DBOS SDKs create or migrate the
 	// system database's schema at launch, without a lock against other
-	// executors doing the same at once.
-	start(0)
+	// executors doing the same at once. It may have started already,
+	// during the migrations (StartEarly).
+	if ex := f.takeEarly(ctx, a, version); ex != nil {
+		exs[0], errs[0] = ex, f.ready(ctx, a, version, ex)
+		if errs[0] != nil && closed(ex.exited) {
+			f.log.WarnContext(ctx, "the executor started during the migrations exited: starting another", "app", a.Name, "version", version, "err", errs[0])
+			start(0)
+		}
+	} else {
+		start(0)
+	}
 	if errs[0] == nil {
 		var wg sync.WaitGroup
 		for i := 1; i < len(exs); i++ {
@@ -119,7 +128,7 @@ func (f *Fleet) Serve(ctx context.Context, a hangar.App, inst hangar.DBInstance,
 			f.router.Set(old.host, nil)
 		}
 	}
-	f.routeLocked(p)
+	p.route(f.router)
 	f.mu.Unlock()
 	for _, ex := range exs {
 		f.spawn(func() { f.supervise(p, ex) })
@@ -130,13 +139,14 @@ func (f *Fleet) Serve(ctx context.Context, a hangar.App, inst hangar.DBInstance,
 	return nil
 }
 
-// routeLocked points the pool's hostname at its executors; f.mu is held.
-func (f *Fleet) routeLocked(p *pool) {
+// route points the pool's hostname at its executors on r; Fleet.mu is
+// held.
+func (p *pool) route(r Router) {
 	addrs := make([]string, len(p.executors))
 	for i, ex := range p.executors {
 		addrs[i] = ex.addr
 	}
-	f.router.Set(p.host, addrs)
+	r.Set(p.host, addrs)
 }
 
 // startExecutor starts an executor of version for a, with its database on
@@ -145,6 +155,17 @@ func (f *Fleet) routeLocked(p *pool) {
 // error: KindUnavailable, with the end of the version's executor output as
 // detail, when the app did not become healthy.
 func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string) (*executor, error) {
+	ex, err := f.launch(ctx, a, inst, version, appVersion, nil)
+	if err != nil {
+		return ex, err
+	}
+	return ex, f.ready(ctx, a, version, ex)
+}
+
+// launch starts an executor of version for a, with its database on inst
+// (its connections held until hold is closed, when not nil), and returns
+// once its process runs. When it fails, it stops what it started.
+func (f *Fleet) launch(ctx context.Context, a hangar.App, inst hangar.DBInstance, version, appVersion string, hold <-chan struct{}) (*executor, error) {
 	ex := &executor{
 		id: executorPrefix + strings.ToLower(ulid.Make().String()), app: a.ID, version: version, appVersion: appVersion,
 		inst: inst, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB, startedAt: f.cfg.Now(), cpuUse: math.NaN(),
@@ -170,6 +191,9 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 		return ex, err
 	}
 	spec.Stdout = ex.log
+	for i := range spec.Forwards {
+		spec.Forwards[i].Hold = hold
+	}
 	started, err := f.driver.Start(ctx, spec)
 	if err != nil {
 		f.stopExecutor(ctx, ex)
@@ -181,13 +205,20 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 		return ex, errors.New("hangar is shutting down")
 	}
 	f.log.InfoContext(ctx, "executor started", "app", a.Name, "version", version, "executor", ex.id, "addr", ex.addr)
-	if err := f.waitHealthy(ctx, ex); err != nil {
+	return ex, nil
+}
+
+// ready waits until executor ex of version for a answers HTTP. When it
+// does not, it stops it and returns KindUnavailable, with the end of the
+// version's executor output as detail.
+func (f *Fleet) ready(ctx context.Context, a hangar.App, version string, ex *executor) error {
+	if err := waitHealthy(ctx, ex, f.cfg.HealthTimeout); err != nil {
 		f.stopExecutor(ctx, ex)
 		tail, terr := f.logs.Tail(ctx, a.ID, logSource, version, 40)
 		if terr != nil {
 			f.log.WarnContext(ctx, "read executor log", "app", a.ID, "version", version, "err", terr)
 		}
-		return ex, &hangar.Error{
+		return &hangar.Error{
 			Kind:    hangar.KindUnavailable,
 			Message: fmt.Sprintf("version %s did not become healthy: %v", version, err),
 			Detail:  tail,
@@ -196,7 +227,34 @@ func (f *Fleet) startExecutor(ctx context.Context, a hangar.App, inst hangar.DBI
 	f.mu.Lock() // Executors reads it
 	ex.readyAt = f.cfg.Now()
 	f.mu.Unlock()
-	return ex, nil
+	return nil
+}
+
+// waitHealthy polls the executor's HTTP port until it answers any HTTP
+// response, the process exits, it is stopped, or timeout passes.
+func waitHealthy(ctx context.Context, ex *executor, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(healthPoll)
+	defer tick.Stop()
+	for {
+		if probe(ctx, client, ex.addr) {
+			return nil
+		}
+		select {
+		case <-ex.exited:
+			if ex.status.OOMKilled {
+				return fmt.Errorf("the app ran out of memory (limit %d MiB) before it served HTTP", ex.memoryMiB)
+			}
+			return fmt.Errorf("the app exited with code %d before it served HTTP", ex.status.ExitCode)
+		case <-ex.stopped:
+			return errors.New("the executor was stopped before it served HTTP")
+		case <-ctx.Done():
+			return fmt.Errorf("no HTTP answer on port %s within %s", ex.addr[strings.LastIndex(ex.addr, ":")+1:], timeout)
+		case <-tick.C:
+		}
+	}
 }
 
 // watch waits for the executor's process to end and records how.
@@ -267,33 +325,6 @@ func (f *Fleet) retire(ex *executor, newAppVersion string, timeout time.Duration
 // which costs microseconds; a deploy waits half a period on average past
 // the moment the app listens, so the period is short.
 const healthPoll = 10 * time.Millisecond
-
-// waitHealthy polls the executor's HTTP port until it answers any HTTP
-// response, the process exits, it is stopped, or HealthTimeout passes.
-func (f *Fleet) waitHealthy(ctx context.Context, ex *executor) error {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.HealthTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(healthPoll)
-	defer tick.Stop()
-	for {
-		if probe(ctx, client, ex.addr) {
-			return nil
-		}
-		select {
-		case <-ex.exited:
-			if ex.status.OOMKilled {
-				return fmt.Errorf("the app ran out of memory (limit %d MiB) before it served HTTP", ex.memoryMiB)
-			}
-			return fmt.Errorf("the app exited with code %d before it served HTTP", ex.status.ExitCode)
-		case <-ex.stopped:
-			return errors.New("the executor was stopped before it served HTTP")
-		case <-ctx.Done():
-			return fmt.Errorf("no HTTP answer on port %s within %s", ex.addr[strings.LastIndex(ex.addr, ":")+1:], f.cfg.HealthTimeout)
-		case <-tick.C:
-		}
-	}
-}
 
 // probe reports whether the app at addr answers HTTP, whatever the status.
 func probe(ctx context.Context, client *http.Client, addr string) bool {
@@ -417,7 +448,7 @@ func (f *Fleet) OrgRenamed(ctx context.Context, _, _ string) error {
 		if !p.closed && p.host != host {
 			f.router.Set(p.host, nil)
 			p.host = host
-			f.routeLocked(p)
+			p.route(f.router)
 		}
 		f.mu.Unlock()
 	}

@@ -152,7 +152,7 @@ func (sp fakeSpecs) Stored(appID, version string) bool {
 }
 
 // versionDir is where the harness's versions run from.
-func (f *Fleet) versionDir(appID, version string) string {
+func versionDir(f *Fleet, appID, version string) string {
 	return f.specs.(fakeSpecs).dir(appID, version)
 }
 
@@ -257,7 +257,7 @@ func newHarness(t *testing.T, minVMs, maxVMs int, loop bool) *harness {
 	cfg.Now = h.drv.Now // the fake's CPU time follows the samples
 	h.s = New(cfg, h.st, h.inst, h.drv, h.rt, h.logs, fakeSpecs{dataDir: t.TempDir()})
 	for _, v := range []string{"v1", "v2"} {
-		dir := h.s.versionDir(app.ID, v)
+		dir := versionDir(h.s, app.ID, v)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -200,6 +200,7 @@ type Fleet struct {
 	drains  map[string]*drain    // app ID + "/" + app version → its drainer's state
 	events  map[string][]Event   // app ID → recent events, oldest first
 	deleted map[string]bool      // apps being deleted: nothing starts for them
+	early   earlies              // executors started during migrations (StartEarly)
 }
 
 // New returns a Fleet with no executors; it starts nothing yet.
@@ -209,7 +210,7 @@ func New(cfg Config, st Store, wf Workflows, drv runtime.Driver, rt Router, logs
 		cfg: cfg, store: st, wf: wf, driver: drv, router: rt, logs: logs, specs: specs,
 		log:   cfg.Logger.With("component", "fleet"),
 		pools: map[string]*pool{}, live: map[string]*executor{}, drains: map[string]*drain{},
-		events: map[string][]Event{}, deleted: map[string]bool{},
+		events: map[string][]Event{}, deleted: map[string]bool{}, early: earlies{},
 	}
 	f.life, f.stopLife = context.WithCancel(context.Background())
 	return f

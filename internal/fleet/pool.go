@@ -52,20 +52,21 @@ type pool struct {
 	samples   []sample // scaling samples, oldest first
 }
 
-func (f *Fleet) newPool(a hangar.App, inst hangar.DBInstance, version, appVersion string) *pool {
+// newPool returns the pool of version for a, served under domain.
+func newPool(domain string, a hangar.App, inst hangar.DBInstance, version, appVersion string) *pool {
 	p := &pool{
 		appID: a.ID, name: a.Name, sysDB: a.SysDBName(), memoryMiB: a.MemoryMiB, inst: inst,
-		version: version, appVersion: appVersion, min: max(1, a.MinVMs), host: a.Hostname(f.cfg.Domain),
+		version: version, appVersion: appVersion, min: max(1, a.MinVMs), host: a.Hostname(domain),
 	}
 	p.max = max(p.min, a.MaxVMs)
 	return p
 }
 
-// appOf returns the app of pool p as it is now, with the executor
+// app returns the app of pool p as it is now, with the executor
 // settings it had when p's version started serving: those change at the
 // next deploy only.
-func (f *Fleet) appOf(ctx context.Context, p *pool) (hangar.App, error) {
-	a, err := f.store.AppByID(ctx, p.appID)
+func (p *pool) app(ctx context.Context, st Store) (hangar.App, error) {
+	a, err := st.AppByID(ctx, p.appID)
 	a.MemoryMiB, a.MinVMs, a.MaxVMs = p.memoryMiB, p.min, p.max
 	return a, err
 }
@@ -94,8 +95,8 @@ func (p *pool) close() []*executor {
 
 // nextRestart records a failure in b and returns the delay before the
 // next start.
-func (f *Fleet) nextRestart(b *backoff.State, now, readyAt time.Time) time.Duration {
-	return b.Next(backoff.Policy{Base: f.cfg.RestartBackoff, Max: f.cfg.MaxRestartBackoff, Reset: f.cfg.BackoffReset}, now, readyAt)
+func (c Config) nextRestart(b *backoff.State, now, readyAt time.Time) time.Duration {
+	return b.Next(backoff.Policy{Base: c.RestartBackoff, Max: c.MaxRestartBackoff, Reset: c.BackoffReset}, now, readyAt)
 }
 
 // Resume serves version for a after Hangar restarted. When the executors
@@ -106,7 +107,7 @@ func (f *Fleet) Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance
 	if err == nil || f.life.Err() != nil {
 		return err
 	}
-	p := f.newPool(a, inst, version, appVersion)
+	p := newPool(f.cfg.Domain, a, inst, version, appVersion)
 	now := f.cfg.Now()
 	f.mu.Lock()
 	if f.pools[a.ID] != nil {
@@ -114,7 +115,7 @@ func (f *Fleet) Resume(ctx context.Context, a hangar.App, inst hangar.DBInstance
 		return err
 	}
 	f.pools[a.ID] = p
-	delay := f.nextRestart(&p.restarts, now, time.Time{})
+	delay := f.cfg.nextRestart(&p.restarts, now, time.Time{})
 	p.starting = p.min
 	f.mu.Unlock()
 	f.event(a.ID, Event{Kind: EventStartFailed, Version: version,

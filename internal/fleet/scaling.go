@@ -154,7 +154,7 @@ func (f *Fleet) autoscale(p *pool) {
 		p.samples = nil
 		retiring = p.executors[n-1]
 		p.remove(retiring)
-		f.routeLocked(p)
+		p.route(f.router)
 	}
 	f.mu.Unlock()
 	switch step {

@@ -64,9 +64,9 @@ func (f *Fleet) died(ex *executor, d death, p *pool) {
 		var loop string
 		left := 0
 		if current {
-			f.routeLocked(p)
+			p.route(f.router)
 			left = len(p.executors)
-			delay = f.nextRestart(&p.restarts, now, ex.readyAt)
+			delay = f.cfg.nextRestart(&p.restarts, now, ex.readyAt)
 			loop = p.restarts.CrashLoop(now)
 			p.starting++
 		}
@@ -94,7 +94,7 @@ func (f *Fleet) died(ex *executor, d death, p *pool) {
 		}
 		if ex.drain != nil {
 			f.mu.Lock()
-			ex.drain.notBefore = now.Add(f.nextRestart(&ex.drain.restarts, now, ex.readyAt))
+			ex.drain.notBefore = now.Add(f.cfg.nextRestart(&ex.drain.restarts, now, ex.readyAt))
 			ex.drain.retry = true
 			f.mu.Unlock()
 		}
@@ -124,7 +124,7 @@ func (f *Fleet) grow(p *pool, delay time.Duration) {
 		return
 	}
 	f.mu.Unlock()
-	a, err := f.appOf(f.life, p)
+	a, err := p.app(f.life, f.store)
 	var ex *executor
 	if err == nil {
 		ex, err = f.startExecutor(f.life, a, p.inst, p.version, p.appVersion)
@@ -147,7 +147,7 @@ func (f *Fleet) grow(p *pool, delay time.Duration) {
 				Message: fmt.Sprintf("a new executor of version %s did not start: %s", p.version, userMessage(err))})
 			return
 		}
-		delay := f.nextRestart(&p.restarts, now, time.Time{})
+		delay := f.cfg.nextRestart(&p.restarts, now, time.Time{})
 		loop := p.restarts.CrashLoop(now)
 		p.starting++
 		f.mu.Unlock()
@@ -173,7 +173,7 @@ func (f *Fleet) grow(p *pool, delay time.Duration) {
 		return
 	}
 	p.executors = append(p.executors, ex)
-	f.routeLocked(p)
+	p.route(f.router)
 	n := len(p.executors)
 	f.mu.Unlock()
 	f.spawn(func() { f.supervise(p, ex) })

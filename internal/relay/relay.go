@@ -61,6 +61,23 @@ func To(target string, log *slog.Logger) Dial {
 	}
 }
 
+// Held returns a Dial that waits until hold is closed, then dials with
+// dial. A nil hold waits for nothing. The wait counts in DialTimeout, and
+// ends with the Server.
+func Held(hold <-chan struct{}, dial Dial) Dial {
+	if hold == nil {
+		return dial
+	}
+	return func(ctx context.Context, in net.Conn) (net.Conn, error) {
+		select {
+		case <-hold:
+			return dial(ctx, in)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // Addr is the address of the first listener.
 func (s *Server) Addr() net.Addr { return s.lns[0].Addr() }
 

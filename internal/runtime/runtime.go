@@ -169,6 +169,13 @@ type Spec struct {
 type Forward struct {
 	ListenPort int
 	Target     string
+	// Hold, when not nil, holds the connections: the relay accepts them
+	// but connects them to Target only once Hold is closed; a Stop
+	// meanwhile ends them, and a driver may end one held for more than
+	// 10 s (what clients usually wait for a connection). A deploy starts the new version's executor
+	// while its migrations run this way: the app loads, but reaches its
+	// database only once they are done (docs/performance.md).
+	Hold <-chan struct{}
 }
 
 // Executor is a started executor.

@@ -48,6 +48,7 @@ type relay struct {
 // route is where one Pod's connections go, and whose forward it is.
 type route struct {
 	target string
+	hold   <-chan struct{} // runtime.Forward.Hold
 	owner  *forwards
 }
 
@@ -105,22 +106,22 @@ func (r *relay) unset(ip string, owner *forwards) {
 	}
 }
 
-// target returns the target of source IP ip, waiting up to
+// route returns the route of source IP ip, waiting up to
 // unknownSourceWait for it to be registered.
-func (r *relay) target(ip string) string {
+func (r *relay) route(ip string) route {
 	deadline := time.NewTimer(unknownSourceWait)
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		t, ch := r.targets[ip].target, r.changed
+		rt, ch := r.targets[ip], r.changed
 		r.mu.Unlock()
-		if t != "" {
-			return t
+		if rt.target != "" {
+			return rt
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			return ""
+			return route{}
 		}
 	}
 }
@@ -138,10 +139,22 @@ func (r *relay) serve() {
 func (r *relay) handle(c net.Conn) {
 	defer c.Close()
 	src, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	target := r.target(src)
+	rt := r.route(src)
+	target := rt.target
 	if target == "" {
 		r.logger.Warn("forward: connection from an address with no forward here, closed", "from", src, "on", r.ln.Addr().String())
 		return
+	}
+	if rt.hold != nil {
+		t := time.NewTimer(holdLimit)
+		defer t.Stop()
+		select {
+		case <-rt.hold:
+		case <-rt.owner.closed:
+			return
+		case <-t.C:
+			return
+		}
 	}
 	up, err := net.DialTimeout("tcp", target, 10*time.Second)
 	if err != nil {
@@ -160,16 +173,20 @@ func (r *relay) handle(c net.Conn) {
 	<-done
 }
 
+// holdLimit bounds how long a connection waits for its forward's Hold.
+const holdLimit = 10 * time.Second
+
 // forwards are one executor's registrations on the relays.
 type forwards struct {
 	ip      string
-	targets map[*relay]string
+	targets map[*relay]runtime.Forward
+	closed  chan struct{} // closed by close: held connections end
 }
 
 // openForwards acquires the relays of spec's forwards on host; register
 // then routes the Pod's connections.
 func openForwards(host string, fs []runtime.Forward, logger *slog.Logger) (*forwards, error) {
-	f := &forwards{targets: make(map[*relay]string, len(fs))}
+	f := &forwards{targets: make(map[*relay]runtime.Forward, len(fs)), closed: make(chan struct{})}
 	for _, fw := range fs {
 		if _, _, err := net.SplitHostPort(fw.Target); err != nil {
 			f.close()
@@ -180,7 +197,7 @@ func openForwards(host string, fs []runtime.Forward, logger *slog.Logger) (*forw
 			f.close()
 			return nil, err
 		}
-		f.targets[r] = fw.Target
+		f.targets[r] = fw
 	}
 	return f, nil
 }
@@ -193,16 +210,18 @@ func (f *forwards) register(ip string) {
 		return
 	}
 	f.ip = ip
-	for r, t := range f.targets {
-		r.set(ip, route{target: t, owner: f})
+	for r, fw := range f.targets {
+		r.set(ip, route{target: fw.Target, hold: fw.Hold, owner: f})
 	}
 }
 
-// close removes the registrations and releases the relays.
+// close removes the registrations, ends held connections and releases
+// the relays.
 func (f *forwards) close() {
-	if f == nil {
+	if f == nil || f.targets == nil {
 		return
 	}
+	close(f.closed)
 	for r := range f.targets {
 		if f.ip != "" {
 			r.unset(f.ip, f)

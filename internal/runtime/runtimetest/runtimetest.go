@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) runtime.Driver) {
 		{"Env", s.testEnv},
 		{"Forward", s.testForward},
 		{"ForwardIsPrivate", s.testForwardIsPrivate},
+		{"ForwardHold", s.testForwardHold},
 		{"ExitCode", s.testExitCode},
 		{"StopTerminates", s.testStopTerminates},
 		{"StopKillsAfterGrace", s.testStopKillsAfterGrace},
@@ -358,6 +360,64 @@ func (s *suite) testForwardIsPrivate(t *testing.T) {
 	// the driver tells them apart by their own, is closed unanswered.
 	if code, body, err := get(other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432")); err != nil || strings.Contains(body, "pong") {
 		t.Errorf("another executor dialling the owner's forward: got %d %q, %v; want it not to reach the target", code, body, err)
+	}
+}
+
+// testForwardHold checks that a forward with a Hold accepts the app's
+// connection but reaches its target only once Hold is closed.
+func (s *suite) testForwardHold(t *testing.T) {
+	d := s.newDriver(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "pong:")
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	hold := make(chan struct{})
+	spec := s.serverSpec(t, "hold")
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: ln.Addr().String(), Hold: hold}}
+	x := start(t, d, spec)
+	WaitHTTP(t, x.Addr)
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, body, err := get(x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432"))
+		done <- result{code, body, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("a dial through a held forward ended before Hold was closed: %d %q, %v", r.code, r.body, r.err)
+	case <-time.After(time.Second):
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("the target got %d connections while the forward was held, want 0", n)
+	}
+	close(hold)
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != http.StatusOK || r.body != "pong:ping" {
+			t.Errorf("after Hold closed: got %d %q, %v; want 200 \"pong:ping\"", r.code, r.body, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held dial did not complete within 10 s of Hold closing")
 	}
 }
 

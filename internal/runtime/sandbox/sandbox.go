@@ -348,6 +348,9 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 		// Stop kills what started and releases the rest.
 		return nil, fmt.Errorf("start executor %s: %w%s", spec.ID, err, runcLogTail(bundle))
 	}
+	if err := d.cgroups.setBurst(d.cgroupPath(e.ID), time.Duration(d.cfg.CPUs*cpuPeriod)*time.Microsecond); err != nil {
+		logger.WarnContext(ctx, "set the executor's CPU burst", "err", err)
+	}
 	e.PID = pid
 	e.Addr = net.JoinHostPort(e.Network.Address, strconv.Itoa(spec.Port))
 	x := &runtime.Executor{ID: spec.ID, Addr: e.Addr, Gateway: e.Network.Gateway, PID: pid}

@@ -297,7 +297,7 @@ func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runti
 			f.Close()
 			return nil, fmt.Errorf("forward %s: %w", addr, err)
 		}
-		f.fs = append(f.fs, relay.Start([]net.Listener{ln}, relay.To(fw.Target, logger), logger))
+		f.fs = append(f.fs, relay.Start([]net.Listener{ln}, relay.Held(fw.Hold, relay.To(fw.Target, logger)), logger))
 		ports[i] = fw.ListenPort
 	}
 	if err := p.nft(ctx, firewallRules(ns, gateway, ports, p.policy)); err != nil {
