@@ -312,17 +312,27 @@ func (s *suite) testEnv(t *testing.T) {
 // listens on.
 func EchoServer(t testing.TB, addr string) string {
 	t.Helper()
+	a, _ := echoServer(t, addr)
+	return a
+}
+
+// echoServer is EchoServer, also returning how many connections it
+// accepted so far.
+func echoServer(t testing.TB, addr string) (string, *atomic.Int32) {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	accepted := new(atomic.Int32)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			accepted.Add(1)
 			go func() {
 				defer c.Close()
 				io.WriteString(c, "pong:")
@@ -330,7 +340,7 @@ func EchoServer(t testing.TB, addr string) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), accepted
 }
 
 func (s *suite) testForward(t *testing.T) {
@@ -367,29 +377,10 @@ func (s *suite) testForwardIsPrivate(t *testing.T) {
 // connection but reaches its target only once Hold is closed.
 func (s *suite) testForwardHold(t *testing.T) {
 	d := s.newDriver(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "pong:")
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	target, accepted := echoServer(t, "127.0.0.1:0")
 	hold := make(chan struct{})
 	spec := s.serverSpec(t, "hold")
-	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: ln.Addr().String(), Hold: hold}}
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target, Hold: hold}}
 	x := start(t, d, spec)
 	WaitHTTP(t, x.Addr)
 	type result struct {

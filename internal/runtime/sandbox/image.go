@@ -42,7 +42,7 @@ func (d *Driver) RunStep(ctx context.Context, rs runtime.Step) (int, error) {
 		}
 		if m.Writable {
 			// The step's root may write only what its range owns.
-			if err := shiftTree(m.Source, s.UIDBase); err != nil {
+			if err := shiftTree(m.Source, s.UIDBase, d.cfg.GID); err != nil {
 				return -1, fmt.Errorf("step %s: hand %s to its uid range: %w", rs.ID, m.Source, err)
 			}
 		}

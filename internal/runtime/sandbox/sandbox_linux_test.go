@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -457,5 +458,41 @@ func TestDriver_CleanupAfterCrash(t *testing.T) {
 	// The old driver's Stop copes with its executor being gone already.
 	if err := crashed.Stop(t.Context(), "old", time.Second); err != nil {
 		t.Errorf("Stop after Cleanup: %v", err)
+	}
+}
+
+// TestShiftTree hands a tree to a uid range's root but keeps the
+// executors' shared group, which an executor started during the
+// migrations needs on its folder.
+func TestShiftTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	const base, shared = 3_000_000, 4242
+	dir := t.TempDir()
+	for name, owner := range map[string][2]int{"host": {0, 0}, "executor": {1234, shared}} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, owner[0], owner[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(dir, base, shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := shiftTree(dir, base, shared); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]uint32{".": {base, shared}, "host": {base, base}, "executor": {base, shared}} {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if got := [2]uint32{st.Uid, st.Gid}; got != want {
+			t.Errorf("%s: owner %v, want %v", name, got, want)
+		}
 	}
 }

@@ -132,7 +132,7 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	if err := makeSearchable(filepath.Dir(s.Dir)); err != nil {
 		return -1, fmt.Errorf("step %s: %w", s.ID, err)
 	}
-	if err := shiftTree(s.Dir, s.UIDBase); err != nil {
+	if err := shiftTree(s.Dir, s.UIDBase, d.cfg.GID); err != nil {
 		return -1, fmt.Errorf("step %s: hand the app folder to its uid range: %w", s.ID, err)
 	}
 	if err := d.stepRootfs(bundle, s); err != nil {
@@ -292,9 +292,11 @@ func stepSpec(s step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 }
 
 // shiftTree hands the files of dir that lie outside the uid range at base
-// to the range's root, so that the step's root may change them. It never
-// follows symbolic links.
-func shiftTree(dir string, base uint32) error {
+// to the range's root, so that the step's root may change them. A group
+// of shared, the executors' (shareDir), is kept: an executor started
+// while the migrations run (runtime.Forward.Hold) keeps its folder. It
+// never follows symbolic links.
+func shiftTree(dir string, base, shared uint32) error {
 	inRange := func(id uint32) bool { return id >= base && id-base < RangeSize }
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -305,10 +307,14 @@ func shiftTree(dir string, base uint32) error {
 			return err
 		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || inRange(st.Uid) && inRange(st.Gid) {
+		if !ok || inRange(st.Uid) && (inRange(st.Gid) || st.Gid == shared) {
 			return nil
 		}
-		return os.Lchown(path, int(base), int(base))
+		gid := int(base)
+		if st.Gid == shared {
+			gid = -1
+		}
+		return os.Lchown(path, int(base), gid)
 	})
 }
 

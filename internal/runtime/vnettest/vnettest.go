@@ -172,16 +172,23 @@ func Listen(t testing.TB, path, addr string) net.Listener {
 func ServeDNS(t testing.TB, name string, addr netip.Addr) string {
 	t.Helper()
 	upstream := hostNameserver()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The UDP port picked may be taken on TCP (another test's connection
+	// uses it as its local port): pick again.
+	var pc net.PacketConn
+	var ln net.Listener
+	for i := 0; ln == nil; i++ {
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp4", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if i == 20 {
+				t.Fatal(err)
+			}
+		}
 	}
-	t.Cleanup(func() { pc.Close() })
-	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { pc.Close(); ln.Close() })
 	go func() {
 		buf := make([]byte, 512)
 		for {
