@@ -214,9 +214,12 @@ func testRetiredVersions(t *testing.T, s *hangartest.Server, alice *apiclient.Cl
 		return names
 	}
 	// Retired versions are pruned after their deploy returned.
-	for end := time.Now().Add(10 * time.Second); len(folders()) != deploy.KeptVersions && time.Now().Before(end); {
-		time.Sleep(20 * time.Millisecond)
+	settle := func() {
+		for end := time.Now().Add(10 * time.Second); len(folders()) != deploy.KeptVersions && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	settle()
 	if got := folders(); len(got) != deploy.KeptVersions {
 		t.Errorf("version folders after %d deploys: %d, want %d: retired versions pile up", deploy.KeptVersions+2, len(got), deploy.KeptVersions)
 	}
@@ -230,9 +233,7 @@ func testRetiredVersions(t *testing.T, s *hangartest.Server, alice *apiclient.Cl
 	if code, body := s.Get(t, "alice-many."+s.Domain, "/"); code != http.StatusOK {
 		t.Errorf("GET after redeploying %s = %d %q, want 200", v1, code, body)
 	}
-	for end := time.Now().Add(10 * time.Second); len(folders()) != deploy.KeptVersions && time.Now().Before(end); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	settle()
 	if got := folders(); len(got) != deploy.KeptVersions || !slices.ContainsFunc(got, func(n string) bool { return filepath.Base(n) == v.ApplicationVersion }) {
 		t.Errorf("version folders after the redeploy: %v, want %d with %s", got, deploy.KeptVersions, v.ApplicationVersion)
 	}

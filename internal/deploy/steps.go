@@ -102,14 +102,10 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 	if err != nil {
 		return err
 	}
+	// A failed step's fail drops the executor started here.
 	var release func()
 	if in.RestoredFrom == "" {
 		release = s.startEarly(ctx, in, j, a, inst, log)
-		defer func() {
-			if release != nil { // not released: the migrations failed or took long
-				s.fleet.DropEarly(context.WithoutCancel(ctx), a.ID)
-			}
-		}()
 	}
 	began := time.Now()
 	if err := s.instances.EnsureAppDatabases(ctx, inst, a.AppDBName, a.DBRole, a.DBPassword); err != nil {
@@ -144,9 +140,12 @@ func (s *Service) migrate(ctx context.Context, in deployInput, log io.Writer) er
 	if err := s.builder.Prune(ctx, j); err != nil {
 		return err
 	}
-	if release != nil && time.Since(began) <= earlyHoldLimit {
-		release()
-		release = nil // the deployment step serves with it
+	switch {
+	case release == nil:
+	case time.Since(began) <= earlyHoldLimit:
+		release() // the deployment step serves with it
+	default:
+		s.fleet.DropEarly(ctx, a.ID)
 	}
 	fp, err := s.instances.SchemaFingerprint(ctx, inst, a.AppDBName)
 	if err != nil {

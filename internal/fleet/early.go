@@ -8,8 +8,35 @@ import (
 	"github.com/hangar-oss/hangar/internal/hangar"
 )
 
-// earlies are the apps' early executors, by app ID, under Fleet.mu.
-type earlies map[string]*early
+// earlies are the apps' early executors, by app ID.
+type earlies struct {
+	mu sync.Mutex
+	m  map[string]*early
+}
+
+// put records e as the app's early executor.
+func (es *earlies) put(appID string, e *early) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if es.m == nil {
+		es.m = map[string]*early{}
+	}
+	es.m[appID] = e
+}
+
+// take removes the app's early executor and returns it once its start
+// returned: its executor, or nil when the start failed.
+func (es *earlies) take(appID string) (*executor, *early) {
+	es.mu.Lock()
+	e := es.m[appID]
+	delete(es.m, appID)
+	es.mu.Unlock()
+	if e == nil {
+		return nil, nil
+	}
+	<-e.done
+	return e.ex, e
+}
 
 // early is an executor a deploy starts while its migrations run, its
 // database held until release (docs/performance.md, "Redeploy").
@@ -34,9 +61,7 @@ func (f *Fleet) StartEarly(ctx context.Context, a hangar.App, inst hangar.DBInst
 	hold := make(chan struct{})
 	var once sync.Once
 	e := &early{version: version, release: func() { once.Do(func() { close(hold) }) }, done: make(chan struct{})}
-	f.mu.Lock()
-	f.early[a.ID] = e
-	f.mu.Unlock()
+	f.early.put(a.ID, e)
 	ctx = context.WithoutCancel(ctx)
 	if !f.spawn(func() {
 		defer close(e.done)
@@ -51,7 +76,7 @@ func (f *Fleet) StartEarly(ctx context.Context, a hangar.App, inst hangar.DBInst
 // DropEarly stops the app's executor started by StartEarly, if any, without
 // letting it reach its database.
 func (f *Fleet) DropEarly(ctx context.Context, appID string) {
-	if ex, _ := f.early.takeStarted(&f.mu, appID); ex != nil {
+	if ex, _ := f.early.take(appID); ex != nil {
 		f.stopExecutor(ctx, ex)
 	}
 }
@@ -59,7 +84,7 @@ func (f *Fleet) DropEarly(ctx context.Context, appID string) {
 // takeEarly returns the app's early executor of version, released, or nil;
 // one of another version is stopped.
 func (f *Fleet) takeEarly(ctx context.Context, a hangar.App, version string) *executor {
-	ex, e := f.early.takeStarted(&f.mu, a.ID)
+	ex, e := f.early.take(a.ID)
 	switch {
 	case e == nil:
 		return nil
@@ -72,27 +97,4 @@ func (f *Fleet) takeEarly(ctx context.Context, a hangar.App, version string) *ex
 	}
 	e.release()
 	return ex
-}
-
-// takeStarted removes the app's early executor and returns it once its
-// start returned; Fleet.mu is not held.
-func (m earlies) takeStarted(mu *sync.Mutex, appID string) (*executor, *early) {
-	mu.Lock()
-	e := m[appID]
-	delete(m, appID)
-	mu.Unlock()
-	return e.started()
-}
-
-// started returns e's executor, or nil when its start failed, once the
-// start returned; a nil e is fine.
-func (e *early) started() (*executor, *early) {
-	if e == nil {
-		return nil, nil
-	}
-	<-e.done
-	if e.err != nil {
-		return nil, e
-	}
-	return e.ex, e
 }

@@ -210,7 +210,7 @@ func New(cfg Config, st Store, wf Workflows, drv runtime.Driver, rt Router, logs
 		cfg: cfg, store: st, wf: wf, driver: drv, router: rt, logs: logs, specs: specs,
 		log:   cfg.Logger.With("component", "fleet"),
 		pools: map[string]*pool{}, live: map[string]*executor{}, drains: map[string]*drain{},
-		events: map[string][]Event{}, deleted: map[string]bool{}, early: earlies{},
+		events: map[string][]Event{}, deleted: map[string]bool{},
 	}
 	f.life, f.stopLife = context.WithCancel(context.Background())
 	return f

@@ -172,9 +172,10 @@ type Forward struct {
 	// Hold, when not nil, holds the connections: the relay accepts them
 	// but connects them to Target only once Hold is closed; a Stop
 	// meanwhile ends them, and a driver may end one held for more than
-	// 10 s (what clients usually wait for a connection). A deploy starts the new version's executor
-	// while its migrations run this way: the app loads, but reaches its
-	// database only once they are done (docs/performance.md).
+	// 10 s (what clients usually wait for a connection). A deploy starts
+	// the new version's executor while its migrations run this way: the
+	// app loads, but reaches its database only once they are done
+	// (docs/performance.md).
 	Hold <-chan struct{}
 }
 

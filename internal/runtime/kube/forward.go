@@ -106,9 +106,9 @@ func (r *relay) unset(ip string, owner *forwards) {
 	}
 }
 
-// route returns the route of source IP ip, waiting up to
+// lookup returns the route of source IP ip, waiting up to
 // unknownSourceWait for it to be registered.
-func (r *relay) route(ip string) route {
+func (r *relay) lookup(ip string) route {
 	deadline := time.NewTimer(unknownSourceWait)
 	defer deadline.Stop()
 	for {
@@ -139,7 +139,7 @@ func (r *relay) serve() {
 func (r *relay) handle(c net.Conn) {
 	defer c.Close()
 	src, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	rt := r.route(src)
+	rt := r.lookup(src)
 	target := rt.target
 	if target == "" {
 		r.logger.Warn("forward: connection from an address with no forward here, closed", "from", src, "on", r.ln.Addr().String())
