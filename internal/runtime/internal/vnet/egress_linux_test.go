@@ -111,6 +111,7 @@ func TestEgress(t *testing.T) {
 	t.Cleanup(fw.Close)
 	// Another executor, listening.
 	nsB, nB := setup("b")
+	secure(t, p, nsB, nB)
 	vnettest.Listen(t, Path(nsB), net.JoinHostPort(nB.Address, "80"))
 
 	t.Run("Allowed", func(t *testing.T) {
@@ -249,11 +250,13 @@ func TestEgress(t *testing.T) {
 	t.Run("ConnectionCap", func(t *testing.T) {
 		p3 := newTestPool(t, runtime.Egress{Resolvers: []string{dns}, MaxConnections: 2})
 		ns3 := p3.Name("d")
-		if _, err := p3.Setup(t.Context(), ns3); err != nil {
+		network, err := p3.Setup(t.Context(), ns3)
+		if err != nil {
 			p3.Teardown(t.Context(), ns3)
 			t.Fatalf("Setup: %v", err)
 		}
 		defer p3.Teardown(t.Context(), ns3)
+		secure(t, p3, ns3, network)
 		// A listener that never closes: the kernel completes handshakes
 		// for its backlog.
 		var ln net.Listener
@@ -281,11 +284,13 @@ func TestEgress(t *testing.T) {
 	t.Run("AllowPrivate", func(t *testing.T) {
 		p2 := newTestPool(t, runtime.Egress{Resolvers: []string{dns}, Allow: []string{"10.169.0.0/16", "169.254.0.0/16"}})
 		ns2 := p2.Name("c")
-		if _, err := p2.Setup(t.Context(), ns2); err != nil {
+		network, err := p2.Setup(t.Context(), ns2)
+		if err != nil {
 			p2.Teardown(t.Context(), ns2)
 			t.Fatalf("Setup: %v", err)
 		}
 		defer p2.Teardown(t.Context(), ns2)
+		secure(t, p2, ns2, network)
 		addr := net.JoinHostPort(inet.Private.String(), "80")
 		if err := attempt(t, ns2, addr); err != nil {
 			t.Errorf("attempt with --egress-allow 10.169.0.0/16: %s -> %v, want it to work", addr, err)
@@ -298,3 +303,14 @@ func TestEgress(t *testing.T) {
 }
 
 var slogDiscard = slog.New(slog.DiscardHandler)
+
+// secure starts the resolver of namespace ns, set up on n, with no relays,
+// which installs its firewall, as an executor's start does.
+func secure(t *testing.T, p *Pool, ns string, n runtime.Network) {
+	t.Helper()
+	fw, err := p.Forward(t.Context(), ns, n.Gateway, nil, slogDiscard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.Close)
+}

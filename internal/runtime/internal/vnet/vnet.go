@@ -121,12 +121,13 @@ func (p *Pool) Prefix() string { return p.prefix }
 // Name returns the namespace name of executor id.
 func (p *Pool) Name(id string) string { return p.prefix + "-" + id }
 
-// Setup allocates a /30, builds namespace ns on it and installs its
-// firewall, with no relays yet; then it turns IPv4 forwarding on for the
-// host end of its veth pair and, where it is off, for the host's uplinks.
-// The allocation runs under the host-wide lock, so that no other instance
-// takes the same /30 meanwhile; the lock is held only until the /30 is
-// claimed. On failure the caller must call Teardown.
+// Setup allocates a /30 and builds namespace ns on it. Nothing in ns
+// reaches beyond its veth pair yet: the host end does not forward, and
+// Forward, which the caller runs before anything starts in ns, installs
+// the firewall and turns forwarding on (one nft run per executor, not
+// two). The allocation runs under the host-wide lock, so that no other
+// instance takes the same /30 meanwhile; the lock is held only until the
+// /30 is claimed. On failure the caller must call Teardown.
 func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 	s, err := p.claim(ns)
 	if err != nil {
@@ -136,21 +137,6 @@ func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
 		return runtime.Network{}, fmt.Errorf("configure network namespace %s: %w", ns, err)
 	}
 	gateway := s.gateway().Addr().String()
-	if err := p.nft(ctx, firewallRules(ns, gateway, nil, p.policy)); err != nil {
-		return runtime.Network{}, fmt.Errorf("install executor network firewall: %w", err)
-	}
-	// Only once the firewall is in place: forwarding on the host end lets
-	// the executor's packets leave the host.
-	if err := setSysctl("ipv4/conf/"+HostIf(ns)+"/forwarding", "1"); err != nil {
-		return runtime.Network{}, fmt.Errorf("turn forwarding on for %s: %w", HostIf(ns), err)
-	}
-	devs, err := uplinks()
-	if err != nil {
-		return runtime.Network{}, fmt.Errorf("find the host's uplinks: %w", err)
-	}
-	if err := p.openUplinks(ctx, devs); err != nil {
-		return runtime.Network{}, err
-	}
 	// `ip netns exec` binds this over /etc/resolv.conf.
 	conf := filepath.Join(etcDir(ns), "resolv.conf")
 	if err := os.MkdirAll(etcDir(ns), 0o755); err != nil {
@@ -300,11 +286,30 @@ func (p *Pool) Forward(ctx context.Context, ns, gateway string, forwards []runti
 		f.fs = append(f.fs, relay.Start([]net.Listener{ln}, relay.Held(fw.Hold, relay.To(fw.Target, logger)), logger))
 		ports[i] = fw.ListenPort
 	}
-	if err := p.nft(ctx, firewallRules(ns, gateway, ports, p.policy)); err != nil {
+	if err := p.secure(ctx, ns, gateway, ports); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open executor network firewall to relays: %w", err)
+		return nil, err
 	}
 	return f, nil
+}
+
+// secure installs the firewall of namespace ns, open to the relays on
+// ports, then turns IPv4 forwarding on for the host end of its veth pair
+// and, where it is off, for the host's uplinks.
+func (p *Pool) secure(ctx context.Context, ns, gateway string, ports []int) error {
+	if err := p.nft(ctx, firewallRules(ns, gateway, ports, p.policy)); err != nil {
+		return fmt.Errorf("install executor network firewall: %w", err)
+	}
+	// Only once the firewall is in place: forwarding on the host end lets
+	// the executor's packets leave the host.
+	if err := setSysctl("ipv4/conf/"+HostIf(ns)+"/forwarding", "1"); err != nil {
+		return fmt.Errorf("turn forwarding on for %s: %w", HostIf(ns), err)
+	}
+	devs, err := uplinks()
+	if err != nil {
+		return fmt.Errorf("find the host's uplinks: %w", err)
+	}
+	return p.openUplinks(ctx, devs)
 }
 
 // Len returns the number of relays.
