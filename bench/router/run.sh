@@ -171,7 +171,7 @@ run() {
   done
 }
 
-executors() { grep 'msg="executor started"' "$work/serve.log" | grep 'app=gogreeter' | tail -n "$1" | sed 's/.*addr=\([^ ]*\).*/\1/'; }
+executors() { grep 'msg="executor started" component=fleet app=gogreeter' "$work/serve.log" | tail -n "$1" | sed 's/.*addr=\([^ ]*\).*/\1/'; }
 
 echo "Hangar router benchmark: gogreeter fixture's GET /, wrk -t1 keep-alive, $(nproc) CPUs"
 deploy
