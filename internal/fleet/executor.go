@@ -358,7 +358,7 @@ func (f *Fleet) stopExecutor(ctx context.Context, ex *executor) {
 		}
 		ex.log.Close()
 		// Forgotten only once its process is gone: from now on, its
-		// PENDING workflows are a dead executor'f.
+		// PENDING workflows are a dead executor's.
 		f.mu.Lock()
 		delete(f.live, ex.id)
 		f.mu.Unlock()
@@ -366,7 +366,8 @@ func (f *Fleet) stopExecutor(ctx context.Context, ex *executor) {
 }
 
 // StopApp withdraws the app's route and stops all its executors (serving,
-// starting, retiring, draining); none is started for it afterwards. The
+// starting, started during migrations, retiring, draining); none is
+// started for it afterwards. The
 // app is being deleted.
 func (f *Fleet) StopApp(ctx context.Context, a hangar.App) {
 	f.mu.Lock()
@@ -391,6 +392,7 @@ func (f *Fleet) StopApp(ctx context.Context, a hangar.App) {
 	}
 	f.mu.Unlock()
 	f.stopAll(ctx, exs)
+	f.DropEarly(ctx, a.ID)
 }
 
 // Handover stops the executors that serve host here, because another
