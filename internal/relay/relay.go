@@ -71,6 +71,10 @@ func Held(hold <-chan struct{}, dial Dial) Dial {
 	return func(ctx context.Context, in net.Conn) (net.Conn, error) {
 		select {
 		case <-hold:
+			// Both may be ready: a closed relay never dials.
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return dial(ctx, in)
 		case <-ctx.Done():
 			return nil, ctx.Err()

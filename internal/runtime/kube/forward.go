@@ -155,6 +155,11 @@ func (r *relay) handle(c net.Conn) {
 		case <-t.C:
 			return
 		}
+		select {
+		case <-rt.owner.closed: // both were ready: a stopped executor never dials
+			return
+		default:
+		}
 	}
 	up, err := net.DialTimeout("tcp", target, 10*time.Second)
 	if err != nil {

@@ -97,6 +97,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) runtime.Driver) {
 		{"Forward", s.testForward},
 		{"ForwardIsPrivate", s.testForwardIsPrivate},
 		{"ForwardHold", s.testForwardHold},
+		{"ForwardHoldStop", s.testForwardHoldStop},
 		{"ExitCode", s.testExitCode},
 		{"StopTerminates", s.testStopTerminates},
 		{"StopKillsAfterGrace", s.testStopKillsAfterGrace},
@@ -370,6 +371,29 @@ func (s *suite) testForwardIsPrivate(t *testing.T) {
 	// the driver tells them apart by their own, is closed unanswered.
 	if code, body, err := get(other.Addr, "/dial/"+net.JoinHostPort(owner.Gateway, "5432")); err != nil || strings.Contains(body, "pong") {
 		t.Errorf("another executor dialling the owner's forward: got %d %q, %v; want it not to reach the target", code, body, err)
+	}
+}
+
+// testForwardHoldStop checks that a connection held when its executor is
+// stopped never reaches the target, even when Hold is closed afterwards:
+// an executor dropped during the migrations never touches its database.
+func (s *suite) testForwardHoldStop(t *testing.T) {
+	d := s.newDriver(t)
+	target, accepted := echoServer(t, "127.0.0.1:0")
+	hold := make(chan struct{})
+	spec := s.serverSpec(t, "holdstop")
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target, Hold: hold}}
+	x := start(t, d, spec)
+	WaitHTTP(t, x.Addr)
+	go get(x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432")) //nolint:errcheck // the app is stopped under it
+	time.Sleep(500 * time.Millisecond)                           // the app has dialled: the relay holds it
+	if err := d.Stop(t.Context(), spec.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	time.Sleep(500 * time.Millisecond)
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the target got %d connections from a stopped executor's held forward, want 0", n)
 	}
 }
 
