@@ -62,11 +62,29 @@ func (d *Driver) RunStep(ctx context.Context, rs runtime.Step) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("step %s: network: %w", s.ID, err)
 	}
-	fw, err := d.net.Forward(ctx, ns, netw.Gateway, rs.Forwards, d.logger.With("step", s.ID))
-	if err != nil {
-		return -1, fmt.Errorf("step %s: network: %w", s.ID, err)
+	// The resolver, relays and firewall start while the step's folder and
+	// root are made ready; its command waits for them (step.Ready).
+	type forwarded struct {
+		f   *vnet.Forwards
+		err error
 	}
-	defer fw.Close()
+	fwd := make(chan forwarded, 1)
+	go func() {
+		f, err := d.net.Forward(ctx, ns, netw.Gateway, rs.Forwards, d.logger.With("step", s.ID))
+		fwd <- forwarded{f, err}
+	}()
+	var fw *forwarded
+	s.Ready = func() error {
+		if fw == nil {
+			r := <-fwd
+			fw = &r
+		}
+		return fw.err
+	}
+	defer func() {
+		s.Ready() //nolint:errcheck // what it started is closed either way
+		fw.f.Close()
+	}()
 	s.Netns, s.Gateway = vnet.Path(ns), netw.Gateway
 	if rs.EnvFor != nil {
 		s.Env = append(s.Env, rs.EnvFor(netw.Gateway)...)

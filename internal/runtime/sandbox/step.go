@@ -64,6 +64,9 @@ type step struct {
 	// address of its resolver. Default: a new namespace with only a
 	// loopback interface.
 	Netns, Gateway string
+	// Ready, when set, is waited for before the command starts: the
+	// namespace's resolver, relays and firewall, which start meanwhile.
+	Ready func() error
 	// Stdout receives the step's standard output and error. Nil discards
 	// them.
 	Stdout io.Writer
@@ -168,6 +171,11 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = waitDelay
+	if s.Ready != nil {
+		if err := s.Ready(); err != nil {
+			return -1, fmt.Errorf("step %s: network: %w", s.ID, err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("step %s: run runc: %w", s.ID, err)
 	}
