@@ -64,26 +64,14 @@ func (d *Driver) RunStep(ctx context.Context, rs runtime.Step) (int, error) {
 	}
 	// The resolver, relays and firewall start while the step's folder and
 	// root are made ready; its command waits for them (step.Ready).
-	type forwarded struct {
-		f   *vnet.Forwards
-		err error
-	}
-	fwd := make(chan forwarded, 1)
-	go func() {
-		f, err := d.net.Forward(ctx, ns, netw.Gateway, rs.Forwards, d.logger.With("step", s.ID))
-		fwd <- forwarded{f, err}
-	}()
-	var fw *forwarded
+	forwarded := d.forwardAsync(ctx, ns, netw.Gateway, rs.Forwards, d.logger.With("step", s.ID))
 	s.Ready = func() error {
-		if fw == nil {
-			r := <-fwd
-			fw = &r
-		}
-		return fw.err
+		_, err := forwarded()
+		return err
 	}
 	defer func() {
-		s.Ready() //nolint:errcheck // what it started is closed either way
-		fw.f.Close()
+		fw, _ := forwarded()
+		fw.Close()
 	}()
 	s.Netns, s.Gateway = vnet.Path(ns), netw.Gateway
 	if rs.EnvFor != nil {

@@ -302,20 +302,12 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	// part of a start, does not need them: Forward runs meanwhile, and the
 	// container's init holds the app back until its gate opens (see
 	// initScript).
-	type forwarded struct {
-		f   *vnet.Forwards
-		err error
-	}
-	fwd := make(chan forwarded, 1)
-	go func() {
-		f, err := d.net.Forward(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
-		fwd <- forwarded{f, err}
-	}()
+	forwarded := d.forwardAsync(ctx, e.Name, e.Network.Gateway, spec.Forwards, logger)
 	// Stop closes the relays, also when Start fails below.
 	awaitForwards := func() error {
-		r := <-fwd
-		e.Forwards = r.f
-		return r.err
+		f, err := forwarded()
+		e.Forwards = f
+		return err
 	}
 
 	bundle := filepath.Join(d.bundles, e.Name)
@@ -357,6 +349,23 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	logger.InfoContext(ctx, "executor started", "addr", x.Addr, "pid", pid, "uid", e.uid,
 		"memory_mib", spec.MemoryMiB, "forwards", e.Forwards.Len(), "took", time.Since(begin))
 	return x, nil
+}
+
+// forwardAsync starts the resolver, relays and firewall of namespace ns
+// (vnet.Pool.Forward) in the background and returns what waits for them;
+// it may be called any number of times.
+func (d *Driver) forwardAsync(ctx context.Context, ns, gateway string, forwards []runtime.Forward, logger *slog.Logger) func() (*vnet.Forwards, error) {
+	var f *vnet.Forwards
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f, err = d.net.Forward(ctx, ns, gateway, forwards, logger)
+	}()
+	return func() (*vnet.Forwards, error) {
+		<-done
+		return f, err
+	}
 }
 
 // runcRun returns the `runc run` of the container name in bundle. runc
