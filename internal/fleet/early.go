@@ -35,6 +35,9 @@ func (es *earlies) take(appID string) (*executor, *early) {
 		return nil, nil
 	}
 	<-e.done
+	if e.err != nil {
+		return nil, e // launch stopped what it started
+	}
 	return e.ex, e
 }
 

@@ -374,20 +374,28 @@ func (s *suite) testForwardIsPrivate(t *testing.T) {
 	}
 }
 
+// startHeld starts executor id of a new driver with a held forward on
+// port 5432 to an echo server, once it answers HTTP, and returns the
+// driver, the executor, the hold and the echo server's connection count.
+func (s *suite) startHeld(t *testing.T, id string) (runtime.Driver, *runtime.Executor, chan struct{}, *atomic.Int32) {
+	d := s.newDriver(t)
+	target, accepted := echoServer(t, "127.0.0.1:0")
+	hold := make(chan struct{})
+	spec := s.serverSpec(t, id)
+	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target, Hold: hold}}
+	x := start(t, d, spec)
+	WaitHTTP(t, x.Addr)
+	return d, x, hold, accepted
+}
+
 // testForwardHoldStop checks that a connection held when its executor is
 // stopped never reaches the target, even when Hold is closed afterwards:
 // an executor dropped during the migrations never touches its database.
 func (s *suite) testForwardHoldStop(t *testing.T) {
-	d := s.newDriver(t)
-	target, accepted := echoServer(t, "127.0.0.1:0")
-	hold := make(chan struct{})
-	spec := s.serverSpec(t, "holdstop")
-	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target, Hold: hold}}
-	x := start(t, d, spec)
-	WaitHTTP(t, x.Addr)
+	d, x, hold, accepted := s.startHeld(t, "holdstop")
 	go get(x.Addr, "/dial/"+net.JoinHostPort(x.Gateway, "5432")) //nolint:errcheck // the app is stopped under it
 	time.Sleep(500 * time.Millisecond)                           // the app has dialled: the relay holds it
-	if err := d.Stop(t.Context(), spec.ID, time.Second); err != nil {
+	if err := d.Stop(t.Context(), x.ID, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	close(hold)
@@ -400,13 +408,7 @@ func (s *suite) testForwardHoldStop(t *testing.T) {
 // testForwardHold checks that a forward with a Hold accepts the app's
 // connection but reaches its target only once Hold is closed.
 func (s *suite) testForwardHold(t *testing.T) {
-	d := s.newDriver(t)
-	target, accepted := echoServer(t, "127.0.0.1:0")
-	hold := make(chan struct{})
-	spec := s.serverSpec(t, "hold")
-	spec.Forwards = []runtime.Forward{{ListenPort: 5432, Target: target, Hold: hold}}
-	x := start(t, d, spec)
-	WaitHTTP(t, x.Addr)
+	_, x, hold, accepted := s.startHeld(t, "hold")
 	type result struct {
 		code int
 		body string

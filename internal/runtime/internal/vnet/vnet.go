@@ -121,11 +121,11 @@ func (p *Pool) Prefix() string { return p.prefix }
 // Name returns the namespace name of executor id.
 func (p *Pool) Name(id string) string { return p.prefix + "-" + id }
 
-// Setup allocates a /30 and builds namespace ns on it. Nothing in ns
-// reaches beyond its veth pair yet: the host end does not forward, and
-// Forward, which the caller runs before anything starts in ns, installs
-// the firewall and turns forwarding on (one nft run per executor, not
-// two). The allocation runs under the host-wide lock, so that no other
+// Setup allocates a /30 and builds namespace ns on it, without its
+// firewall: until Forward installs it (one nft run per executor, not two)
+// and turns forwarding on, a process in ns would reach the host's own
+// services through the veth pair, though nothing beyond. Callers start
+// nothing in ns before Forward returned. The allocation runs under the host-wide lock, so that no other
 // instance takes the same /30 meanwhile; the lock is held only until the
 // /30 is claimed. On failure the caller must call Teardown.
 func (p *Pool) Setup(ctx context.Context, ns string) (runtime.Network, error) {
