@@ -118,6 +118,9 @@ type Config struct {
 	// Egress is the policy for what executors reach beyond the host and
 	// where their DNS queries go. Default runtime.Egress's zero value.
 	Egress runtime.Egress
+
+	// wrapNFT, set by tests, wraps the driver's nft runs.
+	wrapNFT func(vnet.NFT) vnet.NFT
 }
 
 func (c *Config) setDefaults() {
@@ -207,7 +210,11 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
 	}
-	return newDriver(cfg, logger, runcPath, vnet.ExecNFT(nftPath), cg)
+	nft := vnet.ExecNFT(nftPath)
+	if cfg.wrapNFT != nil {
+		nft = cfg.wrapNFT(nft)
+	}
+	return newDriver(cfg, logger, runcPath, nft, cg)
 }
 
 func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, cg hierarchies) (*Driver, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"github.com/hangar-oss/hangar/internal/image"
 	"github.com/hangar-oss/hangar/internal/image/imagetest"
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"github.com/hangar-oss/hangar/internal/runtime/internal/vnet"
+	"github.com/hangar-oss/hangar/internal/runtime/runtimetest"
 )
 
 // testUIDBase is the uid range of the steps of these tests.
@@ -252,4 +255,87 @@ func testSetupLayer(t *testing.T, disks *image.Disks, prefix string) {
 	if _, err := os.Stat("/usr/bin/traceroute.db"); err == nil {
 		t.Errorf("the host got traceroute")
 	}
+}
+
+// TestDriver_NothingRunsBeforeTheFirewall attacks the order of an
+// executor's and a build step's start: their network gets its firewall
+// only when their relays start (vnet.Pool.Setup), so a command that ran
+// before that would reach the host's own services. With every firewall
+// install made a second slower, each command's first connection to a
+// host service listening on every address, through the gateway, must
+// still be blocked.
+func TestDriver_NothingRunsBeforeTheFirewall(t *testing.T) {
+	t.Parallel()
+	images := imagetest.Cache(t)
+	slow := func(nft vnet.NFT) vnet.NFT {
+		return func(ctx context.Context, script string) error {
+			if strings.Contains(script, "chain") { // an install, not a removal
+				time.Sleep(time.Second)
+			}
+			return nft(ctx, script)
+		}
+	}
+	d := newTestDriver(t, func(c *Config) { c.Images, c.wrapNFT = images, slow })
+	img := runtime.Image{AppID: "fw" + strconv.Itoa(os.Getpid())}
+	t.Cleanup(func() {
+		if err := d.ReleaseApp(context.Background(), img.AppID); err != nil {
+			t.Error(err)
+		}
+	})
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	// probe connects to the host service at once and says whether it got
+	// through.
+	probe := []string{"/opt/hangar/node/bin/node", "-e", `const s = require("net").connect(process.env.PORT, process.env.GW);
+s.setTimeout(1500);
+s.on("connect", () => { console.log("CONNECTED"); process.exit(0); });
+s.on("timeout", () => { console.log("BLOCKED timeout"); process.exit(0); });
+s.on("error", (e) => { console.log("BLOCKED " + e.code); process.exit(0); });`}
+	check := func(what, out string) {
+		t.Helper()
+		if !strings.Contains(out, "BLOCKED") {
+			t.Errorf("%s's first connection to a host service: %q, want it blocked", what, out)
+		} else {
+			t.Logf("%s: %s", what, strings.TrimSpace(out))
+		}
+	}
+
+	var stepOut bytes.Buffer
+	if _, err := d.RunStep(t.Context(), runtime.Step{
+		ID: "fw", Image: img, Dir: t.TempDir(), Args: probe, Stdout: &stepOut,
+		EnvFor: func(gw string) []string { return []string{"GW=" + gw, "PORT=" + port} },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("a build step", stepOut.String())
+
+	n, err := d.Prepare(t.Context(), "fw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background(), "fw", time.Second) })
+	var exOut runtimetest.SyncBuffer
+	if _, err := d.Start(t.Context(), runtime.Spec{
+		ID: "fw", Dir: t.TempDir(), Image: img, Command: probe, Port: 3000, Stdout: &exOut,
+		Env: []string{"GW=" + n.Gateway, "PORT=" + port},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Wait(t.Context(), "fw"); err != nil {
+		t.Fatal(err)
+	}
+	check("an executor", exOut.String())
 }
