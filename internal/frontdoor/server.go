@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/hangar-oss/hangar/internal/rawconn"
 	"log"
 	"net"
 	"net/http"
@@ -133,6 +134,12 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // serveConn does c's TLS handshake and serves it or gives it to net/http.
 func (s *Server) serveConn(c net.Conn) {
+	// Raw reads and writes under TLS: see package rawconn.
+	if cc, ok := c.(*countedConn); ok {
+		cc.Conn = rawconn.Wrap(cc.Conn)
+	} else {
+		c = rawconn.Wrap(c)
+	}
 	tc := tls.Server(c, s.tls)
 	// Bounded like net/http's handshake, by the header timeout.
 	tc.SetDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
