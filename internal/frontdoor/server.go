@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/hangar-oss/hangar/internal/rawconn"
 	"log"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
 // Proxy serves the requests the front door parses itself: HTTP/1.1, no

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hangar-oss/hangar/internal/rawconn"
 	"io"
 	"math"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
 // backend is one executor: its requests in flight and its idle keep-alive
