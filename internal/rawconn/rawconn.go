@@ -56,6 +56,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return false // wait in the poller until readable
 		}
 		n, errno = int(r), e
+		if e == 0 && n > 0 {
+			acquired(fd)
+		}
 		return true
 	})
 	switch {
@@ -75,6 +78,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	for written < len(p) {
 		var errno syscall.Errno
 		err := c.rc.Write(func(fd uintptr) bool {
+			released(fd)
 			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
 			if e == syscall.EAGAIN {
 				return false // wait in the poller until writable

@@ -119,3 +119,29 @@ func TestWrap_LeavesOtherConnsAlone(t *testing.T) {
 		t.Fatal("Wrap changed a pipe")
 	}
 }
+
+// Under the race detector (CI runs the tests with -race), what a goroutine
+// writes before sending must be ordered before what its peer does after
+// receiving, with an ordinary net.Conn on the other end, as between two
+// ordinary ones; without rawconn's annotations this test reports a race.
+func TestConn_SendingOrdersMemoryForTheRaceDetector(t *testing.T) {
+	raw, peer := pair(t)
+	var shared int
+	go func() {
+		shared = 1
+		peer.Write([]byte("a")) // ordinary write, raw read
+		b := make([]byte, 1)
+		peer.Read(b)
+		shared = 3
+		peer.Write([]byte("c"))
+	}()
+	b := make([]byte, 1)
+	if _, err := raw.Read(b); err != nil || shared != 1 {
+		t.Fatalf("read: %v, shared %d", err, shared)
+	}
+	shared = 2
+	raw.Write([]byte("b")) // raw write, ordinary read
+	if _, err := raw.Read(b); err != nil || shared != 3 {
+		t.Fatalf("read: %v, shared %d", err, shared)
+	}
+}
