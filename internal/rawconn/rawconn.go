@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -26,7 +27,20 @@ import (
 // scheduler's P. Everything else is the *net.TCPConn's.
 type Conn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w op
+}
+
+// op is one direction's system call, made by fn, a method value bound
+// once: a closure made per call would escape through RawConn and cost
+// allocations on every read and write. mu makes concurrent Reads (or
+// Writes) take turns, as net.Conn's do.
+type op struct {
+	mu    sync.Mutex
+	fn    func(fd uintptr) bool
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // Wrap returns c with raw reads and writes when it is a *net.TCPConn, and
@@ -40,7 +54,38 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{TCPConn: tc, rc: rc}
+	rw := &Conn{TCPConn: tc, rc: rc}
+	rw.r.fn, rw.w.fn = rw.r.read, rw.w.write
+	return rw
+}
+
+// read reads into o.p once the socket has data; false waits for it in the
+// poller.
+func (o *op) read(fd uintptr) bool {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+	if e == syscall.EAGAIN {
+		return false
+	}
+	o.n, o.errno = int(r), e
+	if e == 0 && r > 0 {
+		acquired(fd)
+	}
+	return true
+}
+
+// write writes from o.p once the socket has room, adding to o.n; false
+// waits for room in the poller.
+func (o *op) write(fd uintptr) bool {
+	released(fd)
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(len(o.p)-o.n))
+	if e == syscall.EAGAIN {
+		return false
+	}
+	if e == 0 {
+		o.n += int(r)
+	}
+	o.errno = e
+	return true
 }
 
 // Read reads as net.Conn's Read does.
@@ -48,55 +93,41 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == syscall.EAGAIN {
-			return false // wait in the poller until readable
-		}
-		n, errno = int(r), e
-		if e == 0 && n > 0 {
-			acquired(fd)
-		}
-		return true
-	})
+	o := &c.r
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Read(o.fn)
+	o.p = nil
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	case o.errno != 0:
+		return 0, c.opError("read", os.NewSyscallError("read", o.errno))
+	case o.n == 0:
 		return 0, io.EOF
 	}
-	return n, nil
+	return o.n, nil
 }
 
 // Write writes all of p as net.Conn's Write does.
 func (c *Conn) Write(p []byte) (int, error) {
-	written := 0
-	for written < len(p) {
-		var errno syscall.Errno
-		err := c.rc.Write(func(fd uintptr) bool {
-			released(fd)
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			if e == syscall.EAGAIN {
-				return false // wait in the poller until writable
-			}
-			if e == 0 {
-				written += int(r)
-			}
-			errno = e
-			return true
-		})
-		if err == nil && errno != 0 {
-			err = os.NewSyscallError("write", errno)
+	o := &c.w
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p, o.n = p, 0
+	defer func() { o.p = nil }()
+	for o.n < len(p) {
+		o.errno = 0
+		err := c.rc.Write(o.fn)
+		if err == nil && o.errno != 0 {
+			err = os.NewSyscallError("write", o.errno)
 		}
 		if err != nil {
-			return written, c.opError("write", err)
+			return o.n, c.opError("write", err)
 		}
 	}
-	return written, nil
+	return o.n, nil
 }
 
 func (c *Conn) opError(op string, err error) error {

@@ -145,3 +145,18 @@ func TestConn_SendingOrdersMemoryForTheRaceDetector(t *testing.T) {
 		t.Fatalf("read: %v, shared %d", err, shared)
 	}
 }
+
+// Read and Write are on every proxied request's path: they allocate
+// nothing, as net.Conn's do.
+func TestConn_ReadAndWriteDoNotAllocate(t *testing.T) {
+	raw, peer := pair(t)
+	out, in := []byte("ping"), make([]byte, 4)
+	go io.Copy(peer, peer) // echo
+	allocs := testing.AllocsPerRun(100, func() {
+		raw.Write(out)
+		io.ReadFull(raw, in)
+	})
+	if allocs != 0 {
+		t.Fatalf("a write and a read allocated %v objects", allocs)
+	}
+}
