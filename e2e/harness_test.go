@@ -268,6 +268,13 @@ func (h *Hangar) orphans() []string {
 			left = append(left, "netns "+strings.Fields(line)[0])
 		}
 	}
+	// The executors' parent cgroup group, in every hierarchy (v1) or the
+	// unified one.
+	v1, _ := filepath.Glob("/sys/fs/cgroup/*/hangar/" + h.Prefix)
+	v2, _ := filepath.Glob("/sys/fs/cgroup/hangar/" + h.Prefix)
+	for _, g := range append(v1, v2...) {
+		left = append(left, "cgroup "+g)
+	}
 	return left
 }
 

@@ -96,6 +96,18 @@ type Driver interface {
 	Cleanup(ctx context.Context) error
 }
 
+// closeDriver removes what the sandbox driver made for itself (its parent
+// cgroup group) once the fleet has stopped its executors.
+func closeDriver(drv Driver) error {
+	switch d := drv.(type) {
+	case *sandbox.Driver:
+		return d.Close()
+	case kubeDriver:
+		return d.steps.Close()
+	}
+	return nil
+}
+
 // newDriver returns the configured executor driver, whose setup layers go
 // on disks (nil: plain folders); dbCA is the PEM certificate of the CA of
 // the database instances' certificates, for the kubernetes driver's Pods.

@@ -294,7 +294,7 @@ func (s *Server) startServices(ctx context.Context, p *parts) error {
 		return err
 	}
 	s.onClose(func(ctx context.Context) error { p.dbs.Close(ctx); return nil })
-	s.onClose(func(ctx context.Context) error { p.fl.Close(ctx); return nil })
+	s.onClose(func(ctx context.Context) error { p.fl.Close(ctx); return closeDriver(p.drv) })
 	s.onClose(func(context.Context) error { p.svc.Shutdown(); return nil })
 	if err := p.svc.Launch(ctx); err != nil {
 		return err

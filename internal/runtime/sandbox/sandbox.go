@@ -808,6 +808,11 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	return nil
 }
 
+// Close removes the driver's parent group once its executors and steps are
+// stopped (a server's fleet stops them as it closes); a parent that still
+// holds a group stays. Nothing else of the driver outlives its processes.
+func (d *Driver) Close() error { return d.cgroups.removeGroups(d.cgroupParent()) }
+
 // removeBundle unmounts a bundle's root filesystem and removes the bundle.
 // It removes known files one by one and never recursively: should the
 // unmount not have happened, a recursive removal would walk the host's /.

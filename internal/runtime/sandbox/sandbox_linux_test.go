@@ -47,9 +47,9 @@ func newTestDriverPrefix(t testing.TB, prefix string, modify ...func(*Config)) *
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
-		// The parent group stays while the driver lives (Cleanup removes
-		// it); it goes only if no executor's own group is left in it.
-		if err := d.cgroups.removeGroups(d.cgroupParent()); err != nil {
+		// The parent group stays while the driver lives; Close removes
+		// it if no executor's own group is left in it.
+		if err := d.Close(); err != nil {
 			t.Error(err)
 		}
 		if left := leftovers(t, d); len(left) > 0 {
