@@ -247,8 +247,8 @@ func (h *Hangar) Stop(t *testing.T) {
 }
 
 // orphans lists what a stopped Hangar left behind: processes whose command
-// line or working directory is in its data dir (postgres clusters, executors)
-// and network namespaces with its prefix.
+// line or working directory is in its data dir (postgres clusters, executors),
+// network namespaces with its prefix, and its sandbox's cgroup group and state dir.
 func (h *Hangar) orphans() []string {
 	var left []string
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -268,12 +268,15 @@ func (h *Hangar) orphans() []string {
 			left = append(left, "netns "+strings.Fields(line)[0])
 		}
 	}
-	// The executors' parent cgroup group, in every hierarchy (v1) or the
-	// unified one.
+	// The sandbox driver's parent cgroup group, in every hierarchy (v1) or
+	// the unified one, and its state dir.
 	v1, _ := filepath.Glob("/sys/fs/cgroup/*/hangar/" + h.Prefix)
 	v2, _ := filepath.Glob("/sys/fs/cgroup/hangar/" + h.Prefix)
 	for _, g := range append(v1, v2...) {
 		left = append(left, "cgroup "+g)
+	}
+	if _, err := os.Stat("/run/hangar/sandbox/" + h.Prefix); err == nil {
+		left = append(left, "state dir /run/hangar/sandbox/"+h.Prefix)
 	}
 	return left
 }

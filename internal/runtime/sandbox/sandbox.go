@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -808,10 +809,18 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	return nil
 }
 
-// Close removes the driver's parent group once its executors and steps are
-// stopped (a server's fleet stops them as it closes); a parent that still
-// holds a group stays. Nothing else of the driver outlives its processes.
-func (d *Driver) Close() error { return d.cgroups.removeGroups(d.cgroupParent()) }
+// Close removes what the driver made for itself once its executors and
+// steps are stopped (a server's fleet stops them as it closes): its parent
+// cgroup group and its state dirs, each only if nothing is left in it.
+func (d *Driver) Close() error {
+	errs := []error{d.cgroups.removeGroups(d.cgroupParent())}
+	for _, dir := range []string{d.bundles, filepath.Join(d.cfg.StateDir, "steps"), d.runcRoot, d.cfg.StateDir} {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // removeBundle unmounts a bundle's root filesystem and removes the bundle.
 // It removes known files one by one and never recursively: should the
