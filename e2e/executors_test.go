@@ -503,7 +503,7 @@ func killNode(t *testing.T, h *Hangar, id string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
-		if err != nil || !strings.Contains(string(cg), "/"+h.Prefix+"/"+id+"\n") {
+		if err != nil || !strings.Contains(string(cg), "/"+h.Prefix+"/"+id+"/") {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))

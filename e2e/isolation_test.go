@@ -547,6 +547,7 @@ func executorNets(t *testing.T, h *Hangar) map[string]execNet {
 			continue
 		}
 		id, _, _ := strings.Cut(strings.TrimSpace(rest), "\n")
+		id, _, _ = strings.Cut(id, "/") // the container's group is inside the executor's
 		environ, _ := os.ReadFile(filepath.Join(p, "environ"))
 		var host string
 		for _, kv := range strings.Split(string(environ), "\x00") {

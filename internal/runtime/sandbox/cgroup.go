@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,16 +12,22 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hangar-oss/hangar/internal/runtime"
+	"golang.org/x/sys/unix"
 )
 
-// runc creates and limits the cgroups from the spec, on v1 and v2 alike;
-// this file only reads them (stats, OOM kills) and removes the parent
-// groups runc leaves behind. It finds the hierarchies in
-// /proc/self/mountinfo rather than assuming /sys/fs/cgroup/<controller>.
+// An executor's limits live in a group Hangar makes (makeGroup), and the
+// OCI runtime puts the container in a group of its own inside it (the
+// spec's cgroupsPath, with no limits). The limits and counters (OOM kills,
+// CPU, peak memory) thus outlive the container's group, which a runtime
+// may remove as the app exits (crun always does, runc unless --keep). This
+// file makes those groups, reads them and removes them. It finds the
+// hierarchies in /proc/self/mountinfo rather than assuming
+// /sys/fs/cgroup/<controller>.
 
 // hierarchies says where the cgroup controllers Hangar reads are mounted.
 type hierarchies struct {
@@ -213,18 +220,77 @@ func (h hierarchies) removeGroups(dirs ...string) error {
 	return errors.Join(errs...)
 }
 
-// setBurst lets cgroup path (as in the spec's cgroupsPath) run past its CPU
-// quota by up to burst, what it left unused in earlier periods (CFS burst,
-// Linux 5.14): a start's threads (V8's compiler, the GC, libuv's pool) then
-// are not throttled while the average stays at the quota. runc 1.1 does
-// not know the spec's burst field, so it is written here. A kernel
-// without the file keeps the plain quota.
-func (h hierarchies) setBurst(path string, burst time.Duration) error {
-	err := os.WriteFile(h.burstFile(path), []byte(strconv.FormatInt(burst.Microseconds(), 10)), 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+// limits are an executor group's limits.
+type limits struct {
+	MemoryBytes int64 // memory, with no swap
+	// CPU is the CFS quota per period; Burst lets the group run past it by
+	// what it left unused in earlier periods (CFS burst, Linux 5.14), so
+	// that a start's threads (V8's compiler, the GC, libuv's pool) are not
+	// throttled while the average stays at the quota. A kernel without
+	// burst keeps the plain quota.
+	CPUQuota, CPUPeriod, Burst time.Duration
+	Pids                       int64
+}
+
+// makeGroup creates cgroup path (as in a spec's cgroupsPath, from the
+// hierarchies' roots) in the memory, cpu and pids controllers and writes
+// l into it. The controllers it does not limit (cpuacct, cpuset, devices…)
+// get the group from the runtime, as the parent of the container's own.
+func (h hierarchies) makeGroup(path string, l limits) error {
+	us := func(d time.Duration) string { return strconv.FormatInt(d.Microseconds(), 10) }
+	var files [][2]string // in order: v1 memsw must not go below memory
+	var dirs []string
+	if h.v2() {
+		dir := filepath.Join(h.unified, path)
+		// A group has the controllers its parent enables for its children.
+		for p := h.unified; p != dir; {
+			if err := os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
+				return fmt.Errorf("enable the memory, cpu and pids controllers in %s: %w", p, err)
+			}
+			next, _, _ := strings.Cut(strings.TrimPrefix(dir, p+"/"), "/")
+			p = filepath.Join(p, next)
+			if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+		}
+		files = [][2]string{
+			{filepath.Join(dir, "memory.max"), strconv.FormatInt(l.MemoryBytes, 10)},
+			{filepath.Join(dir, "memory.swap.max"), "0"},
+			{filepath.Join(dir, "cpu.max"), us(l.CPUQuota) + " " + us(l.CPUPeriod)},
+			{h.burstFile(path), us(l.Burst)},
+			{filepath.Join(dir, "pids.max"), strconv.FormatInt(l.Pids, 10)},
+		}
+	} else {
+		for _, c := range []string{"memory", "cpu", "pids"} {
+			if h.v1[c] == "" {
+				return fmt.Errorf("no cgroup %s controller found", c)
+			}
+			dirs = append(dirs, filepath.Join(h.v1[c], path))
+		}
+		mem, cpu, pids := dirs[0], dirs[1], dirs[2]
+		files = [][2]string{
+			{filepath.Join(mem, "memory.limit_in_bytes"), strconv.FormatInt(l.MemoryBytes, 10)},
+			{filepath.Join(mem, "memory.memsw.limit_in_bytes"), strconv.FormatInt(l.MemoryBytes, 10)},
+			{filepath.Join(cpu, "cpu.cfs_period_us"), us(l.CPUPeriod)},
+			{filepath.Join(cpu, "cpu.cfs_quota_us"), us(l.CPUQuota)},
+			{h.burstFile(path), us(l.Burst)},
+			{filepath.Join(pids, "pids.max"), strconv.FormatInt(l.Pids, 10)},
+		}
 	}
-	return err
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		err := os.WriteFile(f[0], []byte(f[1]), 0)
+		// Burst needs Linux 5.14, memsw swap accounting (swapaccount=1).
+		optional := f[0] == h.burstFile(path) || strings.HasSuffix(f[0], "memsw.limit_in_bytes")
+		if err != nil && !(optional && errors.Is(err, fs.ErrNotExist)) {
+			return fmt.Errorf("limit cgroup %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // burstFile is the file that holds cgroup path's CPU burst, in µs.
@@ -233,4 +299,68 @@ func (h hierarchies) burstFile(path string) string {
 		return filepath.Join(h.unified, path, "cpu.max.burst")
 	}
 	return filepath.Join(h.v1["cpu"], path, "cpu.cfs_burst_us")
+}
+
+// oomWatch counts the OOM events of a v1 memory group. There, a group's
+// oom_kill counter leaves out kills in its child groups, and the
+// container's group, where the kernel counts them, may be gone when the
+// app has exited; the kernel also signals an eventfd registered on the
+// limiting group's memory.oom_control each time that group runs out of
+// memory. A nil watch (cgroup v2, whose memory.events counts the kills of
+// child groups) counts nothing.
+type oomWatch struct {
+	mu sync.Mutex
+	fd int // -1 once closed
+	n  uint64
+}
+
+// watchOOM registers an oomWatch on group path, on cgroup v1 only.
+func (h hierarchies) watchOOM(path string) (*oomWatch, error) {
+	if h.v2() {
+		return nil, nil
+	}
+	dir := filepath.Join(h.v1["memory"], path)
+	ctl, err := os.Open(filepath.Join(dir, "memory.oom_control"))
+	if err != nil {
+		return nil, err
+	}
+	// The registration holds what it needs; the control file can go.
+	defer ctl.Close()
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), fmt.Appendf(nil, "%d %d", fd, ctl.Fd()), 0); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watch OOM events of %s: %w", path, err)
+	}
+	return &oomWatch{fd: fd}, nil
+}
+
+// count returns the OOM events so far.
+func (w *oomWatch) count() uint64 {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b [8]byte
+	if w.fd >= 0 {
+		if n, err := unix.Read(w.fd, b[:]); err == nil && n == len(b) {
+			w.n += binary.NativeEndian.Uint64(b[:])
+		}
+	}
+	return w.n
+}
+
+func (w *oomWatch) close() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd >= 0 {
+		unix.Close(w.fd)
+		w.fd = -1
+	}
 }

@@ -140,3 +140,67 @@ func TestRemoveGroups(t *testing.T) {
 		t.Errorf("b/hangar/hg/z: got %v, want it kept", err)
 	}
 }
+
+func TestMakeGroup(t *testing.T) {
+	t.Parallel()
+	l := limits{MemoryBytes: 64 << 20, CPUQuota: 50 * time.Millisecond, CPUPeriod: 100 * time.Millisecond, Burst: 50 * time.Millisecond, Pids: 32}
+	read := func(t *testing.T, path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	t.Run("V1", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		h := hierarchies{v1: map[string]string{"memory": root + "/memory", "cpu": root + "/cpu", "cpuacct": root + "/cpuacct", "pids": root + "/pids"}}
+		if err := h.makeGroup("/hangar/hg/x", l); err != nil {
+			t.Fatal(err)
+		}
+		for file, want := range map[string]string{
+			"memory/hangar/hg/x/memory.limit_in_bytes":       "67108864",
+			"memory/hangar/hg/x/memory.memsw.limit_in_bytes": "67108864",
+			"cpu/hangar/hg/x/cpu.cfs_period_us":              "100000",
+			"cpu/hangar/hg/x/cpu.cfs_quota_us":               "50000",
+			"cpu/hangar/hg/x/cpu.cfs_burst_us":               "50000",
+			"pids/hangar/hg/x/pids.max":                      "32",
+		} {
+			if got := read(t, filepath.Join(root, file)); got != want {
+				t.Errorf("%s = %q, want %q", file, got, want)
+			}
+		}
+		// cpuacct and the others get the group from the runtime.
+		if _, err := os.Stat(root + "/cpuacct/hangar"); !os.IsNotExist(err) {
+			t.Errorf("cpuacct/hangar: got %v, want it left to the runtime", err)
+		}
+	})
+	t.Run("V2", func(t *testing.T) {
+		t.Parallel()
+		root := t.TempDir()
+		h := hierarchies{unified: root}
+		if err := h.makeGroup("/hangar/hg/x", l); err != nil {
+			t.Fatal(err)
+		}
+		for file, want := range map[string]string{
+			"cgroup.subtree_control":           "+memory +cpu +pids",
+			"hangar/cgroup.subtree_control":    "+memory +cpu +pids",
+			"hangar/hg/cgroup.subtree_control": "+memory +cpu +pids",
+			"hangar/hg/x/memory.max":           "67108864",
+			"hangar/hg/x/memory.swap.max":      "0",
+			"hangar/hg/x/cpu.max":              "50000 100000",
+			"hangar/hg/x/cpu.max.burst":        "50000",
+			"hangar/hg/x/pids.max":             "32",
+		} {
+			if got := read(t, filepath.Join(root, file)); got != want {
+				t.Errorf("%s = %q, want %q", file, got, want)
+			}
+		}
+		// The executor's group enables nothing: the runtime does, for the
+		// container's group it makes inside.
+		if _, err := os.Stat(root + "/hangar/hg/x/cgroup.subtree_control"); !os.IsNotExist(err) {
+			t.Errorf("x/cgroup.subtree_control: got %v, want it left to the runtime", err)
+		}
+	})
+}

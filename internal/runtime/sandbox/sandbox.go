@@ -182,6 +182,7 @@ type executor struct {
 	uid    uint32    // set by Prepare
 	bundle string    // set once Start made it
 	cmd    *exec.Cmd // runc run, set with Done
+	oom    *oomWatch // set with the group, closed by Stop
 
 	// reap writes these once, before Exit, without Mu (Start holds it
 	// while it waits for the app); read them after <-Done only.
@@ -260,6 +261,10 @@ func (d *Driver) cgroupParent() string { return "/hangar/" + d.cfg.Prefix }
 
 func (d *Driver) cgroupPath(id string) string { return d.cgroupParent() + "/" + id }
 
+// containerGroup is the group the runtime creates for executor id's
+// container, inside the executor's own (cgroupPath), which holds the limits.
+func (d *Driver) containerGroup(id string) string { return d.cgroupPath(id) + "/ctr" }
+
 // Prepare creates the executor's network namespace and veth pair on a free
 // /30 and picks its uid. See runtime.Driver.
 func (d *Driver) Prepare(ctx context.Context, id string) (runtime.Network, error) {
@@ -323,6 +328,18 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	if err := d.writeBundle(ctx, bundle, e, spec); err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
 	}
+	quota := time.Duration(d.cfg.CPUs*cpuPeriod) * time.Microsecond
+	if err := d.cgroups.makeGroup(d.cgroupPath(e.ID), limits{
+		MemoryBytes: int64(spec.MemoryMiB) << 20, CPUQuota: quota, CPUPeriod: cpuPeriod * time.Microsecond, Burst: quota,
+		Pids: int64(d.cfg.Pids),
+	}); err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
+	}
+	oom, err := d.cgroups.watchOOM(d.cgroupPath(e.ID))
+	if err != nil {
+		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
+	}
+	e.oom = oom
 	gate, open, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start executor %s: %w", spec.ID, errors.Join(err, awaitForwards()))
@@ -347,9 +364,6 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	if err != nil {
 		// Stop kills what started and releases the rest.
 		return nil, fmt.Errorf("start executor %s: %w%s", spec.ID, err, runcLogTail(bundle))
-	}
-	if err := d.cgroups.setBurst(d.cgroupPath(e.ID), time.Duration(d.cfg.CPUs*cpuPeriod)*time.Microsecond); err != nil {
-		logger.WarnContext(ctx, "set the executor's CPU burst", "err", err)
 	}
 	e.PID = pid
 	e.Addr = net.JoinHostPort(e.Network.Address, strconv.Itoa(spec.Port))
@@ -459,10 +473,7 @@ func (d *Driver) specParams(bundle string, e *executor, spec runtime.Spec) specP
 		UID:         e.uid,
 		GID:         d.cfg.GID,
 		Netns:       vnet.Path(e.Name),
-		CgroupsPath: d.cgroupPath(e.ID),
-		MemoryBytes: int64(spec.MemoryMiB) << 20,
-		CPUs:        d.cfg.CPUs,
-		Pids:        int64(d.cfg.Pids),
+		CgroupsPath: d.containerGroup(e.ID),
 		TmpMiB:      d.cfg.TmpMiB,
 		Etc:         bundle,
 	}
@@ -544,6 +555,7 @@ func (d *Driver) reap(e *executor, cmd *exec.Cmd, memoryMiB int, logger *slog.Lo
 		}
 	}
 	last, statsErr := d.cgroups.stats(d.cgroupPath(e.ID))
+	last.OOMKills += e.oom.count()
 	if statsErr == nil && last.OOMKills > 0 {
 		st.OOMKilled = true
 		st.Err = errors.Join(st.Err, fmt.Errorf("out of memory: killed for exceeding the memory limit of %d MiB", memoryMiB))
@@ -587,6 +599,7 @@ func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
 	if err != nil {
 		return runtime.Stats{}, fmt.Errorf("stats of executor %s: %w", id, err)
 	}
+	s.OOMKills += e.oom.count()
 	return s, nil
 }
 
@@ -674,6 +687,7 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 			return nil
 		},
 		func(e *executor) error {
+			e.oom.close()
 			var errs []error
 			if e.bundle != "" {
 				if err := removeBundle(e.bundle); err != nil {
@@ -683,9 +697,9 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 			if err := d.net.Teardown(ctx, e.Name); err != nil {
 				errs = append(errs, err)
 			}
-			// Only its own group: removing the parent here would race with
-			// a runc creating another executor's group below it.
-			if err := d.cgroups.removeGroups(d.cgroupPath(id)); err != nil {
+			// Only its own groups: removing the parent here would race
+			// with a runc creating another executor's group below it.
+			if err := d.cgroups.removeGroups(d.containerGroup(id), d.cgroupPath(id)); err != nil {
 				errs = append(errs, err)
 			}
 			return errors.Join(errs...)
@@ -789,7 +803,7 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 		if err := d.net.Teardown(ctx, ns); err != nil {
 			errs = append(errs, err)
 		}
-		if err := d.cgroups.removeGroups(d.cgroupPath(id)); err != nil {
+		if err := d.cgroups.removeGroups(d.containerGroup(id), d.cgroupPath(id)); err != nil {
 			errs = append(errs, err)
 		}
 		n++

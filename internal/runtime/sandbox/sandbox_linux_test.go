@@ -309,7 +309,7 @@ func TestDriver_ExecIsolated(t *testing.T) {
 	}
 	e, _ := d.execs.Lookup("exe")
 	got := out.String()
-	for _, line := range []string{fmt.Sprintf("uid=%d gid=%d\n", e.uid, d.cfg.GID), "CapEff:\t0000000000000000\n", d.cgroupPath("exe") + "\n"} {
+	for _, line := range []string{fmt.Sprintf("uid=%d gid=%d\n", e.uid, d.cfg.GID), "CapEff:\t0000000000000000\n", d.containerGroup("exe") + "\n"} {
 		if !strings.Contains(got, line) {
 			t.Errorf("output lacks %q:\n%s", line, got)
 		}

@@ -38,11 +38,9 @@ type specParams struct {
 	GID     uint32
 	// Netns is the path of the network namespace to join.
 	Netns string
-	// CgroupsPath is the executor's cgroup, from the hierarchy's root.
+	// CgroupsPath is the container's own group, from the hierarchies'
+	// roots, inside the executor's group that holds its limits.
 	CgroupsPath string
-	MemoryBytes int64
-	CPUs        float64
-	Pids        int64
 	TmpMiB      int
 	// Hidden lists the directories covered by an empty tmpfs. The caller
 	// passes only directories that exist on the host.
@@ -70,9 +68,6 @@ func ociSpec(p specParams) *specs.Spec {
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
 		env = append(env, "HOME=/tmp")
 	}
-	memory := p.MemoryBytes
-	quota := int64(p.CPUs * cpuPeriod)
-	period := uint64(cpuPeriod)
 	noCaps := []string{}
 	return &specs.Spec{
 		Version: specs.Version,
@@ -92,11 +87,8 @@ func ociSpec(p specParams) *specs.Spec {
 		Linux: &specs.Linux{
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
-				// Swap equal to the limit means no swap at all: the
-				// v1 memsw limit counts memory plus swap.
-				Memory: &specs.LinuxMemory{Limit: &memory, Swap: &memory},
-				CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
-				Pids:   &specs.LinuxPids{Limit: p.Pids},
+				// Memory, CPU and pids are limited by the group this
+				// one is created in (makeGroup).
 			},
 			CgroupsPath: p.CgroupsPath,
 			Namespaces: []specs.LinuxNamespace{

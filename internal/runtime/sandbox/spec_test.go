@@ -18,10 +18,7 @@ func TestOCISpec_Golden(t *testing.T) {
 		UID:         200001,
 		GID:         200000,
 		Netns:       "/var/run/netns/hg-app-v1-0",
-		CgroupsPath: "/hangar/hg/app-v1-0",
-		MemoryBytes: 512 << 20,
-		CPUs:        1,
-		Pids:        512,
+		CgroupsPath: "/hangar/hg/app-v1-0/ctr",
 		TmpMiB:      64,
 		Hidden:      []string{"/var/lib/hangar", "/root", "/home"},
 		Veils:       map[string]string{"/var/lib/hangar": "/run/hangar/sandbox/hg/bundles/hg-app-v1-0/veil/0"},
@@ -36,7 +33,7 @@ func TestOCISpec_Golden(t *testing.T) {
 
 func TestOCISpec_KeepsHOME(t *testing.T) {
 	t.Parallel()
-	s := ociSpec(specParams{Env: []string{"HOME=/app"}, CPUs: 1})
+	s := ociSpec(specParams{Env: []string{"HOME=/app"}})
 	if got := strings.Join(s.Process.Env, " "); got != "HOME=/app" {
 		t.Errorf("got env %q, want HOME=/app only", got)
 	}
