@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Hangar needs on a fresh Debian/Ubuntu machine: PostgreSQL
 # binaries (the embedded metadata cluster and managed database instances),
-# iproute2, runc and nftables (sandboxed executors and their networks),
+# iproute2, crun, runc and nftables (sandboxed executors and their networks),
 # Node.js and npm (the official CLI in tests; apps get Node.js from their
 # image), and with --test what only the tests need: Chromium (the console's
 # browser test), and with --k8s what make k8s-test needs (etcd, containerd,
@@ -11,7 +11,8 @@ set -euo pipefail
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v ip >/dev/null || need+=(iproute2)
-command -v runc >/dev/null || need+=(runc)       # the sandbox executor driver
+command -v crun >/dev/null || need+=(crun)       # the sandbox's OCI runtime
+command -v runc >/dev/null || need+=(runc)       # where crun cannot run, and the database instances' jails
 command -v nft >/dev/null || need+=(nftables)    # executors' packet filter
 command -v debootstrap >/dev/null || need+=(debootstrap) # the base image of builds and executors
 PATH=$PATH:/sbin:/usr/sbin command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs) # the apps' disks (docs/disk.md)
@@ -41,6 +42,16 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# crun refuses a hybrid cgroup host (v1 controllers beside a cgroup2 mount)
+# whose unified hierarchy holds controllers, as some VMs' inits leave
+# hugetlb; systemd's hybrid layout leaves it empty. Give each such
+# controller its v1 hierarchy (until reboot; Hangar uses runc without it).
+if [ "$(id -u)" -eq 0 ] && [ -d /sys/fs/cgroup/memory ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+  for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+    { mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; } ||
+      echo "setup: could not mount the $c cgroup controller as v1: executors will run under runc" >&2
+  done
 fi
 if ! id postgres >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   # PostgreSQL refuses to run as root; Hangar runs it as this user.

@@ -100,6 +100,10 @@ type Config struct {
 	// Kubeconfig) or "netns" (an unsandboxed development driver: a plain
 	// process in its own network namespace). Default "sandbox".
 	Driver string
+	// OCIRuntime is the sandbox driver's OCI runtime: crun or runc (or a
+	// path). Default "": crun when installed and the host's cgroups suit
+	// it, else runc.
+	OCIRuntime string
 	// Kubeconfig is the kubeconfig file of the cluster the kubernetes
 	// driver runs executors on. Default "": the in-cluster config (Hangar
 	// runs in a Pod).
@@ -229,6 +233,7 @@ func Defaults(getenv Getenv) Config {
 		ReplicaID:       getenv("HANGAR_REPLICA_ID"),
 		ReplicaTimeout:  durationEnv(getenv, "HANGAR_REPLICA_TIMEOUT", 10*time.Second),
 		Driver:          or(getenv("HANGAR_DRIVER"), "sandbox"),
+		OCIRuntime:      getenv("HANGAR_OCI_RUNTIME"),
 		Kubeconfig:      getenv("HANGAR_KUBECONFIG"),
 		K8sNamespace:    or(getenv("HANGAR_K8S_NAMESPACE"), "hangar"),
 		RuntimeClass:    getenv("HANGAR_RUNTIME_CLASS"),

@@ -122,7 +122,7 @@ func newDriver(ctx context.Context, cfg config.Config, disks *image.Disks, dbCA 
 		return nil, err
 	}
 	sb, err := sandbox.New(sandbox.Config{
-		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress,
+		Subnet: cfg.Subnet, Prefix: cfg.NetworkPrefix, Egress: egress, Runtime: cfg.OCIRuntime,
 		// Executors must not see Hangar's state: the metadata cluster, the
 		// database instances, the archives and the other apps.
 		HiddenPaths:   []string{cfg.DataDir},

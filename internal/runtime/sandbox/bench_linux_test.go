@@ -55,7 +55,7 @@ func rssKiB(pid int) int {
 // Prepare to the first HTTP answer of the same Node app in the sandbox and
 // as a bare child process (the netns driver: same network setup, no
 // container), and measures what Hangar keeps on the host per sandboxed
-// executor besides the app: the runc process that waits for it. Each
+// executor besides the app: the runtime's run process that waits for it. Each
 // sandboxed start is compared with a bare start of the same Node.js
 // binary: the host's /usr/bin/node for the sandbox on the host's root, the
 // image cache's for the sandbox on an image (their start-up costs differ
@@ -64,7 +64,10 @@ func BenchmarkExecutor_SpawnToReady(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
 		b.Skip("needs /usr/bin/node")
 	}
-	sb := newTestDriver(b)
+	// HANGAR_OCI_RUNTIME picks the runtime, as for hangar serve.
+	withRuntime := func(c *Config) { c.Runtime = os.Getenv("HANGAR_OCI_RUNTIME") }
+	sb := newTestDriver(b, withRuntime)
+	fmt.Fprintf(os.Stderr, "OCI runtime: %s\n", sb.ociPath)
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
@@ -84,7 +87,7 @@ func BenchmarkExecutor_SpawnToReady(b *testing.B) {
 		b.Fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "base image and Node.js ready in %s (built once per image cache)\n", time.Since(begin).Round(time.Millisecond))
-	onImage := newTestDriver(b, func(c *Config) { c.Images = images })
+	onImage := newTestDriver(b, withRuntime, func(c *Config) { c.Images = images })
 	img := runtime.Image{AppID: "hi-bench"}
 	var sandboxed, imaged, plain, plainImageNode []time.Duration
 	var overheadKiB int

@@ -39,6 +39,15 @@ type hierarchies struct {
 	// all lists every cgroup mount point, v1 and v2, for removing
 	// leftover groups.
 	all []string
+	// unifiedControllers are the controllers of the cgroup2 mount.
+	unifiedControllers []string
+}
+
+// crunCan reports whether crun runs on these hierarchies: it refuses a
+// hybrid layout (v1 controllers beside a cgroup2 mount) whose unified
+// hierarchy holds controllers, which systemd's hybrid layout never does.
+func (h hierarchies) crunCan() bool {
+	return h.v2() || len(h.v1) == 0 || h.unified == "" || len(h.unifiedControllers) == 0
 }
 
 // v2 reports whether the controllers live in the unified hierarchy. On a
@@ -83,7 +92,15 @@ func readHierarchies() (hierarchies, error) {
 	if err != nil {
 		return hierarchies{}, err
 	}
-	return parseMountinfo(b), nil
+	h := parseMountinfo(b)
+	if h.unified != "" {
+		c, err := os.ReadFile(filepath.Join(h.unified, "cgroup.controllers"))
+		if err != nil {
+			return h, err
+		}
+		h.unifiedControllers = strings.Fields(string(c))
+	}
+	return h, nil
 }
 
 // stats reads the accounting of cgroup path (as in the spec's cgroupsPath).

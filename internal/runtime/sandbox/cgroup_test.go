@@ -38,6 +38,16 @@ func TestParseMountinfo(t *testing.T) {
 	if !v2.v2() || v2.unified != "/sys/fs/cgroup" {
 		t.Errorf("unified host: got %+v, want v2 at /sys/fs/cgroup", v2)
 	}
+	// crun takes a hybrid host only with an empty unified hierarchy.
+	if !h.crunCan() {
+		t.Error("crun refused on a hybrid host with no unified controllers")
+	}
+	if h.unifiedControllers = []string{"hugetlb"}; h.crunCan() {
+		t.Error("crun taken on a hybrid host whose unified hierarchy holds hugetlb")
+	}
+	if v2.unifiedControllers = []string{"cpu", "memory"}; !v2.crunCan() {
+		t.Error("crun refused on a cgroup v2 host")
+	}
 }
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {

@@ -14,6 +14,7 @@ package sandbox
 // size: the runc driver's OCI spec and its lifecycle share the Driver's bookkeeping; candidates to split: the spec.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,10 +64,15 @@ var DefaultHiddenPaths = []string{
 // Config configures the driver. The zero value is usable, except that
 // Hangar's data dir must be added to HiddenPaths.
 type Config struct {
-	// Runc is the runc binary. Default "runc", looked up in PATH.
-	Runc string
-	// StateDir holds runc's state (StateDir/runc) and the executors'
-	// bundles (StateDir/bundles). Default "/run/hangar/sandbox/<Prefix>".
+	// Runtime is the OCI runtime, "crun" or "runc", or the path of one.
+	// Default: crun when it is installed and the host's cgroups suit it
+	// (not a hybrid host whose unified hierarchy holds controllers), runc
+	// otherwise. crun starts a container in a fraction of runc's time
+	// (docs/performance.md, "crun").
+	Runtime string
+	// StateDir holds the runtime's state (StateDir/runc) and the
+	// executors' bundles (StateDir/bundles). Default
+	// "/run/hangar/sandbox/<Prefix>".
 	StateDir string
 	// Subnet is the IPv4 pool from which each executor gets a /30, as in
 	// the netns driver. Default "10.213.0.0/16".
@@ -125,9 +131,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Runc == "" {
-		c.Runc = "runc"
-	}
 	if c.Prefix == "" {
 		c.Prefix = "hg"
 	}
@@ -160,16 +163,17 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Driver runs executors as runc containers. It is safe for concurrent use.
+// Driver runs executors as OCI containers, under crun or runc. It is safe
+// for concurrent use.
 type Driver struct {
-	cfg      Config
-	runcPath string
-	runcRoot string
-	bundles  string
-	hidden   []string
-	net      *vnet.Pool
-	cgroups  hierarchies
-	logger   *slog.Logger
+	cfg     Config
+	ociPath string
+	ociRoot string
+	bundles string
+	hidden  []string
+	net     *vnet.Pool
+	cgroups hierarchies
+	logger  *slog.Logger
 
 	execs *table.Executors[*executor]
 	uids  map[uint32]bool // in use; guarded by the table's lock (see Hooks)
@@ -198,28 +202,28 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	if err := checkHost(); err != nil {
 		return nil, err
 	}
-	runcPath, err := exec.LookPath(cfg.Runc)
+	cg, err := readHierarchies()
 	if err != nil {
-		return nil, hangar.Errorf(hangar.KindUnavailable,
-			"runc not found (%v): apt-get install runc, or choose the unsandboxed development driver with --driver=netns", err)
+		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
 	}
+	ociPath, err := pickRuntime(cfg.Runtime, cg)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("sandbox OCI runtime", "runtime", ociPath)
 	nftPath, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, hangar.Errorf(hangar.KindUnavailable,
 			"nft not found (%v): apt-get install nftables; the sandbox driver needs it to keep executors off host services", err)
 	}
-	cg, err := readHierarchies()
-	if err != nil {
-		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
-	}
 	nft := vnet.ExecNFT(nftPath)
 	if cfg.wrapNFT != nil {
 		nft = cfg.wrapNFT(nft)
 	}
-	return newDriver(cfg, logger, runcPath, nft, cg)
+	return newDriver(cfg, logger, ociPath, nft, cg)
 }
 
-func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, cg hierarchies) (*Driver, error) {
+func newDriver(cfg Config, logger *slog.Logger, ociPath string, nft vnet.NFT, cg hierarchies) (*Driver, error) {
 	cfg.setDefaults()
 	pool, err := vnet.New(vnet.Config{Subnet: cfg.Subnet, Prefix: cfg.Prefix, Egress: cfg.Egress}, vnet.LockPath, nft)
 	if err != nil {
@@ -240,18 +244,40 @@ func newDriver(cfg Config, logger *slog.Logger, runcPath string, nft vnet.NFT, c
 		return nil, hangar.Errorf(hangar.KindInvalid, "sandbox driver: pids and tmp size must be positive")
 	}
 	d := &Driver{
-		cfg:      cfg,
-		runcPath: runcPath,
-		runcRoot: filepath.Join(cfg.StateDir, "runc"),
-		bundles:  filepath.Join(cfg.StateDir, "bundles"),
-		hidden:   hidden,
-		net:      pool,
-		cgroups:  cg,
-		logger:   logger,
-		uids:     make(map[uint32]bool),
+		cfg:     cfg,
+		ociPath: ociPath,
+		ociRoot: filepath.Join(cfg.StateDir, "runc"),
+		bundles: filepath.Join(cfg.StateDir, "bundles"),
+		hidden:  hidden,
+		net:     pool,
+		cgroups: cg,
+		logger:  logger,
+		uids:    make(map[uint32]bool),
 	}
 	d.execs = table.New(pool, logger, table.Hooks[*executor]{Reserve: d.allocUID, Release: d.freeUID})
 	return d, nil
+}
+
+// pickRuntime returns the path of the OCI runtime name ("" picks one, see
+// Config.Runtime), or why there is none.
+func pickRuntime(name string, cg hierarchies) (string, error) {
+	if name == "" {
+		if p, err := exec.LookPath("crun"); err == nil && cg.crunCan() {
+			return p, nil
+		}
+		name = "runc"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", hangar.Errorf(hangar.KindUnavailable,
+			"OCI runtime %s not found (%v): apt-get install crun (or runc), or choose the unsandboxed development driver with --driver=netns", name, err)
+	}
+	if filepath.Base(p) == "crun" && !cg.crunCan() {
+		return "", hangar.Errorf(hangar.KindUnavailable,
+			"crun does not run on this host's cgroups, a hybrid layout whose unified hierarchy holds the %s controller(s): scripts/setup.sh mounts them as v1 hierarchies; or use runc",
+			strings.Join(cg.unifiedControllers, ", "))
+	}
+	return p, nil
 }
 
 // cgroupParent is the group under which runc creates the executors' groups:
@@ -346,7 +372,7 @@ func (d *Driver) start(ctx context.Context, e *executor, spec runtime.Spec) (*ru
 	}
 	defer open.Close() // unopened: the init exits and runc with it
 
-	cmd := d.runcRun(bundle, e.Name, gate, spec.Stdout)
+	cmd := d.ociRun(bundle, e.Name, gate, spec.Stdout)
 	err = cmd.Start()
 	gate.Close() // the child has its copy
 	if err != nil {
@@ -390,13 +416,13 @@ func (d *Driver) forwardAsync(ctx context.Context, ns, gateway string, forwards 
 	}
 }
 
-// runcRun returns the `runc run` of the container name in bundle. runc
-// passes its standard streams on to the init: the gate, and the app's
-// output.
-func (d *Driver) runcRun(bundle, name string, gate *os.File, stdout io.Writer) *exec.Cmd {
+// ociRun returns the runtime's `run` of the container name in bundle,
+// which passes its standard streams on to the init: the gate, and the
+// app's output.
+func (d *Driver) ociRun(bundle, name string, gate *os.File, stdout io.Writer) *exec.Cmd {
 	// Not CommandContext: the process outlives the request that starts it.
-	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
-		"run", "--keep", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), name)
+	cmd := exec.Command(d.ociPath, "--root", d.ociRoot, "--log", filepath.Join(bundle, "runc.log"),
+		"run", "--bundle", bundle, "--pid-file", filepath.Join(bundle, "pid"), name)
 	cmd.Stdin = gate
 	if stdout != nil {
 		cmd.Stdout, cmd.Stderr = stdout, stdout
@@ -532,9 +558,9 @@ func runcLogTail(bundle string) string {
 	return ": " + lines[len(lines)-1]
 }
 
-// reap waits for runc run, reads the cgroup one last time (--keep leaves
-// the container, and so its cgroup, in place after the app exited), deletes
-// the container and records how the app ended.
+// reap waits for the runtime's run, which deletes the container (and its
+// own group) as the app exits, reads the executor's group one last time,
+// deletes what a killed or failed run left and records how the app ended.
 func (d *Driver) reap(e *executor, cmd *exec.Cmd, memoryMiB int, logger *slog.Logger) {
 	err := cmd.Wait()
 	if _, ok := errors.AsType[*exec.ExitError](err); ok {
@@ -560,10 +586,12 @@ func (d *Driver) reap(e *executor, cmd *exec.Cmd, memoryMiB int, logger *slog.Lo
 		st.OOMKilled = true
 		st.Err = errors.Join(st.Err, fmt.Errorf("out of memory: killed for exceeding the memory limit of %d MiB", memoryMiB))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	if derr := d.deleteContainer(ctx, e.Name); derr != nil {
-		logger.Error("delete container", "err", derr)
+	if _, err := os.Stat(filepath.Join(d.ociRoot, e.Name)); !errors.Is(err, fs.ErrNotExist) {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if derr := d.deleteContainer(ctx, e.Name); derr != nil {
+			logger.Error("delete container", "err", derr)
+		}
 	}
 	e.last, e.lastErr = last, statsErr
 	e.Exit(st)
@@ -625,19 +653,27 @@ func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (in
 	f.Close()
 	pidFile := f.Name()
 	defer os.Remove(pidFile)
-	args := append([]string{"--root", d.runcRoot, "exec", "--pid-file", pidFile, e.Name}, spec.Args...)
-	cmd := exec.CommandContext(ctx, d.runcPath, args...)
+	process, err := execProcess(e.bundle, spec.Args)
+	if err != nil {
+		return -1, fmt.Errorf("exec in executor %s: %w", id, err)
+	}
+	defer os.Remove(process)
+	cmd := exec.CommandContext(ctx, d.ociPath, "--root", d.ociRoot, "exec", "--process", process, "--pid-file", pidFile, e.Name)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = waitDelay
 	cmd.Cancel = func() error {
-		// runc exec stays until the process exits, so the PID it wrote
-		// is not reused yet. It writes it just after the process starts,
-		// which may already have run: wait for it a little. Without
-		// one, killing runc is all there is to do.
+		// The runtime's exec stays until the process exits, so the PID
+		// it wrote is not reused yet. It writes it just after the
+		// process starts, which may already have run: wait for it a
+		// little. Without one, killing the runtime is all there is to do.
 		for range 100 {
 			if pid, err := readPID(pidFile); err == nil {
-				return syscall.Kill(-pid, syscall.SIGKILL)
+				// runc makes the process a session leader, crun does
+				// not: its group, if it has one, then its tree.
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				killTree(pid)
+				return nil
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -658,9 +694,93 @@ func (d *Driver) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (in
 	return ws.ExitStatus(), nil
 }
 
-// execPIDPattern names the files in which runc exec writes the PID of the
-// process it starts.
-const execPIDPattern = "exec-*.pid"
+// killTree kills process pid and its descendants. It stops them first,
+// until no new one appears, so that none forks past the kill and escapes
+// to the container's init.
+func killTree(pid int) {
+	stopped := map[int]bool{}
+	for fresh := true; fresh; {
+		fresh = false
+		for _, p := range descendants(pid) {
+			if !stopped[p] {
+				stopped[p], fresh = true, true
+				_ = syscall.Kill(p, syscall.SIGSTOP)
+			}
+		}
+	}
+	for p := range stopped {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// descendants returns pid, if it runs, and the processes descended from
+// it, from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	alive := false
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		fields := strings.Fields(string(b[i+1:]))
+		if i < 0 || len(fields) < 2 {
+			continue
+		}
+		p, err1 := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		pp, err2 := strconv.Atoi(fields[1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		children[pp] = append(children[pp], p)
+		alive = alive || p == pid
+	}
+	if !alive {
+		return nil
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// execPIDPattern names the files in which the runtime's exec writes the
+// PID of the process it starts, execPattern those and the processes' specs.
+const execPIDPattern, execPattern = "exec-*.pid", "exec-*"
+
+// execProcess writes the process spec of an exec of args into bundle: the
+// app's own (its user, working directory, environment, capabilities and
+// no_new_privs), which `exec --process` takes whole. runc would fill in the
+// same from the container's spec; crun would run the command as uid 0, in
+// /, with new privileges allowed.
+func execProcess(bundle string, args []string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return "", err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", err
+	}
+	if s.Process == nil {
+		return "", errors.New("the container's spec has no process")
+	}
+	p := *s.Process
+	p.Args, p.Terminal = args, false
+	if b, err = json.Marshal(p); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(bundle, "exec-*.json")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	return f.Name(), errors.Join(err, f.Close())
+}
 
 // readPID reads a PID file runc wrote; runc writes it whole (to a
 // temporary file it then renames).
@@ -718,7 +838,7 @@ func (d *Driver) terminate(ctx context.Context, name string, done <-chan struct{
 	defer cancel()
 	// Errors are expected when the app exits meanwhile; what matters is
 	// that done closes, and SIGKILL below makes sure of it.
-	if _, err := d.runc(kctx, "kill", name, "TERM"); err != nil {
+	if _, err := d.oci(kctx, "kill", name, "TERM"); err != nil {
 		d.logger.DebugContext(ctx, "send SIGTERM", "executor", name, "err", err)
 	}
 	t := time.NewTimer(grace)
@@ -729,7 +849,7 @@ func (d *Driver) terminate(ctx context.Context, name string, done <-chan struct{
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	if _, err := d.runc(kctx, "kill", "--all", name, "KILL"); err != nil {
+	if _, err := d.oci(kctx, "kill", "--all", name, "KILL"); err != nil {
 		d.logger.DebugContext(ctx, "send SIGKILL", "executor", name, "err", err)
 	}
 	select {
@@ -744,10 +864,16 @@ func (d *Driver) terminate(ctx context.Context, name string, done <-chan struct{
 // deleteContainer kills and deletes container name; one already gone is
 // fine.
 func (d *Driver) deleteContainer(ctx context.Context, name string) error {
-	if _, err := d.runc(ctx, "delete", "--force", name); err != nil && !isNotExist(err) {
-		return err
+	_, err := d.oci(ctx, "delete", "--force", name)
+	if err == nil || isNotExist(err) {
+		return nil
 	}
-	return nil
+	// crun's run deletes the container as its app exits, which a
+	// concurrent delete may meet half-way.
+	if _, serr := os.Stat(filepath.Join(d.ociRoot, name)); errors.Is(serr, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // Cleanup removes what a previous run of an instance with the same Prefix
@@ -758,7 +884,7 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 	ours := d.execs.Names()
 	var errs []error
 	n := 0
-	out, err := d.runc(ctx, "list", "--quiet")
+	out, err := d.oci(ctx, "list", "--quiet")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -828,7 +954,7 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 // cgroup group and its state dirs, each only if nothing is left in it.
 func (d *Driver) Close() error {
 	errs := []error{d.cgroups.removeGroups(d.cgroupParent())}
-	for _, dir := range []string{d.bundles, filepath.Join(d.cfg.StateDir, "steps"), d.runcRoot, d.cfg.StateDir} {
+	for _, dir := range []string{d.bundles, filepath.Join(d.cfg.StateDir, "steps"), d.ociRoot, d.cfg.StateDir} {
 		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
 			errs = append(errs, err)
 		}
@@ -850,8 +976,8 @@ func removeBundle(bundle string) error {
 	if err := os.RemoveAll(filepath.Join(bundle, "veil")); err != nil {
 		errs = append(errs, err)
 	}
-	// The PID files of commands Exec ran when Stop interrupted them.
-	pidFiles, _ := filepath.Glob(filepath.Join(bundle, execPIDPattern))
+	// The files of commands Exec ran when Stop interrupted them.
+	pidFiles, _ := filepath.Glob(filepath.Join(bundle, execPattern))
 	for _, f := range pidFiles {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -878,17 +1004,19 @@ func (e *runcError) Error() string {
 
 func (e *runcError) Unwrap() error { return e.err }
 
-// isNotExist reports whether err is runc's complaint that the container
-// does not exist.
+// isNotExist reports whether err is the runtime's complaint that the
+// container does not exist: runc's, or crun's about its state file.
 func isNotExist(err error) bool {
 	re, ok := errors.AsType[*runcError](err)
-	return ok && strings.Contains(re.stderr, "does not exist")
+	return ok && (strings.Contains(re.stderr, "does not exist") ||
+		strings.Contains(re.stderr, "/status`: No such file or directory"))
 }
 
-// runc runs a short runc command against the driver's state root.
-func (d *Driver) runc(ctx context.Context, args ...string) ([]byte, error) {
+// oci runs a short command of the OCI runtime against the driver's state
+// root.
+func (d *Driver) oci(ctx context.Context, args ...string) ([]byte, error) {
 	var stdout, stderr strings.Builder
-	cmd := exec.CommandContext(ctx, d.runcPath, append([]string{"--root", d.runcRoot}, args...)...)
+	cmd := exec.CommandContext(ctx, d.ociPath, append([]string{"--root", d.ociRoot}, args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, &runcError{args: args, stderr: strings.TrimSpace(stderr.String()), err: err}

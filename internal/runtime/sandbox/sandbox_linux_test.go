@@ -74,8 +74,8 @@ func leftovers(t testing.TB, d *Driver) []string {
 		}
 	}
 	// runc would create its root to list it.
-	if _, err := os.Stat(d.runcRoot); err == nil {
-		out, _ = exec.Command("runc", "--root", d.runcRoot, "list", "-q").Output()
+	if _, err := os.Stat(d.ociRoot); err == nil {
+		out, _ = exec.Command("runc", "--root", d.ociRoot, "list", "-q").Output()
 		for _, c := range strings.Fields(string(out)) {
 			left = append(left, "container "+c)
 		}
@@ -129,6 +129,35 @@ func run(t *testing.T, d *Driver, id string, spec runtime.Spec) (string, runtime
 func TestDriver_Conformance(t *testing.T) {
 	t.Parallel()
 	runtimetest.Run(t, func(t *testing.T) runtime.Driver { return newTestDriver(t) })
+}
+
+// TestDriver_Runtimes runs the conformance suite and the OOM check on each
+// OCI runtime installed, whichever the host's default is; crun only where
+// the host's cgroups suit it.
+func TestDriver_Runtimes(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"crun", "runc"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := exec.LookPath(name); err != nil {
+				t.Skipf("%s is not installed", name)
+			}
+			if cg, err := readHierarchies(); err != nil {
+				t.Fatal(err)
+			} else if name == "crun" && !cg.crunCan() {
+				t.Skipf("crun does not run on this host's cgroups: %v in the unified hierarchy", cg.unifiedControllers)
+			}
+			withRuntime := func(c *Config) { c.Runtime = name }
+			t.Run("Conformance", func(t *testing.T) {
+				t.Parallel()
+				runtimetest.Run(t, func(t *testing.T) runtime.Driver { return newTestDriver(t, withRuntime) })
+			})
+			t.Run("OOM", func(t *testing.T) {
+				t.Parallel()
+				testOOM(t, newTestDriver(t, withRuntime))
+			})
+		})
+	}
 }
 
 func TestDriver_StartFails(t *testing.T) {
@@ -326,7 +355,11 @@ func TestDriver_OOM(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/node"); err != nil {
 		t.Skip("needs /usr/bin/node")
 	}
-	d := newTestDriver(t)
+	testOOM(t, newTestDriver(t))
+}
+
+// testOOM runs a memory hog under a 64 MiB limit in d.
+func testOOM(t *testing.T, d *Driver) {
 	hog := "const a = []; for (;;) { a.push(Buffer.alloc(1 << 20, 1)); }"
 	out, st := run(t, d, "oom", runtime.Spec{Command: []string{"/usr/bin/node", "-e", hog}, MemoryMiB: 64})
 	if !st.OOMKilled || st.ExitCode != 137 {

@@ -17,6 +17,11 @@ import (
 // This file builds the OCI runtime spec of an executor. It is pure, so that
 // the whole spec is golden-tested without root.
 
+// ociVersion is the runtime-spec version the specs declare: what both
+// runtimes know (crun 1.8 refuses the Go module's 1.2.x), and all these
+// specs use.
+const ociVersion = "1.0.2"
+
 // cpuPeriod is the CFS period; the quota is CPUs times this.
 const cpuPeriod = 100_000 // µs
 
@@ -70,7 +75,7 @@ func ociSpec(p specParams) *specs.Spec {
 	}
 	noCaps := []string{}
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: ociVersion,
 		Process: &specs.Process{
 			User: specs.User{UID: p.UID, GID: p.GID},
 			Args: p.Command,

@@ -114,11 +114,11 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		// A runc run that ended by itself deleted its container (no
-		// --keep), state and cgroups with it: another runc process would
-		// only cost the deploy its start. One that was killed, or
-		// failed, may have left them.
-		if _, err := os.Stat(filepath.Join(d.runcRoot, name)); !errors.Is(err, fs.ErrNotExist) {
+		// A run that ended by itself deleted its container, state and
+		// cgroups with it: another runtime process would only cost the
+		// deploy its start. One that was killed, or failed, may have
+		// left them.
+		if _, err := os.Stat(filepath.Join(d.ociRoot, name)); !errors.Is(err, fs.ErrNotExist) {
 			if err := d.deleteContainer(cctx, name); err != nil {
 				d.logger.Error("delete step container", "step", s.ID, "err", err)
 			}
@@ -162,7 +162,7 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 		runCtx, cancel = context.WithTimeout(ctx, s.Timeout)
 	}
 	defer cancel()
-	cmd := exec.Command(d.runcPath, "--root", d.runcRoot, "--log", filepath.Join(bundle, "runc.log"),
+	cmd := exec.Command(d.ociPath, "--root", d.ociRoot, "--log", filepath.Join(bundle, "runc.log"),
 		"run", "--bundle", bundle, name)
 	out := s.Stdout
 	if out == nil {
@@ -185,7 +185,7 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	case err = <-done:
 	case <-runCtx.Done():
 		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		if _, kerr := d.runc(kctx, "kill", "--all", name, "KILL"); kerr != nil {
+		if _, kerr := d.oci(kctx, "kill", "--all", name, "KILL"); kerr != nil {
 			d.logger.Debug("kill step", "step", s.ID, "err", kerr)
 		}
 		kcancel()
@@ -262,7 +262,7 @@ func stepSpec(s step, rootfs, bundle, cgroupsPath string) *specs.Spec {
 	}
 	idMap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: s.UIDBase, Size: RangeSize}}
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: ociVersion,
 		Process: &specs.Process{
 			User: specs.User{UID: 0, GID: 0},
 			Args: s.Args,
