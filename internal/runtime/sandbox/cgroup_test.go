@@ -154,13 +154,15 @@ func TestRemoveGroups(t *testing.T) {
 func TestMakeGroup(t *testing.T) {
 	t.Parallel()
 	l := limits{MemoryBytes: 64 << 20, CPUQuota: 50 * time.Millisecond, CPUPeriod: 100 * time.Millisecond, Burst: 50 * time.Millisecond, Pids: 32}
-	read := func(t *testing.T, path string) string {
+	// holds checks the contents of files under root.
+	holds := func(t *testing.T, root string, want map[string]string) {
 		t.Helper()
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+		for file, w := range want {
+			b, err := os.ReadFile(filepath.Join(root, file))
+			if err != nil || string(b) != w {
+				t.Errorf("%s = %q, %v; want %q", file, b, err, w)
+			}
 		}
-		return string(b)
 	}
 	t.Run("V1", func(t *testing.T) {
 		t.Parallel()
@@ -169,18 +171,14 @@ func TestMakeGroup(t *testing.T) {
 		if err := h.makeGroup("/hangar/hg/x", l); err != nil {
 			t.Fatal(err)
 		}
-		for file, want := range map[string]string{
+		holds(t, root, map[string]string{
 			"memory/hangar/hg/x/memory.limit_in_bytes":       "67108864",
 			"memory/hangar/hg/x/memory.memsw.limit_in_bytes": "67108864",
 			"cpu/hangar/hg/x/cpu.cfs_period_us":              "100000",
 			"cpu/hangar/hg/x/cpu.cfs_quota_us":               "50000",
 			"cpu/hangar/hg/x/cpu.cfs_burst_us":               "50000",
 			"pids/hangar/hg/x/pids.max":                      "32",
-		} {
-			if got := read(t, filepath.Join(root, file)); got != want {
-				t.Errorf("%s = %q, want %q", file, got, want)
-			}
-		}
+		})
 		// cpuacct and the others get the group from the runtime.
 		if _, err := os.Stat(root + "/cpuacct/hangar"); !os.IsNotExist(err) {
 			t.Errorf("cpuacct/hangar: got %v, want it left to the runtime", err)
@@ -193,7 +191,7 @@ func TestMakeGroup(t *testing.T) {
 		if err := h.makeGroup("/hangar/hg/x", l); err != nil {
 			t.Fatal(err)
 		}
-		for file, want := range map[string]string{
+		holds(t, root, map[string]string{
 			"cgroup.subtree_control":           "+memory +cpu +pids",
 			"hangar/cgroup.subtree_control":    "+memory +cpu +pids",
 			"hangar/hg/cgroup.subtree_control": "+memory +cpu +pids",
@@ -202,11 +200,7 @@ func TestMakeGroup(t *testing.T) {
 			"hangar/hg/x/cpu.max":              "50000 100000",
 			"hangar/hg/x/cpu.max.burst":        "50000",
 			"hangar/hg/x/pids.max":             "32",
-		} {
-			if got := read(t, filepath.Join(root, file)); got != want {
-				t.Errorf("%s = %q, want %q", file, got, want)
-			}
-		}
+		})
 		// The executor's group enables nothing: the runtime does, for the
 		// container's group it makes inside.
 		if _, err := os.Stat(root + "/hangar/hg/x/cgroup.subtree_control"); !os.IsNotExist(err) {
