@@ -309,12 +309,17 @@ func (j *jail) start(ctx context.Context, args []string, logFile string) error {
 // state returns the server container's init PID and whether it runs; pid
 // 0 when there is no such container. A stopped container is deleted.
 func (j *jail) state(ctx context.Context) (pid int, err error) {
-	out, err := j.runc(ctx, "state", j.sb.ID)
+	// The JSON alone: what runc (a Go program) prints on stderr, such as
+	// the runtime's traces when GODEBUG asks for them, is not part of it.
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, j.sb.Runc, "--root", j.sb.RuncRoot, "state", j.sb.ID)
+	cmd.Stderr, cmd.WaitDelay = &stderr, 5*time.Second
+	out, err := cmd.Output()
 	if err != nil {
-		if strings.Contains(string(out), "does not exist") {
+		if strings.Contains(stderr.String(), "does not exist") {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("runc state %s: %w\n%s", j.sb.ID, err, out)
+		return 0, fmt.Errorf("runc state %s: %w\n%s", j.sb.ID, err, stderr.String())
 	}
 	var st struct {
 		Status string `json:"status"`

@@ -81,3 +81,33 @@ func TestCluster_Sandbox(t *testing.T) {
 		t.Errorf("Dial: %v", err)
 	}
 }
+
+// TestCluster_SandboxUnderGODEBUG starts a jailed cluster with runtime
+// traces asked of every Go program, runc included: its `state` JSON must
+// still parse, as what the Go runtime traces goes to stderr.
+func TestCluster_SandboxUnderGODEBUG(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed")
+	}
+	t.Setenv("GODEBUG", "schedtrace=1")
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/hd-pgcluster-godebug")
+		for _, p := range parents {
+			os.Remove(p)
+		}
+	})
+	c := startCluster(t, pgcluster.Config{
+		DataDir: filepath.Join(dir, "cluster"), Password: "pw", Superuser: "admin",
+		Sandbox: &pgcluster.Sandbox{
+			ID: "hd-pgcluster-godebug-" + filepath.Base(dir), UID: 2099998000, GID: 2099998000,
+			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/hd-pgcluster-godebug", RuncRoot: filepath.Join(dir, "runc"),
+		},
+	})
+	if got := queryString(t, connect(t, c.URL("postgres")), "SELECT 1"); got != "1" {
+		t.Errorf("SELECT 1 = %q", got)
+	}
+}
