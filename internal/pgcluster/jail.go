@@ -259,10 +259,16 @@ func (j *jail) writeBundle(id string, args []string) (string, error) {
 	return dir, nil
 }
 
+// runc runs a runc command and returns its combined output.
 func (j *jail) runc(ctx context.Context, args ...string) ([]byte, error) {
+	return j.runcCmd(ctx, args...).CombinedOutput()
+}
+
+// runcCmd is a runc command against the jail's state root.
+func (j *jail) runcCmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, j.sb.Runc, append([]string{"--root", j.sb.RuncRoot}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
-	return cmd.CombinedOutput()
+	return cmd
 }
 
 // run runs one program in a container of its own, as the runner of an
@@ -312,8 +318,8 @@ func (j *jail) state(ctx context.Context) (pid int, err error) {
 	// The JSON alone: what runc (a Go program) prints on stderr, such as
 	// the runtime's traces when GODEBUG asks for them, is not part of it.
 	var stderr strings.Builder
-	cmd := exec.CommandContext(ctx, j.sb.Runc, "--root", j.sb.RuncRoot, "state", j.sb.ID)
-	cmd.Stderr, cmd.WaitDelay = &stderr, 5*time.Second
+	cmd := j.runcCmd(ctx, "state", j.sb.ID)
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		if strings.Contains(stderr.String(), "does not exist") {

@@ -47,7 +47,7 @@ type hierarchies struct {
 // hybrid layout (v1 controllers beside a cgroup2 mount) whose unified
 // hierarchy holds controllers, which systemd's hybrid layout never does.
 func (h hierarchies) crunCan() bool {
-	return h.v2() || len(h.v1) == 0 || h.unified == "" || len(h.unifiedControllers) == 0
+	return h.v2() || len(h.unifiedControllers) == 0
 }
 
 // v2 reports whether the controllers live in the unified hierarchy. On a

@@ -280,8 +280,8 @@ func pickRuntime(name string, cg hierarchies) (string, error) {
 	return p, nil
 }
 
-// cgroupParent is the group under which runc creates the executors' groups:
-// a top-level group of Hangar's own, not the caller's (runc would nest
+// cgroupParent is the group under which the executors' groups are made: a
+// top-level group of Hangar's own, not the caller's (the runtime would nest
 // under it otherwise).
 func (d *Driver) cgroupParent() string { return "/hangar/" + d.cfg.Prefix }
 
@@ -586,12 +586,10 @@ func (d *Driver) reap(e *executor, cmd *exec.Cmd, memoryMiB int, logger *slog.Lo
 		st.OOMKilled = true
 		st.Err = errors.Join(st.Err, fmt.Errorf("out of memory: killed for exceeding the memory limit of %d MiB", memoryMiB))
 	}
-	if _, err := os.Stat(filepath.Join(d.ociRoot, e.Name)); !errors.Is(err, fs.ErrNotExist) {
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if derr := d.deleteContainer(ctx, e.Name); derr != nil {
-			logger.Error("delete container", "err", derr)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if derr := d.deleteContainer(ctx, e.Name); derr != nil {
+		logger.Error("delete container", "err", derr)
 	}
 	e.last, e.lastErr = last, statsErr
 	e.Exit(st)
@@ -862,15 +860,21 @@ func (d *Driver) terminate(ctx context.Context, name string, done <-chan struct{
 }
 
 // deleteContainer kills and deletes container name; one already gone is
-// fine.
+// fine. A run that ended by itself deleted its container, and the state
+// with it: then no runtime process is started, which would only cost a
+// deploy's step or an executor's exit its time.
 func (d *Driver) deleteContainer(ctx context.Context, name string) error {
-	_, err := d.oci(ctx, "delete", "--force", name)
-	if err == nil || isNotExist(err) {
+	gone := func() bool {
+		_, err := os.Stat(filepath.Join(d.ociRoot, name))
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if gone() {
 		return nil
 	}
+	_, err := d.oci(ctx, "delete", "--force", name)
 	// crun's run deletes the container as its app exits, which a
 	// concurrent delete may meet half-way.
-	if _, serr := os.Stat(filepath.Join(d.ociRoot, name)); errors.Is(serr, fs.ErrNotExist) {
+	if err == nil || isNotExist(err) || gone() {
 		return nil
 	}
 	return err

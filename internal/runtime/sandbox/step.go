@@ -114,14 +114,9 @@ func (d *Driver) runStep(ctx context.Context, s step) (int, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		// A run that ended by itself deleted its container, state and
-		// cgroups with it: another runtime process would only cost the
-		// deploy its start. One that was killed, or failed, may have
-		// left them.
-		if _, err := os.Stat(filepath.Join(d.ociRoot, name)); !errors.Is(err, fs.ErrNotExist) {
-			if err := d.deleteContainer(cctx, name); err != nil {
-				d.logger.Error("delete step container", "step", s.ID, "err", err)
-			}
+		// A step that was killed, or failed, may have left its container.
+		if err := d.deleteContainer(cctx, name); err != nil {
+			d.logger.Error("delete step container", "step", s.ID, "err", err)
 		}
 		if err := d.cgroups.removeGroups(d.cgroupPath("s-" + s.ID)); err != nil {
 			d.logger.Error("remove step cgroup", "step", s.ID, "err", err)
