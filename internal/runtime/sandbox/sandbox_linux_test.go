@@ -156,6 +156,10 @@ func TestDriver_Runtimes(t *testing.T) {
 				t.Parallel()
 				testOOM(t, newTestDriver(t, withRuntime))
 			})
+			t.Run("Pids", func(t *testing.T) {
+				t.Parallel()
+				testPids(t, newTestDriver(t, withRuntime, func(c *Config) { c.Pids = 16 }))
+			})
 		})
 	}
 }
@@ -356,6 +360,29 @@ func TestDriver_OOM(t *testing.T) {
 		t.Skip("needs /usr/bin/node")
 	}
 	testOOM(t, newTestDriver(t))
+}
+
+// testPids forks until it fails in d, whose executors may run 16
+// processes: a fork bomb must stop at the executor's own limit, not the
+// host's.
+func testPids(t *testing.T, d *Driver) {
+	const bomb = `import os, time
+n = 0
+try:
+    for _ in range(64):
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        n += 1
+    print("forked", n)
+except OSError as e:
+    print("forked", n, "then errno", e.errno)
+`
+	out, st := run(t, d, "pids", runtime.Spec{Command: []string{"/usr/bin/python3", "-c", bomb}})
+	var n, errno int
+	if _, err := fmt.Sscanf(out, "forked %d then errno %d", &n, &errno); err != nil || n >= 16 || errno != int(syscall.EAGAIN) {
+		t.Errorf("got %q (%+v), want the forks to fail with EAGAIN before 16 processes", out, st)
+	}
 }
 
 // testOOM runs a memory hog under a 64 MiB limit in d.
