@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Executor benchmark: spawn-to-ready latency of a tiny Node HTTP app in the
-# sandbox driver (its default OCI runtime, crun or runc; HANGAR_OCI_RUNTIME picks one) against a bare child process (the netns driver, same
-# network setup) of the same Node.js binary, as a ratio in one run, on the
-# host's root and on the app's image, and the host memory Hangar keeps per
-# sandboxed executor outside the app (the runtime's run process that waits for
-# it). Needs root, crun or runc, nftables and /usr/bin/node; everything is torn down
-# at the end. It prints means and medians, and the load average before and
-# after. Usage: bench/executor/run.sh [iterations, default 10]
+# sandbox driver (its default OCI runtime, crun or runc; HANGAR_OCI_RUNTIME
+# picks one) against a bare child process (the netns driver, same network
+# setup) of the same Node.js binary, as a ratio in one run, on the host's
+# root and on the app's image, and the host memory Hangar keeps per
+# sandboxed executor outside the app (the runtime's run process that waits
+# for it). Needs root, crun or runc, nftables and /usr/bin/node; everything
+# is torn down at the end. It prints means and medians, and the load
+# average before and after. Usage: bench/executor/run.sh [iterations,
+# default 10]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
