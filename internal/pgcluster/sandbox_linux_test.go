@@ -11,36 +11,45 @@ import (
 	"github.com/hangar-oss/hangar/internal/pgcluster"
 )
 
-// TestCluster_Sandbox runs a cluster in its sandbox and checks, as its
-// superuser, what programs and file functions reach.
-func TestCluster_Sandbox(t *testing.T) {
-	t.Parallel()
+// jailedConfig returns the config of a cluster under dir in a sandbox of
+// its own, run as uid, whose cgroup parent is /hd-pgcluster-<name>. It
+// skips the test without root or runc, and removes the parent cgroup runc
+// leaves behind.
+func jailedConfig(t *testing.T, dir, name string, uid uint32) pgcluster.Config {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox needs root")
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Skip("runc is not installed")
 	}
-	dir := t.TempDir()
-	t.Cleanup(func() { // runc leaves the parent cgroup behind
-		parents, _ := filepath.Glob("/sys/fs/cgroup/*/hd-pgcluster-test")
+	parent := "hd-pgcluster-" + name
+	t.Cleanup(func() {
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
 		for _, p := range parents {
 			os.Remove(p)
 		}
 	})
+	return pgcluster.Config{
+		DataDir: filepath.Join(dir, "cluster"), Password: "pw", Superuser: "admin",
+		Sandbox: &pgcluster.Sandbox{
+			ID: parent + "-" + filepath.Base(dir), UID: uid, GID: uid,
+			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/" + parent, RuncRoot: filepath.Join(dir, "runc"),
+		},
+	}
+}
+
+// TestCluster_Sandbox runs a cluster in its sandbox and checks, as its
+// superuser, what programs and file functions reach.
+func TestCluster_Sandbox(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := jailedConfig(t, dir, "test", 2099999000)
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("host secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(t, pgcluster.Config{
-		DataDir:   filepath.Join(dir, "cluster"),
-		Password:  "pw",
-		Superuser: "admin",
-		Sandbox: &pgcluster.Sandbox{
-			ID: "hd-pgcluster-test-" + filepath.Base(dir), UID: 2099999000, GID: 2099999000,
-			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/hd-pgcluster-test", RuncRoot: filepath.Join(dir, "runc"),
-		},
-	})
+	c := startCluster(t, cfg)
 	conn := connect(t, c.URL("postgres"))
 	if got := queryString(t, conn, "SELECT current_setting('is_superuser')"); got != "on" {
 		t.Fatalf("is_superuser = %s, want on", got)
@@ -86,27 +95,9 @@ func TestCluster_Sandbox(t *testing.T) {
 // traces asked of every Go program, runc included: its `state` JSON must
 // still parse, as what the Go runtime traces goes to stderr.
 func TestCluster_SandboxUnderGODEBUG(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the sandbox needs root")
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc is not installed")
-	}
+	cfg := jailedConfig(t, t.TempDir(), "godebug", 2099998000)
 	t.Setenv("GODEBUG", "schedtrace=1")
-	dir := t.TempDir()
-	t.Cleanup(func() {
-		parents, _ := filepath.Glob("/sys/fs/cgroup/*/hd-pgcluster-godebug")
-		for _, p := range parents {
-			os.Remove(p)
-		}
-	})
-	c := startCluster(t, pgcluster.Config{
-		DataDir: filepath.Join(dir, "cluster"), Password: "pw", Superuser: "admin",
-		Sandbox: &pgcluster.Sandbox{
-			ID: "hd-pgcluster-godebug-" + filepath.Base(dir), UID: 2099998000, GID: 2099998000,
-			BundleDir: filepath.Join(dir, "bundle"), CgroupParent: "/hd-pgcluster-godebug", RuncRoot: filepath.Join(dir, "runc"),
-		},
-	})
+	c := startCluster(t, cfg)
 	if got := queryString(t, connect(t, c.URL("postgres")), "SELECT 1"); got != "1" {
 		t.Errorf("SELECT 1 = %q", got)
 	}
