@@ -74,7 +74,6 @@ func threadNamespaces(t testing.TB) map[string]bool {
 func TestPool_SetupTeardown(t *testing.T) {
 	t.Parallel()
 	p := newTestPool(t, runtime.Egress{})
-	before := threadNamespaces(t)
 	ns, ns2 := p.Name("a"), p.Name("b")
 	n, err := p.Setup(t.Context(), ns)
 	t.Cleanup(func() { p.Teardown(t.Context(), ns) })
@@ -89,9 +88,19 @@ func TestPool_SetupTeardown(t *testing.T) {
 	if n == n2 || n.Gateway == n.Address {
 		t.Errorf("got networks %+v and %+v, want distinct addresses", n, n2)
 	}
+	// Only this pool's namespaces count: other tests in the package enter
+	// theirs on threads of the same process meanwhile.
+	ours := map[string]string{}
+	for _, name := range []string{ns, ns2} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(Path(name), &st); err != nil {
+			t.Fatal(err)
+		}
+		ours[fmt.Sprintf("net:[%d]", st.Ino)] = name
+	}
 	for th := range threadNamespaces(t) {
-		if !before[th] {
-			t.Errorf("a thread was left in namespace %s", th)
+		if name, ok := ours[th]; ok {
+			t.Errorf("a thread was left in namespace %s (%s)", name, th)
 		}
 	}
 
