@@ -9,6 +9,7 @@
 package frontdoor
 
 import (
+	"runtime"
 	"io"
 	"net/http"
 	"time"
@@ -35,6 +36,11 @@ type Config struct {
 	// (LimitPerIP); a connection over the cap is closed on accept. Default
 	// 256; negative means no cap.
 	MaxConnsPerIP int
+	// Loops is the number of event loops that serve HTTP/1.1 connections
+	// (package evloop, docs/frontdoor.md "The event loop"). Default: half
+	// the CPUs Go may use, at least 1, so that executors keep the rest;
+	// negative means none: a goroutine per connection.
+	Loops int
 }
 
 // Defaults of Config's fields; config.Defaults repeats them for the flags' help.
@@ -61,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = defaultMaxConnsPerIP
+	}
+	if c.Loops == 0 {
+		c.Loops = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	return c
 }

@@ -10,6 +10,9 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
 // The front door's own HTTP/1.1 loop. For each request it peeks at the
@@ -56,10 +59,18 @@ type http1Conn struct {
 	watch    *time.Timer   // starts watchClient
 	stopping atomic.Bool   // the request is over: watchClient stops
 	watched  chan struct{} // watchClient returned
+
+	// raw is the connection under tc when an event loop serves it; then
+	// the loop, not watchClient, learns that the client left.
+	raw  *rawconn.Conn
+	task *evloop.Task // the loop's task serving it, once it runs
 }
 
-func (s *Server) newHTTP1Conn(tc *tls.Conn) *http1Conn {
-	c := &http1Conn{s: s, tc: tc, watched: make(chan struct{}, 1)}
+// newHTTP1Conn returns the connection tc, to be served by an event loop's
+// task (serveOn) when raw, the connection under tc, is not nil, else by
+// serve.
+func (s *Server) newHTTP1Conn(tc *tls.Conn, raw *rawconn.Conn) *http1Conn {
+	c := &http1Conn{s: s, tc: tc, raw: raw, watched: make(chan struct{}, 1)}
 	c.state.Store(stateActive)
 	if !s.track(c, true) {
 		return nil
@@ -73,6 +84,34 @@ func (s *Server) newHTTP1Conn(tc *tls.Conn) *http1Conn {
 	c.watch = time.AfterFunc(time.Hour, c.watchClient)
 	c.watch.Stop()
 	return c
+}
+
+// serveOn serves the connection as the event loop's task t: its reads
+// and writes, and those of the router's connections to executors for its
+// requests (the task rides in c.ctx), wait through t; the loop cancels
+// c.ctx when the client hangs up during a request.
+func (c *http1Conn) serveOn(t *evloop.Task) {
+	if err := c.raw.Bind(t); err != nil {
+		c.s.log.Printf("http: event loop: %v", err)
+		go c.serve() // on a goroutine, not the loop
+		return
+	}
+	c.task = t
+	c.ctx = evloop.WithTask(c.ctx, t)
+	t.OnHangup(c.raw.FD(), c.cancel)
+	defer t.OnHangup(c.raw.FD(), nil)
+	c.serve()
+}
+
+// closeFromOutside closes the connection from a goroutine other than the
+// one serving it (Shutdown, Close).
+func (c *http1Conn) closeFromOutside() {
+	if c.raw != nil {
+		// Ends the task's wait; the task closes the TLS connection.
+		c.raw.Abort()
+		return
+	}
+	c.tc.Close()
 }
 
 // serve runs the connection's loop until it closes or goes to net/http.
@@ -89,7 +128,18 @@ func (c *http1Conn) serve() {
 		c.s.track(c, false)
 		if handover {
 			st := c.tc.ConnectionState()
-			c.s.handoff.give(&handedConn{Conn: c.tc, br: c.br, state: &st})
+			hc := &handedConn{Conn: c.tc, br: c.br, state: &st}
+			if c.task != nil {
+				// net/http's goroutines wait in the poller; the loop
+				// does not wait for net/http to take the connection.
+				if err := c.raw.Attach(); err != nil {
+					c.tc.Close()
+					return
+				}
+				go c.s.handoff.give(hc)
+				return
+			}
+			c.s.handoff.give(hc)
 			return
 		}
 		c.tc.Close()
@@ -118,14 +168,16 @@ func (c *http1Conn) serve() {
 		}
 		c.br.Discard(len(head))
 		closing := closeReq || c.s.closing.Load()
-		c.stopping.Store(false)
-		c.watch.Reset(watchDelay)
+		if c.task == nil {
+			c.stopping.Store(false)
+			c.watch.Reset(watchDelay)
+		}
 		keep := c.s.proxy.ProxyHTTP1(c.ctx, c.host, c.out, isHead, closing, c.bw)
 		// The response goes out before the watch stops: stopping a watch
 		// that runs waits for its goroutine to be scheduled, milliseconds
 		// on a saturated host, and the client must not wait for that.
 		err = c.bw.Flush()
-		if !c.watch.Stop() {
+		if c.task == nil && !c.watch.Stop() {
 			// watchClient runs: stop its read, and wait for it.
 			c.stopping.Store(true)
 			c.tc.SetReadDeadline(time.Unix(1, 0))

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hangar-oss/hangar/internal/evloop"
 	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
@@ -53,6 +54,10 @@ type Server struct {
 	lns     map[net.Listener]struct{}
 	conns   map[*http1Conn]struct{}
 	wg      sync.WaitGroup // the own loop's connections
+
+	loops    []*evloop.Loop // serve HTTP/1.1 connections; none: goroutines do
+	next     atomic.Uint32  // the loop of the next connection
+	stopOnce sync.Once
 }
 
 // NewServer returns the server of h and p (nil: h serves everything), to
@@ -78,6 +83,17 @@ func NewServer(cfg Config, h http.Handler, p Proxy, tlsConfig *tls.Config, error
 		lns: map[net.Listener]struct{}{}, conns: map[*http1Conn]struct{}{},
 	}
 	s.handoff = &handoff{c: make(chan net.Conn), done: make(chan struct{})}
+	if p != nil {
+		for range max(cfg.Loops, 0) {
+			l, err := evloop.New(errorLog)
+			if err != nil {
+				// The loop path is an optimisation: goroutines serve.
+				errorLog.Printf("http: event loop: %v; serving HTTP/1.1 with a goroutine per connection", err)
+				break
+			}
+			s.loops = append(s.loops, l)
+		}
+	}
 	s.http = &http.Server{
 		Handler:           withTLSState(bodyDeadline(h, cfg.BodyReadTimeout)),
 		TLSConfig:         tc, // lists h2: Serve then sets HTTP/2 up
@@ -159,12 +175,43 @@ func (s *Server) serveConn(c net.Conn) {
 		s.handoff.give(tc)
 		return
 	}
-	hc := s.newHTTP1Conn(tc)
+	raw, ok := rawOf(c)
+	if !ok || len(s.loops) == 0 {
+		raw = nil
+	}
+	hc := s.newHTTP1Conn(tc, raw)
 	if hc == nil {
 		tc.Close()
 		return
 	}
+	if raw != nil {
+		l := s.loops[int(s.next.Add(1))%len(s.loops)]
+		if l.Go(hc.serveOn) {
+			return
+		}
+	}
 	hc.serve()
+}
+
+// rawOf returns the raw connection under c, if any.
+func rawOf(c net.Conn) (*rawconn.Conn, bool) {
+	if cc, ok := c.(*countedConn); ok {
+		c = cc.Conn
+	}
+	raw, ok := c.(*rawconn.Conn)
+	return raw, ok
+}
+
+// stopLoops stops the event loops once no connection is served.
+func (s *Server) stopLoops() {
+	s.stopOnce.Do(func() {
+		go func() {
+			s.wg.Wait()
+			for _, l := range s.loops {
+				l.Stop()
+			}
+		}()
+	})
 }
 
 func looksLikeHTTP(hdr []byte) bool {
@@ -198,6 +245,7 @@ func (s *Server) track(c *http1Conn, add bool) bool {
 // Upgraded (hijacked) connections are not waited for.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
+	defer s.stopLoops()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
 	done := make(chan struct{})
@@ -222,6 +270,7 @@ func (s *Server) Close() error {
 	err := s.http.Close()
 	s.closeIdle(true)
 	s.wg.Wait()
+	s.stopLoops()
 	return err
 }
 
@@ -242,7 +291,7 @@ func (s *Server) closeIdle(all bool) {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if all || c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.tc.Close()
+			c.closeFromOutside()
 		}
 	}
 }

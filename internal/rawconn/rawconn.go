@@ -19,17 +19,55 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 // Conn is a TCP connection whose Read and Write do not leave the Go
 // scheduler's P. Everything else is the *net.TCPConn's.
+//
+// Bound to a Waiter (an event loop's task, package evloop), it leaves the
+// runtime's poller and its reads and writes wait through the task
+// (loop.go).
 type Conn struct {
 	*net.TCPConn
 	rc   syscall.RawConn
 	r, w op
+
+	waiter     atomic.Pointer[waiterBox]
+	registered any          // the Waiter's loop fd was last registered with
+	rd, wd     atomic.Int64 // deadlines, Unix nanoseconds (0: none)
+
+	// Detached (loop.go): the socket left the runtime's poller for an
+	// event loop's; fd is then a duplicate Hangar owns. mu orders the
+	// switch with other goroutines' Abort and deadlines.
+	mu       sync.Mutex
+	fd       int
+	detached bool
+	closed   bool
+	aborted  atomic.Bool
 }
+
+// A Waiter waits for a socket's readiness in place of the runtime's
+// poller: an event loop's task (*evloop.Task).
+type Waiter interface {
+	// Running reports whether the calling code is the waiter's own: a
+	// goroutine other than the task sees false.
+	Running() bool
+	// Register adds fd to the waiter's loop; Loop identifies that loop.
+	Register(fd int) error
+	Loop() any
+	// Wait waits until fd may be ready, deadline passes or Wake; the
+	// caller then retries. Past deadline it returns
+	// os.ErrDeadlineExceeded.
+	Wait(fd int, deadline time.Time) error
+	// Wake ends a Wait early; any goroutine may call it.
+	Wake()
+}
+
+type waiterBox struct{ w Waiter }
 
 // op is one direction's system call, made by fn, a method value bound
 // once: a closure made per call would escape through RawConn and cost
@@ -93,6 +131,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.detached {
+		return c.readDetached(p)
+	}
 	o := &c.r
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -112,6 +153,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes all of p as net.Conn's Write does.
 func (c *Conn) Write(p []byte) (int, error) {
+	if c.detached {
+		return c.writeDetached(p)
+	}
 	o := &c.w
 	o.mu.Lock()
 	defer o.mu.Unlock()

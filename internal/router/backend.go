@@ -27,6 +27,7 @@ type backend struct {
 	inflight atomic.Int64
 	mu       sync.Mutex
 	idle     []*conn // least recently used first
+	loopIdle []*conn // idle and detached from the runtime's poller (rawconn.Conn.Bind), for event loops' tasks
 }
 
 // maxIdlePerUpstream bounds the idle connections kept to one executor.
@@ -51,22 +52,24 @@ type conn struct {
 
 var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
-// get returns an idle connection to u, or dials a new one.
-func (u *backend) get(ctx context.Context) (c *conn, reused bool, err error) {
+// get returns an idle connection to u, if it has one: for an event
+// loop's task (loop), one detached from the runtime's poller if there is.
+func (u *backend) get(loop bool) (c *conn, reused bool) {
 	u.mu.Lock()
-	if n := len(u.idle); n > 0 {
-		c = u.idle[n-1]
-		u.idle[n-1] = nil
-		u.idle = u.idle[:n-1]
+	defer u.mu.Unlock()
+	pool := &u.idle
+	if loop && len(u.loopIdle) > 0 {
+		pool = &u.loopIdle
+	}
+	if n := len(*pool); n > 0 {
+		c = (*pool)[n-1]
+		(*pool)[n-1] = nil
+		*pool = (*pool)[:n-1]
 		c.idle = false
 		c.timer.Stop()
+		return c, true
 	}
-	u.mu.Unlock()
-	if c != nil {
-		return c, true, nil
-	}
-	c, err = u.dial(ctx)
-	return c, false, err
+	return nil, false
 }
 
 func (u *backend) dial(ctx context.Context) (*conn, error) {
@@ -86,14 +89,18 @@ func (u *backend) dial(ctx context.Context) (*conn, error) {
 // upstreamIdleTimeout.
 func (c *conn) put() {
 	u := c.u
+	pool := &u.idle
+	if raw, ok := c.nc.(*rawconn.Conn); ok && raw.Detached() {
+		pool = &u.loopIdle
+	}
 	u.mu.Lock()
-	if len(u.idle) >= maxIdlePerUpstream {
+	if len(*pool) >= maxIdlePerUpstream {
 		u.mu.Unlock()
 		c.nc.Close()
 		return
 	}
 	c.idle = true
-	u.idle = append(u.idle, c)
+	*pool = append(*pool, c)
 	c.timer.Reset(upstreamIdleTimeout)
 	u.mu.Unlock()
 }
@@ -109,6 +116,9 @@ func (c *conn) expire() {
 	c.idle = false
 	if i := slices.Index(u.idle, c); i >= 0 {
 		u.idle = slices.Delete(u.idle, i, i+1)
+	}
+	if i := slices.Index(u.loopIdle, c); i >= 0 {
+		u.loopIdle = slices.Delete(u.loopIdle, i, i+1)
 	}
 	u.mu.Unlock()
 	c.nc.Close()
@@ -150,8 +160,8 @@ func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, s
 		var err error
 		if retried {
 			c, err = u.dial(ctx)
-		} else {
-			c, reused, err = u.get(ctx)
+		} else if c, reused = u.get(false); c == nil {
+			c, err = u.dial(ctx)
 		}
 		if err != nil {
 			return err

@@ -10,6 +10,9 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
 // The raw path: the front door parses plain HTTP/1.1 requests without a
@@ -103,13 +106,17 @@ func writeError(w *bufio.Writer, status int, reason, msg string, closing bool) {
 func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead, closing bool, w *bufio.Writer) (status int, wrote bool, err error) {
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
+	task := evloop.TaskFrom(ctx)
 	for retried := false; ; retried = true {
 		var c *conn
 		var reused bool
 		if retried {
-			c, err = u.dial(ctx)
-		} else {
-			c, reused, err = u.get(ctx)
+			c, err = u.dialOn(ctx, task)
+		} else if c, reused = u.get(task != nil); c == nil {
+			c, err = u.dialOn(ctx, task)
+		}
+		if err == nil && task != nil {
+			err = c.bind(task)
 		}
 		if err != nil {
 			return 0, false, err
@@ -117,6 +124,7 @@ func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead,
 		stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
 		var reusable bool
 		status, reusable, wrote, err = c.exchange(req, isHead, closing, w)
+		c.bind(nil)
 		if !stop() || err != nil || !reusable {
 			c.nc.Close()
 		} else {
@@ -132,6 +140,32 @@ func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead,
 		}
 		return status, wrote, err
 	}
+}
+
+// dialOn dials u; under an event loop's task, on a goroutine of its own,
+// so that the loop does not wait for the executor to accept.
+func (u *backend) dialOn(ctx context.Context, task *evloop.Task) (c *conn, err error) {
+	if task == nil {
+		return u.dial(ctx)
+	}
+	task.Await(func() { c, err = u.dial(ctx) })
+	return c, err
+}
+
+// bind makes c's reads and writes wait through task (nil: the poller).
+func (c *conn) bind(task *evloop.Task) error {
+	raw, ok := c.nc.(*rawconn.Conn)
+	if !ok {
+		return nil
+	}
+	if task == nil {
+		return raw.Bind(nil)
+	}
+	if err := raw.Bind(task); err != nil {
+		c.nc.Close()
+		return err
+	}
+	return nil
 }
 
 // framing is how a response's body ends.
