@@ -9,9 +9,9 @@
 package frontdoor
 
 import (
-	"runtime"
 	"io"
 	"net/http"
+	"runtime"
 	"time"
 )
 
