@@ -243,6 +243,13 @@ func (t *Task) Register(fd int) error {
 	return nil
 }
 
+// Unregister removes fd from the loop's epoll set: for a socket that
+// outlives its descriptor there (given back to the runtime's poller).
+func (t *Task) Unregister(fd int) {
+	unix.EpollCtl(t.l.ep, unix.EPOLL_CTL_DEL, fd, nil)
+	delete(t.l.hangup, fd)
+}
+
 // Loop returns the loop t runs on (a *Loop).
 func (t *Task) Loop() any { return t.l }
 

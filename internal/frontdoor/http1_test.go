@@ -97,12 +97,25 @@ func TestFrontDoor_HTTP1Close(t *testing.T) {
 	}
 }
 
+// loopModes are the two ways the front door serves HTTP/1.1: on event
+// loops (the default) and with a goroutine per connection.
+var loopModes = []struct {
+	name  string
+	loops int
+}{{"loops", 0}, {"goroutines", -1}}
+
 // TestFrontDoor_HTTP1ClientGone: a client that leaves while its executor
 // works on a GET (a long poll) cancels the executor's request.
 func TestFrontDoor_HTTP1ClientGone(t *testing.T) {
 	t.Parallel()
+	for _, m := range loopModes {
+		t.Run(m.name, func(t *testing.T) { testHTTP1ClientGone(t, m.loops) })
+	}
+}
+
+func testHTTP1ClientGone(t *testing.T, loops int) {
 	entered, canceled := make(chan struct{}), make(chan struct{})
-	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := throughRouter(t, frontdoor.Config{Loops: loops}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		select {
 		case <-r.Context().Done():
@@ -125,8 +138,14 @@ func TestFrontDoor_HTTP1ClientGone(t *testing.T) {
 // connections at once and lets a request in flight finish.
 func TestFrontDoor_HTTP1ShutdownDrains(t *testing.T) {
 	t.Parallel()
+	for _, m := range loopModes {
+		t.Run(m.name, func(t *testing.T) { testHTTP1ShutdownDrains(t, m.loops) })
+	}
+}
+
+func testHTTP1ShutdownDrains(t *testing.T, loops int) {
 	entered, release := make(chan struct{}), make(chan struct{})
-	f := throughRouter(t, frontdoor.Config{}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := throughRouter(t, frontdoor.Config{Loops: loops}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(entered)
 			<-release

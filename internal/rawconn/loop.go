@@ -69,6 +69,12 @@ func (c *Conn) detach() error {
 // Attach gives a detached c back to the runtime's poller, unbound. Only
 // the goroutine or task that uses c may call it.
 func (c *Conn) Attach() error {
+	if b := c.waiter.Load(); b != nil && c.detached {
+		// The socket outlives the duplicate: its events must not reach
+		// the loop under a number another socket may take.
+		b.w.Unregister(c.fd)
+		c.registered = nil
+	}
 	c.waiter.Store(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -56,8 +56,10 @@ type Waiter interface {
 	// Running reports whether the calling code is the waiter's own: a
 	// goroutine other than the task sees false.
 	Running() bool
-	// Register adds fd to the waiter's loop; Loop identifies that loop.
+	// Register adds fd to the waiter's loop, Unregister removes it; Loop
+	// identifies that loop.
 	Register(fd int) error
+	Unregister(fd int)
 	Loop() any
 	// Wait waits until fd may be ready, deadline passes or Wake; the
 	// caller then retries. Past deadline it returns

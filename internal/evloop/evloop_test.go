@@ -1,0 +1,253 @@
+package evloop_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+	"github.com/hangar-oss/hangar/internal/rawconn"
+)
+
+// pair returns a connected TCP pair: a rawconn.Conn and its peer.
+func pair(t *testing.T) (*rawconn.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return rawconn.Wrap(c).(*rawconn.Conn), peer
+}
+
+func newLoop(t *testing.T) *evloop.Loop {
+	t.Helper()
+	l, err := evloop.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	return l
+}
+
+// run runs f as a task on l and waits for it.
+func run(t *testing.T, l *evloop.Loop, f func(t *evloop.Task)) {
+	t.Helper()
+	done := make(chan struct{})
+	if !l.Go(func(task *evloop.Task) { defer close(done); f(task) }) {
+		t.Fatal("loop stopped")
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("task did not end")
+	}
+}
+
+// TestLoop_ManyTasksEcho runs 50 echo tasks on one loop: each reads what
+// its peer writes and writes it back, so every task waits on its socket
+// many times while the others run.
+func TestLoop_ManyTasksEcho(t *testing.T) {
+	l := newLoop(t)
+	const n, rounds = 50, 20
+	var wg sync.WaitGroup
+	for range n {
+		c, peer := pair(t)
+		wg.Add(1)
+		if !l.Go(func(task *evloop.Task) {
+			defer wg.Done()
+			defer c.Close()
+			if err := c.Bind(task); err != nil {
+				t.Error(err)
+				return
+			}
+			buf := make([]byte, 64)
+			for {
+				k, err := c.Read(buf)
+				if err != nil {
+					if err != io.EOF {
+						t.Error(err)
+					}
+					return
+				}
+				if _, err := c.Write(buf[:k]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}) {
+			t.Fatal("loop stopped")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer peer.(*net.TCPConn).CloseWrite()
+			buf := make([]byte, 5)
+			for i := range rounds {
+				msg := []byte{'a' + byte(i%26), 'b', 'c', 'd', 'e'}
+				if _, err := peer.Write(msg); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != string(msg) {
+					t.Errorf("echo %q, %v; want %q", buf, err, msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestLoop_ReadDeadline: a bound read with a deadline fails with a
+// timeout, on time, and a deadline moved into the past by another
+// goroutine ends a read in progress.
+func TestLoop_ReadDeadline(t *testing.T) {
+	l := newLoop(t)
+	c, _ := pair(t)
+	run(t, l, func(task *evloop.Task) {
+		if err := c.Bind(task); err != nil {
+			t.Error(err)
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		start := time.Now()
+		_, err := c.Read(make([]byte, 1))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read: %v, want a deadline error", err)
+		}
+		if d := time.Since(start); d < 90*time.Millisecond || d > 5*time.Second {
+			t.Errorf("read ended after %v, want ~100ms", d)
+		}
+		c.SetReadDeadline(time.Time{})
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			c.SetReadDeadline(time.Unix(1, 0))
+		}()
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read: %v, want a deadline error from another goroutine's SetReadDeadline", err)
+		}
+		c.Close()
+	})
+}
+
+// TestLoop_AbortEndsWait: Abort from another goroutine ends a task's read
+// at once and sends the peer its end.
+func TestLoop_AbortEndsWait(t *testing.T) {
+	l := newLoop(t)
+	c, peer := pair(t)
+	run(t, l, func(task *evloop.Task) {
+		if err := c.Bind(task); err != nil {
+			t.Error(err)
+			return
+		}
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			c.Abort()
+		}()
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("read after Abort succeeded")
+		}
+		c.Close()
+	})
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("peer read %v, want EOF", err)
+	}
+}
+
+// TestLoop_AwaitDoesNotBlockLoop: while one task awaits a slow call,
+// another task on the same loop runs.
+func TestLoop_AwaitDoesNotBlockLoop(t *testing.T) {
+	l := newLoop(t)
+	release := make(chan struct{})
+	ran := make(chan struct{})
+	go run(t, l, func(task *evloop.Task) { task.Await(func() { <-release }) })
+	run(t, l, func(*evloop.Task) { close(ran) })
+	close(release)
+	<-ran
+}
+
+// TestLoop_Hangup: the hang-up callback runs when the peer closes while
+// the task waits on another socket.
+func TestLoop_Hangup(t *testing.T) {
+	l := newLoop(t)
+	client, clientPeer := pair(t)
+	up, _ := pair(t)
+	run(t, l, func(task *evloop.Task) {
+		for _, c := range []*rawconn.Conn{client, up} {
+			if err := c.Bind(task); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		task.OnHangup(client.FD(), func() { up.Abort() })
+		defer task.OnHangup(client.FD(), nil)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			clientPeer.Close()
+		}()
+		if _, err := up.Read(make([]byte, 1)); err == nil {
+			t.Error("read went on after the client hung up")
+		}
+		client.Close()
+		up.Close()
+	})
+}
+
+// TestLoop_Attach: a detached connection given back to the runtime's
+// poller reads and writes from an ordinary goroutine, with what was
+// written before still there.
+func TestLoop_Attach(t *testing.T) {
+	l := newLoop(t)
+	c, peer := pair(t)
+	run(t, l, func(task *evloop.Task) {
+		if err := c.Bind(task); err != nil {
+			t.Error(err)
+		}
+	})
+	peer.Write([]byte("hi"))
+	if err := c.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	c.Write([]byte("yo"))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "yo" {
+		t.Fatalf("peer read %q, %v", buf, err)
+	}
+	c.Close()
+}
+
+// TestLoop_StopEndsGoroutine: Stop ends the loop's goroutine.
+func TestLoop_StopEndsGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l, err := evloop.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	time.Sleep(50 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines after Stop, %d before", after, before)
+	}
+	if l.Go(func(*evloop.Task) {}) {
+		t.Error("Go on a stopped loop reported true")
+	}
+}
