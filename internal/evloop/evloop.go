@@ -5,7 +5,8 @@
 // waits in the Go scheduler's run queues: the loop resumes tasks in the
 // order the kernel reports their sockets ready, as nginx's loop does
 // (docs/frontdoor.md, "The event loop"). rawconn.Conn waits through a
-// Task once bound to it.
+// Task once bound to it. It imports nothing internal; internal/frontdoor
+// and internal/router import it.
 package evloop
 
 import (
