@@ -48,6 +48,10 @@ type Config struct {
 	// MaxConnsPerIP caps the connections open from one client IP; more are
 	// closed on accept. Default 256; negative means no cap.
 	MaxConnsPerIP int
+	// HTTP1Loops is the number of event loops serving HTTP/1.1
+	// connections. 0: half the CPUs, at least 1; negative: none, a
+	// goroutine per connection.
+	HTTP1Loops int
 	// MaxBodyBytes caps request bodies on API routes other than deploy
 	// uploads (those take archives up to 500 MiB). Default 1 MiB.
 	MaxBodyBytes int64
@@ -253,6 +257,7 @@ func Defaults(getenv Getenv) Config {
 		BodyReadTimeout:   durationEnv(getenv, "HANGAR_BODY_READ_TIMEOUT", 30*time.Second),
 		MaxHeaderBytes:    intEnv(getenv, "HANGAR_MAX_HEADER_BYTES", 64<<10),
 		MaxConnsPerIP:     intEnv(getenv, "HANGAR_MAX_CONNS_PER_IP", 256),
+		HTTP1Loops:        intEnv(getenv, "HANGAR_HTTP1_LOOPS", 0),
 		MaxBodyBytes:      int64(intEnv(getenv, "HANGAR_MAX_BODY_BYTES", 1<<20)),
 		ShutdownTimeout:   durationEnv(getenv, "HANGAR_SHUTDOWN_TIMEOUT", 30*time.Second),
 		DBListen:          getenv("HANGAR_DB_LISTEN"),

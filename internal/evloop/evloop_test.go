@@ -176,10 +176,18 @@ func TestLoop_AwaitDoesNotBlockLoop(t *testing.T) {
 	l := newLoop(t)
 	release := make(chan struct{})
 	ran := make(chan struct{})
-	go run(t, l, func(task *evloop.Task) { task.Await(func() { <-release }) })
+	awaited := make(chan struct{})
+	if !l.Go(func(task *evloop.Task) { task.Await(func() { <-release }); close(awaited) }) {
+		t.Fatal("loop stopped")
+	}
 	run(t, l, func(*evloop.Task) { close(ran) })
-	close(release)
 	<-ran
+	close(release)
+	select {
+	case <-awaited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Await did not return after its call did")
+	}
 }
 
 // TestLoop_Hangup: the hang-up callback runs when the peer closes while

@@ -381,7 +381,7 @@ func (s *Server) listen(handler http.Handler, proxy frontdoor.Proxy, policy tlsc
 	s.onClose(func(context.Context) error { certs.close(); return nil })
 	door := frontdoor.Config{
 		IdleTimeout: cfg.IdleTimeout, ReadHeaderTimeout: cfg.ReadHeaderTimeout, BodyReadTimeout: cfg.BodyReadTimeout,
-		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxConnsPerIP: cfg.MaxConnsPerIP, Loops: cfg.HTTP1Loops,
 	}
 	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	srv := frontdoor.NewServer(door, handler, proxy, &tls.Config{
