@@ -49,7 +49,7 @@ type Task struct {
 	running atomic.Bool
 	parked  atomic.Bool // yielded, waiting for a resume
 	pending atomic.Bool // woken while not parked: the next park returns at once
-	tmr     *timer      // the deadline it waits for, if any: the loop's alone
+	tmr     timer       // the deadline it waits for, in the heap when tmr.i >= 0: the loop's alone
 }
 
 // New starts a loop on its own goroutine; errorLog receives panics of
@@ -81,6 +81,7 @@ func New(errorLog *log.Logger) (*Loop, error) {
 func (l *Loop) Go(f func(t *Task)) bool {
 	return l.Post(func() {
 		t := &Task{l: l}
+		t.tmr = timer{t: t, i: -1}
 		t.parked.Store(true)
 		t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 			t.yield = yield
@@ -192,9 +193,8 @@ func (l *Loop) resume(t *Task) {
 		return
 	}
 	t.pending.Store(false)
-	if t.tmr != nil {
+	if t.tmr.i >= 0 {
 		heap.Remove(&l.timers, t.tmr.i)
-		t.tmr = nil
 	}
 	t.running.Store(true)
 	var ok bool
@@ -263,8 +263,8 @@ func (t *Task) Wait(fd int, deadline time.Time) error {
 	}
 	t.park(func() {
 		if !deadline.IsZero() {
-			t.tmr = &timer{at: deadline, t: t}
-			heap.Push(&t.l.timers, t.tmr)
+			t.tmr.at = deadline
+			heap.Push(&t.l.timers, &t.tmr)
 		}
 		t.l.waiting[fd] = t
 	})
@@ -354,6 +354,8 @@ func (h *timerHeap) Push(x any) {
 func (h *timerHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	x.i = -1
 	*h = old[:len(old)-1]
 	return x
 }
