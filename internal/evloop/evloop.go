@@ -15,6 +15,7 @@ import (
 	"iter"
 	"log"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,6 +126,11 @@ func (l *Loop) kick() {
 }
 
 func (l *Loop) run() {
+	// One thread: the kernel schedules the loop as one busy thread, as it
+	// does nginx's worker. Unlocked, the loop's goroutine moved among four
+	// threads under load, each woken and queued by the kernel in turn.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer func() {
 		unix.Close(l.ep)
 		unix.Close(l.efd)
