@@ -38,6 +38,7 @@ type Loop struct {
 	waiting map[int]*Task  // fd → the task waiting on it
 	hangup  map[int]func() // fd → called when the peer hangs up while nobody reads fd
 	timers  timerHeap
+	starts  []*Task // to start, one per turn
 	done    chan struct{}
 }
 
@@ -78,7 +79,11 @@ func New(errorLog *log.Logger) (*Loop, error) {
 	return l, nil
 }
 
-// Go runs f as a task on l. It reports false when l is stopped.
+// Go runs f as a task on l. It reports false when l is stopped. New
+// tasks start one per turn of the loop, between the events of those
+// running, as nginx accepts one connection per turn: a burst of new
+// connections, each with a TLS handshake to run first, does not hold up
+// the requests of those already served.
 func (l *Loop) Go(f func(t *Task)) bool {
 	return l.Post(func() {
 		t := &Task{l: l}
@@ -88,7 +93,7 @@ func (l *Loop) Go(f func(t *Task)) bool {
 			t.yield = yield
 			f(t)
 		})
-		l.resume(t)
+		l.starts = append(l.starts, t)
 	})
 }
 
@@ -139,7 +144,9 @@ func (l *Loop) run() {
 	events := make([]unix.EpollEvent, 256)
 	for {
 		timeout := -1
-		if len(l.timers) > 0 {
+		if len(l.starts) > 0 {
+			timeout = 0
+		} else if len(l.timers) > 0 {
 			d := time.Until(l.timers[0].at)
 			timeout = max(0, int((d+time.Millisecond-1)/time.Millisecond))
 		}
@@ -171,6 +178,12 @@ func (l *Loop) run() {
 		for len(l.timers) > 0 && !l.timers[0].at.After(now) {
 			l.resume(l.timers[0].t) // removes the timer
 		}
+		if len(l.starts) > 0 {
+			t := l.starts[0]
+			l.starts[0] = nil
+			l.starts = l.starts[1:]
+			l.resume(t)
+		}
 	}
 }
 
@@ -185,6 +198,9 @@ func (l *Loop) runPosted() bool {
 	}
 	for _, f := range posted {
 		if f == nil {
+			for _, t := range l.starts {
+				l.resume(t)
+			}
 			return false
 		}
 		f()

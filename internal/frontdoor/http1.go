@@ -116,7 +116,7 @@ func (c *http1Conn) closeFromOutside() {
 
 // serve runs the connection's loop until it closes or goes to net/http.
 func (c *http1Conn) serve() {
-	handover := false
+	handover, h2 := false, false
 	defer func() {
 		if err := recover(); err != nil {
 			// As net/http does for a handler: the connection ends, the
@@ -126,24 +126,34 @@ func (c *http1Conn) serve() {
 		}
 		c.cancel()
 		c.s.track(c, false)
-		if handover {
-			st := c.tc.ConnectionState()
-			hc := &handedConn{Conn: c.tc, br: c.br, state: &st}
-			if c.task != nil {
-				// net/http's goroutines wait in the poller; the loop
-				// does not wait for net/http to take the connection.
-				if err := c.raw.Attach(); err != nil {
-					c.tc.Close()
-					return
-				}
-				go c.s.handoff.give(hc)
-				return
-			}
-			c.s.handoff.give(hc)
+		if !handover {
+			c.tc.Close()
 			return
 		}
-		c.tc.Close()
+		var nc net.Conn = c.tc // HTTP/2: net/http sets it up from the *tls.Conn
+		if !h2 {
+			st := c.tc.ConnectionState()
+			nc = &handedConn{Conn: c.tc, br: c.br, state: &st}
+		}
+		if c.task != nil {
+			// net/http's goroutines wait in the poller; the loop does
+			// not wait for net/http to take the connection.
+			if err := c.raw.Attach(); err != nil {
+				c.tc.Close()
+				return
+			}
+			go c.s.handoff.give(nc)
+			return
+		}
+		c.s.handoff.give(nc)
 	}()
+	if !c.s.handshake(c.tc) {
+		return
+	}
+	if proto := c.tc.ConnectionState().NegotiatedProtocol; proto != "http/1.1" && proto != "" {
+		handover, h2 = true, true
+		return
+	}
 	limit := min(http1ReadBuffer, c.s.cfg.MaxHeaderBytes)
 	for {
 		c.state.Store(stateIdle)
