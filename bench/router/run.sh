@@ -97,6 +97,12 @@ start_nginx() {
     # Like Hangar's router: below Node's 5 s keep-alive timeout.
     echo "    keepalive 512; keepalive_requests 1000000; keepalive_timeout 4s; }"
     echo "  server { listen 127.0.0.1:$nport ssl http2; server_name $host;"
+    # TLS 1.3, as Hangar and wrk negotiate: Debian 12's nginx (1.22)
+    # offers up to TLS 1.2 unless told. The version alone moves the tail:
+    # at 200 connections, in 2 s runs, nginx's own p99 went from 27-35 ms
+    # with TLS 1.2 to 90-140 ms with TLS 1.3 (the first requests of each
+    # run).
+    echo "    ssl_protocols TLSv1.2 TLSv1.3;"
     echo "    ssl_certificate $work/nginx.crt; ssl_certificate_key $work/nginx.key;"
     echo "    keepalive_requests 1000000;"
     echo "    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";"
