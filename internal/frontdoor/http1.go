@@ -124,28 +124,7 @@ func (c *http1Conn) serve() {
 			c.s.log.Printf("http: panic serving %v: %v", c.tc.RemoteAddr(), err)
 			handover = false
 		}
-		c.cancel()
-		c.s.track(c, false)
-		if !handover {
-			c.tc.Close()
-			return
-		}
-		var nc net.Conn = c.tc // HTTP/2: net/http sets it up from the *tls.Conn
-		if !h2 {
-			st := c.tc.ConnectionState()
-			nc = &handedConn{Conn: c.tc, br: c.br, state: &st}
-		}
-		if c.task != nil {
-			// net/http's goroutines wait in the poller; the loop does
-			// not wait for net/http to take the connection.
-			if err := c.raw.Attach(); err != nil {
-				c.tc.Close()
-				return
-			}
-			go c.s.handoff.give(nc)
-			return
-		}
-		c.s.handoff.give(nc)
+		c.end(handover, h2)
 	}()
 	if !c.s.handshake(c.tc) {
 		return
@@ -201,6 +180,34 @@ func (c *http1Conn) serve() {
 			c.out = nil
 		}
 	}
+}
+
+// end closes the connection, or gives it to net/http when handover: an
+// HTTP/2 one (h2) as the *tls.Conn net/http sets HTTP/2 up from, an
+// HTTP/1.1 one with what the loop buffered.
+func (c *http1Conn) end(handover, h2 bool) {
+	c.cancel()
+	c.s.track(c, false)
+	if !handover {
+		c.tc.Close()
+		return
+	}
+	var nc net.Conn = c.tc
+	if !h2 {
+		st := c.tc.ConnectionState()
+		nc = &handedConn{Conn: c.tc, br: c.br, state: &st}
+	}
+	if c.task != nil {
+		// net/http's goroutines wait in the poller; the loop does not
+		// wait for net/http to take the connection.
+		if err := c.raw.Attach(); err != nil {
+			c.tc.Close()
+			return
+		}
+		go c.s.handoff.give(nc)
+		return
+	}
+	c.s.handoff.give(nc)
 }
 
 // idleDeadline sets the read deadline for the wait for the next request:
