@@ -114,7 +114,8 @@ func (c *http1Conn) closeFromOutside() {
 	c.tc.Close()
 }
 
-// serve runs the connection's loop until it closes or goes to net/http.
+// serve runs the connection's TLS handshake, then its loop until it
+// closes or goes to net/http (an HTTP/2 one right after the handshake).
 func (c *http1Conn) serve() {
 	handover, h2 := false, false
 	defer func() {

@@ -3,9 +3,12 @@ package frontdoor_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +197,57 @@ func TestFrontDoor_HTTP1HeaderCap(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%d-byte header: got %d, want %d", tc.size, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestFrontDoor_Handshakes: the TLS handshake, which runs in the
+// connection's task on a loop: plain HTTP to the port gets a 400, a client
+// that never starts its handshake is closed after the header timeout, and
+// neither holds up a client behind them.
+func TestFrontDoor_Handshakes(t *testing.T) {
+	t.Parallel()
+	for _, m := range loopModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			const timeout = 500 * time.Millisecond
+			f := throughRouter(t, frontdoor.Config{Loops: m.loops, ReadHeaderTimeout: timeout}, "127.0.0.1", echo)
+			silent, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			start := time.Now()
+
+			plain, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			fmt.Fprint(plain, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+			plain.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if line, err := bufio.NewReader(plain).ReadString('\n'); err != nil || !strings.Contains(line, "400 Bad Request") {
+				t.Errorf("plain HTTP: got %q, %v; want a 400", line, err)
+			}
+
+			resp, err := f.client(false).Get(f.url("/after"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.HasPrefix(string(b), "GET /after") {
+				t.Errorf("a client behind them: got %d %q", resp.StatusCode, b)
+			}
+
+			silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := silent.Read(make([]byte, 1)); err == nil {
+				t.Errorf("silent client: read %d bytes, want the connection closed", n)
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Error("silent client: still open after 10 s")
+			}
+			if d := time.Since(start); d < timeout {
+				t.Errorf("silent client closed after %v, before the %v timeout", d, timeout)
+			}
+		})
 	}
 }
