@@ -71,7 +71,9 @@ type http1Conn struct {
 // serve.
 func (s *Server) newHTTP1Conn(tc *tls.Conn, raw *rawconn.Conn) *http1Conn {
 	c := &http1Conn{s: s, tc: tc, raw: raw, watched: make(chan struct{}, 1)}
-	c.state.Store(stateActive)
+	// Idle until a request comes: a client still in its handshake has
+	// none in flight, and Shutdown closes it at once.
+	c.state.Store(stateIdle)
 	if !s.track(c, true) {
 		return nil
 	}

@@ -251,3 +251,36 @@ func TestFrontDoor_Handshakes(t *testing.T) {
 		})
 	}
 }
+
+// TestFrontDoor_ShutdownDuringHandshake: a client that connected and
+// never starts its handshake has no request in flight, so Shutdown does
+// not wait for its header timeout.
+func TestFrontDoor_ShutdownDuringHandshake(t *testing.T) {
+	t.Parallel()
+	for _, m := range loopModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			f := throughRouter(t, frontdoor.Config{Loops: m.loops, ReadHeaderTimeout: time.Minute}, "127.0.0.1", echo)
+			silent, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			// The server has the connection once a client behind it is served.
+			resp, err := f.client(false).Get(f.url("/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			if err := f.srv.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("Shutdown took %v with a client in its handshake", d)
+			}
+		})
+	}
+}
