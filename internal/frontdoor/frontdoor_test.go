@@ -36,8 +36,15 @@ type front struct {
 func start(t testing.TB, cfg frontdoor.Config, h http.Handler) *front {
 	t.Helper()
 	cert, roots := selfSigned(t)
+	return startTLS(t, cfg, h, &tls.Config{Certificates: []tls.Certificate{cert}}, roots)
+}
+
+// startTLS is start with the server's TLS configuration given, and the
+// roots that trust it.
+func startTLS(t testing.TB, cfg frontdoor.Config, h http.Handler, tc *tls.Config, roots *x509.CertPool) *front {
+	t.Helper()
 	p, _ := h.(frontdoor.Proxy)
-	srv := frontdoor.NewServer(cfg, h, p, &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	srv := frontdoor.NewServer(cfg, h, p, tc, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,7 @@ func (c *http1Conn) serve() {
 		}
 		c.end(handover, h2)
 	}()
-	if !c.s.handshake(c.tc) {
+	if !c.s.handshake(c.tc, c.task) {
 		return
 	}
 	if proto := c.tc.ConnectionState().NegotiatedProtocol; proto != "http/1.1" && proto != "" {

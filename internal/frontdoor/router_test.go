@@ -2,6 +2,7 @@ package frontdoor_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -182,5 +183,57 @@ func TestFrontDoor_StalledBodyThroughRouter(t *testing.T) {
 	}
 	if err := <-upErr; err == nil {
 		t.Error("executor read the whole body of a stalled request, want an error")
+	}
+}
+
+// TestFrontDoor_SlowCertificate: a certificate that takes its time (ACME
+// on demand, whose TLS-ALPN-01 challenge comes in on the same port) holds
+// up only its own handshake, on a loop as on goroutines.
+func TestFrontDoor_SlowCertificate(t *testing.T) {
+	t.Parallel()
+	for _, m := range loopModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			cert, roots := selfSigned(t)
+			release := make(chan struct{})
+			defer close(release)
+			waiting := make(chan struct{}, 1)
+			tc := &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if h.ServerName == "slow.apps.test" {
+					waiting <- struct{}{}
+					<-release
+				}
+				return &cert, nil
+			}}
+			up := httptest.NewServer(echo)
+			t.Cleanup(up.Close)
+			rt := router.New(slog.New(slog.DiscardHandler))
+			rt.Set("127.0.0.1", []string{up.Listener.Addr().String()})
+			f := startTLS(t, frontdoor.Config{Loops: m.loops}, rt, tc, roots)
+
+			go func() {
+				c, err := tls.Dial("tcp", f.addr, &tls.Config{ServerName: "slow.apps.test", RootCAs: roots})
+				if err == nil {
+					c.Close()
+				}
+			}()
+			<-waiting
+			done := make(chan error, 1)
+			go func() {
+				resp, err := f.client(false).Get(f.url("/"))
+				if err == nil {
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a handshake waiting for its certificate held up another client's")
+			}
+		})
 	}
 }

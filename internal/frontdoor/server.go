@@ -75,6 +75,7 @@ func NewServer(cfg Config, h http.Handler, p Proxy, tlsConfig *tls.Config, error
 	if !slices.Contains(tc.NextProtos, "http/1.1") {
 		tc.NextProtos = append(tc.NextProtos, "http/1.1")
 	}
+	offLoop(tc)
 	if errorLog == nil {
 		errorLog = log.Default()
 	}
@@ -159,7 +160,7 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	tc := tls.Server(c, s.tls)
 	if s.proxy == nil {
-		if s.handshake(tc) {
+		if s.handshake(tc, nil) {
 			s.handoff.give(tc)
 		} else {
 			tc.Close()
@@ -188,10 +189,18 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 // handshake runs tc's handshake, bounded like net/http's by the header
-// timeout; it reports false when the handshake fails.
-func (s *Server) handshake(tc *tls.Conn) bool {
+// timeout; it reports false when the handshake fails. On a loop, task
+// is the connection's (nil: a goroutine of its own): the certificate is
+// looked up off the loop (offLoop).
+func (s *Server) handshake(tc *tls.Conn, task *evloop.Task) bool {
 	tc.SetDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
-	if err := tc.Handshake(); err != nil {
+	// A context without Done: crypto/tls would otherwise watch it on a
+	// goroutine that may close the connection under the task.
+	ctx := context.Background()
+	if task != nil {
+		ctx = evloop.WithTask(ctx, task)
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
 		var re tls.RecordHeaderError
 		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader[:]) {
 			re.Conn.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
@@ -202,6 +211,31 @@ func (s *Server) handshake(tc *tls.Conn) bool {
 	}
 	tc.SetDeadline(time.Time{})
 	return true
+}
+
+// offLoop makes tc's certificate callbacks run off the event loop when a
+// loop's task runs the handshake: a certificate may take seconds (ACME on
+// demand, whose TLS-ALPN-01 challenge then arrives on this same port),
+// and the loop serves every other connection meanwhile.
+func offLoop(tc *tls.Config) {
+	if tc.GetCertificate != nil {
+		tc.GetCertificate = awaited(tc.GetCertificate)
+	}
+	if tc.GetConfigForClient != nil {
+		tc.GetConfigForClient = awaited(tc.GetConfigForClient)
+	}
+}
+
+// awaited runs f on a goroutine of its own when a loop's task calls it.
+func awaited[T any](f func(*tls.ClientHelloInfo) (T, error)) func(*tls.ClientHelloInfo) (T, error) {
+	return func(h *tls.ClientHelloInfo) (v T, err error) {
+		t := evloop.TaskFrom(h.Context())
+		if t == nil {
+			return f(h)
+		}
+		t.Await(func() { v, err = f(h) })
+		return v, err
+	}
 }
 
 // rawOf returns the raw connection under c, if any.
