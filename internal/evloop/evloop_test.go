@@ -58,6 +58,18 @@ func run(t *testing.T, l *evloop.Loop, f func(t *evloop.Task)) {
 	}
 }
 
+// runBound is run with c bound to the task first.
+func runBound(t *testing.T, l *evloop.Loop, c *rawconn.Conn, f func(t *evloop.Task)) {
+	t.Helper()
+	run(t, l, func(task *evloop.Task) {
+		if err := c.Bind(task); err != nil {
+			t.Error(err)
+			return
+		}
+		f(task)
+	})
+}
+
 // TestLoop_ManyTasksEcho runs 50 echo tasks on one loop: each reads what
 // its peer writes and writes it back, so every task waits on its socket
 // many times while the others run.
@@ -119,11 +131,7 @@ func TestLoop_ManyTasksEcho(t *testing.T) {
 func TestLoop_ReadDeadline(t *testing.T) {
 	l := newLoop(t)
 	c, _ := pair(t)
-	run(t, l, func(task *evloop.Task) {
-		if err := c.Bind(task); err != nil {
-			t.Error(err)
-			return
-		}
+	runBound(t, l, c, func(task *evloop.Task) {
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		start := time.Now()
 		_, err := c.Read(make([]byte, 1))
@@ -150,11 +158,7 @@ func TestLoop_ReadDeadline(t *testing.T) {
 func TestLoop_AbortEndsWait(t *testing.T) {
 	l := newLoop(t)
 	c, peer := pair(t)
-	run(t, l, func(task *evloop.Task) {
-		if err := c.Bind(task); err != nil {
-			t.Error(err)
-			return
-		}
+	runBound(t, l, c, func(task *evloop.Task) {
 		go func() {
 			time.Sleep(50 * time.Millisecond)
 			c.Abort()
