@@ -237,3 +237,53 @@ func TestFrontDoor_SlowCertificate(t *testing.T) {
 		})
 	}
 }
+
+// TestFrontDoor_TenantCannotStallLoop: on one loop shared by every app, an
+// executor that takes requests and never answers holds up only its own
+// app's requests; another app on the same loop is served meanwhile.
+func TestFrontDoor_TenantCannotStallLoop(t *testing.T) {
+	t.Parallel()
+	stuck := make(chan struct{})
+	defer close(stuck)
+	entered := make(chan struct{}, 8)
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-stuck
+	}))
+	t.Cleanup(bad.Close)
+	good := httptest.NewServer(echo)
+	t.Cleanup(good.Close)
+	rt := router.New(slog.New(slog.DiscardHandler))
+	rt.Set("bad.apps.test", []string{bad.Listener.Addr().String()})
+	rt.Set("127.0.0.1", []string{good.Listener.Addr().String()})
+	f := start(t, frontdoor.Config{Loops: 1}, rt)
+
+	for range 4 {
+		c := f.dial(t)
+		defer c.Close()
+		fmt.Fprint(c, "GET /hang HTTP/1.1\r\nHost: bad.apps.test\r\n\r\n")
+	}
+	for range 4 {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stuck app's requests never reached its executor")
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := f.client(false).Get(f.url("/ok"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an app whose executor never answers held up another app on the same loop")
+	}
+}
