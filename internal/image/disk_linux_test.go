@@ -45,6 +45,25 @@ func fill(dir, name string, n int64) error {
 	return unix.Fallocate(int(f.Fd()), 0, 0, n)
 }
 
+// removeCommitted removes dir/name and commits the disk's journal: ext4
+// reuses the blocks a file freed only once the transaction that freed
+// them commits, and a fill right after the removal failed with ENOSPC in
+// CI without it.
+func removeCommitted(t *testing.T, dir, name string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDisks_Bounds(t *testing.T) {
 	t.Parallel()
 	d, parent := newDisks(t)
@@ -58,7 +77,7 @@ func TestDisks_Bounds(t *testing.T) {
 	if err := fill(dir, "big", 65<<20); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("writing 65 MiB to a 64 MiB build: %v, want ENOSPC", err)
 	}
-	os.Remove(filepath.Join(dir, "big"))
+	removeCommitted(t, dir, "big")
 	if err := fill(dir, "installed", 40<<20); err != nil {
 		t.Fatalf("writing 40 MiB of a 64 MiB build: %v", err)
 	}
@@ -75,7 +94,7 @@ func TestDisks_Bounds(t *testing.T) {
 	if err := fill(dir, "run", 33<<20); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("writing 33 MiB past a 32 MiB bound: %v, want ENOSPC", err)
 	}
-	os.Remove(filepath.Join(dir, "run"))
+	removeCommitted(t, dir, "run")
 	if err := fill(dir, "run", 31<<20); err != nil {
 		t.Fatalf("writing 31 MiB of a 32 MiB bound: %v", err)
 	}
