@@ -37,6 +37,8 @@ type Loop struct {
 	// The loop goroutine's alone.
 	waiting map[int]*Task  // fd → the task waiting on it
 	hangup  map[int]func() // fd → called when the peer hangs up while nobody reads fd
+	regs    map[int]int32  // fd → the generation its registration carries in its events
+	gen     int32          // the last registration's generation
 	timers  timerHeap
 	starts  []*Task // to start, one per turn
 	done    chan struct{}
@@ -74,7 +76,7 @@ func New(errorLog *log.Logger) (*Loop, error) {
 	if errorLog == nil {
 		errorLog = log.Default()
 	}
-	l := &Loop{ep: ep, efd: efd, log: errorLog, waiting: map[int]*Task{}, hangup: map[int]func(){}, done: make(chan struct{})}
+	l := &Loop{ep: ep, efd: efd, log: errorLog, waiting: map[int]*Task{}, hangup: map[int]func(){}, regs: map[int]int32{}, done: make(chan struct{})}
 	go l.run()
 	return l, nil
 }
@@ -164,6 +166,13 @@ func (l *Loop) run() {
 				if !l.runPosted() {
 					return
 				}
+				continue
+			}
+			if l.regs[fd] != ev.Pad {
+				// A socket closed while another process held it too (a
+				// child between fork and exec): its registration outlives
+				// the close, and its events name a number another socket
+				// has now.
 				continue
 			}
 			if t := l.waiting[fd]; t != nil {
@@ -256,13 +265,24 @@ func (t *Task) park(before func()) {
 func (t *Task) Running() bool { return t != nil && t.running.Load() }
 
 // Register adds fd to the loop's epoll set (edge-triggered, both
-// directions); a registered fd stays until closed.
+// directions); a registered fd stays until closed. Its events carry a
+// generation besides the number: closing a socket removes it from the
+// set only once no process holds it, and a socket that takes the number
+// meanwhile must not get the old one's events.
 func (t *Task) Register(fd int) error {
-	err := unix.EpollCtl(t.l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)})
-	if err != nil && err != unix.EEXIST {
+	l := t.l
+	if l.gen++; l.gen == 0 {
+		l.gen = 1 // 0 is no registration
+	}
+	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: l.gen}
+	err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, ev)
+	if err == unix.EEXIST {
+		err = unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, ev)
+	}
+	if err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
+	l.regs[fd] = l.gen
 	return nil
 }
 
@@ -271,6 +291,7 @@ func (t *Task) Register(fd int) error {
 func (t *Task) Unregister(fd int) {
 	unix.EpollCtl(t.l.ep, unix.EPOLL_CTL_DEL, fd, nil)
 	delete(t.l.hangup, fd)
+	delete(t.l.regs, fd)
 }
 
 // Loop returns the loop t runs on (a *Loop).

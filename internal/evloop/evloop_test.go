@@ -7,8 +7,11 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hangar-oss/hangar/internal/evloop"
 	"github.com/hangar-oss/hangar/internal/rawconn"
@@ -227,15 +230,12 @@ func TestLoop_Hangup(t *testing.T) {
 func TestLoop_Attach(t *testing.T) {
 	l := newLoop(t)
 	c, peer := pair(t)
-	run(t, l, func(task *evloop.Task) {
-		if err := c.Bind(task); err != nil {
+	runBound(t, l, c, func(task *evloop.Task) {
+		peer.Write([]byte("hi"))
+		if err := c.Attach(); err != nil {
 			t.Error(err)
 		}
 	})
-	peer.Write([]byte("hi"))
-	if err := c.Attach(); err != nil {
-		t.Fatal(err)
-	}
 	buf := make([]byte, 2)
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
 		t.Fatalf("read %q, %v", buf, err)
@@ -262,4 +262,73 @@ func TestLoop_StopEndsGoroutine(t *testing.T) {
 	if l.Go(func(*evloop.Task) {}) {
 		t.Error("Go on a stopped loop reported true")
 	}
+}
+
+// TestLoop_ReusedNumber: a socket closed while another process still
+// holds it (a child between fork and exec, here a dup) stays in the
+// loop's epoll set under its old number. Its hang-up must not reach the
+// socket that took the number, whose own hang-up still does.
+func TestLoop_ReusedNumber(t *testing.T) {
+	l := newLoop(t)
+	socketpair := func() (int, int) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fds[0], fds[1]
+	}
+	old, oldPeer := socketpair()
+	other, otherPeer := socketpair() // the task waits on it meanwhile
+	defer unix.Close(other)
+	defer unix.Close(otherPeer)
+	var oldHangup, newHangup atomic.Bool
+	run(t, l, func(task *evloop.Task) {
+		for _, fd := range []int{old, other} {
+			if err := task.Register(fd); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		task.OnHangup(old, func() { oldHangup.Store(true) })
+		hold, err := unix.Dup(old)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(hold)
+		unix.Close(old)
+		// The new socket takes the old one's number.
+		s, peer := socketpair()
+		defer unix.Close(peer)
+		if s != old {
+			if err := unix.Dup3(s, old, unix.O_CLOEXEC); err != nil {
+				t.Error(err)
+				return
+			}
+			unix.Close(s)
+		}
+		defer unix.Close(old)
+		if err := task.Register(old); err != nil {
+			t.Error(err)
+			return
+		}
+		task.OnHangup(old, func() { newHangup.Store(true) })
+		defer task.OnHangup(old, nil)
+
+		wait := func(until func() bool) {
+			for deadline := time.Now().Add(300 * time.Millisecond); !until() && time.Now().Before(deadline); {
+				task.Wait(other, deadline)
+			}
+		}
+		unix.Close(oldPeer) // the old socket hangs up
+		wait(func() bool { return false })
+		if newHangup.Load() || oldHangup.Load() {
+			t.Error("the old socket's hang-up reached the socket that took its number")
+		}
+		unix.Close(peer)
+		wait(newHangup.Load)
+		if !newHangup.Load() {
+			t.Error("the new socket's hang-up did not reach its callback")
+		}
+	})
 }
