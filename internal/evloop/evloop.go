@@ -53,6 +53,7 @@ type Task struct {
 	running atomic.Bool
 	parked  atomic.Bool // yielded, waiting for a resume
 	pending atomic.Bool // woken while not parked: the next park returns at once
+	cancel  bool        // its waits fail (Cancel); the loop goroutine's alone
 	tmr     timer       // the deadline it waits for, in the heap when tmr.i >= 0: the loop's alone
 }
 
@@ -298,9 +299,13 @@ func (t *Task) Unregister(fd int) {
 func (t *Task) Loop() any { return t.l }
 
 // Wait parks t until fd (registered) may be ready, deadline (if not zero)
-// passes, or Wake: the caller retries its system call. It returns
-// os.ErrDeadlineExceeded once deadline has passed.
+// passes, Wake or Cancel: the caller retries its system call. It returns
+// os.ErrDeadlineExceeded once deadline has passed, context.Canceled once
+// t is canceled.
 func (t *Task) Wait(fd int, deadline time.Time) error {
+	if t.cancel {
+		return context.Canceled
+	}
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
 		return os.ErrDeadlineExceeded
 	}
@@ -349,6 +354,14 @@ func (t *Task) Await(f func()) {
 	for !done.Load() {
 		t.park(nil)
 	}
+}
+
+// Cancel makes t's waits fail with context.Canceled, the one in progress
+// too: a request whose client left stops waiting for its executor. Only
+// the loop's goroutine may call it (a callback of OnHangup, the task).
+func (t *Task) Cancel() {
+	t.cancel = true
+	t.l.resume(t)
 }
 
 // OnHangup calls f on the loop when fd's peer hangs up (or the socket

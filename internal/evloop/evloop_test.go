@@ -1,6 +1,7 @@
 package evloop_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -198,7 +199,8 @@ func TestLoop_AwaitDoesNotBlockLoop(t *testing.T) {
 }
 
 // TestLoop_Hangup: the hang-up callback runs when the peer closes while
-// the task waits on another socket.
+// the task waits on another socket, and canceling the task there ends
+// that wait.
 func TestLoop_Hangup(t *testing.T) {
 	l := newLoop(t)
 	client, clientPeer := pair(t)
@@ -210,14 +212,14 @@ func TestLoop_Hangup(t *testing.T) {
 				return
 			}
 		}
-		task.OnHangup(client.FD(), func() { up.Abort() })
+		task.OnHangup(client.FD(), task.Cancel)
 		defer task.OnHangup(client.FD(), nil)
 		go func() {
 			time.Sleep(50 * time.Millisecond)
 			clientPeer.Close()
 		}()
-		if _, err := up.Read(make([]byte, 1)); err == nil {
-			t.Error("read went on after the client hung up")
+		if _, err := up.Read(make([]byte, 1)); !errors.Is(err, context.Canceled) {
+			t.Errorf("read after the client hung up: %v, want context.Canceled", err)
 		}
 		client.Close()
 		up.Close()

@@ -90,8 +90,9 @@ func (s *Server) newHTTP1Conn(tc *tls.Conn, raw *rawconn.Conn) *http1Conn {
 
 // serveOn serves the connection as the event loop's task t: its reads
 // and writes, and those of the router's connections to executors for its
-// requests (the task rides in c.ctx), wait through t; the loop cancels
-// c.ctx when the client hangs up during a request.
+// requests (the task rides in c.ctx), wait through t; when the client
+// hangs up during a request, the loop cancels c.ctx and t, whose wait on
+// the executor then ends.
 func (c *http1Conn) serveOn(t *evloop.Task) {
 	if err := c.raw.Bind(t); err != nil {
 		c.s.log.Printf("http: event loop: %v", err)
@@ -100,7 +101,10 @@ func (c *http1Conn) serveOn(t *evloop.Task) {
 	}
 	c.task = t
 	c.ctx = evloop.WithTask(c.ctx, t)
-	t.OnHangup(c.raw.FD(), c.cancel)
+	t.OnHangup(c.raw.FD(), func() {
+		c.cancel()
+		t.Cancel()
+	})
 	defer t.OnHangup(c.raw.FD(), nil)
 	c.serve()
 }

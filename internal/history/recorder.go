@@ -77,9 +77,13 @@ func (r *Recorder) RequestEnded(host string, routed bool, status int, d time.Dur
 
 // hostKey is host as the Recorder counts it: lowercase, without a port or
 // a trailing dot. The router reports the Host header on one path and its
-// route's key on the other.
+// route's key on the other. It does not allocate for a key without a port
+// (SplitHostPort's error would, on every request).
 func hostKey(host string) string {
 	host = strings.ToLower(host)
+	if strings.IndexByte(host, ':') < 0 {
+		return strings.TrimSuffix(host, ".")
+	}
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}

@@ -30,7 +30,7 @@ func (c *Conn) Detached() bool { return c.detached }
 // next task). Only the goroutine or task that uses c may call it.
 func (c *Conn) Bind(w Waiter) error {
 	if w == nil {
-		c.waiter.Store(nil)
+		c.setWaiter(nil)
 		return nil
 	}
 	if !c.detached {
@@ -44,8 +44,20 @@ func (c *Conn) Bind(w Waiter) error {
 		}
 		c.registered = w.Loop()
 	}
-	c.waiter.Store(&waiterBox{w})
+	c.setWaiter(w)
 	return nil
+}
+
+func (c *Conn) setWaiter(w Waiter) {
+	c.mu.Lock()
+	c.waiter = w
+	c.mu.Unlock()
+}
+
+func (c *Conn) getWaiter() Waiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiter
 }
 
 func (c *Conn) detach() error {
@@ -69,15 +81,15 @@ func (c *Conn) detach() error {
 // Attach gives a detached c back to the runtime's poller, unbound. Only
 // the goroutine or task that uses c may call it.
 func (c *Conn) Attach() error {
-	if b := c.waiter.Load(); b != nil && c.detached {
-		// The socket outlives the duplicate: its events must not reach
-		// the loop under a number another socket may take.
-		b.w.Unregister(c.fd)
-		c.registered = nil
-	}
-	c.waiter.Store(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.waiter != nil && c.detached {
+		// The socket outlives the duplicate: its events must not reach
+		// the loop under a number another socket may take.
+		c.waiter.Unregister(c.fd)
+		c.registered = nil
+	}
+	c.waiter = nil
 	if !c.detached {
 		return nil
 	}
@@ -112,8 +124,8 @@ func (c *Conn) Attach() error {
 
 // task returns the waiter the calling code waits through, or nil.
 func (c *Conn) task() Waiter {
-	if b := c.waiter.Load(); b != nil && b.w.Running() {
-		return b.w
+	if w := c.getWaiter(); w != nil && w.Running() {
+		return w
 	}
 	return nil
 }
@@ -121,8 +133,8 @@ func (c *Conn) task() Waiter {
 // wake ends a bound task's wait, so that it sees a new deadline or the
 // connection aborted.
 func (c *Conn) wake() {
-	if b := c.waiter.Load(); b != nil {
-		b.w.Wake()
+	if w := c.getWaiter(); w != nil {
+		w.Wake()
 	}
 }
 

@@ -36,14 +36,16 @@ type Conn struct {
 	rc   syscall.RawConn
 	r, w op
 
-	waiter     atomic.Pointer[waiterBox]
 	registered any          // the Waiter's loop fd was last registered with
 	rd, wd     atomic.Int64 // deadlines, Unix nanoseconds (0: none)
 
 	// Detached (loop.go): the socket left the runtime's poller for an
 	// event loop's; fd is then a duplicate Hangar owns. mu orders the
-	// switch with other goroutines' Abort and deadlines.
+	// switch with other goroutines' Abort and deadlines, and guards
+	// waiter (an interface under a mutex: an atomic pointer would need a
+	// box allocated per Bind, twice a request).
 	mu       sync.Mutex
+	waiter   Waiter
 	fd       int
 	detached bool
 	closed   bool
@@ -63,13 +65,12 @@ type Waiter interface {
 	Loop() any
 	// Wait waits until fd may be ready, deadline passes or Wake; the
 	// caller then retries. Past deadline it returns
-	// os.ErrDeadlineExceeded.
+	// os.ErrDeadlineExceeded; other errors (a canceled task) end the
+	// read or write.
 	Wait(fd int, deadline time.Time) error
 	// Wake ends a Wait early; any goroutine may call it.
 	Wake()
 }
-
-type waiterBox struct{ w Waiter }
 
 // op is one direction's system call, made by fn, a method value bound
 // once: a closure made per call would escape through RawConn and cost

@@ -38,7 +38,9 @@ func (r *Router) Routes(host []byte) bool {
 // response. It flushes w whenever it waits on the executor, so streams
 // (server-sent events) reach the client as they come, and leaves the end
 // of the response in w. When ctx ends (the client left), the executor's
-// connection is closed. It reports whether the client's connection may
+// connection is closed; under an event loop's task (evloop.WithTask), the
+// caller cancels the task too (Task.Cancel), which ends the wait for the
+// executor. It reports whether the client's connection may
 // carry another request: not after a response cut midway.
 func (r *Router) ProxyHTTP1(ctx context.Context, host, req []byte, isHead, closing bool, w *bufio.Writer) (keepAlive bool) {
 	start := time.Now()
@@ -121,11 +123,17 @@ func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead,
 		if err != nil {
 			return 0, false, err
 		}
-		stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
+		// When ctx ends (the client left), the wait on the executor
+		// ends: under a task, the loop cancels the task (no allocation
+		// per request); otherwise a past deadline does.
+		stopped := func() bool { return true }
+		if task == nil {
+			stopped = context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
+		}
 		var reusable bool
 		status, reusable, wrote, err = c.exchange(req, isHead, closing, w)
 		c.bind(nil)
-		if !stop() || err != nil || !reusable {
+		if !stopped() || err != nil || !reusable {
 			c.nc.Close()
 		} else {
 			c.put()
