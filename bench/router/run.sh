@@ -11,7 +11,9 @@
 # and through Hangar's router (HTTPS). It prints requests/s and p50/p99
 # latency of each, and Hangar/nginx ratios; with 1 executor and then with 4
 # behind the app, each at 32 and at 200 connections, for $ROUNDS rounds
-# (default 3) of $DURATION (default 10s) each, the three ways interleaved.
+# (default 5) of $DURATION (default 6s) each, the three ways interleaved:
+# nginx and Hangar run back to back, in turns first, so that the host's
+# drift (its other load) does not favour either.
 # Installs nginx and wrk with apt when missing. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
 # BENCH_SUBNET and BENCH_PREFIX (or HANGAR_BENCH_SUBNET and
@@ -21,8 +23,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/lib.sh"
 images=${HANGAR_IMAGE_CACHE:-}
-rounds=${ROUNDS:-3}
-duration=${DURATION:-10s}
+rounds=${ROUNDS:-5}
+duration=${DURATION:-6s}
 subnet=${BENCH_SUBNET:-${HANGAR_BENCH_SUBNET:-10.225.0.0/16}}
 prefix=${BENCH_PREFIX:-${HANGAR_BENCH_PREFIX:-brt}}
 
@@ -123,20 +125,22 @@ cputicks() {
   echo "$t"
 }
 
+# idleticks prints the CPU ticks the processes $@ spend idle over
+# $duration: what a proxy spends without requests (Hangar's supervisor and
+# log shipping) is not the requests' cost.
+idleticks() {
+  local before
+  before=$(cputicks "$@")
+  sleep "$duration"
+  echo $(($(cputicks "$@") - before))
+}
+
 # measure prints "<req/s> <p50 ms> <p99 ms> <proxy CPU µs per request>" of
-# wrk against $1 with $2 connections, the proxy being the processes $3...
-# (none for direct).
+# wrk against $1 with $2 connections, the proxy being the processes $4...
+# (none for direct) which spend $3 ticks idle over as long.
 measure() {
-  local url=$1 conns=$2 before after idle out
-  shift 2
-  # What the proxy spends idle over as long (Hangar's supervisor and log
-  # shipping) is not the requests' cost.
-  idle=0
-  if [ $# -gt 0 ]; then
-    before=$(cputicks "$@")
-    sleep "$duration"
-    idle=$(($(cputicks "$@") - before))
-  fi
+  local url=$1 conns=$2 idle=$3 before after out
+  shift 3
   before=$(cputicks "$@")
   out=$(wrk_ -t1 -c"$conns" -d"$duration" --latency "$url")
   after=$(cputicks "$@")
@@ -155,13 +159,21 @@ run() {
   local label=$1
   shift
   start_nginx "$@"
+  local nginx_procs=("$nginx_pid" $(pgrep -P "$nginx_pid")) n_idle h_idle
+  n_idle=$(idleticks "${nginx_procs[@]}")
+  h_idle=$(idleticks "$serve_pid")
   for conns in 32 200; do
     echo
     echo "== $label, $conns connections, $rounds rounds of $duration (req/s, p50 ms, p99 ms, proxy CPU per request) =="
     for r in $(seq "$rounds"); do
-      read -r d_rps d_p50 d_p99 _ d_err < <(measure "http://$1/" "$conns")
-      read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$nginx_pid" $(pgrep -P "$nginx_pid"))
-      read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$serve_pid")
+      read -r d_rps d_p50 d_p99 _ d_err < <(measure "http://$1/" "$conns" 0)
+      if ((r % 2)); then
+        read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}")
+        read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid")
+      else
+        read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid")
+        read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}")
+      fi
       printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
         "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
         "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "${d_err:+ direct:$d_err}${n_err:+ nginx:$n_err}${h_err:+ hangar:$h_err}"
