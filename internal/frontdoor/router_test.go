@@ -218,22 +218,7 @@ func TestFrontDoor_SlowCertificate(t *testing.T) {
 				}
 			}()
 			<-waiting
-			done := make(chan error, 1)
-			go func() {
-				resp, err := f.client(false).Get(f.url("/"))
-				if err == nil {
-					resp.Body.Close()
-				}
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("a handshake waiting for its certificate held up another client's")
-			}
+			f.getWithin(t, "/", 10*time.Second, "a handshake waiting for its certificate held up another client's")
 		})
 	}
 }
@@ -270,9 +255,16 @@ func TestFrontDoor_TenantCannotStallLoop(t *testing.T) {
 			t.Fatal("the stuck app's requests never reached its executor")
 		}
 	}
+	f.getWithin(t, "/ok", 10*time.Second, "an app whose executor never answers held up another app on the same loop")
+}
+
+// getWithin GETs path and fails t with stalled when no response comes
+// within d.
+func (f *front) getWithin(t *testing.T, path string, d time.Duration, stalled string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		resp, err := f.client(false).Get(f.url("/ok"))
+		resp, err := f.client(false).Get(f.url(path))
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -283,7 +275,7 @@ func TestFrontDoor_TenantCannotStallLoop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an app whose executor never answers held up another app on the same loop")
+	case <-time.After(d):
+		t.Fatal(stalled)
 	}
 }
