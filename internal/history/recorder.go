@@ -81,11 +81,10 @@ func (r *Recorder) RequestEnded(host string, routed bool, status int, d time.Dur
 // (SplitHostPort's error would, on every request).
 func hostKey(host string) string {
 	host = strings.ToLower(host)
-	if strings.IndexByte(host, ':') < 0 {
-		return strings.TrimSuffix(host, ".")
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	return strings.TrimSuffix(host, ".")
 }
