@@ -162,17 +162,20 @@ run() {
   local nginx_procs=("$nginx_pid" $(pgrep -P "$nginx_pid")) n_idle h_idle
   n_idle=$(idleticks "${nginx_procs[@]}")
   h_idle=$(idleticks "$serve_pid")
+  # Each sets its proxy's n_* or h_* (bash functions see run's locals).
+  measure_nginx() { read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}"); }
+  measure_hangar() { read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid"); }
   for conns in 32 200; do
     echo
     echo "== $label, $conns connections, $rounds rounds of $duration (req/s, p50 ms, p99 ms, proxy CPU per request) =="
     for r in $(seq "$rounds"); do
       read -r d_rps d_p50 d_p99 _ d_err < <(measure "http://$1/" "$conns" 0)
       if ((r % 2)); then
-        read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}")
-        read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid")
+        measure_nginx
+        measure_hangar
       else
-        read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid")
-        read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}")
+        measure_hangar
+        measure_nginx
       fi
       printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
         "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
