@@ -11,8 +11,9 @@ setup:
 setup-test:
 	./scripts/setup.sh --test
 
+# With a one-line change to Go's scheduler: docs/runtime-patch.md.
 build:
-	$(GO) build -o bin/ ./cmd/hangar ./cmd/dbos-cloud
+	GO=$(GO) ./scripts/gobuild.sh bin ./cmd/hangar ./cmd/dbos-cloud
 
 run: setup build
 	./bin/hangar serve $(ARGS)

@@ -54,8 +54,8 @@ bench_init() {
   trap bench_cleanup EXIT
 }
 
-# bench_build PKG...: builds the packages into $work/bin.
-bench_build() { (cd "$root" && go build -o "$work/bin/" "$@"); }
+# bench_build PKG...: builds the packages into $work/bin, as make build does.
+bench_build() { "$root/scripts/gobuild.sh" "$work/bin" "$@"; }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -56,7 +56,8 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin = dir
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/hangar", "../cmd/dbos-cloud").CombinedOutput()
+	// As make build builds them, with the scheduler overlay.
+	out, err := exec.Command("../scripts/gobuild.sh", bin, "./cmd/hangar", "./cmd/dbos-cloud").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build binaries: %v\n%s", err, out)
 		return 1

@@ -50,7 +50,7 @@ trap cleanup EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-(cd "$root" && go build -o "$work/bin/" ./cmd/hangar ./cmd/dbos-cloud)
+"$root/scripts/gobuild.sh" "$work/bin" ./cmd/hangar ./cmd/dbos-cloud
 port=$(freeport)
 HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
   --domain "localhost:$port" --network-prefix "$prefix" --subnet "$subnet" >"$work/serve.log" 2>&1 &
@@ -194,7 +194,10 @@ run() {
 
 executors() { grep 'msg="executor started" component=fleet app=gogreeter' "$work/serve.log" | tail -n "$1" | sed 's/.*addr=\([^ ]*\).*/\1/'; }
 
-echo "Hangar router benchmark: gogreeter fixture's GET /, wrk -t1 keep-alive, $(nproc) CPUs"
+# Whether the build carries the scheduler overlay (docs/runtime-patch.md).
+overlay="scheduler overlay: no (stock runtime)"
+grep -q runtime/hangar_preempt.go "$work/bin/hangar" && overlay="scheduler overlay: yes"
+echo "Hangar router benchmark: gogreeter fixture's GET /, wrk -t1 keep-alive, $(nproc) CPUs, $overlay"
 deploy
 mapfile -t one < <(executors 1)
 run "1 executor" "${one[@]}"
