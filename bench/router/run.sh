@@ -35,31 +35,21 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-work=$(mktemp -d /tmp/hangar-bench-router-XXXXXX)
-chmod 755 "$work"
-data="$work/data"
-mkdir -m 755 "$data"
-serve_pid=""
+bench_init hangar-bench-router-XXXXXX
 nginx_pid=""
+# nginx is restarted for each executor count: stop the one running, then
+# what bench_cleanup stops.
 cleanup() {
   if [ -n "$nginx_pid" ]; then kill -TERM "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
-  if [ -n "$serve_pid" ]; then kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
-  bench_remove "$work"
+  bench_cleanup
 }
 trap cleanup EXIT
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-"$root/scripts/gobuild.sh" "$work/bin" ./cmd/hangar ./cmd/dbos-cloud
-port=$(freeport)
-HANGAR_PG_SETTINGS=fsync=off "$work/bin/hangar" serve --data-dir "$data" --listen "127.0.0.1:$port" \
-  --domain "localhost:$port" --network-prefix "$prefix" --subnet "$subnet" >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 600); do grep -q "Hangar is serving" "$work/serve.log" && break; sleep 0.1; done
-grep -q "Hangar is serving" "$work/serve.log" || { cat "$work/serve.log"; exit 1; }
+bench_build ./cmd/hangar ./cmd/dbos-cloud
+HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "$prefix" --subnet "$subnet"
 
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
-token=$("$work/bin/hangar" users add bench --data-dir "$data" | awk 'END {print $NF}')
+token=$(bench_user bench)
 app="$work/gogreeter"
 mkdir "$app"
 (cd "$root/testdata/apps/gogreeter" && tar -cf - .) | (cd "$app" && tar xf -)
