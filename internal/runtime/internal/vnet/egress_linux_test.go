@@ -2,6 +2,7 @@ package vnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,16 +99,26 @@ func TestEgress(t *testing.T) {
 	vnettest.Serve(t, hostLn)
 	port := fmt.Sprint(hostLn.Addr().(*net.TCPAddr).Port)
 	// A free port on the gateway: a fixed one collides with any service
-	// on the host that listens on every address.
-	probe, err := net.Listen("tcp", net.JoinHostPort(n.Gateway, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayPort := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
-	fw, err := p.Forward(t.Context(), ns, n.Gateway, []runtime.Forward{{ListenPort: relayPort, Target: "127.0.0.1:" + port}}, slogDiscard)
-	if err != nil {
-		t.Fatal(err)
+	// on the host that listens on every address. Another test's listener
+	// on every address may take it between the probe and the relay, so a
+	// taken port is tried again with another.
+	var relayPort int
+	var fw *Forwards
+	for try := 1; ; try++ {
+		probe, err := net.Listen("tcp", net.JoinHostPort(n.Gateway, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		relayPort = probe.Addr().(*net.TCPAddr).Port
+		probe.Close()
+		fw, err = p.Forward(t.Context(), ns, n.Gateway, []runtime.Forward{{ListenPort: relayPort, Target: "127.0.0.1:" + port}}, slogDiscard)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || try == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("port %d taken meanwhile, trying another: %v", relayPort, err)
 	}
 	t.Cleanup(fw.Close)
 	// Another executor, listening.
