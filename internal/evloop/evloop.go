@@ -356,6 +356,21 @@ func (t *Task) Await(f func()) {
 	}
 }
 
+// Park parks t until Wake or Cancel; the caller checks whether what it
+// waits for has come and parks again if not. A Wake since the last park
+// makes it return at once. It returns context.Canceled once t is
+// canceled.
+func (t *Task) Park() error {
+	if t.cancel {
+		return context.Canceled
+	}
+	t.park(nil)
+	if t.cancel {
+		return context.Canceled
+	}
+	return nil
+}
+
 // Cancel makes t's waits fail with context.Canceled, the one in progress
 // too: a request whose client left stops waiting for its executor. Only
 // the loop's goroutine may call it (a callback of OnHangup, the task).

@@ -334,3 +334,33 @@ func TestLoop_ReusedNumber(t *testing.T) {
 		}
 	})
 }
+
+// TestPark_WakeAndCancel: a parked task resumes on Wake from another
+// goroutine, a Wake before the park is not lost, and Cancel ends the
+// park with context.Canceled.
+func TestPark_WakeAndCancel(t *testing.T) {
+	l := newLoop(t)
+	run(t, l, func(task *evloop.Task) {
+		var ready atomic.Bool
+		go func() { ready.Store(true); task.Wake() }()
+		for !ready.Load() {
+			if err := task.Park(); err != nil {
+				t.Errorf("Park: %v, want nil after Wake", err)
+				return
+			}
+		}
+		task.Wake() // before the park: it returns at once
+		if err := task.Park(); err != nil {
+			t.Errorf("Park after an early Wake: %v", err)
+		}
+		l.Post(task.Cancel)
+		for {
+			if err := task.Park(); err != nil {
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Park after Cancel: %v, want context.Canceled", err)
+				}
+				return
+			}
+		}
+	})
+}

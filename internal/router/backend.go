@@ -25,6 +25,7 @@ import (
 type backend struct {
 	addr     string
 	inflight atomic.Int64
+	limit    atomic.Int64 // requests sent at once, 0 for no limit (SetLimit)
 	mu       sync.Mutex
 	idle     []*conn // least recently used first
 	loopIdle []*conn // idle and detached from the runtime's poller (rawconn.Conn.Bind), for event loops' tasks
@@ -145,12 +146,13 @@ func replayable(req *http.Request) bool {
 // of the response arrived: the executor had closed it while idle.
 var errBeforeResponse = errors.New("connection closed before the response")
 
-// forward sends req, replayable, to u and copies the response to w. An
-// error means nothing was written to w: the caller may try another upstream
-// or answer itself. A failure once the response has begun aborts it
-// (http.ErrAbortHandler), as httputil.ReverseProxy does. It sets *status
-// to the response's status once it is known.
-func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, status *int) error {
+// forward sends req, replayable, to u and copies the response to w,
+// giving p back once the response's head has come. An error means nothing
+// was written to w: the caller may try another upstream or answer itself.
+// A failure once the response has begun aborts it (http.ErrAbortHandler),
+// as httputil.ReverseProxy does. It sets *status to the response's status
+// once it is known.
+func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, status *int, p *place) error {
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
 	ctx := req.Context()
@@ -185,6 +187,7 @@ func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, s
 			return err
 		}
 		*status = resp.StatusCode
+		p.release()
 		err = r.copyResponse(w, resp)
 		if !stop() || err != nil || resp.Close {
 			c.nc.Close()

@@ -61,13 +61,19 @@ func (r *Router) ProxyHTTP1(ctx context.Context, host, req []byte, isHead, closi
 		return !closing
 	}
 	name = a.host
-	n := uint64(len(a.upstreams))
-	first := a.next.Add(1) - 1
+	task := evloop.TaskFrom(ctx)
+	first, counted, err := a.admit(ctx, task)
+	if err != nil {
+		status = 502 // the client left while its request waited
+		return false
+	}
+	p := place{a: a, i: first, held: counted}
+	defer p.release()
+	n := len(a.upstreams)
 	for k := range n {
 		u := a.upstreams[(first+k)%n]
 		var wrote bool
-		var err error
-		status, wrote, err = r.forwardRaw(ctx, u, req, isHead, closing, w)
+		status, wrote, err = r.forwardRaw(ctx, task, u, req, isHead, closing, w, &p)
 		switch {
 		case err == nil:
 			return !closing
@@ -102,13 +108,13 @@ func writeError(w *bufio.Writer, status int, reason, msg string, closing bool) {
 	w.WriteString("\n")
 }
 
-// forwardRaw sends req to u and relays the response to w. wrote says
-// whether any of the response went to w: if not, the caller may try
-// another upstream or answer itself.
-func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead, closing bool, w *bufio.Writer) (status int, wrote bool, err error) {
+// forwardRaw sends req to u, under the event loop's task if not nil, and
+// relays the response to w, giving p back once the response's head has
+// come. wrote says whether any of the response went to w: if not, the
+// caller may try another upstream or answer itself.
+func (r *Router) forwardRaw(ctx context.Context, task *evloop.Task, u *backend, req []byte, isHead, closing bool, w *bufio.Writer, p *place) (status int, wrote bool, err error) {
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
-	task := evloop.TaskFrom(ctx)
 	for retried := false; ; retried = true {
 		var c *conn
 		var reused bool
@@ -131,7 +137,7 @@ func (r *Router) forwardRaw(ctx context.Context, u *backend, req []byte, isHead,
 			stopped = context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
 		}
 		var reusable bool
-		status, reusable, wrote, err = c.exchange(req, isHead, closing, w)
+		status, reusable, wrote, err = c.exchange(req, isHead, closing, w, p)
 		c.bind(nil)
 		if !stopped() || err != nil || !reusable {
 			c.nc.Close()
@@ -186,10 +192,10 @@ const (
 	byClosing                // neither: the body ends when the executor closes
 )
 
-// exchange writes req to c, reads the response's head, writes it to w
-// rewritten for the client, then relays the body. reusable says whether c
-// may carry another request.
-func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer) (status int, reusable, wrote bool, err error) {
+// exchange writes req to c, reads the response's head, gives p back,
+// writes the head to w rewritten for the client, then relays the body.
+// reusable says whether c may carry another request.
+func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer, p *place) (status int, reusable, wrote bool, err error) {
 	if _, err := c.nc.Write(req); err != nil {
 		return 0, false, false, fmt.Errorf("%w: %w", errBeforeResponse, err)
 	}
@@ -208,6 +214,7 @@ func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer) (stat
 	if err != nil {
 		return 0, false, false, err
 	}
+	p.release()
 	w.Write(c.out)
 	if len(c.out) > 64<<10 {
 		c.out = nil

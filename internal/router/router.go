@@ -57,6 +57,7 @@ type app struct {
 	upstreams []*backend
 	proxies   []*httputil.ReverseProxy // one per upstream
 	next      atomic.Uint64
+	adm       admission
 }
 
 // Observer learns of every request the router serves, e.g. to count it. It
@@ -120,6 +121,7 @@ func (r *Router) Set(host string, upstreams []string) {
 	var a *app
 	if len(upstreams) > 0 {
 		a = &app{host: host, upstreams: make([]*backend, len(upstreams)), proxies: make([]*httputil.ReverseProxy, len(upstreams))}
+		a.adm.admitted = make([]int, len(upstreams))
 		for i, addr := range upstreams {
 			a.upstreams[i] = r.backend(addr)
 			a.proxies[i] = r.proxy(addr)
@@ -173,12 +175,18 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "no application at "+host, status)
 		return
 	}
-	n := uint64(len(a.upstreams))
-	first := a.next.Add(1) - 1
 	if replayable(req) {
+		first, counted, err := a.admit(req.Context(), nil)
+		if err != nil { // the client left while its request waited
+			status = r.proxyError(w, req, "", err)
+			return
+		}
+		p := place{a: a, i: first, held: counted}
+		defer p.release()
+		n := len(a.upstreams)
 		for k := range n {
 			u := a.upstreams[(first+k)%n]
-			err := r.forward(w, req, u, &status)
+			err := r.forward(w, req, u, &status, &p)
 			if err == nil {
 				return
 			}
@@ -190,6 +198,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	// Requests with a body or an upgrade are not queued (admit): they
+	// go round robin.
+	n := uint64(len(a.upstreams))
+	first := a.next.Add(1) - 1
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() { status = sw.status() }()
 	var at *attempt

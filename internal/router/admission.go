@@ -1,0 +1,177 @@
+package router
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+)
+
+// Admission (docs/executor-queue.md). An executor may carry a limit on the
+// requests it is sent at once (Router.SetLimit): Hangar's fleet sets one
+// on an executor that waits for a CPU (its threads runnable, not
+// running), since requests sent there wait inside it, behind whatever it
+// was given before, while another executor of the app may be running. A
+// request then goes to the next executor, round robin, that is under its
+// limit, or waits in its app's first-in first-out queue for the first
+// that is. An app with a single executor has nothing to choose from and
+// never queues. A request counts until its response's head has come back,
+// so a stream or a long download holds no place.
+
+// admission is an app's queue and its executors' counts of admitted
+// requests. It belongs to one routing entry: a route switch starts a new
+// one, and requests admitted by the old one give their places back there.
+type admission struct {
+	mu       sync.Mutex
+	admitted []int     // per upstream
+	queue    []*waiter // first come first
+}
+
+// waiter is a request in an app's queue.
+type waiter struct {
+	task *evloop.Task  // the event loop's task that waits, or nil
+	ch   chan struct{} // closed when admitted, when task is nil
+	// i is the upstream it is given; admitted says it was. Set under
+	// admission.mu.
+	i        int
+	admitted atomic.Bool
+}
+
+// room reports whether upstream i of a may take another request.
+// admission.mu is held.
+func (a *app) room(i int) bool {
+	limit := a.upstreams[i].limit.Load()
+	return limit <= 0 || int64(a.adm.admitted[i]) < limit
+}
+
+// admit returns the upstream of a to send a request to, waiting while
+// every upstream is at its limit. counted is false when the request was
+// not counted (an app of one executor): it has no place to give back. An error
+// means ctx ended, or the event loop's task was canceled, while it waited.
+func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool, err error) {
+	n := len(a.upstreams)
+	first := int((a.next.Add(1) - 1) % uint64(n))
+	if n == 1 {
+		return first, false, nil
+	}
+	a.adm.mu.Lock()
+	if len(a.adm.queue) == 0 {
+		for k := range n {
+			if i := (first + k) % n; a.room(i) {
+				a.adm.admitted[i]++
+				a.adm.mu.Unlock()
+				return i, true, nil
+			}
+		}
+	}
+	w := &waiter{task: task}
+	if task == nil {
+		w.ch = make(chan struct{})
+	}
+	a.adm.queue = append(a.adm.queue, w)
+	a.adm.mu.Unlock()
+	if task != nil {
+		for !w.admitted.Load() {
+			if err = task.Park(); err != nil {
+				break
+			}
+		}
+	} else {
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil {
+		return w.i, true, nil
+	}
+	a.adm.mu.Lock()
+	if w.admitted.Load() {
+		// Admitted as it gave up: the place goes to the next in line.
+		a.adm.admitted[w.i]--
+		a.dispatch()
+	} else {
+		a.adm.queue = slices.DeleteFunc(a.adm.queue, func(q *waiter) bool { return q == w })
+	}
+	a.adm.mu.Unlock()
+	return 0, false, err
+}
+
+// release gives back the place of a request admitted to upstream i.
+func (a *app) release(i int) {
+	a.adm.mu.Lock()
+	a.adm.admitted[i]--
+	a.dispatch()
+	a.adm.mu.Unlock()
+}
+
+// dispatch admits the requests at the head of the queue while an upstream
+// has room, preferring, round robin, the ones after the last given.
+// admission.mu is held.
+func (a *app) dispatch() {
+	n := len(a.upstreams)
+	for len(a.adm.queue) > 0 {
+		i := -1
+		first := int((a.next.Add(1) - 1) % uint64(n))
+		for k := range n {
+			if j := (first + k) % n; a.room(j) {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			return
+		}
+		w := a.adm.queue[0]
+		a.adm.queue[0] = nil
+		a.adm.queue = a.adm.queue[1:]
+		a.adm.admitted[i]++
+		w.i = i
+		w.admitted.Store(true)
+		if w.task != nil {
+			w.task.Wake()
+		} else {
+			close(w.ch)
+		}
+	}
+}
+
+// SetLimit limits the requests sent at once to the executor at addr
+// ("ip:port") to limit; 0 or less lifts the limit. Requests that wait for
+// an executor of its app are admitted at once if it now has room.
+func (r *Router) SetLimit(addr string, limit int) {
+	u := r.backend(addr)
+	if old := u.limit.Swap(int64(max(limit, 0))); limit > 0 && (old == 0 || old >= int64(limit)) {
+		return // no more room than before
+	}
+	for _, a := range *r.table.Load() {
+		if slices.Contains(a.upstreams, u) {
+			a.adm.mu.Lock()
+			a.dispatch()
+			a.adm.mu.Unlock()
+		}
+	}
+}
+
+// Limit returns the limit SetLimit gave the executor at addr, 0 for none.
+func (r *Router) Limit(addr string) int { return int(r.backend(addr).limit.Load()) }
+
+// place is a request's place at an executor, given back (release) once
+// the response's head has come, or when the request ends.
+type place struct {
+	a    *app
+	i    int
+	held bool
+}
+
+// release gives the place back; it does nothing the second time, or on a
+// nil place.
+func (p *place) release() {
+	if p != nil && p.held {
+		p.held = false
+		p.a.release(p.i)
+	}
+}

@@ -1,0 +1,367 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+)
+
+// held is an executor whose requests wait until the test lets them go;
+// stream makes it send its response's head first. Each request's arrival
+// goes to arrived, which the executors of a test share.
+type held struct {
+	addr    string
+	arrived chan arrival
+	release chan struct{} // one send lets one request finish
+}
+
+// arrival is a request reaching an executor.
+type arrival struct {
+	path string
+	h    *held
+}
+
+func newHeld(t *testing.T, stream bool, arrived chan arrival) *held {
+	t.Helper()
+	h := &held{arrived: arrived, release: make(chan struct{})}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stream {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+		}
+		h.arrived <- arrival{r.URL.Path, h}
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	}))
+	t.Cleanup(s.Close)
+	t.Cleanup(func() { close(h.release) })
+	h.addr = s.Listener.Addr().String()
+	return h
+}
+
+// pair starts two held executors that share their arrivals.
+func pair(t *testing.T, stream bool) (a, b *held, arrived chan arrival) {
+	arrived = make(chan arrival, 100)
+	return newHeld(t, stream, arrived), newHeld(t, stream, arrived), arrived
+}
+
+// next returns the next request to reach an executor.
+func next(t *testing.T, arrived chan arrival) (string, *held) {
+	t.Helper()
+	select {
+	case a := <-arrived:
+		return a.path, a.h
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request reached an executor")
+		return "", nil
+	}
+}
+
+// quiet fails if a request reaches an executor within a short while.
+func quiet(t *testing.T, arrived chan arrival) {
+	t.Helper()
+	select {
+	case a := <-arrived:
+		t.Fatalf("%s reached an executor at its limit", a.path)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// queued waits until the app at host has n requests in its queue.
+func queued(t *testing.T, r *Router, host string, n int) {
+	t.Helper()
+	a := (*r.table.Load())[host]
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		a.adm.mu.Lock()
+		got := len(a.adm.queue)
+		a.adm.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want %d", got, n)
+		}
+	}
+}
+
+// admitted returns the app's counts of admitted requests.
+func admitted(r *Router, host string) []int {
+	a := (*r.table.Load())[host]
+	a.adm.mu.Lock()
+	defer a.adm.mu.Unlock()
+	return append([]int(nil), a.adm.admitted...)
+}
+
+// via sends a GET for path through one of the router's three ways in: the
+// net/http path, the raw path on a goroutine, the raw path under an event
+// loop's task. It returns the status and body, once done, on the channel.
+func via(t *testing.T, r *Router, way, path string, ctx context.Context, l *evloop.Loop) chan string {
+	t.Helper()
+	out := make(chan string, 1)
+	raw := func(ctx context.Context) {
+		var b strings.Builder
+		w := bufio.NewWriter(&b)
+		r.ProxyHTTP1(ctx, []byte("app.test"), rawGET("GET", "app.test", path), false, false, w)
+		w.Flush()
+		status, _, _ := strings.Cut(strings.TrimPrefix(b.String(), "HTTP/1.1 "), " ")
+		_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
+		out <- status + " " + body
+	}
+	switch way {
+	case "http":
+		go func() {
+			req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://app.test"+path, nil)
+			w := httptest.NewRecorder()
+			r.ServeHTTP(w, req)
+			b, _ := io.ReadAll(w.Result().Body)
+			out <- strconv.Itoa(w.Code) + " " + string(b)
+		}()
+	case "raw":
+		go raw(ctx)
+	case "task":
+		if !l.Go(func(task *evloop.Task) { raw(evloop.WithTask(ctx, task)) }) {
+			t.Fatal("loop stopped")
+		}
+	}
+	return out
+}
+
+func recv(t *testing.T, c chan string) string {
+	t.Helper()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not end")
+		return ""
+	}
+}
+
+func newLoop(t *testing.T) *evloop.Loop {
+	t.Helper()
+	l, err := evloop.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	return l
+}
+
+// TestAdmission_FIFO: with both executors at their limit, requests from
+// all three ways in wait in one queue and reach the executors in the
+// order they came, each as a place is given back; then nothing is left
+// counted.
+func TestAdmission_FIFO(t *testing.T) {
+	t.Parallel()
+	a, b, arr := pair(t, false)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, 1)
+	r.SetLimit(b.addr, 1)
+	l := newLoop(t)
+	var outs []chan string
+	outs = append(outs, via(t, r, "http", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l))
+	_, h1 := next(t, arr)
+	_, h2 := next(t, arr)
+	if h1 == h2 {
+		t.Fatal("both first requests went to one executor, limited to 1")
+	}
+	for i, way := range []string{"task", "http", "raw", "task"} {
+		outs = append(outs, via(t, r, way, "/"+string(rune('3'+i)), t.Context(), l))
+		queued(t, r, "app.test", i+1)
+	}
+	quiet(t, arr)
+	for _, want := range []string{"/3", "/4", "/5", "/6"} {
+		// Let one executor finish: the head of the queue takes its place.
+		h1.release <- struct{}{}
+		p, h := next(t, arr)
+		if p != want {
+			t.Fatalf("%s reached an executor, want %s (first come, first served)", p, want)
+		}
+		if h != h1 {
+			t.Fatalf("%s went to the executor at its limit", p)
+		}
+		h1, h2 = h2, h1
+	}
+	h1.release <- struct{}{}
+	h2.release <- struct{}{}
+	for i, c := range outs {
+		if got, want := recv(t, c), "200 done /"+string(rune('1'+i)); got != want {
+			t.Errorf("response %d: %q, want %q", i+1, got, want)
+		}
+	}
+	if got := admitted(r, "app.test"); got[0] != 0 || got[1] != 0 {
+		t.Errorf("counts %v once all ended, want none", got)
+	}
+}
+
+// TestAdmission_OnlyFullExecutorsSkipped: an executor at its limit is
+// passed over for one with room, or with none, and nothing waits.
+func TestAdmission_OnlyFullExecutorsSkipped(t *testing.T) {
+	t.Parallel()
+	a, b, arr := pair(t, false)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, 1)
+	var outs []chan string
+	for i := range 4 {
+		outs = append(outs, via(t, r, "raw", "/"+string(rune('1'+i)), t.Context(), nil))
+	}
+	got := map[*held]int{}
+	for range 4 {
+		_, h := next(t, arr)
+		got[h]++
+	}
+	if got[a] != 1 || got[b] != 3 {
+		t.Errorf("limited executor took %d and the other %d, want 1 and 3", got[a], got[b])
+	}
+	for range 4 {
+		select {
+		case a.release <- struct{}{}:
+		case b.release <- struct{}{}:
+		}
+	}
+	for _, c := range outs {
+		recv(t, c)
+	}
+}
+
+// TestAdmission_SingleExecutorNeverQueues: an app of one executor has no
+// other to send a request to: its limit holds nothing back.
+func TestAdmission_SingleExecutorNeverQueues(t *testing.T) {
+	t.Parallel()
+	arr := make(chan arrival, 100)
+	a := newHeld(t, false, arr)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr})
+	r.SetLimit(a.addr, 1)
+	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "http", "/2", t.Context(), nil)
+	next(t, arr)
+	next(t, arr)
+	a.release <- struct{}{}
+	a.release <- struct{}{}
+	recv(t, c1)
+	recv(t, c2)
+}
+
+// TestAdmission_StreamHoldsNoPlace: a request counts until its response's
+// head arrives: streams held open at both executors, each at a limit of
+// one, leave room for the next requests, on both paths.
+func TestAdmission_StreamHoldsNoPlace(t *testing.T) {
+	t.Parallel()
+	a, b, arr := pair(t, true)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, 1)
+	r.SetLimit(b.addr, 1)
+	var outs []chan string
+	for i, way := range []string{"raw", "http", "raw", "http"} {
+		outs = append(outs, via(t, r, way, "/"+string(rune('1'+i)), t.Context(), nil))
+		next(t, arr) // each reaches an executor while the others stream
+	}
+	for range 4 {
+		select {
+		case a.release <- struct{}{}:
+		case b.release <- struct{}{}:
+		}
+	}
+	for _, c := range outs {
+		recv(t, c)
+	}
+}
+
+// TestAdmission_LeaverFreesItsPlace: a request whose client leaves while
+// it waits leaves the queue, on each way in, and is answered as cut.
+func TestAdmission_LeaverFreesItsPlace(t *testing.T) {
+	t.Parallel()
+	a, b, arr := pair(t, false)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, 1)
+	r.SetLimit(b.addr, 1)
+	l := newLoop(t)
+	c1, c2 := via(t, r, "raw", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l)
+	next(t, arr)
+	next(t, arr)
+	for i, way := range []string{"http", "raw", "task"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		c := via(t, r, way, "/gone", ctx, l)
+		queued(t, r, "app.test", 1)
+		if way == "task" {
+			// The front door cancels a task whose client hung up; the
+			// task has parked by the time the loop runs what is posted.
+			a := (*r.table.Load())["app.test"]
+			a.adm.mu.Lock()
+			task := a.adm.queue[0].task
+			a.adm.mu.Unlock()
+			l.Post(task.Cancel)
+		}
+		cancel()
+		if got := recv(t, c); strings.HasPrefix(got, "200") {
+			t.Errorf("way %d (%s): %q for a request whose client left", i, way, got)
+		}
+		queued(t, r, "app.test", 0)
+	}
+	a.release <- struct{}{}
+	b.release <- struct{}{}
+	recv(t, c1)
+	recv(t, c2)
+	// The places are all back: a new request goes through at once.
+	c := via(t, r, "raw", "/after", t.Context(), l)
+	_, h := next(t, arr)
+	h.release <- struct{}{}
+	recv(t, c)
+	if got := admitted(r, "app.test"); got[0] != 0 || got[1] != 0 {
+		t.Errorf("counts %v once all ended, want none", got)
+	}
+}
+
+// TestAdmission_LiftedLimitAdmitsWaiters: lifting an executor's limit
+// sends it the requests waiting for a place.
+func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
+	t.Parallel()
+	a, b, arr := pair(t, false)
+	r := newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, 1)
+	r.SetLimit(b.addr, 1)
+	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
+	next(t, arr)
+	next(t, arr)
+	c3 := via(t, r, "raw", "/3", t.Context(), nil)
+	queued(t, r, "app.test", 1)
+	c4 := via(t, r, "http", "/4", t.Context(), nil)
+	queued(t, r, "app.test", 2)
+	r.SetLimit(a.addr, 2) // one more place
+	if p, h := next(t, arr); h != a || p != "/3" {
+		t.Fatalf("%s reached an executor after a limit was raised, want /3 at it", p)
+	}
+	quiet(t, arr)
+	r.SetLimit(b.addr, 0) // no limit
+	if p, h := next(t, arr); h != b || p != "/4" {
+		t.Fatalf("%s reached an executor after a limit was lifted, want /4 at it", p)
+	}
+	if got := r.Limit(b.addr); got != 0 {
+		t.Errorf("Limit after lifting: %d", got)
+	}
+	for range 4 {
+		select {
+		case a.release <- struct{}{}:
+		case b.release <- struct{}{}:
+		}
+	}
+	for _, c := range []chan string{c1, c2, c3, c4} {
+		recv(t, c)
+	}
+}
