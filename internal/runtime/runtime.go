@@ -126,6 +126,13 @@ type Stats struct {
 	// ran out, and Throttled is the time the executor was held back.
 	ThrottledPeriods uint64
 	Throttled        time.Duration
+	// CPUWait is how long the executor's threads were ready to run but
+	// waited for a CPU (its quota spent, or the host's CPUs busy): cgroup
+	// v2's cpu.pressure "some" total, the time at least one thread
+	// waited; on v1, the sum of its threads' run delays
+	// (/proc/<tid>/schedstat), which forgets threads that ended. 0 when
+	// the kernel does not account it.
+	CPUWait time.Duration
 	// OOMKills counts processes the kernel killed for exceeding the memory
 	// limit.
 	OOMKills uint64

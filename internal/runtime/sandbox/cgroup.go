@@ -151,7 +151,54 @@ func statsV1(memory, cpu, cpuacct string) (runtime.Stats, error) {
 		return s, err
 	}
 	s.ThrottledPeriods, s.Throttled = st["nr_throttled"], time.Duration(st["throttled_time"])
+	s.CPUWait = runDelays(cpu)
 	return s, nil
+}
+
+// runDelays sums the run delays (time runnable, waiting for a CPU) of the
+// threads in cgroup v1 dir and its descendants, as /proc/<tid>/schedstat
+// has them; threads gone meanwhile count nothing.
+func runDelays(dir string) time.Duration {
+	var sum time.Duration
+	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || e.Name() != "tasks" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for tid := range strings.FieldsSeq(string(b)) {
+			st, err := os.ReadFile("/proc/" + tid + "/schedstat")
+			if f := strings.Fields(string(st)); err == nil && len(f) >= 2 {
+				if ns, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+					sum += time.Duration(ns)
+				}
+			}
+		}
+		return nil
+	})
+	return sum
+}
+
+// pressureTotal reads the "some" total of a v2 pressure file, in µs; 0
+// when the kernel has no pressure accounting (no file, or turned off).
+func pressureTotal(path string) time.Duration {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "some "); ok {
+			for f := range strings.FieldsSeq(rest) {
+				if v, ok := strings.CutPrefix(f, "total="); ok {
+					us, _ := strconv.ParseUint(v, 10, 64)
+					return time.Duration(us) * time.Microsecond
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func statsV2(dir string) (runtime.Stats, error) {
@@ -183,6 +230,7 @@ func statsV2(dir string) (runtime.Stats, error) {
 	s.CPU = time.Duration(st["usage_usec"]) * time.Microsecond
 	s.ThrottledPeriods = st["nr_throttled"]
 	s.Throttled = time.Duration(st["throttled_usec"]) * time.Microsecond
+	s.CPUWait = pressureTotal(filepath.Join(dir, "cpu.pressure"))
 	return s, nil
 }
 

@@ -81,6 +81,9 @@ func TestStats(t *testing.T) {
 			"memory" + g + "/memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
 			"cpuacct" + g + "/cpuacct.usage":            "1500000000\n",
 			"cpu" + g + "/cpu.stat":                     "nr_periods 20\nnr_throttled 7\nthrottled_time 250000000\n",
+			// A thread gone by the time it is read counts nothing; the
+			// driver's TestDriver_CPUQuota reads live ones.
+			"cpu" + g + "/ctr/tasks": "999999999\n",
 		})
 		h := hierarchies{v1: map[string]string{"memory": root + "/memory", "cpu": root + "/cpu", "cpuacct": root + "/cpuacct", "pids": root + "/pids"}}
 		got, err := h.stats(g)
@@ -108,11 +111,14 @@ func TestStats(t *testing.T) {
 			g + "/pids.current":   "4\n",
 			g + "/memory.events":  "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
 			g + "/cpu.stat":       "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\nnr_periods 20\nnr_throttled 7\nthrottled_usec 250000\n",
+			g + "/cpu.pressure":   "some avg10=1.00 avg60=0.50 avg300=0.10 total=300000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
 		})
 		got, err := hierarchies{unified: root}.stats(g)
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := want
+		want.CPUWait = 300 * time.Millisecond
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}

@@ -451,7 +451,13 @@ func TestDriver_CPUQuota(t *testing.T) {
 	wall := time.Since(begin)
 	idle := float64(hostIdle(t)-idleBefore) / float64(wall)
 	rate := float64(after.CPU-before.CPU) / float64(wall)
-	t.Logf("%.2f CPU-seconds per second, host idle %.2f CPUs; throttled %d periods, %v", rate, idle, after.ThrottledPeriods, after.Throttled)
+	t.Logf("%.2f CPU-seconds per second, host idle %.2f CPUs; throttled %d periods, %v; waited for a CPU %v", rate, idle, after.ThrottledPeriods, after.Throttled, after.CPUWait-before.CPUWait)
+	// Two threads that want two CPUs under a quota of one, or on a busy
+	// host, wait for a CPU about half the time or more: the signal the
+	// fleet limits a starved executor's requests by.
+	if wait := after.CPUWait - before.CPUWait; wait < wall/4 {
+		t.Errorf("waited for a CPU %v over %v, want at least a quarter of it", wait, wall.Round(time.Millisecond))
+	}
 	if rate > 1.5 {
 		t.Errorf("got %.2f CPU-seconds per second, want at most about 1 (1.5)", rate)
 	}
