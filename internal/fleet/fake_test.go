@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -156,10 +157,13 @@ func versionDir(f *Fleet, appID, version string) string {
 	return f.specs.(fakeSpecs).dir(appID, version)
 }
 
-// fakeRouter records routes.
+// fakeRouter records routes and limits; requests in flight are as a test
+// sets them.
 type fakeRouter struct {
-	mu     sync.Mutex
-	routes map[string][]string
+	mu       sync.Mutex
+	routes   map[string][]string
+	inflight map[string]int64
+	limits   map[string]int
 }
 
 func (r *fakeRouter) Set(host string, upstreams []string) {
@@ -168,7 +172,39 @@ func (r *fakeRouter) Set(host string, upstreams []string) {
 	r.routes[host] = slices.Clone(upstreams)
 }
 
-func (r *fakeRouter) InFlight(string) int64 { return 0 }
+func (r *fakeRouter) InFlight(addr string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight[addr]
+}
+
+func (r *fakeRouter) SetLimit(addr string, limit int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.limits == nil {
+		r.limits = map[string]int{}
+	}
+	if limit == 0 {
+		delete(r.limits, addr)
+	} else {
+		r.limits[addr] = limit
+	}
+}
+
+func (r *fakeRouter) setInFlight(addr string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight == nil {
+		r.inflight = map[string]int64{}
+	}
+	r.inflight[addr] = n
+}
+
+func (r *fakeRouter) limited() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.limits)
+}
 
 func (r *fakeRouter) get(host string) []string {
 	r.mu.Lock()

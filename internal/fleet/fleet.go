@@ -52,6 +52,9 @@ type Workflows interface {
 type Router interface {
 	Set(host string, upstreams []string)
 	InFlight(upstream string) int64
+	// SetLimit limits the requests sent at once to upstream; 0 lifts it
+	// (admission.go).
+	SetLimit(upstream string, limit int)
 }
 
 // LogSink stores app logs; *logs.Store satisfies it.
@@ -114,6 +117,10 @@ type Config struct {
 	// scale it, and sweeps for the workflows of gone executors. Default
 	// 10 s.
 	ScaleInterval time.Duration
+	// AdmissionInterval is how often the fleet checks whether busy
+	// executors wait for a CPU, to limit the requests they are sent
+	// (admission.go); negative turns the limits off. Default 250 ms.
+	AdmissionInterval time.Duration
 	// ScaleQueueDepth is how many ENQUEUED workflows per executor make the
 	// supervisor add one (scaling.go). Default 10.
 	ScaleQueueDepth int
@@ -141,6 +148,7 @@ const (
 	defaultScaleInterval     = 10 * time.Second
 	defaultScaleQueueDepth   = 10
 	defaultDrainPoll         = 250 * time.Millisecond
+	defaultAdmissionInterval = 250 * time.Millisecond
 )
 
 // withDefaults returns c with its zero fields set to their defaults.
@@ -159,6 +167,7 @@ func (c Config) withDefaults() Config {
 	set(&c.BackoffReset, defaultBackoffReset)
 	set(&c.ScaleInterval, defaultScaleInterval)
 	set(&c.DrainPoll, defaultDrainPoll)
+	set(&c.AdmissionInterval, defaultAdmissionInterval)
 	if c.HealthFailures == 0 {
 		c.HealthFailures = defaultHealthFailures
 	}
@@ -216,8 +225,24 @@ func New(cfg Config, st Store, wf Workflows, drv runtime.Driver, rt Router, logs
 	return f
 }
 
-// Start starts the loop that sweeps and scales every ScaleInterval.
+// Start starts the loop that sweeps and scales every ScaleInterval, and
+// the one that sets executors' admission limits every AdmissionInterval.
 func (f *Fleet) Start() {
+	if f.cfg.AdmissionInterval > 0 {
+		f.spawn(func() {
+			tick := time.NewTicker(f.cfg.AdmissionInterval)
+			defer tick.Stop()
+			st := &admission{}
+			for {
+				select {
+				case <-f.life.Done():
+					return
+				case <-tick.C:
+				}
+				st.tick(f)
+			}
+		})
+	}
 	f.spawn(func() {
 		tick := time.NewTicker(f.cfg.ScaleInterval)
 		defer tick.Stop()

@@ -124,6 +124,8 @@ func (m *mapRouter) Set(host string, ups []string) {
 
 func (m *mapRouter) InFlight(string) int64 { return 0 }
 
+func (m *mapRouter) SetLimit(string, int) {}
+
 func (m *mapRouter) get(host string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -23,6 +23,8 @@ type Router interface {
 	Set(host string, upstreams []string)
 	// InFlight counts the requests under way to upstream.
 	InFlight(upstream string) int64
+	// SetLimit limits the requests sent at once to upstream; 0 lifts it.
+	SetLimit(upstream string, limit int)
 }
 
 // RoutesConfig configures Routes.
@@ -99,6 +101,10 @@ func (r *Routes) Set(host string, upstreams []string) {
 
 // InFlight counts the requests under way to upstream.
 func (r *Routes) InFlight(upstream string) int64 { return r.local.InFlight(upstream) }
+
+// SetLimit is the local router's: other replicas' routers send a
+// replica's executors what they will.
+func (r *Routes) SetLimit(upstream string, limit int) { r.local.SetLimit(upstream, limit) }
 
 // Run publishes the local routes and applies the other replicas' until
 // ctx is done.

@@ -15,6 +15,7 @@ import (
 type Router interface {
 	Set(host string, upstreams []string)
 	InFlight(upstream string) int64
+	SetLimit(upstream string, limit int)
 }
 
 // Endpoints is the fleet's Router on the kubernetes driver: it passes the
@@ -62,6 +63,9 @@ func (e *Endpoints) Set(host string, upstreams []string) {
 
 // InFlight is the router's.
 func (e *Endpoints) InFlight(upstream string) int64 { return e.next.InFlight(upstream) }
+
+// SetLimit is the router's.
+func (e *Endpoints) SetLimit(upstream string, limit int) { e.next.SetLimit(upstream, limit) }
 
 // passLocked sets host's route on the router to its ready upstreams, when
 // they changed; e.mu is held, so that routes reach the router in order.

@@ -235,6 +235,8 @@ func (r *routes) Set(host string, ups []string) {
 
 func (r *routes) InFlight(string) int64 { return 0 }
 
+func (r *routes) SetLimit(string, int) {}
+
 func (r *routes) get(host string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

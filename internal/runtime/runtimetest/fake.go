@@ -51,6 +51,8 @@ type fakeExec struct {
 	cpu    time.Duration
 	cpuAt  time.Time
 	cpuUse float64
+	// cpuWait is what it reports it waited for a CPU (AddCPUWait).
+	cpuWait time.Duration
 }
 
 // NewFake returns a Fake with no executors.
@@ -304,7 +306,17 @@ func (d *Fake) Stats(_ context.Context, id string) (runtime.Stats, error) {
 		return runtime.Stats{}, hangar.Errorf(hangar.KindNotFound, "executor %s not found", id)
 	}
 	e.account(d.cpuNowLocked())
-	return runtime.Stats{CPU: e.cpu, MemoryLimitBytes: uint64(e.spec.MemoryMiB) << 20}, nil
+	return runtime.Stats{CPU: e.cpu, CPUWait: e.cpuWait, MemoryLimitBytes: uint64(e.spec.MemoryMiB) << 20}, nil
+}
+
+// AddCPUWait adds wait to the time executor id reports it waited for a
+// CPU.
+func (d *Fake) AddCPUWait(id string, wait time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.exs[id]; e != nil {
+		e.cpuWait += wait
+	}
 }
 
 // Exec runs spec.Args on the host, in the executor's folder with its
