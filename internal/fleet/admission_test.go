@@ -1,13 +1,14 @@
 package fleet
 
 import (
+	"math"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestStarved(t *testing.T) {
+func TestWaited(t *testing.T) {
 	t.Parallel()
 	at := time.Unix(1000, 0)
 	prev := waitReading{wait: time.Second, at: at}
@@ -16,25 +17,26 @@ func TestStarved(t *testing.T) {
 		prev waitReading
 		wait time.Duration
 		now  time.Time
-		want bool
+		want float64
+		ok   bool
 	}{
-		{"FirstReading", waitReading{}, time.Hour, at, false},
-		{"WaitedAThird", prev, time.Second + 100*time.Millisecond, at.Add(300 * time.Millisecond), true},
-		{"WaitedAFifth", prev, time.Second + 60*time.Millisecond, at.Add(300 * time.Millisecond), false},
-		{"NeverWaited", prev, time.Second, at.Add(time.Second), false},
-		{"ClockStill", prev, 2 * time.Second, at, false},
+		{"FirstReading", waitReading{}, time.Hour, at, 0, false},
+		{"WaitedAThird", prev, time.Second + 100*time.Millisecond, at.Add(300 * time.Millisecond), 1.0 / 3, true},
+		{"NeverWaited", prev, time.Second, at.Add(time.Second), 0, true},
+		{"ClockStill", prev, 2 * time.Second, at, 0, false},
 		// v1 sums live threads only: one that ended takes its wait along.
-		{"ThreadEnded", prev, time.Millisecond, at.Add(time.Second), false},
+		{"ThreadEnded", prev, time.Millisecond, at.Add(time.Second), 0, true},
 	} {
-		if got := starved(tc.prev, tc.wait, tc.now); got != tc.want {
-			t.Errorf("%s: starved = %v, want %v", tc.name, got, tc.want)
+		got, ok := waited(tc.prev, tc.wait, tc.now)
+		if ok != tc.ok || math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: waited = %v, %v; want %v, %v", tc.name, got, ok, tc.want, tc.ok)
 		}
 	}
 }
 
-// TestAdmit: a busy executor of an app of two that waited for a CPU gets
-// the limit, and loses it once it waits no more, goes idle, or leaves; an
-// app's only executor is never limited.
+// TestAdmit: the executors of a busy app of two that waited for a CPU
+// get the limit together, and lose it once they wait no more, go idle,
+// or leave; an app's only executor is never limited.
 func TestAdmit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 2, 2, false)
@@ -56,16 +58,18 @@ func TestAdmit(t *testing.T) {
 			t.Errorf("%s: limits (-want +got):\n%s", name, diff)
 		}
 	}
+	both := map[string]int{addrs[0]: starvedLimit, addrs[1]: starvedLimit}
 	h.rt.setInFlight(addrs[0], 5)
-	h.rt.setInFlight(addrs[1], 5)
 	step("first reading", map[string]int{})
 	h.drv.AddCPUWait(ids[0], time.Hour)
-	step("one starved", map[string]int{addrs[0]: starvedLimit})
-	h.drv.AddCPUWait(ids[0], time.Hour)
-	step("still starved", map[string]int{addrs[0]: starvedLimit})
+	step("starved", both)
+	h.drv.AddCPUWait(ids[1], time.Hour)
+	step("still starved", both)
 	step("no longer waits", map[string]int{})
+	h.drv.AddCPUWait(ids[0], time.Millisecond) // under a tenth of 10 ms
+	step("waits a little", map[string]int{})
 	h.drv.AddCPUWait(ids[0], time.Hour)
-	step("starved again", map[string]int{addrs[0]: starvedLimit})
+	step("starved again", both)
 	h.rt.setInFlight(addrs[0], 0)
 	h.drv.AddCPUWait(ids[0], time.Hour)
 	step("idle", map[string]int{})
