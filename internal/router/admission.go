@@ -11,9 +11,9 @@ import (
 
 // Admission (docs/executor-queue.md). An executor may carry a limit on the
 // requests it is sent at once (Router.SetLimit): Hangar's fleet sets one
-// on an executor that waits for a CPU (its threads runnable, not
-// running), since requests sent there wait inside it, behind whatever it
-// was given before, while another executor of the app may be running. A
+// on the executors of an app that wait for a CPU (their threads runnable,
+// not running), since requests sent to one wait inside it, behind
+// whatever it was given before, while another may be running. A
 // request then goes to the next executor, round robin, that is under its
 // limit, or waits in its app's first-in first-out queue for the first
 // that is. An app with a single executor has nothing to choose from and
@@ -48,8 +48,9 @@ func (a *app) room(i int) bool {
 
 // admit returns the upstream of a to send a request to, waiting while
 // every upstream is at its limit. counted is false when the request was
-// not counted (an app of one executor): it has no place to give back. An error
-// means ctx ended, or the event loop's task was canceled, while it waited.
+// not counted (an app of one executor): it has no place to give back. An
+// error means ctx ended, or the event loop's task was canceled, while it
+// waited.
 func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool, err error) {
 	n := len(a.upstreams)
 	first := int((a.next.Add(1) - 1) % uint64(n))
