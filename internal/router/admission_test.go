@@ -50,10 +50,17 @@ func newHeld(t *testing.T, stream bool, arrived chan arrival) *held {
 	return h
 }
 
-// pair starts two held executors that share their arrivals.
-func pair(t *testing.T, stream bool) (a, b *held, arrived chan arrival) {
+// pair starts two held executors that share their arrivals, and a router
+// that routes app.test to them, with limits la and lb (0: none).
+func pair(t *testing.T, stream bool, la, lb int) (r *Router, a, b *held, arrived chan arrival) {
+	t.Helper()
 	arrived = make(chan arrival, 100)
-	return newHeld(t, stream, arrived), newHeld(t, stream, arrived), arrived
+	a, b = newHeld(t, stream, arrived), newHeld(t, stream, arrived)
+	r = newRouter(t)
+	r.Set("app.test", []string{a.addr, b.addr})
+	r.SetLimit(a.addr, la)
+	r.SetLimit(b.addr, lb)
+	return r, a, b, arrived
 }
 
 // next returns the next request to reach an executor.
@@ -95,12 +102,19 @@ func queued(t *testing.T, r *Router, host string, n int) {
 	}
 }
 
-// admitted returns the app's counts of admitted requests.
-func admitted(r *Router, host string) []int {
-	a := (*r.table.Load())[host]
+// noneCounted fails unless app.test's executors count no request: all
+// places were given back.
+func noneCounted(t *testing.T, r *Router) {
+	t.Helper()
+	a := (*r.table.Load())["app.test"]
 	a.adm.mu.Lock()
 	defer a.adm.mu.Unlock()
-	return append([]int(nil), a.adm.admitted...)
+	for _, n := range a.adm.admitted {
+		if n != 0 {
+			t.Errorf("counts %v once all ended, want none", a.adm.admitted)
+			return
+		}
+	}
 }
 
 // via sends a GET for path through one of the router's three ways in: the
@@ -148,6 +162,21 @@ func recv(t *testing.T, c chan string) string {
 	}
 }
 
+// finish lets the requests held at a and b go, one per channel in outs,
+// and waits for their responses.
+func finish(t *testing.T, a, b *held, outs ...chan string) {
+	t.Helper()
+	for range outs {
+		select {
+		case a.release <- struct{}{}:
+		case b.release <- struct{}{}:
+		}
+	}
+	for _, c := range outs {
+		recv(t, c)
+	}
+}
+
 func newLoop(t *testing.T) *evloop.Loop {
 	t.Helper()
 	l, err := evloop.New(nil)
@@ -164,11 +193,7 @@ func newLoop(t *testing.T) *evloop.Loop {
 // counted.
 func TestAdmission_FIFO(t *testing.T) {
 	t.Parallel()
-	a, b, arr := pair(t, false)
-	r := newRouter(t)
-	r.Set("app.test", []string{a.addr, b.addr})
-	r.SetLimit(a.addr, 1)
-	r.SetLimit(b.addr, 1)
+	r, _, _, arr := pair(t, false, 1, 1)
 	l := newLoop(t)
 	var outs []chan string
 	outs = append(outs, via(t, r, "http", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l))
@@ -201,19 +226,14 @@ func TestAdmission_FIFO(t *testing.T) {
 			t.Errorf("response %d: %q, want %q", i+1, got, want)
 		}
 	}
-	if got := admitted(r, "app.test"); got[0] != 0 || got[1] != 0 {
-		t.Errorf("counts %v once all ended, want none", got)
-	}
+	noneCounted(t, r)
 }
 
 // TestAdmission_OnlyFullExecutorsSkipped: an executor at its limit is
 // passed over for one with room, or with none, and nothing waits.
 func TestAdmission_OnlyFullExecutorsSkipped(t *testing.T) {
 	t.Parallel()
-	a, b, arr := pair(t, false)
-	r := newRouter(t)
-	r.Set("app.test", []string{a.addr, b.addr})
-	r.SetLimit(a.addr, 1)
+	r, a, b, arr := pair(t, false, 1, 0)
 	var outs []chan string
 	for i := range 4 {
 		outs = append(outs, via(t, r, "raw", "/"+string(rune('1'+i)), t.Context(), nil))
@@ -226,15 +246,7 @@ func TestAdmission_OnlyFullExecutorsSkipped(t *testing.T) {
 	if got[a] != 1 || got[b] != 3 {
 		t.Errorf("limited executor took %d and the other %d, want 1 and 3", got[a], got[b])
 	}
-	for range 4 {
-		select {
-		case a.release <- struct{}{}:
-		case b.release <- struct{}{}:
-		}
-	}
-	for _, c := range outs {
-		recv(t, c)
-	}
+	finish(t, a, b, outs...)
 }
 
 // TestAdmission_SingleExecutorNeverQueues: an app of one executor has no
@@ -260,36 +272,20 @@ func TestAdmission_SingleExecutorNeverQueues(t *testing.T) {
 // one, leave room for the next requests, on both paths.
 func TestAdmission_StreamHoldsNoPlace(t *testing.T) {
 	t.Parallel()
-	a, b, arr := pair(t, true)
-	r := newRouter(t)
-	r.Set("app.test", []string{a.addr, b.addr})
-	r.SetLimit(a.addr, 1)
-	r.SetLimit(b.addr, 1)
+	r, a, b, arr := pair(t, true, 1, 1)
 	var outs []chan string
 	for i, way := range []string{"raw", "http", "raw", "http"} {
 		outs = append(outs, via(t, r, way, "/"+string(rune('1'+i)), t.Context(), nil))
 		next(t, arr) // each reaches an executor while the others stream
 	}
-	for range 4 {
-		select {
-		case a.release <- struct{}{}:
-		case b.release <- struct{}{}:
-		}
-	}
-	for _, c := range outs {
-		recv(t, c)
-	}
+	finish(t, a, b, outs...)
 }
 
 // TestAdmission_LeaverFreesItsPlace: a request whose client leaves while
 // it waits leaves the queue, on each way in, and is answered as cut.
 func TestAdmission_LeaverFreesItsPlace(t *testing.T) {
 	t.Parallel()
-	a, b, arr := pair(t, false)
-	r := newRouter(t)
-	r.Set("app.test", []string{a.addr, b.addr})
-	r.SetLimit(a.addr, 1)
-	r.SetLimit(b.addr, 1)
+	r, a, b, arr := pair(t, false, 1, 1)
 	l := newLoop(t)
 	c1, c2 := via(t, r, "raw", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l)
 	next(t, arr)
@@ -322,20 +318,14 @@ func TestAdmission_LeaverFreesItsPlace(t *testing.T) {
 	_, h := next(t, arr)
 	h.release <- struct{}{}
 	recv(t, c)
-	if got := admitted(r, "app.test"); got[0] != 0 || got[1] != 0 {
-		t.Errorf("counts %v once all ended, want none", got)
-	}
+	noneCounted(t, r)
 }
 
 // TestAdmission_LiftedLimitAdmitsWaiters: lifting an executor's limit
 // sends it the requests waiting for a place.
 func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 	t.Parallel()
-	a, b, arr := pair(t, false)
-	r := newRouter(t)
-	r.Set("app.test", []string{a.addr, b.addr})
-	r.SetLimit(a.addr, 1)
-	r.SetLimit(b.addr, 1)
+	r, a, b, arr := pair(t, false, 1, 1)
 	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
 	next(t, arr)
 	next(t, arr)
@@ -355,13 +345,5 @@ func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 	if got := r.Limit(b.addr); got != 0 {
 		t.Errorf("Limit after lifting: %d", got)
 	}
-	for range 4 {
-		select {
-		case a.release <- struct{}{}:
-		case b.release <- struct{}{}:
-		}
-	}
-	for _, c := range []chan string{c1, c2, c3, c4} {
-		recv(t, c)
-	}
+	finish(t, a, b, c1, c2, c3, c4)
 }
