@@ -347,3 +347,25 @@ func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 	}
 	finish(t, a, b, c1, c2, c3, c4)
 }
+
+// TestAdmission_BodiesNotQueued: a request with a body is not held back
+// by full executors: it goes round robin, as before any limit.
+func TestAdmission_BodiesNotQueued(t *testing.T) {
+	t.Parallel()
+	r, a, b, arr := pair(t, false, 1, 1)
+	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
+	next(t, arr)
+	next(t, arr)
+	post := make(chan string, 1)
+	go func() {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "http://app.test/post", strings.NewReader("body"))
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		post <- strconv.Itoa(w.Code) + " " + w.Body.String()
+	}()
+	if p, _ := next(t, arr); p != "/post" {
+		t.Fatalf("%s reached an executor, want /post", p)
+	}
+	finish(t, a, b, c1, c2, post)
+	noneCounted(t, r)
+}
