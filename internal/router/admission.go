@@ -39,11 +39,17 @@ type waiter struct {
 	admitted atomic.Bool
 }
 
-// room reports whether upstream i of a may take another request.
-// admission.mu is held.
-func (a *app) room(i int) bool {
-	limit := a.upstreams[i].limit.Load()
-	return limit <= 0 || int64(a.adm.admitted[i]) < limit
+// roomFrom returns the first upstream of a, from first on round robin,
+// that may take another request, or -1. admission.mu is held.
+func (a *app) roomFrom(first int) int {
+	n := len(a.upstreams)
+	for k := range n {
+		i := (first + k) % n
+		if limit := a.upstreams[i].limit.Load(); limit <= 0 || int64(a.adm.admitted[i]) < limit {
+			return i
+		}
+	}
+	return -1
 }
 
 // admit returns the upstream of a to send a request to, waiting while
@@ -59,12 +65,10 @@ func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool
 	}
 	a.adm.mu.Lock()
 	if len(a.adm.queue) == 0 {
-		for k := range n {
-			if i := (first + k) % n; a.room(i) {
-				a.adm.admitted[i]++
-				a.adm.mu.Unlock()
-				return i, true, nil
-			}
+		if i := a.roomFrom(first); i >= 0 {
+			a.adm.admitted[i]++
+			a.adm.mu.Unlock()
+			return i, true, nil
 		}
 	}
 	w := &waiter{task: task}
@@ -90,14 +94,13 @@ func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool
 		return w.i, true, nil
 	}
 	a.adm.mu.Lock()
-	if w.admitted.Load() {
-		// Admitted as it gave up: the place goes to the next in line.
-		a.adm.admitted[w.i]--
-		a.dispatch()
-	} else {
+	if !w.admitted.Load() {
 		a.adm.queue = slices.DeleteFunc(a.adm.queue, func(q *waiter) bool { return q == w })
+		a.adm.mu.Unlock()
+		return 0, false, err
 	}
 	a.adm.mu.Unlock()
+	a.release(w.i) // admitted as it gave up: the place goes to the next in line
 	return 0, false, err
 }
 
@@ -113,16 +116,9 @@ func (a *app) release(i int) {
 // has room, preferring, round robin, the ones after the last given.
 // admission.mu is held.
 func (a *app) dispatch() {
-	n := len(a.upstreams)
+	n := uint64(len(a.upstreams))
 	for len(a.adm.queue) > 0 {
-		i := -1
-		first := int((a.next.Add(1) - 1) % uint64(n))
-		for k := range n {
-			if j := (first + k) % n; a.room(j) {
-				i = j
-				break
-			}
-		}
+		i := a.roomFrom(int((a.next.Add(1) - 1) % n))
 		if i < 0 {
 			return
 		}
@@ -156,9 +152,6 @@ func (r *Router) SetLimit(addr string, limit int) {
 		}
 	}
 }
-
-// Limit returns the limit SetLimit gave the executor at addr, 0 for none.
-func (r *Router) Limit(addr string) int { return int(r.backend(addr).limit.Load()) }
 
 // place is a request's place at an executor, given back (release) once
 // the response's head has come, or when the request ends.

@@ -342,8 +342,8 @@ func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 	if p, h := next(t, arr); h != b || p != "/4" {
 		t.Fatalf("%s reached an executor after a limit was lifted, want /4 at it", p)
 	}
-	if got := r.Limit(b.addr); got != 0 {
-		t.Errorf("Limit after lifting: %d", got)
+	if got := r.backend(b.addr).limit.Load(); got != 0 {
+		t.Errorf("limit after lifting: %d", got)
 	}
 	finish(t, a, b, c1, c2, c3, c4)
 }
