@@ -369,3 +369,36 @@ func TestAdmission_BodiesNotQueued(t *testing.T) {
 	finish(t, a, b, c1, c2, post)
 	noneCounted(t, r)
 }
+
+// TestAdmission_AppsApart: a tenant whose executors are full, with
+// requests queued, holds up no other app's requests, even on executors
+// with limits of their own.
+func TestAdmission_AppsApart(t *testing.T) {
+	t.Parallel()
+	r, a, b, arr := pair(t, false, 1, 1)
+	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
+	next(t, arr)
+	next(t, arr)
+	c3 := via(t, r, "raw", "/3", t.Context(), nil)
+	queued(t, r, "app.test", 1)
+
+	other := make(chan arrival, 100)
+	x, y := newHeld(t, false, other), newHeld(t, false, other)
+	r.Set("other.test", []string{x.addr, y.addr})
+	r.SetLimit(x.addr, 1)
+	r.SetLimit(y.addr, 1)
+	outs := make([]chan string, 2)
+	for i := range outs {
+		outs[i] = make(chan string, 1)
+		go func() {
+			var b strings.Builder
+			w := bufio.NewWriter(&b)
+			r.ProxyHTTP1(t.Context(), []byte("other.test"), rawGET("GET", "other.test", "/o"), false, false, w)
+			w.Flush()
+			outs[i] <- b.String()
+		}()
+		next(t, other) // at once, while app.test's request waits
+	}
+	finish(t, x, y, outs...)
+	finish(t, a, b, c1, c2, c3)
+}
