@@ -211,12 +211,14 @@ func TestFrontDoor_Handshakes(t *testing.T) {
 			t.Parallel()
 			const timeout = 500 * time.Millisecond
 			f := throughRouter(t, frontdoor.Config{Loops: m.loops, ReadHeaderTimeout: timeout}, "127.0.0.1", echo)
+			// Before the dial: the server may accept, and start its
+			// timeout, before Dial returns here.
+			start := time.Now()
 			silent, err := net.Dial("tcp", f.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer silent.Close()
-			start := time.Now()
 
 			plain, err := net.Dial("tcp", f.addr)
 			if err != nil {
