@@ -37,12 +37,16 @@ type Loop struct {
 	// The loop goroutine's alone.
 	waiting map[int]*Task  // fd → the task waiting on it
 	hangup  map[int]func() // fd → called when the peer hangs up while nobody reads fd
-	regs    map[int]int32  // fd → the generation its registration carries in its events
+	regs    map[int]int32  // fd → what its registration carries in its events: generation and firstBit
 	gen     int32          // the last registration's generation
 	timers  timerHeap
 	starts  []*Task // to start, one per turn
 	done    chan struct{}
 }
+
+// firstBit marks, in what an event carries besides the number, a socket
+// registered first; the generation takes the bits below it.
+const firstBit = 1 << 30
 
 // Task is a coroutine run by a Loop.
 type Task struct {
@@ -159,29 +163,19 @@ func (l *Loop) run() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		for _, ev := range events[:max(n, 0)] {
-			fd := int(ev.Fd)
-			if fd == l.efd {
-				var buf [8]byte
-				unix.Read(l.efd, buf[:])
-				if !l.runPosted() {
-					return
-				}
-				continue
+		// Sockets registered first (executors' connections) before the
+		// others: their events finish requests in flight, the others'
+		// (clients') bring new ones, which would otherwise go ahead of
+		// the responses that came in the same turn.
+		evs := events[:max(n, 0)]
+		for _, ev := range evs {
+			if ev.Pad&firstBit != 0 {
+				l.event(ev)
 			}
-			if l.regs[fd] != ev.Pad {
-				// A socket closed while another process held it too (a
-				// child between fork and exec): its registration outlives
-				// the close, and its events name a number another socket
-				// has now.
-				continue
-			}
-			if t := l.waiting[fd]; t != nil {
-				l.resume(t)
-			} else if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				if f := l.hangup[fd]; f != nil {
-					f()
-				}
+		}
+		for _, ev := range evs {
+			if ev.Pad&firstBit == 0 && !l.event(ev) {
+				return
 			}
 		}
 		now := time.Now()
@@ -195,6 +189,30 @@ func (l *Loop) run() {
 			l.resume(t)
 		}
 	}
+}
+
+// event handles one event of epoll_wait; false: stop the loop.
+func (l *Loop) event(ev unix.EpollEvent) bool {
+	fd := int(ev.Fd)
+	if fd == l.efd {
+		var buf [8]byte
+		unix.Read(l.efd, buf[:])
+		return l.runPosted()
+	}
+	if l.regs[fd] != ev.Pad {
+		// A socket closed while another process held it too (a child
+		// between fork and exec): its registration outlives the close,
+		// and its events name a number another socket has now.
+		return true
+	}
+	if t := l.waiting[fd]; t != nil {
+		l.resume(t)
+	} else if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if f := l.hangup[fd]; f != nil {
+			f()
+		}
+	}
+	return true
 }
 
 // runPosted runs what was posted and resumes the tasks woken; false: stop.
@@ -269,13 +287,19 @@ func (t *Task) Running() bool { return t != nil && t.running.Load() }
 // directions); a registered fd stays until closed. Its events carry a
 // generation besides the number: closing a socket removes it from the
 // set only once no process holds it, and a socket that takes the number
-// meanwhile must not get the old one's events.
-func (t *Task) Register(fd int) error {
+// meanwhile must not get the old one's events. first: in each turn of
+// the loop, the task waiting on fd resumes before those waiting on
+// sockets registered without it.
+func (t *Task) Register(fd int, first bool) error {
 	l := t.l
-	if l.gen++; l.gen == 0 {
+	if l.gen = (l.gen + 1) &^ firstBit; l.gen == 0 {
 		l.gen = 1 // 0 is no registration
 	}
-	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: l.gen}
+	pad := l.gen
+	if first {
+		pad |= firstBit
+	}
+	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: pad}
 	err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, ev)
 	if err == unix.EEXIST {
 		err = unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, ev)
@@ -283,7 +307,7 @@ func (t *Task) Register(fd int) error {
 	if err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
-	l.regs[fd] = l.gen
+	l.regs[fd] = pad
 	return nil
 }
 

@@ -286,7 +286,7 @@ func TestLoop_ReusedNumber(t *testing.T) {
 	var oldHangup, newHangup atomic.Bool
 	run(t, l, func(task *evloop.Task) {
 		for _, fd := range []int{old, other} {
-			if err := task.Register(fd); err != nil {
+			if err := task.Register(fd, false); err != nil {
 				t.Error(err)
 				return
 			}
@@ -310,7 +310,7 @@ func TestLoop_ReusedNumber(t *testing.T) {
 			unix.Close(s)
 		}
 		defer unix.Close(old)
-		if err := task.Register(old); err != nil {
+		if err := task.Register(old, false); err != nil {
 			t.Error(err)
 			return
 		}
@@ -363,4 +363,89 @@ func TestPark_WakeAndCancel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLoop_FirstBeforeOthers: in a turn of the loop, a socket registered
+// first (an executor's connection: its response finishes a request) is
+// served before the others (clients': their requests start new ones),
+// though it became ready after them.
+func TestLoop_FirstBeforeOthers(t *testing.T) {
+	l := newLoop(t)
+	client, clientPeer := pair(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	executorPeer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer executorPeer.Close()
+	executor := rawconn.WrapFirst(nc).(*rawconn.Conn)
+	defer executor.Close()
+
+	const rounds = 10
+	var mu sync.Mutex
+	var order []string
+	var reading atomic.Int32 // tasks about to read
+	serve := func(c *rawconn.Conn, name string) {
+		if !l.Go(func(task *evloop.Task) {
+			if err := c.Bind(task); err != nil {
+				t.Error(err)
+				return
+			}
+			buf := make([]byte, 1)
+			for range rounds {
+				reading.Add(1)
+				if _, err := c.Read(buf); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+			}
+		}) {
+			t.Fatal("loop stopped")
+		}
+	}
+	serve(client, "client")
+	serve(executor, "executor")
+	for r := range rounds {
+		for deadline := time.Now().Add(5 * time.Second); reading.Load() < int32(2*(r+1)); {
+			if time.Now().After(deadline) {
+				t.Fatal("tasks did not start reading")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(5 * time.Millisecond) // both parked in their reads
+		// The client's byte first, in the same turn of the loop.
+		l.Post(func() {
+			clientPeer.Write([]byte{1})
+			executorPeer.Write([]byte{1})
+		})
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n := len(order)
+			mu.Unlock()
+			if n == 2*(r+1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("tasks did not read")
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for r := range rounds {
+		if got := order[2*r : 2*r+2]; got[0] != "executor" {
+			t.Errorf("round %d: served %v, want the executor's connection first", r, got)
+		}
+	}
 }

@@ -39,7 +39,7 @@ func (c *Conn) Bind(w Waiter) error {
 		}
 	}
 	if c.registered != w.Loop() {
-		if err := w.Register(c.fd); err != nil {
+		if err := w.Register(c.fd, c.first); err != nil {
 			return err
 		}
 		c.registered = w.Loop()

@@ -37,6 +37,7 @@ type Conn struct {
 	r, w op
 
 	registered any          // the Waiter's loop fd was last registered with
+	first      bool         // registered first (WrapFirst)
 	rd, wd     atomic.Int64 // deadlines, Unix nanoseconds (0: none)
 
 	// Detached (loop.go): the socket left the runtime's poller for an
@@ -59,8 +60,9 @@ type Waiter interface {
 	// goroutine other than the task sees false.
 	Running() bool
 	// Register adds fd to the waiter's loop, Unregister removes it; Loop
-	// identifies that loop.
-	Register(fd int) error
+	// identifies that loop. first: the loop serves fd's events before
+	// those of sockets registered without it.
+	Register(fd int, first bool) error
 	Unregister(fd int)
 	Loop() any
 	// Wait waits until fd may be ready, deadline passes or Wake; the
@@ -86,7 +88,14 @@ type op struct {
 
 // Wrap returns c with raw reads and writes when it is a *net.TCPConn, and
 // c itself otherwise.
-func Wrap(c net.Conn) net.Conn {
+func Wrap(c net.Conn) net.Conn { return wrap(c, false) }
+
+// WrapFirst is Wrap for a connection whose events an event loop serves
+// first in each of its turns (Waiter.Register): the router's connections
+// to executors, whose responses finish requests in flight.
+func WrapFirst(c net.Conn) net.Conn { return wrap(c, true) }
+
+func wrap(c net.Conn, first bool) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -95,7 +104,7 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	rw := &Conn{TCPConn: tc, rc: rc}
+	rw := &Conn{TCPConn: tc, rc: rc, first: first}
 	rw.r.fn, rw.w.fn = rw.r.read, rw.w.write
 	return rw
 }

@@ -78,7 +78,10 @@ func (u *backend) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc = rawconn.Wrap(nc) // see package rawconn: fewer thread hand-offs per request
+	// Raw reads and writes: fewer thread hand-offs per request (package
+	// rawconn); on an event loop, the executor's responses are served
+	// before new requests in each turn.
+	nc = rawconn.WrapFirst(nc)
 	lim := &budgetReader{r: nc, left: math.MaxInt64}
 	c := &conn{u: u, nc: nc, lim: lim, br: bufio.NewReaderSize(lim, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
 	c.timer = time.AfterFunc(upstreamIdleTimeout, c.expire)
