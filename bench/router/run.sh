@@ -12,8 +12,9 @@
 # latency of each, and Hangar/nginx ratios; with 1 executor and then with 4
 # behind the app, each at 32 and at 200 connections, for $ROUNDS rounds
 # (default 5) of $DURATION (default 6s) each, the three ways interleaved:
-# nginx and Hangar run back to back, in turns first, so that the host's
-# drift (its other load) does not favour either.
+# in each round one proxy runs between two runs of the other (nginx,
+# Hangar, nginx, then Hangar, nginx, Hangar) and is compared with their
+# means, so that the host's drift (its other load) favours neither.
 # Installs nginx and wrk with apt when missing. Runs as root (executors use
 # network namespaces); everything is on loopback and torn down at the end.
 # BENCH_SUBNET and BENCH_PREFIX (or HANGAR_BENCH_SUBNET and
@@ -144,6 +145,9 @@ measure() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0 ? a / b : 0) }'; }
 
+# mean2 prints the means of two runs' "<req/s> <p50> <p99> <CPU/req>".
+mean2() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); printf "%.0f %.2f %.2f %.0f\n", (x[1] + y[1]) / 2, (x[2] + y[2]) / 2, (x[3] + y[3]) / 2, (x[4] + y[4]) / 2 }'; }
+
 # run benchmarks the executors in $@ at 32 and 200 connections.
 run() {
   local label=$1
@@ -160,12 +164,23 @@ run() {
     echo "== $label, $conns connections, $rounds rounds of $duration (req/s, p50 ms, p99 ms, proxy CPU per request) =="
     for r in $(seq "$rounds"); do
       read -r d_rps d_p50 d_p99 _ d_err < <(measure "http://$1/" "$conns" 0)
+      # The host's speed drifts within a round: the proxy run once sits
+      # between two runs of the other, whose means it is compared with
+      # (nginx, Hangar, nginx; then Hangar, nginx, Hangar).
       if ((r % 2)); then
         measure_nginx
-        measure_hangar
-      else
+        local first=("$n_rps" "$n_p50" "$n_p99" "$n_cpu") first_err=$n_err
         measure_hangar
         measure_nginx
+        read -r n_rps n_p50 n_p99 n_cpu < <(mean2 "${first[*]}" "$n_rps $n_p50 $n_p99 $n_cpu")
+        n_err=$first_err$n_err
+      else
+        measure_hangar
+        local first=("$h_rps" "$h_p50" "$h_p99" "$h_cpu") first_err=$h_err
+        measure_nginx
+        measure_hangar
+        read -r h_rps h_p50 h_p99 h_cpu < <(mean2 "${first[*]}" "$h_rps $h_p50 $h_p99 $h_cpu")
+        h_err=$first_err$h_err
       fi
       printf 'round %d  direct %6d %7.2f %7.2f | nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
         "$r" "$d_rps" "$d_p50" "$d_p99" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
