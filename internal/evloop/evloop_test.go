@@ -21,6 +21,12 @@ import (
 // pair returns a connected TCP pair: a rawconn.Conn and its peer.
 func pair(t *testing.T) (*rawconn.Conn, net.Conn) {
 	t.Helper()
+	return wrappedPair(t, rawconn.Wrap)
+}
+
+// wrappedPair is pair with the rawconn.Conn made by wrap.
+func wrappedPair(t *testing.T, wrap func(net.Conn) net.Conn) (*rawconn.Conn, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +41,7 @@ func pair(t *testing.T) (*rawconn.Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.Close() })
-	return rawconn.Wrap(c).(*rawconn.Conn), peer
+	return wrap(c).(*rawconn.Conn), peer
 }
 
 func newLoop(t *testing.T) *evloop.Loop {
@@ -372,22 +378,7 @@ func TestPark_WakeAndCancel(t *testing.T) {
 func TestLoop_FirstBeforeOthers(t *testing.T) {
 	l := newLoop(t)
 	client, clientPeer := pair(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	executorPeer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer executorPeer.Close()
-	executor := rawconn.WrapFirst(nc).(*rawconn.Conn)
-	defer executor.Close()
+	executor, executorPeer := wrappedPair(t, rawconn.WrapFirst)
 
 	const rounds = 10
 	var mu sync.Mutex
