@@ -63,6 +63,18 @@ func pair(t *testing.T, stream bool, la, lb int) (r *Router, a, b *held, arrived
 	return r, a, b, arrived
 }
 
+// full is pair with limits of 1 and both executors holding a request,
+// /1 and /2, sent the raw way (under l's tasks when l is not nil): the
+// next request for app.test waits.
+func full(t *testing.T, l *evloop.Loop) (r *Router, a, b *held, arrived chan arrival, c1, c2 chan string) {
+	t.Helper()
+	r, a, b, arrived = pair(t, false, 1, 1)
+	c1, c2 = via(t, r, "raw", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l)
+	next(t, arrived)
+	next(t, arrived)
+	return r, a, b, arrived, c1, c2
+}
+
 // next returns the next request to reach an executor.
 func next(t *testing.T, arrived chan arrival) (string, *held) {
 	t.Helper()
@@ -285,11 +297,8 @@ func TestAdmission_StreamHoldsNoPlace(t *testing.T) {
 // it waits leaves the queue, on each way in, and is answered as cut.
 func TestAdmission_LeaverFreesItsPlace(t *testing.T) {
 	t.Parallel()
-	r, a, b, arr := pair(t, false, 1, 1)
 	l := newLoop(t)
-	c1, c2 := via(t, r, "raw", "/1", t.Context(), l), via(t, r, "raw", "/2", t.Context(), l)
-	next(t, arr)
-	next(t, arr)
+	r, a, b, arr, c1, c2 := full(t, l)
 	for i, way := range []string{"http", "raw", "task"} {
 		ctx, cancel := context.WithCancel(t.Context())
 		c := via(t, r, way, "/gone", ctx, l)
@@ -325,10 +334,7 @@ func TestAdmission_LeaverFreesItsPlace(t *testing.T) {
 // sends it the requests waiting for a place.
 func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 	t.Parallel()
-	r, a, b, arr := pair(t, false, 1, 1)
-	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
-	next(t, arr)
-	next(t, arr)
+	r, a, b, arr, c1, c2 := full(t, nil)
 	c3 := via(t, r, "raw", "/3", t.Context(), nil)
 	queued(t, r, "app.test", 1)
 	c4 := via(t, r, "http", "/4", t.Context(), nil)
@@ -352,10 +358,7 @@ func TestAdmission_LiftedLimitAdmitsWaiters(t *testing.T) {
 // by full executors: it goes round robin, as before any limit.
 func TestAdmission_BodiesNotQueued(t *testing.T) {
 	t.Parallel()
-	r, a, b, arr := pair(t, false, 1, 1)
-	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
-	next(t, arr)
-	next(t, arr)
+	r, a, b, arr, c1, c2 := full(t, nil)
 	post := make(chan string, 1)
 	go func() {
 		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "http://app.test/post", strings.NewReader("body"))
@@ -375,10 +378,7 @@ func TestAdmission_BodiesNotQueued(t *testing.T) {
 // with limits of their own.
 func TestAdmission_AppsApart(t *testing.T) {
 	t.Parallel()
-	r, a, b, arr := pair(t, false, 1, 1)
-	c1, c2 := via(t, r, "raw", "/1", t.Context(), nil), via(t, r, "raw", "/2", t.Context(), nil)
-	next(t, arr)
-	next(t, arr)
+	r, a, b, _, c1, c2 := full(t, nil)
 	c3 := via(t, r, "raw", "/3", t.Context(), nil)
 	queued(t, r, "app.test", 1)
 
