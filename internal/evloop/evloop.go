@@ -169,8 +169,8 @@ func (l *Loop) run() {
 		// the responses that came in the same turn.
 		evs := events[:max(n, 0)]
 		for _, ev := range evs {
-			if ev.Pad&firstBit != 0 {
-				l.event(ev)
+			if ev.Pad&firstBit != 0 && !l.event(ev) {
+				return
 			}
 		}
 		for _, ev := range evs {
