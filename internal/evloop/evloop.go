@@ -41,6 +41,7 @@ type Loop struct {
 	gen     int32          // the last registration's generation
 	timers  timerHeap
 	starts  []*Task // to start, one per turn
+	yielded []*Task // to resume in the next turn (Yield)
 	done    chan struct{}
 }
 
@@ -149,9 +150,13 @@ func (l *Loop) run() {
 		close(l.done)
 	}()
 	events := make([]unix.EpollEvent, 256)
+	var yielded []*Task
 	for {
+		// Those that yielded in the last turn resume in this one, after
+		// its events; those that yield now wait for the next.
+		yielded, l.yielded = l.yielded, yielded[:0]
 		timeout := -1
-		if len(l.starts) > 0 {
+		if len(l.starts) > 0 || len(yielded) > 0 {
 			timeout = 0
 		} else if len(l.timers) > 0 {
 			d := time.Until(l.timers[0].at)
@@ -181,6 +186,10 @@ func (l *Loop) run() {
 		now := time.Now()
 		for len(l.timers) > 0 && !l.timers[0].at.After(now) {
 			l.resume(l.timers[0].t) // removes the timer
+		}
+		for i, t := range yielded {
+			yielded[i] = nil
+			l.resume(t)
 		}
 		if len(l.starts) > 0 {
 			t := l.starts[0]
@@ -277,6 +286,14 @@ func (t *Task) park(before func()) {
 		before()
 	}
 	t.yield(struct{}{})
+}
+
+// Yield lets the loop serve the events of its next turn before t goes
+// on: for a task that has run long without waiting (a stream whose
+// executor and client both keep up), which would otherwise hold up every
+// other connection on the loop.
+func (t *Task) Yield() {
+	t.park(func() { t.l.yielded = append(t.l.yielded, t) })
 }
 
 // Running reports whether t runs now: only then may its code wait

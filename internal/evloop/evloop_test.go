@@ -440,3 +440,31 @@ func TestLoop_FirstBeforeOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestLoop_YieldServesOthers: a task that never waits but yields lets the
+// loop serve another task's socket, a timer and a new task meanwhile.
+func TestLoop_YieldServesOthers(t *testing.T) {
+	l := newLoop(t)
+	var stop atomic.Bool
+	spun := make(chan struct{})
+	if !l.Go(func(task *evloop.Task) {
+		defer close(spun)
+		for !stop.Load() {
+			task.Yield()
+		}
+	}) {
+		t.Fatal("loop stopped")
+	}
+	defer func() { stop.Store(true); <-spun }()
+	c, peer := pair(t)
+	peer.Write([]byte{1})
+	runBound(t, l, c, func(task *evloop.Task) {
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Error(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read past its deadline: %v, want the deadline exceeded", err)
+		}
+	})
+}

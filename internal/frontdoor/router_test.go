@@ -2,10 +2,12 @@ package frontdoor_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -278,4 +280,77 @@ func (f *front) getWithin(t *testing.T, path string, d time.Duration, stalled st
 	case <-time.After(d):
 		t.Fatal(stalled)
 	}
+}
+
+// TestFrontDoor_EndlessStreamCannotHoldLoop: on one loop shared by every
+// app, an executor that streams without pause to a client that reads as
+// fast (both a tenant's) holds up no other app: the loop moves on to
+// other connections after a bounded run of the stream's bytes.
+func TestFrontDoor_EndlessStreamCannotHoldLoop(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				// One-byte chunks: the router's work per byte is its
+				// most, the executor's and the client's (who reads them
+				// undecoded) their least.
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				buf := bytes.Repeat([]byte("1\r\nx\r\n"), 64<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	good := httptest.NewServer(echo)
+	t.Cleanup(good.Close)
+	rt := router.New(slog.New(slog.DiscardHandler))
+	rt.Set("stream.apps.test", []string{ln.Addr().String()})
+	rt.Set("127.0.0.1", []string{good.Listener.Addr().String()})
+	f := start(t, frontdoor.Config{Loops: 1}, rt)
+
+	c := f.dial(t)
+	fmt.Fprint(c, "GET /endless HTTP/1.1\r\nHost: stream.apps.test\r\n\r\n")
+	br := bufio.NewReaderSize(c, 1<<20)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the stream: got %s, want 200", resp.Status)
+	}
+	flowing := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1<<20)
+		var n int64
+		for {
+			m, err := br.Read(buf)
+			if err != nil {
+				flowing <- err
+				return
+			}
+			if n += int64(m); n >= 16<<20 && n-int64(m) < 16<<20 {
+				flowing <- nil
+			}
+		}
+	}()
+	if err := <-flowing; err != nil {
+		t.Fatalf("the stream ended: %v", err)
+	}
+	f.getWithin(t, "/ok", 10*time.Second, "an endless stream read as fast as it came held up another app on the same loop")
 }

@@ -236,6 +236,7 @@ func (c *Conn) readDetached(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		acquired(uintptr(c.fd))
+		c.ran(&c.rrun, int(r))
 		return int(r), nil
 	}
 }
@@ -259,18 +260,39 @@ func (c *Conn) writeDetached(p []byte) (int, error) {
 			return n, c.opError("write", os.NewSyscallError("write", e))
 		default:
 			n += int(r)
+			c.ran(&c.wrun, int(r))
 		}
 	}
 	return n, nil
 }
 
+// yieldEvery is how many bytes a detached connection reads (or writes)
+// without waiting before its task yields the loop (Waiter.Yield): a
+// stream whose executor and client both keep up never waits, and would
+// otherwise hold every other connection of its loop for as long as it
+// lasts. 256 KiB take the loop a few hundred microseconds to relay.
+const yieldEvery = 256 << 10
+
+// ran counts n bytes moved without waiting in *run, and yields the bound
+// task's loop every yieldEvery.
+func (c *Conn) ran(run *int, n int) {
+	if *run += n; *run < yieldEvery {
+		return
+	}
+	*run = 0
+	if w := c.task(); w != nil {
+		w.Yield()
+	}
+}
+
 // await waits until the duplicate may be ready: through the bound task
 // when the task calls, else in poll(2).
 func (c *Conn) await(write bool) error {
-	d := c.rd.Load()
+	d, run := c.rd.Load(), &c.rrun
 	if write {
-		d = c.wd.Load()
+		d, run = c.wd.Load(), &c.wrun
 	}
+	*run = 0
 	dl := deadline(d)
 	if w := c.task(); w != nil {
 		return w.Wait(c.fd, dl)

@@ -39,6 +39,7 @@ type Conn struct {
 	registered any          // the Waiter's loop fd was last registered with
 	first      bool         // registered first (WrapFirst)
 	rd, wd     atomic.Int64 // deadlines, Unix nanoseconds (0: none)
+	rrun, wrun int          // bytes read, written since the last wait to (detached)
 
 	// Detached (loop.go): the socket left the runtime's poller for an
 	// event loop's; fd is then a duplicate Hangar owns. mu orders the
@@ -72,6 +73,9 @@ type Waiter interface {
 	Wait(fd int, deadline time.Time) error
 	// Wake ends a Wait early; any goroutine may call it.
 	Wake()
+	// Yield lets the waiter's loop serve its other sockets before the
+	// caller goes on.
+	Yield()
 }
 
 // op is one direction's system call, made by fn, a method value bound
