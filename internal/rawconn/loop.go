@@ -236,7 +236,7 @@ func (c *Conn) readDetached(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		acquired(uintptr(c.fd))
-		c.ran(&c.rrun, int(r))
+		c.ran(int(r))
 		return int(r), nil
 	}
 }
@@ -260,26 +260,27 @@ func (c *Conn) writeDetached(p []byte) (int, error) {
 			return n, c.opError("write", os.NewSyscallError("write", e))
 		default:
 			n += int(r)
-			c.ran(&c.wrun, int(r))
+			c.ran(int(r))
 		}
 	}
 	return n, nil
 }
 
-// yieldEvery is how many bytes a detached connection reads (or writes)
+// yieldEvery is how many bytes a detached connection reads and writes
 // without waiting before its task yields the loop (Waiter.Yield): a
 // stream whose executor and client both keep up never waits, and would
 // otherwise hold every other connection of its loop for as long as it
-// lasts. 256 KiB take the loop a few hundred microseconds to relay.
-const yieldEvery = 256 << 10
+// lasts. 64 KiB take the loop ~0.25 ms to relay as a plain body,
+// ~2.5 ms as one-byte chunks (docs/frontdoor.md).
+const yieldEvery = 64 << 10
 
-// ran counts n bytes moved without waiting in *run, and yields the bound
-// task's loop every yieldEvery.
-func (c *Conn) ran(run *int, n int) {
-	if *run += n; *run < yieldEvery {
+// ran counts n bytes moved without waiting, and yields the bound task's
+// loop every yieldEvery.
+func (c *Conn) ran(n int) {
+	if c.run += n; c.run < yieldEvery {
 		return
 	}
-	*run = 0
+	c.run = 0
 	if w := c.task(); w != nil {
 		w.Yield()
 	}
@@ -288,11 +289,11 @@ func (c *Conn) ran(run *int, n int) {
 // await waits until the duplicate may be ready: through the bound task
 // when the task calls, else in poll(2).
 func (c *Conn) await(write bool) error {
-	d, run := c.rd.Load(), &c.rrun
+	d := c.rd.Load()
 	if write {
-		d, run = c.wd.Load(), &c.wrun
+		d = c.wd.Load()
 	}
-	*run = 0
+	c.run = 0
 	dl := deadline(d)
 	if w := c.task(); w != nil {
 		return w.Wait(c.fd, dl)

@@ -39,7 +39,7 @@ type Conn struct {
 	registered any          // the Waiter's loop fd was last registered with
 	first      bool         // registered first (WrapFirst)
 	rd, wd     atomic.Int64 // deadlines, Unix nanoseconds (0: none)
-	rrun, wrun int          // detached: bytes read, written since that direction last waited
+	run        int          // detached: bytes read and written since it last waited
 
 	// Detached (loop.go): the socket left the runtime's poller for an
 	// event loop's; fd is then a duplicate Hangar owns. mu orders the
