@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -238,12 +237,7 @@ func TestFrontDoor_TenantCannotStallLoop(t *testing.T) {
 		<-stuck
 	}))
 	t.Cleanup(bad.Close)
-	good := httptest.NewServer(echo)
-	t.Cleanup(good.Close)
-	rt := router.New(slog.New(slog.DiscardHandler))
-	rt.Set("bad.apps.test", []string{bad.Listener.Addr().String()})
-	rt.Set("127.0.0.1", []string{good.Listener.Addr().String()})
-	f := start(t, frontdoor.Config{Loops: 1}, rt)
+	f := besideEcho(t, "bad.apps.test", bad)
 
 	for range 4 {
 		c := f.dial(t)
@@ -258,6 +252,19 @@ func TestFrontDoor_TenantCannotStallLoop(t *testing.T) {
 		}
 	}
 	f.getWithin(t, "/ok", 10*time.Second, "an app whose executor never answers held up another app on the same loop")
+}
+
+// besideEcho serves, behind a front door of one event loop, host routed to
+// the executor up and 127.0.0.1 to one that echoes: two apps sharing the
+// loop.
+func besideEcho(t *testing.T, host string, up *httptest.Server) *front {
+	t.Helper()
+	good := httptest.NewServer(echo)
+	t.Cleanup(good.Close)
+	rt := router.New(slog.New(slog.DiscardHandler))
+	rt.Set(host, []string{up.Listener.Addr().String()})
+	rt.Set("127.0.0.1", []string{good.Listener.Addr().String()})
+	return start(t, frontdoor.Config{Loops: 1}, rt)
 }
 
 // getWithin GETs path and fails t with stalled when no response comes
@@ -288,41 +295,27 @@ func (f *front) getWithin(t *testing.T, path string, d time.Duration, stalled st
 // other connections after a bounded run of the stream's bytes.
 func TestFrontDoor_EndlessStreamCannotHoldLoop(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		// One-byte chunks: the router's work per byte is its most, the
+		// executor's and the client's (who reads them undecoded) their
+		// least.
+		bw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		bw.Flush()
+		buf := bytes.Repeat([]byte("1\r\nx\r\n"), 64<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Write(buf); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				// One-byte chunks: the router's work per byte is its
-				// most, the executor's and the client's (who reads them
-				// undecoded) their least.
-				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-				buf := bytes.Repeat([]byte("1\r\nx\r\n"), 64<<10)
-				for {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	good := httptest.NewServer(echo)
-	t.Cleanup(good.Close)
-	rt := router.New(slog.New(slog.DiscardHandler))
-	rt.Set("stream.apps.test", []string{ln.Addr().String()})
-	rt.Set("127.0.0.1", []string{good.Listener.Addr().String()})
-	f := start(t, frontdoor.Config{Loops: 1}, rt)
+	}))
+	t.Cleanup(stream.Close)
+	f := besideEcho(t, "stream.apps.test", stream)
 
 	c := f.dial(t)
 	fmt.Fprint(c, "GET /endless HTTP/1.1\r\nHost: stream.apps.test\r\n\r\n")
