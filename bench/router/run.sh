@@ -15,8 +15,13 @@
 # in each round one proxy runs between two runs of the other (nginx,
 # Hangar, nginx, then Hangar, nginx, Hangar) and is compared with their
 # means, so that the host's drift (its other load) favours neither.
-# Installs nginx and wrk with apt when missing. Runs as root (executors use
-# network namespaces); everything is on loopback and torn down at the end.
+# Then, since browsers speak HTTP/2, h2load (1 thread, 32 connections of
+# 10 streams each) against nginx and Hangar, one run each per round, in
+# turns first; p50/p99 from h2load's per-request log. Issue 11's targets
+# are wrk's (HTTP/1.1); the HTTP/2 lines show where that path stands.
+# Installs nginx, wrk and h2load (nghttp2-client) with apt when missing.
+# Runs as root (executors use network namespaces); everything is on
+# loopback and torn down at the end.
 # BENCH_SUBNET and BENCH_PREFIX (or HANGAR_BENCH_SUBNET and
 # HANGAR_BENCH_PREFIX, as the other benchmarks read them) keep executors'
 # networks apart from another Hangar on the host.
@@ -32,6 +37,7 @@ prefix=${BENCH_PREFIX:-${HANGAR_BENCH_PREFIX:-brt}}
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
@@ -143,6 +149,28 @@ measure() {
     END { printf "%.0f %.2f %.2f %.0f%s\n", rps, p50, p99, (n ? ticks * 1e6 / hz / n : 0), (err ? "  [" err " ]" : "") }' <<<"$out"
 }
 
+# measure_h2 prints "<req/s> <p50 ms> <p99 ms> <proxy CPU µs per request>"
+# of h2load (HTTP/2, 32 connections of 10 streams) against $1, the proxy
+# being the processes $3... which spend $2 ticks idle over $duration
+# (whole seconds: h2load's -D takes a number).
+measure_h2() {
+  local url=$1 idle=$2 before after out
+  shift 2
+  before=$(cputicks "$@")
+  out=$(unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec h2load "$@"' "$work/hosts" \
+    -t1 -c32 -m10 -D"${duration%s}" --log-file="$work/h2.log" "$url" 2>&1) || { echo "$out" >&2; exit 1; }
+  after=$(cputicks "$@")
+  # The log's third column: microseconds from request to response's end.
+  local n p50 p99
+  n=$(wc -l <"$work/h2.log")
+  p50=$(cut -f3 "$work/h2.log" | sort -n | sed -n "$(((n + 1) / 2))p")
+  p99=$(cut -f3 "$work/h2.log" | sort -n | sed -n "$(((n * 99 + 99) / 100))p")
+  awk -v ticks=$((after - before - idle)) -v hz="$(getconf CLK_TCK)" -v p50="$p50" -v p99="$p99" '
+    $1 == "finished" { rps = $4 } $1 == "requests:" { n = $8; fail = $10 + $12 + $14 } $1 == "status" { ok = $3 }
+    END { err = (fail ? " " fail " failed" : "") (ok < n ? " " n - ok " not 2xx" : "")
+      printf "%.0f %.2f %.2f %.0f%s\n", rps, p50 / 1000, p99 / 1000, (n ? ticks * 1e6 / hz / n : 0), (err ? "  [" err " ]" : "") }' <<<"$out"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0 ? a / b : 0) }'; }
 
 # mean2 prints the means of two runs' "<req/s> <p50> <p99> <CPU/req>".
@@ -194,6 +222,21 @@ run() {
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
       END { printf "all rounds: hangar/nginx requests %.2fx, median p99 %.2fx, median CPU/req %.2fx\n", h / n, median(p99, NR), median(cpu, NR) }' "$work/rounds"
     rm "$work/rounds"
+  done
+  echo
+  echo "== $label, HTTP/2 (h2load, 32 connections x 10 streams), $rounds rounds of $duration (req/s, p50 ms, p99 ms, proxy CPU per request) =="
+  for r in $(seq "$rounds"); do
+    # One run each, in turns first.
+    if ((r % 2)); then
+      read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure_h2 "https://$host:$nport/" "$n_idle" "${nginx_procs[@]}")
+      read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure_h2 "https://$host:$port/" "$h_idle" "$serve_pid")
+    else
+      read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure_h2 "https://$host:$port/" "$h_idle" "$serve_pid")
+      read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure_h2 "https://$host:$nport/" "$n_idle" "${nginx_procs[@]}")
+    fi
+    printf 'round %d  nginx %6d %7.2f %7.2f %4d µs | hangar %6d %7.2f %7.2f %4d µs | hangar/nginx: req/s %.2fx, p99 %.2fx, CPU/req %.2fx%s\n' \
+      "$r" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" \
+      "$(ratio "$h_rps" "$n_rps")" "$(ratio "$h_p99" "$n_p99")" "$(ratio "$h_cpu" "$n_cpu")" "${n_err:+ nginx:$n_err}${h_err:+ hangar:$h_err}"
   done
 }
 
