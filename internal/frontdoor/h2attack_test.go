@@ -74,7 +74,7 @@ func encode(fields ...hpack.HeaderField) []byte {
 
 // closedBefore runs write until it fails, the server's frames end (EOF or
 // GOAWAY) or limit calls went by; it returns how many calls went by.
-func closedBefore(t *testing.T, fr *http2.Framer, limit int, write func(i int) error) int {
+func closedBefore(t *testing.T, fr *http2.Framer, limit int, write func() error) int {
 	t.Helper()
 	var ended atomic.Bool
 	go func() {
@@ -92,7 +92,7 @@ func closedBefore(t *testing.T, fr *http2.Framer, limit int, write func(i int) e
 		ended.Store(true)
 	}()
 	for i := range limit {
-		if ended.Load() || write(i) != nil {
+		if ended.Load() || write() != nil {
 			return i
 		}
 	}
@@ -114,7 +114,7 @@ func TestFrontDoor_H2ContinuationFlood(t *testing.T) {
 	// 8 KiB a frame, up to 256 MiB: far past the cap and any socket
 	// buffers between the two.
 	frag := padding(8, 1000)
-	n := closedBefore(t, fr, 32<<10, func(int) error { return fr.WriteContinuation(1, false, frag) })
+	n := closedBefore(t, fr, 32<<10, func() error { return fr.WriteContinuation(1, false, frag) })
 	// The cap, plus what the sockets between the two can hold.
 	if sent := n * len(frag); sent > 16<<20 {
 		t.Errorf("the server read %d MiB of one header block before closing", sent>>20)
