@@ -189,7 +189,7 @@ func TestFrontDoor_H2StreamsBounded(t *testing.T) {
 	}
 	max := <-advertised
 	// The count stops rising once every stream the server took is in.
-	for last, stable := int64(-1), 0; stable < 10; {
+	for last, stable, deadline := int64(-1), 0, time.Now().Add(30*time.Second); stable < 10 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 		if n := inflight.Load(); n == last && n > 0 {
 			stable++
