@@ -161,10 +161,9 @@ measure_h2() {
     -t1 -c32 -m10 -D"${duration%s}" --log-file="$work/h2.log" "$url" 2>&1) || { echo "$out" >&2; exit 1; }
   after=$(cputicks "$@")
   # The log's third column: microseconds from request to response's end.
-  local n p50 p99
-  n=$(wc -l <"$work/h2.log")
-  p50=$(cut -f3 "$work/h2.log" | sort -n | sed -n "$(((n + 1) / 2))p")
-  p99=$(cut -f3 "$work/h2.log" | sort -n | sed -n "$(((n * 99 + 99) / 100))p")
+  local p50 p99
+  read -r p50 p99 < <(cut -f3 "$work/h2.log" | sort -n |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[int((NR * 99 + 99) / 100)] }')
   awk -v ticks=$((after - before - idle)) -v hz="$(getconf CLK_TCK)" -v p50="$p50" -v p99="$p99" '
     $1 == "finished" { rps = $4 } $1 == "requests:" { n = $8; fail = $10 + $12 + $14 } $1 == "status" { ok = $3 }
     END { err = (fail ? " " fail " failed" : "") (ok < n ? " " n - ok " not 2xx" : "")
