@@ -42,6 +42,7 @@ type Loop struct {
 	timers  timerHeap
 	starts  []*Task // to start, one per turn
 	yielded []*Task // to resume in the next turn (Yield)
+	soon    []*Task // to resume in this turn, once the running task parks (Schedule, Task.Go)
 	done    chan struct{}
 }
 
@@ -59,6 +60,7 @@ type Task struct {
 	parked  atomic.Bool // yielded, waiting for a resume
 	pending atomic.Bool // woken while not parked: the next park returns at once
 	cancel  bool        // its waits fail (Cancel); the loop goroutine's alone
+	soon    bool        // in l.soon; the loop goroutine's alone
 	tmr     timer       // the deadline it waits for, in the heap when tmr.i >= 0: the loop's alone
 }
 
@@ -93,16 +95,53 @@ func New(errorLog *log.Logger) (*Loop, error) {
 // connections, each with a TLS handshake to run first, does not hold up
 // the requests of those already served.
 func (l *Loop) Go(f func(t *Task)) bool {
-	return l.Post(func() {
-		t := &Task{l: l}
-		t.tmr = timer{t: t, i: -1}
-		t.parked.Store(true)
-		t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
-			t.yield = yield
-			f(t)
-		})
-		l.starts = append(l.starts, t)
+	return l.Post(func() { l.starts = append(l.starts, l.newTask(f)) })
+}
+
+func (l *Loop) newTask(f func(t *Task)) *Task {
+	t := &Task{l: l}
+	t.tmr = timer{t: t, i: -1}
+	t.parked.Store(true)
+	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
+		t.yield = yield
+		f(t)
 	})
+	return t
+}
+
+// Go runs f as a new task on t's loop, started in the loop's current
+// turn once t parks: for a connection's task that starts one per request
+// (HTTP/2's streams), which must not wait for a turn of their own. Only
+// t's own code may call it.
+func (t *Task) Go(f func(t *Task)) {
+	n := t.l.newTask(f)
+	n.soon = true
+	t.l.soon = append(t.l.soon, n)
+}
+
+// Schedule resumes t, parked, in its loop's current turn, after the task
+// running now parks: for one task that has something for another of the
+// same loop (a stream's frames for its connection's task, which writes
+// them), without Wake's system call. A task running now returns at once
+// from its next park instead. Only code on t's loop's goroutine (a task
+// of t's loop, a function posted there) may call it.
+func (t *Task) Schedule() {
+	if !t.parked.Load() {
+		t.pending.Store(true)
+		return
+	}
+	if !t.soon {
+		t.soon = true
+		t.l.soon = append(t.l.soon, t)
+	}
+}
+
+// CancelSoon is Cancel for code running on t's loop other than t: t's
+// waits fail from now on, and t resumes in the loop's current turn
+// (Schedule).
+func (t *Task) CancelSoon() {
+	t.cancel = true
+	t.Schedule()
 }
 
 // Post runs f on the loop's goroutine, outside any task. It reports false
@@ -156,7 +195,7 @@ func (l *Loop) run() {
 		// its events; those that yield now wait for the next.
 		yielded, l.yielded = l.yielded, yielded[:0]
 		timeout := -1
-		if len(l.starts) > 0 || len(yielded) > 0 {
+		if len(l.starts) > 0 || len(yielded) > 0 || len(l.soon) > 0 {
 			timeout = 0
 		} else if len(l.timers) > 0 {
 			d := time.Until(l.timers[0].at)
@@ -191,6 +230,7 @@ func (l *Loop) run() {
 			yielded[i] = nil
 			l.resume(t)
 		}
+		l.runSoon()
 		if len(l.starts) > 0 {
 			t := l.starts[0]
 			l.starts[0] = nil
@@ -222,6 +262,18 @@ func (l *Loop) event(ev unix.EpollEvent) bool {
 		}
 	}
 	return true
+}
+
+// runSoon resumes the tasks scheduled for this turn (Schedule, Task.Go),
+// and those they schedule in turn.
+func (l *Loop) runSoon() {
+	for i := 0; i < len(l.soon); i++ {
+		t := l.soon[i]
+		l.soon[i] = nil
+		t.soon = false
+		l.resume(t)
+	}
+	l.soon = l.soon[:0]
 }
 
 // runPosted runs what was posted and resumes the tasks woken; false: stop.

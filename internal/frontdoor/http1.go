@@ -64,6 +64,7 @@ type http1Conn struct {
 	// the loop, not watchClient, learns that the client left.
 	raw  *rawconn.Conn
 	task *evloop.Task // the loop's task serving it, once it runs
+	isH2 atomic.Bool  // it serves HTTP/2 (h2.go), once task is set
 }
 
 // newHTTP1Conn returns the connection tc, to be served by an event loop's
@@ -136,7 +137,13 @@ func (c *http1Conn) serve() {
 	if !c.s.handshake(c.tc, c.task) {
 		return
 	}
-	if proto := c.tc.ConnectionState().NegotiatedProtocol; proto != "http/1.1" && proto != "" {
+	if st := c.tc.ConnectionState(); st.NegotiatedProtocol != "http/1.1" && st.NegotiatedProtocol != "" {
+		// HTTP/2 for an app's host stays on the loop; for any other
+		// (the API's) it goes to net/http's server.
+		if st.NegotiatedProtocol == "h2" && c.task != nil && c.s.proxy.Routes(canonicalHost(nil, []byte(st.ServerName))) {
+			c.serveH2()
+			return
+		}
 		handover, h2 = true, true
 		return
 	}

@@ -337,6 +337,11 @@ func (s *Server) closeIdle(all bool) {
 	for c := range s.conns {
 		if all || c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.closeFromOutside()
+		} else if c.isH2.Load() {
+			// Its task sees the server closing once it runs: GOAWAY,
+			// then the streams in flight finish.
+			c.raw.Interrupt()
+			c.task.Wake()
 		}
 	}
 }

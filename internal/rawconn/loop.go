@@ -224,6 +224,9 @@ func (c *Conn) readDetached(p []byte) (int, error) {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
 		case e == syscall.EAGAIN:
+			if c.interrupt.Swap(false) {
+				return 0, c.opError("read", ErrInterrupted)
+			}
 			if err := c.await(false); err != nil {
 				return 0, c.opError("read", err)
 			}
@@ -240,6 +243,24 @@ func (c *Conn) readDetached(p []byte) (int, error) {
 		return int(r), nil
 	}
 }
+
+// Interrupt makes the detached c's read in progress, or its next one,
+// return ErrInterrupted once it finds nothing to read, rather than wait:
+// for an event loop's task whose reads another task of its loop must
+// stop (an HTTP/2 connection's, to write the frames its streams made). It
+// does not resume the task (evloop's Task.Schedule does).
+func (c *Conn) Interrupt() { c.interrupt.Store(true) }
+
+// ErrInterrupted ends a read stopped by Interrupt. It is a timeout, and
+// temporary, as a deadline's error: a TLS connection over c keeps the
+// record it was reading and may be read again.
+var ErrInterrupted error = interrupted{}
+
+type interrupted struct{}
+
+func (interrupted) Error() string   { return "read interrupted" }
+func (interrupted) Timeout() bool   { return true }
+func (interrupted) Temporary() bool { return true }
 
 // writeDetached writes all of p to the duplicate.
 func (c *Conn) writeDetached(p []byte) (int, error) {

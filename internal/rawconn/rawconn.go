@@ -52,6 +52,8 @@ type Conn struct {
 	detached bool
 	closed   bool
 	aborted  atomic.Bool
+
+	interrupt atomic.Bool // Interrupt: the next read that would wait returns
 }
 
 // A Waiter waits for a socket's readiness in place of the runtime's

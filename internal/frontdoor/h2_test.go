@@ -1,0 +1,180 @@
+package frontdoor_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/hangar-oss/hangar/internal/frontdoor"
+)
+
+// HTTP/2 served by the front door's event loop (docs/h2-loop.md): a
+// client that asks for an app's host by name (SNI) gets it.
+
+// appClient returns an HTTP/2 client of the front door that names host
+// in its TLS handshake, as a browser opening https://host/ does.
+func (f *front) appClient(host string) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: f.roots, ServerName: host, NextProtos: []string{"h2"}},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, f.addr)
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// h2Settings returns the server's first SETTINGS on a connection that
+// names host.
+func (f *front) h2Settings(t *testing.T, host string) map[http2.SettingID]uint32 {
+	t.Helper()
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: f.roots, ServerName: host, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			m := map[http2.SettingID]uint32{}
+			sf.ForeachSetting(func(s http2.Setting) error { m[s.ID] = s.Val; return nil })
+			return m
+		}
+	}
+}
+
+// TestFrontDoor_H2OnLoop: requests of every kind over HTTP/2 to an app's
+// host, served by the loop (its settings, not net/http's), reach the
+// executor and come back whole.
+func TestFrontDoor_H2OnLoop(t *testing.T) {
+	t.Parallel()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Write(big)
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			for i := range 50 {
+				fmt.Fprintf(w, "chunk %d\n", i)
+				w.(http.Flusher).Flush()
+			}
+			w.Header().Set("X-Sum", "done")
+		case "/echo":
+			h := sha256.New()
+			n, err := io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%s %d %x %v", r.Method, n, h.Sum(nil), err)
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			fmt.Fprintf(w, "%s %s %s host=%s xff=%s xfp=%s cookie=%q", r.Proto, r.Method, r.URL, r.Host,
+				r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("Cookie"))
+		}
+	}))
+	if got := f.h2Settings(t, "h2.apps.test")[http2.SettingMaxConcurrentStreams]; got != 100 {
+		t.Fatalf("an app's host: SETTINGS_MAX_CONCURRENT_STREAMS %d, want the loop's 100", got)
+	}
+	c := f.appClient("h2.apps.test")
+	do := func(method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		return f.do(t, c, method, "h2.apps.test", path, body, hdr...)
+	}
+
+	_, got := do("GET", "/a?b=c", nil, "Cookie", "x=1", "Cookie", "y=2", "X-Forwarded-For", "6.6.6.6", "X-Forwarded-Proto", "http")
+	if want := `HTTP/1.1 GET /a?b=c host=h2.apps.test xff=127.0.0.1 xfp=https cookie="x=1; y=2"`; got != want {
+		t.Errorf("GET: got %q, want %q", got, want)
+	}
+	resp, got := do("HEAD", "/", nil)
+	if got != "" || resp.StatusCode != 200 {
+		t.Errorf("HEAD: %d %q", resp.StatusCode, got)
+	}
+	if resp, _ := do("GET", "/empty", nil); resp.StatusCode != 204 {
+		t.Errorf("204: got %d", resp.StatusCode)
+	}
+	if _, got := do("GET", "/big", nil); got != string(big) {
+		t.Errorf("1 MiB: got %d bytes, not the executor's", len(got))
+	}
+	resp, got = do("GET", "/chunked", nil)
+	if !strings.HasPrefix(got, "chunk 0\n") || !strings.HasSuffix(got, "chunk 49\n") || resp.Trailer.Get("X-Sum") != "done" {
+		t.Errorf("chunked: %d bytes, trailer %q", len(got), resp.Trailer.Get("X-Sum"))
+	}
+	// A body goes through net/http's handler, streamed both ways.
+	sum := sha256.Sum256(big)
+	if _, got := do("POST", "/echo", bytes.NewReader(big)); got != fmt.Sprintf("POST %d %x <nil>", len(big), sum) {
+		t.Errorf("POST of 1 MiB: got %q", got)
+	}
+	// A host without an app, on the app's connection: the router's 404.
+	if resp, _ := f.do(t, c, "GET", "none.apps.test", "/", nil); resp.StatusCode != 404 {
+		t.Errorf("a host without an app: got %d, want 404", resp.StatusCode)
+	}
+
+	// Many streams at once, on one connection.
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("https://h2.apps.test/%d", i), nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if want := fmt.Sprintf("HTTP/1.1 GET /%d ", i); !strings.HasPrefix(string(b), want) {
+				errs <- fmt.Errorf("stream %d: got %q", i, b)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Log("fresh")
+	if _, got := f.do(t, f.appClient("h2.apps.test"), "GET", "h2.apps.test", "/x", nil); !strings.HasPrefix(got, "HTTP/1.1 GET /x") {
+		t.Errorf("a new connection: %q", got)
+	}
+}
+
+// do sends a request for host over c and returns its response with the
+// body read.
+func (f *front) do(t *testing.T, c *http.Client, method, host, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "https://h2.apps.test"+path, body)
+	req.Host = host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, path, err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("%s %s: %s, want HTTP/2", method, path, resp.Proto)
+	}
+	return resp, string(b)
+}
