@@ -32,14 +32,14 @@ import (
 
 // The server's HTTP/2 settings and bounds.
 const (
-	h2MaxStreams   = 100       // SETTINGS_MAX_CONCURRENT_STREAMS
-	h2StreamWindow = 256 << 10 // SETTINGS_INITIAL_WINDOW_SIZE: a stream's request body buffered at most
-	h2ConnWindow   = 1 << 20   // the connection's receive window: its request bodies buffered at most
-	h2ReadFrame    = 16 << 10  // the largest frame read (the default SETTINGS_MAX_FRAME_SIZE)
-	h2SendQueue    = 32 << 10  // a stream's response bytes queued before its producer waits
-	h2OutHigh      = 256 << 10 // frames for the client past which streams stop adding DATA
-	h2ResetBurst   = 200       // streams a client may reset at once...
-	h2ResetRate    = 100       // ...and per second after that (rapid reset, CVE-2023-44487)
+	h2MaxStreams   = 100          // SETTINGS_MAX_CONCURRENT_STREAMS
+	h2StreamWindow = 256 << 10    // SETTINGS_INITIAL_WINDOW_SIZE: a stream's request body buffered at most
+	h2ConnWindow   = 1 << 20      // the connection's receive window: its request bodies buffered at most
+	h2ReadFrame    = 16 << 10     // the largest frame read (the default SETTINGS_MAX_FRAME_SIZE)
+	h2SendQueue    = 32 << 10     // a stream's response bytes queued before its producer waits
+	h2OutHigh      = 256 << 10    // frames for the client past which streams stop adding DATA
+	h2ResetBurst   = h2MaxStreams // streams in work a client may reset at once...
+	h2ResetRate    = 20           // ...and per second after that (rapid reset, CVE-2023-44487)
 	h2WindowMax    = math.MaxInt32
 )
 
@@ -194,9 +194,12 @@ func (h *h2Conn) fail(err error) {
 	h.flush()
 }
 
-// idle sets the read deadline for a connection without streams, and
-// reports whether the connection stays: false once it was idle for
-// IdleTimeout. A deadline passed while streams are open is moved on.
+// idle sets the read deadline: IdleTimeout after the last stream closed
+// when none is open, BodyReadTimeout after the first stream stalled on a
+// closed window, else IdleTimeout from now. It reports whether the
+// connection stays: false once it was idle for IdleTimeout. A stream
+// stalled for BodyReadTimeout is reset: a client that opens windows for
+// nothing holds no executor's connection for longer.
 func (h *h2Conn) idle() bool {
 	now := time.Now()
 	timeout := h.s.cfg.IdleTimeout
@@ -207,9 +210,31 @@ func (h *h2Conn) idle() bool {
 	if len(h.streams) > 0 || by.Before(now) {
 		by = now.Add(timeout)
 	}
+	for _, s := range h.streams {
+		if s.stalledAt.IsZero() {
+			continue
+		}
+		if until := s.stalledAt.Add(h.s.cfg.BodyReadTimeout); !now.Before(until) {
+			h.reset(s, http2.ErrCodeCancel)
+		} else if until.Before(by) {
+			by = until
+		}
+	}
 	h.readBy = by
 	h.c.setReadDeadline(by)
 	return true
+}
+
+// stalled notes that s has bytes to send and no window for them.
+func (h *h2Conn) stalled(s *h2Stream) {
+	if !s.stalledAt.IsZero() {
+		return
+	}
+	s.stalledAt = time.Now()
+	if until := s.stalledAt.Add(h.s.cfg.BodyReadTimeout); until.Before(h.readBy) {
+		h.readBy = until
+		h.c.setReadDeadline(until)
+	}
 }
 
 // next returns the next frame, reading until all of it is in the buffer:
@@ -587,6 +612,9 @@ func (h *h2Conn) drain(s *h2Stream) {
 	s.mu.Lock()
 	for s.sendq.Len() > 0 {
 		n := min(s.sendq.Len(), h.peerFrame, int(min(h.sendWindow, s.sendWindow)))
+		if n <= 0 {
+			h.stalled(s)
+		}
 		if n <= 0 || len(h.out) >= h2OutHigh {
 			if !s.blocked && (len(h.out) >= h2OutHigh || h.sendWindow <= 0) {
 				// The stream's own window reopens with its
@@ -597,6 +625,7 @@ func (h *h2Conn) drain(s *h2Stream) {
 			break
 		}
 		end := s.end && s.trailers == nil && n == s.sendq.Len()
+		s.stalledAt = time.Time{}
 		h.writeData(s.id, end, s.sendq.Next(n))
 		h.sendWindow -= int64(n)
 		s.sendWindow -= int64(n)

@@ -32,7 +32,20 @@ func (f *front) appClient(host string) *http.Client {
 			return (&net.Dialer{}).DialContext(ctx, network, f.addr)
 		},
 	}
-	return &http.Client{Transport: tr, Timeout: time.Minute}
+	return &http.Client{Transport: tr}
+}
+
+// protoClient returns a client that speaks proto to the front door:
+// "HTTP/1.1", "HTTP/2" (no server name: net/http's server) or "HTTP/2 on
+// the loop" (host as the server name: an app's host, served by the loop).
+func (f *front) protoClient(proto, host string) *http.Client {
+	switch proto {
+	case "HTTP/1.1":
+		return f.client(false)
+	case "HTTP/2":
+		return f.client(true)
+	}
+	return f.appClient(host)
 }
 
 // h2Settings returns the server's first SETTINGS on a connection that
@@ -177,4 +190,87 @@ func (f *front) do(t *testing.T, c *http.Client, method, host, path string, body
 		t.Fatalf("%s %s: %s, want HTTP/2", method, path, resp.Proto)
 	}
 	return resp, string(b)
+}
+
+// TestFrontDoor_H2LoopClientLeaves: a client that resets a stream while its
+// executor works ends the executor's request (its connection closes), on
+// both of the loop's paths (the raw one, and a body's through net/http's
+// handler).
+func TestFrontDoor_H2LoopClientLeaves(t *testing.T) {
+	t.Parallel()
+	ended := make(chan string, 2)
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		ended <- r.Method
+	}))
+	c := f.appClient("h2.apps.test")
+	for _, method := range []string{"GET", "POST"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader("a body")
+		}
+		req, _ := http.NewRequestWithContext(ctx, method, "https://h2.apps.test/", body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel() // RST_STREAM
+		resp.Body.Close()
+		select {
+		case m := <-ended:
+			if m != method {
+				t.Errorf("got %s's end, want %s's", m, method)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the executor's request still runs after the client reset its stream", method)
+		}
+	}
+}
+
+// TestFrontDoor_H2LoopShutdown: Shutdown lets a stream in flight on the
+// loop finish, tells the client with GOAWAY that no new one is taken, and
+// returns once the stream is done.
+func TestFrontDoor_H2LoopShutdown(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "finished")
+	}))
+	c := f.appClient("h2.apps.test")
+	got := make(chan string, 1)
+	go func() {
+		resp, err := c.Get("https://h2.apps.test/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- fmt.Sprint(string(b), err)
+	}()
+	time.Sleep(200 * time.Millisecond) // the request reaches the executor
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(context.Background()) }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a stream in flight", err)
+	default:
+	}
+	close(release)
+	if b := <-got; b != "finished<nil>" {
+		t.Errorf("the stream in flight got %q, want its response", b)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return once the stream finished")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,12 +22,22 @@ import (
 // (golang.org/x/net/http2's Framer). Each bound here holds for whatever
 // serves HTTP/2 behind the port (docs/h2-loop.md).
 
-// h2Dial opens an HTTP/2 connection to the front door and sends the
-// client's preface and settings; it returns the framer and the connection.
-func (f *front) h2Dial(t *testing.T) (*http2.Framer, *tls.Conn) {
+// h2Servers are the two servers of HTTP/2 behind the port: net/http's,
+// for a connection that names no app's host (the API's), and the event
+// loop's, for one that names an app's host. Each attack test runs against
+// both.
+var h2Servers = []struct{ name, sni string }{{"net/http", ""}, {"loop", "h2.apps.test"}}
+
+// h2Dial opens an HTTP/2 connection to the front door, naming sni in the
+// handshake (none: no name), and sends the client's preface and settings;
+// it returns the framer and the connection.
+func (f *front) h2Dial(t *testing.T, sni string) (*http2.Framer, *tls.Conn) {
 	t.Helper()
 	tc := f.tlsConfig(true)
 	tc.NextProtos = []string{"h2"}
+	if sni != "" {
+		tc.ServerName = sni
+	}
 	c, err := tls.Dial("tcp", f.addr, tc)
 	if err != nil {
 		t.Fatal(err)
@@ -106,9 +117,18 @@ func closedBefore(t *testing.T, fr *http2.Framer, limit int, write func() error)
 // long as the client sends.
 func TestFrontDoor_H2ContinuationFlood(t *testing.T) {
 	t.Parallel()
-	f := start(t, frontdoor.Config{MaxHeaderBytes: 16 << 10}, hello)
-	fr, _ := f.h2Dial(t)
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock("127.0.0.1", "/"), EndStream: true}); err != nil {
+	for _, srv := range h2Servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			f := throughRouter(t, frontdoor.Config{MaxHeaderBytes: 16 << 10}, "h2.apps.test", hello)
+			continuationFlood(t, f, srv.sni)
+		})
+	}
+}
+
+func continuationFlood(t *testing.T, f *front, sni string) {
+	fr, _ := f.h2Dial(t, sni)
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock("h2.apps.test", "/"), EndStream: true}); err != nil {
 		t.Fatal(err)
 	}
 	// 8 KiB a frame, up to 256 MiB: far past the cap and any socket
@@ -123,11 +143,22 @@ func TestFrontDoor_H2ContinuationFlood(t *testing.T) {
 
 // TestFrontDoor_H2ControlFrameFlood: a client that sends PINGs and never
 // reads their acknowledgements makes the server queue them; the server
-// closes the connection instead of queueing without end.
+// closes the connection instead of queueing without end (net/http's past
+// a count of frames; the loop's stops reading while its acknowledgements
+// wait, and closes once they waited BodyReadTimeout).
 func TestFrontDoor_H2ControlFrameFlood(t *testing.T) {
 	t.Parallel()
-	f := start(t, frontdoor.Config{}, hello)
-	fr, c := f.h2Dial(t)
+	for _, srv := range h2Servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			f := throughRouter(t, frontdoor.Config{BodyReadTimeout: 2 * time.Second}, "h2.apps.test", hello)
+			controlFrameFlood(t, f, srv.sni)
+		})
+	}
+}
+
+func controlFrameFlood(t *testing.T, f *front, sni string) {
+	fr, c := f.h2Dial(t, sni)
 	var data [8]byte
 	sent := 0
 	for sent < 4_000_000 {
@@ -151,6 +182,15 @@ func TestFrontDoor_H2ControlFrameFlood(t *testing.T) {
 // advertises, however many it opens.
 func TestFrontDoor_H2StreamsBounded(t *testing.T) {
 	t.Parallel()
+	for _, srv := range h2Servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			streamsBounded(t, srv.sni)
+		})
+	}
+}
+
+func streamsBounded(t *testing.T, sni string) {
 	var inflight, peak atomic.Int64
 	release := make(chan struct{})
 	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +204,7 @@ func TestFrontDoor_H2StreamsBounded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(release) }) // before the executor closes
-	fr, _ := f.h2Dial(t)
+	fr, _ := f.h2Dial(t, sni)
 	// The server's first SETTINGS: its stream limit, or 0 for none.
 	advertised := make(chan uint32, 1)
 	go func() {
@@ -208,5 +248,139 @@ func TestFrontDoor_H2StreamsBounded(t *testing.T) {
 	}
 	if p := peak.Load(); p > int64(limit) || p == 0 {
 		t.Fatalf("%d of %d streams reached the executor at once; the server advertised %d", p, streams, limit)
+	}
+}
+
+// TestFrontDoor_H2RapidReset: a client that opens streams and resets them
+// at once (CVE-2023-44487) makes the server start work it never finishes;
+// the loop lets a connection reset only so many streams in work, then
+// sends GOAWAY and closes it. (net/http's server bounds it by how many
+// handlers run at once, which depends on how fast they end: no crisp
+// count to test.)
+func TestFrontDoor_H2RapidReset(t *testing.T) {
+	t.Parallel()
+	var started atomic.Int64
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		<-r.Context().Done()
+	}))
+	fr, _ := f.h2Dial(t, "h2.apps.test")
+	block := headerBlock("h2.apps.test", "/")
+	id := uint32(1)
+	closedBefore(t, fr, 100_000, func() error {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}); err != nil {
+			return err
+		}
+		err := fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		id += 2
+		return err
+	})
+	if n := started.Load(); n > 1000 {
+		t.Errorf("the executor started %d requests of a client that reset them all", n)
+	}
+}
+
+// TestFrontDoor_H2HPACKBomb: a header block of a few KiB that decodes to
+// 64 MiB (one large field in the dynamic table, then 16,000 one-byte
+// references to it) is refused (431, or the connection closed: net/http's
+// server does that) without the server making the 64 MiB.
+// Not parallel: it counts the process's allocations.
+func TestFrontDoor_H2HPACKBomb(t *testing.T) {
+	for _, srv := range h2Servers {
+		t.Run(srv.name, func(t *testing.T) {
+			f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", hello)
+			fr, _ := f.h2Dial(t, srv.sni)
+			var buf bytes.Buffer
+			enc := hpack.NewEncoder(&buf)
+			for _, hf := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "https"},
+				{Name: ":authority", Value: "h2.apps.test"}, {Name: ":path", Value: "/"}, {Name: "x-bomb", Value: strings.Repeat("b", 4000)}} {
+				enc.WriteField(hf)
+			}
+			// The field just added is the dynamic table's first entry:
+			// index 62, one byte to refer to it.
+			buf.Write(bytes.Repeat([]byte{0x80 | 62}, 16000))
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			// In frames of 8 KiB: both servers take 16 KiB ones.
+			block := buf.Bytes()
+			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:8<<10], EndStream: true}); err != nil {
+				t.Fatal(err)
+			}
+			for block = block[8<<10:]; len(block) > 0; {
+				frag := block[:min(len(block), 8<<10)]
+				block = block[len(frag):]
+				if err := fr.WriteContinuation(1, len(block) == 0, frag); err != nil {
+					t.Fatal(err)
+				}
+			}
+			status := ""
+			dec := hpack.NewDecoder(4096, func(hf hpack.HeaderField) {
+				if hf.Name == ":status" {
+					status = hf.Value
+				}
+			})
+			for status == "" {
+				fr2, err := fr.ReadFrame()
+				if err != nil {
+					break // the connection closed: refused too
+				}
+				if h, ok := fr2.(*http2.HeadersFrame); ok {
+					dec.Write(h.HeaderBlockFragment())
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if status != "" && status != "431" {
+				t.Errorf("a 64 MiB header list: status %s, want 431 or the connection closed", status)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+				t.Errorf("the server allocated %d MiB for a 20 KiB header block", grew>>20)
+			}
+		})
+	}
+}
+
+// TestFrontDoor_H2ZeroWindow: a client that asks for a response and never
+// opens a window for it (SETTINGS_INITIAL_WINDOW_SIZE 0) holds the
+// executor's connection for BodyReadTimeout, not for ever: the loop
+// resets the stream, and the executor's request ends.
+func TestFrontDoor_H2ZeroWindow(t *testing.T) {
+	t.Parallel()
+	ended := make(chan struct{})
+	f := throughRouter(t, frontdoor.Config{BodyReadTimeout: time.Second}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(ended)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+				return
+			}
+		}
+	}))
+	fr, _ := f.h2Dial(t, "h2.apps.test")
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock("h2.apps.test", "/"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no RST_STREAM for a stream whose window stayed closed: %v", err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == 1 {
+			break
+		}
+		if _, ok := f.(*http2.DataFrame); ok {
+			t.Fatal("DATA sent past a zero window")
+		}
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the stream was reset after %v, want about BodyReadTimeout (1s)", d)
+	}
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Error("the executor's request did not end after the stream was reset")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -22,15 +23,16 @@ import (
 type h2Stream struct {
 	h          *h2Conn
 	id         uint32
-	sendWindow int64 // the client's window for the stream
-	recvWindow int64 // what the client may still send
-	recvOwed   int64 // consumed, not yet given back
-	remoteDone bool  // the client ended its side (or the stream was reset)
-	localDone  bool  // the server did
-	dead       bool  // reset: its work is canceled
-	blocked    bool  // in h.blocked
-	finished   bool  // the producer is done: the request's body is not read any more
-	started    bool  // the response's HEADERS went out: DATA may follow
+	sendWindow int64     // the client's window for the stream
+	recvWindow int64     // what the client may still send
+	recvOwed   int64     // consumed, not yet given back
+	remoteDone bool      // the client ended its side (or the stream was reset)
+	localDone  bool      // the server did
+	dead       bool      // reset: its work is canceled
+	blocked    bool      // in h.blocked
+	finished   bool      // the producer is done: the request's body is not read any more
+	started    bool      // the response's HEADERS went out: DATA may follow
+	stalledAt  time.Time // since when its bytes wait for a window; zero: they do not
 
 	mu       sync.Mutex
 	sendq    bytes.Buffer // response bytes not yet framed
@@ -95,6 +97,9 @@ func (s *h2Stream) room() {
 func (s *h2Stream) serveFast(t *evloop.Task) {
 	s.task = t
 	h := s.h
+	if s.dead {
+		return // reset before it started
+	}
 	ctx, cancel := context.WithCancel(h.c.ctx)
 	s.cancel = cancel
 	defer func() {

@@ -44,7 +44,7 @@ func throughRouter(t testing.TB, cfg frontdoor.Config, host string, h http.Handl
 // the test takes a minute however few CPUs run the tests.
 func TestFrontDoor_StreamsSurviveIdle(t *testing.T) {
 	t.Parallel()
-	resume := []func(){webSocket(t), sse(t, false), sse(t, true)}
+	resume := []func(){webSocket(t), sse(t, "HTTP/1.1"), sse(t, "HTTP/2"), sse(t, "HTTP/2 on the loop")}
 	<-time.After(idle)
 	for _, r := range resume {
 		r()
@@ -91,10 +91,10 @@ func webSocket(t *testing.T) (resume func()) {
 	return func() { echo("ping after a minute") }
 }
 
-// sse opens an event stream, checks that its first event arrives before
-// the executor sends the second, and returns a func that has the executor
-// send the second and checks it arrives.
-func sse(t *testing.T, h2 bool) (resume func()) {
+// sse opens an event stream over proto, checks that its first event
+// arrives before the executor sends the second, and returns a func that
+// has the executor send the second and checks it arrives.
+func sse(t *testing.T, proto string) (resume func()) {
 	next := make(chan struct{})
 	f := throughRouter(t, shortTimeouts, "sse.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -109,7 +109,7 @@ func sse(t *testing.T, h2 bool) (resume func()) {
 	}))
 	req, _ := http.NewRequest(http.MethodGet, f.url("/events"), nil)
 	req.Host = "sse.apps.test"
-	resp, err := f.client(h2).Do(req)
+	resp, err := f.protoClient(proto, "sse.apps.test").Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func sse(t *testing.T, h2 bool) (resume func()) {
 		t.Helper()
 		line, err := br.ReadString('\n')
 		if err != nil || line != want {
-			t.Errorf("SSE over %s: got %q, %v; want %q", resp.Proto, line, err, want)
+			t.Errorf("SSE over %s: got %q, %v; want %q", proto, line, err, want)
 		}
 		br.ReadString('\n') // the blank line that ends the event
 	}
@@ -163,6 +163,15 @@ func TestFrontDoor_ForwardedHeaders(t *testing.T) {
 // 408, and the executor sees its request end, not hang.
 func TestFrontDoor_StalledBodyThroughRouter(t *testing.T) {
 	t.Parallel()
+	for _, proto := range []string{"HTTP/2", "HTTP/2 on the loop"} {
+		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
+			stalledBody(t, proto)
+		})
+	}
+}
+
+func stalledBody(t *testing.T, proto string) {
 	upErr := make(chan error, 1)
 	f := throughRouter(t, frontdoor.Config{BodyReadTimeout: 500 * time.Millisecond}, "app.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(r.Body)
@@ -174,7 +183,7 @@ func TestFrontDoor_StalledBodyThroughRouter(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, f.url("/upload"), pr)
 	req.Host = "app.apps.test"
 	req.ContentLength = 100
-	resp, err := f.client(true).Do(req)
+	resp, err := f.protoClient(proto, "app.apps.test").Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
