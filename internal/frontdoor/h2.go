@@ -163,7 +163,11 @@ func (h *h2Conn) serve() {
 		case err != nil:
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				h.rstStream(se.StreamID, se.Code)
+				if st := h.streams[se.StreamID]; st != nil {
+					h.reset(st, se.Code)
+				} else {
+					h.rstStream(se.StreamID, se.Code)
+				}
 				continue
 			}
 			h.fail(err)
@@ -507,9 +511,6 @@ func (h *h2Conn) onFragment(frag []byte, end bool) error {
 		h.respond(id, 431, h.blockEnd)
 		return nil
 	}
-	if len(h.streams) == 0 && !h.c.state.CompareAndSwap(stateIdle, stateActive) {
-		return errClosing // closed by Shutdown
-	}
 	r, ok := parseRequest(h.fields)
 	if !ok {
 		h.rstStream(id, http2.ErrCodeProtocol)
@@ -518,6 +519,9 @@ func (h *h2Conn) onFragment(frag []byte, end bool) error {
 	if r.method == "CONNECT" {
 		h.respond(id, 405, h.blockEnd)
 		return nil
+	}
+	if len(h.streams) == 0 && !h.c.state.CompareAndSwap(stateIdle, stateActive) {
+		return errClosing // closed by Shutdown
 	}
 	s := &h2Stream{h: h, id: id, sendWindow: h.peerWindow, recvWindow: h2StreamWindow, remoteDone: h.blockEnd}
 	h.streams[id] = s
@@ -588,10 +592,9 @@ func (h *h2Conn) closeIfDone(s *h2Stream) {
 	delete(h.streams, s.id)
 	h.activeAt = time.Now()
 	if len(h.streams) == 0 {
+		// The read deadline stays: when it passes, idle moves it to
+		// IdleTimeout after activeAt.
 		h.c.state.CompareAndSwap(stateActive, stateIdle)
-		if !h.readBy.IsZero() && h.readBy.Sub(h.activeAt) < h.s.cfg.IdleTimeout-min(idleSlack, h.s.cfg.IdleTimeout/8) {
-			h.idle()
-		}
 	}
 }
 
@@ -650,14 +653,18 @@ func (h *h2Conn) drain(s *h2Stream) {
 		s.room()
 	}
 	if s.localDone {
-		if s.finished && !s.remoteDone {
-			// The response is complete and its handler took no more of
-			// the request's body: the client may stop sending it.
-			h.rstStream(s.id, http2.ErrCodeNo)
-			s.remoteDone = true
-		}
-		h.closeIfDone(s)
+		h.ended(s)
 	}
+}
+
+// ended closes s once its response is complete; when its handler is done
+// with the request's body too, the client may stop sending the rest.
+func (h *h2Conn) ended(s *h2Stream) {
+	if s.finished && !s.remoteDone {
+		h.rstStream(s.id, http2.ErrCodeNo)
+		s.remoteDone = true
+	}
+	h.closeIfDone(s)
 }
 
 // writeData adds a DATA frame to out (the framer would copy data twice).

@@ -9,12 +9,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/hangar-oss/hangar/internal/frontdoor"
 )
@@ -272,5 +275,56 @@ func TestFrontDoor_H2LoopShutdown(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Shutdown did not return once the stream finished")
+	}
+}
+
+// TestFrontDoor_H2LoopMalformed: a malformed request (RFC 9113, 8.2: an
+// uppercase field name, a field of HTTP/1.1's connection, a pseudo-header
+// field after a regular one) is reset with PROTOCOL_ERROR and reaches no
+// executor; the connection goes on serving the next stream.
+func TestFrontDoor_H2LoopMalformed(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int64
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		io.WriteString(w, "ok")
+	}))
+	fr, _ := f.h2Dial(t, "h2.apps.test")
+	get := []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "https"},
+		{Name: ":authority", Value: "h2.apps.test"}, {Name: ":path", Value: "/"}}
+	bad := [][]hpack.HeaderField{
+		append(slices.Clone(get), hpack.HeaderField{Name: "X-Upper", Value: "1"}),
+		append(slices.Clone(get), hpack.HeaderField{Name: "connection", Value: "keep-alive"}),
+		append([]hpack.HeaderField{{Name: "x-first", Value: "1"}}, get...),
+		get[1:], // no :method
+	}
+	id := uint32(1)
+	for _, fields := range bad {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encode(fields...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		id += 2
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encode(get...), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	resets := 0
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d resets: %v", resets, err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			if rst.ErrCode != http2.ErrCodeProtocol || rst.StreamID >= id {
+				t.Fatalf("RST_STREAM %v for stream %d", rst.ErrCode, rst.StreamID)
+			}
+			resets++
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == id && d.StreamEnded() {
+			break
+		}
+	}
+	if resets != len(bad) || reached.Load() != 1 {
+		t.Errorf("%d of %d malformed requests reset, %d requests reached the executor (want only the good one)", resets, len(bad), reached.Load())
 	}
 }

@@ -225,6 +225,9 @@ func (w *h2Writer) finish() {
 	s.post(func() {
 		s.finished = true
 		s.h.drain(s)
+		if s.localDone && !s.dead {
+			s.h.ended(s)
+		}
 	})
 }
 
