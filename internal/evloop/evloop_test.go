@@ -3,6 +3,7 @@ package evloop_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -465,6 +466,55 @@ func TestLoop_YieldServesOthers(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("read past its deadline: %v, want the deadline exceeded", err)
+		}
+	})
+}
+
+// TestTask_GoScheduleInTurn: a task started with Task.Go runs in the turn
+// that started it, once its starter parks; Schedule and WakeFrom resume a
+// parked task of the same loop in that turn too, and CancelSoon makes its
+// waits fail; a read interrupted (rawconn's Interrupt) returns
+// ErrInterrupted with nothing lost.
+func TestTask_GoScheduleInTurn(t *testing.T) {
+	l := newLoop(t)
+	c, peer := pair(t)
+	runBound(t, l, c, func(task *evloop.Task) {
+		var order []string
+		var child *evloop.Task
+		task.Go(func(ct *evloop.Task) {
+			child = ct
+			order = append(order, "child")
+			task.Schedule()
+			ct.Park() // until the parent schedules it
+			order = append(order, "child again")
+			task.Schedule()
+			if err := ct.Park(); !errors.Is(err, context.Canceled) {
+				t.Errorf("Park after CancelSoon: %v", err)
+			}
+			order = append(order, "child canceled")
+			c.Interrupt()
+			task.WakeFrom(ct)
+		})
+		order = append(order, "parent")
+		task.Park() // the child runs, in this turn, and schedules us
+		if len(order) != 2 || order[1] != "child" {
+			t.Fatalf("order %v", order)
+		}
+		child.Schedule()
+		task.Park()
+		child.CancelSoon()
+		// The child's Interrupt ends this read, which waits for a peer
+		// that writes nothing yet.
+		buf := make([]byte, 8)
+		if _, err := c.Read(buf); !errors.Is(err, rawconn.ErrInterrupted) {
+			t.Fatalf("read: %v, want ErrInterrupted", err)
+		}
+		if want := "parent child child again child canceled"; fmt.Sprint(order) != "["+want+"]" {
+			t.Errorf("order %v, want [%s]", order, want)
+		}
+		peer.Write([]byte("after"))
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "after" {
+			t.Errorf("read after the interrupt: %q, %v", buf[:n], err)
 		}
 	})
 }
