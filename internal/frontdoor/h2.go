@@ -67,6 +67,10 @@ type h2Conn struct {
 	recvOwed   int64                // consumed, not yet given back
 	blocked    []*h2Stream          // streams with queued bytes and no window or room in out
 
+	workers     map[*evloop.Task]*h2Worker // the raw path's tasks
+	idleWorkers []*evloop.Task             // those waiting for a stream
+	closed      bool                       // the connection ended: workers end too
+
 	// The header block being read: its stream, the fields so far, their
 	// size (RFC 9113's count), and whether its HEADERS ended the stream.
 	blockID     uint32
@@ -90,6 +94,7 @@ func (c *http1Conn) serveH2() {
 		c: c, s: c.s, task: c.task, loop: c.task.Loop().(*evloop.Loop), raw: c.raw,
 		br:         bufio.NewReaderSize(c.tc, 2*h2ReadFrame),
 		streams:    map[uint32]*h2Stream{},
+		workers:    map[*evloop.Task]*h2Worker{},
 		sendWindow: 65535, peerWindow: 65535, peerFrame: 16 << 10,
 		recvWindow: h2ConnWindow, activeAt: time.Now(),
 	}
@@ -400,7 +405,11 @@ func (h *h2Conn) closeIfDone(s *h2Stream) {
 
 // closeAll ends every stream when the connection ends.
 func (h *h2Conn) closeAll() {
+	h.closed = true
 	for _, s := range h.streams {
 		h.reset(s, 0)
+	}
+	for _, t := range h.idleWorkers {
+		t.CancelSoon()
 	}
 }

@@ -82,7 +82,7 @@ func (h *h2Conn) onFragment(frag []byte, end bool) error {
 	h.streams[id] = s
 	h.activeAt = time.Now()
 	if h.blockEnd && h.fast(s, &r) {
-		h.task.Go(s.serveFast)
+		h.startFast(s)
 		return nil
 	}
 	return h.bridge(s, &r)

@@ -93,8 +93,50 @@ func (s *h2Stream) room() {
 	}
 }
 
-// serveFast is the task of a stream on the router's raw path.
-func (s *h2Stream) serveFast(t *evloop.Task) {
+// h2Worker is a loop task that serves streams on the router's raw path,
+// one after the other: a stream does not pay for a task of its own (a
+// coroutine, its stack, an 8 KiB writer).
+type h2Worker struct {
+	next *h2Stream // the stream to serve next; nil: none yet
+	bw   *bufio.Writer
+}
+
+// startFast serves s on the raw path: on an idle worker of the connection,
+// or a new one.
+func (h *h2Conn) startFast(s *h2Stream) {
+	if n := len(h.idleWorkers); n > 0 {
+		t := h.idleWorkers[n-1]
+		h.idleWorkers = h.idleWorkers[:n-1]
+		h.workers[t].next = s
+		t.Schedule()
+		return
+	}
+	w := &h2Worker{next: s, bw: bufio.NewWriterSize(nil, 8<<10)}
+	h.task.Go(func(t *evloop.Task) {
+		h.workers[t] = w
+		defer delete(h.workers, t)
+		for {
+			s := w.next
+			w.next = nil
+			s.serveFast(t, w.bw)
+			// A worker whose stream was reset may have been canceled:
+			// its waits would fail from now on.
+			if s.dead || h.closed {
+				return
+			}
+			h.idleWorkers = append(h.idleWorkers, t)
+			for w.next == nil {
+				if t.Park() != nil {
+					return // the connection ended (closeAll)
+				}
+			}
+		}
+	})
+}
+
+// serveFast serves s on the router's raw path, as the worker task t, with
+// bw for the response.
+func (s *h2Stream) serveFast(t *evloop.Task, bw *bufio.Writer) {
 	s.task = t
 	h := s.h
 	if s.dead {
@@ -111,7 +153,8 @@ func (s *h2Stream) serveFast(t *evloop.Task) {
 		}
 	}()
 	s.resp.s = s
-	bw := bufio.NewWriterSize(&s.resp, 8<<10)
+	bw.Reset(&s.resp)
+	defer bw.Reset(nil)
 	h.s.proxy.ProxyHTTP1(evloop.WithTask(ctx, t), s.host, s.req, s.isHead, false, bw)
 	bw.Flush()
 }
