@@ -35,7 +35,7 @@ func newServeCmd(cfg *config.Config, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&cfg.BodyReadTimeout, "body-read-timeout", cfg.BodyReadTimeout, "cut a request whose body sends nothing for this long (env HANGAR_BODY_READ_TIMEOUT)")
 	f.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "cap on a request's headers, in bytes (env HANGAR_MAX_HEADER_BYTES)")
 	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "cap on open connections from one client IP; negative = no cap (env HANGAR_MAX_CONNS_PER_IP)")
-	f.IntVar(&cfg.HTTP1Loops, "http1-loops", cfg.HTTP1Loops, "event loops serving HTTP/1.1 connections; 0 = half the CPUs (at least 1), negative = a goroutine per connection (env HANGAR_HTTP1_LOOPS)")
+	f.IntVar(&cfg.HTTP1Loops, "http1-loops", cfg.HTTP1Loops, "event loops serving HTTP/1.1 connections and HTTP/2 ones to apps' hosts; 0 = half the CPUs (at least 1), negative = a goroutine per connection and net/http for all HTTP/2 (env HANGAR_HTTP1_LOOPS)")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "cap on request bodies of API routes other than deploy uploads, in bytes (env HANGAR_MAX_BODY_BYTES)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping server lets requests in flight finish (env HANGAR_SHUTDOWN_TIMEOUT)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "public host[:port] of the API; apps are served at <org>-<app>.<domain> (env HANGAR_DOMAIN)")

@@ -4,7 +4,8 @@
 // exhausting it: an idle keep-alive timeout, a header timeout and size cap,
 // a per-read deadline on request bodies, and a cap on connections per
 // client IP. Apps' plain HTTP/1.1 requests are read by its own loop and
-// handed to a Proxy (the router) without net/http (server.go, http1.go).
+// handed to a Proxy (the router) without net/http (server.go, http1.go),
+// and so are HTTP/2 connections to apps' hosts (h2.go).
 // It imports only the standard library; the composition root wires it.
 package frontdoor
 
@@ -37,9 +38,10 @@ type Config struct {
 	// 256; negative means no cap.
 	MaxConnsPerIP int
 	// Loops is the number of event loops that serve HTTP/1.1 connections
-	// (package evloop, docs/frontdoor.md "The event loop"). Default: half
-	// the CPUs Go may use, at least 1, so that executors keep the rest;
-	// negative means none: a goroutine per connection.
+	// and HTTP/2 ones to apps' hosts (package evloop, docs/frontdoor.md
+	// "The event loop", docs/h2-loop.md). Default: half the CPUs Go may
+	// use, at least 1, so that executors keep the rest; negative means
+	// none: a goroutine per connection, and net/http for all HTTP/2.
 	Loops int
 }
 

@@ -17,8 +17,9 @@ import (
 	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
-// Proxy serves the requests the front door parses itself: HTTP/1.1, no
-// body, no upgrade, for a host it routes. *router.Router implements it.
+// Proxy serves the requests the front door parses itself: no body, no
+// upgrade, for a host it routes, over HTTP/1.1 or HTTP/2 (h2.go turns
+// them into HTTP/1.1 and back). *router.Router implements it.
 type Proxy interface {
 	// Routes reports whether host (lowercase, without port or trailing
 	// dot) is served by the proxy.
@@ -33,9 +34,11 @@ type Proxy interface {
 }
 
 // Server is the front door's HTTPS server. It does the TLS handshake
-// itself and dispatches by the protocol negotiated (ALPN): HTTP/2 and
-// anything else go to a net/http server of the handler; HTTP/1.1
-// connections are read by the front door's own loop (http1.go), which
+// itself and dispatches by the protocol negotiated (ALPN): HTTP/2 to an
+// app's host (the server name the client gave) is served by the front
+// door's loop (h2.go), HTTP/2 to any other host and anything else go to a
+// net/http server of the handler; HTTP/1.1 connections are read by the
+// front door's own loop (http1.go), which
 // hands the proxy the requests it can serve without net/http (no body, no
 // upgrade, an app's host) and gives the connection over to net/http at
 // the first request it cannot. So apps' plain GETs, nearly all of their
