@@ -471,8 +471,8 @@ func TestLoop_YieldServesOthers(t *testing.T) {
 }
 
 // TestTask_GoScheduleInTurn: a task started with Task.Go runs in the turn
-// that started it, once its starter parks; Schedule and WakeFrom resume a
-// parked task of the same loop in that turn too, and CancelSoon makes its
+// that started it, once its starter parks; Schedule resumes a parked task
+// of the same loop in that turn too, and CancelSoon makes its
 // waits fail; a read interrupted (rawconn's Interrupt) returns
 // ErrInterrupted with nothing lost.
 func TestTask_GoScheduleInTurn(t *testing.T) {
@@ -493,7 +493,7 @@ func TestTask_GoScheduleInTurn(t *testing.T) {
 			}
 			order = append(order, "child canceled")
 			c.Interrupt()
-			task.WakeFrom(ct)
+			task.Schedule()
 		})
 		order = append(order, "parent")
 		task.Park() // the child runs, in this turn, and schedules us

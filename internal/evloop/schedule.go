@@ -2,7 +2,7 @@ package evloop
 
 // Scheduling within a turn of the loop: tasks that start, wake or cancel
 // other tasks of their own loop do it without the eventfd's system call
-// (the HTTP/2 connection's task and its streams, the router's admission).
+// (the HTTP/2 connection's task and its streams).
 
 // Go runs f as a new task on t's loop, started in the loop's current
 // turn once t parks: for a connection's task that starts one per request
@@ -29,17 +29,6 @@ func (t *Task) Schedule() {
 		t.soon = true
 		t.l.soon = append(t.l.soon, t)
 	}
-}
-
-// WakeFrom is Wake for a caller that may be by, a task: when by runs now
-// on t's loop, t is scheduled in this turn (Schedule) rather than woken
-// through the loop's eventfd. by may be nil (any goroutine).
-func (t *Task) WakeFrom(by *Task) {
-	if by != nil && by.l == t.l && by.Running() {
-		t.Schedule()
-		return
-	}
-	t.Wake()
 }
 
 // CancelSoon is Cancel for code running on t's loop other than t: t's

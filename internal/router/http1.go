@@ -67,7 +67,7 @@ func (r *Router) ProxyHTTP1(ctx context.Context, host, req []byte, isHead, closi
 		status = 502 // the client left while its request waited
 		return false
 	}
-	p := place{a: a, i: first, held: counted, task: task}
+	p := place{a: a, i: first, held: counted}
 	defer p.release()
 	n := len(a.upstreams)
 	for k := range n {
