@@ -142,6 +142,27 @@ func TestFrontDoor_H2OnLoop(t *testing.T) {
 		t.Errorf("a host without an app: got %d, want 404", resp.StatusCode)
 	}
 
+	// Small windows (16 KiB a stream, 64 KiB the connection): four 1 MiB
+	// responses at once go out in pieces as the client gives them room.
+	small := f.appClient("h2.apps.test")
+	small.Transport.(*http.Transport).HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10, MaxReceiveBufferPerConnection: 64 << 10}
+	var bigs sync.WaitGroup
+	for range 4 {
+		bigs.Go(func() {
+			req, _ := http.NewRequest("GET", "https://h2.apps.test/big", nil)
+			resp, err := small.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			if b, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(b, big) {
+				t.Errorf("1 MiB through small windows: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+	bigs.Wait()
+
 	// Many streams at once, on one connection.
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
@@ -165,7 +186,6 @@ func TestFrontDoor_H2OnLoop(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	t.Log("fresh")
 	if _, got := f.do(t, f.appClient("h2.apps.test"), "GET", "h2.apps.test", "/x", nil); !strings.HasPrefix(got, "HTTP/1.1 GET /x") {
 		t.Errorf("a new connection: %q", got)
 	}
