@@ -40,9 +40,12 @@ func (h *h2Conn) bridge(s *h2Stream, r *h2Request) error {
 	hdr := make(http.Header, len(r.fields))
 	var cookies []string
 	for _, f := range r.fields {
-		if f.Name == "cookie" {
+		switch f.Name {
+		case "cookie":
 			cookies = append(cookies, f.Value)
 			continue
+		case "host":
+			continue // as net/http does: the host is req.Host
 		}
 		k := http.CanonicalHeaderKey(f.Name)
 		hdr[k] = append(hdr[k], f.Value)

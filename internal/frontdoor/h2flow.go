@@ -82,10 +82,9 @@ func (h *h2Conn) onData(f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		s.remoteDone = true
 	}
-	if s.body == nil {
-		// A stream whose handler finished: what comes is thrown away.
-		h.credit(s, int64(len(data)))
-	} else if !s.body.push(data, f.StreamEnded()) {
+	// A stream still receiving went to the bridge, with a body: once its
+	// handler is done, the body throws away what comes (and gives it back).
+	if !s.body.push(data, f.StreamEnded()) {
 		h.reset(s, http2.ErrCodeProtocol) // more than its content-length
 		return nil
 	}

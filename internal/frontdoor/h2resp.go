@@ -93,6 +93,10 @@ func (s *h2Stream) room() {
 	}
 }
 
+// h2IdleWorkers is how many idle workers (h2Worker) a connection keeps: a
+// burst of streams leaves no more behind.
+const h2IdleWorkers = 16
+
 // h2Worker is a loop task that serves streams on the router's raw path,
 // one after the other: a stream does not pay for a task of its own (a
 // coroutine, its stack, an 8 KiB writer).
@@ -121,7 +125,7 @@ func (h *h2Conn) startFast(s *h2Stream) {
 			s.serveFast(t, w.bw)
 			// A worker whose stream was reset may have been canceled:
 			// its waits would fail from now on.
-			if s.dead || h.closed {
+			if s.dead || h.closed || len(h.idleWorkers) >= h2IdleWorkers {
 				return
 			}
 			h.idleWorkers = append(h.idleWorkers, t)

@@ -224,7 +224,7 @@ func (c *Conn) readDetached(p []byte) (int, error) {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
 		case e == syscall.EAGAIN:
-			if c.interrupt.Swap(false) {
+			if c.interrupt.Load() && c.interrupt.Swap(false) {
 				return 0, c.opError("read", ErrInterrupted)
 			}
 			if err := c.await(false); err != nil {
