@@ -254,10 +254,12 @@ func (h *h2Conn) flush() error {
 	for len(h.out) > 0 {
 		h.woken = false
 		h.out, h.sending = h.sending[:0], h.out
-		if now := time.Now(); h.writeBy.Sub(now) < h.s.cfg.BodyReadTimeout-time.Second {
-			// A client that takes nothing for BodyReadTimeout is gone,
-			// or an attacker filling Hangar's buffers.
-			h.writeBy = now.Add(h.s.cfg.BodyReadTimeout)
+		// A client that takes nothing for BodyReadTimeout is gone, or an
+		// attacker filling Hangar's buffers. The deadline moves only
+		// once it is a slack short of that (moving it costs a wake-up).
+		timeout := h.s.cfg.BodyReadTimeout
+		if now := time.Now(); h.writeBy.Sub(now) < timeout-min(idleSlack, timeout/8) {
+			h.writeBy = now.Add(timeout)
 			h.c.tc.SetWriteDeadline(h.writeBy)
 		}
 		if _, err := h.c.tc.Write(h.sending); err != nil {
