@@ -384,3 +384,43 @@ func TestFrontDoor_H2ZeroWindow(t *testing.T) {
 		t.Error("the executor's request did not end after the stream was reset")
 	}
 }
+
+// TestFrontDoor_H2EndlessTrailers: an executor (the tenant's code) whose
+// chunked response ends in trailers that never end cannot make the loop
+// hold them all for the one HEADERS frame they would go out in: past
+// 64 KiB the stream is reset and the executor's connection closed.
+func TestFrontDoor_H2EndlessTrailers(t *testing.T) {
+	t.Parallel()
+	written := make(chan int, 1)
+	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		n := 0
+		defer func() { written <- n }()
+		c.SetWriteDeadline(time.Now().Add(time.Minute))
+		brw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+		line := "X-Trailer: " + strings.Repeat("t", 1000) + "\r\n"
+		for n < 64<<20 {
+			if _, err := brw.WriteString(line); err != nil {
+				return
+			}
+			n += len(line)
+		}
+		brw.Flush()
+	}))
+	resp, err := f.appClient("h2.apps.test").Get("https://h2.apps.test/")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Error("a response with endless trailers came back whole, want the stream reset")
+	}
+	if n := <-written; n >= 64<<20 {
+		t.Errorf("the executor wrote %d MiB of trailers and the front door took them all", n>>20)
+	}
+}

@@ -172,6 +172,9 @@ type h1Response struct {
 	left  int64  // bytes of the body or chunk still to come
 	head  []byte // the head, until it is whole
 	line  []byte // a chunk's size line or a trailer, until it is whole
+	// trailerBytes counts the trailers kept until the response ends: the
+	// executor is the tenant's code, and HTTP/2 sends them in one block.
+	trailerBytes int
 }
 
 type h1State uint8
@@ -187,6 +190,10 @@ const (
 )
 
 var errBadResponse = errors.New("http2: malformed response from the router")
+
+// h2MaxTrailerBytes caps a response's trailers, held until its last chunk:
+// the response is reset past it.
+const h2MaxTrailerBytes = 64 << 10
 
 func (r *h1Response) Write(p []byte) (int, error) {
 	n := len(p)
@@ -326,6 +333,9 @@ func (r *h1Response) onLine(line []byte) error {
 		if len(line) > 0 {
 			name, value, ok := splitHeader(line)
 			if !ok {
+				return errBadResponse
+			}
+			if r.trailerBytes += len(line); r.trailerBytes > h2MaxTrailerBytes {
 				return errBadResponse
 			}
 			s.trailers = append(s.trailers, hpack.HeaderField{Name: lower(name), Value: string(value)})
