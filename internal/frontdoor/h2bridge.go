@@ -81,8 +81,8 @@ func (h *h2Conn) bridge(s *h2Stream, r *h2Request) error {
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, h.c.tc.LocalAddr())
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.cond = sync.NewCond(&s.mu)
-	s.w = &h2Writer{s: s, header: http.Header{}, isHead: r.method == "HEAD"}
-	go s.w.run(h.s.http.Handler, req.WithContext(ctx))
+	w := &h2Writer{s: s, header: http.Header{}, isHead: r.method == "HEAD"}
+	go w.run(h.s.http.Handler, req.WithContext(ctx))
 	return nil
 }
 

@@ -51,8 +51,7 @@ type h2Stream struct {
 	req      []byte // the HTTP/1.1 request head for the executor
 	resp     h1Response
 
-	body *h2Body   // the bridge's request body, if any; set before its handler runs
-	w    *h2Writer // the bridge's response writer
+	body *h2Body // the bridge's request body, if any; set before its handler runs
 }
 
 // kill cancels the stream's work: its task's waits fail, its handler's
