@@ -245,7 +245,7 @@ type head struct {
 func (c *conn) readHead(isHead, closing bool) (head, error) {
 	var h head
 	for range max1xxResponses + 1 {
-		line, err := c.readLine()
+		line, err := c.readLine(maxResponseHeaderBytes)
 		if err != nil {
 			return h, err
 		}
@@ -264,7 +264,7 @@ func (c *conn) readHead(isHead, closing bool) (head, error) {
 		// Connection header is known.
 		raw := c.raw[:0]
 		for {
-			line, err := c.readLine()
+			line, err := c.readLine(maxResponseHeaderBytes)
 			if err != nil {
 				return h, err
 			}
@@ -451,12 +451,16 @@ func parseUint(b []byte, base int64) (int64, bool) {
 func truncate(b []byte) []byte { return b[:min(len(b), 64)] }
 
 // readLine returns the next line of the executor's response without its
-// line end; it is valid until the next read.
-func (c *conn) readLine() ([]byte, error) {
+// line end; it is valid until the next read. A line longer than limit bytes
+// is an error: the executor is the tenant's code.
+func (c *conn) readLine(limit int) ([]byte, error) {
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		c.long = append(c.long[:0], line...)
 		for err == bufio.ErrBufferFull {
+			if len(c.long) > limit {
+				return nil, fmt.Errorf("a line of the response longer than %d bytes", limit)
+			}
 			line, err = c.br.ReadSlice('\n')
 			c.long = append(c.long, line...)
 		}

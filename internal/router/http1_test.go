@@ -261,6 +261,50 @@ func TestRouter_RawResponseHeaderBounded(t *testing.T) {
 	}
 }
 
+// TestRouter_RawBodyLinesBounded: a chunked body's lines (a chunk's size
+// with its extensions, a trailer) are read whole before they are relayed;
+// an executor sending one without end has its connection closed past
+// maxBodyLineBytes instead of growing the router's memory.
+func TestRouter_RawBodyLinesBounded(t *testing.T) {
+	t.Parallel()
+	for name, start := range map[string]string{
+		"chunk size": "1;ext=",
+		"trailer":    "5\r\nhello\r\n0\r\nX-Trailer: ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const sent = 64 << 20
+			written := make(chan int64, 1)
+			flood := rawUpstream(t, func(c net.Conn) {
+				n, _ := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s", start)
+				total, chunk := int64(n), bytes.Repeat([]byte("a"), 64<<10)
+				for total < sent {
+					n, err := c.Write(chunk)
+					total += int64(n)
+					if err != nil {
+						break
+					}
+				}
+				written <- total
+			})
+			r := newRouter(t)
+			r.Set("flood.test", []string{flood})
+			var out bytes.Buffer
+			w := bufio.NewWriter(&out)
+			if r.ProxyHTTP1(t.Context(), []byte("flood.test"), rawGET("GET", "flood.test", "/"), false, false, w) {
+				t.Error("the client's connection may go on after a broken body; want it closed")
+			}
+			if n := <-written; n >= sent {
+				t.Errorf("the executor wrote a %d-byte line unhindered; want its connection closed past %d", n, maxBodyLineBytes)
+			}
+			w.Flush()
+			if !bytes.HasPrefix(out.Bytes(), []byte("HTTP/1.1 200 OK\r\n")) || bytes.HasSuffix(out.Bytes(), []byte("0\r\n\r\n")) {
+				t.Errorf("the client got %q; want the head and a body cut short", truncate(out.Bytes()))
+			}
+		})
+	}
+}
+
 // TestRouter_RawStaleConnectionRetried: on the raw path too, a pooled
 // connection the executor closed while idle does not fail the next GET.
 func TestRouter_RawStaleConnectionRetried(t *testing.T) {

@@ -47,6 +47,11 @@ func (c *conn) copyN(w *bufio.Writer, n int64) error {
 	return nil
 }
 
+// maxBodyLineBytes bounds a line of a chunked body: a chunk's size line
+// (net/http takes 4 KiB) or a trailer (streamed to the client line by line,
+// so only a line at a time is held).
+const maxBodyLineBytes = 64 << 10
+
 // copyChunks relays a chunked body as it is, chunk by chunk, its trailers
 // included.
 func (c *conn) copyChunks(w *bufio.Writer) error {
@@ -54,7 +59,7 @@ func (c *conn) copyChunks(w *bufio.Writer) error {
 		if err := c.fill(w); err != nil {
 			return err
 		}
-		line, err := c.readLine()
+		line, err := c.readLine(maxBodyLineBytes)
 		if err != nil {
 			return err
 		}
@@ -69,7 +74,7 @@ func (c *conn) copyChunks(w *bufio.Writer) error {
 		if n == 0 {
 			w.WriteString("0\r\n")
 			for {
-				line, err := c.readLine()
+				line, err := c.readLine(maxBodyLineBytes)
 				if err != nil {
 					return err
 				}
@@ -90,7 +95,7 @@ func (c *conn) copyChunks(w *bufio.Writer) error {
 		if err := c.fill(w); err != nil {
 			return err
 		}
-		if line, err := c.readLine(); err != nil || len(line) != 0 {
+		if line, err := c.readLine(maxBodyLineBytes); err != nil || len(line) != 0 {
 			return fmt.Errorf("chunk not followed by CRLF: %v", err)
 		}
 		w.WriteString("\r\n")
