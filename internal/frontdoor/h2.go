@@ -72,9 +72,12 @@ type h2Conn struct {
 	closed      bool                       // the connection ended: workers end too
 
 	// The header block being read: its stream, the fields so far, their
-	// size (RFC 9113's count), and whether its HEADERS ended the stream.
+	// size (RFC 9113's count), whether its HEADERS ended the stream, and
+	// whether they made it depend on itself (a stream error, once the
+	// block is decoded: the decoder's table is the connection's).
 	blockID     uint32
 	blockEnd    bool
+	blockSelf   bool
 	blockBytes  int
 	fields      []hpack.HeaderField
 	fieldsBytes int
@@ -294,10 +297,18 @@ func (h *h2Conn) handle(f http2.Frame) error {
 		return h.onReset(f)
 	case *http2.GoAwayFrame:
 		h.goaway = true
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID { // RFC 9113, 5.3.1
+			if s := h.streams[f.StreamID]; s != nil {
+				h.reset(s, http2.ErrCodeProtocol)
+			} else {
+				h.rstStream(f.StreamID, http2.ErrCodeProtocol)
+			}
+		}
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	return nil // PRIORITY and unknown frames
+	return nil // unknown frames
 }
 
 func (h *h2Conn) onSettings(f *http2.SettingsFrame) error {

@@ -325,6 +325,17 @@ func TestFrontDoor_H2LoopMalformed(t *testing.T) {
 		}
 		id += 2
 	}
+	// A stream may not depend on itself (RFC 9113, 5.3.1): by its HEADERS,
+	// well formed otherwise, or by a PRIORITY frame (here on a closed one).
+	self := http2.PriorityParam{StreamDep: id}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encode(get...), EndStream: true, EndHeaders: true, Priority: self}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WritePriority(1, http2.PriorityParam{StreamDep: 1}); err != nil {
+		t.Fatal(err)
+	}
+	wantResets := len(bad) + 2
+	id += 2
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encode(get...), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +355,7 @@ func TestFrontDoor_H2LoopMalformed(t *testing.T) {
 			break
 		}
 	}
-	if resets != len(bad) || reached.Load() != 1 {
-		t.Errorf("%d of %d malformed requests reset, %d requests reached the executor (want only the good one)", resets, len(bad), reached.Load())
+	if resets != wantResets || reached.Load() != 1 {
+		t.Errorf("%d of %d malformed requests reset, %d requests reached the executor (want only the good one)", resets, wantResets, reached.Load())
 	}
 }

@@ -25,6 +25,7 @@ func (h *h2Conn) onHeaders(f *http2.HeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	h.blockID, h.blockEnd, h.blockBytes = id, f.StreamEnded(), 0
+	h.blockSelf = f.HasPriority() && f.Priority.StreamDep == id
 	h.fields, h.fieldsBytes = h.fields[:0], 0
 	return h.onFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 }
@@ -48,7 +49,10 @@ func (h *h2Conn) onFragment(frag []byte, end bool) error {
 		return http2.ConnectionError(http2.ErrCodeCompression)
 	}
 	id := h.blockID
-	if s := h.streams[id]; s != nil {
+	if s := h.streams[id]; s != nil && h.blockSelf {
+		h.reset(s, http2.ErrCodeProtocol)
+		return nil
+	} else if s != nil {
 		// Trailers of a request body: its end.
 		s.remoteDone = true
 		if s.body != nil {
@@ -61,6 +65,9 @@ func (h *h2Conn) onFragment(frag []byte, end bool) error {
 	switch {
 	case h.goaway || len(h.streams) >= h2MaxStreams:
 		h.rstStream(id, http2.ErrCodeRefusedStream)
+		return nil
+	case h.blockSelf:
+		h.rstStream(id, http2.ErrCodeProtocol)
 		return nil
 	case h.fieldsBytes > h.s.cfg.MaxHeaderBytes:
 		h.respond(id, 431, h.blockEnd)
