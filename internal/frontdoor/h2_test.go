@@ -359,3 +359,53 @@ func TestFrontDoor_H2LoopMalformed(t *testing.T) {
 		t.Errorf("%d of %d malformed requests reset, %d requests reached the executor (want only the good one)", resets, wantResets, reached.Load())
 	}
 }
+
+// handlerProxy routes every host to the loop and serves what the loop
+// does not relay itself with h.
+type handlerProxy struct {
+	frontdoor.Proxy
+	h http.Handler
+}
+
+func (p handlerProxy) Routes([]byte) bool                               { return true }
+func (p handlerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.h.ServeHTTP(w, r) }
+
+// TestFrontDoor_H2RequestTrailers: a request's trailers reach the handler
+// as net/http's server gives them: Trailer holds the declared keys from
+// the start and their values once the body has been read to its end, and
+// the loop does not write the map while the handler may read it (a proxy
+// clones the request first; the race detector checks).
+func TestFrontDoor_H2RequestTrailers(t *testing.T) {
+	t.Parallel()
+	f := start(t, frontdoor.Config{}, handlerProxy{h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The client sends the body and trailers at once: by now the
+		// loop has them.
+		time.Sleep(100 * time.Millisecond)
+		declared := r.Clone(r.Context()).Trailer
+		b, err := io.ReadAll(r.Body)
+		_, ok := declared["X-Check"]
+		fmt.Fprintf(w, "%s %v declared=%v trailer=%s", b, err, ok, r.Trailer.Get("X-Check"))
+	})})
+	req, _ := http.NewRequest("POST", "https://h2.apps.test/", io.MultiReader(strings.NewReader("body"), trailerLast{}))
+	req.Trailer = http.Header{"X-Check": nil}
+	trailerOf = req.Trailer
+	resp, err := f.appClient("h2.apps.test").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "body <nil> declared=true trailer=sent" {
+		t.Errorf("the handler saw %q, want the body, then the trailer X-Check: sent", b)
+	}
+}
+
+// trailerLast ends a request body, setting its trailer X-Check first (the
+// client sends a request's trailers once its body ends).
+type trailerLast struct{}
+
+var trailerOf http.Header
+
+func (trailerLast) Read([]byte) (int, error) {
+	trailerOf.Set("X-Check", "sent")
+	return 0, io.EOF
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -270,9 +271,10 @@ type h2Body struct {
 	ready    chan struct{} // something came, or the deadline moved
 	mu       sync.Mutex
 	buf      bytes.Buffer
-	err      error // after buf: io.EOF, or the stream's failure
-	left     int64 // of its content-length; -1: none given
-	trailer  http.Header
+	err      error       // after buf: io.EOF, or the stream's failure
+	left     int64       // of its content-length; -1: none given
+	trailer  http.Header // the request's, keys declared: the reader fills it at EOF
+	got      http.Header // trailers come, not yet in trailer
 	deadline time.Time
 	owed     int64 // read, not yet given back to the client's windows
 	posted   bool  // giveBack is posted
@@ -308,7 +310,10 @@ func (b *h2Body) end(fields []hpack.HeaderField) {
 	for _, f := range fields {
 		k := http.CanonicalHeaderKey(f.Name)
 		if _, declared := b.trailer[k]; declared {
-			b.trailer[k] = append(b.trailer[k], f.Value)
+			if b.got == nil {
+				b.got = http.Header{}
+			}
+			b.got[k] = append(b.got[k], f.Value)
 		}
 	}
 	if b.err == nil {
@@ -361,6 +366,12 @@ func (b *h2Body) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		err, deadline := b.err, b.deadline
+		if err == io.EOF && b.got != nil {
+			// As net/http's server: the handler may read the request's
+			// Trailer once the body is read, not while the loop gets them.
+			maps.Copy(b.trailer, b.got)
+			b.got = nil
+		}
 		b.mu.Unlock()
 		if err != nil {
 			return 0, err
