@@ -19,6 +19,9 @@
 # 10 streams each) against nginx and Hangar, one run each per round, in
 # turns first; p50/p99 from h2load's per-request log. Issue 11's targets
 # are wrk's (HTTP/1.1); the HTTP/2 lines show where that path stands.
+# Before the first load, what an idle keep-alive connection costs each
+# proxy in resident memory (bench/router/idleconns holds 1,000 of each
+# protocol open).
 # Installs nginx, wrk and h2load (nghttp2-client) with apt when missing.
 # Runs as root (executors use network namespaces); everything is on
 # loopback and torn down at the end.
@@ -52,7 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bench_build ./cmd/hangar ./cmd/dbos-cloud
+bench_build ./cmd/hangar ./cmd/dbos-cloud ./bench/router/idleconns
 HANGAR_PG_SETTINGS=fsync=off bench_serve --network-prefix "$prefix" --subnet "$subnet"
 
 export DBOS_DOMAIN="localhost:$port" NODE_EXTRA_CA_CERTS="$data/ca.pem" SSL_CERT_FILE="$data/ca.pem"
@@ -175,6 +178,42 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0 ? a / b : 0) }'; }
 # mean2 prints the means of two runs' "<req/s> <p50> <p99> <CPU/req>".
 mean2() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); printf "%.0f %.2f %.2f %.0f\n", (x[1] + y[1]) / 2, (x[2] + y[2]) / 2, (x[3] + y[3]) / 2, (x[4] + y[4]) / 2 }'; }
 
+# idle_cost prints what idle connections cost the proxy listening on port
+# $1, whose process is $2: the growth of its resident memory, in KiB per
+# connection, with 1,000 HTTP/1.1 connections held open, then with 1,000
+# HTTP/2 ones more (held on top of the first, so that neither reuses
+# memory the other freed).
+idle_cost() {
+  local port=$1 pid=$2 a b c p1 p2
+  rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+  opened() { for _ in $(seq 600); do grep -q '^open' "$1" && return; sleep 0.1; done; echo "idleconns: $(cat "$1")" >&2; exit 1; }
+  a=$(rss "$pid")
+  "$work/bin/idleconns" -addr "127.0.0.1:$port" -host "$host" -n 1000 -net 1 >"$work/idle1" 2>&1 &
+  p1=$!
+  opened "$work/idle1"
+  sleep 1
+  b=$(rss "$pid")
+  "$work/bin/idleconns" -addr "127.0.0.1:$port" -host "$host" -n 1000 -net 2 -h2 >"$work/idle2" 2>&1 &
+  p2=$!
+  opened "$work/idle2"
+  sleep 1
+  c=$(rss "$pid")
+  kill "$p1" "$p2"
+  wait "$p1" "$p2" 2>/dev/null || true
+  awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { printf "%.1f %.1f\n", (b - a) / 1000, (c - b) / 1000 }'
+}
+
+# idle_memory prints both proxies' cost of idle connections (idle_cost).
+idle_memory() {
+  local n_h1 n_h2 h_h1 h_h2
+  read -r n_h1 n_h2 < <(idle_cost "$nport" "$(pgrep -P "$nginx_pid" | head -1)")
+  read -r h_h1 h_h2 < <(idle_cost "$port" "$serve_pid")
+  echo
+  echo "== idle connections: resident memory per connection held open, 1,000 of each protocol (KiB) =="
+  printf 'HTTP/1.1  nginx %5.1f | hangar %5.1f | hangar/nginx %.2fx\n' "$n_h1" "$h_h1" "$(ratio "$h_h1" "$n_h1")"
+  printf 'HTTP/2    nginx %5.1f | hangar %5.1f | hangar/nginx %.2fx\n' "$n_h2" "$h_h2" "$(ratio "$h_h2" "$n_h2")"
+}
+
 # run benchmarks the executors in $@ at 32 and 200 connections.
 run() {
   local label=$1
@@ -183,6 +222,8 @@ run() {
   local nginx_procs=("$nginx_pid" $(pgrep -P "$nginx_pid")) n_idle h_idle
   n_idle=$(idleticks "${nginx_procs[@]}")
   h_idle=$(idleticks "$serve_pid")
+  # Before any load, so that no connection's memory is there to reuse.
+  if [ "$label" = "1 executor" ]; then idle_memory; fi
   # Each sets its proxy's n_* or h_* (bash functions see run's locals).
   measure_nginx() { read -r n_rps n_p50 n_p99 n_cpu n_err < <(measure "https://$host:$nport/" "$conns" "$n_idle" "${nginx_procs[@]}"); }
   measure_hangar() { read -r h_rps h_p50 h_p99 h_cpu h_err < <(measure "https://$host:$port/" "$conns" "$h_idle" "$serve_pid"); }

@@ -34,6 +34,7 @@ const (
 	h2StreamWindow = 256 << 10    // SETTINGS_INITIAL_WINDOW_SIZE: a stream's request body buffered at most
 	h2ConnWindow   = 1 << 20      // the connection's receive window: its request bodies buffered at most
 	h2ReadFrame    = 16 << 10     // the largest frame read (the default SETTINGS_MAX_FRAME_SIZE)
+	h2ReadBuffer   = 18 << 10     // holds one whole (next), 9 bytes of header with it: a size class of Go's
 	h2SendQueue    = 32 << 10     // a stream's response bytes queued before its producer waits
 	h2OutHigh      = 256 << 10    // frames for the client past which streams stop adding DATA
 	h2ResetBurst   = h2MaxStreams // streams in work a client may reset at once...
@@ -48,7 +49,8 @@ type h2Conn struct {
 	task *evloop.Task
 	loop *evloop.Loop
 	raw  *rawconn.Conn
-	br   *bufio.Reader
+	br   *bufio.Reader // from h2Readers; another after an idle wait (next)
+	in   firstByte     // what br reads
 	fr   *http2.Framer // reads br, writes out
 	dec  *hpack.Decoder
 	enc  *hpack.Encoder
@@ -95,13 +97,14 @@ type h2Conn struct {
 func (c *http1Conn) serveH2() {
 	h := &h2Conn{
 		c: c, s: c.s, task: c.task, loop: c.task.Loop().(*evloop.Loop), raw: c.raw,
-		br:         bufio.NewReaderSize(c.tc, 2*h2ReadFrame),
 		streams:    map[uint32]*h2Stream{},
 		workers:    map[*evloop.Task]*h2Worker{},
 		sendWindow: 65535, peerWindow: 65535, peerFrame: 16 << 10,
 		recvWindow: h2ConnWindow, activeAt: time.Now(),
 	}
-	h.fr = http2.NewFramer(h, h.br)
+	h.br = h2Readers.Get().(*bufio.Reader)
+	h.br.Reset(c.tc)
+	h.fr = http2.NewFramer(h, h)
 	h.fr.SetMaxReadFrameSize(h2ReadFrame)
 	h.fr.SetReuseFrames()
 	h.dec = hpack.NewDecoder(4096, h.emit)
@@ -112,6 +115,9 @@ func (c *http1Conn) serveH2() {
 }
 
 // Write adds a frame made by the framer to out.
+// Read is the framer's: it reads h.br, which awaitByte swaps.
+func (h *h2Conn) Read(p []byte) (int, error) { return h.br.Read(p) }
+
 func (h *h2Conn) Write(p []byte) (int, error) {
 	h.out = append(h.out, p...)
 	h.wake()
@@ -238,6 +244,12 @@ func (h *h2Conn) idle() bool {
 // next returns the next frame, reading until all of it is in the buffer:
 // a read interrupted to write (wake) must not end midway in a frame.
 func (h *h2Conn) next() (http2.Frame, error) {
+	if len(h.streams) == 0 && h.br.Buffered() == 0 {
+		// Idle: no read buffer held while the client sends nothing.
+		if err := awaitByte(h.c.tc, &h.br, &h2Readers, &h.in); err != nil {
+			return nil, err
+		}
+	}
 	for {
 		buf, _ := h.br.Peek(h.br.Buffered())
 		if len(buf) >= 9 {

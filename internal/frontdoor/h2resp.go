@@ -1,7 +1,6 @@
 package frontdoor
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -98,10 +97,9 @@ const h2IdleWorkers = 16
 
 // h2Worker is a loop task that serves streams on the router's raw path,
 // one after the other: a stream does not pay for a task of its own (a
-// coroutine, its stack, an 8 KiB writer).
+// coroutine and its stack).
 type h2Worker struct {
 	next *h2Stream // the stream to serve next; nil: none yet
-	bw   *bufio.Writer
 }
 
 // startFast serves s on the raw path: on an idle worker of the connection,
@@ -114,14 +112,14 @@ func (h *h2Conn) startFast(s *h2Stream) {
 		t.Schedule()
 		return
 	}
-	w := &h2Worker{next: s, bw: bufio.NewWriterSize(nil, 8<<10)}
+	w := &h2Worker{next: s}
 	h.task.Go(func(t *evloop.Task) {
 		h.workers[t] = w
 		defer delete(h.workers, t)
 		for {
 			s := w.next
 			w.next = nil
-			s.serveFast(t, w.bw)
+			s.serveFast(t)
 			// A worker whose stream was reset may have been canceled:
 			// its waits would fail from now on.
 			if s.dead || h.closed || len(h.idleWorkers) >= h2IdleWorkers {
@@ -137,9 +135,8 @@ func (h *h2Conn) startFast(s *h2Stream) {
 	})
 }
 
-// serveFast serves s on the router's raw path, as the worker task t, with
-// bw for the response.
-func (s *h2Stream) serveFast(t *evloop.Task, bw *bufio.Writer) {
+// serveFast serves s on the router's raw path, as the worker task t.
+func (s *h2Stream) serveFast(t *evloop.Task) {
 	s.task = t
 	h := s.h
 	if s.dead {
@@ -156,8 +153,8 @@ func (s *h2Stream) serveFast(t *evloop.Task, bw *bufio.Writer) {
 		}
 	}()
 	s.resp.s = s
-	bw.Reset(&s.resp)
-	defer bw.Reset(nil)
+	bw := getWriter(&s.resp)
+	defer putWriter(bw)
 	h.s.proxy.ProxyHTTP1(evloop.WithTask(ctx, t), s.host, s.req, s.isHead, false, bw)
 	bw.Flush()
 }

@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +47,8 @@ const watchDelay = 50 * time.Millisecond
 type http1Conn struct {
 	s      *Server
 	tc     *tls.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
+	br     *bufio.Reader   // nil while it waits for a request (awaitRequest)
+	in     firstByte       // what br reads
 	ctx    context.Context // ends when the client leaves
 	cancel context.CancelFunc
 	ip     []byte // the client's IP address, for X-Forwarded-For
@@ -82,8 +84,6 @@ func (s *Server) newHTTP1Conn(tc *tls.Conn, raw *rawconn.Conn) *http1Conn {
 	if a, ok := tc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip = a.AddrPort().Addr().Unmap().AppendTo(nil)
 	}
-	c.br = bufio.NewReaderSize(tc, http1ReadBuffer)
-	c.bw = bufio.NewWriterSize(tc, 8<<10)
 	c.watch = time.AfterFunc(time.Hour, c.watchClient)
 	c.watch.Stop()
 	return c
@@ -154,7 +154,7 @@ func (c *http1Conn) serve() {
 			return
 		}
 		c.idleDeadline()
-		if _, err := c.br.Peek(1); err != nil {
+		if c.awaitRequest() != nil {
 			return
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
@@ -175,11 +175,13 @@ func (c *http1Conn) serve() {
 			c.stopping.Store(false)
 			c.watch.Reset(watchDelay)
 		}
-		keep := c.s.proxy.ProxyHTTP1(c.ctx, c.host, c.out, isHead, closing, c.bw)
+		bw := getWriter(c.tc)
+		keep := c.s.proxy.ProxyHTTP1(c.ctx, c.host, c.out, isHead, closing, bw)
 		// The response goes out before the watch stops: stopping a watch
 		// that runs waits for its goroutine to be scheduled, milliseconds
 		// on a saturated host, and the client must not wait for that.
-		err = c.bw.Flush()
+		err = bw.Flush()
+		putWriter(bw)
 		if c.task == nil && !c.watch.Stop() {
 			// watchClient runs: stop its read, and wait for it.
 			c.stopping.Store(true)
@@ -194,6 +196,70 @@ func (c *http1Conn) serve() {
 			c.out = nil
 		}
 	}
+}
+
+// awaitRequest waits for the next request to begin, holding no read
+// buffer while nothing is buffered (awaitByte).
+func (c *http1Conn) awaitRequest() error {
+	if c.br != nil && c.br.Buffered() > 0 {
+		return nil // pipelined
+	}
+	return awaitByte(c.tc, &c.br, &readers, &c.in)
+}
+
+// awaitByte waits for the next byte from tc without a read buffer: it
+// puts *br (if any) back in pool, reads one byte alone into in (crypto/tls
+// keeps the rest of its record, which the socket no longer shows), and
+// takes a buffer from pool again that reads in's byte first. *br is set
+// on error too.
+func awaitByte(tc *tls.Conn, br **bufio.Reader, pool *sync.Pool, in *firstByte) (err error) {
+	if *br != nil {
+		(*br).Reset(nil)
+		pool.Put(*br)
+	}
+	*in = firstByte{tc: tc}
+	for in.n == 0 && err == nil {
+		in.n, err = tc.Read(in.b[:])
+	}
+	*br = pool.Get().(*bufio.Reader)
+	(*br).Reset(in)
+	return err
+}
+
+// firstByte reads the byte awaitByte read, then the connection.
+type firstByte struct {
+	tc *tls.Conn
+	b  [1]byte
+	n  int // of b, not yet read
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	if f.n == 0 || len(p) == 0 {
+		return f.tc.Read(p)
+	}
+	p[0], f.n = f.b[0], 0
+	return 1, nil
+}
+
+// readers and writers hold the 8 KiB buffers connections read requests
+// and write responses through, h2Readers the HTTP/2 connections' read
+// buffers: a connection waiting for its next request holds none (2,000
+// idle HTTP/1.1 connections held 32 MiB of them).
+var (
+	readers   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, http1ReadBuffer) }}
+	writers   = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+	h2Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h2ReadBuffer) }}
+)
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
 }
 
 // end closes the connection, or gives it to net/http when handover: an

@@ -75,6 +75,33 @@ func TestFrontDoor_HTTP1Handover(t *testing.T) {
 	}
 }
 
+// TestFrontDoor_HTTP1Trickle: requests sent a byte per TLS record on a
+// keep-alive connection, whose first byte a waiting connection reads alone
+// (it holds no read buffer while idle), come whole to the executor; the
+// one with a body through net/http too, and the connection goes on.
+func TestFrontDoor_HTTP1Trickle(t *testing.T) {
+	t.Parallel()
+	for _, mode := range loopModes {
+		f := throughRouter(t, frontdoor.Config{Loops: mode.loops}, "app.apps.test", echo)
+		c := f.dial(t)
+		br := bufio.NewReader(c)
+		for _, tc := range []struct{ raw, want string }{
+			{"GET /a HTTP/1.1\r\nHost: app.apps.test\r\n\r\n", `GET /a host=app.apps.test xff=127.0.0.1 xfp=https body=""`},
+			{"GET /b HTTP/1.1\r\nHost: app.apps.test\r\n\r\n", `GET /b host=app.apps.test xff=127.0.0.1 xfp=https body=""`},
+			{"POST /b HTTP/1.1\r\nHost: app.apps.test\r\nContent-Length: 5\r\n\r\nhello", `POST /b host=app.apps.test xff=127.0.0.1 xfp=https body="hello"`},
+		} {
+			for i := range len(tc.raw) - 1 {
+				if _, err := io.WriteString(c, tc.raw[i:i+1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if resp, body := roundTrip(t, c, br, tc.raw[len(tc.raw)-1:]); resp.StatusCode != 200 || body != tc.want {
+				t.Errorf("%s: %q a byte at a time: got %d %q, want 200 %q", mode.name, tc.raw, resp.StatusCode, body, tc.want)
+			}
+		}
+	}
+}
+
 // TestFrontDoor_HTTP1Close: "Connection: close" from the client is
 // honoured, and the loop's idle connections are closed after the idle
 // timeout.
