@@ -259,6 +259,8 @@ func TestFrontDoor_H2LoopClientLeaves(t *testing.T) {
 func TestFrontDoor_H2LoopShutdown(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock() // a failed test must not leave the executor waiting
 	f := throughRouter(t, frontdoor.Config{}, "h2.apps.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-release
 		io.WriteString(w, "finished")
@@ -275,6 +277,13 @@ func TestFrontDoor_H2LoopShutdown(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		got <- fmt.Sprint(string(b), err)
 	}()
+	// An idle connection, its one stream served (the executor waits for
+	// release: the client resets it).
+	idle, _ := f.h2Dial(t, "h2.apps.test")
+	if err := idle.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock("h2.apps.test", "/"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	idle.WriteRSTStream(1, http2.ErrCodeCancel)
 	time.Sleep(200 * time.Millisecond) // the request reaches the executor
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Shutdown(context.Background()) }()
@@ -284,7 +293,24 @@ func TestFrontDoor_H2LoopShutdown(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) with a stream in flight", err)
 	default:
 	}
-	close(release)
+	// The idle connection is told (GOAWAY, no error, stream 1 the last
+	// seen), then closed: its client knows what was not served.
+	for {
+		fr, err := idle.ReadFrame()
+		if err != nil {
+			t.Fatalf("the idle connection ended without GOAWAY: %v", err)
+		}
+		if g, ok := fr.(*http2.GoAwayFrame); ok {
+			if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+				t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 1", g.ErrCode, g.LastStreamID)
+			}
+			if _, err := idle.ReadFrame(); err == nil {
+				t.Error("a frame after GOAWAY, want the connection closed")
+			}
+			break
+		}
+	}
+	unblock()
 	if b := <-got; b != "finished<nil>" {
 		t.Errorf("the stream in flight got %q, want its response", b)
 	}

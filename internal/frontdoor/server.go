@@ -338,13 +338,17 @@ func (s *Server) closeIdle(all bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if all || c.state.CompareAndSwap(stateIdle, stateClosed) {
+		switch {
+		case all:
 			c.closeFromOutside()
-		} else if c.isH2.Load() {
-			// Its task sees the server closing once it runs: GOAWAY,
-			// then the streams in flight finish.
+		case c.isH2.Load():
+			// Its task sees the server closing once it runs: GOAWAY (to
+			// an idle one too: its client learns that nothing it sent
+			// meanwhile was served), then the streams in flight finish.
 			c.raw.Interrupt()
 			c.task.Wake()
+		case c.state.CompareAndSwap(stateIdle, stateClosed):
+			c.closeFromOutside()
 		}
 	}
 }
