@@ -34,7 +34,7 @@ const (
 	h2StreamWindow = 256 << 10    // SETTINGS_INITIAL_WINDOW_SIZE: a stream's request body buffered at most
 	h2ConnWindow   = 1 << 20      // the connection's receive window: its request bodies buffered at most
 	h2ReadFrame    = 16 << 10     // the largest frame read (the default SETTINGS_MAX_FRAME_SIZE)
-	h2ReadBuffer   = 18 << 10     // holds one whole (next), 9 bytes of header with it: a size class of Go's
+	h2ReadBuffer   = 18 << 10     // the read buffer: a whole frame with its 9-byte header (next), in a size class of Go's
 	h2SendQueue    = 32 << 10     // a stream's response bytes queued before its producer waits
 	h2OutHigh      = 256 << 10    // frames for the client past which streams stop adding DATA
 	h2ResetBurst   = h2MaxStreams // streams in work a client may reset at once...
@@ -114,10 +114,10 @@ func (c *http1Conn) serveH2() {
 	h.serve()
 }
 
-// Write adds a frame made by the framer to out.
 // Read is the framer's: it reads h.br, which awaitByte swaps.
 func (h *h2Conn) Read(p []byte) (int, error) { return h.br.Read(p) }
 
+// Write adds a frame made by the framer to out.
 func (h *h2Conn) Write(p []byte) (int, error) {
 	h.out = append(h.out, p...)
 	h.wake()

@@ -208,7 +208,7 @@ func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer, p *pl
 	}
 	h, err := c.readHead(isHead, closing)
 	c.lim.left = math.MaxInt64
-	if len(c.long) > 64<<10 {
+	if cap(c.long) > 64<<10 {
 		c.long = nil
 	}
 	if err != nil {
@@ -216,7 +216,7 @@ func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer, p *pl
 	}
 	p.release()
 	w.Write(c.out)
-	if len(c.out) > 64<<10 {
+	if cap(c.out) > 64<<10 {
 		c.out = nil
 	}
 	switch h.framing {
