@@ -224,27 +224,13 @@ func deadAddr(t testing.TB) string {
 // response header as the other paths do.
 func TestRouter_RawResponseHeaderBounded(t *testing.T) {
 	t.Parallel()
-	const sent = 64 << 20
-	written := make(chan int64, 1)
-	flood := rawUpstream(t, func(c net.Conn) {
-		line := []byte("X-Flood: " + strings.Repeat("a", 64<<10) + "\r\n")
-		n, _ := c.Write([]byte("HTTP/1.1 200 OK\r\n"))
-		total := int64(n)
-		for total < sent {
-			n, err := c.Write(line)
-			total += int64(n)
-			if err != nil {
-				break
-			}
-		}
-		written <- total
-	})
+	flood, written := floodUpstream(t, "HTTP/1.1 200 OK\r\n", "X-Flood: "+strings.Repeat("a", 64<<10)+"\r\n")
 	r := newRouter(t)
 	r.Set("flood.test", []string{flood})
 	if resp, _, _ := proxyRaw(t, t.Context(), r, "flood.test", rawGET("GET", "flood.test", "/")); resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("endless header: got %d, want 502", resp.StatusCode)
 	}
-	if n := <-written; n >= sent {
+	if n := <-written; n >= floodBytes {
 		t.Errorf("the executor wrote a %d-byte header unhindered; want the connection closed past %d", n, maxResponseHeaderBytes)
 	}
 	early := rawUpstream(t, func(c net.Conn) {
@@ -261,6 +247,29 @@ func TestRouter_RawResponseHeaderBounded(t *testing.T) {
 	}
 }
 
+// floodBytes is what floodUpstream's executor writes at most.
+const floodBytes = 64 << 20
+
+// floodUpstream is an executor that answers with start, then repeats
+// fill until it has written floodBytes or the router closes the
+// connection; written gets how much it wrote.
+func floodUpstream(t *testing.T, start, fill string) (addr string, written <-chan int64) {
+	ch := make(chan int64, 1)
+	addr = rawUpstream(t, func(c net.Conn) {
+		n, _ := io.WriteString(c, start)
+		total := int64(n)
+		for total < floodBytes {
+			n, err := io.WriteString(c, fill)
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		ch <- total
+	})
+	return addr, ch
+}
+
 // TestRouter_RawBodyLinesBounded: a chunked body's lines (a chunk's size
 // with its extensions, a trailer) are read whole before they are relayed;
 // an executor sending one without end has its connection closed past
@@ -273,20 +282,7 @@ func TestRouter_RawBodyLinesBounded(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			const sent = 64 << 20
-			written := make(chan int64, 1)
-			flood := rawUpstream(t, func(c net.Conn) {
-				n, _ := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s", start)
-				total, chunk := int64(n), bytes.Repeat([]byte("a"), 64<<10)
-				for total < sent {
-					n, err := c.Write(chunk)
-					total += int64(n)
-					if err != nil {
-						break
-					}
-				}
-				written <- total
-			})
+			flood, written := floodUpstream(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+start, strings.Repeat("a", 64<<10))
 			r := newRouter(t)
 			r.Set("flood.test", []string{flood})
 			var out bytes.Buffer
@@ -294,7 +290,7 @@ func TestRouter_RawBodyLinesBounded(t *testing.T) {
 			if r.ProxyHTTP1(t.Context(), []byte("flood.test"), rawGET("GET", "flood.test", "/"), false, false, w) {
 				t.Error("the client's connection may go on after a broken body; want it closed")
 			}
-			if n := <-written; n >= sent {
+			if n := <-written; n >= floodBytes {
 				t.Errorf("the executor wrote a %d-byte line unhindered; want its connection closed past %d", n, maxBodyLineBytes)
 			}
 			w.Flush()
