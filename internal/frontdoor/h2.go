@@ -175,11 +175,7 @@ func (h *h2Conn) serve() {
 		case err != nil:
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				if st := h.streams[se.StreamID]; st != nil {
-					h.reset(st, se.Code)
-				} else {
-					h.rstStream(se.StreamID, se.Code)
-				}
+				h.resetID(se.StreamID, se.Code)
 				continue
 			}
 			h.fail(err)
@@ -311,11 +307,7 @@ func (h *h2Conn) handle(f http2.Frame) error {
 		h.goaway = true
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID { // RFC 9113, 5.3.1
-			if s := h.streams[f.StreamID]; s != nil {
-				h.reset(s, http2.ErrCodeProtocol)
-			} else {
-				h.rstStream(f.StreamID, http2.ErrCodeProtocol)
-			}
+			h.resetID(f.StreamID, http2.ErrCodeProtocol)
 		}
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -412,6 +404,16 @@ func (h *h2Conn) reset(s *h2Stream, code http2.ErrCode) {
 	s.localDone, s.remoteDone = true, true
 	s.kill()
 	h.closeIfDone(s)
+}
+
+// resetID is a stream error on stream id: an open stream ends (reset),
+// another gets RST_STREAM alone.
+func (h *h2Conn) resetID(id uint32, code http2.ErrCode) {
+	if s := h.streams[id]; s != nil {
+		h.reset(s, code)
+	} else {
+		h.rstStream(id, code)
+	}
 }
 
 // closeIfDone forgets s once it is closed both ways.
