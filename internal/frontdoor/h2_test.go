@@ -277,8 +277,8 @@ func TestFrontDoor_H2LoopShutdown(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		got <- fmt.Sprint(string(b), err)
 	}()
-	// An idle connection, its one stream served (the executor waits for
-	// release: the client resets it).
+	// An idle connection: its one stream reset by the client (the
+	// executor waits for release).
 	idle, _ := f.h2Dial(t, "h2.apps.test")
 	if err := idle.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headerBlock("h2.apps.test", "/"), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
@@ -412,9 +412,9 @@ func TestFrontDoor_H2RequestTrailers(t *testing.T) {
 		_, ok := declared["X-Check"]
 		fmt.Fprintf(w, "%s %v declared=%v trailer=%s", b, err, ok, r.Trailer.Get("X-Check"))
 	})})
-	req, _ := http.NewRequest("POST", "https://h2.apps.test/", io.MultiReader(strings.NewReader("body"), trailerLast{}))
-	req.Trailer = http.Header{"X-Check": nil}
-	trailerOf = req.Trailer
+	trailer := http.Header{"X-Check": nil}
+	req, _ := http.NewRequest("POST", "https://h2.apps.test/", io.MultiReader(strings.NewReader("body"), trailerLast{trailer}))
+	req.Trailer = trailer
 	resp, err := f.appClient("h2.apps.test").Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -425,13 +425,12 @@ func TestFrontDoor_H2RequestTrailers(t *testing.T) {
 	}
 }
 
-// trailerLast ends a request body, setting its trailer X-Check first (the
-// client sends a request's trailers once its body ends).
-type trailerLast struct{}
+// trailerLast ends a request body, setting X-Check in its request's
+// trailer first (the client sends a request's trailers once its body
+// ends).
+type trailerLast struct{ trailer http.Header }
 
-var trailerOf http.Header
-
-func (trailerLast) Read([]byte) (int, error) {
-	trailerOf.Set("X-Check", "sent")
+func (t trailerLast) Read([]byte) (int, error) {
+	t.trailer.Set("X-Check", "sent")
 	return 0, io.EOF
 }
