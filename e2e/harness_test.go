@@ -269,12 +269,18 @@ func (h *Hangar) orphans() []string {
 			left = append(left, "netns "+strings.Fields(line)[0])
 		}
 	}
-	// The sandbox driver's parent cgroup group, in every hierarchy (v1) or
-	// the unified one, and its state dir.
-	v1, _ := filepath.Glob("/sys/fs/cgroup/*/hangar/" + h.Prefix)
-	v2, _ := filepath.Glob("/sys/fs/cgroup/hangar/" + h.Prefix)
-	for _, g := range append(v1, v2...) {
-		left = append(left, "cgroup "+g)
+	// The sandbox driver's parent cgroup group and the database
+	// instances', in every hierarchy (v1) or the unified one, and the
+	// driver's state dir.
+	for _, pattern := range []string{"/sys/fs/cgroup/*/hangar/", "/sys/fs/cgroup/hangar/", "/sys/fs/cgroup/*/", "/sys/fs/cgroup/"} {
+		name := h.Prefix
+		if !strings.HasSuffix(pattern, "/hangar/") {
+			name += "-db"
+		}
+		groups, _ := filepath.Glob(pattern + name)
+		for _, g := range groups {
+			left = append(left, "cgroup "+g)
+		}
 	}
 	if _, err := os.Stat("/run/hangar/sandbox/" + h.Prefix); err == nil {
 		left = append(left, "state dir /run/hangar/sandbox/"+h.Prefix)

@@ -366,3 +366,49 @@ func selfSigned(serial int64) ([]byte, []byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), nil
 }
+
+// TestManager_StopAllDuringBackup checks that StopAll, called while a base
+// backup runs, returns only once the backup's container is gone: a server
+// that exits right after it must not leave the container or its cgroup.
+func TestManager_StopAllDuringBackup(t *testing.T) {
+	t.Parallel()
+	sb := testSandbox(t)
+	pgtest.RequireBinaries(t)
+	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Sandbox: sb})
+	ctx := t.Context()
+	inst := hangar.DBInstance{ID: "busy", Name: "busydb", AdminUser: "admin", AdminPassword: "pw-1234567"}
+	port, err := m.Provision(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Port = port
+	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	// Enough data that the backup is still copying when StopAll comes.
+	adminExec(t, inst, "postgres", "CREATE TABLE filler AS SELECT repeat('x', 1000) AS s FROM generate_series(1, 200000)")
+
+	backup := filepath.Join("/sys/fs/cgroup/pids", sb.Prefix, sb.Prefix+"-"+inst.ID+"-pg_basebackup")
+	// A server that shuts down cancels the backup's context as it stops
+	// the instances.
+	bctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := m.BaseBackup(bctx, inst); done <- err }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(backup); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backup's container did not start within 30s")
+		}
+	}
+	cancel()
+	if err := m.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob("/sys/fs/cgroup/*/" + sb.Prefix)
+	if len(left) > 0 {
+		t.Errorf("cgroups left after StopAll: %v", left)
+	}
+	if err := <-done; err == nil {
+		t.Log("the backup finished before its server stopped")
+	}
+}

@@ -33,6 +33,10 @@ func (m *Manager) StopAll(ctx context.Context) error {
 			e.ep = nil
 		}
 		e.mu.Unlock()
+		// A base backup of the stopped server fails now: wait until it has
+		// removed its container, so that nothing outlives the Manager.
+		e.backupMu.Lock()
+		e.backupMu.Unlock()
 	}
 	if sb := m.cfg.Sandbox; sb != nil {
 		// runc leaves the instances' parent cgroup; remove it once empty.

@@ -282,7 +282,16 @@ func (j *jail) run(ctx context.Context, _ string, name string, args ...string) (
 		return nil, err
 	}
 	defer j.remove(context.WithoutCancel(ctx), id)
-	return j.runc(ctx, "run", "--bundle", bundle, id)
+	cmd := j.runcCmd(ctx, "run", "--bundle", bundle, id)
+	// Canceled, the program is killed through runc, so that `runc run`
+	// sees it exit and deletes the container, its cgroup included. Killed
+	// itself, runc would leave the cgroup to a delete that can come before
+	// the program is gone (WaitDelay still kills it if this fails).
+	cmd.Cancel = func() error {
+		_, err := j.runc(context.WithoutCancel(ctx), "kill", id, "KILL")
+		return err
+	}
+	return cmd.CombinedOutput()
 }
 
 // start starts the server's container in the background, with its output
