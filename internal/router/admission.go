@@ -52,23 +52,22 @@ func (a *app) roomFrom(first int) int {
 	return -1
 }
 
-// admit returns the upstream of a to send a request to, waiting while
-// every upstream is at its limit. counted is false when the request was
-// not counted (an app of one executor): it has no place to give back. An
-// error means ctx ended, or the event loop's task was canceled, while it
-// waited.
-func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool, err error) {
+// admit returns the place of a request to a: the upstream to send it to,
+// waiting while every upstream is at its limit. The place holds nothing
+// for an app of one executor: there is nothing to give back. An error
+// means ctx ended, or the event loop's task was canceled, while it waited.
+func (a *app) admit(ctx context.Context, task *evloop.Task) (p place, err error) {
 	n := len(a.upstreams)
 	first := int((a.next.Add(1) - 1) % uint64(n))
 	if n == 1 {
-		return first, false, nil
+		return place{a: a, i: first}, nil
 	}
 	a.adm.mu.Lock()
 	if len(a.adm.queue) == 0 {
 		if i := a.roomFrom(first); i >= 0 {
-			a.adm.admitted[i]++
+			a.take(i)
 			a.adm.mu.Unlock()
-			return i, true, nil
+			return place{a: a, i: i, held: true, reserved: true}, nil
 		}
 	}
 	w := &waiter{task: task}
@@ -91,17 +90,30 @@ func (a *app) admit(ctx context.Context, task *evloop.Task) (i int, counted bool
 		}
 	}
 	if err == nil {
-		return w.i, true, nil
+		return place{a: a, i: w.i, held: true, reserved: true}, nil
 	}
 	a.adm.mu.Lock()
 	if !w.admitted.Load() {
 		a.adm.queue = slices.DeleteFunc(a.adm.queue, func(q *waiter) bool { return q == w })
 		a.adm.mu.Unlock()
-		return 0, false, err
+		return place{}, err
 	}
 	a.adm.mu.Unlock()
-	a.release(w.i) // admitted as it gave up: the place goes to the next in line
-	return 0, false, err
+	// Admitted as it gave up: the place goes to the next in line.
+	p = place{a: a, i: w.i, held: true, reserved: true}
+	p.release()
+	return place{}, err
+}
+
+// take counts a request admitted to upstream i, and counts it in flight
+// there until its forward does (place.forwarding): between a place given
+// back and the next request resuming to use it, the upstream must not
+// look idle to a deploy's drain or to the fleet's admission readings (an
+// app whose executors all looked idle for a moment had its limits lifted
+// under load). admission.mu is held.
+func (a *app) take(i int) {
+	a.adm.admitted[i]++
+	a.upstreams[i].inflight.Add(1)
 }
 
 // release gives back the place of a request admitted to upstream i.
@@ -129,7 +141,7 @@ func (a *app) dispatch() {
 		w := a.adm.queue[0]
 		a.adm.queue[0] = nil
 		a.adm.queue = a.adm.queue[1:]
-		a.adm.admitted[i]++
+		a.take(i)
 		w.i = i
 		w.admitted.Store(true)
 		if w.task != nil {
@@ -158,16 +170,28 @@ func (r *Router) SetLimit(addr string, limit int) {
 }
 
 // place is a request's place at an executor, given back (release) once
-// the response's head has come, or when the request ends.
+// the response's head has come, or when the request ends. reserved: it
+// still counts the request in flight at the executor (take).
 type place struct {
-	a    *app
-	i    int
-	held bool
+	a              *app
+	i              int
+	held, reserved bool
+}
+
+// forwarding ends the place's count in flight, once the forward to an
+// executor counts the request itself; it does nothing the second time,
+// or on a nil place.
+func (p *place) forwarding() {
+	if p != nil && p.reserved {
+		p.reserved = false
+		p.a.upstreams[p.i].inflight.Add(-1)
+	}
 }
 
 // release gives the place back; it does nothing the second time, or on a
 // nil place.
 func (p *place) release() {
+	p.forwarding()
 	if p != nil && p.held {
 		p.held = false
 		p.a.release(p.i)

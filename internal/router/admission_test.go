@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,17 +115,28 @@ func queued(t *testing.T, r *Router, host string, n int) {
 	}
 }
 
-// noneCounted fails unless app.test's executors count no request: all
-// places were given back.
+// noneCounted fails unless app.test's executors count no request once
+// the requests' ends have run: all places were given back, and none is
+// in flight.
 func noneCounted(t *testing.T, r *Router) {
 	t.Helper()
 	a := (*r.table.Load())["app.test"]
-	a.adm.mu.Lock()
-	defer a.adm.mu.Unlock()
-	for _, n := range a.adm.admitted {
-		if n != 0 {
-			t.Errorf("counts %v once all ended, want none", a.adm.admitted)
+	counts := func() (admitted []int, inflight []int64) {
+		a.adm.mu.Lock()
+		defer a.adm.mu.Unlock()
+		for i, u := range a.upstreams {
+			admitted = append(admitted, a.adm.admitted[i])
+			inflight = append(inflight, u.inflight.Load())
+		}
+		return admitted, inflight
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		admitted, inflight := counts()
+		if slices.Max(admitted) == 0 && slices.Min(admitted) == 0 && slices.Max(inflight) == 0 && slices.Min(inflight) == 0 {
 			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("executors count %v admitted and %v in flight once all ended, want none", admitted, inflight)
 		}
 	}
 }
@@ -401,4 +413,67 @@ func TestAdmission_AppsApart(t *testing.T) {
 	}
 	finish(t, x, y, outs...)
 	finish(t, a, b, c1, c2, c3)
+}
+
+// TestAdmission_InFlightFromAdmission: a request given an executor's
+// place counts in flight there from that moment, not from its forward:
+// the request that gives a place back ends before the one given it
+// resumes, and meanwhile neither a deploy's drain nor the fleet's
+// readings (which lifted an app's limits under load when its executors
+// all looked idle) may see the executor idle.
+func TestAdmission_InFlightFromAdmission(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t)
+	r.Set("app.test", []string{"192.0.2.1:80", "192.0.2.2:80"}) // never dialed
+	r.SetLimit("192.0.2.1:80", 1)
+	r.SetLimit("192.0.2.2:80", 1)
+	a := (*r.table.Load())["app.test"]
+	inflight := func(p place) int64 { return r.InFlight(a.upstreams[p.i].addr) }
+	// forward stands for a forward to p's executor: it counts the request
+	// while it runs.
+	forward := func(p *place, then func()) {
+		u := a.upstreams[p.i]
+		u.inflight.Add(1)
+		p.forwarding()
+		then()
+		u.inflight.Add(-1)
+	}
+	p1, err := a.admit(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inflight(p1); got != 1 {
+		t.Errorf("admitted: %d in flight at its executor, want 1", got)
+	}
+	p2, err := a.admit(t.Context(), nil)
+	if err != nil || p2.i == p1.i {
+		t.Fatalf("second request: %+v, %v; want the other executor", p2, err)
+	}
+	third := make(chan place)
+	go func() {
+		p3, err := a.admit(t.Context(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		third <- p3
+	}()
+	queued(t, r, "app.test", 1)
+	forward(&p1, func() {
+		if got := inflight(p1); got != 1 {
+			t.Errorf("forwarding: %d in flight, want 1", got)
+		}
+		p1.release() // the response's head: the place goes to the third
+	})
+	if got := inflight(p1); got != 1 {
+		t.Errorf("the first request ended, the third given its place and not yet resumed: %d in flight, want 1", got)
+	}
+	p3 := <-third
+	if p3.i != p1.i {
+		t.Fatalf("third request given executor %d, want %d (the place given back)", p3.i, p1.i)
+	}
+	forward(&p3, func() {})
+	p3.release()
+	forward(&p2, func() {})
+	p2.release()
+	noneCounted(t, r)
 }

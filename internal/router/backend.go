@@ -158,6 +158,7 @@ var errBeforeResponse = errors.New("connection closed before the response")
 func (r *Router) forward(w http.ResponseWriter, req *http.Request, u *backend, status *int, p *place) error {
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
+	p.forwarding()
 	ctx := req.Context()
 	for retried := false; ; retried = true {
 		var c *conn

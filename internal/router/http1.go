@@ -62,13 +62,13 @@ func (r *Router) ProxyHTTP1(ctx context.Context, host, req []byte, isHead, closi
 	}
 	name = a.host
 	task := evloop.TaskFrom(ctx)
-	first, counted, err := a.admit(ctx, task)
+	p, err := a.admit(ctx, task)
 	if err != nil {
 		status = 502 // the client left while its request waited
 		return false
 	}
-	p := place{a: a, i: first, held: counted}
 	defer p.release()
+	first := p.i
 	n := len(a.upstreams)
 	for k := range n {
 		u := a.upstreams[(first+k)%n]
@@ -115,6 +115,7 @@ func writeError(w *bufio.Writer, status int, reason, msg string, closing bool) {
 func (r *Router) forwardRaw(ctx context.Context, task *evloop.Task, u *backend, req []byte, isHead, closing bool, w *bufio.Writer, p *place) (status int, wrote bool, err error) {
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
+	p.forwarding()
 	for retried := false; ; retried = true {
 		var c *conn
 		var reused bool

@@ -176,13 +176,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if replayable(req) {
-		first, counted, err := a.admit(req.Context(), nil)
+		p, err := a.admit(req.Context(), nil)
 		if err != nil { // the client left while its request waited
 			status = r.proxyError(w, req, "", err)
 			return
 		}
-		p := place{a: a, i: first, held: counted}
 		defer p.release()
+		first := p.i
 		n := len(a.upstreams)
 		for k := range n {
 			u := a.upstreams[(first+k)%n]
