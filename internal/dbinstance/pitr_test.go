@@ -386,14 +386,14 @@ func TestManager_StopAllDuringBackup(t *testing.T) {
 	// Enough data that the backup is still copying when StopAll comes.
 	adminExec(t, inst, "postgres", "CREATE TABLE filler AS SELECT repeat('x', 1000) AS s FROM generate_series(1, 200000)")
 
-	backup := filepath.Join("/sys/fs/cgroup/pids", sb.Prefix, sb.Prefix+"-"+inst.ID+"-pg_basebackup")
+	backup := filepath.Join(sb.Prefix, sb.Prefix+"-"+inst.ID+"-pg_basebackup")
 	// A server that shuts down cancels the backup's context as it stops
 	// the instances.
 	bctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { _, err := m.BaseBackup(bctx, inst); done <- err }()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, err := os.Stat(backup); err == nil {
+		if len(cgroups(backup)) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -404,11 +404,18 @@ func TestManager_StopAllDuringBackup(t *testing.T) {
 	if err := m.StopAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	left, _ := filepath.Glob("/sys/fs/cgroup/*/" + sb.Prefix)
-	if len(left) > 0 {
+	if left := cgroups(sb.Prefix); len(left) > 0 {
 		t.Errorf("cgroups left after StopAll: %v", left)
 	}
 	if err := <-done; err == nil {
 		t.Log("the backup finished before its server stopped")
 	}
+}
+
+// cgroups returns the directories of cgroup path in every v1 hierarchy,
+// or in the unified one.
+func cgroups(path string) []string {
+	v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", path))
+	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", path))
+	return append(v1, v2...)
 }

@@ -100,8 +100,8 @@ func (a *app) admit(ctx context.Context, task *evloop.Task) (p place, err error)
 	}
 	a.adm.mu.Unlock()
 	// Admitted as it gave up: the place goes to the next in line.
-	p = place{a: a, i: w.i, held: true, reserved: true}
-	p.release()
+	given := place{a: a, i: w.i, held: true, reserved: true}
+	given.release()
 	return place{}, err
 }
 
