@@ -272,13 +272,10 @@ func (h *Hangar) orphans() []string {
 	// The sandbox driver's parent cgroup group and the database
 	// instances', in every hierarchy (v1) or the unified one, and the
 	// driver's state dir.
-	for _, pattern := range []string{"/sys/fs/cgroup/*/hangar/", "/sys/fs/cgroup/hangar/", "/sys/fs/cgroup/*/", "/sys/fs/cgroup/"} {
-		name := h.Prefix
-		if !strings.HasSuffix(pattern, "/hangar/") {
-			name += "-db"
-		}
-		groups, _ := filepath.Glob(pattern + name)
-		for _, g := range groups {
+	for _, group := range []string{"hangar/" + h.Prefix, h.Prefix + "-db"} {
+		v1, _ := filepath.Glob("/sys/fs/cgroup/*/" + group)
+		v2, _ := filepath.Glob("/sys/fs/cgroup/" + group)
+		for _, g := range append(v1, v2...) {
 			left = append(left, "cgroup "+g)
 		}
 	}

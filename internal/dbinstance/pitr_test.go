@@ -105,8 +105,7 @@ func testSandbox(t *testing.T) *dbinstance.Sandbox {
 	dir := t.TempDir()
 	prefix := "hd-dbi-" + filepath.Base(filepath.Dir(dir))
 	t.Cleanup(func() { // runc leaves the parent cgroup behind
-		parents, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix)
-		for _, p := range parents {
+		for _, p := range cgroups(prefix) {
 			os.Remove(p)
 		}
 	})
@@ -122,13 +121,7 @@ func testRestore(t *testing.T, sb *dbinstance.Sandbox) {
 	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Now: clk.Now, Sandbox: sb})
 	t.Cleanup(func() { m.StopAll(context.Background()) })
 	ctx := t.Context()
-	src := hangar.DBInstance{ID: "src", Name: "srcdb", AdminUser: "admin", AdminPassword: "old-password"}
-	port, err := m.Provision(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src.Port = port
-	t.Cleanup(func() { m.Destroy(context.Background(), src) })
+	src := provisionIn(t, m, hangar.DBInstance{ID: "src", Name: "srcdb", AdminUser: "admin", AdminPassword: "old-password"})
 
 	if _, err := m.RestoreWindow(src); hangar.KindOf(err) != hangar.KindUnavailable {
 		t.Errorf("RestoreWindow() without backups: %v, want kind %s", err, hangar.KindUnavailable)
@@ -305,13 +298,8 @@ func TestManager_RenewsCertificate(t *testing.T) {
 	clk := &clock{}
 	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Sandbox: sb, Now: clk.Now})
 	ctx := t.Context()
-	inst := hangar.DBInstance{ID: "tls", Name: "tlsdb", AdminUser: "admin", AdminPassword: "pw-1234567"}
-	port, err := m.Provision(ctx, inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst.Port = port
-	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	inst := provisionIn(t, m, hangar.DBInstance{ID: "tls", Name: "tlsdb", AdminUser: "admin", AdminPassword: "pw-1234567"})
+	port := inst.Port
 	serial := func() int64 {
 		t.Helper()
 		cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://admin:pw-1234567@127.0.0.1:%d/postgres?sslmode=require", port))
@@ -376,13 +364,7 @@ func TestManager_StopAllDuringBackup(t *testing.T) {
 	pgtest.RequireBinaries(t)
 	m := dbinstance.New(dbinstance.Config{Dir: pgtest.TempDir(t), Settings: map[string]string{"fsync": "off"}, Sandbox: sb})
 	ctx := t.Context()
-	inst := hangar.DBInstance{ID: "busy", Name: "busydb", AdminUser: "admin", AdminPassword: "pw-1234567"}
-	port, err := m.Provision(ctx, inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst.Port = port
-	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	inst := provisionIn(t, m, hangar.DBInstance{ID: "busy", Name: "busydb", AdminUser: "admin", AdminPassword: "pw-1234567"})
 	// Enough data that the backup is still copying when StopAll comes.
 	adminExec(t, inst, "postgres", "CREATE TABLE filler AS SELECT repeat('x', 1000) AS s FROM generate_series(1, 200000)")
 
@@ -410,6 +392,19 @@ func TestManager_StopAllDuringBackup(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Log("the backup finished before its server stopped")
 	}
+}
+
+// provisionIn provisions inst with m, for the test's length (its
+// cleanup destroys it), and returns it with its port.
+func provisionIn(t *testing.T, m *dbinstance.Manager, inst hangar.DBInstance) hangar.DBInstance {
+	t.Helper()
+	port, err := m.Provision(t.Context(), inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Port = port
+	t.Cleanup(func() { m.Destroy(context.Background(), inst) })
+	return inst
 }
 
 // cgroups returns the directories of cgroup path in every v1 hierarchy,

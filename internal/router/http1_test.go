@@ -254,6 +254,7 @@ const floodBytes = 64 << 20
 // fill until it has written floodBytes or the router closes the
 // connection; written gets how much it wrote.
 func floodUpstream(t *testing.T, start, fill string) (addr string, written <-chan int64) {
+	t.Helper()
 	ch := make(chan int64, 1)
 	addr = rawUpstream(t, func(c net.Conn) {
 		n, _ := io.WriteString(c, start)
