@@ -308,8 +308,12 @@ func (t *Task) park(before func()) {
 // Yield lets the loop serve the events of its next turn before t goes
 // on: for a task that has run long without waiting (a stream whose
 // executor and client both keep up), which would otherwise hold up every
-// other connection on the loop.
+// other connection on the loop. A wake that came while t ran does not
+// cut the yield short: a task that sets a deadline on its own connection
+// wakes itself (rawconn), and so would never yield. Nothing is lost: every
+// wait re-checks what it waits for, and t resumes in the next turn anyway.
 func (t *Task) Yield() {
+	t.pending.Store(false)
 	t.park(func() { t.l.yielded = append(t.l.yielded, t) })
 }
 

@@ -470,6 +470,44 @@ func TestLoop_YieldServesOthers(t *testing.T) {
 	})
 }
 
+// TestLoop_YieldAfterOwnDeadline: a task that set a deadline on its own
+// connection (which wakes it) still yields: another task whose socket
+// became ready meanwhile runs before it goes on. Without that, the
+// router's yield after writing to an executor never happened
+// (docs/performance.md, "Session 22").
+func TestLoop_YieldAfterOwnDeadline(t *testing.T) {
+	l := newLoop(t)
+	other, otherPeer := pair(t)
+	var read atomic.Bool
+	parked := make(chan struct{})
+	done := make(chan struct{})
+	if !l.Go(func(task *evloop.Task) {
+		defer close(done)
+		if err := other.Bind(task); err != nil {
+			t.Error(err)
+			return
+		}
+		close(parked) // it parks in the read below, in this turn
+		if _, err := other.Read(make([]byte, 1)); err != nil {
+			t.Error(err)
+		}
+		read.Store(true)
+	}) {
+		t.Fatal("loop stopped")
+	}
+	<-parked
+	c, _ := pair(t)
+	runBound(t, l, c, func(task *evloop.Task) {
+		otherPeer.Write([]byte{1})
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		c.Yield()
+		if !read.Load() {
+			t.Error("Yield returned before the loop served the other ready socket")
+		}
+	})
+	<-done
+}
+
 // TestTask_GoScheduleInTurn: a task started with Task.Go runs in the turn
 // that started it, once its starter parks; Schedule resumes a parked task
 // of the same loop in that turn too, and CancelSoon makes its

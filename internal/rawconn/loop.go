@@ -130,6 +130,14 @@ func (c *Conn) task() Waiter {
 	return nil
 }
 
+// Yield lets the bound task's loop serve its other sockets before the
+// calling task goes on; it does nothing unbound or off the task.
+func (c *Conn) Yield() {
+	if w := c.task(); w != nil {
+		w.Yield()
+	}
+}
+
 // wake ends a bound task's wait, so that it sees a new deadline or the
 // connection aborted.
 func (c *Conn) wake() {

@@ -200,6 +200,18 @@ func (c *conn) exchange(req []byte, isHead, closing bool, w *bufio.Writer, p *pl
 	if _, err := c.nc.Write(req); err != nil {
 		return 0, false, false, fmt.Errorf("%w: %w", errBeforeResponse, err)
 	}
+	if raw, ok := c.nc.(*rawconn.Conn); ok {
+		// Under an event loop's task, the response is read in the next
+		// turn, after the loop has served this one's other sockets. Read
+		// at once, an executor that preempted the loop as the write woke
+		// it has often answered already, and the request ends within
+		// the turn: its place at the executor is back before the next
+		// client's request is read, the admission limits never bind, and
+		// one executor ends up serving every client in turn while the
+		// others idle until the loop's next epoll_wait (docs/performance.md,
+		// "Session 22").
+		raw.Yield()
+	}
 	// The executor is the tenant's code: its header may take only so much
 	// of Hangar's memory.
 	c.lim.left = maxResponseHeaderBytes
