@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Greeting is what every listener of this package sends, then closes.
@@ -45,9 +47,13 @@ type Internet struct {
 // carries a random /30 of 198.51.100.0/24, one of 10.169.0.0/16, and a
 // host route to Metadata. It fails the test unless the host routes each
 // address through that pair, and removes everything when the test ends.
+// The /30s are ones no interface of the host holds, chosen under a lock
+// that every test process takes: test packages run in parallel, and two
+// emulations on one /30 route each other's addresses.
 func NewInternet(t testing.TB) *Internet {
 	t.Helper()
-	n := rand.Uint32()
+	defer lockHost(t)()
+	n := freeSlot(t)
 	in := &Internet{NS: fmt.Sprintf("he-inet-%08x", n), HostIf: fmt.Sprintf("he%08x", n)}
 	hostIf := in.HostIf
 	pub := netip.AddrFrom4([4]byte{198, 51, 100, byte(4 * (n % 64))})
@@ -94,6 +100,45 @@ func NewInternet(t testing.TB) *Internet {
 		Listen(t, "/run/netns/"+in.NS, net.JoinHostPort(a.String(), "80"))
 	}
 	return in
+}
+
+// lockHost takes the lock every test process takes to add addresses to
+// the host, and returns its release.
+func lockHost(t testing.TB) (unlock func()) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "hangar-vnettest.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() { f.Close() } // closing releases the lock
+}
+
+// freeSlot returns a random n whose /30s (NewInternet) no interface of the
+// host holds.
+func freeSlot(t testing.TB) uint32 {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[[3]byte]bool{} // the first three bytes and the /30's index
+	for _, a := range addrs {
+		if ip := a.IP.To4(); ip != nil {
+			used[[3]byte{ip[1], ip[2], ip[3] / 4}] = true
+		}
+	}
+	for range 1000 {
+		n := rand.Uint32()
+		if !used[[3]byte{51, 100, byte(n % 64)}] && !used[[3]byte{169, byte(n >> 8), byte(n % 64)}] {
+			return n
+		}
+	}
+	t.Fatal("no free /30 in 198.51.100.0/24 for another emulated internet")
+	return 0
 }
 
 // InNS runs f on a thread in namespace path; the sockets f opens belong to
