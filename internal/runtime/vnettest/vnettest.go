@@ -125,7 +125,7 @@ func freeSlot(t testing.TB) uint32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := map[[3]byte]bool{} // the first three bytes and the /30's index
+	used := map[[3]byte]bool{} // an address's second and third bytes and its /30's index
 	for _, a := range addrs {
 		if ip := a.IP.To4(); ip != nil {
 			used[[3]byte{ip[1], ip[2], ip[3] / 4}] = true
