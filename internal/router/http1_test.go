@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hangar-oss/hangar/internal/evloop"
+	"github.com/hangar-oss/hangar/internal/rawconn"
 )
 
 // The raw path (ProxyHTTP1), as the front door calls it.
@@ -364,5 +367,89 @@ func TestRouter_RawClientGone(t *testing.T) {
 	}
 	if <-keep {
 		t.Error("keep-alive after the client left, want the connection closed")
+	}
+}
+
+// TestProxyHTTP1_ResponseReadNextTurn: under an event loop's task, a
+// request to an executor whose answer is already waiting in the socket
+// still lets the loop serve its other ready sockets before the response
+// is read. Read at once, an executor that answered within the turn ended
+// its request there, and came to serve a whole turn's clients one after
+// another (docs/performance.md, "Session 22").
+func TestProxyHTTP1_ResponseReadNextTurn(t *testing.T) {
+	t.Parallel()
+	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pooled, ahead := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		http.ReadRequest(br)
+		io.WriteString(c, answer)
+		<-pooled
+		io.WriteString(c, answer) // the second answer, before its request
+		close(ahead)
+		http.ReadRequest(br)
+	}()
+	r := newRouter(t)
+	r.Set("app.test", []string{ln.Addr().String()})
+	l := newLoop(t)
+	get := func(before func(), then func() bool) chan bool {
+		done := make(chan bool, 1)
+		if !l.Go(func(task *evloop.Task) {
+			before()
+			w := bufio.NewWriter(io.Discard)
+			r.ProxyHTTP1(evloop.WithTask(t.Context(), task), []byte("app.test"), rawGET("GET", "app.test", "/"), false, false, w)
+			done <- then()
+		}) {
+			t.Fatal("loop stopped")
+		}
+		return done
+	}
+	<-get(func() {}, func() bool { return true }) // the connection is pooled for the loop
+	close(pooled)
+	<-ahead
+
+	// Another socket of the loop, whose task waits to read.
+	oln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oln.Close()
+	peer, err := net.Dial("tcp", oln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	accepted, err := oln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := rawconn.Wrap(accepted).(*rawconn.Conn)
+	defer other.Close()
+	var read atomic.Bool
+	parked := make(chan struct{})
+	if !l.Go(func(task *evloop.Task) {
+		if err := other.Bind(task); err != nil {
+			t.Error(err)
+		}
+		close(parked) // it parks in the read below, in this turn
+		other.Read(make([]byte, 1))
+		read.Store(true)
+	}) {
+		t.Fatal("loop stopped")
+	}
+	<-parked
+	// The other socket becomes ready as the request starts, in its turn.
+	if !<-get(func() { peer.Write([]byte{1}) }, read.Load) {
+		t.Error("the response was read before the loop served its other ready socket")
 	}
 }
