@@ -540,6 +540,11 @@ func waitPIDFile(ctx context.Context, path string, exited <-chan struct{}) (int,
 		}
 		select {
 		case <-exited:
+			// An app that exits at once may have run between the read
+			// above and runc's exit: its PID file is there by now.
+			if pid, err := readPID(path); err == nil {
+				return pid, nil
+			}
 			return 0, errors.New("runc exited before the app started")
 		case <-ctx.Done():
 			return 0, fmt.Errorf("wait for runc to start the app: %w", ctx.Err())
